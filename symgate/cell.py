@@ -1,0 +1,120 @@
+"""A checked cell: every name has a role and a size, and the equations are in evaluation order.
+
+This is what the rest of the pipeline consumes. It is produced only by :func:`symgate.check.check`
+(from text or from SymPy objects), so holding a ``Cell`` means the equations are well formed:
+each state has one update, every intermediate is assigned once before use, and every vector and
+matrix has a size expressed in the cell's named dimensions (``D``, ``H`` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import sympy
+
+from .functions import PRIME, Var
+from .notation import cell_text, latex, latex_name, math_text
+
+Role = Literal["input", "state", "next", "intermediate", "output", "param"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A trained tensor: a vector ``(dim,)`` or a matrix ``(rows, cols)``, sizes as dimension names."""
+
+    name: str
+    shape: tuple[str, ...]
+
+    @property
+    def is_matrix(self) -> bool:
+        return len(self.shape) == 2
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``target = expr`` for one step; ``kind`` says whether target is a state's next value or an output."""
+
+    target: Var
+    expr: sympy.Expr
+    kind: Literal["intermediate", "next", "output", "adjoint", "temporary"]
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell, checked and with every size inferred.
+
+    ``inputs``, ``states`` and ``outputs`` map names to dimension names, in declaration order;
+    ``sizes`` maps every vector name (including intermediates and ``h'``) to its dimension.
+    """
+
+    name: str
+    inputs: dict[str, str]
+    states: dict[str, str]
+    outputs: dict[str, str]
+    params: tuple[Param, ...]
+    equations: tuple[Equation, ...]
+    sizes: dict[str, str]
+    doc: str = ""
+    source: str = "<string>"
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """The dimension names a user must give sizes for, in first-declared order."""
+        seen: dict[str, None] = {}
+        for dim in [*self.inputs.values(), *self.states.values(), *self.sizes.values()]:
+            seen.setdefault(dim, None)
+        return tuple(seen)
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    def role(self, name: str) -> Role:
+        """What a name is in this cell."""
+        if name in self.inputs:
+            return "input"
+        if name in self.states:
+            return "state"
+        if any(p.name == name for p in self.params):
+            return "param"
+        equation = next(e for e in self.equations if e.target.name == name)
+        return equation.kind
+
+    def text(self) -> str:
+        """The cell in canonical cell-language text; parsing it gives this cell back."""
+        lines = [f"cell {self.name}"]
+        if self.inputs:
+            lines.append("input " + ", ".join(f"{n}: {d}" for n, d in self.inputs.items()))
+        lines.append("state " + ", ".join(f"{n}: {d}" for n, d in self.states.items()))
+        for eq in self.equations:
+            prefix = "output " if eq.kind == "output" else ""
+            lines.append(f"{prefix}{eq.target.name} = {cell_text(eq.expr)}")
+        return "\n".join(lines) + "\n"
+
+    def describe(self) -> str:
+        """Equations and parameter shapes as Unicode text, for ``symgate show``."""
+        out = [f"cell {self.name}"]
+        if self.doc:
+            out += ["", *(f"  {line}" for line in self.doc.splitlines()), ""]
+        out.append("  inputs:  " + ", ".join(f"{n} ({d})" for n, d in self.inputs.items()))
+        out.append("  states:  " + ", ".join(f"{n} ({d})" for n, d in self.states.items()))
+        if self.outputs:
+            out.append("  outputs: " + ", ".join(f"{n} ({d})" for n, d in self.outputs.items()))
+        out.append("  parameters:")
+        out += [f"    {p.name:<12} ({', '.join(p.shape)})" for p in self.params]
+        out.append("  forward step:")
+        out += [f"    {e.target.name} = {math_text(e.expr)}" for e in self.equations]
+        return "\n".join(out)
+
+    def _repr_latex_(self) -> str:
+        rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
+        return r"$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def next_name(state: str) -> str:
+    """The name of a state's next value (``h`` -> ``h'``)."""
+    return state + PRIME

@@ -1,0 +1,421 @@
+"""Checking: cell source (text or SymPy) -> :class:`~symgate.cell.Cell`, every size inferred.
+
+Every rule of the cell language that is not syntax is enforced here, once, for cells written as
+text and for cells built from SymPy objects alike: each state gets exactly one update, an
+intermediate is assigned once and before it is used, only parameters multiply with ``@``, and
+sizes agree. Errors name the line (or equation number) and the symbol.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import sympy
+
+from .cell import Cell, Equation, Param, next_name
+from .errors import (
+    CellError,
+    CellNameError,
+    DimensionError,
+    EquationOrderError,
+    StateUpdateError,
+    UnknownFunctionError,
+)
+from .functions import FUNCTIONS, PRIME, MatVec, Var
+from .notation import cell_text
+from .shapes import SizeInference, SizeUnknowns
+from .syntax import CellSource, Declaration, parse_source
+from .syntax import Equation as SourceEquation
+
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+KEYWORDS = frozenset({"cell", "input", "state", "output"})
+_ELEMENTWISE_FUNCTIONS = tuple(f for f in FUNCTIONS.values() if isinstance(f, type))
+
+
+def parse(text: str, source: str = "<string>") -> Cell:
+    """A checked cell from cell-language text."""
+    return check(parse_source(text, source))
+
+
+def load(path: str | Path) -> Cell:
+    """A checked cell from a ``.cell`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CellError(f"cannot read cell file: {err}", source=str(path)) from err
+    return parse(text, str(path))
+
+
+def define(
+    name: str,
+    *,
+    inputs: Mapping[str, str],
+    states: Mapping[str, str],
+    equations: Sequence[tuple[sympy.Symbol | str, sympy.Expr]] | Mapping[sympy.Symbol | str, sympy.Expr],
+    outputs: Iterable[str] = (),
+    doc: str = "",
+) -> Cell:
+    """A checked cell from SymPy objects (the Python twin of cell text).
+
+    ``equations`` are ``(target, expression)`` pairs in evaluation order; a target is a name, a
+    :class:`~symgate.functions.Var`, or ``next_state("h")`` for a state's next value. Errors name
+    the 1-based equation number as the line.
+    """
+    pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
+    output_names = set(outputs)
+    source_equations = []
+    for number, (target, expr) in enumerate(pairs, start=1):
+        target_name = target if isinstance(target, str) else target.name
+        expr = sympy.sympify(expr, strict=True)
+        plain = {s: Var(s.name) for s in expr.free_symbols if not isinstance(s, Var)}
+        source_equations.append(
+            SourceEquation(target_name, expr.xreplace(plain), number, target_name in output_names)
+        )
+    unknown_outputs = output_names - {e.target for e in source_equations}
+    if unknown_outputs:
+        raise CellNameError(f"outputs {sorted(unknown_outputs)} have no equation", source="<sympy>")
+    return check(
+        CellSource(
+            name=name,
+            inputs=tuple(Declaration(n, d, 0) for n, d in inputs.items()),
+            states=tuple(Declaration(n, d, 0) for n, d in states.items()),
+            equations=tuple(source_equations),
+            doc=doc,
+            source="<sympy>",
+            lines=(),
+        )
+    )
+
+
+def check(source: CellSource) -> Cell:
+    """Checks a parsed cell and infers every size; raises a :class:`CellError` subclass if wrong."""
+    return _Checker(source).run()
+
+
+class _Checker:
+    def __init__(self, source: CellSource) -> None:
+        self.src = source
+
+    def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
+        return kind(
+            message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line)
+        )
+
+    def run(self) -> Cell:
+        self.check_names()
+        self.check_targets()
+        equations = [self.lift_products(eq) for eq in self.src.equations]
+        equations = [eq for group in equations for eq in group]
+        for eq in equations:
+            self.check_nodes(eq)
+        params, matrices = self.check_order(equations)
+        self.check_all_used(equations)
+        sizes, shapes = self.infer_sizes(equations, params, matrices)
+        kinds = {e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate") for e in equations}
+        return Cell(
+            name=self.src.name,
+            inputs={d.name: d.dim for d in self.src.inputs},
+            states={d.name: d.dim for d in self.src.states},
+            outputs={e.target: sizes[e.target] for e in equations if e.is_output},
+            params=tuple(Param(p, shapes[p]) for p in params),
+            equations=tuple(Equation(Var(e.target), e.expr, kinds[e.target], e.line) for e in equations),
+            sizes=sizes,
+            doc=self.src.doc,
+            source=self.src.source,
+        )
+
+    # -- names and roles ------------------------------------------------------------------
+    def check_names(self) -> None:
+        if not IDENTIFIER.match(self.src.name) or self.src.name in KEYWORDS:
+            raise self.error(CellNameError, f"invalid cell name {self.src.name!r}", None, self.src.name)
+        declared: dict[str, Declaration] = {}
+        for decl in (*self.src.inputs, *self.src.states):
+            for label, value in (("name", decl.name), ("dimension", decl.dim)):
+                if not IDENTIFIER.match(value) or value in KEYWORDS:
+                    raise self.error(CellNameError, f"invalid {label} {value!r}", decl.line, value)
+            if decl.name in declared:
+                first = declared[decl.name].line
+                raise self.error(
+                    CellNameError, f"{decl.name} is declared twice (first on line {first})", decl.line, decl.name
+                )
+            declared[decl.name] = decl
+        if not self.src.states:
+            raise self.error(CellNameError, "a cell needs at least one state (`state h: H`)", None, None)
+
+    def check_targets(self) -> None:
+        inputs = {d.name for d in self.src.inputs}
+        states = {d.name: d for d in self.src.states}
+        assigned: dict[str, SourceEquation] = {}
+        for eq in self.src.equations:
+            name, line = eq.target, eq.line
+            base = name[: -len(PRIME)] if name.endswith(PRIME) else None
+            if not IDENTIFIER.match(base or name) or (base or name) in KEYWORDS:
+                raise self.error(CellNameError, f"invalid name {name!r}", line, name)
+            if base is not None and base not in states:
+                raise self.error(
+                    CellNameError, f"{name} assigns the next value of {base}, which is not a declared state", line, name
+                )
+            if base is not None and eq.is_output:
+                raise self.error(CellNameError, f"output {name} cannot be a primed state name", line, name)
+            if base is not None and name in assigned:
+                raise self.error(
+                    StateUpdateError,
+                    f"state {base} is updated twice (first on line {assigned[name].line})",
+                    line,
+                    name,
+                )
+            if name in inputs:
+                raise self.error(CellNameError, f"{name} is an input: inputs are read, never assigned", line, name)
+            if name in states:
+                raise self.error(
+                    CellNameError, f"{name} is a state: write its next value as {name}{PRIME} = ...", line, name
+                )
+            if name in assigned:
+                raise self.error(
+                    EquationOrderError, f"{name} is assigned twice (first on line {assigned[name].line})", line, name
+                )
+            assigned[name] = eq
+        for state in states.values():
+            if next_name(state.name) not in assigned:
+                raise self.error(
+                    StateUpdateError,
+                    f"state {state.name} has no update: add `{state.name}{PRIME} = ...`",
+                    state.line or None,
+                    state.name,
+                )
+
+    def check_nodes(self, eq: SourceEquation) -> None:
+        """Only the operations of the cell language may appear (guards the SymPy route)."""
+        for node in sympy.preorder_traversal(eq.expr):
+            if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec)):
+                continue
+            if node.is_number:
+                if not (node.is_real and node.is_finite):
+                    raise self.error(CellError, f"constant {node} is not a finite real number", eq.line, str(node))
+                continue
+            if isinstance(node, sympy.Pow) and node.exp.is_number:
+                continue
+            if isinstance(node, _ELEMENTWISE_FUNCTIONS):
+                continue
+            if isinstance(node, sympy.Function):
+                raise self.error(
+                    UnknownFunctionError,
+                    f"unknown function {type(node).__name__}; known: {', '.join(sorted(FUNCTIONS))}",
+                    eq.line,
+                    type(node).__name__,
+                )
+            raise self.error(
+                CellError, f"`{node}` is not part of the cell language (in {eq.target})", eq.line, eq.target
+            )
+
+    def lift_products(self, eq: SourceEquation) -> list[SourceEquation]:
+        """``U @ (r*h)`` becomes ``U_arg = r*h`` and ``U @ U_arg``: products act on named vectors."""
+        lifted: list[SourceEquation] = []
+        taken = self._all_names()
+
+        def lift(expr: sympy.Expr) -> sympy.Expr:
+            if isinstance(expr, MatVec):
+                vector = lift(expr.vector)
+                if isinstance(vector, Var) or vector.is_number:
+                    return MatVec(expr.matrix, vector)
+                name = _fresh(f"{expr.matrix.name}_arg", taken)
+                taken.add(name)
+                lifted.append(SourceEquation(name, vector, eq.line))
+                return MatVec(expr.matrix, Var(name))
+            if expr.args and not isinstance(expr, Var):
+                return expr.func(*(lift(a) for a in expr.args))
+            return expr
+
+        expr = lift(eq.expr)
+        return [*lifted, SourceEquation(eq.target, expr, eq.line, eq.is_output)]
+
+    def _all_names(self) -> set[str]:
+        names = {d.name for d in (*self.src.inputs, *self.src.states)}
+        for eq in self.src.equations:
+            names.add(eq.target)
+            names.update(s.name for s in eq.expr.free_symbols)
+        return names
+
+    # -- evaluation order -----------------------------------------------------------------
+    def check_order(self, equations: list[SourceEquation]) -> tuple[list[str], set[str]]:
+        """Every name is read after it is written; everything never written is a parameter."""
+        defined = {d.name for d in (*self.src.inputs, *self.src.states)}
+        roles = {d.name: "input" for d in self.src.inputs} | {d.name: "state" for d in self.src.states}
+        assigned_at = {eq.target: index for index, eq in enumerate(equations)}
+        uses = {eq.target: _vector_names(eq.expr) | _matrix_names(eq.expr) for eq in equations}
+        params: dict[str, tuple[int, float, str]] = {}
+        matrices: set[str] = set()
+        for index, eq in enumerate(equations):
+            line_text = self.src.line_text(eq.line) or ""
+            for name in sorted(_matrix_names(eq.expr)):
+                if name in defined or name in assigned_at:
+                    role = roles.get(name, "computed vector")
+                    raise self.error(
+                        CellNameError,
+                        f"{name} is a {role}; the left side of '@' must be a parameter matrix",
+                        eq.line,
+                        name,
+                    )
+                matrices.add(name)
+            for name in sorted(uses[eq.target]):
+                if name in defined:
+                    continue
+                if name in assigned_at:
+                    raise self.order_error(equations, eq, name, assigned_at, uses)
+                if name.endswith(PRIME):
+                    raise self.error(
+                        CellNameError, f"{name} refers to the next value of {name[:-1]}, which is not a state", eq.line, name
+                    )
+                if name not in params:
+                    found = re.search(rf"(?<![\w']){re.escape(name)}(?![\w'])", line_text)
+                    params[name] = (index, found.start() if found else float("inf"), name)
+            defined.add(eq.target)
+            roles[eq.target] = "computed vector"
+        return sorted(params, key=params.__getitem__), matrices
+
+    def order_error(
+        self,
+        equations: list[SourceEquation],
+        eq: SourceEquation,
+        name: str,
+        assigned_at: dict[str, int],
+        uses: dict[str, set[str]],
+    ) -> CellError:
+        if name == eq.target:
+            return self.error(EquationOrderError, f"{name} is used in its own definition (a cycle)", eq.line, name)
+        later = equations[assigned_at[name]]
+        path = _dependency_path(name, eq.target, uses)
+        if path:
+            chain = " -> ".join([eq.target, *path])
+            return self.error(
+                EquationOrderError,
+                f"cycle: {chain} (each uses the next; {name} is assigned on line {later.line})",
+                eq.line,
+                name,
+            )
+        return self.error(
+            EquationOrderError,
+            f"{name} is used before it is assigned (on line {later.line}); move its equation up",
+            eq.line,
+            name,
+        )
+
+    def check_all_used(self, equations: list[SourceEquation]) -> None:
+        used = set().union(*(_vector_names(eq.expr) for eq in equations))
+        for eq in equations:
+            if not eq.is_output and not eq.target.endswith(PRIME) and eq.target not in used:
+                raise self.error(
+                    CellNameError,
+                    f"intermediate {eq.target} is never used: it reaches no state and no output",
+                    eq.line,
+                    eq.target,
+                )
+
+    # -- sizes ----------------------------------------------------------------------------
+    def infer_sizes(
+        self, equations: list[SourceEquation], params: list[str], matrices: set[str]
+    ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+        unknowns = SizeUnknowns()
+        for decl in (*self.src.inputs, *self.src.states):
+            unknowns.new(decl.name, decl.dim)
+        current: list[SourceEquation] = []
+
+        def unknown_of(var: Var) -> str:
+            name = var.name
+            if name in matrices:
+                raise self.error(
+                    DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name
+                )
+            key = name[: -len(PRIME)] if name.endswith(PRIME) else name
+            return unknowns.new(key)
+
+        def matrix_unknowns(var: Var) -> tuple[str, str]:
+            return unknowns.new(var.name + "[rows]"), unknowns.new(var.name + "[cols]")
+
+        def raise_at(message: str, symbol: str) -> DimensionError:
+            return self.error(DimensionError, message, current[0].line, symbol)
+
+        inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at)
+        for eq in equations:
+            current[:] = [eq]
+            size = inference.size_of(eq.expr)
+            target = unknown_of(Var(eq.target))
+            if size is not None and not unknowns.join(target, size):
+                raise self.error(
+                    DimensionError,
+                    f"{eq.target} has size {unknowns.resolved(target)} but `{cell_text(eq.expr)}` "
+                    f"has size {unknowns.resolved(size)}",
+                    eq.line,
+                    eq.target,
+                )
+
+        first_line = {}
+        for eq in reversed(equations):
+            for name in _vector_names(eq.expr) | _matrix_names(eq.expr):
+                first_line[name] = eq.line
+
+        def resolve(key: str, what: str, name: str, line: int | None) -> str:
+            dim = unknowns.resolved(key)
+            if dim is None:
+                raise self.error(
+                    DimensionError,
+                    f"cannot infer the size of {what}: it meets no input or state, only constants",
+                    line,
+                    name,
+                )
+            return dim
+
+        sizes = {d.name: d.dim for d in (*self.src.inputs, *self.src.states)}
+        for eq in equations:
+            sizes[eq.target] = resolve(
+                unknown_of(Var(eq.target)), eq.target, eq.target, eq.line
+            )
+        shapes: dict[str, tuple[str, ...]] = {}
+        for name in params:
+            line = first_line.get(name)
+            if name in matrices:
+                shapes[name] = (
+                    resolve(name + "[rows]", f"the rows of {name}", name, line),
+                    resolve(name + "[cols]", f"the columns of {name}", name, line),
+                )
+            else:
+                shapes[name] = (resolve(name, f"parameter {name}", name, line),)
+        return sizes, shapes
+
+
+def _vector_names(expr: sympy.Expr) -> set[str]:
+    """Names read elementwise or as the vector of a product (not matrix names)."""
+    if isinstance(expr, MatVec):
+        return _vector_names(expr.vector)
+    if isinstance(expr, Var):
+        return {expr.name}
+    return set().union(*(_vector_names(arg) for arg in expr.args))
+
+
+def _matrix_names(expr: sympy.Expr) -> set[str]:
+    return {m.matrix.name for m in expr.atoms(MatVec)}
+
+
+def _dependency_path(start: str, goal: str, uses: dict[str, set[str]]) -> list[str] | None:
+    """The chain of names from ``start`` that leads (through uses) to ``goal``, if any."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen = {start}
+    while stack:
+        name, path = stack.pop()
+        for used in sorted(uses.get(name, ())):
+            if used == goal:
+                return [*path, goal]
+            if used not in seen and used in uses:
+                seen.add(used)
+                stack.append((used, [*path, used]))
+    return None
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name}{number}", number + 1
+    return candidate

@@ -1,0 +1,124 @@
+"""The SymPy vocabulary of cells: vector names, matrix-vector products and activation functions.
+
+Cell equations are elementwise SymPy expressions over *vector names* (``Var``): each symbol
+stands for one element of a vector, so ``f*c + i*g`` is read unit by unit. The only operations
+that mix units are matrix-vector products, kept as opaque ``MatVec(W, v)`` nodes (and their
+transposes ``MatVecT`` in the backward pass). Activations whose derivative is cheapest in terms
+of their own output carry that derivative (``sigmoid' = s*(1-s)``, ``relu' = step(relu)``), so
+the derived backward pass reuses forward values instead of recomputing transcendental calls.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+__all__ = [
+    "FUNCTIONS",
+    "MatVec",
+    "MatVecT",
+    "Var",
+    "next_state",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "step",
+    "symbols",
+]
+
+PRIME = "'"
+
+
+class Var(sympy.Symbol):
+    """A named vector (input, state, intermediate, output or parameter), read elementwise.
+
+    ``W @ v`` between two vars builds the matrix-vector product ``MatVec(W, v)``.
+    """
+
+    def __new__(cls, name: str) -> Var:
+        return super().__new__(cls, name, real=True)
+
+    def __getnewargs_ex__(self):
+        return ((self.name,), {})
+
+    def __matmul__(self, other: sympy.Expr) -> MatVec:
+        return MatVec(self, sympy.sympify(other, strict=True))
+
+
+def symbols(names: str) -> tuple[Var, ...]:
+    """``symbols("W x h")`` gives one :class:`Var` per space-separated name."""
+    return tuple(Var(name) for name in names.split())
+
+
+def next_state(name: str) -> Var:
+    """The symbol of a state's next value, written ``h'`` in cell text."""
+    return Var(name + PRIME)
+
+
+class _RealFunction(sympy.Function):
+    """A real-valued elementwise function of one real argument."""
+
+    nargs = 1
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+class sigmoid(_RealFunction):  # noqa: N801 - named as written in cell text
+    """Logistic function ``1/(1+exp(-a))``; its derivative is written as ``s*(1-s)``."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return self * (1 - self)
+
+
+class step(_RealFunction):  # noqa: N801 - named as written in cell text
+    """``1`` where the argument is positive, else ``0``: the derivative of ``relu`` at its output."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.S.Zero
+
+
+class relu(_RealFunction):  # noqa: N801 - named as written in cell text
+    """``max(a, 0)``; its derivative is ``step(relu(a))`` (0 at the kink, as PyTorch)."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return step(self)
+
+
+class softplus(_RealFunction):  # noqa: N801 - named as written in cell text
+    """``log(1 + exp(a))``, evaluated stably; its derivative is ``sigmoid(a)``."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sigmoid(self.args[0])
+
+
+class MatVec(sympy.Function):
+    """``W @ v``: parameter matrix ``W`` (rows x cols) times vector ``v`` (cols)."""
+
+    nargs = 2
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    @property
+    def matrix(self) -> Var:
+        return self.args[0]
+
+    @property
+    def vector(self) -> sympy.Expr:
+        return self.args[1]
+
+
+class MatVecT(MatVec):
+    """``W^T @ v``: the transposed product that carries adjoints back through ``W @ v``."""
+
+
+FUNCTIONS: dict[str, type[sympy.Function] | sympy.FunctionClass] = {
+    "sigmoid": sigmoid,
+    "tanh": sympy.tanh,
+    "relu": relu,
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "sqrt": sympy.sqrt,
+    "softplus": softplus,
+}
+"""The functions cell text may call, by name. Each takes one elementwise argument."""

@@ -1,0 +1,107 @@
+"""How cell expressions read: as cell text (parseable again), as Unicode math, and as LaTeX.
+
+One place decides how ``W @ x``, ``W^T @ v``, primed states and adjoint names look, so the cell
+file, ``symgate show``, the LaTeX rendering and the C comments all agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from .functions import MatVec, MatVecT
+
+# '@' binds tighter than '*' in cell text, but products print it in parentheses,
+# `2*(W @ x)`, so that a reader used to Python's precedence reads the same thing.
+MATVEC_PRECEDENCE = PRECEDENCE["Mul"]
+MatVec.precedence = MATVEC_PRECEDENCE
+
+
+class CellTextPrinter(StrPrinter):
+    """Prints expressions in the cell language, so that parsing the output gives them back."""
+
+    transpose_mark = "^T"
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        return repr(float(expr))
+
+    def _print_MatVec(self, expr: MatVec) -> str:
+        vector = self.parenthesize(expr.vector, MATVEC_PRECEDENCE + 1)
+        mark = self.transpose_mark if isinstance(expr, MatVecT) else ""
+        return f"{self._print(expr.matrix)}{mark} @ {vector}"
+
+    _print_MatVecT = _print_MatVec
+
+
+class MathTextPrinter(CellTextPrinter):
+    """Prints expressions as plain Unicode math for people (``W_fᵀ @ δa``)."""
+
+    transpose_mark = "ᵀ"
+
+
+class CellLatexPrinter(LatexPrinter):
+    """Prints expressions as LaTeX: ``W_{f} x``, ``U^{\\top} \\delta h``, ``\\sigma(a)``."""
+
+    def _print_Symbol(self, expr: sympy.Symbol, style: str = "plain") -> str:
+        name = expr.name
+        prefix = ""
+        if name.startswith("δ"):
+            prefix, name = r"\delta ", name[1:]
+        product = re.fullmatch(r"\((\w+)@(\w+'*)\)", name)
+        if product:
+            return prefix + rf"({self._plain_name(product[1], style)} {self._plain_name(product[2], style)})"
+        return prefix + self._plain_name(name, style)
+
+    def _plain_name(self, name: str, style: str) -> str:
+        """``W_f`` -> ``W_{f}``, ``c'`` -> ``c'``, ``c'_tot`` -> ``c'{}_{\mathrm{tot}}``, ``τ1`` -> ``\tau_{1}``."""
+        base, primes, rest = re.fullmatch(r"([^']*)('*)(.*)", name.replace("τ", "tau")).groups()
+        text = super()._print_Symbol(sympy.Symbol(base), style) + primes
+        return text + (rf"{{}}_{{\mathrm{{{rest.lstrip('_')}}}}}" if rest else "")
+
+    def _print_MatVec(self, expr: MatVec, exp: str | None = None) -> str:
+        vector = self.parenthesize(expr.vector, PRECEDENCE["Mul"])
+        mark = r"^{\top}" if isinstance(expr, MatVecT) else ""
+        text = rf"{self._print(expr.matrix)}{mark} {vector}"
+        return rf"\left({text}\right)^{{{exp}}}" if exp else text
+
+    _print_MatVecT = _print_MatVec
+
+    def _print_sigmoid(self, expr: sympy.Function, exp: str | None = None) -> str:
+        return self._function(r"\sigma", expr, exp)
+
+    def _print_relu(self, expr: sympy.Function, exp: str | None = None) -> str:
+        return self._function(r"\operatorname{relu}", expr, exp)
+
+    def _print_softplus(self, expr: sympy.Function, exp: str | None = None) -> str:
+        return self._function(r"\operatorname{softplus}", expr, exp)
+
+    def _print_step(self, expr: sympy.Function, exp: str | None = None) -> str:
+        return self._function(r"\operatorname{step}", expr, exp)
+
+    def _function(self, name: str, expr: sympy.Function, exp: str | None) -> str:
+        text = rf"{name}\left({self._print(expr.args[0])}\right)"
+        return f"{text}^{{{exp}}}" if exp else text
+
+
+def cell_text(expr: sympy.Expr) -> str:
+    """``expr`` written in cell-language syntax."""
+    return CellTextPrinter().doprint(expr)
+
+
+def math_text(expr: sympy.Expr) -> str:
+    """``expr`` as Unicode math, for terminals."""
+    return MathTextPrinter().doprint(expr)
+
+
+def latex(expr: sympy.Expr) -> str:
+    """``expr`` as LaTeX."""
+    return CellLatexPrinter().doprint(expr)
+
+
+def latex_name(name: str) -> str:
+    """A symbol name (``h'``, ``δc'``, ``W_f``) as LaTeX."""
+    return CellLatexPrinter().doprint(sympy.Symbol(name))
