@@ -1,0 +1,23 @@
+"""symgate: recurrent cells as equations, derived and compiled into gradient-checked C kernels.
+
+The pipeline, one module a stage, each taking what the previous one returns:
+
+1. ``syntax``    cell text -> ``CellSource`` (declarations and SymPy equations, with lines)
+2. ``check``     ``CellSource`` (or SymPy objects, ``define``) -> ``Cell`` (roles, sizes inferred)
+3. ``derive``    ``Cell`` -> ``Derivation`` (backward equations of one step, CSE'd)
+4. ``lower``     both passes -> ``KernelPlan`` (products and fused loops per step)
+5. ``render``    ``KernelPlan`` -> template context -> ``KernelSource`` (C, header, interface)
+6. ``build``     ``KernelSource`` -> compiled cffi module, cached on disk
+7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays)
+8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
+
+Quick start::
+
+    import symgate as sg
+    k = sg.build(sg.cells.get("lstm"))
+    params = k.init_params({"D": 3, "H": 4}, seed=0)
+    run = k.forward(x, params)                  # x: (T, B, D)
+    grads = k.backward(run, {"h": dh})          # dh: (T, B, H)
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""C identifiers for everything a kernel names, unique and never clashing with C.
+
+User names reach C only through this table. A name that is a C keyword, a libm function, one of
+symgate's helpers or loop variables is mangled by appending ``_`` (``int`` -> ``int_``), the same
+way every time, so the generated C is deterministic and always compiles.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .cprinter import HELPERS
+
+C_KEYWORDS = frozenset(
+    """auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while bool true false complex imaginary alignas alignof
+    noreturn static_assert thread_local NULL main size_t ptrdiff_t I""".split()
+)
+LIBM = frozenset(
+    """acos asin atan atan2 ceil cos cosh exp exp2 expm1 fabs floor fmod frexp ldexp log log10
+    log1p log2 modf pow sin sinh sqrt tan tanh copysign fmax fmin round trunc erf erfc tgamma
+    lgamma hypot cbrt nan isnan isinf isfinite signbit INFINITY NAN HUGE_VAL memset memcpy""".split()
+)
+LIBM_FLOAT = frozenset(name + "f" for name in LIBM if name.islower())
+KERNEL_LOCALS = frozenset(
+    """T B t sample unit at n work sg_matvec sg_matvec_t sg_outer_acc""".split()
+)
+RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | KERNEL_LOCALS | frozenset(HELPERS)
+
+_SPELLING = (("'", "_next"), ("δ", "d_"), ("τ", "tmp"), ("ᵀ", "T"), ("@", "_"), ("(", ""), (")", ""))
+
+
+def c_spelling(name: str) -> str:
+    """The readable C form of a symbol name: ``h'`` -> ``h_next``, ``δ(W@x)`` -> ``d_W_x``."""
+    for text, spelled in _SPELLING:
+        name = name.replace(text, spelled)
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return name if re.match(r"[A-Za-z]", name) else "v_" + name
+
+
+class CNames:
+    """Hands out C identifiers: one per (kind, name), unique, reserved words avoided."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set(RESERVED)
+        self._given: dict[tuple[str, str], str] = {}
+
+    def __call__(self, kind: str, name: str, pattern: str = "{}") -> str:
+        key = (kind, name)
+        if key not in self._given:
+            candidate = pattern.format(c_spelling(name))
+            while candidate in self._taken:
+                candidate += "_"
+            self._taken.add(candidate)
+            self._given[key] = candidate
+        return self._given[key]

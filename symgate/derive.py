@@ -1,0 +1,302 @@
+"""Derivation: a checked cell -> the backward pass of one step, as SymPy equations.
+
+Reverse-mode differentiation over the step's equations: walking them backwards, each
+equation's adjoint (``δf``) is the sum of what its users pass back; products pass back through
+the transpose (``δh += Uᵀ @ δ(U@h)``) and give matrix gradients as outer products summed over
+batch and time. Derivatives are written in terms of forward values (``f*(1 - f)``, not
+``sigmoid(a)*(1 - sigmoid(a))``), and common subexpressions become named temporaries (``τ1``)
+by a deterministic CSE. The result is data of the same kind as the forward pass (a list of
+elementwise equations with ``@`` nodes), so the same code lowers, renders and builds both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from .cell import Cell, Equation
+from .functions import MatVec, MatVecT, Var
+from .notation import latex, latex_name, math_text
+
+ADJOINT = "δ"
+TOTAL = "_tot"
+PRE = "_pre"
+TEMPORARY = "τ"
+
+
+def adjoint_name(name: str) -> str:
+    """The adjoint of a vector: ``h`` -> ``δh``, ``c'`` -> ``δc'``."""
+    return ADJOINT + name
+
+
+def product_adjoint_name(product: MatVec) -> str:
+    """The adjoint of a product's result: ``δ(W@x)``."""
+    return f"{ADJOINT}({product.matrix.name}@{product.vector.name})"
+
+
+@dataclass(frozen=True)
+class MatrixGradient:
+    """``δW += δm ⊗ v``, summed over batch and time: the gradient of ``W`` from ``m = W @ v``."""
+
+    param: str
+    adjoint: Var
+    vector: Var
+
+
+@dataclass(frozen=True)
+class VectorGradient:
+    """``δp += expr``, summed over batch and time: the gradient of a vector parameter."""
+
+    param: str
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """The backward pass of one step of ``cell``.
+
+    Given ``seeds`` (the gradients flowing into each new state and output from later steps and
+    the loss: ``δh'``, ``δc'``, ``δy``), ``equations`` compute, in order, every adjoint the step
+    needs, ending with ``state_adjoints`` (``δh``: the gradient to pass to the previous step)
+    and ``input_adjoints`` (``δx``). ``gradients`` accumulate every parameter's gradient.
+    ``sizes`` gives the dimension of every symbol the equations assign.
+    """
+
+    cell: Cell
+    seeds: dict[str, Var]
+    equations: tuple[Equation, ...]
+    state_adjoints: dict[str, Var]
+    input_adjoints: dict[str, Var]
+    gradients: tuple[MatrixGradient | VectorGradient, ...]
+    sizes: dict[str, str]
+
+    def gradient(self, param: str) -> MatrixGradient | VectorGradient:
+        return next(g for g in self.gradients if g.param == param)
+
+    def text(self) -> str:
+        """The backward equations as Unicode math, for terminals."""
+        seeds = ", ".join(s.name for s in self.seeds.values())
+        lines = [f"backward step of {self.cell.name}, given {seeds} (from later steps and the loss):"]
+        lines += [f"  {e.target.name} = {math_text(e.expr)}" for e in self.equations]
+        lines.append("parameter gradients (summed over batch and time):")
+        for g in self.gradients:
+            if isinstance(g, MatrixGradient):
+                lines.append(f"  {ADJOINT}{g.param} += {g.adjoint.name} ⊗ {g.vector.name}")
+            else:
+                lines.append(f"  {ADJOINT}{g.param} += {math_text(g.expr)}")
+        return "\n".join(lines)
+
+    def latex(self) -> str:
+        """The backward equations as a LaTeX ``aligned`` block."""
+        rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
+        for g in self.gradients:
+            name = latex_name(ADJOINT + g.param)
+            if isinstance(g, MatrixGradient):
+                rhs = rf"{latex_name(g.adjoint.name)} \otimes {latex_name(g.vector.name)}"
+            else:
+                rhs = latex(g.expr)
+            rows.append(rf"{name} &\mathrel{{+}}= {rhs}")
+        return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"${self.latex()}$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def derive(cell: Cell) -> Derivation:
+    """The backward pass of one step of ``cell`` (adjoints of states, inputs and parameters)."""
+    return _Deriver(cell).run()
+
+
+class _Deriver:
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.params = {p.name for p in cell.params}
+        self.forward_values = {
+            e.expr: e.target for e in cell.equations if not (e.expr.is_Atom or isinstance(e.expr, MatVec))
+        }
+        self.terms: dict[str, list[sympy.Expr]] = {}
+        self.product_terms: dict[MatVec, list[sympy.Expr]] = {}
+        self.equations: list[Equation] = []
+        self.sizes: dict[str, str] = {}
+        self.product_adjoints: dict[sympy.Expr, Var] = {}
+        self.gradients: list[MatrixGradient | VectorGradient] = []
+
+    def run(self) -> Derivation:
+        cell = self.cell
+        last_use = {}
+        for index, eq in enumerate(cell.equations):
+            for product in sorted(eq.expr.atoms(MatVec), key=sympy.default_sort_key):
+                last_use.setdefault(product, index)
+        seeds = {
+            e.target.name: Var(adjoint_name(e.target.name))
+            for e in cell.equations
+            if e.kind in ("next", "output")
+        }
+        for index in reversed(range(len(cell.equations))):
+            eq = cell.equations[index]
+            adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))
+            if adjoint is not None:
+                self.pass_back(eq.expr, adjoint)
+            for product in sorted(last_use, key=sympy.default_sort_key):
+                if last_use[product] == index:
+                    self.close_product(product)
+        state_adjoints = {s: self.collect(s, cell.states[s]) for s in cell.states}
+        input_adjoints = {x: self.collect(x, cell.inputs[x]) for x in cell.inputs}
+        vector_gradients = [
+            VectorGradient(p.name, sympy.Add(*self.terms.pop(p.name, [])))
+            for p in cell.params
+            if not p.is_matrix
+        ]
+        gradients = self.order_gradients(vector_gradients)
+        equations, gradients = self.eliminate_common_subexpressions(gradients)
+        return Derivation(
+            cell=cell,
+            seeds=seeds,
+            equations=tuple(equations),
+            state_adjoints=state_adjoints,
+            input_adjoints=input_adjoints,
+            gradients=tuple(gradients),
+            sizes=self.sizes,
+        )
+
+    def emit(self, name: str, expr: sympy.Expr, size: str) -> Var:
+        target = Var(name)
+        self.equations.append(Equation(target, expr, "adjoint"))
+        self.sizes[name] = size
+        return target
+
+    def adjoint_of(self, eq: Equation, seed: Var | None) -> Var | None:
+        """The symbol holding the total adjoint of ``eq.target``, emitting its equation."""
+        name = eq.target.name
+        terms = self.terms.pop(name, [])
+        size = self.cell.sizes[name]
+        if seed is not None:
+            return self.emit(adjoint_name(name) + TOTAL, seed + sympy.Add(*terms), size) if terms else seed
+        if not terms:
+            return None
+        return self.emit(adjoint_name(name), sympy.Add(*terms), size)
+
+    def pass_back(self, expr: sympy.Expr, adjoint: Var) -> None:
+        """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v`` and product in ``expr``."""
+        products = sorted(expr.atoms(MatVec), key=sympy.default_sort_key)
+        stand_ins = {p: sympy.Dummy(f"m{i}", real=True) for i, p in enumerate(products)}
+        flat = expr.xreplace(stand_ins)
+        back = {d: p for p, d in stand_ins.items()}
+        for atom in sorted(flat.free_symbols, key=sympy.default_sort_key):
+            partial = flat.diff(atom)
+            if partial == 0:
+                continue
+            term = adjoint * partial.xreplace(back).xreplace(self.forward_values)
+            if atom in back:
+                self.product_terms.setdefault(back[atom], []).append(term)
+            else:
+                self.terms.setdefault(atom.name, []).append(term)
+
+    def close_product(self, product: MatVec) -> None:
+        """All users of ``W @ v`` are done: pass ``Wᵀ @ δ(W@v)`` to v and ``δ(W@v) ⊗ v`` to W."""
+        expr = sympy.Add(*self.product_terms.pop(product, []))
+        if expr == 0:
+            return
+        adjoint = self.product_adjoints.get(expr)
+        if adjoint is None:
+            rows = self.cell.param(product.matrix.name).shape[0]
+            adjoint = self.emit(self.product_adjoint_name(product), expr, rows)
+            self.product_adjoints[expr] = adjoint
+        self.terms.setdefault(product.vector.name, []).append(MatVecT(product.matrix, adjoint))
+        self.gradients.append(MatrixGradient(product.matrix.name, adjoint, product.vector))
+
+    def product_adjoint_name(self, product: MatVec) -> str:
+        """``δf_pre`` for the products inside one equation ``f = ...``, else ``δ(W@v)``."""
+        users = [e.target.name for e in self.cell.equations if product in e.expr.atoms(MatVec)]
+        if len(users) == 1:
+            name = adjoint_name(users[0]) + PRE
+            if name not in self.sizes:
+                return name
+        return product_adjoint_name(product)
+
+    def collect(self, name: str, size: str) -> Var:
+        """The final adjoint of a previous state or an input (zero when it is never read)."""
+        return self.emit(adjoint_name(name), sympy.Add(*self.terms.pop(name, [])), size)
+
+    def order_gradients(self, vector_gradients: list[VectorGradient]) -> list[MatrixGradient | VectorGradient]:
+        """Gradients in the order of the cell's parameters (a matrix may have several products)."""
+        by_param: dict[str, list[MatrixGradient | VectorGradient]] = {}
+        for g in [*reversed(self.gradients), *vector_gradients]:
+            by_param.setdefault(g.param, []).append(g)
+        return [g for p in self.cell.params for g in by_param.get(p.name, [])]
+
+    def eliminate_common_subexpressions(
+        self, gradients: list[MatrixGradient | VectorGradient]
+    ) -> tuple[list[Equation], list[MatrixGradient | VectorGradient]]:
+        """Shared subexpressions become temporaries ``τ1, τ2, ...``, each placed before first use."""
+        vector_gradients = [g for g in gradients if isinstance(g, VectorGradient)]
+        exprs = [e.expr for e in self.equations] + [g.expr for g in vector_gradients]
+        names = (Var(f"{TEMPORARY}{i}") for i in range(1, 1_000_000))
+        temporaries, reduced = sympy.cse(exprs, symbols=names, order="canonical")
+        # `δf_pre = τ5` is an alias: the temporary takes the adjoint's name instead.
+        alias: dict[sympy.Symbol, Var] = {}
+        temporary_names = {t for t, _ in temporaries}
+        for eq, expr in zip(self.equations, reduced):
+            if expr in temporary_names and expr not in alias:
+                alias[expr] = eq.target
+        temporaries = [(alias.get(t, t), e.xreplace(alias)) for t, e in temporaries]
+        reduced = [e.xreplace(alias) for e in reduced]
+        kinds = {eq.target: eq.kind for eq in self.equations}
+        pending = dict(temporaries)
+        sizes = self.cell.sizes | self.sizes
+        for temp, expr in temporaries:
+            sizes[temp.name] = self.sizes[temp.name] = _size_of(expr, sizes, self.cell)
+        equations: list[Equation] = []
+
+        def place(expr: sympy.Expr) -> None:
+            for symbol in sorted(expr.free_symbols, key=sympy.default_sort_key):
+                if symbol in pending:
+                    value = pending.pop(symbol)
+                    place(value)
+                    equations.append(Equation(symbol, value, kinds.get(symbol, "temporary")))
+
+        for eq, expr in zip(self.equations, reduced):
+            place(expr)
+            if expr != eq.target:
+                equations.append(Equation(eq.target, expr, eq.kind))
+        replaced = iter(reduced[len(self.equations):])
+        new_gradients: list[MatrixGradient | VectorGradient] = []
+        for g in gradients:
+            if isinstance(g, VectorGradient):
+                expr = next(replaced)
+                place(expr)
+                g = VectorGradient(g.param, expr)
+            new_gradients.append(g)
+        return self.renumber(equations, new_gradients)
+
+    def renumber(
+        self, equations: list[Equation], gradients: list[MatrixGradient | VectorGradient]
+    ) -> tuple[list[Equation], list[MatrixGradient | VectorGradient]]:
+        """Temporaries numbered 1, 2, ... in the order they are computed."""
+        temporaries = [e.target for e in equations if e.kind == "temporary"]
+        new = {t: Var(f"{TEMPORARY}{i}") for i, t in enumerate(temporaries, start=1)}
+        for old, fresh in new.items():
+            self.sizes[fresh.name] = self.sizes[old.name]
+        equations = [Equation(new.get(e.target, e.target), e.expr.xreplace(new), e.kind) for e in equations]
+        gradients = [
+            VectorGradient(g.param, g.expr.xreplace(new)) if isinstance(g, VectorGradient) else g for g in gradients
+        ]
+        return equations, gradients
+
+
+def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:
+    """The dimension of an elementwise expression, read from any symbol or product in it."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, MatVecT):
+            return cell.param(node.matrix.name).shape[1]
+        if isinstance(node, MatVec):
+            return cell.param(node.matrix.name).shape[0]
+        if isinstance(node, Var) and node.name in sizes:
+            return sizes[node.name]
+        if isinstance(node, Var) and any(p.name == node.name for p in cell.params):
+            return cell.param(node.name).shape[0]
+    raise AssertionError(f"no size for temporary {expr}")

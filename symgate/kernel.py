@@ -1,0 +1,257 @@
+"""Kernels: a compiled cell behind a NumPy API (forward over a sequence, backward through time).
+
+Arrays are checked before C sees them (shape, dtype, layout, names); sizes of the cell's named
+dimensions are read off the arrays and must agree. The forward pass returns a :class:`Run`
+holding every state, output and saved value; the backward pass takes that run and the loss
+gradients with respect to states and outputs, and returns :class:`Gradients` for parameters,
+inputs and initial states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import numpy as np
+
+from .build import Entry
+from .cell import Cell
+from .errors import ArrayError
+from .render import Argument, Interface
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+C_TYPES = {"float64": "double", "float32": "float"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """The result of a forward pass, and what its backward pass needs.
+
+    ``states[s]`` is (T, B, size): the state after each step; ``final[s]`` the last one (the
+    initial state when T = 0); ``outputs[y]`` is (T, B, size). Arrays are read-only views.
+    """
+
+    inputs: dict[str, np.ndarray]
+    params: dict[str, np.ndarray]
+    init: dict[str, np.ndarray]
+    states: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    tape: dict[str, np.ndarray] = field(repr=False)
+    sizes: dict[str, int]
+
+    @property
+    def final(self) -> dict[str, np.ndarray]:
+        return {s: (seq[-1] if len(seq) else self.init[s]) for s, seq in self.states.items()}
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """Gradients of the loss: ``params[name]``, ``inputs[name]`` (T, B, size), ``init[state]`` (B, size)."""
+
+    params: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray]
+    init: dict[str, np.ndarray]
+
+
+class Kernel:
+    """The compiled forward and backward kernels of one cell in one dtype."""
+
+    def __init__(self, cell: Cell, dtype: str, entry: Entry) -> None:
+        self.cell = cell
+        self.dtype = dtype
+        self.entry = entry
+        self.interface: Interface = entry.interface
+        self._module: ModuleType = entry.load()
+        self._np_dtype = np.dtype(DTYPES[dtype])
+
+    @property
+    def source(self) -> str:
+        """The generated C of both passes."""
+        return self.entry.c_source
+
+    def __repr__(self) -> str:
+        return f"<symgate.Kernel {self.cell.name} {self.dtype} at {self.entry.path}>"
+
+    # -- parameters -----------------------------------------------------------------------
+    def init_params(self, sizes: Mapping[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+        """Random parameters: each drawn from U(-1/sqrt(n), 1/sqrt(n)), n its first dimension.
+
+        For the cells PyTorch has, n is the hidden size, as in PyTorch's own initialisation.
+        """
+        sizes = self._sizes_given(sizes)
+        rng = np.random.default_rng(seed)
+        params = {}
+        for p in self.cell.params:
+            shape = tuple(sizes[d] for d in p.shape)
+            bound = 1.0 / np.sqrt(max(shape[0], 1))
+            params[p.name] = rng.uniform(-bound, bound, size=shape).astype(self._np_dtype)
+        return params
+
+    def _sizes_given(self, sizes: Mapping[str, int]) -> dict[str, int]:
+        missing = [d for d in self.cell.dims if d not in sizes]
+        if missing:
+            raise ArrayError(f"sizes are missing for dimensions {missing} of cell {self.cell.name}")
+        for d in self.cell.dims:
+            if not isinstance(sizes[d], (int, np.integer)) or sizes[d] < 0:
+                raise ArrayError(f"size of {d} must be a non-negative integer, got {sizes[d]!r}")
+        return {d: int(sizes[d]) for d in self.cell.dims}
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(
+        self,
+        x: np.ndarray | Mapping[str, np.ndarray],
+        params: Mapping[str, np.ndarray],
+        init: Mapping[str, np.ndarray] | None = None,
+    ) -> Run:
+        """Runs the cell over a whole sequence. ``x``: (T, B, D), or a dict for several inputs."""
+        cell = self.cell
+        inputs = self._named("x", x, cell.inputs)
+        self._no_unknown("params", params, [p.name for p in cell.params])
+        self._no_unknown("init", init or {}, list(cell.states))
+        if not cell.inputs:
+            raise ArrayError(f"cell {cell.name} has no inputs: nothing gives the number of steps")
+        first = next(iter(inputs))
+        if not isinstance(inputs[first], np.ndarray) or inputs[first].ndim != 3:
+            raise ArrayError(f"x[{first!r}] must be a 3-d array (T, B, {cell.inputs[first]})")
+        steps, batch = inputs[first].shape[:2]
+        sizes: dict[str, int] = {}
+        for name, dim in cell.inputs.items():
+            self._fit(f"x[{name!r}]" if len(cell.inputs) > 1 else "x", inputs.get(name), ("T", "B", dim), sizes, steps, batch)
+        for p in cell.params:
+            if p.name not in params:
+                raise ArrayError(f"params is missing {p.name!r} (shape {p.shape})")
+            self._fit(f"params[{p.name!r}]", params[p.name], p.shape, sizes, steps, batch)
+        init = dict(init or {})
+        for s, dim in cell.states.items():
+            if s in init:
+                self._fit(f"init[{s!r}]", init[s], ("B", dim), sizes, steps, batch)
+        unresolved = [d for d in cell.dims if d not in sizes]
+        if unresolved:
+            raise ArrayError(f"cannot tell the sizes of {unresolved}: pass init for the states that use them")
+        for s, dim in cell.states.items():
+            init.setdefault(s, np.zeros((batch, sizes[dim]), self._np_dtype))
+        outputs = self._empty_all(self.interface.forward.arguments, ("states", "outputs", "tape"), steps, batch, sizes)
+        arrays = {("input", n): a for n, a in inputs.items()} | {("param", n): a for n, a in params.items()}
+        arrays |= {("init", n): a for n, a in init.items()} | outputs
+        self._call(self.interface.forward, arrays, steps, batch, sizes)
+        frozen = {k: _read_only(a) for k, a in outputs.items()}
+        return Run(
+            inputs=inputs,
+            params={p.name: params[p.name] for p in cell.params},
+            init=init,
+            states={n: a for (role, n), a in frozen.items() if role == "states"},
+            outputs={n: a for (role, n), a in frozen.items() if role == "outputs"},
+            tape={n: a for (role, n), a in frozen.items() if role == "tape"},
+            sizes={"T": steps, "B": batch, **sizes},
+        )
+
+    # -- backward -------------------------------------------------------------------------
+    def backward(self, run: Run, grads: Mapping[str, np.ndarray]) -> Gradients:
+        """Backpropagation through time.
+
+        ``grads[s]`` (T, B, size) is the loss gradient with respect to each step's state ``s``
+        and ``grads[y]`` with respect to each step's output ``y``; missing ones are zero.
+        ``grads["final"]`` may map states to (B, size) gradients with respect to ``run.final``.
+        """
+        cell = self.cell
+        if not isinstance(run, Run):
+            raise ArrayError("backward needs the Run returned by forward")
+        self._no_unknown("grads", grads, [*cell.states, *cell.outputs, "final"])
+        final = grads.get("final", {})
+        self._no_unknown("grads['final']", final, list(cell.states))
+        steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in cell.dims}
+        given = {}
+        for name, dim in [*cell.states.items(), *cell.outputs.items()]:
+            role = "grad_states" if name in cell.states else "grad_outputs"
+            if name in grads:
+                self._fit(f"grads[{name!r}]", grads[name], ("T", "B", dim), dict(sizes), steps, batch)
+                given[(role, name)] = grads[name]
+            else:
+                given[(role, name)] = np.zeros((steps, batch, sizes[dim]), self._np_dtype)
+        results = self._empty_all(self.interface.backward.arguments, ("grad_inputs", "grad_params"), steps, batch, sizes)
+        for s, dim in cell.states.items():
+            carry = np.zeros((batch, sizes[dim]), self._np_dtype)
+            if s in final:
+                self._fit(f"grads['final'][{s!r}]", final[s], ("B", dim), dict(sizes), steps, batch)
+                carry[...] = final[s]
+            results[("grad_init", s)] = carry
+        arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
+        arrays |= {("init", n): a for n, a in run.init.items()}
+        arrays |= {("states", n): a for n, a in run.states.items()} | {("outputs", n): a for n, a in run.outputs.items()}
+        arrays |= {("tape", n): a for n, a in run.tape.items()} | given | results
+        self._call(self.interface.backward, arrays, steps, batch, sizes)
+        return Gradients(
+            params={n: a for (role, n), a in results.items() if role == "grad_params"},
+            inputs={n: a for (role, n), a in results.items() if role == "grad_inputs"},
+            init={n: a for (role, n), a in results.items() if role == "grad_init"},
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+    def _named(self, label: str, value, names: Mapping[str, str]) -> dict[str, np.ndarray]:
+        if isinstance(value, Mapping):
+            self._no_unknown(label, value, list(names))
+            missing = [n for n in names if n not in value]
+            if missing:
+                raise ArrayError(f"{label} is missing inputs {missing}")
+            return dict(value)
+        if len(names) != 1:
+            raise ArrayError(f"cell {self.cell.name} has inputs {list(names)}: pass {label} as a dict")
+        return {next(iter(names)): value}
+
+    @staticmethod
+    def _no_unknown(label: str, given: Mapping, known: list[str]) -> None:
+        if not isinstance(given, Mapping):
+            raise ArrayError(f"{label} must be a dict, not {type(given).__name__}")
+        unknown = [k for k in given if k not in known]
+        if unknown:
+            raise ArrayError(f"{label} has unknown names {unknown}; expected some of {known}")
+
+    def _fit(self, label: str, array, shape: tuple[str, ...], sizes: dict[str, int], steps: int, batch: int) -> None:
+        """Checks one array and records the sizes it implies."""
+        if not isinstance(array, np.ndarray):
+            raise ArrayError(f"{label} must be a NumPy array, not {type(array).__name__}")
+        if array.dtype != self._np_dtype:
+            raise ArrayError(
+                f"{label} has dtype {array.dtype} but this kernel is {self.dtype}; convert it with .astype(np.{self.dtype})"
+            )
+        if not array.dtype.isnative:
+            raise ArrayError(f"{label} is not in native byte order")
+        if array.ndim != len(shape):
+            raise ArrayError(f"{label} must have shape ({', '.join(shape)}), got {array.shape}")
+        if not (array.flags.c_contiguous and array.flags.aligned):
+            raise ArrayError(f"{label} must be C-contiguous and aligned; pass np.ascontiguousarray({label})")
+        known = {"T": steps, "B": batch}
+        for dim, extent in zip(shape, array.shape):
+            expected = known.get(dim, sizes.get(dim))
+            if expected is None:
+                sizes[dim] = extent
+            elif expected != extent:
+                raise ArrayError(
+                    f"{label} has shape {array.shape}, expected ({', '.join(shape)}) with {dim}={expected}"
+                )
+
+    def _empty_all(self, arguments, roles, steps, batch, sizes) -> dict[tuple[str, str], np.ndarray]:
+        extents = {"T": steps, "B": batch, **sizes}
+        return {
+            (a.role, a.name): np.empty(tuple(extents[d] for d in a.shape), self._np_dtype)
+            for a in arguments
+            if a.role in roles
+        }
+
+    def _call(self, pass_, arrays: dict, steps: int, batch: int, sizes: dict[str, int]) -> None:
+        ffi, lib = self._module.ffi, self._module.lib
+        c_type = C_TYPES[self.dtype]
+        dims = [sizes[d] for d in self.interface.dims]
+        work = np.empty(getattr(lib, pass_.work_function)(batch, *dims), self._np_dtype)
+        pointers = [_pointer(ffi, c_type, arrays[(a.role, a.name)], a) for a in pass_.arguments]
+        getattr(lib, pass_.function)(steps, batch, *dims, *pointers, _pointer(ffi, c_type, work, None))
+
+
+def _pointer(ffi, c_type: str, array: np.ndarray, argument: Argument | None):
+    return ffi.cast(f"{c_type} *", array.ctypes.data)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array

@@ -1,0 +1,25 @@
+"""The pipeline end to end: a cell -> generated C -> a built, cached :class:`~symgate.kernel.Kernel`."""
+
+from __future__ import annotations
+
+from .build import cache_key, compile_entry, lookup
+from .cell import Cell
+from .derive import derive
+from .kernel import Kernel
+from .lower import plan_kernel
+from .render import KernelSource, render, templates_digest
+
+
+def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
+    """The C source, header and interface of a cell's kernels (derive, plan, render)."""
+    derivation = derive(cell)
+    return render(cell, derivation, plan_kernel(cell, derivation), dtype)
+
+
+def build(cell: Cell, dtype: str = "float64") -> Kernel:
+    """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before."""
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+    key = cache_key(cell.text(), dtype, templates_digest())
+    entry = lookup(f"{cell.name}_{dtype}", key) or compile_entry(generate(cell, dtype), key)
+    return Kernel(cell, dtype, entry)
