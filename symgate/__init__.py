@@ -7,9 +7,11 @@ The pipeline, one module a stage, each taking what the previous one returns:
 3. ``derive``    ``Cell`` -> ``Derivation`` (backward equations of one step, CSE'd)
 4. ``lower``     both passes -> ``KernelPlan`` (products and fused loops per step)
 5. ``render``    ``KernelPlan`` -> template context -> ``KernelSource`` (C, header, interface)
-6. ``build``     ``KernelSource`` -> compiled cffi module, cached on disk
+6. ``compiler``  ``KernelSource`` -> compiled cffi module, cached on disk
 7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays)
 8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
+
+``pipeline`` strings stages 2-7 together (``generate``, ``build``).
 
 Quick start::
 
@@ -21,3 +23,61 @@ Quick start::
 """
 
 __version__ = "0.1.0"
+
+from . import cells
+from .cell import Cell, Param
+from .check import define, load, parse
+from .derive import Derivation, derive
+from .errors import (
+    ArrayError,
+    BuildError,
+    CellError,
+    CellNameError,
+    CellSyntaxError,
+    DimensionError,
+    EquationOrderError,
+    StateUpdateError,
+    SymgateError,
+    UnknownCellError,
+    UnknownFunctionError,
+)
+from .functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
+from .gradcheck import GradcheckReport, gradcheck
+from .kernel import Gradients, Kernel, Run
+from .pipeline import build, generate
+
+__all__ = [
+    "ArrayError",
+    "BuildError",
+    "Cell",
+    "CellError",
+    "CellNameError",
+    "CellSyntaxError",
+    "Derivation",
+    "DimensionError",
+    "EquationOrderError",
+    "GradcheckReport",
+    "Gradients",
+    "Kernel",
+    "MatVec",
+    "Param",
+    "Run",
+    "StateUpdateError",
+    "SymgateError",
+    "UnknownCellError",
+    "UnknownFunctionError",
+    "Var",
+    "build",
+    "cells",
+    "define",
+    "derive",
+    "generate",
+    "gradcheck",
+    "load",
+    "next_state",
+    "parse",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "symbols",
+]

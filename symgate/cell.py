@@ -88,8 +88,8 @@ class Cell:
             lines.append("input " + ", ".join(f"{n}: {d}" for n, d in self.inputs.items()))
         lines.append("state " + ", ".join(f"{n}: {d}" for n, d in self.states.items()))
         for eq in self.equations:
-            prefix = "output " if eq.kind == "output" else ""
-            lines.append(f"{prefix}{eq.target.name} = {cell_text(eq.expr)}")
+            target = f"output {eq.target.name}: {self.sizes[eq.target.name]}" if eq.kind == "output" else eq.target.name
+            lines.append(f"{target} = {cell_text(eq.expr)}")
         return "\n".join(lines) + "\n"
 
     def describe(self) -> str:

@@ -55,7 +55,7 @@ def define(
     inputs: Mapping[str, str],
     states: Mapping[str, str],
     equations: Sequence[tuple[sympy.Symbol | str, sympy.Expr]] | Mapping[sympy.Symbol | str, sympy.Expr],
-    outputs: Iterable[str] = (),
+    outputs: Iterable[str] | Mapping[str, str] = (),
     doc: str = "",
 ) -> Cell:
     """A checked cell from SymPy objects (the Python twin of cell text).
@@ -65,14 +65,17 @@ def define(
     the 1-based equation number as the line.
     """
     pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
-    output_names = set(outputs)
+    output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
+    output_names = set(output_dims)
     source_equations = []
     for number, (target, expr) in enumerate(pairs, start=1):
         target_name = target if isinstance(target, str) else target.name
         expr = sympy.sympify(expr, strict=True)
         plain = {s: Var(s.name) for s in expr.free_symbols if not isinstance(s, Var)}
         source_equations.append(
-            SourceEquation(target_name, expr.xreplace(plain), number, target_name in output_names)
+            SourceEquation(
+                target_name, expr.xreplace(plain), number, target_name in output_names, output_dims.get(target_name)
+            )
         )
     unknown_outputs = output_names - {e.target for e in source_equations}
     if unknown_outputs:
@@ -100,9 +103,7 @@ class _Checker:
         self.src = source
 
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
-        return kind(
-            message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line)
-        )
+        return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
 
     def run(self) -> Cell:
         self.check_names()
@@ -114,7 +115,10 @@ class _Checker:
         params, matrices = self.check_order(equations)
         self.check_all_used(equations)
         sizes, shapes = self.infer_sizes(equations, params, matrices)
-        kinds = {e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate") for e in equations}
+        kinds = {
+            e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate")
+            for e in equations
+        }
         return Cell(
             name=self.src.name,
             inputs={d.name: d.dim for d in self.src.inputs},
@@ -230,7 +234,7 @@ class _Checker:
             return expr
 
         expr = lift(eq.expr)
-        return [*lifted, SourceEquation(eq.target, expr, eq.line, eq.is_output)]
+        return [*lifted, SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)]
 
     def _all_names(self) -> set[str]:
         names = {d.name for d in (*self.src.inputs, *self.src.states)}
@@ -249,7 +253,7 @@ class _Checker:
         params: dict[str, tuple[int, float, str]] = {}
         matrices: set[str] = set()
         for index, eq in enumerate(equations):
-            line_text = self.src.line_text(eq.line) or ""
+            line_text = self.src.line_text(eq.line) or cell_text(eq.expr)
             for name in sorted(_matrix_names(eq.expr)):
                 if name in defined or name in assigned_at:
                     role = roles.get(name, "computed vector")
@@ -267,7 +271,10 @@ class _Checker:
                     raise self.order_error(equations, eq, name, assigned_at, uses)
                 if name.endswith(PRIME):
                     raise self.error(
-                        CellNameError, f"{name} refers to the next value of {name[:-1]}, which is not a state", eq.line, name
+                        CellNameError,
+                        f"{name} refers to the next value of {name[:-1]}, which is not a state",
+                        eq.line,
+                        name,
                     )
                 if name not in params:
                     found = re.search(rf"(?<![\w']){re.escape(name)}(?![\w'])", line_text)
@@ -341,6 +348,10 @@ class _Checker:
         inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at)
         for eq in equations:
             current[:] = [eq]
+            if eq.dim is not None:
+                if not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS:
+                    raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
+                unknowns.new(eq.target, eq.dim)
             size = inference.size_of(eq.expr)
             target = unknown_of(Var(eq.target))
             if size is not None and not unknowns.join(target, size):
@@ -357,12 +368,15 @@ class _Checker:
             for name in _vector_names(eq.expr) | _matrix_names(eq.expr):
                 first_line[name] = eq.line
 
+        declared_outputs = {eq.target for eq in equations if eq.is_output}
+
         def resolve(key: str, what: str, name: str, line: int | None) -> str:
             dim = unknowns.resolved(key)
             if dim is None:
                 raise self.error(
                     DimensionError,
-                    f"cannot infer the size of {what}: it meets no input or state, only constants",
+                    f"cannot infer the size of {what}: it meets no input or state, only constants"
+                    + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else ""),
                     line,
                     name,
                 )
@@ -370,9 +384,7 @@ class _Checker:
 
         sizes = {d.name: d.dim for d in (*self.src.inputs, *self.src.states)}
         for eq in equations:
-            sizes[eq.target] = resolve(
-                unknown_of(Var(eq.target)), eq.target, eq.target, eq.line
-            )
+            sizes[eq.target] = resolve(unknown_of(Var(eq.target)), eq.target, eq.target, eq.line)
         shapes: dict[str, tuple[str, ...]] = {}
         for name in params:
             line = first_line.get(name)

@@ -12,19 +12,112 @@ import re
 from .cprinter import HELPERS
 
 C_KEYWORDS = frozenset(
-    """auto break case char const continue default do double else enum extern float for goto if
-    inline int long register restrict return short signed sizeof static struct switch typedef
-    union unsigned void volatile while bool true false complex imaginary alignas alignof
-    noreturn static_assert thread_local NULL main size_t ptrdiff_t I""".split()
+    [
+        "auto",
+        "break",
+        "case",
+        "char",
+        "const",
+        "continue",
+        "default",
+        "do",
+        "double",
+        "else",
+        "enum",
+        "extern",
+        "float",
+        "for",
+        "goto",
+        "if",
+        "inline",
+        "int",
+        "long",
+        "register",
+        "restrict",
+        "return",
+        "short",
+        "signed",
+        "sizeof",
+        "static",
+        "struct",
+        "switch",
+        "typedef",
+        "union",
+        "unsigned",
+        "void",
+        "volatile",
+        "while",
+        "bool",
+        "true",
+        "false",
+        "complex",
+        "imaginary",
+        "alignas",
+        "alignof",
+        "noreturn",
+        "static_assert",
+        "thread_local",
+        "NULL",
+        "main",
+        "size_t",
+        "ptrdiff_t",
+        "I",
+    ]
 )
 LIBM = frozenset(
-    """acos asin atan atan2 ceil cos cosh exp exp2 expm1 fabs floor fmod frexp ldexp log log10
-    log1p log2 modf pow sin sinh sqrt tan tanh copysign fmax fmin round trunc erf erfc tgamma
-    lgamma hypot cbrt nan isnan isinf isfinite signbit INFINITY NAN HUGE_VAL memset memcpy""".split()
+    [
+        "acos",
+        "asin",
+        "atan",
+        "atan2",
+        "ceil",
+        "cos",
+        "cosh",
+        "exp",
+        "exp2",
+        "expm1",
+        "fabs",
+        "floor",
+        "fmod",
+        "frexp",
+        "ldexp",
+        "log",
+        "log10",
+        "log1p",
+        "log2",
+        "modf",
+        "pow",
+        "sin",
+        "sinh",
+        "sqrt",
+        "tan",
+        "tanh",
+        "copysign",
+        "fmax",
+        "fmin",
+        "round",
+        "trunc",
+        "erf",
+        "erfc",
+        "tgamma",
+        "lgamma",
+        "hypot",
+        "cbrt",
+        "nan",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "signbit",
+        "INFINITY",
+        "NAN",
+        "HUGE_VAL",
+        "memset",
+        "memcpy",
+    ]
 )
 LIBM_FLOAT = frozenset(name + "f" for name in LIBM if name.islower())
 KERNEL_LOCALS = frozenset(
-    """T B t sample unit at n work sg_matvec sg_matvec_t sg_outer_acc""".split()
+    ["T", "B", "t", "sample", "unit", "at", "n", "work", "sg_matvec", "sg_matvec_t", "sg_outer_acc"]
 )
 RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | KERNEL_LOCALS | frozenset(HELPERS)
 

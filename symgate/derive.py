@@ -132,9 +132,7 @@ class _Deriver:
             for product in sorted(eq.expr.atoms(MatVec), key=sympy.default_sort_key):
                 last_use.setdefault(product, index)
         seeds = {
-            e.target.name: Var(adjoint_name(e.target.name))
-            for e in cell.equations
-            if e.kind in ("next", "output")
+            e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
         }
         for index in reversed(range(len(cell.equations))):
             eq = cell.equations[index]
@@ -147,9 +145,7 @@ class _Deriver:
         state_adjoints = {s: self.collect(s, cell.states[s]) for s in cell.states}
         input_adjoints = {x: self.collect(x, cell.inputs[x]) for x in cell.inputs}
         vector_gradients = [
-            VectorGradient(p.name, sympy.Add(*self.terms.pop(p.name, [])))
-            for p in cell.params
-            if not p.is_matrix
+            VectorGradient(p.name, sympy.Add(*self.terms.pop(p.name, []))) for p in cell.params if not p.is_matrix
         ]
         gradients = self.order_gradients(vector_gradients)
         equations, gradients = self.eliminate_common_subexpressions(gradients)
@@ -240,7 +236,7 @@ class _Deriver:
         # `δf_pre = τ5` is an alias: the temporary takes the adjoint's name instead.
         alias: dict[sympy.Symbol, Var] = {}
         temporary_names = {t for t, _ in temporaries}
-        for eq, expr in zip(self.equations, reduced):
+        for eq, expr in zip(self.equations, reduced, strict=False):
             if expr in temporary_names and expr not in alias:
                 alias[expr] = eq.target
         temporaries = [(alias.get(t, t), e.xreplace(alias)) for t, e in temporaries]
@@ -259,11 +255,11 @@ class _Deriver:
                     place(value)
                     equations.append(Equation(symbol, value, kinds.get(symbol, "temporary")))
 
-        for eq, expr in zip(self.equations, reduced):
+        for eq, expr in zip(self.equations, reduced, strict=False):
             place(expr)
             if expr != eq.target:
                 equations.append(Equation(eq.target, expr, eq.kind))
-        replaced = iter(reduced[len(self.equations):])
+        replaced = iter(reduced[len(self.equations) :])
         new_gradients: list[MatrixGradient | VectorGradient] = []
         for g in gradients:
             if isinstance(g, VectorGradient):

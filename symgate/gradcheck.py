@@ -142,7 +142,7 @@ def gradcheck(
 
     checks = []
     for (kind, name), value in tensors.items():
-        fd = _finite_differences(lambda stack: loss(kind, name, stack), value)
+        fd = _finite_differences(lambda stack, kind=kind, name=name: loss(kind, name, stack), value)
         checks.append(_compare(name, kind, computed[(kind, name)], fd))
 
     direction = {key: rng.standard_normal(value.shape) for key, value in tensors.items()}

@@ -15,8 +15,8 @@ from types import ModuleType
 
 import numpy as np
 
-from .build import Entry
 from .cell import Cell
+from .compiler import Entry
 from .errors import ArrayError
 from .render import Argument, Interface
 
@@ -115,9 +115,11 @@ class Kernel:
         if not isinstance(inputs[first], np.ndarray) or inputs[first].ndim != 3:
             raise ArrayError(f"x[{first!r}] must be a 3-d array (T, B, {cell.inputs[first]})")
         steps, batch = inputs[first].shape[:2]
-        sizes: dict[str, int] = {}
+        sizes: dict[str, tuple[int, str]] = {}
         for name, dim in cell.inputs.items():
-            self._fit(f"x[{name!r}]" if len(cell.inputs) > 1 else "x", inputs.get(name), ("T", "B", dim), sizes, steps, batch)
+            self._fit(
+                f"x[{name!r}]" if len(cell.inputs) > 1 else "x", inputs.get(name), ("T", "B", dim), sizes, steps, batch
+            )
         for p in cell.params:
             if p.name not in params:
                 raise ArrayError(f"params is missing {p.name!r} (shape {p.shape})")
@@ -129,6 +131,7 @@ class Kernel:
         unresolved = [d for d in cell.dims if d not in sizes]
         if unresolved:
             raise ArrayError(f"cannot tell the sizes of {unresolved}: pass init for the states that use them")
+        sizes = {d: extent for d, (extent, _) in sizes.items()}
         for s, dim in cell.states.items():
             init.setdefault(s, np.zeros((batch, sizes[dim]), self._np_dtype))
         outputs = self._empty_all(self.interface.forward.arguments, ("states", "outputs", "tape"), steps, batch, sizes)
@@ -161,24 +164,29 @@ class Kernel:
         final = grads.get("final", {})
         self._no_unknown("grads['final']", final, list(cell.states))
         steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in cell.dims}
+        known = {d: (n, "the run") for d, n in sizes.items()}
         given = {}
         for name, dim in [*cell.states.items(), *cell.outputs.items()]:
             role = "grad_states" if name in cell.states else "grad_outputs"
             if name in grads:
-                self._fit(f"grads[{name!r}]", grads[name], ("T", "B", dim), dict(sizes), steps, batch)
+                self._fit(f"grads[{name!r}]", grads[name], ("T", "B", dim), known, steps, batch)
                 given[(role, name)] = grads[name]
             else:
                 given[(role, name)] = np.zeros((steps, batch, sizes[dim]), self._np_dtype)
-        results = self._empty_all(self.interface.backward.arguments, ("grad_inputs", "grad_params"), steps, batch, sizes)
+        results = self._empty_all(
+            self.interface.backward.arguments, ("grad_inputs", "grad_params"), steps, batch, sizes
+        )
         for s, dim in cell.states.items():
             carry = np.zeros((batch, sizes[dim]), self._np_dtype)
             if s in final:
-                self._fit(f"grads['final'][{s!r}]", final[s], ("B", dim), dict(sizes), steps, batch)
+                self._fit(f"grads['final'][{s!r}]", final[s], ("B", dim), known, steps, batch)
                 carry[...] = final[s]
             results[("grad_init", s)] = carry
         arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
         arrays |= {("init", n): a for n, a in run.init.items()}
-        arrays |= {("states", n): a for n, a in run.states.items()} | {("outputs", n): a for n, a in run.outputs.items()}
+        arrays |= {("states", n): a for n, a in run.states.items()} | {
+            ("outputs", n): a for n, a in run.outputs.items()
+        }
         arrays |= {("tape", n): a for n, a in run.tape.items()} | given | results
         self._call(self.interface.backward, arrays, steps, batch, sizes)
         return Gradients(
@@ -207,28 +215,30 @@ class Kernel:
         if unknown:
             raise ArrayError(f"{label} has unknown names {unknown}; expected some of {known}")
 
-    def _fit(self, label: str, array, shape: tuple[str, ...], sizes: dict[str, int], steps: int, batch: int) -> None:
-        """Checks one array and records the sizes it implies."""
+    def _fit(self, label: str, array, shape: tuple[str, ...], sizes: dict, steps: int, batch: int) -> None:
+        """Checks one array and records the sizes it implies (with the array they came from)."""
         if not isinstance(array, np.ndarray):
             raise ArrayError(f"{label} must be a NumPy array, not {type(array).__name__}")
+        if not array.dtype.isnative:
+            raise ArrayError(f"{label} is not in native byte order; convert it with .astype(np.{self.dtype})")
         if array.dtype != self._np_dtype:
             raise ArrayError(
-                f"{label} has dtype {array.dtype} but this kernel is {self.dtype}; convert it with .astype(np.{self.dtype})"
+                f"{label} has dtype {array.dtype} but this kernel is {self.dtype}; "
+                f"convert it with .astype(np.{self.dtype})"
             )
-        if not array.dtype.isnative:
-            raise ArrayError(f"{label} is not in native byte order")
         if array.ndim != len(shape):
             raise ArrayError(f"{label} must have shape ({', '.join(shape)}), got {array.shape}")
         if not (array.flags.c_contiguous and array.flags.aligned):
             raise ArrayError(f"{label} must be C-contiguous and aligned; pass np.ascontiguousarray({label})")
-        known = {"T": steps, "B": batch}
-        for dim, extent in zip(shape, array.shape):
-            expected = known.get(dim, sizes.get(dim))
+        known = {"T": (steps, "x"), "B": (batch, "x")}
+        for dim, extent in zip(shape, array.shape, strict=True):
+            expected = known.get(dim) or sizes.get(dim)
             if expected is None:
-                sizes[dim] = extent
-            elif expected != extent:
+                sizes[dim] = (extent, label)
+            elif expected[0] != extent:
                 raise ArrayError(
-                    f"{label} has shape {array.shape}, expected ({', '.join(shape)}) with {dim}={expected}"
+                    f"{label} has shape {array.shape}, expected ({', '.join(shape)}) with "
+                    f"{dim}={expected[0]} (from {expected[1]})"
                 )
 
     def _empty_all(self, arguments, roles, steps, batch, sizes) -> dict[tuple[str, str], np.ndarray]:

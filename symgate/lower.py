@@ -104,9 +104,7 @@ def lower(
         if isinstance(gradient, VectorGradient):
             expr, g_level = _name_products(gradient.expr, level, products, shapes, sizes)
             key = (g_level, shapes[gradient.param][0])
-            loops.setdefault(key, Loop(dim=key[1], level=key[0])).gradients.append(
-                VectorGradient(gradient.param, expr)
-            )
+            loops.setdefault(key, Loop(dim=key[1], level=key[0])).gradients.append(VectorGradient(gradient.param, expr))
 
     defined_in = {eq.target.name: key for key, loop in loops.items() for eq in loop.equations}
     arrays: dict[str, None] = dict.fromkeys(keep)
@@ -125,7 +123,7 @@ def lower(
             if defined_in.get(name) != key:
                 arrays.setdefault(name)
                 loop.loads.append(name)
-    for key, loop in loops.items():
+    for loop in loops.values():
         loop.stores = [e.target.name for e in loop.equations if e.target.name in arrays]
 
     ops: list[Product | Loop | OuterProduct] = []

@@ -57,7 +57,7 @@ class CellLatexPrinter(LatexPrinter):
         return prefix + self._plain_name(name, style)
 
     def _plain_name(self, name: str, style: str) -> str:
-        """``W_f`` -> ``W_{f}``, ``c'`` -> ``c'``, ``c'_tot`` -> ``c'{}_{\mathrm{tot}}``, ``τ1`` -> ``\tau_{1}``."""
+        r"""``W_f`` -> ``W_{f}``, ``c'`` -> ``c'``, ``c'_tot`` -> ``c'{}_{\mathrm{tot}}``, ``τ1`` -> ``\tau_{1}``."""
         base, primes, rest = re.fullmatch(r"([^']*)('*)(.*)", name.replace("τ", "tau")).groups()
         text = super()._print_Symbol(sympy.Symbol(base), style) + primes
         return text + (rf"{{}}_{{\mathrm{{{rest.lstrip('_')}}}}}" if rest else "")

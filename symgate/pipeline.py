@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .build import cache_key, compile_entry, lookup
 from .cell import Cell
+from .compiler import cache_key, compile_entry, lookup
 from .derive import derive
 from .kernel import Kernel
 from .lower import plan_kernel

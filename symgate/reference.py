@@ -60,7 +60,7 @@ def forward(
     steps = next(iter(inputs.values())).shape[0]
     sizes = _sizes(cell, inputs, params, init)
     leads = [a.shape[1:-1] for a in inputs.values()] + [a.shape[:-1] for a in init.values()]
-    leads += [np.shape(params[p.name])[: -len(p.shape) or None] + (1,) for p in cell.params]
+    leads += [(*np.shape(params[p.name])[: -len(p.shape) or None], 1) for p in cell.params]
     lead = np.broadcast_shapes(*leads)
     params = {  # a stack of vector parameters gets a batch axis to broadcast against
         p.name: params[p.name][..., None, :] if not p.is_matrix and np.ndim(params[p.name]) > 1 else params[p.name]

@@ -25,7 +25,6 @@ from .cnames import CNames
 from .cprinter import KernelPrinter
 from .derive import ADJOINT, Derivation
 from .lower import KernelPlan, Loop, OuterProduct, Plan, Product
-from .notation import math_text
 
 C_TYPES = {"float64": "double", "float32": "float"}
 _ROLE_TEXT = {
@@ -87,7 +86,9 @@ class Interface:
             args = tuple(Argument(**{**a, "shape": tuple(a["shape"])}) for a in d["arguments"])
             return PassInterface(d["function"], d["work_function"], args)
 
-        return cls(data["cell"], data["dtype"], tuple(data["dims"]), pass_of(data["forward"]), pass_of(data["backward"]))
+        return cls(
+            data["cell"], data["dtype"], tuple(data["dims"]), pass_of(data["forward"]), pass_of(data["backward"])
+        )
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,7 @@ class _Context:
 
     def backward_arguments(self) -> list[Argument]:
         cell = self.cell
-        reads = [
-            Argument(a.name, a.role, a.c_name, a.shape, False) for a in self.forward_arguments()
-        ]
+        reads = [Argument(a.name, a.role, a.c_name, a.shape, False) for a in self.forward_arguments()]
         given = [self.arg(s, "grad_states", ("T", "B", d), False, "grad_{}_seq") for s, d in cell.states.items()]
         given += [self.arg(y, "grad_outputs", ("T", "B", d), False, "grad_{}_seq") for y, d in cell.outputs.items()]
         results = [self.arg(x, "grad_inputs", ("T", "B", d), True, "grad_{}_seq") for x, d in cell.inputs.items()]
@@ -226,17 +225,26 @@ class _Context:
             for state, dim in cell.states.items():
                 seed = self.derivation.seeds[state + "'"].name
                 if seed in rows:
-                    seeds.append({
-                        "comment": f"{seed}: gradient into {state}' from step t+1 and the loss",
-                        "out": rows[seed]["c"],
-                        "carry": by_role[("grad_init", state)].c_name,
-                        "given": rows[f"grad:{state}"]["c"],
-                        "count": f"(size_t)B * {self.dim_c[dim]}",
-                    })
-        zero = [
-            {"c": by_role[("grad_params", p.name)].c_name, "count": " * ".join(f"(size_t){self.dim_c[d]}" for d in p.shape)}
-            for p in cell.params
-        ] if which == "backward" else []
+                    seeds.append(
+                        {
+                            "comment": f"{seed}: gradient into {state}' from step t+1 and the loss",
+                            "out": rows[seed]["c"],
+                            "carry": by_role[("grad_init", state)].c_name,
+                            "given": rows[f"grad:{state}"]["c"],
+                            "count": f"(size_t)B * {self.dim_c[dim]}",
+                        }
+                    )
+        zero = (
+            [
+                {
+                    "c": by_role[("grad_params", p.name)].c_name,
+                    "count": " * ".join(f"(size_t){self.dim_c[d]}" for d in p.shape),
+                }
+                for p in cell.params
+            ]
+            if which == "backward"
+            else []
+        )
         text = "\n".join(str(x) for x in (body, seeds, zero, [r["init"] for r in rows.values()]))
         dims = [self.dim_c[d] for d in cell.dims]
         unused = [n for n in [*dims] + [a.c_name for a in args] if not re.search(rf"\b{n}\b", text)]
@@ -245,8 +253,12 @@ class _Context:
             "which": which,
             "function": f"{self.prefix}_{which}",
             "work_function": f"{self.prefix}_{which}_work",
-            "parameters": [f"const {self.real} *{a.c_name}" if not a.writes else f"{self.real} *{a.c_name}" for a in args],
-            "arg_comments": [f"{a.c_name} ({', '.join(a.shape)}): {_ROLE_TEXT[a.role].format(a.name, a.name)}" for a in args],
+            "parameters": [
+                f"const {self.real} *{a.c_name}" if not a.writes else f"{self.real} *{a.c_name}" for a in args
+            ],
+            "arg_comments": [
+                f"{a.c_name} ({', '.join(a.shape)}): {_ROLE_TEXT[a.role].format(a.name, a.name)}" for a in args
+            ],
             "unused": unused,
             "work_size": work_size,
             "work_unused": [d for d in ["B", *dims] if not re.search(rf"\b{d}\b", work_size)],

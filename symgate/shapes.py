@@ -8,6 +8,7 @@ and states are the only constants, so a conflict is two different declared sizes
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -86,13 +87,11 @@ class SizeInference:
             return self.size_of(expr.base)
         sized = [(arg, self.size_of(arg)) for arg in expr.args]
         sized = [(arg, unknown) for arg, unknown in sized if unknown is not None]
-        for (first, first_size), (arg, size) in zip(sized, sized[1:]):
-            self._join(first_size, size, expr, first, arg, "has size")
+        for (left, left_size), (right, right_size) in itertools.pairwise(sized):
+            self._join(left_size, right_size, expr, left, right, "has size")
         return sized[0][1] if sized else None
 
-    def _join(
-        self, a: str, b: str, whole: sympy.Expr, left: sympy.Expr, right: sympy.Expr, how: str
-    ) -> None:
+    def _join(self, a: str, b: str, whole: sympy.Expr, left: sympy.Expr, right: sympy.Expr, how: str) -> None:
         if self.unknowns.join(a, b):
             return
         da, db = self.unknowns.resolved(a), self.unknowns.resolved(b)

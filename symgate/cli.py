@@ -1,0 +1,135 @@
+"""The ``symgate`` command: list, show, build and check cells from the shell.
+
+CELL is a built-in name (``symgate list``) or a path to a ``.cell`` file. Errors in the user's
+input print one clear message and exit with status 2; a failed gradient check exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import cells
+from .cell import Cell
+from .derive import derive
+from .errors import SymgateError
+from .gradcheck import gradcheck
+from .pipeline import build, generate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SymgateError as err:
+        print(f"symgate: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symgate", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list the built-in cells")
+    listing.set_defaults(run=_list)
+
+    show = commands.add_parser("show", help="equations, parameter shapes and the derived backward pass")
+    show.add_argument("cell", metavar="CELL")
+    form = show.add_mutually_exclusive_group()
+    form.add_argument("--latex", action="store_true", help="print LaTeX instead of Unicode text")
+    form.add_argument("--c", action="store_true", help="print the generated C (float64)")
+    show.set_defaults(run=_show)
+
+    build_cmd = commands.add_parser("build", help="generate and compile a cell's kernels")
+    build_cmd.add_argument("cell", metavar="CELL")
+    build_cmd.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    build_cmd.add_argument("--out", type=Path, help="also write the C source and header here")
+    build_cmd.set_defaults(run=_build)
+
+    check = commands.add_parser("check", help="gradient-check cells; exit status 1 on failure")
+    check.add_argument("cells", metavar="CELL", nargs="*")
+    check.add_argument("--all", action="store_true", help="check every built-in cell")
+    check.add_argument("--sizes", help="dimension sizes, e.g. D=3,H=4 (default: 3, 4, 5, ... in order)")
+    check.add_argument("--steps", type=int, default=5)
+    check.add_argument("--batch", type=int, default=2)
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(run=_check)
+    return parser
+
+
+def _list(args: argparse.Namespace) -> int:
+    for name in cells.names():
+        summary = cells.get(name).doc.splitlines()
+        print(f"{name:<16} {summary[0] if summary else ''}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    cell = cells.resolve(args.cell)
+    if args.c:
+        print(generate(cell, "float64").c_source, end="")
+        return 0
+    derivation = derive(cell)
+    if args.latex:
+        print(cell._repr_latex_().strip("$"))
+        print(derivation.latex())
+        return 0
+    print(cell.describe())
+    print()
+    print(derivation.text())
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    cell = cells.resolve(args.cell)
+    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    for dtype in dtypes:
+        start = time.perf_counter()
+        kernel = build(cell, dtype)
+        elapsed = time.perf_counter() - start
+        print(f"{cell.name} {dtype}: built in {elapsed:.2f} s, cached at {kernel.entry.path}")
+        if args.out:
+            source = generate(cell, dtype)
+            args.out.mkdir(parents=True, exist_ok=True)
+            for suffix, text in ((".c", source.c_source), (".h", source.header)):
+                target = args.out / f"{source.stem}{suffix}"
+                target.write_text(text)
+                print(f"  wrote {target}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    names = cells.names() if args.all else args.cells
+    if not names:
+        raise SymgateError("name at least one CELL, or pass --all")
+    failed = 0
+    for name in names:
+        cell = cells.resolve(name)
+        start = time.perf_counter()
+        report = gradcheck(
+            cell, _sizes(cell, args.sizes), steps=args.steps, batch=args.batch, seed=args.seed, float32=True
+        )
+        print(report)
+        print(f"  ({time.perf_counter() - start:.2f} s)\n")
+        failed += not report.ok
+    if len(names) > 1:
+        print(f"{len(names) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _sizes(cell: Cell, text: str | None) -> dict[str, int]:
+    """Sizes from ``D=3,H=4``; dimensions not named get distinct defaults 3, 4, 5, ..."""
+    sizes = {dim: 3 + index for index, dim in enumerate(cell.dims)}
+    for item in filter(None, (text or "").split(",")):
+        dim, _, value = item.partition("=")
+        if dim.strip() not in sizes or not value.strip().isdigit():
+            raise SymgateError(f"--sizes: cannot use {item!r}; dimensions of {cell.name}: {', '.join(cell.dims)}")
+        sizes[dim.strip()] = int(value)
+    return sizes
+
+
+if __name__ == "__main__":
+    sys.exit(main())

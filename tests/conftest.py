@@ -1,0 +1,26 @@
+"""Shared fixtures: a private kernel cache for the test session, and the LSTM text."""
+
+from __future__ import annotations
+
+import pytest
+
+LSTM = """\
+cell lstm
+input x: D
+state h: H, c: H
+f = sigmoid(W_f @ x + U_f @ h + b_f)
+i = sigmoid(W_i @ x + U_i @ h + b_i)
+g = tanh(W_g @ x + U_g @ h + b_g)
+o = sigmoid(W_o @ x + U_o @ h + b_o)
+c' = f*c + i*g
+h' = o*tanh(c')
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Every test builds into one fresh cache, so the suite never touches the user's."""
+    path = tmp_path_factory.mktemp("symgate-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYMGATE_CACHE_DIR", str(path))
+        yield path

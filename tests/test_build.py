@@ -1,0 +1,74 @@
+"""The build cache: keyed entries, reuse without recompiling, clear build errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import LSTM
+
+import symgate as sg
+import symgate.compiler as build_module
+
+
+def test_second_build_reuses_the_entry_without_compiling(monkeypatch):
+    cell = sg.parse(LSTM)
+    first = sg.build(cell)
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the compiler ran for a cached kernel")
+
+    monkeypatch.setattr(build_module.subprocess, "run", no_compiler)
+    monkeypatch.setattr(build_module, "_loaded", {})
+    second = sg.build(cell)
+    assert second.entry.path == first.entry.path
+    assert second.source == first.source
+
+
+def test_a_new_process_loads_the_cached_kernel(kernel_cache):
+    sg.build(sg.cells.get("elman_rnn"))
+    script = (
+        "import symgate as sg, symgate.compiler as b\n"
+        "b.subprocess = None  # any compile attempt would fail\n"
+        "k = sg.build(sg.cells.get('elman_rnn'))\n"
+        "print(k.entry.path)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert str(kernel_cache) in result.stdout
+
+
+def test_cache_key_covers_dtype_text_and_compiler(monkeypatch):
+    key = build_module.cache_key("cell a", "float64", "t")
+    assert key != build_module.cache_key("cell a", "float32", "t")
+    assert key != build_module.cache_key("cell b", "float64", "t")
+    assert key != build_module.cache_key("cell a", "float64", "u")
+    monkeypatch.setenv("CC", "gcc -m64")
+    assert key != build_module.cache_key("cell a", "float64", "t")
+
+
+def test_missing_compiler_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    with pytest.raises(sg.BuildError, match="apt-get install gcc"):
+        sg.build(sg.cells.get("elman_rnn"))
+
+
+def test_failed_compile_carries_command_and_output(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "gcc -DSYMGATE_TEST_BREAK=1 -include /nonexistent/header.h")
+    with pytest.raises(sg.BuildError) as info:
+        sg.build(sg.cells.get("elman_rnn"))
+    assert "gcc" in info.value.command and "nonexistent" in info.value.output
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".build")]  # nothing published
+    assert not list(tmp_path.glob(".build*"))  # and the temporary directory is gone
+
+
+def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / "here"))
+    assert build_module.cache_dir() == tmp_path / "here"
+    monkeypatch.delenv("SYMGATE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert build_module.cache_dir() == tmp_path / "xdg" / "symgate"

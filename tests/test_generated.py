@@ -1,0 +1,62 @@
+"""Golden files: generated/ holds the C of every built-in cell, exactly as the code renders it.
+
+To accept a change in the generated C:  SYMGATE_REGENERATE=1 python -m pytest tests/test_generated.py
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import symgate as sg
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"
+REGENERATE = os.environ.get("SYMGATE_REGENERATE") == "1"
+DTYPES = ("float64", "float32")
+CASES = [(name, dtype) for name in sg.cells.names() for dtype in DTYPES]
+
+
+@pytest.mark.parametrize(("name", "dtype"), CASES)
+def test_generated_files_match_what_the_code_renders(name, dtype):
+    source = sg.generate(sg.cells.get(name), dtype)
+    for suffix, text in ((".c", source.c_source), (".h", source.header)):
+        path = GENERATED / f"{source.stem}{suffix}"
+        if REGENERATE:
+            GENERATED.mkdir(exist_ok=True)
+            path.write_text(text)
+            continue
+        committed = path.read_text() if path.exists() else ""
+        if committed != text:
+            diff = "".join(
+                list(difflib.unified_diff(committed.splitlines(True), text.splitlines(True), str(path), "rendered"))[
+                    :80
+                ]
+            )
+            pytest.fail(
+                f"{path.name} differs from what the code renders now.\n{diff}\n"
+                "If the change is intended: SYMGATE_REGENERATE=1 python -m pytest tests/test_generated.py"
+            )
+
+
+def test_generated_holds_nothing_stale():
+    expected = {f"{name}_{dtype}{suffix}" for name, dtype in CASES for suffix in (".c", ".h")}
+    assert {p.name for p in GENERATED.iterdir()} == expected
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.parametrize(("name", "dtype"), CASES)
+def test_generated_c_compiles_without_warnings(name, dtype, tmp_path):
+    source = sg.generate(sg.cells.get(name), dtype)
+    (tmp_path / f"{source.stem}.c").write_text(source.c_source)
+    (tmp_path / f"{source.stem}.h").write_text(source.header)
+    command = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c", f"{source.stem}.c"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    header_only = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only", f"{source.stem}.h"]
+    result = subprocess.run(header_only, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
