@@ -189,10 +189,9 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
         const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const double *const h_next_row = h_seq + (size_t)t * B * H;
-        const double *const grad_h_given_row = grad_h_seq + (size_t)t * B * H;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_given_row[n];
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
         /* δh'_pre, δb */
         for (int sample = 0; sample < B; ++sample) {

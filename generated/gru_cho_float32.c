@@ -319,10 +319,9 @@ void sg_gru_cho_float32_backward(int T, int B, int D, int H,
         const float *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
         const float *const z_row = z_tape + (size_t)t * B * H;
         const float *const r_row = r_tape + (size_t)t * B * H;
-        const float *const grad_h_given_row = grad_h_seq + (size_t)t * B * H;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_given_row[n];
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
         /* τ1, δh_tilde, δh_tilde_pre, δz, δz_pre */
         for (int sample = 0; sample < B; ++sample) {

@@ -455,15 +455,13 @@ void sg_lstm_peephole_float32_backward(int T, int B, int D, int H,
         const float *const g_row = g_tape + (size_t)t * B * H;
         const float *const i_row = i_tape + (size_t)t * B * H;
         const float *const o_row = o_tape + (size_t)t * B * H;
-        const float *const grad_h_given_row = grad_h_seq + (size_t)t * B * H;
-        const float *const grad_c_given_row = grad_c_seq + (size_t)t * B * H;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_given_row[n];
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
         /* δc': gradient into c' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_given_row[n];
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
         }
         /* τ1, δo, δo_pre, δc'_tot, δg, δg_pre, δf, δf_pre, δi, δi_pre, δc, δp_i, δb_i, δp_f, δb_f, δb_g, δp_o, δb_o */
         for (int sample = 0; sample < B; ++sample) {

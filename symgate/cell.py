@@ -16,8 +16,6 @@ import sympy
 from .functions import PRIME, Var
 from .notation import cell_text, latex, latex_name, math_text
 
-Role = Literal["input", "state", "next", "intermediate", "output", "param"]
-
 
 @dataclass(frozen=True)
 class Param:
@@ -69,17 +67,6 @@ class Cell:
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
-
-    def role(self, name: str) -> Role:
-        """What a name is in this cell."""
-        if name in self.inputs:
-            return "input"
-        if name in self.states:
-            return "state"
-        if any(p.name == name for p in self.params):
-            return "param"
-        equation = next(e for e in self.equations if e.target.name == name)
-        return equation.kind
 
     def text(self) -> str:
         """The cell in canonical cell-language text; parsing it gives this cell back."""

@@ -134,6 +134,8 @@ class _Deriver:
         seeds = {
             e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
         }
+        for name, seed in seeds.items():
+            self.sizes[seed.name] = cell.sizes[name]
         for index in reversed(range(len(cell.equations))):
             eq = cell.equations[index]
             adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))

@@ -18,7 +18,7 @@ import numpy as np
 from .cell import Cell
 from .compiler import Entry
 from .errors import ArrayError
-from .render import Argument, Interface
+from .render import Interface
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 C_TYPES = {"float64": "double", "float32": "float"}
@@ -254,12 +254,8 @@ class Kernel:
         c_type = C_TYPES[self.dtype]
         dims = [sizes[d] for d in self.interface.dims]
         work = np.empty(getattr(lib, pass_.work_function)(batch, *dims), self._np_dtype)
-        pointers = [_pointer(ffi, c_type, arrays[(a.role, a.name)], a) for a in pass_.arguments]
-        getattr(lib, pass_.function)(steps, batch, *dims, *pointers, _pointer(ffi, c_type, work, None))
-
-
-def _pointer(ffi, c_type: str, array: np.ndarray, argument: Argument | None):
-    return ffi.cast(f"{c_type} *", array.ctypes.data)
+        pointers = [ffi.cast(f"{c_type} *", arrays[(a.role, a.name)].ctypes.data) for a in pass_.arguments]
+        getattr(lib, pass_.function)(steps, batch, *dims, *pointers, ffi.cast(f"{c_type} *", work.ctypes.data))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

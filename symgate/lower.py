@@ -178,7 +178,6 @@ class KernelPlan:
     forward: Plan
     backward: Plan
     tape: tuple[str, ...]
-    backward_available: dict[str, str]
 
 
 def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
@@ -224,4 +223,4 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
         gradients=gradients,
         sizes=derivation.sizes,
     )
-    return KernelPlan(forward=forward, backward=backward, tape=tape, backward_available=available)
+    return KernelPlan(forward=forward, backward=backward, tape=tape)

@@ -35,7 +35,7 @@ def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.einsum("...ij,...bj->...bi", matrix, vector)
     if expr.is_Symbol:
         return values[expr.name]
-    if expr.is_number:
+    if expr.is_Number or isinstance(expr, sympy.NumberSymbol):
         return float(expr)
     if isinstance(expr, sympy.Add):
         return sum((evaluate(a, values) for a in expr.args[1:]), evaluate(expr.args[0], values))
@@ -72,7 +72,8 @@ def forward(
     for t in range(steps):
         values = {**params, **state, **{x: a[t] for x, a in inputs.items()}}
         for eq in cell.equations:
-            values[eq.target.name] = evaluate(eq.expr, values)
+            shape = (*lead, sizes[cell.sizes[eq.target.name]])
+            values[eq.target.name] = np.broadcast_to(evaluate(eq.expr, values), shape)
         state = {s: np.broadcast_to(values[s + "'"], (*lead, sizes[cell.states[s]])) for s in cell.states}
         for s in cell.states:
             states[s].append(state[s])

@@ -230,7 +230,7 @@ class _Context:
                             "comment": f"{seed}: gradient into {state}' from step t+1 and the loss",
                             "out": rows[seed]["c"],
                             "carry": by_role[("grad_init", state)].c_name,
-                            "given": rows[f"grad:{state}"]["c"],
+                            "given": f"{by_role[('grad_states', state)].c_name}[(size_t)t * B * {self.dim_c[dim]} + n]",
                             "count": f"(size_t)B * {self.dim_c[dim]}",
                         }
                     )
@@ -247,7 +247,8 @@ class _Context:
         )
         text = "\n".join(str(x) for x in (body, seeds, zero, [r["init"] for r in rows.values()]))
         dims = [self.dim_c[d] for d in cell.dims]
-        unused = [n for n in [*dims] + [a.c_name for a in args] if not re.search(rf"\b{n}\b", text)]
+        candidates = [*dims, *(a.c_name for a in args), "work"]
+        unused = [n for n in candidates if not re.search(rf"\b{n}\b", text)]
         work_size = f"(size_t)B * ({_dims_sum(scratch, self.dim_c)})" if scratch else "0"
         return {
             "which": which,
@@ -315,15 +316,6 @@ class _Context:
                 offset = _dims_sum(scratch_counts, self.dim_c)
                 row(name, f"work + (size_t)B * ({offset})" if offset != "0" else "work", True, dim, True)
                 scratch_counts[dim] = scratch_counts.get(dim, 0) + 1
-        if which == "backward":
-            for state, dim in cell.states.items():
-                rows[f"grad:{state}"] = {
-                    "c": self.names("row", f"grad_{state}_given", "{}_row"),
-                    "init": seq(by_role[("grad_states", state)], dim),
-                    "writes": False,
-                    "scratch": False,
-                    "dim": dim,
-                }
         return rows, scratch_counts
 
     def render_op(self, op: Product | Loop | OuterProduct, rows: dict[str, dict]) -> dict:

@@ -131,3 +131,11 @@ def test_float32_kernel_takes_float32_arrays():
     assert params["W_f"].dtype == np.float32
     run = k.forward(np.zeros((2, 1, 3), np.float32), params)
     assert run.states["h"].dtype == np.float32
+
+
+def test_parameters_named_like_c_keywords_and_libm_functions_build_and_check():
+    cell = sg.parse("cell clash\ninput x: D\nstate h: H\nh' = tanh(int @ x + double*h + exp + main)\n")
+    source = sg.generate(cell).c_source
+    assert "const double *int_," in source and "exp_[unit]" in source
+    report = sg.gradcheck(cell, {"D": 2, "H": 3})
+    assert report.ok, str(report)
