@@ -24,7 +24,7 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from . import cells
+from . import cells, interop
 from .cell import Cell, Param
 from .check import define, load, parse
 from .derive import Derivation, derive
@@ -43,6 +43,7 @@ from .errors import (
 )
 from .functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
 from .gradcheck import GradcheckReport, gradcheck
+from .interop import InteropError, from_torch, to_torch
 from .kernel import Gradients, Kernel, Run
 from .pipeline import build, generate
 
@@ -58,6 +59,7 @@ __all__ = [
     "EquationOrderError",
     "GradcheckReport",
     "Gradients",
+    "InteropError",
     "Kernel",
     "MatVec",
     "Param",
@@ -71,8 +73,10 @@ __all__ = [
     "cells",
     "define",
     "derive",
+    "from_torch",
     "generate",
     "gradcheck",
+    "interop",
     "load",
     "next_state",
     "parse",
@@ -80,4 +84,5 @@ __all__ = [
     "sigmoid",
     "softplus",
     "symbols",
+    "to_torch",
 ]

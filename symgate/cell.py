@@ -8,12 +8,12 @@ matrix has a size expressed in the cell's named dimensions (``D``, ``H`` ...).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import sympy
 
-from .functions import PRIME, Var
+from .functions import PRIME, SCALAR, Var
 from .notation import cell_text, latex, latex_name, math_text
 
 
@@ -56,13 +56,15 @@ class Cell:
     sizes: dict[str, str]
     doc: str = ""
     source: str = "<string>"
+    constants: dict[str, sympy.Expr] = field(default_factory=dict)
 
     @property
     def dims(self) -> tuple[str, ...]:
         """The dimension names a user must give sizes for, in first-declared order."""
         seen: dict[str, None] = {}
         for dim in [*self.inputs.values(), *self.states.values(), *self.sizes.values()]:
-            seen.setdefault(dim, None)
+            if dim != SCALAR:
+                seen.setdefault(dim, None)
         return tuple(seen)
 
     def param(self, name: str) -> Param:
@@ -74,10 +76,16 @@ class Cell:
         if self.inputs:
             lines.append("input " + ", ".join(f"{n}: {d}" for n, d in self.inputs.items()))
         lines.append("state " + ", ".join(f"{n}: {d}" for n, d in self.states.items()))
+        lines += [f"const {n} = {cell_text(v)}" for n, v in self.constants.items()]
         for eq in self.equations:
             target = f"output {eq.target.name}: {self.sizes[eq.target.name]}" if eq.kind == "output" else eq.target.name
             lines.append(f"{target} = {cell_text(eq.expr)}")
         return "\n".join(lines) + "\n"
+
+    def fingerprint(self) -> str:
+        """The canonical text plus the exact SymPy form of every expression: what a kernel depends on."""
+        exact = [sympy.srepr(e.expr) for e in self.equations] + [sympy.srepr(v) for v in self.constants.values()]
+        return self.text() + "\n".join(exact)
 
     def describe(self) -> str:
         """Equations and parameter shapes as Unicode text, for ``symgate show``."""
@@ -88,6 +96,8 @@ class Cell:
         out.append("  states:  " + ", ".join(f"{n} ({d})" for n, d in self.states.items()))
         if self.outputs:
             out.append("  outputs: " + ", ".join(f"{n} ({d})" for n, d in self.outputs.items()))
+        if self.constants:
+            out.append("  constants: " + ", ".join(f"{n} = {cell_text(v)}" for n, v in self.constants.items()))
         out.append("  parameters:")
         out += [f"    {p.name:<12} ({', '.join(p.shape)})" for p in self.params]
         out.append("  forward step:")

@@ -23,15 +23,17 @@ from .errors import (
     StateUpdateError,
     UnknownFunctionError,
 )
-from .functions import FUNCTIONS, PRIME, MatVec, Var
+from .functions import FUNCTIONS, PRIME, SCALAR, MatVec, Reduction, Var, step
 from .notation import cell_text
 from .shapes import SizeInference, SizeUnknowns
 from .syntax import CellSource, Declaration, parse_source
 from .syntax import Equation as SourceEquation
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+SYMPY_SOURCE = "<sympy>"
+AXES = frozenset({"T", "B"})  # the number of steps and the batch size
 KEYWORDS = frozenset({"cell", "input", "state", "output"})
-_ELEMENTWISE_FUNCTIONS = tuple(f for f in FUNCTIONS.values() if isinstance(f, type))
+_ELEMENTWISE_FUNCTIONS = (*(f for f in FUNCTIONS.values() if isinstance(f, type)), step)
 
 
 def parse(text: str, source: str = "<string>") -> Cell:
@@ -56,6 +58,7 @@ def define(
     states: Mapping[str, str],
     equations: Sequence[tuple[sympy.Symbol | str, sympy.Expr]] | Mapping[sympy.Symbol | str, sympy.Expr],
     outputs: Iterable[str] | Mapping[str, str] = (),
+    constants: Mapping[str, float | sympy.Number] | None = None,
     doc: str = "",
 ) -> Cell:
     """A checked cell from SymPy objects (the Python twin of cell text).
@@ -68,9 +71,14 @@ def define(
     output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
     output_names = set(output_dims)
     source_equations = []
-    for number, (target, expr) in enumerate(pairs, start=1):
+    for number, pair in enumerate(pairs, start=1):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise CellError("each equation must be a (target, expression) pair", line=number, source=SYMPY_SOURCE)
+        target, expr = pair
+        if not isinstance(target, (str, sympy.Symbol)):
+            raise CellNameError(f"the target {target!r} must be a name or a symbol", line=number, source=SYMPY_SOURCE)
         target_name = target if isinstance(target, str) else target.name
-        expr = sympy.sympify(expr, strict=True)
+        expr = _sympy_expression(expr, f"the expression of {target_name}", number)
         plain = {s: Var(s.name) for s in expr.free_symbols if not isinstance(s, Var)}
         source_equations.append(
             SourceEquation(
@@ -79,7 +87,11 @@ def define(
         )
     unknown_outputs = output_names - {e.target for e in source_equations}
     if unknown_outputs:
-        raise CellNameError(f"outputs {sorted(unknown_outputs)} have no equation", source="<sympy>")
+        raise CellNameError(f"outputs {sorted(unknown_outputs)} have no equation", source=SYMPY_SOURCE)
+    declared = {"inputs": inputs, "states": states}
+    for label, names in declared.items():
+        if not isinstance(names, Mapping) or not all(isinstance(v, str) for v in [*names, *names.values()]):
+            raise CellNameError(f"{label} must map names to dimension names (strings)", source=SYMPY_SOURCE)
     return check(
         CellSource(
             name=name,
@@ -87,10 +99,25 @@ def define(
             states=tuple(Declaration(n, d, 0) for n, d in states.items()),
             equations=tuple(source_equations),
             doc=doc,
-            source="<sympy>",
+            source=SYMPY_SOURCE,
             lines=(),
+            constants=tuple(
+                SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
+            ),
         )
     )
+
+
+def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:
+    """A SymPy expression given to ``define`` (strings are refused: text goes through ``parse``)."""
+    try:
+        return sympy.sympify(value, strict=True)
+    except (sympy.SympifyError, TypeError) as err:
+        raise CellError(
+            f"{what} must be a SymPy expression, not {type(value).__name__}; use sg.parse for cell text",
+            line=number or None,
+            source=SYMPY_SOURCE,
+        ) from err
 
 
 def check(source: CellSource) -> Cell:
@@ -108,10 +135,16 @@ class _Checker:
     def run(self) -> Cell:
         self.check_names()
         self.check_targets()
-        equations = [self.lift_products(eq) for eq in self.src.equations]
+        equations = [self.fold_constants(eq) for eq in self.src.equations]
+        for eq in equations:
+            self.check_symbol_names(eq)
+        self.taken = self._all_names()
+        self.lifted: dict[sympy.Expr, str] = {}
+        equations = [self.lift_products(eq) for eq in equations]
         equations = [eq for group in equations for eq in group]
         for eq in equations:
             self.check_nodes(eq)
+        constants = self.check_constants()
         params, matrices = self.check_order(equations)
         self.check_all_used(equations)
         sizes, shapes = self.infer_sizes(equations, params, matrices)
@@ -124,6 +157,7 @@ class _Checker:
             inputs={d.name: d.dim for d in self.src.inputs},
             states={d.name: d.dim for d in self.src.states},
             outputs={e.target: sizes[e.target] for e in equations if e.is_output},
+            constants=constants,
             params=tuple(Param(p, shapes[p]) for p in params),
             equations=tuple(Equation(Var(e.target), e.expr, kinds[e.target], e.line) for e in equations),
             sizes=sizes,
@@ -140,6 +174,13 @@ class _Checker:
             for label, value in (("name", decl.name), ("dimension", decl.dim)):
                 if not IDENTIFIER.match(value) or value in KEYWORDS:
                     raise self.error(CellNameError, f"invalid {label} {value!r}", decl.line, value)
+            if decl.dim in AXES:
+                raise self.error(
+                    CellNameError,
+                    f"dimension {decl.dim} is taken: T is the number of steps and B the batch size",
+                    decl.line,
+                    decl.dim,
+                )
             if decl.name in declared:
                 first = declared[decl.name].line
                 raise self.error(
@@ -148,6 +189,26 @@ class _Checker:
             declared[decl.name] = decl
         if not self.src.states:
             raise self.error(CellNameError, "a cell needs at least one state (`state h: H`)", None, None)
+
+    def check_constants(self) -> dict[str, sympy.Expr]:
+        """``const beta = 1``: a named finite real number, distinct from every other name."""
+        taken = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+        constants: dict[str, sympy.Expr] = {}
+        for const in self.src.constants:
+            name, value = const.target, const.expr
+            if not IDENTIFIER.match(name) or name in KEYWORDS:
+                raise self.error(CellNameError, f"invalid constant name {name!r}", const.line, name)
+            if name in taken or name in constants:
+                raise self.error(CellNameError, f"{name} is defined twice", const.line, name)
+            if value.free_symbols or not (value.is_real and value.is_finite):
+                raise self.error(
+                    CellError,
+                    f"constant {name} must be a finite real number, not `{cell_text(value)}`",
+                    const.line,
+                    name,
+                )
+            constants[name] = value
+        return constants
 
     def check_targets(self) -> None:
         inputs = {d.name for d in self.src.inputs}
@@ -191,44 +252,83 @@ class _Checker:
                     state.name,
                 )
 
+    def fold_constants(self, eq: SourceEquation) -> SourceEquation:
+        """Numbers such as ``pi``, ``exp(1)`` or ``sqrt(2)`` become plain floats (17 digits)."""
+
+        def numeric(node: sympy.Expr) -> bool:
+            return node.is_number and not node.is_Number and node.evalf(20).is_Number
+
+        expr = eq.expr.replace(numeric, lambda node: sympy.Float(node.evalf(20), 17))
+        return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
+
+    def check_symbol_names(self, eq: SourceEquation) -> None:
+        """Every name is an identifier (the SymPy route can make any symbol)."""
+        for node in eq.expr.atoms(sympy.Symbol):
+            base = node.name.removesuffix(PRIME)
+            if not IDENTIFIER.match(base) or base in KEYWORDS:
+                raise self.error(CellNameError, f"invalid name {node.name!r} in {eq.target}", eq.line, node.name)
+        for product in eq.expr.atoms(MatVec):
+            if not isinstance(product.matrix, Var):
+                raise self.error(
+                    CellNameError,
+                    f"the left side of '@' must be a parameter matrix name, not `{cell_text(product.matrix)}`",
+                    eq.line,
+                    eq.target,
+                )
+
     def check_nodes(self, eq: SourceEquation) -> None:
         """Only the operations of the cell language may appear (guards the SymPy route)."""
         for node in sympy.preorder_traversal(eq.expr):
-            if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec)):
+            if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec, Reduction)):
                 continue
-            if node.is_number:
-                if not (node.is_real and node.is_finite):
-                    raise self.error(CellError, f"constant {node} is not a finite real number", eq.line, str(node))
-                continue
-            if isinstance(node, sympy.Pow) and node.exp.is_number:
-                continue
-            if isinstance(node, _ELEMENTWISE_FUNCTIONS):
-                continue
-            if isinstance(node, sympy.Function):
+            if isinstance(node, sympy.Function) and not isinstance(node, _ELEMENTWISE_FUNCTIONS):
                 raise self.error(
                     UnknownFunctionError,
                     f"unknown function {type(node).__name__}; known: {', '.join(sorted(FUNCTIONS))}",
                     eq.line,
                     type(node).__name__,
                 )
+            if node.is_number:
+                invalid = node.has(sympy.nan, sympy.zoo, sympy.oo, sympy.I) or False in (node.is_real, node.is_finite)
+                if invalid:
+                    raise self.error(CellError, f"constant {node} is not a finite real number", eq.line, str(node))
+                continue
+            if isinstance(node, sympy.Pow) and node.exp.is_number:
+                continue
+            if isinstance(node, _ELEMENTWISE_FUNCTIONS):
+                continue
             raise self.error(
                 CellError, f"`{node}` is not part of the cell language (in {eq.target})", eq.line, eq.target
             )
 
     def lift_products(self, eq: SourceEquation) -> list[SourceEquation]:
-        """``U @ (r*h)`` becomes ``U_arg = r*h`` and ``U @ U_arg``: products act on named vectors."""
+        """``U @ (r*h)`` becomes ``U_arg = r*h`` and ``U @ U_arg``: products and reductions act on named
+        per-sample vectors (so ``W @ p`` with a parameter p reads ``W_arg = p``)."""
         lifted: list[SourceEquation] = []
-        taken = self._all_names()
+        vectors = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+
+        def named(vector: sympy.Expr, name: str) -> sympy.Expr:
+            if (isinstance(vector, Var) and vector.name in vectors) or vector.is_number:
+                return vector
+            if vector not in self.lifted:  # the same vector lifted twice is computed once
+                self.lifted[vector] = _fresh(name, self.taken)
+                self.taken.add(self.lifted[vector])
+                lifted.append(SourceEquation(self.lifted[vector], vector, eq.line))
+            return Var(self.lifted[vector])
 
         def lift(expr: sympy.Expr) -> sympy.Expr:
             if isinstance(expr, MatVec):
+                return MatVec(expr.matrix, named(lift(expr.vector), f"{expr.matrix.name}_arg"))
+            if isinstance(expr, Reduction):
                 vector = lift(expr.vector)
-                if isinstance(vector, Var) or vector.is_number:
-                    return MatVec(expr.matrix, vector)
-                name = _fresh(f"{expr.matrix.name}_arg", taken)
-                taken.add(name)
-                lifted.append(SourceEquation(name, vector, eq.line))
-                return MatVec(expr.matrix, Var(name))
+                if vector.is_number:
+                    raise self.error(
+                        DimensionError,
+                        f"`{cell_text(expr)}` reduces a constant, which has no units to reduce over",
+                        eq.line,
+                        expr.word,
+                    )
+                return expr.func(named(vector, f"{expr.word}_arg"))
             if expr.args and not isinstance(expr, Var):
                 return expr.func(*(lift(a) for a in expr.args))
             return expr
@@ -237,7 +337,7 @@ class _Checker:
         return [*lifted, SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)]
 
     def _all_names(self) -> set[str]:
-        names = {d.name for d in (*self.src.inputs, *self.src.states)}
+        names = {d.name for d in (*self.src.inputs, *self.src.states)} | {c.target for c in self.src.constants}
         for eq in self.src.equations:
             names.add(eq.target)
             names.update(s.name for s in eq.expr.free_symbols)
@@ -248,6 +348,8 @@ class _Checker:
         """Every name is read after it is written; everything never written is a parameter."""
         defined = {d.name for d in (*self.src.inputs, *self.src.states)}
         roles = {d.name: "input" for d in self.src.inputs} | {d.name: "state" for d in self.src.states}
+        roles |= {c.target: "constant" for c in self.src.constants}
+        defined |= {c.target for c in self.src.constants}
         assigned_at = {eq.target: index for index, eq in enumerate(equations)}
         uses = {eq.target: _vector_names(eq.expr) | _matrix_names(eq.expr) for eq in equations}
         params: dict[str, tuple[int, float, str]] = {}
@@ -328,10 +430,15 @@ class _Checker:
         unknowns = SizeUnknowns()
         for decl in (*self.src.inputs, *self.src.states):
             unknowns.new(decl.name, decl.dim)
+        unknowns.new(SCALAR, SCALAR)
         current: list[SourceEquation] = []
 
-        def unknown_of(var: Var) -> str:
+        constant_names = {c.target for c in self.src.constants}
+
+        def unknown_of(var: Var) -> str | None:
             name = var.name
+            if name in constant_names:
+                return None
             if name in matrices:
                 raise self.error(
                     DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name
@@ -354,7 +461,10 @@ class _Checker:
                 unknowns.new(eq.target, eq.dim)
             size = inference.size_of(eq.expr)
             target = unknown_of(Var(eq.target))
-            if size is not None and not unknowns.join(target, size):
+            if target is None:
+                raise self.error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
+            broadcast = unknowns.resolved(size or SCALAR) == SCALAR and unknowns.resolved(target) is not None
+            if size is not None and not broadcast and not unknowns.join(target, size):
                 raise self.error(
                     DimensionError,
                     f"{eq.target} has size {unknowns.resolved(target)} but `{cell_text(eq.expr)}` "
@@ -363,7 +473,7 @@ class _Checker:
                     eq.target,
                 )
 
-        first_line = {}
+        first_line: dict[str, int | None] = {}
         for eq in reversed(equations):
             for name in _vector_names(eq.expr) | _matrix_names(eq.expr):
                 first_line[name] = eq.line
@@ -375,17 +485,19 @@ class _Checker:
             if dim is None:
                 raise self.error(
                     DimensionError,
-                    f"cannot infer the size of {what}: it meets no input or state, only constants"
+                    f"cannot infer the size of {what}: it meets no input, state or vector of known size "
+                    "(only constants, and reductions, which fit any size)"
                     + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else ""),
                     line,
                     name,
                 )
             return dim
 
-        sizes = {d.name: d.dim for d in (*self.src.inputs, *self.src.states)}
+        sizes: dict[str, str] = {d.name: d.dim for d in (*self.src.inputs, *self.src.states)}
         for eq in equations:
             sizes[eq.target] = resolve(unknown_of(Var(eq.target)), eq.target, eq.target, eq.line)
         shapes: dict[str, tuple[str, ...]] = {}
+        known = {d.dim for d in (*self.src.inputs, *self.src.states)}
         for name in params:
             line = first_line.get(name)
             if name in matrices:
@@ -395,6 +507,16 @@ class _Checker:
                 )
             else:
                 shapes[name] = (resolve(name, f"parameter {name}", name, line),)
+            known.update(shapes[name])
+        for eq in equations:
+            if sizes[eq.target] not in known and sizes[eq.target] != SCALAR:
+                raise self.error(
+                    DimensionError,
+                    f"dimension {sizes[eq.target]} of {eq.target} meets no input, state or parameter, "
+                    "so its size cannot be known when the kernel runs",
+                    eq.line,
+                    eq.target,
+                )
         return sizes, shapes
 
 

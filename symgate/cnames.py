@@ -1,8 +1,9 @@
 """C identifiers for everything a kernel names, unique and never clashing with C.
 
-User names reach C only through this table. A name that is a C keyword, a libm function, one of
-symgate's helpers or loop variables is mangled by appending ``_`` (``int`` -> ``int_``), the same
-way every time, so the generated C is deterministic and always compiles.
+User names reach C only through this table. A name that is a C keyword, a libm function, a macro
+some header or compiler mode defines (``linux``, ``M_PI``, ``HAVE_*``, ``Py*``), one of symgate's
+helpers or loop variables is mangled by appending ``_`` (``int`` -> ``int_``), the same way every
+time, so the generated C is deterministic and always compiles.
 """
 
 from __future__ import annotations
@@ -119,16 +120,58 @@ LIBM_FLOAT = frozenset(name + "f" for name in LIBM if name.islower())
 KERNEL_LOCALS = frozenset(
     ["T", "B", "t", "sample", "unit", "at", "n", "work", "sg_matvec", "sg_matvec_t", "sg_outer_acc"]
 )
-RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | KERNEL_LOCALS | frozenset(HELPERS)
+PREDEFINED = frozenset(
+    [
+        "linux",
+        "unix",
+        "i386",
+        "i486",
+        "i586",
+        "i686",
+        "x86_64",
+        "amd64",
+        "errno",
+        "offsetof",
+        "assert",
+        "alloca",
+        "stdin",
+        "stdout",
+        "stderr",
+        "EOF",
+        "NDEBUG",
+        "BUFSIZ",
+        "NULL",
+        "CHAR_BIT",
+        "INT_MAX",
+        "INT_MIN",
+        "SIZE_MAX",
+        "PTRDIFF_MAX",
+        "DBL_MAX",
+        "FLT_MAX",
+        "DBL_EPSILON",
+        "FLT_EPSILON",
+        "EXIT_SUCCESS",
+        "EXIT_FAILURE",
+        "MATH_ERRNO",
+        "MATH_ERREXCEPT",
+        "math_errhandling",
+        "__int128",
+        "typeof",
+        "asm",
+    ]
+)
+"""Names the compiler, libc or the Python headers define as macros or keywords in some mode."""
+RESERVED_PREFIXES = ("M_", "FP_", "HUGE_", "HAVE_", "SIZEOF_", "WITH_", "ENABLE_", "USE_", "Py", "PY_", "_")
+RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | KERNEL_LOCALS | PREDEFINED | frozenset(HELPERS)
 
-_SPELLING = (("'", "_next"), ("δ", "d_"), ("τ", "tmp"), ("ᵀ", "T"), ("@", "_"), ("(", ""), (")", ""))
+_SPELLING = (("'", "_next"), ("δ", "d_"), ("τ", "tmp"), ("ᵀ", "T"), ("@", "_"), ("(", "_"), (")", "_"))
 
 
 def c_spelling(name: str) -> str:
     """The readable C form of a symbol name: ``h'`` -> ``h_next``, ``δ(W@x)`` -> ``d_W_x``."""
     for text, spelled in _SPELLING:
         name = name.replace(text, spelled)
-    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", name)).strip("_")
     return name if re.match(r"[A-Za-z]", name) else "v_" + name
 
 
@@ -143,7 +186,7 @@ class CNames:
         key = (kind, name)
         if key not in self._given:
             candidate = pattern.format(c_spelling(name))
-            while candidate in self._taken:
+            while candidate in self._taken or (candidate.startswith(RESERVED_PREFIXES) and not candidate.endswith("_")):
                 candidate += "_"
             self._taken.add(candidate)
             self._given[key] = candidate

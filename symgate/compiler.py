@@ -13,6 +13,7 @@ directory that nothing reads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -35,6 +36,13 @@ from .errors import BuildError
 from .render import Interface, KernelSource
 
 COMPILE_FLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-Wextra")
+
+
+def compile_flags() -> tuple[str, ...]:
+    """Flags for a Python extension module on this platform."""
+    return (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
+
+
 _loaded: dict[Path, ModuleType] = {}
 _lock = threading.Lock()
 
@@ -48,9 +56,17 @@ def cache_dir() -> Path:
     return Path(base) / "symgate"
 
 
+def compiler_command() -> list[str]:
+    """The C compiler command: ``$CC``, else the one Python was built with if present, else ``cc``."""
+    if os.environ.get("CC"):
+        return shlex.split(os.environ["CC"])
+    configured = shlex.split(sysconfig.get_config_var("CC") or "")
+    return configured if configured and shutil.which(configured[0]) else ["cc"]
+
+
 def compiler() -> list[str]:
-    """The C compiler command: ``$CC``, else the one Python was built with, else ``cc``."""
-    words = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    """The compiler command, checked to exist."""
+    words = compiler_command()
     if not words or shutil.which(words[0]) is None:
         raise BuildError(
             f"no C compiler found (tried {words[0] if words else 'cc'!r}); install one, e.g. "
@@ -60,14 +76,24 @@ def compiler() -> list[str]:
     return words
 
 
+@functools.cache
+def source_digest() -> str:
+    """A hash of symgate's own code: a kernel built by other code is never reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(canonical_text: str, dtype: str, templates: str) -> str:
     """A hash of everything that determines a built kernel."""
     parts = [
         canonical_text,
         dtype,
         __version__,
+        source_digest(),
         templates,
-        " ".join(compiler() + list(COMPILE_FLAGS)),
+        " ".join(compiler_command() + list(compile_flags())),
         cffi.__version__,
         sysconfig.get_config_var("EXT_SUFFIX") or "",
         sys.version,
@@ -104,7 +130,10 @@ class Entry:
 def lookup(name: str, key: str) -> Entry | None:
     """The published entry for ``key``, if a complete one exists."""
     entry = Entry(cache_dir() / f"{name}-{key}", f"_symgate_{key}")
-    return entry if (entry.path / "interface.json").is_file() else None
+    complete = (entry.path / "interface.json").is_file() and any(
+        entry.path.glob(f"{entry.module_name}*{_ext_suffix()}")
+    )
+    return entry if complete else None
 
 
 def compile_entry(source: KernelSource, key: str) -> Entry:
@@ -120,7 +149,10 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
         work = Path(tmp) / "entry"
         work.mkdir()
         ffi = cffi.FFI()
-        ffi.cdef(source.declarations)
+        try:
+            ffi.cdef(source.declarations)
+        except cffi.CDefError as err:
+            raise BuildError(f"cffi cannot read the {source.stem} declarations: {err}") from err
         ffi.set_source(module_name, source.c_source)
         wrapper = work / f"{module_name}.c"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi announces the file it writes
@@ -128,7 +160,7 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
         library = work / f"{module_name}{_ext_suffix()}"
         command = [
             *compiler(),
-            *COMPILE_FLAGS,
+            *compile_flags(),
             f"-I{sysconfig.get_paths()['include']}",
             str(wrapper),
             "-o",

@@ -56,7 +56,13 @@ class KernelPrinter(C99CodePrinter):
             return f"{self._print(sympy.S.One)}/({product})"
         if exponent == -sympy.S.Half:
             return f"{self._print(sympy.S.One)}/{self._print(sympy.sqrt(expr.base))}"
-        return super()._print_Pow(expr)
+        if exponent == sympy.S.Half:
+            return super()._print_Pow(expr)
+        # pow, never cbrt: x**(1/3) means the same (NaN for x < 0) in C, NumPy and the derivative
+        return f"{self._print_math_function('pow')}({self._print(expr.base)}, {self._print(sympy.Float(exponent))})"
+
+    def _print_math_function(self, name: str) -> str:
+        return name + ("f" if self.type_aliases[real] == float32 else "")
 
     def _print_MatVec(self, expr: sympy.Expr) -> str:
         raise TypeError(f"products must be lowered before printing: {expr}")

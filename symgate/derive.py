@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy
 
 from .cell import Cell, Equation
-from .functions import MatVec, MatVecT, Var
+from .functions import SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var
 from .notation import latex, latex_name, math_text
 
 ADJOINT = "δ"
@@ -116,21 +116,31 @@ class _Deriver:
         self.cell = cell
         self.params = {p.name for p in cell.params}
         self.forward_values = {
-            e.expr: e.target for e in cell.equations if not (e.expr.is_Atom or isinstance(e.expr, MatVec))
+            e.expr: e.target for e in cell.equations if not (e.expr.is_Atom or isinstance(e.expr, (MatVec, Reduction)))
         }
-        self.terms: dict[str, list[sympy.Expr]] = {}
-        self.product_terms: dict[MatVec, list[sympy.Expr]] = {}
+        # terms passed back so far, each with the size of the equation it came from
+        self.terms: dict[str, list[tuple[sympy.Expr, str]]] = {}
+        self.node_terms: dict[MatVec | Reduction, list[tuple[sympy.Expr, str]]] = {}
         self.equations: list[Equation] = []
         self.sizes: dict[str, str] = {}
         self.product_adjoints: dict[sympy.Expr, Var] = {}
         self.gradients: list[MatrixGradient | VectorGradient] = []
+        names = [*cell.inputs, *cell.states, *cell.sizes, *(p.name for p in cell.params), *cell.constants]
+        self.taken = {adjoint_name(n) for n in names}
+
+    def fresh(self, name: str) -> str:
+        """``name``, or ``name_``, ``name__`` ... if the cell's own adjoints already use it."""
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
 
     def run(self) -> Derivation:
         cell = self.cell
         last_use = {}
         for index, eq in enumerate(cell.equations):
-            for product in sorted(eq.expr.atoms(MatVec), key=sympy.default_sort_key):
-                last_use.setdefault(product, index)
+            for node in _cross_unit_nodes(eq.expr):
+                last_use.setdefault(node, index)
         seeds = {
             e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
         }
@@ -140,16 +150,19 @@ class _Deriver:
             eq = cell.equations[index]
             adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))
             if adjoint is not None:
-                self.pass_back(eq.expr, adjoint)
-            for product in sorted(last_use, key=sympy.default_sort_key):
-                if last_use[product] == index:
-                    self.close_product(product)
+                self.pass_back(eq.expr, adjoint, cell.sizes[eq.target.name])
+            for node in sorted(last_use, key=sympy.default_sort_key):
+                if last_use[node] == index:
+                    self.close_node(node)
         state_adjoints = {s: self.collect(s, cell.states[s]) for s in cell.states}
         input_adjoints = {x: self.collect(x, cell.inputs[x]) for x in cell.inputs}
         vector_gradients = [
-            VectorGradient(p.name, sympy.Add(*self.terms.pop(p.name, []))) for p in cell.params if not p.is_matrix
+            VectorGradient(p.name, self.total(p.name, p.shape[0], self.terms.pop(p.name, [])))
+            for p in cell.params
+            if not p.is_matrix
         ]
         gradients = self.order_gradients(vector_gradients)
+        self.drop_unread(state_adjoints, input_adjoints, gradients)
         equations, gradients = self.eliminate_common_subexpressions(gradients)
         return Derivation(
             cell=cell,
@@ -173,30 +186,71 @@ class _Deriver:
         terms = self.terms.pop(name, [])
         size = self.cell.sizes[name]
         if seed is not None:
-            return self.emit(adjoint_name(name) + TOTAL, seed + sympy.Add(*terms), size) if terms else seed
+            if not terms:
+                return seed
+            return self.emit(self.fresh(adjoint_name(name) + TOTAL), seed + self.total(name, size, terms), size)
         if not terms:
             return None
-        return self.emit(adjoint_name(name), sympy.Add(*terms), size)
+        return self.emit(adjoint_name(name), self.total(name, size, terms), size)
 
-    def pass_back(self, expr: sympy.Expr, adjoint: Var) -> None:
-        """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v`` and product in ``expr``."""
-        products = sorted(expr.atoms(MatVec), key=sympy.default_sort_key)
-        stand_ins = {p: sympy.Dummy(f"m{i}", real=True) for i, p in enumerate(products)}
+    def total(self, name: str, size: str, terms: list[tuple[sympy.Expr, str]]) -> sympy.Expr:
+        """The sum of the terms passed back to ``name``.
+
+        A per-sample scalar (a reduction's value, size ``SCALAR``) was broadcast over the units of
+        its users, so its adjoint sums their terms over those units: ``sum(δu_parts)``.
+        """
+        if size != SCALAR:
+            return sympy.Add(*(expr for expr, _ in terms))
+        by_size: dict[str, list[sympy.Expr]] = {}
+        for expr, term_size in terms:
+            by_size.setdefault(term_size, []).append(expr)
+        parts = by_size.pop(SCALAR, [])
+        for term_size, exprs in by_size.items():
+            suffix = "" if len(by_size) == 1 else f"_{term_size}"
+            vector = self.emit(self.fresh(f"{adjoint_name(name)}_parts{suffix}"), sympy.Add(*exprs), term_size)
+            parts.append(ReduceSum(vector))
+        return sympy.Add(*parts)
+
+    def pass_back(self, expr: sympy.Expr, adjoint: Var, size: str) -> None:
+        """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v``, product and reduction in ``expr``."""
+        nodes = _cross_unit_nodes(expr)
+        stand_ins = {p: sympy.Dummy(f"m{i}", real=True) for i, p in enumerate(nodes)}
         flat = expr.xreplace(stand_ins)
         back = {d: p for p, d in stand_ins.items()}
         for atom in sorted(flat.free_symbols, key=sympy.default_sort_key):
+            if atom.name in self.cell.constants:
+                continue
             partial = flat.diff(atom)
             if partial == 0:
                 continue
             term = adjoint * partial.xreplace(back).xreplace(self.forward_values)
             if atom in back:
-                self.product_terms.setdefault(back[atom], []).append(term)
+                self.node_terms.setdefault(back[atom], []).append((term, size))
             else:
-                self.terms.setdefault(atom.name, []).append(term)
+                self.terms.setdefault(atom.name, []).append((term, size))
+
+    def close_node(self, node: MatVec | Reduction) -> None:
+        """All users of a product or reduction are done: pass its adjoint on."""
+        if isinstance(node, Reduction):
+            self.close_reduction(node)
+        else:
+            self.close_product(node)
+
+    def close_reduction(self, reduction: Reduction) -> None:
+        """``sum(v)`` passes its adjoint to every unit of v; ``mean(v)`` passes it divided by v's size."""
+        terms = self.node_terms.pop(reduction, [])
+        if not terms:
+            return
+        name = f"{reduction.word}({reduction.vector.name})"
+        adjoint = self.emit(self.fresh(adjoint_name(name)), self.total(name, SCALAR, terms), SCALAR)
+        vector = reduction.vector.name
+        size = self.cell.sizes.get(vector) or self.cell.param(vector).shape[0]
+        scale = 1 / Extent(size) if isinstance(reduction, ReduceMean) else 1
+        self.terms.setdefault(vector, []).append((adjoint * scale, SCALAR))
 
     def close_product(self, product: MatVec) -> None:
         """All users of ``W @ v`` are done: pass ``Wᵀ @ δ(W@v)`` to v and ``δ(W@v) ⊗ v`` to W."""
-        expr = sympy.Add(*self.product_terms.pop(product, []))
+        expr = sympy.Add(*(e for e, _ in self.node_terms.pop(product, [])))
         if expr == 0:
             return
         adjoint = self.product_adjoints.get(expr)
@@ -204,21 +258,40 @@ class _Deriver:
             rows = self.cell.param(product.matrix.name).shape[0]
             adjoint = self.emit(self.product_adjoint_name(product), expr, rows)
             self.product_adjoints[expr] = adjoint
-        self.terms.setdefault(product.vector.name, []).append(MatVecT(product.matrix, adjoint))
+        cols = self.cell.param(product.matrix.name).shape[1]
+        self.terms.setdefault(product.vector.name, []).append((MatVecT(product.matrix, adjoint), cols))
         self.gradients.append(MatrixGradient(product.matrix.name, adjoint, product.vector))
 
     def product_adjoint_name(self, product: MatVec) -> str:
         """``δf_pre`` for the products inside one equation ``f = ...``, else ``δ(W@v)``."""
         users = [e.target.name for e in self.cell.equations if product in e.expr.atoms(MatVec)]
-        if len(users) == 1:
-            name = adjoint_name(users[0]) + PRE
-            if name not in self.sizes:
-                return name
-        return product_adjoint_name(product)
+        if len(users) == 1 and adjoint_name(users[0]) + PRE not in self.taken:
+            return self.fresh(adjoint_name(users[0]) + PRE)
+        return self.fresh(product_adjoint_name(product))
 
     def collect(self, name: str, size: str) -> Var:
         """The final adjoint of a previous state or an input (zero when it is never read)."""
-        return self.emit(adjoint_name(name), sympy.Add(*self.terms.pop(name, [])), size)
+        return self.emit(adjoint_name(name), self.total(name, size, self.terms.pop(name, [])), size)
+
+    def drop_unread(
+        self,
+        state_adjoints: dict[str, Var],
+        input_adjoints: dict[str, Var],
+        gradients: list[MatrixGradient | VectorGradient],
+    ) -> None:
+        """Drops adjoints nothing reads (that of an intermediate that depends on nothing, say)."""
+        read = {v.name for v in (*state_adjoints.values(), *input_adjoints.values())}
+        for g in gradients:
+            if isinstance(g, MatrixGradient):
+                read.add(g.adjoint.name)
+            else:
+                read |= {s.name for s in g.expr.free_symbols}
+        kept = []
+        for eq in reversed(self.equations):
+            if eq.target.name in read:
+                kept.append(eq)
+                read |= {s.name for s in eq.expr.free_symbols}
+        self.equations = kept[::-1]
 
     def order_gradients(self, vector_gradients: list[VectorGradient]) -> list[MatrixGradient | VectorGradient]:
         """Gradients in the order of the cell's parameters (a matrix may have several products)."""
@@ -235,6 +308,13 @@ class _Deriver:
         exprs = [e.expr for e in self.equations] + [g.expr for g in vector_gradients]
         names = (Var(f"{TEMPORARY}{i}") for i in range(1, 1_000_000))
         temporaries, reduced = sympy.cse(exprs, symbols=names, order="canonical")
+        # A constant (`sigmoid(0)`, `1/|H|`) has no size to give a temporary: it stays inline.
+        constants: dict[sympy.Symbol, sympy.Expr] = {}
+        for temp, expr in temporaries:
+            if all(isinstance(s, Extent) for s in expr.xreplace(constants).free_symbols):
+                constants[temp] = expr.xreplace(constants)
+        temporaries = [(t, e.xreplace(constants)) for t, e in temporaries if t not in constants]
+        reduced = [e.xreplace(constants) for e in reduced]
         # `δf_pre = τ5` is an alias: the temporary takes the adjoint's name instead.
         alias: dict[sympy.Symbol, Var] = {}
         temporary_names = {t for t, _ in temporaries}
@@ -286,15 +366,39 @@ class _Deriver:
         return equations, gradients
 
 
+def _cross_unit_nodes(expr: sympy.Expr) -> list[MatVec | Reduction]:
+    """The products and reductions in ``expr``, in a deterministic order."""
+    return sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
+
+
 def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:
-    """The dimension of an elementwise expression, read from any symbol or product in it."""
-    for node in sympy.preorder_traversal(expr):
+    """The dimension of an elementwise expression: that of any vector in it, else ``SCALAR``.
+
+    A product or reduction counts by its result, never by the vector inside it.
+    """
+    found = set()
+
+    def visit(node: sympy.Expr) -> None:
         if isinstance(node, MatVecT):
-            return cell.param(node.matrix.name).shape[1]
-        if isinstance(node, MatVec):
-            return cell.param(node.matrix.name).shape[0]
-        if isinstance(node, Var) and node.name in sizes:
-            return sizes[node.name]
-        if isinstance(node, Var) and any(p.name == node.name for p in cell.params):
-            return cell.param(node.name).shape[0]
+            found.add(cell.param(node.matrix.name).shape[1])
+        elif isinstance(node, MatVec):
+            found.add(cell.param(node.matrix.name).shape[0])
+        elif isinstance(node, Reduction):
+            found.add(SCALAR)
+        elif isinstance(node, Var) and node.name in sizes:
+            found.add(sizes[node.name])
+        elif isinstance(node, Var) and node.name in {p.name for p in cell.params}:
+            found.add(cell.param(node.name).shape[0])
+        else:
+            for arg in node.args:
+                visit(arg)
+
+    visit(expr)
+    vectors = found - {SCALAR}
+    if len(vectors) > 1:
+        raise AssertionError(f"temporary {expr} mixes sizes {sorted(vectors)}")
+    if vectors:
+        return vectors.pop()
+    if found:
+        return SCALAR
     raise AssertionError(f"no size for temporary {expr}")

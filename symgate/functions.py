@@ -10,12 +10,19 @@ the derived backward pass reuses forward values instead of recomputing transcend
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy
 
 __all__ = [
     "FUNCTIONS",
+    "SCALAR",
+    "Extent",
     "MatVec",
     "MatVecT",
+    "ReduceMean",
+    "ReduceSum",
+    "Reduction",
     "Var",
     "next_state",
     "relu",
@@ -23,6 +30,7 @@ __all__ = [
     "softplus",
     "step",
     "symbols",
+    "variance",
 ]
 
 PRIME = "'"
@@ -112,7 +120,56 @@ class MatVecT(MatVec):
     """``W^T @ v``: the transposed product that carries adjoints back through ``W @ v``."""
 
 
-FUNCTIONS: dict[str, type[sympy.Function] | sympy.FunctionClass] = {
+SCALAR = "1"
+"""The size of a per-sample scalar (a reduction's result), which broadcasts over any dimension."""
+
+
+class Reduction(sympy.Function):
+    """A reduction of a vector over its units, one value per sample, broadcast where it is used."""
+
+    nargs = 1
+    word = ""
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    @property
+    def vector(self) -> sympy.Expr:
+        return self.args[0]
+
+
+class ReduceSum(Reduction):
+    """``sum(v)``: the sum of v's units."""
+
+    word = "sum"
+
+
+class ReduceMean(Reduction):
+    """``mean(v)``: the mean of v's units."""
+
+    word = "mean"
+
+
+class Extent(sympy.Symbol):
+    """The run-time size of a dimension (``|H|``), as a number in expressions."""
+
+    def __new__(cls, dim: str) -> Extent:
+        return super().__new__(cls, f"|{dim}|", positive=True)
+
+    def __getnewargs_ex__(self):
+        return ((self.dim,), {})
+
+    @property
+    def dim(self) -> str:
+        return self.name[1:-1]
+
+
+def variance(vector: sympy.Expr) -> sympy.Expr:
+    """``var(v)``: the population variance of v's units, ``mean((v - mean(v))**2)``."""
+    return ReduceMean((vector - ReduceMean(vector)) ** 2)
+
+
+FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
     "sigmoid": sigmoid,
     "tanh": sympy.tanh,
     "relu": relu,
@@ -120,5 +177,10 @@ FUNCTIONS: dict[str, type[sympy.Function] | sympy.FunctionClass] = {
     "log": sympy.log,
     "sqrt": sympy.sqrt,
     "softplus": softplus,
+    "sum": ReduceSum,
+    "mean": ReduceMean,
+    "var": variance,
 }
-"""The functions cell text may call, by name. Each takes one elementwise argument."""
+"""The functions cell text may call, by name. Each takes one argument: the elementwise functions
+act unit by unit; ``sum``, ``mean`` and ``var`` reduce over the units of their argument's dimension
+and give one value per sample, which broadcasts."""

@@ -4,10 +4,11 @@ Every gradient the backward kernel returns (parameters, input sequence, initial 
 compared element by element with central finite differences of the loss
 ``L = Σ_t <G_t, state_t> + Σ_t <G'_t, output_t>`` (random cotangents G) evaluated by
 :mod:`symgate.reference`, in float64, never by the C kernel itself. The differences use the
-fourth-order stencil ``(-L(2e) + 8L(e) - 8L(-e) + L(-2e)) / 12e`` with e = 1e-3, accurate to
-about 1e-11 relative here. An element's relative error is ``|g - fd| / max(|fd|, 1e-3 * m)``
-where m is the largest ``|fd|`` of its tensor, so elements many orders of magnitude below the
-rest of their tensor are judged against the tensor's scale rather than against rounding noise.
+fourth-order stencil ``(-L(2e) + 8L(e) - 8L(-e) + L(-2e)) / 12e`` with e = 1e-3. An element's
+relative error is ``|g - fd| / max(|fd|, 1e-3 * m, ν / tolerance)``, where m is the largest
+``|fd|`` of its tensor and ``ν = 1.5 ε Σ|G ⊙ y| / e`` is the rounding noise of the stencil (ε the
+float64 epsilon, y the states and outputs): elements far below the rest of their tensor are judged
+against the tensor's scale, and no element is judged finer than the differences can resolve.
 A duality test adds ``<u, VJP(G)>`` against the finite-difference directional derivative
 along a random direction u over all tensors at once, and the forward kernel is compared with
 the reference; optionally the float32 kernel is compared with the float64 one.
@@ -51,6 +52,7 @@ class GradcheckReport:
     seed: int
     tolerance: float
     gradients: tuple[TensorCheck, ...]
+    noise: float
     forward_rel_error: float
     duality_rel_error: float
     float32_rel_error: float | None = None
@@ -70,7 +72,7 @@ class GradcheckReport:
         sizes = " ".join(f"{d}={n}" for d, n in self.sizes.items())
         lines = [
             f"gradcheck {self.cell} (float64, {sizes}, T={self.steps}, B={self.batch}, seed {self.seed}): "
-            f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:g})",
+            f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:g}, finite-difference noise {self.noise:.1e})",
             f"  {'tensor':<14}{'kind':<8}{'elements':>9}{'max abs err':>13}{'max rel err':>13}",
         ]
         for t in self.gradients:
@@ -140,10 +142,14 @@ def gradcheck(
         states, outputs = reference.forward(cell, x, p, h)
         return _weighted(states, outputs, cotangents, stacked=True)
 
+    magnitude = sum(
+        float(np.sum(np.abs(value * cotangents[name]))) for name, value in {**ref_states, **ref_outputs}.items()
+    )
+    noise = sum(abs(w) for _, w in STENCIL) / 12 * np.finfo(np.float64).eps * magnitude / STEP
     checks = []
     for (kind, name), value in tensors.items():
         fd = _finite_differences(lambda stack, kind=kind, name=name: loss(kind, name, stack), value)
-        checks.append(_compare(name, kind, computed[(kind, name)], fd))
+        checks.append(_compare(name, kind, computed[(kind, name)], fd, noise / tolerance))
 
     direction = {key: rng.standard_normal(value.shape) for key, value in tensors.items()}
     directional = sum(
@@ -151,7 +157,8 @@ def gradcheck(
         for offset, weight in STENCIL
     ) / (12 * STEP)
     predicted = sum(float(np.sum(direction[key] * computed[key])) for key in tensors)
-    duality = abs(predicted - directional) / max(abs(predicted), abs(directional), 1e-300)
+    directional_noise = sum(abs(w) for _, w in STENCIL) / 12 * np.finfo(np.float64).eps * magnitude / STEP
+    duality = abs(predicted - directional) / max(abs(predicted), abs(directional), directional_noise / tolerance)
 
     float32_error = _float32_error(cell, params, inputs, init, cotangents, run, grads) if float32 else None
     return GradcheckReport(
@@ -162,6 +169,7 @@ def gradcheck(
         seed=seed,
         tolerance=tolerance,
         gradients=tuple(checks),
+        noise=noise,
         forward_rel_error=forward_error,
         duality_rel_error=duality,
         float32_rel_error=float32_error,
@@ -197,10 +205,10 @@ def _shifted_forward(cell, params, inputs, init, direction, amount):
     return reference.forward(cell, shift("input", inputs), shift("param", params), shift("init", init))
 
 
-def _compare(name: str, kind: str, computed: np.ndarray, fd: np.ndarray) -> TensorCheck:
+def _compare(name: str, kind: str, computed: np.ndarray, fd: np.ndarray, resolution: float) -> TensorCheck:
     error = np.abs(computed - fd)
     scale = float(np.max(np.abs(fd))) if fd.size else 0.0
-    floor = 1e-3 * scale if scale > 0 else 1.0
+    floor = max(1e-3 * scale, resolution)
     relative = error / np.maximum(np.abs(fd), floor)
     return TensorCheck(
         name=name,

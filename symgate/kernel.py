@@ -18,6 +18,7 @@ import numpy as np
 from .cell import Cell
 from .compiler import Entry
 from .errors import ArrayError
+from .functions import SCALAR
 from .render import Interface
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -29,7 +30,9 @@ class Run:
     """The result of a forward pass, and what its backward pass needs.
 
     ``states[s]`` is (T, B, size): the state after each step; ``final[s]`` the last one (the
-    initial state when T = 0); ``outputs[y]`` is (T, B, size). Arrays are read-only views.
+    initial state when T = 0); ``outputs[y]`` is (T, B, size). Every array is read-only, and the
+    inputs, parameters and initial states are copies, so changing the caller's arrays after the
+    forward pass cannot corrupt the backward pass.
     """
 
     inputs: dict[str, np.ndarray]
@@ -39,6 +42,7 @@ class Run:
     outputs: dict[str, np.ndarray]
     tape: dict[str, np.ndarray] = field(repr=False)
     sizes: dict[str, int]
+    kernel: str = field(default="", repr=False)  # the cache entry that made it
 
     @property
     def final(self) -> dict[str, np.ndarray]:
@@ -140,13 +144,14 @@ class Kernel:
         self._call(self.interface.forward, arrays, steps, batch, sizes)
         frozen = {k: _read_only(a) for k, a in outputs.items()}
         return Run(
-            inputs=inputs,
-            params={p.name: params[p.name] for p in cell.params},
-            init=init,
+            inputs={n: _read_only(a.copy()) for n, a in inputs.items()},
+            params={p.name: _read_only(params[p.name].copy()) for p in cell.params},
+            init={n: _read_only(a.copy()) for n, a in init.items()},
             states={n: a for (role, n), a in frozen.items() if role == "states"},
             outputs={n: a for (role, n), a in frozen.items() if role == "outputs"},
             tape={n: a for (role, n), a in frozen.items() if role == "tape"},
             sizes={"T": steps, "B": batch, **sizes},
+            kernel=str(self.entry.path),
         )
 
     # -- backward -------------------------------------------------------------------------
@@ -160,6 +165,11 @@ class Kernel:
         cell = self.cell
         if not isinstance(run, Run):
             raise ArrayError("backward needs the Run returned by forward")
+        if run.kernel != str(self.entry.path):
+            raise ArrayError(
+                f"this Run was made by another kernel ({run.kernel or 'unknown'}); "
+                f"pass a Run from this {self.cell.name} {self.dtype} kernel's forward"
+            )
         self._no_unknown("grads", grads, [*cell.states, *cell.outputs, "final"])
         final = grads.get("final", {})
         self._no_unknown("grads['final']", final, list(cell.states))
@@ -242,7 +252,7 @@ class Kernel:
                 )
 
     def _empty_all(self, arguments, roles, steps, batch, sizes) -> dict[tuple[str, str], np.ndarray]:
-        extents = {"T": steps, "B": batch, **sizes}
+        extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}
         return {
             (a.role, a.name): np.empty(tuple(extents[d] for d in a.shape), self._np_dtype)
             for a in arguments

@@ -17,13 +17,15 @@ import sympy
 
 from .cell import Cell, Equation, Param
 from .derive import Derivation, MatrixGradient, VectorGradient
-from .functions import MatVec, MatVecT, Var
+from .functions import SCALAR, MatVec, MatVecT, ReduceMean, Reduction, Var
 
 
-def product_name(product: MatVec) -> str:
-    """The name of a product's value: ``W@x``, or ``Wᵀ@δm`` for a transposed product."""
-    mark = "ᵀ" if isinstance(product, MatVecT) else ""
-    return f"{product.matrix.name}{mark}@{product.vector.name}"
+def product_name(node: MatVec | Reduction) -> str:
+    """The name of a product's or reduction's value: ``W@x``, ``Wᵀ@δm``, ``mean(u)``."""
+    if isinstance(node, Reduction):
+        return f"{node.word}({node.vector.name})"
+    mark = "ᵀ" if isinstance(node, MatVecT) else ""
+    return f"{node.matrix.name}{mark}@{node.vector.name}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,16 @@ class Product:
     transposed: bool
     rows: str
     cols: str
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """``out = sum(v)`` or ``mean(v)`` over the ``dim`` units of every sample."""
+
+    out: str
+    vector: str
+    dim: str
+    mean: bool
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ class Loop:
 class Plan:
     """The ordered operations of one step, and the vectors that need arrays."""
 
-    ops: tuple[Product | Loop | OuterProduct, ...]
+    ops: tuple[Product | Reduce | Loop | OuterProduct, ...]
     arrays: tuple[str, ...]
     sizes: dict[str, str]
 
@@ -78,17 +90,18 @@ def lower(
     params: tuple[Param, ...],
     gradients: tuple[MatrixGradient | VectorGradient, ...] = (),
     sizes: dict[str, str],
+    constants: frozenset[str] = frozenset(),
 ) -> Plan:
     """Plans one step.
 
     ``available`` are vectors readable from arrays when the step starts (name -> dimension),
     ``keep`` the assigned vectors wanted after the step (states, outputs, saved values),
-    ``sizes`` the dimension of every assigned vector.
+    ``sizes`` the dimension of every assigned vector, ``constants`` the names of numbers.
     """
     shapes = {p.name: p.shape for p in params}
     sizes = dict(sizes) | dict(available)
     level = dict.fromkeys(available, 0)
-    products: dict[str, tuple[int, Product]] = {}
+    products: dict[str, tuple[int, Product | Reduce]] = {}
     rewritten: list[Equation] = []
     for eq in equations:
         expr, eq_level = _name_products(eq.expr, level, products, shapes, sizes)
@@ -99,7 +112,7 @@ def lower(
     for eq in rewritten:
         key = (level[eq.target.name], sizes[eq.target.name])
         loops.setdefault(key, Loop(dim=key[1], level=key[0])).equations.append(eq)
-    vector_params = {p.name for p in params if not p.is_matrix}
+    not_arrays = {p.name for p in params if not p.is_matrix} | constants | {f"|{d}|" for d in set(sizes.values())}
     for gradient in gradients:
         if isinstance(gradient, VectorGradient):
             expr, g_level = _name_products(gradient.expr, level, products, shapes, sizes)
@@ -118,7 +131,7 @@ def lower(
     for key, loop in loops.items():
         read = set()
         for expr in [e.expr for e in loop.equations] + [g.expr for g in loop.gradients]:
-            read |= {s.name for s in expr.free_symbols if s.name not in vector_params}
+            read |= {s.name for s in expr.free_symbols if s.name not in not_arrays}
         for name in sorted(read):
             if defined_in.get(name) != key:
                 arrays.setdefault(name)
@@ -126,10 +139,12 @@ def lower(
     for loop in loops.values():
         loop.stores = [e.target.name for e in loop.equations if e.target.name in arrays]
 
-    ops: list[Product | Loop | OuterProduct] = []
+    ops: list[Product | Reduce | Loop | OuterProduct] = []
     for current in range(max([0, *level.values()]) + 1):
         ops += [p for lv, p in products.values() if lv == current]
-        ops += [loop for key, loop in loops.items() if key[0] == current]
+        # per-sample scalars first: vectors of the same level may read them, never the reverse
+        level_loops = [loop for key, loop in loops.items() if key[0] == current]
+        ops += sorted(level_loops, key=lambda loop: loop.dim != SCALAR)
     for gradient in gradients:
         if isinstance(gradient, MatrixGradient):
             rows, cols = shapes[gradient.param]
@@ -140,24 +155,29 @@ def lower(
 def _name_products(
     expr: sympy.Expr,
     level: dict[str, int],
-    products: dict[str, tuple[int, Product]],
+    products: dict[str, tuple[int, Product | Reduce]],
     shapes: dict[str, tuple[str, ...]],
     sizes: dict[str, str],
 ) -> tuple[sympy.Expr, int]:
-    """Replaces each product by a vector named after it; returns the expression's level."""
+    """Replaces each product and reduction by a vector named after it; returns the expression's level."""
     replace = {}
     deepest = 0
-    for node in sorted(expr.atoms(MatVec), key=sympy.default_sort_key):
+    for node in sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key):
         name = product_name(node)
         vector = node.vector.name
         node_level = level.get(vector, 0) + 1
-        rows, cols = shapes[node.matrix.name]
-        transposed = isinstance(node, MatVecT)
         if name not in products:
-            out_dim, in_dim = (cols, rows) if transposed else (rows, cols)
-            products[name] = (node_level, Product(name, node.matrix.name, vector, transposed, rows, cols))
-            sizes[name] = out_dim
-            sizes.setdefault(vector, in_dim)
+            if isinstance(node, Reduction):
+                dim = sizes.get(vector) or shapes[vector][0]
+                products[name] = (node_level, Reduce(name, vector, dim, isinstance(node, ReduceMean)))
+                sizes[name] = SCALAR
+            else:
+                rows, cols = shapes[node.matrix.name]
+                transposed = isinstance(node, MatVecT)
+                out_dim, in_dim = (cols, rows) if transposed else (rows, cols)
+                products[name] = (node_level, Product(name, node.matrix.name, vector, transposed, rows, cols))
+                sizes[name] = out_dim
+                sizes.setdefault(vector, in_dim)
             level[name] = node_level
         replace[node] = Var(name)
         deepest = max(deepest, node_level)
@@ -182,16 +202,15 @@ class KernelPlan:
 
 def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
     """Plans the forward and backward step of a derived cell."""
-    forward_products = {
-        product_name(m): cell.param(m.matrix.name).shape[0]
+    forward_nodes = {
+        node: product_name(node)
         for eq in cell.equations
-        for m in sorted(eq.expr.atoms(MatVec), key=sympy.default_sort_key)
+        for node in sorted(eq.expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
     }
 
     def read_saved(expr: sympy.Expr) -> sympy.Expr:
-        """Forward products in backward equations are read from the tape, not recomputed."""
-        saved = {m: Var(product_name(m)) for m in expr.atoms(MatVec) if not isinstance(m, MatVecT)}
-        return expr.xreplace(saved)
+        """Forward products and reductions in backward equations are read from the tape, not recomputed."""
+        return expr.xreplace({n: Var(forward_nodes[n]) for n in expr.atoms(MatVec, Reduction) if n in forward_nodes})
 
     equations = tuple(Equation(e.target, read_saved(e.expr), e.kind) for e in derivation.equations)
     gradients = tuple(
@@ -201,7 +220,7 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
     read = {s.name for e in equations for s in e.expr.free_symbols}
     read |= {s.name for g in gradients if isinstance(g, VectorGradient) for s in g.expr.free_symbols}
     read |= {g.vector.name for g in gradients if isinstance(g, MatrixGradient)}
-    savable = [e.target.name for e in cell.equations if e.kind == "intermediate"] + list(forward_products)
+    savable = [e.target.name for e in cell.equations if e.kind == "intermediate"] + list(forward_nodes.values())
     tape = tuple(name for name in savable if name in read)
 
     states_next = {e.target.name: cell.sizes[e.target.name] for e in cell.equations if e.kind == "next"}
@@ -211,6 +230,7 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
         keep=(*states_next, *cell.outputs, *tape),
         params=cell.params,
         sizes=cell.sizes,
+        constants=frozenset(cell.constants),
     )
     available = {**cell.inputs, **cell.states, **states_next, **cell.outputs}
     available |= {name: forward.sizes[name] for name in tape}
@@ -222,5 +242,6 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
         params=cell.params,
         gradients=gradients,
         sizes=derivation.sizes,
+        constants=frozenset(cell.constants),
     )
     return KernelPlan(forward=forward, backward=backward, tape=tape)

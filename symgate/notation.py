@@ -13,7 +13,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .functions import MatVec, MatVecT
+from .functions import MatVec, MatVecT, Reduction
 
 # '@' binds tighter than '*' in cell text, but products print it in parentheses,
 # `2*(W @ x)`, so that a reader used to Python's precedence reads the same thing.
@@ -35,6 +35,11 @@ class CellTextPrinter(StrPrinter):
         return f"{self._print(expr.matrix)}{mark} @ {vector}"
 
     _print_MatVecT = _print_MatVec
+
+    def _print_Reduction(self, expr: Reduction) -> str:
+        return f"{expr.word}({self._print(expr.vector)})"
+
+    _print_ReduceSum = _print_ReduceMean = _print_Reduction
 
 
 class MathTextPrinter(CellTextPrinter):
@@ -69,6 +74,12 @@ class CellLatexPrinter(LatexPrinter):
         return rf"\left({text}\right)^{{{exp}}}" if exp else text
 
     _print_MatVecT = _print_MatVec
+
+    def _print_ReduceSum(self, expr: sympy.Function, exp: str | None = None) -> str:
+        return self._function(r"\operatorname{sum}", expr, exp)
+
+    def _print_ReduceMean(self, expr: sympy.Function, exp: str | None = None) -> str:
+        return self._function(r"\operatorname{mean}", expr, exp)
 
     def _print_sigmoid(self, expr: sympy.Function, exp: str | None = None) -> str:
         return self._function(r"\sigma", expr, exp)

@@ -20,6 +20,6 @@ def build(cell: Cell, dtype: str = "float64") -> Kernel:
     """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before."""
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
-    key = cache_key(cell.text(), dtype, templates_digest())
+    key = cache_key(cell.fingerprint(), dtype, templates_digest())
     entry = lookup(f"{cell.name}_{dtype}", key) or compile_entry(generate(cell, dtype), key)
     return Kernel(cell, dtype, entry)

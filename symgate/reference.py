@@ -14,7 +14,7 @@ import numpy as np
 import sympy
 
 from .cell import Cell
-from .functions import MatVec, relu, sigmoid, softplus, step
+from .functions import SCALAR, MatVec, ReduceMean, Reduction, relu, sigmoid, softplus, step
 
 _FUNCTIONS = {
     sigmoid: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),
@@ -29,6 +29,10 @@ _FUNCTIONS = {
 
 def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
     """The value of an elementwise expression; ``values`` maps names to arrays."""
+    if isinstance(expr, Reduction):
+        vector = evaluate(expr.vector, values)
+        reduce = np.mean if isinstance(expr, ReduceMean) else np.sum
+        return reduce(vector, axis=-1, keepdims=True)
     if isinstance(expr, MatVec):
         matrix = values[expr.matrix.name]
         vector = evaluate(expr.vector, values)
@@ -66,11 +70,12 @@ def forward(
         p.name: params[p.name][..., None, :] if not p.is_matrix and np.ndim(params[p.name]) > 1 else params[p.name]
         for p in cell.params
     }
+    constants = {name: float(value) for name, value in cell.constants.items()}
     state = dict(init)
     states: dict[str, list[np.ndarray]] = {s: [] for s in cell.states}
     outputs: dict[str, list[np.ndarray]] = {y: [] for y in cell.outputs}
     for t in range(steps):
-        values = {**params, **state, **{x: a[t] for x, a in inputs.items()}}
+        values = {**constants, **params, **state, **{x: a[t] for x, a in inputs.items()}}
         for eq in cell.equations:
             shape = (*lead, sizes[cell.sizes[eq.target.name]])
             values[eq.target.name] = np.broadcast_to(evaluate(eq.expr, values), shape)
@@ -91,7 +96,7 @@ def _stack(parts: list[np.ndarray], lead: tuple[int, ...], size: int) -> np.ndar
 
 def _sizes(cell: Cell, inputs, params, init) -> dict[str, int]:
     """The size of every named dimension, read off the arrays."""
-    sizes = {cell.inputs[x]: a.shape[-1] for x, a in inputs.items()}
+    sizes = {SCALAR: 1} | {cell.inputs[x]: a.shape[-1] for x, a in inputs.items()}
     sizes |= {cell.states[s]: a.shape[-1] for s, a in init.items()}
     for p in cell.params:
         for axis, dim in enumerate(reversed(p.shape), start=1):

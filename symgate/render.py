@@ -24,7 +24,8 @@ from .cell import Cell
 from .cnames import CNames
 from .cprinter import KernelPrinter
 from .derive import ADJOINT, Derivation
-from .lower import KernelPlan, Loop, OuterProduct, Plan, Product
+from .functions import SCALAR
+from .lower import KernelPlan, Loop, OuterProduct, Plan, Product, Reduce
 
 C_TYPES = {"float64": "double", "float32": "float"}
 _ROLE_TEXT = {
@@ -152,7 +153,7 @@ class _Context:
         self.names = CNames()
         self.helpers: set[str] = set()
         self.prefix = f"sg_{cell.name}_{dtype}"
-        self.dim_c = {d: self.names("dim", d) for d in cell.dims}
+        self.dim_c = {d: self.names("dim", d) for d in cell.dims} | {SCALAR: "1"}
         self.state_adjoints = {v.name: s for s, v in derivation.state_adjoints.items()}
         self.input_adjoints = {v.name: x for x, v in derivation.input_adjoints.items()}
         self.output_seeds = {derivation.seeds[y].name: y for y in cell.outputs}
@@ -245,10 +246,19 @@ class _Context:
             if which == "backward"
             else []
         )
-        text = "\n".join(str(x) for x in (body, seeds, zero, [r["init"] for r in rows.values()]))
+        code = [o.get("call", "") for o in body] + [s for o in body for s in o.get("statements", [])]
+        code += [f"{s['carry']} {s['given']}" for s in seeds] + [z["c"] for z in zero]
+        code += [r["init"] for r in rows.values()]
+        text = "\n".join(code)  # code only: a name in a comment is not a use
         dims = [self.dim_c[d] for d in cell.dims]
         candidates = [*dims, *(a.c_name for a in args), "work"]
         unused = [n for n in candidates if not re.search(rf"\b{n}\b", text)]
+        printer = KernelPrinter(self.dtype, {})
+        constants = [
+            f"const {self.real} {self.names('const', name)} = {printer.doprint(value)};"
+            for name, value in self.cell.constants.items()
+            if re.search(rf"\b{self.names('const', name)}\b", str(body))
+        ]
         work_size = f"(size_t)B * ({_dims_sum(scratch, self.dim_c)})" if scratch else "0"
         return {
             "which": which,
@@ -261,6 +271,7 @@ class _Context:
                 f"{a.c_name} ({', '.join(a.shape)}): {_ROLE_TEXT[a.role].format(a.name, a.name)}" for a in args
             ],
             "unused": unused,
+            "constants": constants,
             "work_size": work_size,
             "work_unused": [d for d in ["B", *dims] if not re.search(rf"\b{d}\b", work_size)],
             "scratch": [r for r in rows.values() if r["scratch"]],
@@ -318,9 +329,18 @@ class _Context:
                 scratch_counts[dim] = scratch_counts.get(dim, 0) + 1
         return rows, scratch_counts
 
-    def render_op(self, op: Product | Loop | OuterProduct, rows: dict[str, dict]) -> dict:
+    def render_op(self, op: Product | Reduce | Loop | OuterProduct, rows: dict[str, dict]) -> dict:
+        if isinstance(op, Reduce):
+            helper = "sg_mean" if op.mean else "sg_sum"
+            self.helpers.add(helper)
+            return {
+                "kind": "reduce",
+                "comment": _comment_safe(op.out),
+                "call": f"{helper}(B, {self.dim_c[op.dim]}, {rows[op.vector]['c']}, {rows[op.out]['c']});",
+            }
         if isinstance(op, Product):
             mark = "ᵀ" if op.transposed else ""
+            self.helpers.add("sg_matvec_t" if op.transposed else "sg_matvec")
             return {
                 "kind": "product",
                 "comment": _comment_safe(f"{op.matrix}{mark} @ {op.vector}"),
@@ -328,6 +348,7 @@ class _Context:
                 f"{self.names('param', op.matrix)}, {rows[op.vector]['c']}, {rows[op.out]['c']});",
             }
         if isinstance(op, OuterProduct):
+            self.helpers.add("sg_outer_acc")
             return {
                 "kind": "outer",
                 "comment": _comment_safe(f"{ADJOINT}{op.param} += {op.adjoint} ⊗ {op.vector}"),
@@ -341,8 +362,14 @@ class _Context:
         for name in loop.loads + [e.target.name for e in loop.equations]:
             locals_[name] = self.names("local", name)
         params = {p.name: f"{self.names('param', p.name)}[unit]" for p in self.cell.params if not p.is_matrix}
-        printer = KernelPrinter(self.dtype, {**params, **locals_})
-        statements = [f"const {self.real} {locals_[n]} = {rows[n]['c']}[at];" for n in loop.loads]
+        constants = {name: self.names("const", name) for name in self.cell.constants}
+        extents = {f"|{d}|": f"(({self.real}){c})" for d, c in self.dim_c.items()}
+        printer = KernelPrinter(self.dtype, {**params, **constants, **extents, **locals_})
+        statements = [
+            f"const {self.real} {locals_[n]} = {rows[n]['c']}"
+            f"[{'sample' if rows[n]['dim'] == SCALAR and loop.dim != SCALAR else 'at'}];"
+            for n in loop.loads
+        ]
         statements += [
             f"const {self.real} {locals_[e.target.name]} = {printer.doprint(e.expr)};" for e in loop.equations
         ]

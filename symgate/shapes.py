@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from .errors import DimensionError
-from .functions import MatVec, Var
+from .functions import SCALAR, MatVec, Reduction, Var
 from .notation import cell_text
 
 
@@ -62,12 +62,15 @@ class SizeInference:
     """Infers sizes equation by equation; ``unknown_of`` names the unknown of a vector symbol."""
 
     unknowns: SizeUnknowns
-    unknown_of: Callable[[Var], str]
+    unknown_of: Callable[[Var], str | None]
     matrix_unknowns: Callable[[Var], tuple[str, str]]
     raise_at: Callable[[str, str], DimensionError]
 
     def size_of(self, expr: sympy.Expr) -> str | None:
-        """The unknown of ``expr``'s size, or None for a constant that fits any size."""
+        """The unknown of ``expr``'s size, or None for a constant that fits any size.
+
+        A reduction's per-sample value has the size ``SCALAR`` and, like a constant, meets any size.
+        """
         if isinstance(expr, MatVec):
             rows, cols = self.matrix_unknowns(expr.matrix)
             vector = self.size_of(expr.vector)
@@ -79,17 +82,23 @@ class SizeInference:
                 )
             self._join(cols, vector, expr, expr.matrix, expr.vector, "has columns of size")
             return rows
+        if isinstance(expr, Reduction):
+            self.size_of(expr.vector)
+            return self.unknowns.new(SCALAR, SCALAR)
         if isinstance(expr, Var):
             return self.unknown_of(expr)
-        if expr.is_Number:
+        if expr.is_number:
             return None
         if isinstance(expr, sympy.Pow):
             return self.size_of(expr.base)
         sized = [(arg, self.size_of(arg)) for arg in expr.args]
-        sized = [(arg, unknown) for arg, unknown in sized if unknown is not None]
+        scalar = any(unknown is not None and self.unknowns.resolved(unknown) == SCALAR for _, unknown in sized)
+        sized = [(a, u) for a, u in sized if u is not None and self.unknowns.resolved(u) != SCALAR]
         for (left, left_size), (right, right_size) in itertools.pairwise(sized):
             self._join(left_size, right_size, expr, left, right, "has size")
-        return sized[0][1] if sized else None
+        if sized:
+            return sized[0][1]
+        return self.unknowns.new(SCALAR, SCALAR) if scalar else None
 
     def _join(self, a: str, b: str, whole: sympy.Expr, left: sympy.Expr, right: sympy.Expr, how: str) -> None:
         if self.unknowns.join(a, b):

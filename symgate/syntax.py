@@ -27,7 +27,7 @@ from .functions import FUNCTIONS, MatVec, Var
 
 __all__ = ["CellSource", "Declaration", "Equation", "parse_source"]
 
-KEYWORDS = frozenset({"cell", "input", "state", "output"})
+KEYWORDS = frozenset({"cell", "input", "state", "output", "const"})
 MAX_NAME = 64
 MAX_LINE = 2000
 MAX_DEPTH = 64
@@ -78,6 +78,7 @@ class CellSource:
     doc: str
     source: str
     lines: tuple[str, ...]
+    constants: tuple[Equation, ...] = ()  # ``const beta = 1``: named numbers
 
     def line_text(self, line: int | None) -> str | None:
         """The raw text of a 1-based line, or None if there is no such line."""
@@ -162,6 +163,7 @@ class _Parser:
         inputs: list[Declaration] = []
         states: list[Declaration] = []
         equations: list[Equation] = []
+        constants: list[Equation] = []
         for tokens in self._statements():
             self.tokens, self.pos = tokens, 1
             first = tokens[0]
@@ -178,6 +180,11 @@ class _Parser:
             elif first.text in ("input", "state"):
                 (inputs if first.text == "input" else states).extend(self._declarations())
                 self._end("',' or end of line")
+            elif first.text == "const":
+                target = self._name("a constant name")
+                self._expect("=", "'='")
+                constants.append(Equation(target.text, self._sum(), first.line))
+                self._end("an operator or end of line")
             else:
                 equations.append(self._equation())
                 self._end("an operator or end of line")
@@ -186,7 +193,9 @@ class _Parser:
         # only comments and blank lines precede `cell`: the doc is their text without '#' and one space
         doc = "\n".join(raw.strip().removeprefix("#").removeprefix(" ") for raw in self.lines[: cell_line - 1])
         doc = doc.strip("\n")
-        return CellSource(name, tuple(inputs), tuple(states), tuple(equations), doc, self.source, self.lines)
+        return CellSource(
+            name, tuple(inputs), tuple(states), tuple(equations), doc, self.source, self.lines, tuple(constants)
+        )
 
     # -- tokens ---------------------------------------------------------------------------------
 
@@ -284,7 +293,7 @@ class _Parser:
         is_output = first.text == "output"
         self.pos = int(is_output)
         if first.kind != "name":
-            raise self._unexpected("a statement (cell, input, state, output or NAME = ...)")
+            raise self._unexpected("a statement (cell, input, state, const, output or NAME = ...)")
         target = self._name("an output name" if is_output else "a name", primed=not is_output)
         dim = None
         if is_output and self._peek().text == ":":

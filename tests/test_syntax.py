@@ -189,7 +189,8 @@ ERRORS = [
         "f = sigmod(x)",
         UnknownFunctionError,
         2,
-        "unknown function 'sigmod'; known functions: exp, log, relu, sigmoid, softplus, sqrt, tanh (column 5)",
+        "unknown function 'sigmod'; known functions: exp, log, mean, relu, sigmoid, softplus, sqrt, sum, tanh, var "
+        "(column 5)",
     ),
     ("f = h'(x)", CellSyntaxError, 2, "found '(' at column 7"),
     ("input state: H", CellNameError, 2, "'state' at column 7 is a keyword"),
@@ -237,7 +238,7 @@ ERRORS = [
     ("state h': H", CellSyntaxError, 2, "without a prime"),
     ("output y' = 1", CellSyntaxError, 2, "expected an output name without a prime"),
     ("f x", CellSyntaxError, 2, "expected '=' after 'f', found 'x' at column 3"),
-    ("= x", CellSyntaxError, 2, "expected a statement (cell, input, state, output or NAME = ...), found '='"),
+    ("= x", CellSyntaxError, 2, "expected a statement (cell, input, state, const, output or NAME = ...), found '='"),
     ("cell u", CellSyntaxError, 2, "a second 'cell' statement; the cell was named on line 1"),
     ("f = " + "x" * 2000, CellSyntaxError, 2, "the line is 2004 characters long; the limit is 2000"),
     ("f = " + NEST, CellSyntaxError, 66, "parentheses nested deeper than 64 levels"),
