@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--steps", type=int, default=5)
     check.add_argument("--batch", type=int, default=2)
     check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--verbose", action="store_true", help="print every cell's full table, not one line each")
     check.set_defaults(run=_check)
     return parser
 
@@ -105,30 +106,45 @@ def _check(args: argparse.Namespace) -> int:
     names = cells.names() if args.all else args.cells
     if not names:
         raise SymgateError("name at least one CELL, or pass --all")
+    checked = [cells.resolve(name) for name in names]
+    given = _given_sizes(args.sizes, {d for cell in checked for d in cell.dims})
+    one_line = len(checked) > 1 and not args.verbose
     failed = 0
-    for name in names:
-        cell = cells.resolve(name)
+    started = time.perf_counter()
+    for cell in checked:
         start = time.perf_counter()
-        report = gradcheck(
-            cell, _sizes(cell, args.sizes), steps=args.steps, batch=args.batch, seed=args.seed, float32=True
-        )
-        print(report)
-        print(f"  ({time.perf_counter() - start:.2f} s)\n")
+        sizes = _sizes(cell, given)
+        report = gradcheck(cell, sizes, steps=args.steps, batch=args.batch, seed=args.seed, float32=True)
+        elapsed = time.perf_counter() - start
         failed += not report.ok
-    if len(names) > 1:
-        print(f"{len(names) - failed} passed, {failed} failed")
+        if one_line and report.ok:
+            shown = " ".join(f"{d}={n}" for d, n in sizes.items())
+            print(
+                f"ok      {cell.name:<28} {shown:<14} float64 max rel err {report.max_rel_error:.1e}   "
+                f"float32 vs float64 {report.float32_rel_error:.1e}   {elapsed:5.2f} s"
+            )
+        else:
+            print(report)
+            print(f"  ({elapsed:.2f} s)\n")
+    if len(checked) > 1:
+        print(f"{len(checked) - failed} passed, {failed} failed in {time.perf_counter() - started:.1f} s")
     return 1 if failed else 0
 
 
-def _sizes(cell: Cell, text: str | None) -> dict[str, int]:
-    """Sizes from ``D=3,H=4``; dimensions not named get distinct defaults 3, 4, 5, ..."""
-    sizes = {dim: 3 + index for index, dim in enumerate(cell.dims)}
+def _given_sizes(text: str | None, dims: set[str]) -> dict[str, int]:
+    """Sizes from ``D=3,H=4``; each must name a dimension of at least one checked cell."""
+    given = {}
     for item in filter(None, (text or "").split(",")):
-        dim, _, value = item.partition("=")
-        if dim.strip() not in sizes or not value.strip().isdigit():
-            raise SymgateError(f"--sizes: cannot use {item!r}; dimensions of {cell.name}: {', '.join(cell.dims)}")
-        sizes[dim.strip()] = int(value)
-    return sizes
+        dim, _, value = (part.strip() for part in item.partition("="))
+        if dim not in dims or not value.isdigit():
+            raise SymgateError(f"--sizes: cannot use {item!r}; dimensions: {', '.join(sorted(dims))}")
+        given[dim] = int(value)
+    return given
+
+
+def _sizes(cell: Cell, given: dict[str, int]) -> dict[str, int]:
+    """The given sizes of the cell's dimensions; the others get distinct defaults 3, 4, 5, ..."""
+    return {dim: given.get(dim, 3 + index) for index, dim in enumerate(cell.dims)}
 
 
 if __name__ == "__main__":

@@ -76,3 +76,11 @@ def test_user_errors_exit_2_with_a_message(capsys, tmp_path):
     assert code == 2 and "--sizes" in err
     with pytest.raises(SystemExit):
         main(["frobnicate"])
+
+
+def test_checking_several_cells_prints_one_line_each_and_shares_sizes(capsys):
+    code, out, _ = run(capsys, "check", "elman_rnn", "mut1", "--sizes", "H=5")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 3
+    assert lines[0].startswith("ok") and "elman_rnn" in lines[0] and "D=3 H=5" in lines[0]
+    assert "mut1" in lines[1] and "H=5" in lines[1] and lines[2].startswith("2 passed, 0 failed")
