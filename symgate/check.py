@@ -23,9 +23,9 @@ from .errors import (
     StateUpdateError,
     UnknownFunctionError,
 )
-from .functions import FUNCTIONS, PRIME, SCALAR, MatVec, Reduction, Var, step
+from .functions import FUNCTIONS, PRIME, MatVec, Reduction, Var, matrix_names, step, vector_names
 from .notation import cell_text
-from .shapes import SizeInference, SizeUnknowns
+from .shapes import infer_sizes
 from .syntax import CellSource, Declaration, parse_source
 from .syntax import Equation as SourceEquation
 
@@ -147,7 +147,10 @@ class _Checker:
         constants = self.check_constants()
         params, matrices = self.check_order(equations)
         self.check_all_used(equations)
-        sizes, shapes = self.infer_sizes(equations, params, matrices)
+        for eq in equations:
+            if eq.dim is not None and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
+                raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
+        sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error)
         kinds = {
             e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate")
             for e in equations
@@ -351,12 +354,12 @@ class _Checker:
         roles |= {c.target: "constant" for c in self.src.constants}
         defined |= {c.target for c in self.src.constants}
         assigned_at = {eq.target: index for index, eq in enumerate(equations)}
-        uses = {eq.target: _vector_names(eq.expr) | _matrix_names(eq.expr) for eq in equations}
+        uses = {eq.target: vector_names(eq.expr) | matrix_names(eq.expr) for eq in equations}
         params: dict[str, tuple[int, float, str]] = {}
         matrices: set[str] = set()
         for index, eq in enumerate(equations):
             line_text = self.src.line_text(eq.line) or cell_text(eq.expr)
-            for name in sorted(_matrix_names(eq.expr)):
+            for name in sorted(matrix_names(eq.expr)):
                 if name in defined or name in assigned_at:
                     role = roles.get(name, "computed vector")
                     raise self.error(
@@ -413,7 +416,7 @@ class _Checker:
         )
 
     def check_all_used(self, equations: list[SourceEquation]) -> None:
-        used = set().union(*(_vector_names(eq.expr) for eq in equations))
+        used = set().union(*(vector_names(eq.expr) for eq in equations))
         for eq in equations:
             if not eq.is_output and not eq.target.endswith(PRIME) and eq.target not in used:
                 raise self.error(
@@ -424,113 +427,6 @@ class _Checker:
                 )
 
     # -- sizes ----------------------------------------------------------------------------
-    def infer_sizes(
-        self, equations: list[SourceEquation], params: list[str], matrices: set[str]
-    ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
-        unknowns = SizeUnknowns()
-        for decl in (*self.src.inputs, *self.src.states):
-            unknowns.new(decl.name, decl.dim)
-        unknowns.new(SCALAR, SCALAR)
-        current: list[SourceEquation] = []
-
-        constant_names = {c.target for c in self.src.constants}
-
-        def unknown_of(var: Var) -> str | None:
-            name = var.name
-            if name in constant_names:
-                return None
-            if name in matrices:
-                raise self.error(
-                    DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name
-                )
-            key = name[: -len(PRIME)] if name.endswith(PRIME) else name
-            return unknowns.new(key)
-
-        def matrix_unknowns(var: Var) -> tuple[str, str]:
-            return unknowns.new(var.name + "[rows]"), unknowns.new(var.name + "[cols]")
-
-        def raise_at(message: str, symbol: str) -> DimensionError:
-            return self.error(DimensionError, message, current[0].line, symbol)
-
-        inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at)
-        for eq in equations:
-            current[:] = [eq]
-            if eq.dim is not None:
-                if not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS:
-                    raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
-                unknowns.new(eq.target, eq.dim)
-            size = inference.size_of(eq.expr)
-            target = unknown_of(Var(eq.target))
-            if target is None:
-                raise self.error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
-            broadcast = unknowns.resolved(size or SCALAR) == SCALAR and unknowns.resolved(target) is not None
-            if size is not None and not broadcast and not unknowns.join(target, size):
-                raise self.error(
-                    DimensionError,
-                    f"{eq.target} has size {unknowns.resolved(target)} but `{cell_text(eq.expr)}` "
-                    f"has size {unknowns.resolved(size)}",
-                    eq.line,
-                    eq.target,
-                )
-
-        first_line: dict[str, int | None] = {}
-        for eq in reversed(equations):
-            for name in _vector_names(eq.expr) | _matrix_names(eq.expr):
-                first_line[name] = eq.line
-
-        declared_outputs = {eq.target for eq in equations if eq.is_output}
-
-        def resolve(key: str, what: str, name: str, line: int | None) -> str:
-            dim = unknowns.resolved(key)
-            if dim is None:
-                raise self.error(
-                    DimensionError,
-                    f"cannot infer the size of {what}: it meets no input, state or vector of known size "
-                    "(only constants, and reductions, which fit any size)"
-                    + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else ""),
-                    line,
-                    name,
-                )
-            return dim
-
-        sizes: dict[str, str] = {d.name: d.dim for d in (*self.src.inputs, *self.src.states)}
-        for eq in equations:
-            sizes[eq.target] = resolve(unknown_of(Var(eq.target)), eq.target, eq.target, eq.line)
-        shapes: dict[str, tuple[str, ...]] = {}
-        known = {d.dim for d in (*self.src.inputs, *self.src.states)}
-        for name in params:
-            line = first_line.get(name)
-            if name in matrices:
-                shapes[name] = (
-                    resolve(name + "[rows]", f"the rows of {name}", name, line),
-                    resolve(name + "[cols]", f"the columns of {name}", name, line),
-                )
-            else:
-                shapes[name] = (resolve(name, f"parameter {name}", name, line),)
-            known.update(shapes[name])
-        for eq in equations:
-            if sizes[eq.target] not in known and sizes[eq.target] != SCALAR:
-                raise self.error(
-                    DimensionError,
-                    f"dimension {sizes[eq.target]} of {eq.target} meets no input, state or parameter, "
-                    "so its size cannot be known when the kernel runs",
-                    eq.line,
-                    eq.target,
-                )
-        return sizes, shapes
-
-
-def _vector_names(expr: sympy.Expr) -> set[str]:
-    """Names read elementwise or as the vector of a product (not matrix names)."""
-    if isinstance(expr, MatVec):
-        return _vector_names(expr.vector)
-    if isinstance(expr, Var):
-        return {expr.name}
-    return set().union(*(_vector_names(arg) for arg in expr.args))
-
-
-def _matrix_names(expr: sympy.Expr) -> set[str]:
-    return {m.matrix.name for m in expr.atoms(MatVec)}
 
 
 def _dependency_path(start: str, goal: str, uses: dict[str, set[str]]) -> list[str] | None:

@@ -357,8 +357,9 @@ class _Deriver:
         """Temporaries numbered 1, 2, ... in the order they are computed."""
         temporaries = [e.target for e in equations if e.kind == "temporary"]
         new = {t: Var(f"{TEMPORARY}{i}") for i, t in enumerate(temporaries, start=1)}
+        before = dict(self.sizes)  # the renaming may be a permutation of the same names
         for old, fresh in new.items():
-            self.sizes[fresh.name] = self.sizes[old.name]
+            self.sizes[fresh.name] = before[old.name]
         equations = [Equation(new.get(e.target, e.target), e.expr.xreplace(new), e.kind) for e in equations]
         gradients = [
             VectorGradient(g.param, g.expr.xreplace(new)) if isinstance(g, VectorGradient) else g for g in gradients

@@ -24,6 +24,7 @@ __all__ = [
     "ReduceSum",
     "Reduction",
     "Var",
+    "matrix_names",
     "next_state",
     "relu",
     "sigmoid",
@@ -31,6 +32,7 @@ __all__ = [
     "step",
     "symbols",
     "variance",
+    "vector_names",
 ]
 
 PRIME = "'"
@@ -162,6 +164,20 @@ class Extent(sympy.Symbol):
     @property
     def dim(self) -> str:
         return self.name[1:-1]
+
+
+def vector_names(expr: sympy.Expr) -> set[str]:
+    """Names an expression reads elementwise or as the vector of a product (not matrix names)."""
+    if isinstance(expr, MatVec):
+        return vector_names(expr.vector)
+    if isinstance(expr, Var):
+        return {expr.name}
+    return set().union(*(vector_names(arg) for arg in expr.args))
+
+
+def matrix_names(expr: sympy.Expr) -> set[str]:
+    """Names an expression uses as the matrix of a product."""
+    return {m.matrix.name for m in expr.atoms(MatVec)}
 
 
 def variance(vector: sympy.Expr) -> sympy.Expr:

@@ -83,7 +83,7 @@ class Kernel:
 
         For the cells PyTorch has, n is the hidden size, as in PyTorch's own initialisation.
         """
-        sizes = self._sizes_given(sizes)
+        sizes = {**self._sizes_given(sizes), SCALAR: 1}
         rng = np.random.default_rng(seed)
         params = {}
         for p in self.cell.params:
@@ -240,7 +240,7 @@ class Kernel:
             raise ArrayError(f"{label} must have shape ({', '.join(shape)}), got {array.shape}")
         if not (array.flags.c_contiguous and array.flags.aligned):
             raise ArrayError(f"{label} must be C-contiguous and aligned; pass np.ascontiguousarray({label})")
-        known = {"T": (steps, "x"), "B": (batch, "x")}
+        known = {"T": (steps, "x"), "B": (batch, "x"), SCALAR: (1, "a per-sample scalar")}
         for dim, extent in zip(shape, array.shape, strict=True):
             expected = known.get(dim) or sizes.get(dim)
             if expected is None:

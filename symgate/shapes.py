@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .errors import DimensionError
-from .functions import SCALAR, MatVec, Reduction, Var
+from .errors import CellError, CellNameError, DimensionError
+from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
 from .notation import cell_text
+from .syntax import CellSource
+from .syntax import Equation as SourceEquation
 
 
 @dataclass
@@ -110,3 +112,103 @@ class SizeInference:
             f"but `{cell_text(right)}` has size {db}",
             symbol,
         )
+
+
+def infer_sizes(
+    source: CellSource,
+    equations: list[SourceEquation],
+    params: list[str],
+    matrices: set[str],
+    error: Callable[[type[CellError], str, int | None, str | None], CellError],
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """The size of every vector and the shape of every parameter of a cell whose names are checked.
+
+    ``matrices`` are the parameters used with ``@``; ``error`` builds an error naming a line.
+    """
+    unknowns = SizeUnknowns()
+    for decl in (*source.inputs, *source.states):
+        unknowns.new(decl.name, decl.dim)
+    unknowns.new(SCALAR, SCALAR)
+    current: list[SourceEquation] = []
+
+    constant_names = {c.target for c in source.constants}
+
+    def unknown_of(var: Var) -> str | None:
+        name = var.name
+        if name in constant_names:
+            return None
+        if name in matrices:
+            raise error(DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name)
+        key = name[: -len(PRIME)] if name.endswith(PRIME) else name
+        return unknowns.new(key)
+
+    def matrix_unknowns(var: Var) -> tuple[str, str]:
+        return unknowns.new(var.name + "[rows]"), unknowns.new(var.name + "[cols]")
+
+    def raise_at(message: str, symbol: str) -> DimensionError:
+        return error(DimensionError, message, current[0].line, symbol)
+
+    inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at)
+    for eq in equations:
+        current[:] = [eq]
+        if eq.dim is not None:
+            unknowns.new(eq.target, eq.dim)
+        size = inference.size_of(eq.expr)
+        target = unknown_of(Var(eq.target))
+        if target is None:
+            raise error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
+        broadcast = unknowns.resolved(size or SCALAR) == SCALAR and unknowns.resolved(target) is not None
+        if size is not None and not broadcast and not unknowns.join(target, size):
+            raise error(
+                DimensionError,
+                f"{eq.target} has size {unknowns.resolved(target)} but `{cell_text(eq.expr)}` "
+                f"has size {unknowns.resolved(size)}",
+                eq.line,
+                eq.target,
+            )
+
+    first_line: dict[str, int | None] = {}
+    for eq in reversed(equations):
+        for name in vector_names(eq.expr) | matrix_names(eq.expr):
+            first_line[name] = eq.line
+
+    declared_outputs = {eq.target for eq in equations if eq.is_output}
+
+    def resolve(key: str, what: str, name: str, line: int | None) -> str:
+        dim = unknowns.resolved(key)
+        if dim is None:
+            raise error(
+                DimensionError,
+                f"cannot infer the size of {what}: it meets no input, state or vector of known size "
+                "(only constants, and reductions, which fit any size)"
+                + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else ""),
+                line,
+                name,
+            )
+        return dim
+
+    sizes: dict[str, str] = {d.name: d.dim for d in (*source.inputs, *source.states)}
+    for eq in equations:
+        sizes[eq.target] = resolve(unknown_of(Var(eq.target)), eq.target, eq.target, eq.line)
+    shapes: dict[str, tuple[str, ...]] = {}
+    known = {d.dim for d in (*source.inputs, *source.states)}
+    for name in params:
+        line = first_line.get(name)
+        if name in matrices:
+            shapes[name] = (
+                resolve(name + "[rows]", f"the rows of {name}", name, line),
+                resolve(name + "[cols]", f"the columns of {name}", name, line),
+            )
+        else:
+            shapes[name] = (resolve(name, f"parameter {name}", name, line),)
+        known.update(shapes[name])
+    for eq in equations:
+        if sizes[eq.target] not in known and sizes[eq.target] != SCALAR:
+            raise error(
+                DimensionError,
+                f"dimension {sizes[eq.target]} of {eq.target} meets no input, state or parameter, "
+                "so its size cannot be known when the kernel runs",
+                eq.line,
+                eq.target,
+            )
+    return sizes, shapes

@@ -93,3 +93,21 @@ def test_changing_the_callers_arrays_after_forward_does_not_change_backward():
     x[:] = 7.0
     after = k.backward(run, {"h": np.ones((4, 2, 4))}).params["W_f"]
     np.testing.assert_array_equal(before, after)
+
+
+def test_temporaries_renumbered_in_a_cycle_keep_their_sizes():
+    """Renumbering τ3 -> τ1, τ1 -> τ2 ... must not mix up the sizes (a vector became a scalar)."""
+    cell = sg.parse(
+        HEAD + "a0 = M1 @ x\nh' = sigmoid(mean(h))*h + (1 - sigmoid(mean(h)))*tanh(sigmoid(M11 @ x) + a0)\n"
+    )
+    derivation = sg.derive(cell)
+    assert derivation.sizes["τ3"] == "H" and derivation.sizes["τ1"] == "1"
+    assert sg.gradcheck(cell, SIZES).ok
+
+
+def test_a_matrix_applied_to_a_per_sample_scalar_has_one_column():
+    cell = sg.parse(HEAD + "a = mean(W @ x + h)\nh' = tanh(V @ a + U @ h)\n")
+    assert cell.param("V").shape == ("H", "1")
+    params = sg.build(cell).init_params(SIZES)
+    assert params["V"].shape == (4, 1)
+    assert sg.gradcheck(cell, SIZES).ok

@@ -14,7 +14,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import symgate as sg
@@ -91,7 +91,13 @@ EXAMPLES = int(os.environ.get("SYMGATE_RANDOM_CELLS", "30"))  # a longer hunt: S
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 @given(text=cells())
 def test_random_cells_pass_the_gradient_check(text, tmp_path_factory):
-    cell = sg.parse(text)
+    try:
+        cell = sg.parse(text)
+    except (sg.CellNameError, sg.DimensionError) as err:
+        # SymPy may cancel a term (`a - a`), leaving an intermediate unused or a size unknowable:
+        # the checker is right to refuse such a cell, and it is not a cell to differentiate.
+        assume("never used" not in str(err) and "cannot infer" not in str(err))
+        raise
     report = sg.gradcheck(cell, SIZES, steps=4, batch=2, seed=0)
     assert report.ok, f"{text}\n{report}"
     source = tmp_path_factory.mktemp("c") / "random.c"
