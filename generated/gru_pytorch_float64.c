@@ -42,6 +42,15 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#ifdef SYMGATE_BLAS
+#include <cblas.h>
+#endif
+
+/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+ * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
+#ifndef SG_BLAS_MIN
+#define SG_BLAS_MIN 16384
+#endif
 
 size_t sg_gru_pytorch_float64_forward_work(int B, int D, int H);
 void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
@@ -117,6 +126,13 @@ static double sg_sigmoid(double a)
 /* out[b, i] = sum_j W[i, j] * v[b, j] */
 static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
 {
+#ifdef SYMGATE_BLAS
+    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
+            0.0, out, rows);
+        return;
+    }
+#endif
     for (int b = 0; b < batch; ++b) {
         for (int i = 0; i < rows; ++i) {
             double acc = 0.0;
@@ -131,6 +147,13 @@ static void sg_matvec(int batch, int rows, int cols, const double *W, const doub
 /* out[b, j] = sum_i W[i, j] * v[b, i] */
 static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
 {
+#ifdef SYMGATE_BLAS
+    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
+            0.0, out, cols);
+        return;
+    }
+#endif
     for (int b = 0; b < batch; ++b) {
         double *out_b = out + (size_t)b * cols;
         for (int j = 0; j < cols; ++j) {
@@ -148,6 +171,13 @@ static void sg_matvec_t(int batch, int rows, int cols, const double *W, const do
 /* grad[i, j] += sum_b u[b, i] * v[b, j] */
 static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
 {
+#ifdef SYMGATE_BLAS
+    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
+            1.0, grad, cols);
+        return;
+    }
+#endif
     for (int b = 0; b < batch; ++b) {
         for (int i = 0; i < rows; ++i) {
             const double u_bi = u[(size_t)b * rows + i];

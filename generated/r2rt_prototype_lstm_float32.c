@@ -45,6 +45,15 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#ifdef SYMGATE_BLAS
+#include <cblas.h>
+#endif
+
+/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+ * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
+#ifndef SG_BLAS_MIN
+#define SG_BLAS_MIN 16384
+#endif
 
 size_t sg_r2rt_prototype_lstm_float32_forward_work(int B, int D, int H);
 void sg_r2rt_prototype_lstm_float32_forward(int T, int B, int D, int H,
@@ -122,6 +131,13 @@ static float sg_sigmoid(float a)
 /* out[b, i] = sum_j W[i, j] * v[b, j] */
 static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
 {
+#ifdef SYMGATE_BLAS
+    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
+            0.0F, out, rows);
+        return;
+    }
+#endif
     for (int b = 0; b < batch; ++b) {
         for (int i = 0; i < rows; ++i) {
             float acc = 0.0F;
@@ -136,6 +152,13 @@ static void sg_matvec(int batch, int rows, int cols, const float *W, const float
 /* out[b, j] = sum_i W[i, j] * v[b, i] */
 static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
 {
+#ifdef SYMGATE_BLAS
+    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
+            0.0F, out, cols);
+        return;
+    }
+#endif
     for (int b = 0; b < batch; ++b) {
         float *out_b = out + (size_t)b * cols;
         for (int j = 0; j < cols; ++j) {
@@ -153,6 +176,13 @@ static void sg_matvec_t(int batch, int rows, int cols, const float *W, const flo
 /* grad[i, j] += sum_b u[b, i] * v[b, j] */
 static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
 {
+#ifdef SYMGATE_BLAS
+    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
+            1.0F, grad, cols);
+        return;
+    }
+#endif
     for (int b = 0; b < batch; ++b) {
         for (int i = 0; i < rows; ++i) {
             const float u_bi = u[(size_t)b * rows + i];

@@ -39,8 +39,29 @@ COMPILE_FLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-Wextra")
 
 
 def compile_flags() -> tuple[str, ...]:
-    """Flags for a Python extension module on this platform."""
-    return (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
+    """Flags for a Python extension module on this platform, linked to scipy-openblas32 when installed."""
+    flags = (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
+    threshold = os.environ.get("SYMGATE_BLAS_MIN", "").strip()
+    if threshold and not threshold.isdigit():
+        raise BuildError(f"SYMGATE_BLAS_MIN must be a whole number of multiply-adds, not {threshold!r}")
+    return flags + blas_flags() + ((f"-DSG_BLAS_MIN={threshold}",) if threshold and blas_flags() else ())
+
+
+@functools.cache
+def blas_flags() -> tuple[str, ...]:
+    """Compile and link flags for scipy-openblas32's CBLAS, or none without it (plain loops then)."""
+    try:
+        import scipy_openblas32 as openblas
+    except ImportError:
+        return ()
+    lib = openblas.get_lib_dir()
+    return (
+        "-DSYMGATE_BLAS",
+        f"-I{openblas.get_include_dir()}",
+        f"-L{lib}",
+        f"-Wl,-rpath,{lib}",
+        f"-l{openblas.get_library()}",
+    )
 
 
 _loaded: dict[Path, ModuleType] = {}
@@ -160,11 +181,12 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
         library = work / f"{module_name}{_ext_suffix()}"
         command = [
             *compiler(),
-            *compile_flags(),
+            *[flag for flag in compile_flags() if not flag.startswith(("-L", "-Wl", "-l"))],
             f"-I{sysconfig.get_paths()['include']}",
             str(wrapper),
             "-o",
             str(library),
+            *[flag for flag in compile_flags() if flag.startswith(("-L", "-Wl", "-l"))],
             "-lm",
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -152,6 +152,8 @@ def gradcheck(
         checks.append(_compare(name, kind, computed[(kind, name)], fd, noise / tolerance))
 
     direction = {key: rng.standard_normal(value.shape) for key, value in tensors.items()}
+    length = np.sqrt(sum(float(np.sum(d * d)) for d in direction.values()))  # unit length: the same
+    direction = {key: d / length for key, d in direction.items()}  # step as the per-element checks
     directional = sum(
         weight * _weighted(*_shifted_forward(cell, params, inputs, init, direction, offset * STEP), cotangents)
         for offset, weight in STENCIL

@@ -180,6 +180,7 @@ class _Context:
             "zero": "0.0" if self.dtype == "float64" else "0.0F",
             "one": "1.0" if self.dtype == "float64" else "1.0F",
             "suffix": "" if self.dtype == "float64" else "f",
+            "blas": "d" if self.dtype == "float64" else "s",
             "guard": f"SYMGATE_{cell.name.upper()}_{self.dtype.upper()}_H",
             "cell_lines": [_comment_safe(line) for line in cell.text().splitlines()],
             "backward_lines": [_comment_safe(line) for line in self.derivation.text().splitlines()],

@@ -1,0 +1,946 @@
+"""Benchmark symgate's compiled kernels against PyTorch, JAX (when installed) and NumPy.
+
+What it measures, for the cells ``lstm_pytorch``, ``gru_pytorch``, ``lstm_peephole`` and ``mgu``,
+three sizes (B, D, H, T) = tiny (1, 16, 32, 100), small (8, 64, 128, 100), large (64, 256, 512, 50),
+both dtypes, and two modes:
+
+* forward: the states of every step from x and the initial states;
+* forward + backward: the loss ``sum(h_seq * G)`` for a fixed random G and its gradients with
+  respect to every parameter, the input sequence and the initial states.
+
+Anchors, all run in the same process on the same data and weights:
+
+* PyTorch's own module (``nn.LSTM`` / ``nn.GRU``) for the two cells PyTorch has;
+* a PyTorch Python loop over time: ``nn.LSTMCell`` / ``nn.GRUCell``, or, for ``lstm_peephole`` and
+  ``mgu`` (no framework has them), the cell's equations written with torch ops, autograd for the
+  backward pass;
+* JAX, when ``import jax`` works: ``jax.jit`` of a ``lax.scan`` over the same equations,
+  ``value_and_grad`` for forward + backward;
+* NumPy: ``symgate.reference.forward`` (an independent NumPy interpreter of the equations) for
+  the forward pass; it has no backward pass, so forward + backward is "n/a".
+
+Speedups are ``anchor time / symgate time`` of the same run (> 1: symgate is faster). The script
+also measures NumPy's GEMM throughput (the machine's practical peak) and reports symgate's
+forward + backward GFLOP/s as a share of it, cold and cached build times (in subprocesses), and
+the bytes per step the forward pass keeps for the backward pass next to what PyTorch's autograd
+saves. It prints the tables and writes them to ``benchmarks/RESULTS.md`` (raw timings to
+``benchmarks/results.json``).
+
+Why: to show where symgate's generated kernels stand against the frameworks people would
+otherwise use, on this machine, in numbers that can be re-measured with one command. Only
+symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` / ``forward`` /
+``backward``, ``from_torch``, ``reference.forward``), so the script keeps working while the
+kernels' internals change. The environment is taken as it is (``OPENBLAS_*`` and the like are
+reported, never set); only ``torch.set_num_threads`` is set, to the core count.
+
+Usage: ``python benchmarks/run.py`` (about 10 minutes on 2 cores) or ``--quick`` (tiny and small
+only, fewer repeats). Set ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import sympy
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmark this checkout's symgate, installed or not
+
+import symgate as sg  # noqa: E402
+from symgate import reference  # noqa: E402
+
+CONFIGS: dict[str, tuple[int, int, int, int]] = {  # name -> (B, D, H, T)
+    "tiny": (1, 16, 32, 100),
+    "small": (8, 64, 128, 100),
+    "large": (64, 256, 512, 50),
+}
+QUICK_CONFIGS = ("tiny", "small")
+CELLS = ("lstm_pytorch", "gru_pytorch", "lstm_peephole", "mgu")
+DTYPES = ("float32", "float64")
+MODES = ("forward", "forward+backward")
+TORCH_MODULES = {"lstm_pytorch": "LSTM", "gru_pytorch": "GRU"}  # cell -> torch.nn class
+COLUMNS = ("PyTorch module", "PyTorch loop", "JAX", "NumPy")  # the anchors, in table order
+GEMM_N = 1024
+ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "SYMGATE_")
+
+
+# -- timing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How often to run one measurement: warm-up runs, then between min and max timed runs.
+
+    Timed runs stop at ``max_runs``, or once ``min_runs`` are done and ``budget`` seconds spent.
+    A call slower than ``slow`` seconds gets a single warm-up run.
+    """
+
+    warmup: int
+    min_runs: int
+    max_runs: int
+    budget: float
+    slow: float = 2.0
+
+
+POLICIES = {  # (quick?, config) -> policy
+    (False, "tiny"): Policy(warmup=2, min_runs=7, max_runs=25, budget=1.0),
+    (False, "small"): Policy(warmup=2, min_runs=7, max_runs=15, budget=1.5),
+    (False, "large"): Policy(warmup=2, min_runs=3, max_runs=7, budget=2.5),
+    (True, "tiny"): Policy(warmup=1, min_runs=3, max_runs=5, budget=0.3),
+    (True, "small"): Policy(warmup=1, min_runs=3, max_runs=5, budget=0.3),
+}
+
+
+@dataclass
+class Timing:
+    """Wall times of one measurement, in seconds."""
+
+    times: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    def summary(self) -> dict[str, float | int]:
+        return {"median": self.median, "min": min(self.times), "max": max(self.times), "runs": len(self.times)}
+
+
+def measure(fn: Callable[[], Any], policy: Policy) -> Timing:
+    """Warm up, then time ``fn`` per ``policy``; garbage is collected first so it is not billed here."""
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    for _ in range(policy.warmup - 1 if first < policy.slow else 0):
+        fn()
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < policy.max_runs and (
+        len(times) < policy.min_runs or time.perf_counter() - began < policy.budget
+    ):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(times)
+
+
+# -- the cells' equations, for the PyTorch loops and JAX ----------------------------------------
+# Each step maps (ops, params, x_t, state) -> next state; x_t and states are (B, size), matrices
+# (rows, cols) as in symgate, so W @ x is ``x @ W.T``. ``ops`` gives sigmoid and tanh.
+
+State = dict[str, Any]
+
+
+def lstm_pytorch_step(ops: SimpleNamespace, p: Mapping[str, Any], x: Any, s: State) -> State:
+    h, c = s["h"], s["c"]
+
+    def pre(gate: str) -> Any:
+        return x @ p[f"W_i{gate}"].T + p[f"b_i{gate}"] + h @ p[f"W_h{gate}"].T + p[f"b_h{gate}"]
+
+    i, f, g, o = ops.sigmoid(pre("i")), ops.sigmoid(pre("f")), ops.tanh(pre("g")), ops.sigmoid(pre("o"))
+    c_next = f * c + i * g
+    return {"h": o * ops.tanh(c_next), "c": c_next}
+
+
+def gru_pytorch_step(ops: SimpleNamespace, p: Mapping[str, Any], x: Any, s: State) -> State:
+    h = s["h"]
+    r = ops.sigmoid(x @ p["W_ir"].T + p["b_ir"] + h @ p["W_hr"].T + p["b_hr"])
+    z = ops.sigmoid(x @ p["W_iz"].T + p["b_iz"] + h @ p["W_hz"].T + p["b_hz"])
+    n = ops.tanh(x @ p["W_in"].T + p["b_in"] + r * (h @ p["W_hn"].T + p["b_hn"]))
+    return {"h": (1 - z) * n + z * h}
+
+
+def lstm_peephole_step(ops: SimpleNamespace, p: Mapping[str, Any], x: Any, s: State) -> State:
+    h, c = s["h"], s["c"]
+    i = ops.sigmoid(x @ p["W_i"].T + h @ p["U_i"].T + p["p_i"] * c + p["b_i"])
+    f = ops.sigmoid(x @ p["W_f"].T + h @ p["U_f"].T + p["p_f"] * c + p["b_f"])
+    g = ops.tanh(x @ p["W_g"].T + h @ p["U_g"].T + p["b_g"])
+    c_next = f * c + i * g
+    o = ops.sigmoid(x @ p["W_o"].T + h @ p["U_o"].T + p["p_o"] * c_next + p["b_o"])
+    return {"h": o * ops.tanh(c_next), "c": c_next}
+
+
+def mgu_step(ops: SimpleNamespace, p: Mapping[str, Any], x: Any, s: State) -> State:
+    h = s["h"]
+    f = ops.sigmoid(x @ p["W_f"].T + h @ p["U_f"].T + p["b_f"])
+    h_tilde = ops.tanh(x @ p["W_h"].T + (f * h) @ p["U_h"].T + p["b_h"])
+    return {"h": (1 - f) * h + f * h_tilde}
+
+
+STEPS: dict[str, Callable[[SimpleNamespace, Mapping[str, Any], Any, State], State]] = {
+    "lstm_pytorch": lstm_pytorch_step,
+    "gru_pytorch": gru_pytorch_step,
+    "lstm_peephole": lstm_peephole_step,
+    "mgu": mgu_step,
+}
+TORCH_OPS = SimpleNamespace(sigmoid=torch.sigmoid, tanh=torch.tanh)
+
+
+# -- one benchmark case: a cell, a size, a dtype ------------------------------------------------
+
+
+@dataclass
+class Case:
+    """The data every implementation of one (cell, config, dtype) runs on."""
+
+    cell_name: str
+    config: str
+    dtype: str
+    cell: sg.Cell
+    kernel: sg.Kernel
+    params: dict[str, np.ndarray]
+    x: np.ndarray  # (T, B, D)
+    init: dict[str, np.ndarray]  # state -> (B, H)
+    G: np.ndarray  # (T, B, H): dLoss/dh_t
+    module: torch.nn.Module | None = None  # nn.LSTM / nn.GRU holding the same weights
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        B, D, H, T = CONFIGS[self.config]
+        return {"B": B, "D": D, "H": H, "T": T}
+
+
+def make_case(cell_name: str, config: str, dtype: str, kernels: Mapping[tuple[str, str], sg.Kernel]) -> Case:
+    B, D, H, T = CONFIGS[config]
+    seed = 1000 * CELLS.index(cell_name) + 10 * list(CONFIGS).index(config)
+    rng = np.random.default_rng(seed)
+    np_dtype = np.dtype(dtype)
+    kernel = kernels[(cell_name, dtype)]
+    module = None
+    if cell_name in TORCH_MODULES:
+        torch.manual_seed(seed)
+        module = getattr(torch.nn, TORCH_MODULES[cell_name])(D, H).to(torch_dtype(dtype))
+        [(cell, params)] = sg.from_torch(module)
+        assert cell.name == cell_name, (cell.name, cell_name)
+    else:
+        cell, params = kernel.cell, kernel.init_params({"D": D, "H": H}, seed=seed)
+    return Case(
+        cell_name=cell_name,
+        config=config,
+        dtype=dtype,
+        cell=cell,
+        kernel=kernel,
+        params=params,
+        x=rng.standard_normal((T, B, D)).astype(np_dtype),
+        init={s: (0.1 * rng.standard_normal((B, H))).astype(np_dtype) for s in cell.states},
+        G=rng.standard_normal((T, B, H)).astype(np_dtype),
+        module=module,
+    )
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    return torch.float64 if dtype == "float64" else torch.float32
+
+
+def leaf(array: np.ndarray) -> torch.Tensor:
+    """A torch leaf tensor (own memory) that autograd differentiates."""
+    return torch.from_numpy(np.array(array)).requires_grad_()
+
+
+# -- implementations: each runs a forward and a forward + backward on a Case --------------------
+# ``outcome`` returns h_seq and the gradients of x and of each initial state ("h0", "c0") of the
+# last forward + backward, as NumPy arrays, to check that every implementation computes the same.
+
+
+class Implementation:
+    label = ""
+
+    def forward(self) -> Any:
+        raise NotImplementedError
+
+    def forward_backward(self) -> Any:
+        raise NotImplementedError
+
+    def outcome(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class Symgate(Implementation):
+    label = "symgate"
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.last: tuple[sg.Run, sg.Gradients] | None = None
+
+    def forward(self) -> sg.Run:
+        c = self.case
+        return c.kernel.forward(c.x, c.params, init=c.init)
+
+    def forward_backward(self) -> sg.Gradients:
+        run = self.forward()
+        grads = self.case.kernel.backward(run, {"h": self.case.G})
+        self.last = (run, grads)
+        return grads
+
+    def outcome(self) -> dict[str, np.ndarray]:
+        assert self.last is not None
+        run, grads = self.last
+        return {"h": run.states["h"], "x": grads.inputs["x"], **{f"{s}0": g for s, g in grads.init.items()}}
+
+
+class TorchBase(Implementation):
+    """Shared by the PyTorch anchors: leaf tensors for x and the initial states, the loss."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.x = leaf(case.x)
+        self.init = {s: leaf(a) for s, a in case.init.items()}
+        self.G = torch.from_numpy(case.G)
+        self.h_seq: torch.Tensor | None = None
+
+    def leaves(self) -> list[torch.Tensor]:
+        return [self.x, *self.init.values(), *self.params()]
+
+    def params(self) -> Iterable[torch.Tensor]:
+        raise NotImplementedError
+
+    def run(self) -> torch.Tensor:
+        """h_seq (T, B, H), recorded by autograd when grad mode is on."""
+        raise NotImplementedError
+
+    def forward(self) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.run()
+
+    def forward_backward(self) -> torch.Tensor:
+        for t in self.leaves():
+            t.grad = None
+        h_seq = self.run()
+        (h_seq * self.G).sum().backward()
+        self.h_seq = h_seq.detach()
+        return self.h_seq
+
+    def outcome(self) -> dict[str, np.ndarray]:
+        assert self.h_seq is not None
+        grads = {f"{s}0": t.grad.reshape(t.shape[-2:]).numpy() for s, t in self.init.items()}
+        return {"h": self.h_seq.numpy(), "x": self.x.grad.numpy(), **grads}
+
+
+class TorchModule(TorchBase):
+    """``nn.LSTM`` / ``nn.GRU`` over the whole sequence."""
+
+    def __init__(self, case: Case) -> None:
+        super().__init__(case)
+        assert case.module is not None
+        self.module = case.module
+        self.label = f"nn.{TORCH_MODULES[case.cell_name]}"
+        self.init = {s: leaf(a[None]) for s, a in case.init.items()}  # (layers, B, H)
+
+    def params(self) -> Iterable[torch.Tensor]:
+        return self.module.parameters()
+
+    def run(self) -> torch.Tensor:
+        hx = (self.init["h"], self.init["c"]) if "c" in self.init else self.init["h"]
+        return self.module(self.x, hx)[0]
+
+
+class TorchLoop(TorchBase):
+    """A Python loop over time: ``nn.LSTMCell`` / ``nn.GRUCell``, or the cell's equations in torch ops."""
+
+    def __init__(self, case: Case) -> None:
+        super().__init__(case)
+        if case.module is not None:
+            kind = TORCH_MODULES[case.cell_name]
+            self.label = f"nn.{kind}Cell loop"
+            self.cell_module = copy_to_cell_module(case.module, kind)
+            self.step = self.module_step
+            self.weights = list(self.cell_module.parameters())
+        else:
+            self.label = "torch equations loop"
+            self.p = {name: leaf(a) for name, a in case.params.items()}
+            self.step = self.equations_step
+            self.weights = list(self.p.values())
+
+    def params(self) -> Iterable[torch.Tensor]:
+        return self.weights
+
+    def module_step(self, x: torch.Tensor, s: State) -> State:
+        if "c" in s:
+            h, c = self.cell_module(x, (s["h"], s["c"]))
+            return {"h": h, "c": c}
+        return {"h": self.cell_module(x, s["h"])}
+
+    def equations_step(self, x: torch.Tensor, s: State) -> State:
+        return STEPS[self.case.cell_name](TORCH_OPS, self.p, x, s)
+
+    def run(self) -> torch.Tensor:
+        state: State = dict(self.init)
+        hs = []
+        for t in range(self.x.shape[0]):
+            state = self.step(self.x[t], state)
+            hs.append(state["h"])
+        return torch.stack(hs)
+
+
+def copy_to_cell_module(module: torch.nn.Module, kind: str) -> torch.nn.Module:
+    """An ``nn.LSTMCell`` / ``nn.GRUCell`` with the weights of a one-layer ``nn.LSTM`` / ``nn.GRU``."""
+    first = next(module.parameters())
+    cell = getattr(torch.nn, f"{kind}Cell")(module.input_size, module.hidden_size).to(first.dtype)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(getattr(module, f"{name}_l0"))
+    return cell
+
+
+class Jax(Implementation):
+    """``jax.jit`` of a ``lax.scan`` over the cell's equations; ``value_and_grad`` for the backward pass."""
+
+    label = "JAX"
+
+    def __init__(self, case: Case) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.jax = jax
+        ops = SimpleNamespace(sigmoid=jax.nn.sigmoid, tanh=jnp.tanh)
+        step = STEPS[case.cell_name]
+        G = jnp.asarray(case.G)
+
+        def h_seq(params: Any, x: Any, init: Any) -> Any:
+            def body(state: Any, x_t: Any) -> tuple[Any, Any]:
+                nxt = step(ops, params, x_t, state)
+                return nxt, nxt["h"]
+
+            return jax.lax.scan(body, init, x)[1]
+
+        def loss(params: Any, x: Any, init: Any) -> Any:
+            return jnp.sum(h_seq(params, x, init) * G)
+
+        self.fwd = jax.jit(h_seq)
+        self.fwd_bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+        self.args = (
+            {k: jnp.asarray(v) for k, v in case.params.items()},
+            jnp.asarray(case.x),
+            {k: jnp.asarray(v) for k, v in case.init.items()},
+        )
+        self.last: Any = None
+
+    def ready(self, tree: Any) -> Any:
+        return self.jax.tree_util.tree_map(lambda a: a.block_until_ready(), tree)
+
+    def forward(self) -> Any:
+        return self.ready(self.fwd(*self.args))
+
+    def forward_backward(self) -> Any:
+        self.last = self.ready(self.fwd_bwd(*self.args))
+        return self.last
+
+    def outcome(self) -> dict[str, np.ndarray]:
+        _, (_, gx, ginit) = self.last
+        return {
+            "h": np.asarray(self.forward()),
+            "x": np.asarray(gx),
+            **{f"{s}0": np.asarray(g) for s, g in ginit.items()},
+        }
+
+
+class NumpyReference(Implementation):
+    """``symgate.reference.forward``: forward only (no NumPy backward pass to time)."""
+
+    label = "symgate.reference"
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+
+    def forward(self) -> np.ndarray:
+        c = self.case
+        states, _ = reference.forward(c.cell, {"x": c.x}, c.params, c.init)
+        return states["h"]
+
+    def outcome(self) -> dict[str, np.ndarray]:
+        return {"h": self.forward()}
+
+
+def jax_version() -> str | None:
+    """JAX's version if ``import jax`` works (float64 enabled), else None."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)  # float32 arrays stay float32; float64 ones need it
+    return jax.__version__
+
+
+def anchors(case: Case, with_jax: bool) -> dict[str, Implementation | str]:
+    """The anchor implementations of a case by column, or the text for the column when there is none."""
+    return {
+        "PyTorch module": TorchModule(case) if case.module is not None else "no module",
+        "PyTorch loop": TorchLoop(case),
+        "JAX": Jax(case) if with_jax else "not installed",
+        "NumPy": NumpyReference(case),
+    }
+
+
+# -- measuring a case ---------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """The measurements of one case: times by (implementation column, mode), and checks."""
+
+    cell: str
+    config: str
+    dtype: str
+    times: dict[str, dict[str, Timing | str]] = field(default_factory=dict)  # column -> mode -> Timing or text
+    labels: dict[str, str] = field(default_factory=dict)  # column -> what ran
+    max_rel_diff: dict[str, float] = field(default_factory=dict)  # mode -> worst relative difference
+    flops: float = 0.0  # of one forward + backward
+
+
+def run_case(case: Case, policy: Policy, with_jax: bool) -> Result:
+    result = Result(case.cell_name, case.config, case.dtype, flops=fwd_bwd_flops(case.cell, case.sizes))
+    impls: dict[str, Implementation | str] = {"symgate": Symgate(case), **anchors(case, with_jax)}
+    for column, impl in impls.items():
+        if isinstance(impl, str):
+            result.times[column] = dict.fromkeys(MODES, impl)
+            continue
+        result.labels[column] = impl.label
+        result.times[column] = {"forward": measure(impl.forward, policy)}
+        if isinstance(impl, NumpyReference):
+            result.times[column]["forward+backward"] = "n/a"
+        else:
+            result.times[column]["forward+backward"] = measure(impl.forward_backward, policy)
+    result.max_rel_diff = agreement(impls)
+    return result
+
+
+def agreement(impls: Mapping[str, Implementation | str]) -> dict[str, float]:
+    """Worst relative difference to symgate: of h_seq (forward), of h_seq, dx, dh0, dc0 (forward + backward)."""
+    ours = impls["symgate"]
+    assert isinstance(ours, Implementation)
+    mine = ours.outcome()
+    worst = dict.fromkeys(MODES, 0.0)
+    for impl in impls.values():
+        if isinstance(impl, str) or impl is ours:
+            continue
+        theirs = impl.outcome()
+        for key, value in theirs.items():
+            diff = float(np.max(np.abs(mine[key] - value)) / max(np.max(np.abs(value)), 1e-30))
+            worst["forward+backward"] = max(worst["forward+backward"], diff)
+            if key == "h":
+                worst["forward"] = max(worst["forward"], diff)
+    return worst
+
+
+def fwd_bwd_flops(cell: sg.Cell, sizes: Mapping[str, int]) -> float:
+    """FLOPs of the matrix products of one forward + backward: 3 x (2 rows cols B T) per product.
+
+    The forward pass does each product once; the backward pass twice (the gradient of its vector
+    argument and of its matrix). Elementwise work is not counted.
+    """
+    total = 0.0
+    for p in cell.params:
+        if len(p.shape) == 2:
+            rows, cols = (sizes[d] for d in p.shape)
+            total += 3 * 2 * rows * cols * sizes["B"] * sizes["T"] * products_of(cell, p.name)
+    return total
+
+
+def products_of(cell: sg.Cell, matrix: str) -> int:
+    """How many ``matrix @ v`` products a step does (at least 1)."""
+    count = sum(
+        isinstance(node, sg.MatVec) and node.matrix.name == matrix
+        for eq in cell.equations
+        for node in sympy.preorder_traversal(eq.expr)
+    )
+    return max(count, 1)
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def symgate_bytes_per_step(case: Case) -> float:
+    """What symgate's forward pass keeps (states, outputs, tape) per step."""
+    run = Symgate(case).forward()
+    kept = [*run.states.values(), *run.outputs.values(), *run.tape.values()]
+    return sum(a.nbytes for a in kept) / case.sizes["T"]
+
+
+def torch_saved_bytes_per_step(impl: TorchBase) -> float:
+    """Bytes autograd saves for the backward pass during one forward, per step.
+
+    Every tensor autograd saves is seen through ``saved_tensors_hooks``; storages are counted once
+    each, and those of the leaves (parameters, x, initial states) are left out, as they are for
+    symgate.
+    """
+    leaves = {t.untyped_storage().data_ptr() for t in impl.leaves()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in leaves:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        h_seq = impl.run()
+    del h_seq
+    return sum(seen.values()) / impl.case.sizes["T"]
+
+
+def memory_row(case: Case) -> dict[str, Any]:
+    loop = TorchLoop(case)
+    row = {
+        "cell": case.cell_name,
+        "config": case.config,
+        "symgate": symgate_bytes_per_step(case),
+        "loop_label": loop.label,
+        "loop": torch_saved_bytes_per_step(loop),
+    }
+    row["module"] = torch_saved_bytes_per_step(TorchModule(case)) if case.module is not None else None
+    return row
+
+
+# -- machine-level measurements -----------------------------------------------------------------
+
+
+def gemm_gflops(dtype: str, runs: int) -> float:
+    """Median GFLOP/s of NumPy's ``a @ b`` on GEMM_N x GEMM_N matrices."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype) for _ in range(2))
+    timing = measure(lambda: a @ b, Policy(warmup=2, min_runs=runs, max_runs=runs, budget=0.0))
+    return 2 * GEMM_N**3 / timing.median / 1e9
+
+
+BUILD_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+import symgate as sg
+imported = time.perf_counter() - start
+cell = sg.cells.get("lstm_pytorch")
+times = {}
+for dtype in sys.argv[1:]:
+    start = time.perf_counter()
+    sg.build(cell, dtype=dtype)
+    times[dtype] = time.perf_counter() - start
+print(json.dumps({"import": imported, "build": times}))
+"""
+
+
+def build_in_subprocess(cache: Path, dtype: str) -> dict[str, Any]:
+    """``sg.build(lstm_pytorch, dtype)`` timed in a fresh interpreter using ``cache`` as the kernel cache."""
+    env = {**os.environ, "SYMGATE_CACHE_DIR": str(cache)}  # the child's environment only
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_SCRIPT, dtype], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def build_times(repeats: int) -> dict[str, dict[str, float]]:
+    """Median cold (empty cache) and cached (second fresh process, same cache) build times per dtype."""
+    found: dict[str, dict[str, list[float]]] = {d: {"cold": [], "cached": [], "import": []} for d in DTYPES}
+    for _ in range(repeats):
+        for dtype in DTYPES:
+            cache = Path(tempfile.mkdtemp(prefix="symgate-bench-cache-"))
+            try:
+                cold = build_in_subprocess(cache, dtype)
+                cached = build_in_subprocess(cache, dtype)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+            found[dtype]["cold"].append(cold["build"][dtype])
+            found[dtype]["cached"].append(cached["build"][dtype])
+            found[dtype]["import"].append(cached["import"])
+    return {d: {k: statistics.median(v) for k, v in kinds.items()} for d, kinds in found.items()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def core_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine_info(jax: str | None, threads: int) -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cores": core_count(),
+        "torch_threads": threads,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "jax": jax or "not installed",
+        "symgate": sg.__version__,
+        "scipy-openblas32": package_version("scipy-openblas32"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(["python", *sys.argv]),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        "load_before": load_average(),
+    }
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def timing_cell(entry: Timing | str, ours: Timing | str, label: str) -> str:
+    if isinstance(entry, str):
+        return entry
+    text = f"{label}: {fmt_time(entry.median)}" if label else fmt_time(entry.median)
+    if isinstance(ours, Timing) and label:
+        text += f" (**{entry.median / ours.median:.2f}×**)"
+    return text
+
+
+def timing_table(results: list[Result], dtype: str, mode: str) -> str:
+    header = ["config", "cell", "symgate", *COLUMNS, "max rel. diff"]
+    rows = []
+    for r in (r for r in results if r.dtype == dtype):
+        ours = r.times["symgate"][mode]
+        rows.append(
+            [r.config, r.cell, timing_cell(ours, ours, "")]
+            + [timing_cell(r.times[c][mode], ours, r.labels.get(c, "")) for c in COLUMNS]
+            + [f"{r.max_rel_diff[mode]:.1e}"]
+        )
+    return table(header, rows)
+
+
+def gemm_table(results: list[Result], peaks: Mapping[str, float]) -> str:
+    header = ["config", "cell", "GFLOP (fwd+bwd)"]
+    header += [f"{d} symgate GFLOP/s (% of peak)" for d in DTYPES] + [f"{d} best PyTorch GFLOP/s" for d in DTYPES]
+    by_key = {(r.config, r.cell, r.dtype): r for r in results}
+    rows = []
+    for config, cell in dict.fromkeys((r.config, r.cell) for r in results):
+        found = [by_key[(config, cell, d)] for d in DTYPES]
+        row = [config, cell, f"{found[0].flops / 1e9:.3g}"]
+        for d, r in zip(DTYPES, found, strict=True):
+            rate = r.flops / r.times["symgate"]["forward+backward"].median / 1e9
+            row.append(f"{rate:.3g} ({100 * rate / peaks[d]:.1f} %)")
+        for r in found:
+            best = min(
+                t["forward+backward"].median
+                for c, t in r.times.items()
+                if c.startswith("PyTorch") and isinstance(t["forward+backward"], Timing)
+            )
+            row.append(f"{r.flops / best / 1e9:.3g}")
+        rows.append(row)
+    return table(header, rows)
+
+
+def memory_table(rows: list[dict[str, Any]]) -> str:
+    header = ["config", "cell", "symgate (states + tape)", "PyTorch loop autograd", "nn.LSTM / nn.GRU autograd"]
+    body = []
+    for m in rows:
+        ratio = f" ({m['loop'] / m['symgate']:.2f}× symgate)" if m["symgate"] else ""
+        module = fmt_bytes(m["module"]) if m["module"] is not None else "no module"
+        body.append([m["config"], m["cell"], fmt_bytes(m["symgate"]), f"{fmt_bytes(m['loop'])}{ratio}", module])
+    return table(header, body)
+
+
+def build_table(builds: Mapping[str, Mapping[str, float]]) -> str:
+    rows = [[d, fmt_time(b["cold"]), fmt_time(b["cached"]), fmt_time(b["import"])] for d, b in builds.items()]
+    return table(["dtype", "cold build", "cached build", "`import symgate`"], rows)
+
+
+def machine_section(info: Mapping[str, Any]) -> str:
+    env = ", ".join(f"`{k}={v}`" for k, v in info["env"].items()) or "none"
+    lines = [
+        f"- Machine: {info['cpu']}, {info['cores']} cores; load average {info['load_before']} before the run, "
+        f"{info['load_after']} after (other processes on the machine share the cores)",
+        f"- Python {info['python']}, NumPy {info['numpy']}, PyTorch {info['torch']} "
+        f"(`torch.set_num_threads({info['torch_threads']})`, the core count), JAX {info['jax']}, "
+        f"symgate {info['symgate']}, scipy-openblas32 {info['scipy-openblas32']}",
+        f"- Date: {info['date']}; wall time {info['wall']:.0f} s",
+        f"- Command: `{info['command']}`",
+        f"- `OPENBLAS_CORETYPE`: {info['OPENBLAS_CORETYPE']}; thread and BLAS variables in force: {env}",
+    ]
+    return "\n".join(lines)
+
+
+def report(
+    info: Mapping[str, Any],
+    results: list[Result],
+    peaks: Mapping[str, float],
+    memory: list[dict[str, Any]],
+    builds: Mapping[str, Mapping[str, float]],
+    policies: Mapping[str, Policy],
+) -> str:
+    repeat = "; ".join(
+        f"{c}: {p.warmup} warm-up, median of {p.min_runs}-{p.max_runs} runs" for c, p in policies.items()
+    )
+    parts = [
+        "# symgate benchmark results",
+        "",
+        machine_section(info),
+        "",
+        f"Timings are medians ({repeat}; a call slower than 2 s gets one warm-up). Each anchor cell gives its "
+        "time and, in bold, the speedup `anchor time / symgate time` of the same run (> 1: symgate is faster). "
+        "*max rel. diff* is the largest `max|symgate - anchor| / max|anchor|` over the anchors in the row, of "
+        "h_seq (forward) and of h_seq, dL/dx, dL/dh0, dL/dc0 (forward + backward). "
+        "PyTorch forward runs under `torch.inference_mode()`; forward + backward is `loss.backward()` with "
+        "gradients of the parameters, x, h0 (and c0). symgate forward + backward is `k.forward` then "
+        "`k.backward(run, {'h': G})`. NumPy is `symgate.reference.forward` (forward only).",
+    ]
+    for mode in MODES:
+        for dtype in DTYPES:
+            parts += ["", f"## {mode}, {dtype}", "", timing_table(results, dtype, mode)]
+    parts += [
+        "",
+        "## Throughput against the GEMM peak",
+        "",
+        f"Peak: NumPy `a @ b` on {GEMM_N}×{GEMM_N} matrices, "
+        + ", ".join(f"{d} {peaks[d]:.1f} GFLOP/s" for d in DTYPES)
+        + ". FLOPs count the matrix products only: 2·rows·cols·B·T per product forward, twice that backward "
+        "(input and weight gradients). *Best PyTorch* is the faster of the module and the loop.",
+        "",
+        gemm_table(results, peaks),
+        "",
+        "## Memory kept by the forward pass for the backward pass, per step (float32; float64 is twice)",
+        "",
+        "symgate: nbytes of `run.states`, `run.outputs` and `run.tape` divided by T. PyTorch: the storages "
+        "autograd saves during the forward pass (`torch.autograd.graph.saved_tensors_hooks`), each counted "
+        "once, the leaves (parameters, x, h0, c0) left out, divided by T.",
+        "",
+        memory_table(memory),
+        "",
+        "## Build time of lstm_pytorch",
+        "",
+        "Cold: a fresh interpreter with `SYMGATE_CACHE_DIR` set to a new empty directory, timing "
+        "`sg.build(cell, dtype)` (generate, compile, load). Cached: a second fresh interpreter on the same "
+        "cache, timing `sg.build` after `import symgate`. Medians over the repeats.",
+        "",
+        build_table(builds),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny and small configs only, fewer repeats")
+    parser.add_argument(
+        "--output", type=Path, default=HERE / "RESULTS.md", help="markdown report (default: %(default)s)"
+    )
+    return parser.parse_args(argv)
+
+
+def build_kernels() -> dict[tuple[str, str], sg.Kernel]:
+    return {(c, d): sg.build(sg.cells.get(c), dtype=d) for c in CELLS for d in DTYPES}
+
+
+def run_all(configs: Iterable[str], quick: bool, with_jax: bool) -> tuple[list[Result], list[dict[str, Any]]]:
+    kernels = build_kernels()
+    results, memory = [], []
+    for config in configs:
+        for dtype in DTYPES:
+            for cell_name in CELLS:
+                start = time.perf_counter()
+                case = make_case(cell_name, config, dtype, kernels)
+                results.append(run_case(case, POLICIES[(quick, config)], with_jax))
+                if dtype == "float32":
+                    memory.append(memory_row(case))
+                progress(f"  {config:<5} {dtype} {cell_name:<13} {time.perf_counter() - start:6.1f} s")
+    return results, memory
+
+
+def write_json(path: Path, info: Mapping[str, Any], results: list[Result], extra: Mapping[str, Any]) -> None:
+    data = {
+        "machine": info,
+        **extra,
+        "results": [
+            {
+                **{k: v for k, v in asdict(r).items() if k != "times"},
+                "times": {
+                    c: {m: t.summary() if isinstance(t, Timing) else t for m, t in modes.items()}
+                    for c, modes in r.times.items()
+                },
+            }
+            for r in results
+        ],
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    threads = core_count()
+    torch.set_num_threads(threads)
+    info = machine_info(jax_version(), threads)
+    configs = QUICK_CONFIGS if args.quick else tuple(CONFIGS)
+    progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {info['jax']}")
+    progress("GEMM peak ...")
+    peaks = {d: gemm_gflops(d, 5 if args.quick else 15) for d in DTYPES}
+    progress("build times ...")
+    builds = build_times(1 if args.quick else 3)
+    progress("kernels ...")
+    results, memory = run_all(configs, args.quick, info["jax"] != "not installed")
+    info = {**info, "load_after": load_average(), "wall": time.perf_counter() - began}
+    policies = {c: POLICIES[(args.quick, c)] for c in configs}
+    text = report(info, results, peaks, memory, builds, policies)
+    print(text)
+    args.output.write_text(text)
+    write_json(args.output.with_name("results.json"), info, results, {"gemm_peak": peaks, "build": builds})
+    progress(f"wrote {args.output} in {info['wall']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
