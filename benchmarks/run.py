@@ -33,8 +33,8 @@ symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` /
 kernels' internals change. The environment is taken as it is (``OPENBLAS_*`` and the like are
 reported, never set); only ``torch.set_num_threads`` is set, to the core count.
 
-Usage: ``python benchmarks/run.py`` (about 10 minutes on 2 cores) or ``--quick`` (tiny and small
-only, fewer repeats). Set ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
+Usage: ``python benchmarks/run.py`` (about 5 minutes on 2 idle cores) or ``--quick`` (tiny and
+small only, fewer repeats: about a minute). Set ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ MODES = ("forward", "forward+backward")
 TORCH_MODULES = {"lstm_pytorch": "LSTM", "gru_pytorch": "GRU"}  # cell -> torch.nn class
 COLUMNS = ("PyTorch module", "PyTorch loop", "JAX", "NumPy")  # the anchors, in table order
 GEMM_N = 1024
+SPREAD, NOISY = 1.5, "†"  # a measurement whose slowest run exceeds SPREAD x its fastest is marked NOISY
+BUSY = 0.1  # share of the cores' time used by other processes above which the report warns
 ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "SYMGATE_")
 
 
@@ -105,7 +107,7 @@ class Policy:
 POLICIES = {  # (quick?, config) -> policy
     (False, "tiny"): Policy(warmup=2, min_runs=7, max_runs=25, budget=1.0),
     (False, "small"): Policy(warmup=2, min_runs=7, max_runs=15, budget=1.5),
-    (False, "large"): Policy(warmup=2, min_runs=3, max_runs=7, budget=2.5),
+    (False, "large"): Policy(warmup=2, min_runs=5, max_runs=9, budget=4.0),
     (True, "tiny"): Policy(warmup=1, min_runs=3, max_runs=5, budget=0.3),
     (True, "small"): Policy(warmup=1, min_runs=3, max_runs=5, budget=0.3),
 }
@@ -559,7 +561,7 @@ def fwd_bwd_flops(cell: sg.Cell, sizes: Mapping[str, int]) -> float:
 def products_of(cell: sg.Cell, matrix: str) -> int:
     """How many ``matrix @ v`` products a step does (at least 1)."""
     count = sum(
-        isinstance(node, sg.MatVec) and node.matrix.name == matrix
+        isinstance(node, sg.MatVec) and getattr(getattr(node, "matrix", None), "name", None) == matrix
         for eq in cell.equations
         for node in sympy.preorder_traversal(eq.expr)
     )
@@ -614,12 +616,34 @@ def memory_row(case: Case) -> dict[str, Any]:
 # -- machine-level measurements -----------------------------------------------------------------
 
 
-def gemm_gflops(dtype: str, runs: int) -> float:
-    """Median GFLOP/s of NumPy's ``a @ b`` on GEMM_N x GEMM_N matrices."""
+GEMM_SCRIPT = """
+import json, statistics, sys, time
+import numpy as np
+n, runs = int(sys.argv[1]), int(sys.argv[2])
+rates = {}
+for dtype in sys.argv[3:]:
     rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype) for _ in range(2))
-    timing = measure(lambda: a @ b, Policy(warmup=2, min_runs=runs, max_runs=runs, budget=0.0))
-    return 2 * GEMM_N**3 / timing.median / 1e9
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    rates[dtype] = 2 * n**3 / statistics.median(times) / 1e9
+print(json.dumps(rates))
+"""
+
+
+def gemm_gflops(runs: int) -> dict[str, float]:
+    """Median GFLOP/s of NumPy's ``a @ b`` on GEMM_N x GEMM_N matrices, per dtype.
+
+    Measured in a child interpreter, so NumPy's BLAS threads do not linger (spinning) in this one.
+    """
+    argv = [sys.executable, "-c", GEMM_SCRIPT, str(GEMM_N), str(runs), *DTYPES]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 BUILD_SCRIPT = """
@@ -691,6 +715,38 @@ def load_average() -> str:
         return "unknown"
 
 
+class CpuMeter:
+    """How busy the machine was with other work between its creation and ``others()``.
+
+    From the first line of /proc/stat (user nice system idle iowait irq softirq steal, in clock
+    ticks) less this process's and its children's CPU time: the share of all cores' time that other
+    processes used, and the share the hypervisor gave away (steal). None where /proc/stat is missing.
+    """
+
+    def __init__(self) -> None:
+        self.start = self.sample()
+
+    @staticmethod
+    def sample() -> tuple[float, float, float, float] | None:
+        try:
+            ticks = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        ticks += [0.0] * (8 - len(ticks))
+        per_second = os.sysconf("SC_CLK_TCK")
+        busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+        return sum(ticks) / per_second, busy / per_second, ticks[7] / per_second, sum(os.times()[:4])
+
+    def others(self) -> dict[str, float] | None:
+        end = self.sample()
+        if self.start is None or end is None:
+            return None
+        total, busy, steal, ours = (e - s for e, s in zip(end, self.start, strict=True))
+        if total <= 0:
+            return None
+        return {"others": max(busy - ours, 0.0) / total, "steal": steal / total}
+
+
 def machine_info(jax: str | None, threads: int) -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
@@ -733,12 +789,14 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
 
 
-def timing_cell(entry: Timing | str, ours: Timing | str, label: str) -> str:
+def timing_cell(entry: Timing | str, ours: Timing | str | None = None) -> str:
+    """Median time, † if noisy, and the speedup over symgate in bold when ``ours`` is given."""
     if isinstance(entry, str):
         return entry
-    text = f"{label}: {fmt_time(entry.median)}" if label else fmt_time(entry.median)
-    if isinstance(ours, Timing) and label:
-        text += f" (**{entry.median / ours.median:.2f}×**)"
+    noisy = NOISY if max(entry.times) > SPREAD * min(entry.times) else ""
+    text = f"{fmt_time(entry.median)}{noisy}"
+    if isinstance(ours, Timing):
+        text += f" (**{entry.median / ours.median:.3g}×**)"
     return text
 
 
@@ -748,8 +806,8 @@ def timing_table(results: list[Result], dtype: str, mode: str) -> str:
     for r in (r for r in results if r.dtype == dtype):
         ours = r.times["symgate"][mode]
         rows.append(
-            [r.config, r.cell, timing_cell(ours, ours, "")]
-            + [timing_cell(r.times[c][mode], ours, r.labels.get(c, "")) for c in COLUMNS]
+            [r.config, r.cell, timing_cell(ours)]
+            + [timing_cell(r.times[c][mode], ours) for c in COLUMNS]
             + [f"{r.max_rel_diff[mode]:.1e}"]
         )
     return table(header, rows)
@@ -796,15 +854,31 @@ def machine_section(info: Mapping[str, Any]) -> str:
     env = ", ".join(f"`{k}={v}`" for k, v in info["env"].items()) or "none"
     lines = [
         f"- Machine: {info['cpu']}, {info['cores']} cores; load average {info['load_before']} before the run, "
-        f"{info['load_after']} after (other processes on the machine share the cores)",
+        f"{info['load_after']} after; {contention(info['cpu_others'])}",
         f"- Python {info['python']}, NumPy {info['numpy']}, PyTorch {info['torch']} "
-        f"(`torch.set_num_threads({info['torch_threads']})`, the core count), JAX {info['jax']}, "
+        f"(`torch.set_num_threads({info['torch_threads']})`"
+        f"{', the core count' if info['torch_threads'] == info['cores'] else ''}), JAX {info['jax']}, "
         f"symgate {info['symgate']}, scipy-openblas32 {info['scipy-openblas32']}",
         f"- Date: {info['date']}; wall time {info['wall']:.0f} s",
         f"- Command: `{info['command']}`",
         f"- `OPENBLAS_CORETYPE`: {info['OPENBLAS_CORETYPE']}; thread and BLAS variables in force: {env}",
     ]
     return "\n".join(lines)
+
+
+def contention(shares: Mapping[str, float] | None) -> str:
+    if shares is None:
+        return "other processes' CPU use unknown (no /proc/stat)"
+    text = (
+        f"other processes used {100 * shares['others']:.0f} % of the cores' time during the run "
+        f"(steal {100 * shares['steal']:.0f} %)"
+    )
+    if shares["others"] + shares["steal"] > BUSY:
+        text += (
+            ". **The machine was busy: these timings are disturbed** (PyTorch's multi-threaded calls suffer "
+            "most, up to 100× slower when a core is taken); re-run on an idle machine"
+        )
+    return text
 
 
 def report(
@@ -823,13 +897,25 @@ def report(
         "",
         machine_section(info),
         "",
-        f"Timings are medians ({repeat}; a call slower than 2 s gets one warm-up). Each anchor cell gives its "
-        "time and, in bold, the speedup `anchor time / symgate time` of the same run (> 1: symgate is faster). "
-        "*max rel. diff* is the largest `max|symgate - anchor| / max|anchor|` over the anchors in the row, of "
-        "h_seq (forward) and of h_seq, dL/dx, dL/dh0, dL/dc0 (forward + backward). "
-        "PyTorch forward runs under `torch.inference_mode()`; forward + backward is `loss.backward()` with "
-        "gradients of the parameters, x, h0 (and c0). symgate forward + backward is `k.forward` then "
-        "`k.backward(run, {'h': G})`. NumPy is `symgate.reference.forward` (forward only).",
+        "How to read the timing tables:",
+        "",
+        "- **Configs** (B, D, H, T): "
+        + ", ".join(f"{name} {CONFIGS[name]}" for name in dict.fromkeys(r.config for r in results))
+        + ". Same weights, x, h0, c0 and G for every implementation of a row.",
+        "- **symgate**: `k.forward(x, params, init={h, c})`; forward + backward adds `k.backward(run, {'h': G})`.",
+        "- **PyTorch module**: `nn.LSTM` / `nn.GRU` over the whole sequence (weights mapped with "
+        "`sg.from_torch`). **PyTorch loop**: a Python loop over time of `nn.LSTMCell` / `nn.GRUCell`, or, "
+        "for lstm_peephole and mgu (no framework has them), of the cell's equations in torch ops. "
+        "Forward runs under `torch.inference_mode()`; forward + backward is `loss.backward()` on "
+        "`loss = sum(h_seq * G)`, with parameters, x, h0 (and c0) requiring grad.",
+        "- **JAX**: `jax.jit` of a `lax.scan` over the same equations, `jax.value_and_grad` for forward + "
+        "backward. **NumPy**: `symgate.reference.forward` (forward only, so forward + backward is n/a).",
+        "- Each anchor entry is its median time and, in bold, the speedup `anchor time / symgate time` "
+        "measured in the same run (> 1: symgate is faster). "
+        f"{NOISY} marks a measurement whose slowest run took more than {SPREAD}× its fastest.",
+        f"- Repeats: {repeat}; a call slower than 2 s gets a single warm-up.",
+        "- *max rel. diff*: the largest `max|symgate - anchor| / max|anchor|` over the anchors of the row, "
+        "of h_seq (forward) and of h_seq, dL/dx, dL/dh0, dL/dc0 (forward + backward): all compute the same.",
     ]
     for mode in MODES:
         for dtype in DTYPES:
@@ -876,6 +962,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny and small configs only, fewer repeats")
     parser.add_argument(
+        "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: the core count)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=HERE / "RESULTS.md", help="markdown report (default: %(default)s)"
     )
     return parser.parse_args(argv)
@@ -920,24 +1009,27 @@ def write_json(path: Path, info: Mapping[str, Any], results: list[Result], extra
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    began = time.perf_counter()
-    threads = core_count()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    began, meter = time.perf_counter(), CpuMeter()
+    threads = args.torch_threads or core_count()
     torch.set_num_threads(threads)
     info = machine_info(jax_version(), threads)
     configs = QUICK_CONFIGS if args.quick else tuple(CONFIGS)
     progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {info['jax']}")
     progress("GEMM peak ...")
-    peaks = {d: gemm_gflops(d, 5 if args.quick else 15) for d in DTYPES}
+    peaks = gemm_gflops(5 if args.quick else 15)
     progress("build times ...")
     builds = build_times(1 if args.quick else 3)
     progress("kernels ...")
     results, memory = run_all(configs, args.quick, info["jax"] != "not installed")
-    info = {**info, "load_after": load_average(), "wall": time.perf_counter() - began}
+    info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
     policies = {c: POLICIES[(args.quick, c)] for c in configs}
     text = report(info, results, peaks, memory, builds, policies)
     print(text)
     args.output.write_text(text)
-    write_json(args.output.with_name("results.json"), info, results, {"gemm_peak": peaks, "build": builds})
+    write_json(
+        args.output.with_name("results.json"), info, results, {"gemm_peak": peaks, "build": builds, "memory": memory}
+    )
     progress(f"wrote {args.output} in {info['wall']:.0f} s")
     return 0
 
