@@ -48,6 +48,17 @@ class MathTextPrinter(CellTextPrinter):
     transpose_mark = "ᵀ"
 
 
+_LATEX_FUNCTIONS = {
+    "sigmoid": r"\sigma",
+    "relu": r"\operatorname{relu}",
+    "softplus": r"\operatorname{softplus}",
+    "step": r"\operatorname{step}",
+    "ReduceSum": r"\operatorname{sum}",
+    "ReduceMean": r"\operatorname{mean}",
+}
+"""How symgate's own functions read in LaTeX (SymPy's, such as tanh, print as SymPy prints them)."""
+
+
 class CellLatexPrinter(LatexPrinter):
     """Prints expressions as LaTeX: ``W_{f} x``, ``U^{\\top} \\delta h``, ``\\sigma(a)``."""
 
@@ -75,23 +86,9 @@ class CellLatexPrinter(LatexPrinter):
 
     _print_MatVecT = _print_MatVec
 
-    def _print_ReduceSum(self, expr: sympy.Function, exp: str | None = None) -> str:
-        return self._function(r"\operatorname{sum}", expr, exp)
-
-    def _print_ReduceMean(self, expr: sympy.Function, exp: str | None = None) -> str:
-        return self._function(r"\operatorname{mean}", expr, exp)
-
-    def _print_sigmoid(self, expr: sympy.Function, exp: str | None = None) -> str:
-        return self._function(r"\sigma", expr, exp)
-
-    def _print_relu(self, expr: sympy.Function, exp: str | None = None) -> str:
-        return self._function(r"\operatorname{relu}", expr, exp)
-
-    def _print_softplus(self, expr: sympy.Function, exp: str | None = None) -> str:
-        return self._function(r"\operatorname{softplus}", expr, exp)
-
-    def _print_step(self, expr: sympy.Function, exp: str | None = None) -> str:
-        return self._function(r"\operatorname{step}", expr, exp)
+    def _print_Function(self, expr: sympy.Function, exp: str | None = None) -> str:
+        name = _LATEX_FUNCTIONS.get(type(expr).__name__)
+        return self._function(name, expr, exp) if name else super()._print_Function(expr, exp)
 
     def _function(self, name: str, expr: sympy.Function, exp: str | None) -> str:
         text = rf"{name}\left({self._print(expr.args[0])}\right)"
