@@ -174,8 +174,6 @@ class _Context:
         return {
             "stem": f"{cell.name}_{self.dtype}",
             "version": __version__,
-            "cell_name": cell.name,
-            "dtype": self.dtype,
             "real": self.real,
             "zero": "0.0" if self.dtype == "float64" else "0.0F",
             "one": "1.0" if self.dtype == "float64" else "1.0F",
