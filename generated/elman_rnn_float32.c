@@ -27,13 +27,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_elman_rnn_float32_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+__attribute__((simd("notinbranch"))) float log1pf(float);
+#endif
+
+size_t sg_elman_rnn_float32_forward_work(int T, int B, int D, int H);
 void sg_elman_rnn_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -42,7 +58,7 @@ void sg_elman_rnn_float32_forward(int T, int B, int D, int H,
     const float *b,
     float *h_seq,
     float *work);
-size_t sg_elman_rnn_float32_backward_work(int B, int D, int H);
+size_t sg_elman_rnn_float32_backward_work(int T, int B, int D, int H);
 void sg_elman_rnn_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -58,75 +74,96 @@ void sg_elman_rnn_float32_backward(int T, int B, int D, int H,
     float *grad_b,
     float *work);
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
-            0.0F, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            float acc = 0.0F;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
-            0.0F, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        float *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0F;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const float v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
-            1.0F, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const float u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        float *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0F;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const float a_ip = A[(size_t)i * lda + p];
+            const float *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_elman_rnn_float32_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const float *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const float a_pi = A[(size_t)p * lda + i];
+            float *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_elman_rnn_float32_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (2 * (size_t)H);
+    return ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -146,34 +183,46 @@ void sg_elman_rnn_float32_forward(int T, int B, int D, int H,
     float *h_seq,
     float *work)
 {
-    float *const U_h_row = work;
-    float *const W_x_row = work + (size_t)B * ((size_t)H);
+    const int h_products_width = H;
+    const int x_products_width = H;
+    /* U@h side by side */
+    float *const h_products = work;
+    /* W@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U)ᵀ side by side, for every step */
+    float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U)ᵀ side by side */
+    sg_pack_t(H, H, U, h_weights, h_products_width);
+    /* (W@x) = (W) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        float *const U_h_row = h_products;
+        float *const W_x_row = x_products + (size_t)t * B * x_products_width;
         float *const h_next_row = h_seq + (size_t)t * B * H;
         const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * D;
-        /* U @ h */
-        sg_matvec(B, H, H, U, h_row, U_h_row);
-
-        /* W @ x */
-        sg_matvec(B, H, D, W, x_row, W_x_row);
+        /* (U@h) = (U) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, U_h_row, h_products_width, 0);
 
         /* h' */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_h_sample = U_h_row + (size_t)sample * h_products_width;
+            const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_h = U_h_row[at];
-                const float W_x = W_x_row[at];
+                const float U_h = U_h_sample[unit];
+                const float W_x = W_x_sample[unit];
                 const float h_next = tanhf(U_h + W_x + b[unit]);
-                h_next_row[at] = h_next;
+                h_next_sample[unit] = h_next;
             }
         }
     }
 }
 
-size_t sg_elman_rnn_float32_backward_work(int B, int D, int H)
+size_t sg_elman_rnn_float32_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (3 * (size_t)H + (size_t)D);
+    (void)D;
+    return ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -206,18 +255,21 @@ void sg_elman_rnn_float32_backward(int T, int B, int D, int H,
     float *work)
 {
     (void)b;
-    float *const d_h_next_pre_row = work;
-    float *const UT_d_h_next_pre_row = work + (size_t)B * ((size_t)H);
-    float *const WT_d_h_next_pre_row = work + (size_t)B * (2 * (size_t)H);
-    float *const d_h_next_row = work + (size_t)B * (2 * (size_t)H + (size_t)D);
+    const int h_adjoints_width = H;
+    /* δh'_pre side by side, at every step */
+    float *const h_adjoints = work;
+    /* (U) side by side, for every step */
+    float *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* δh' of the current step */
+    float *const d_h_next_row = h_weights + (size_t)H * h_adjoints_width;
     memset(grad_W, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_U, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b, 0, sizeof(float) * (size_t)H);
+    /* (U) side by side */
+    memcpy(h_weights, U, sizeof(float) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        float *const d_h_next_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         float *const d_h_row = grad_h_init;
-        float *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const float *const x_row = x_seq + (size_t)t * B * D;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const float *const h_next_row = h_seq + (size_t)t * B * H;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
@@ -225,46 +277,29 @@ void sg_elman_rnn_float32_backward(int T, int B, int D, int H,
         }
         /* δh'_pre, δb */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const h_next_sample = h_next_row + (size_t)sample * H;
+            const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            float *const d_h_next_pre_sample = d_h_next_pre_row + (size_t)sample * h_adjoints_width;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float h_next = h_next_row[at];
-                const float d_h_next = d_h_next_row[at];
+                const float h_next = h_next_sample[unit];
+                const float d_h_next = d_h_next_sample[unit];
                 const float d_h_next_pre = d_h_next*(1 - (h_next*h_next));
-                d_h_next_pre_row[at] = d_h_next_pre;
+                d_h_next_pre_sample[unit] = d_h_next_pre;
                 grad_b[unit] += d_h_next_pre;
             }
         }
 
-        /* Uᵀ @ δh'_pre */
-        sg_matvec_t(B, H, H, U, d_h_next_pre_row, UT_d_h_next_pre_row);
-
-        /* Wᵀ @ δh'_pre */
-        sg_matvec_t(B, H, D, W, d_h_next_pre_row, WT_d_h_next_pre_row);
-
-        /* δh */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float UT_d_h_next_pre = UT_d_h_next_pre_row[at];
-                const float d_h = UT_d_h_next_pre;
-                d_h_row[at] = d_h;
-            }
-        }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const float WT_d_h_next_pre = WT_d_h_next_pre_row[at];
-                const float d_x = WT_d_h_next_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW += δh'_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_h_next_pre_row, x_row, grad_W);
-
-        /* δU += δh'_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_h_next_pre_row, h_row, grad_U);
+        /* δh = (U)ᵀ @ (δh'_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_h_next_pre_row, h_adjoints_width, h_weights, H, d_h_row, H, 0);
+    }
+    /* δx = (W)ᵀ @ (δh'_pre), all steps */
+    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W, D, grad_x_seq, D, 0);
+    /* δW += Σ δh'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W, D);
+    /* δU += Σ δh'_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U, H);
     }
 }

@@ -10,14 +10,14 @@
  *   h' = h*z + h_tilde*(1 - z)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_GRU_CHO_FLOAT32_H
 #define SYMGATE_GRU_CHO_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_gru_cho_float32_forward_work(int B, int D, int H);
+size_t sg_gru_cho_float32_forward_work(int T, int B, int D, int H);
 void sg_gru_cho_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -33,7 +33,7 @@ void sg_gru_cho_float32_forward(int T, int B, int D, int H,
     float *U_h_arg_tape,
     float *h_tilde_tape,
     float *work);
-size_t sg_gru_cho_float32_backward_work(int B, int D, int H);
+size_t sg_gru_cho_float32_backward_work(int T, int B, int D, int H);
 void sg_gru_cho_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

@@ -46,13 +46,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_gru_pytorch_float32_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+__attribute__((simd("notinbranch"))) float log1pf(float);
+#endif
+
+size_t sg_gru_pytorch_float32_forward_work(int T, int B, int D, int H);
 void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -74,7 +90,7 @@ void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     float *n_tape,
     float *W_hn_h_tape,
     float *work);
-size_t sg_gru_pytorch_float32_backward_work(int B, int D, int H);
+size_t sg_gru_pytorch_float32_backward_work(int T, int B, int D, int H);
 void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -112,86 +128,105 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     float *grad_b_hn,
     float *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static float sg_sigmoid(float a)
 {
-    if (a >= 0.0F) {
-        const float e = expf(-a);
-        return 1.0F / (1.0F + e);
-    }
-    const float e = expf(a);
-    return e / (1.0F + e);
+    const float e = expf(-fabsf(a));
+    const float s = 1.0F / (1.0F + e);
+    return a >= 0.0F ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
-            0.0F, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            float acc = 0.0F;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
-            0.0F, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        float *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0F;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const float v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
-            1.0F, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const float u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        float *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0F;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const float a_ip = A[(size_t)i * lda + p];
+            const float *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_gru_pytorch_float32_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const float *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const float a_pi = A[(size_t)p * lda + i];
+            float *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_gru_pytorch_float32_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (5 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -237,64 +272,79 @@ void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     float *W_hn_h_tape,
     float *work)
 {
-    float *const W_hr_h_row = work;
-    float *const W_ir_x_row = work + (size_t)B * ((size_t)H);
-    float *const W_hz_h_row = work + (size_t)B * (2 * (size_t)H);
-    float *const W_iz_x_row = work + (size_t)B * (3 * (size_t)H);
-    float *const W_in_x_row = work + (size_t)B * (4 * (size_t)H);
+    const int h_products_width = 3 * H;
+    const int x_products_width = 3 * H;
+    /* W_hr@h, W_hz@h, W_hn@h side by side */
+    float *const h_products = work;
+    /* W_ir@x, W_iz@x, W_in@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* (W_hr, W_hz, W_hn)ᵀ side by side, for every step */
+    float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_hr, W_hz, W_hn)ᵀ side by side */
+    sg_pack_t(H, H, W_hr, h_weights, h_products_width);
+    sg_pack_t(H, H, W_hz, h_weights + H, h_products_width);
+    sg_pack_t(H, H, W_hn, h_weights + 2 * H, h_products_width);
+    /* (W_ir@x, W_iz@x, W_in@x) = (W_ir, W_iz, W_in) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_ir, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_iz, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_in, D, x_products + 2 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        float *const W_hr_h_row = h_products;
+        float *const W_hz_h_row = h_products + H;
+        float *const W_hn_h_row = h_products + 2 * H;
+        float *const W_ir_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_iz_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_in_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
         float *const h_next_row = h_seq + (size_t)t * B * H;
         float *const r_row = r_tape + (size_t)t * B * H;
         float *const z_row = z_tape + (size_t)t * B * H;
         float *const n_row = n_tape + (size_t)t * B * H;
-        float *const W_hn_h_row = W_hn_h_tape + (size_t)t * B * H;
         const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * D;
-        /* W_hr @ h */
-        sg_matvec(B, H, H, W_hr, h_row, W_hr_h_row);
-
-        /* W_ir @ x */
-        sg_matvec(B, H, D, W_ir, x_row, W_ir_x_row);
-
-        /* W_hz @ h */
-        sg_matvec(B, H, H, W_hz, h_row, W_hz_h_row);
-
-        /* W_iz @ x */
-        sg_matvec(B, H, D, W_iz, x_row, W_iz_x_row);
-
-        /* W_hn @ h */
-        sg_matvec(B, H, H, W_hn, h_row, W_hn_h_row);
-
-        /* W_in @ x */
-        sg_matvec(B, H, D, W_in, x_row, W_in_x_row);
+        float *const W_hn_h_tape_row = W_hn_h_tape + (size_t)t * B * H;
+        /* (W_hr@h, W_hz@h, W_hn@h) = (W_hr, W_hz, W_hn) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, W_hr_h_row, h_products_width, 0);
 
         /* r, z, n, h' */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const W_hn_h_sample = W_hn_h_row + (size_t)sample * h_products_width;
+            const float *const W_hr_h_sample = W_hr_h_row + (size_t)sample * h_products_width;
+            const float *const W_hz_h_sample = W_hz_h_row + (size_t)sample * h_products_width;
+            const float *const W_in_x_sample = W_in_x_row + (size_t)sample * x_products_width;
+            const float *const W_ir_x_sample = W_ir_x_row + (size_t)sample * x_products_width;
+            const float *const W_iz_x_sample = W_iz_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            float *const r_sample = r_row + (size_t)sample * H;
+            float *const z_sample = z_row + (size_t)sample * H;
+            float *const n_sample = n_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            float *const W_hn_h_tape_sample = W_hn_h_tape_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float W_hn_h = W_hn_h_row[at];
-                const float W_hr_h = W_hr_h_row[at];
-                const float W_hz_h = W_hz_h_row[at];
-                const float W_in_x = W_in_x_row[at];
-                const float W_ir_x = W_ir_x_row[at];
-                const float W_iz_x = W_iz_x_row[at];
-                const float h = h_row[at];
+                const float W_hn_h = W_hn_h_sample[unit];
+                const float W_hr_h = W_hr_h_sample[unit];
+                const float W_hz_h = W_hz_h_sample[unit];
+                const float W_in_x = W_in_x_sample[unit];
+                const float W_ir_x = W_ir_x_sample[unit];
+                const float W_iz_x = W_iz_x_sample[unit];
+                const float h = h_sample[unit];
                 const float r = sg_sigmoid(W_hr_h + W_ir_x + b_hr[unit] + b_ir[unit]);
                 const float z = sg_sigmoid(W_hz_h + W_iz_x + b_hz[unit] + b_iz[unit]);
                 const float n_ = tanhf(W_in_x + b_in[unit] + r*(W_hn_h + b_hn[unit]));
                 const float h_next = h*z + n_*(1 - z);
-                r_row[at] = r;
-                z_row[at] = z;
-                n_row[at] = n_;
-                h_next_row[at] = h_next;
+                r_sample[unit] = r;
+                z_sample[unit] = z;
+                n_sample[unit] = n_;
+                h_next_sample[unit] = h_next;
+                W_hn_h_tape_sample[unit] = W_hn_h;
             }
         }
     }
 }
 
-size_t sg_gru_pytorch_float32_backward_work(int B, int D, int H)
+size_t sg_gru_pytorch_float32_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (8 * (size_t)H + 3 * (size_t)D);
+    (void)D;
+    return (3 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -375,17 +425,18 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     (void)b_iz;
     (void)b_hz;
     (void)b_in;
-    float *const d_n_pre_row = work;
-    float *const W_hnT_d_n_pre_row = work + (size_t)B * ((size_t)H);
-    float *const d_r_pre_row = work + (size_t)B * (2 * (size_t)H);
-    float *const W_hrT_d_r_pre_row = work + (size_t)B * (3 * (size_t)H);
-    float *const d_z_pre_row = work + (size_t)B * (4 * (size_t)H);
-    float *const W_hzT_d_z_pre_row = work + (size_t)B * (5 * (size_t)H);
-    float *const d_W_in_x_row = work + (size_t)B * (6 * (size_t)H);
-    float *const W_inT_d_W_in_x_row = work + (size_t)B * (7 * (size_t)H);
-    float *const W_irT_d_r_pre_row = work + (size_t)B * (7 * (size_t)H + (size_t)D);
-    float *const W_izT_d_z_pre_row = work + (size_t)B * (7 * (size_t)H + 2 * (size_t)D);
-    float *const d_h_next_row = work + (size_t)B * (7 * (size_t)H + 3 * (size_t)D);
+    const int h_adjoints_width = 3 * H;
+    const int x_adjoints_width = 3 * H;
+    /* δr_pre, δz_pre, δn_pre side by side, at every step */
+    float *const h_adjoints = work;
+    /* δr_pre, δz_pre, δ(W_in@x) side by side, at every step */
+    float *const x_adjoints = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* (W_hr, W_hz, W_hn) side by side, for every step */
+    float *const h_weights = x_adjoints + (size_t)T * B * x_adjoints_width;
+    /* δh_matmul of the current step */
+    float *const d_h_matmul_row = h_weights + (size_t)H * h_adjoints_width;
+    /* δh' of the current step */
+    float *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
     memset(grad_W_ir, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b_ir, 0, sizeof(float) * (size_t)H);
     memset(grad_W_hr, 0, sizeof(float) * (size_t)H * (size_t)H);
@@ -398,29 +449,49 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     memset(grad_b_in, 0, sizeof(float) * (size_t)H);
     memset(grad_W_hn, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_hn, 0, sizeof(float) * (size_t)H);
+    /* (W_hr, W_hz, W_hn) side by side */
+    memcpy(h_weights, W_hr, sizeof(float) * (size_t)H * H);
+    memcpy(h_weights + (size_t)H * H, W_hz, sizeof(float) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(2 * H) * H, W_hn, sizeof(float) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        float *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        float *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
+        float *const d_n_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
+        float *const d_W_in_x_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
         float *const d_h_row = grad_h_init;
-        float *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const float *const x_row = x_seq + (size_t)t * B * D;
         const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const float *const W_hn_h_row = W_hn_h_tape + (size_t)t * B * H;
         const float *const n_row = n_tape + (size_t)t * B * H;
         const float *const r_row = r_tape + (size_t)t * B * H;
         const float *const z_row = z_tape + (size_t)t * B * H;
+        float *const d_r_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        float *const d_z_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
         /* τ1, δn, δ(W_in@x), δn_pre, δz, δz_pre, δr, δr_pre, δb_ir, δb_hr, δb_iz, δb_hz, δb_in, δb_hn */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const W_hn_h_sample = W_hn_h_row + (size_t)sample * H;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const n_sample = n_row + (size_t)sample * H;
+            const float *const r_sample = r_row + (size_t)sample * H;
+            const float *const z_sample = z_row + (size_t)sample * H;
+            const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            float *const d_W_in_x_sample = d_W_in_x_row + (size_t)sample * x_adjoints_width;
+            float *const d_n_pre_sample = d_n_pre_row + (size_t)sample * h_adjoints_width;
+            float *const d_z_pre_sample = d_z_pre_row + (size_t)sample * h_adjoints_width;
+            float *const d_z_pre_x_adjoints_sample = d_z_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            float *const d_r_pre_sample = d_r_pre_row + (size_t)sample * h_adjoints_width;
+            float *const d_r_pre_x_adjoints_sample = d_r_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float W_hn_h = W_hn_h_row[at];
-                const float h = h_row[at];
-                const float n_ = n_row[at];
-                const float r = r_row[at];
-                const float z = z_row[at];
-                const float d_h_next = d_h_next_row[at];
+                const float W_hn_h = W_hn_h_sample[unit];
+                const float h = h_sample[unit];
+                const float n_ = n_sample[unit];
+                const float r = r_sample[unit];
+                const float z = z_sample[unit];
+                const float d_h_next = d_h_next_sample[unit];
                 const float tmp1 = 1 - z;
                 const float d_n = d_h_next*tmp1;
                 const float d_W_in_x = d_n*(1 - (n_*n_));
@@ -429,10 +500,12 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
                 const float d_z_pre = z*d_z*tmp1;
                 const float d_r = d_W_in_x*(W_hn_h + b_hn[unit]);
                 const float d_r_pre = r*d_r*(1 - r);
-                d_W_in_x_row[at] = d_W_in_x;
-                d_n_pre_row[at] = d_n_pre;
-                d_z_pre_row[at] = d_z_pre;
-                d_r_pre_row[at] = d_r_pre;
+                d_W_in_x_sample[unit] = d_W_in_x;
+                d_n_pre_sample[unit] = d_n_pre;
+                d_z_pre_sample[unit] = d_z_pre;
+                d_z_pre_x_adjoints_sample[unit] = d_z_pre;
+                d_r_pre_sample[unit] = d_r_pre;
+                d_r_pre_x_adjoints_sample[unit] = d_r_pre;
                 grad_b_ir[unit] += d_r_pre;
                 grad_b_hr[unit] += d_r_pre;
                 grad_b_iz[unit] += d_z_pre;
@@ -442,66 +515,48 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
             }
         }
 
-        /* W_hnᵀ @ δn_pre */
-        sg_matvec_t(B, H, H, W_hn, d_n_pre_row, W_hnT_d_n_pre_row);
-
-        /* W_hrᵀ @ δr_pre */
-        sg_matvec_t(B, H, H, W_hr, d_r_pre_row, W_hrT_d_r_pre_row);
-
-        /* W_hzᵀ @ δz_pre */
-        sg_matvec_t(B, H, H, W_hz, d_z_pre_row, W_hzT_d_z_pre_row);
-
-        /* W_inᵀ @ δ(W_in@x) */
-        sg_matvec_t(B, H, D, W_in, d_W_in_x_row, W_inT_d_W_in_x_row);
-
-        /* W_irᵀ @ δr_pre */
-        sg_matvec_t(B, H, D, W_ir, d_r_pre_row, W_irT_d_r_pre_row);
-
-        /* W_izᵀ @ δz_pre */
-        sg_matvec_t(B, H, D, W_iz, d_z_pre_row, W_izT_d_z_pre_row);
+        /* δh_matmul = (W_hr, W_hz, W_hn)ᵀ @ (δr_pre, δz_pre, δn_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_r_pre_row, h_adjoints_width, h_weights, H, d_h_matmul_row, H, 0);
 
         /* δh */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const z_sample = z_row + (size_t)sample * H;
+            const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            const float *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
+            float *const d_h_sample = d_h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float W_hnT_d_n_pre = W_hnT_d_n_pre_row[at];
-                const float W_hrT_d_r_pre = W_hrT_d_r_pre_row[at];
-                const float W_hzT_d_z_pre = W_hzT_d_z_pre_row[at];
-                const float z = z_row[at];
-                const float d_h_next = d_h_next_row[at];
-                const float d_h = W_hnT_d_n_pre + W_hrT_d_r_pre + W_hzT_d_z_pre + z*d_h_next;
-                d_h_row[at] = d_h;
+                const float z = z_sample[unit];
+                const float d_h_next = d_h_next_sample[unit];
+                const float d_h_matmul = d_h_matmul_sample[unit];
+                const float d_h = z*d_h_next + d_h_matmul;
+                d_h_sample[unit] = d_h;
             }
         }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const float W_inT_d_W_in_x = W_inT_d_W_in_x_row[at];
-                const float W_irT_d_r_pre = W_irT_d_r_pre_row[at];
-                const float W_izT_d_z_pre = W_izT_d_z_pre_row[at];
-                const float d_x = W_inT_d_W_in_x + W_irT_d_r_pre + W_izT_d_z_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_ir += δr_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_r_pre_row, x_row, grad_W_ir);
-
-        /* δW_hr += δr_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_r_pre_row, h_row, grad_W_hr);
-
-        /* δW_iz += δz_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_z_pre_row, x_row, grad_W_iz);
-
-        /* δW_hz += δz_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_z_pre_row, h_row, grad_W_hz);
-
-        /* δW_in += δ(W_in@x) ⊗ x */
-        sg_outer_acc(B, H, D, d_W_in_x_row, x_row, grad_W_in);
-
-        /* δW_hn += δn_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_n_pre_row, h_row, grad_W_hn);
+    }
+    /* δx = (W_ir, W_iz, W_in)ᵀ @ (δr_pre, δz_pre, δ(W_in@x)), all steps */
+    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ir, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_iz, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, x_adjoints + 2 * H, x_adjoints_width, W_in, D, grad_x_seq, D, 1);
+    /* δW_ir += Σ δr_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ir, D);
+    /* δW_hr += Σ δr_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_W_hr, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hr, H);
+    }
+    /* δW_iz += Σ δz_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_iz, D);
+    /* δW_hz += Σ δz_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_W_hz, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hz, H);
+    }
+    /* δW_in += Σ δ(W_in@x) ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, D, grad_W_in, D);
+    /* δW_hn += Σ δn_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_W_hn, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hn, H);
     }
 }

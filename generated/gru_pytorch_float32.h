@@ -9,14 +9,14 @@
  *   h' = h*z + n*(1 - z)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_GRU_PYTORCH_FLOAT32_H
 #define SYMGATE_GRU_PYTORCH_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_gru_pytorch_float32_forward_work(int B, int D, int H);
+size_t sg_gru_pytorch_float32_forward_work(int T, int B, int D, int H);
 void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -38,7 +38,7 @@ void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     float *n_tape,
     float *W_hn_h_tape,
     float *work);
-size_t sg_gru_pytorch_float32_backward_work(int B, int D, int H);
+size_t sg_gru_pytorch_float32_backward_work(int T, int B, int D, int H);
 void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

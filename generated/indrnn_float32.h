@@ -6,14 +6,14 @@
  *   h' = relu(b + h*u + W @ x)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_INDRNN_FLOAT32_H
 #define SYMGATE_INDRNN_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_indrnn_float32_forward_work(int B, int D, int H);
+size_t sg_indrnn_float32_forward_work(int T, int B, int D, int H);
 void sg_indrnn_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -22,7 +22,7 @@ void sg_indrnn_float32_forward(int T, int B, int D, int H,
     const float *b,
     float *h_seq,
     float *work);
-size_t sg_indrnn_float32_backward_work(int B, int D, int H);
+size_t sg_indrnn_float32_backward_work(int T, int B, int D, int H);
 void sg_indrnn_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

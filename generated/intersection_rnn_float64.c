@@ -50,13 +50,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_intersection_rnn_float64_forward_work(int B, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H);
 void sg_intersection_rnn_float64_forward(int T, int B, int H,
     const double *x_seq,
     const double *h_init,
@@ -79,7 +95,7 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     double *gy_tape,
     double *y_tilde_tape,
     double *work);
-size_t sg_intersection_rnn_float64_backward_work(int B, int H);
+size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H);
 void sg_intersection_rnn_float64_backward(int T, int B, int H,
     const double *x_seq,
     const double *h_init,
@@ -119,15 +135,13 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     double *grad_b_y,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
 static double sg_relu(double a)
@@ -141,74 +155,95 @@ static double sg_step(double a)
     return a > 0.0 ? 1.0 : 0.0;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_intersection_rnn_float64_forward_work(int B, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
-    return (size_t)B * (8 * (size_t)H);
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -256,15 +291,33 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     double *y_tilde_tape,
     double *work)
 {
-    double *const U_gh_h_row = work;
-    double *const W_gh_x_row = work + (size_t)B * ((size_t)H);
-    double *const U_h_h_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_h_x_row = work + (size_t)B * (3 * (size_t)H);
-    double *const U_gy_h_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_gy_x_row = work + (size_t)B * (5 * (size_t)H);
-    double *const U_y_h_row = work + (size_t)B * (6 * (size_t)H);
-    double *const W_y_x_row = work + (size_t)B * (7 * (size_t)H);
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* U_gh@h, U_h@h, U_gy@h, U_y@h side by side */
+    double *const h_products = work;
+    /* W_gh@x, W_h@x, W_gy@x, W_y@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_gh, U_h, U_gy, U_y)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_gh, U_h, U_gy, U_y)ᵀ side by side */
+    sg_pack_t(H, H, U_gh, h_weights, h_products_width);
+    sg_pack_t(H, H, U_h, h_weights + H, h_products_width);
+    sg_pack_t(H, H, U_gy, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, U_y, h_weights + 3 * H, h_products_width);
+    /* (W_gh@x, W_h@x, W_gy@x, W_y@x) = (W_gh, W_h, W_gy, W_y) @ x, all steps */
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_gh, H, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_h, H, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_gy, H, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_y, H, x_products + 3 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const U_gh_h_row = h_products;
+        double *const U_h_h_row = h_products + H;
+        double *const U_gy_h_row = h_products + 2 * H;
+        double *const U_y_h_row = h_products + 3 * H;
+        double *const W_gh_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_gy_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_y_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
         double *const h_next_row = h_seq + (size_t)t * B * H;
         double *const y_row = y_seq + (size_t)t * B * H;
         double *const gh_row = gh_tape + (size_t)t * B * H;
@@ -273,64 +326,59 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
         double *const y_tilde_row = y_tilde_tape + (size_t)t * B * H;
         const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const double *const x_row = x_seq + (size_t)t * B * H;
-        /* U_gh @ h */
-        sg_matvec(B, H, H, U_gh, h_row, U_gh_h_row);
-
-        /* W_gh @ x */
-        sg_matvec(B, H, H, W_gh, x_row, W_gh_x_row);
-
-        /* U_h @ h */
-        sg_matvec(B, H, H, U_h, h_row, U_h_h_row);
-
-        /* W_h @ x */
-        sg_matvec(B, H, H, W_h, x_row, W_h_x_row);
-
-        /* U_gy @ h */
-        sg_matvec(B, H, H, U_gy, h_row, U_gy_h_row);
-
-        /* W_gy @ x */
-        sg_matvec(B, H, H, W_gy, x_row, W_gy_x_row);
-
-        /* U_y @ h */
-        sg_matvec(B, H, H, U_y, h_row, U_y_h_row);
-
-        /* W_y @ x */
-        sg_matvec(B, H, H, W_y, x_row, W_y_x_row);
+        /* (U_gh@h, U_h@h, U_gy@h, U_y@h) = (U_gh, U_h, U_gy, U_y) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, U_gh_h_row, h_products_width, 0);
 
         /* gh, h_tilde, gy, y_tilde, h', y */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const U_gh_h_sample = U_gh_h_row + (size_t)sample * h_products_width;
+            const double *const U_gy_h_sample = U_gy_h_row + (size_t)sample * h_products_width;
+            const double *const U_h_h_sample = U_h_h_row + (size_t)sample * h_products_width;
+            const double *const U_y_h_sample = U_y_h_row + (size_t)sample * h_products_width;
+            const double *const W_gh_x_sample = W_gh_x_row + (size_t)sample * x_products_width;
+            const double *const W_gy_x_sample = W_gy_x_row + (size_t)sample * x_products_width;
+            const double *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const double *const W_y_x_sample = W_y_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const x_sample = x_row + (size_t)sample * H;
+            double *const gh_sample = gh_row + (size_t)sample * H;
+            double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
+            double *const gy_sample = gy_row + (size_t)sample * H;
+            double *const y_tilde_sample = y_tilde_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            double *const y_sample = y_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_gh_h = U_gh_h_row[at];
-                const double U_gy_h = U_gy_h_row[at];
-                const double U_h_h = U_h_h_row[at];
-                const double U_y_h = U_y_h_row[at];
-                const double W_gh_x = W_gh_x_row[at];
-                const double W_gy_x = W_gy_x_row[at];
-                const double W_h_x = W_h_x_row[at];
-                const double W_y_x = W_y_x_row[at];
-                const double h = h_row[at];
-                const double x = x_row[at];
+                const double U_gh_h = U_gh_h_sample[unit];
+                const double U_gy_h = U_gy_h_sample[unit];
+                const double U_h_h = U_h_h_sample[unit];
+                const double U_y_h = U_y_h_sample[unit];
+                const double W_gh_x = W_gh_x_sample[unit];
+                const double W_gy_x = W_gy_x_sample[unit];
+                const double W_h_x = W_h_x_sample[unit];
+                const double W_y_x = W_y_x_sample[unit];
+                const double h = h_sample[unit];
+                const double x = x_sample[unit];
                 const double gh = sg_sigmoid(U_gh_h + W_gh_x + b_gh[unit]);
                 const double h_tilde = tanh(U_h_h + W_h_x + b_h[unit]);
                 const double gy = sg_sigmoid(U_gy_h + W_gy_x + b_gy[unit]);
                 const double y_tilde = sg_relu(U_y_h + W_y_x + b_y[unit]);
                 const double h_next = gh*h + h_tilde*(1 - gh);
                 const double y = gy*x + y_tilde*(1 - gy);
-                gh_row[at] = gh;
-                h_tilde_row[at] = h_tilde;
-                gy_row[at] = gy;
-                y_tilde_row[at] = y_tilde;
-                h_next_row[at] = h_next;
-                y_row[at] = y;
+                gh_sample[unit] = gh;
+                h_tilde_sample[unit] = h_tilde;
+                gy_sample[unit] = gy;
+                y_tilde_sample[unit] = y_tilde;
+                h_next_sample[unit] = h_next;
+                y_sample[unit] = y;
             }
         }
     }
 }
 
-size_t sg_intersection_rnn_float64_backward_work(int B, int H)
+size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H)
 {
-    return (size_t)B * (13 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -415,19 +463,15 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     (void)b_gy;
     (void)b_y;
     (void)y_seq;
-    double *const d_gh_pre_row = work;
-    double *const U_ghT_d_gh_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_gy_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const U_gyT_d_gy_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const d_h_tilde_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const U_hT_d_h_tilde_pre_row = work + (size_t)B * (5 * (size_t)H);
-    double *const d_y_tilde_pre_row = work + (size_t)B * (6 * (size_t)H);
-    double *const U_yT_d_y_tilde_pre_row = work + (size_t)B * (7 * (size_t)H);
-    double *const W_ghT_d_gh_pre_row = work + (size_t)B * (8 * (size_t)H);
-    double *const W_gyT_d_gy_pre_row = work + (size_t)B * (9 * (size_t)H);
-    double *const W_hT_d_h_tilde_pre_row = work + (size_t)B * (10 * (size_t)H);
-    double *const W_yT_d_y_tilde_pre_row = work + (size_t)B * (11 * (size_t)H);
-    double *const d_h_next_row = work + (size_t)B * (12 * (size_t)H);
+    const int h_adjoints_width = 4 * H;
+    /* δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre side by side, at every step */
+    double *const h_adjoints = work;
+    /* (U_gh, U_h, U_gy, U_y) side by side, for every step */
+    double *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* δh_matmul of the current step */
+    double *const d_h_matmul_row = h_weights + (size_t)H * h_adjoints_width;
+    /* δh' of the current step */
+    double *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
     memset(grad_W_gh, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_U_gh, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_gh, 0, sizeof(double) * (size_t)H);
@@ -440,7 +484,16 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     memset(grad_W_y, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_U_y, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_y, 0, sizeof(double) * (size_t)H);
+    /* (U_gh, U_h, U_gy, U_y) side by side */
+    memcpy(h_weights, U_gh, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)H * H, U_h, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(2 * H) * H, U_gy, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(3 * H) * H, U_y, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_gh_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        double *const d_h_tilde_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
+        double *const d_gy_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
+        double *const d_y_tilde_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 3 * H;
         double *const d_h_row = grad_h_init;
         double *const d_x_row = grad_x_seq + (size_t)t * B * H;
         const double *const x_row = x_seq + (size_t)t * B * H;
@@ -454,18 +507,31 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
-        /* τ1, δy_tilde, δy_tilde_pre, δgy, δgy_pre, τ2, δh_tilde, δh_tilde_pre, δgh, δgh_pre, δb_gh, δb_h, δb_gy, δb_y */
+        /* τ1, δy_tilde, δy_tilde_pre, δgy, δgy_pre, τ2, δh_tilde, δh_tilde_pre, δgh, δgh_pre, δx, δb_gh, δb_h, δb_gy, δb_y */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const gh_sample = gh_row + (size_t)sample * H;
+            const double *const gy_sample = gy_row + (size_t)sample * H;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
+            const double *const x_sample = x_row + (size_t)sample * H;
+            const double *const y_tilde_sample = y_tilde_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            const double *const d_y_sample = d_y_row + (size_t)sample * H;
+            double *const d_y_tilde_pre_sample = d_y_tilde_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_gy_pre_sample = d_gy_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_h_tilde_pre_sample = d_h_tilde_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_gh_pre_sample = d_gh_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_x_sample = d_x_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double gh = gh_row[at];
-                const double gy = gy_row[at];
-                const double h = h_row[at];
-                const double h_tilde = h_tilde_row[at];
-                const double x = x_row[at];
-                const double y_tilde = y_tilde_row[at];
-                const double d_h_next = d_h_next_row[at];
-                const double d_y = d_y_row[at];
+                const double gh = gh_sample[unit];
+                const double gy = gy_sample[unit];
+                const double h = h_sample[unit];
+                const double h_tilde = h_tilde_sample[unit];
+                const double x = x_sample[unit];
+                const double y_tilde = y_tilde_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
+                const double d_y = d_y_sample[unit];
                 const double tmp1 = 1 - gy;
                 const double d_y_tilde = d_y*tmp1;
                 const double d_y_tilde_pre = d_y_tilde*sg_step(y_tilde);
@@ -476,10 +542,12 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
                 const double d_h_tilde_pre = d_h_tilde*(1 - (h_tilde*h_tilde));
                 const double d_gh = d_h_next*(h - h_tilde);
                 const double d_gh_pre = gh*d_gh*tmp2;
-                d_y_tilde_pre_row[at] = d_y_tilde_pre;
-                d_gy_pre_row[at] = d_gy_pre;
-                d_h_tilde_pre_row[at] = d_h_tilde_pre;
-                d_gh_pre_row[at] = d_gh_pre;
+                const double d_x = gy*d_y;
+                d_y_tilde_pre_sample[unit] = d_y_tilde_pre;
+                d_gy_pre_sample[unit] = d_gy_pre;
+                d_h_tilde_pre_sample[unit] = d_h_tilde_pre;
+                d_gh_pre_sample[unit] = d_gh_pre;
+                d_x_sample[unit] = d_x;
                 grad_b_gh[unit] += d_gh_pre;
                 grad_b_h[unit] += d_h_tilde_pre;
                 grad_b_gy[unit] += d_gy_pre;
@@ -487,75 +555,56 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
             }
         }
 
-        /* U_ghᵀ @ δgh_pre */
-        sg_matvec_t(B, H, H, U_gh, d_gh_pre_row, U_ghT_d_gh_pre_row);
+        /* δh_matmul = (U_gh, U_h, U_gy, U_y)ᵀ @ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_gh_pre_row, h_adjoints_width, h_weights, H, d_h_matmul_row, H, 0);
 
-        /* U_gyᵀ @ δgy_pre */
-        sg_matvec_t(B, H, H, U_gy, d_gy_pre_row, U_gyT_d_gy_pre_row);
-
-        /* U_hᵀ @ δh_tilde_pre */
-        sg_matvec_t(B, H, H, U_h, d_h_tilde_pre_row, U_hT_d_h_tilde_pre_row);
-
-        /* U_yᵀ @ δy_tilde_pre */
-        sg_matvec_t(B, H, H, U_y, d_y_tilde_pre_row, U_yT_d_y_tilde_pre_row);
-
-        /* W_ghᵀ @ δgh_pre */
-        sg_matvec_t(B, H, H, W_gh, d_gh_pre_row, W_ghT_d_gh_pre_row);
-
-        /* W_gyᵀ @ δgy_pre */
-        sg_matvec_t(B, H, H, W_gy, d_gy_pre_row, W_gyT_d_gy_pre_row);
-
-        /* W_hᵀ @ δh_tilde_pre */
-        sg_matvec_t(B, H, H, W_h, d_h_tilde_pre_row, W_hT_d_h_tilde_pre_row);
-
-        /* W_yᵀ @ δy_tilde_pre */
-        sg_matvec_t(B, H, H, W_y, d_y_tilde_pre_row, W_yT_d_y_tilde_pre_row);
-
-        /* δh, δx */
+        /* δh */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const gh_sample = gh_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            const double *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
+            double *const d_h_sample = d_h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_ghT_d_gh_pre = U_ghT_d_gh_pre_row[at];
-                const double U_gyT_d_gy_pre = U_gyT_d_gy_pre_row[at];
-                const double U_hT_d_h_tilde_pre = U_hT_d_h_tilde_pre_row[at];
-                const double U_yT_d_y_tilde_pre = U_yT_d_y_tilde_pre_row[at];
-                const double W_ghT_d_gh_pre = W_ghT_d_gh_pre_row[at];
-                const double W_gyT_d_gy_pre = W_gyT_d_gy_pre_row[at];
-                const double W_hT_d_h_tilde_pre = W_hT_d_h_tilde_pre_row[at];
-                const double W_yT_d_y_tilde_pre = W_yT_d_y_tilde_pre_row[at];
-                const double gh = gh_row[at];
-                const double gy = gy_row[at];
-                const double d_h_next = d_h_next_row[at];
-                const double d_y = d_y_row[at];
-                const double d_h = U_ghT_d_gh_pre + U_gyT_d_gy_pre + U_hT_d_h_tilde_pre + U_yT_d_y_tilde_pre + gh*d_h_next;
-                const double d_x = W_ghT_d_gh_pre + W_gyT_d_gy_pre + W_hT_d_h_tilde_pre + W_yT_d_y_tilde_pre + gy*d_y;
-                d_h_row[at] = d_h;
-                d_x_row[at] = d_x;
+                const double gh = gh_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
+                const double d_h_matmul = d_h_matmul_sample[unit];
+                const double d_h = gh*d_h_next + d_h_matmul;
+                d_h_sample[unit] = d_h;
             }
         }
-
-        /* δW_gh += δgh_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_gh_pre_row, x_row, grad_W_gh);
-
-        /* δU_gh += δgh_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_gh_pre_row, h_row, grad_U_gh);
-
-        /* δW_h += δh_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_h_tilde_pre_row, x_row, grad_W_h);
-
-        /* δU_h += δh_tilde_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_h_tilde_pre_row, h_row, grad_U_h);
-
-        /* δW_gy += δgy_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_gy_pre_row, x_row, grad_W_gy);
-
-        /* δU_gy += δgy_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_gy_pre_row, h_row, grad_U_gy);
-
-        /* δW_y += δy_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_y_tilde_pre_row, x_row, grad_W_y);
-
-        /* δU_y += δy_tilde_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_y_tilde_pre_row, h_row, grad_U_y);
+    }
+    /* δx += (W_gh, W_h, W_gy, W_y)ᵀ @ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre), all steps */
+    sg_gemm_nn(T * B, H, H, h_adjoints, h_adjoints_width, W_gh, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, h_adjoints + H, h_adjoints_width, W_h, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, h_adjoints + 2 * H, h_adjoints_width, W_gy, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, h_adjoints + 3 * H, h_adjoints_width, W_y, H, grad_x_seq, H, 1);
+    /* δW_gh += Σ δgh_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, h_adjoints, h_adjoints_width, x_seq, H, grad_W_gh, H);
+    /* δU_gh += Σ δgh_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_gh, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_gh, H);
+    }
+    /* δW_h += Σ δh_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, h_adjoints + H, h_adjoints_width, x_seq, H, grad_W_h, H);
+    /* δU_h += Σ δh_tilde_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_h, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_h, H);
+    }
+    /* δW_gy += Σ δgy_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, H, grad_W_gy, H);
+    /* δU_gy += Σ δgy_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_U_gy, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_gy, H);
+    }
+    /* δW_y += Σ δy_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, H, grad_W_y, H);
+    /* δU_y += Σ δy_tilde_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_U_y, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_y, H);
     }
 }

@@ -11,14 +11,14 @@
  *   output y: H = gy*x + y_tilde*(1 - gy)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_INTERSECTION_RNN_FLOAT64_H
 #define SYMGATE_INTERSECTION_RNN_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_intersection_rnn_float64_forward_work(int B, int H);
+size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H);
 void sg_intersection_rnn_float64_forward(int T, int B, int H,
     const double *x_seq,
     const double *h_init,
@@ -41,7 +41,7 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     double *gy_tape,
     double *y_tilde_tape,
     double *work);
-size_t sg_intersection_rnn_float64_backward_work(int B, int H);
+size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H);
 void sg_intersection_rnn_float64_backward(int T, int B, int H,
     const double *x_seq,
     const double *h_init,

@@ -9,14 +9,14 @@
  *   c' = c*sigmoid(s) + c_tilde*(1 - sigmoid(-beta + s))
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_JANET_FLOAT32_H
 #define SYMGATE_JANET_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_janet_float32_forward_work(int B, int D, int H);
+size_t sg_janet_float32_forward_work(int T, int B, int D, int H);
 void sg_janet_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *c_init,
@@ -30,7 +30,7 @@ void sg_janet_float32_forward(int T, int B, int D, int H,
     float *s_tape,
     float *c_tilde_tape,
     float *work);
-size_t sg_janet_float32_backward_work(int B, int D, int H);
+size_t sg_janet_float32_backward_work(int T, int B, int D, int H);
 void sg_janet_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *c_init,

@@ -39,13 +39,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_janet_float64_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_janet_float64_forward_work(int T, int B, int D, int H);
 void sg_janet_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *c_init,
@@ -59,7 +75,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *s_tape,
     double *c_tilde_tape,
     double *work);
-size_t sg_janet_float64_backward_work(int B, int D, int H);
+size_t sg_janet_float64_backward_work(int T, int B, int D, int H);
 void sg_janet_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *c_init,
@@ -83,86 +99,105 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     double *grad_b_c,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_janet_float64_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_janet_float64_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (4 * (size_t)H);
+    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -193,51 +228,64 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *work)
 {
     const double beta = 1;
-    double *const U_f_c_row = work;
-    double *const W_f_x_row = work + (size_t)B * ((size_t)H);
-    double *const U_c_c_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_c_x_row = work + (size_t)B * (3 * (size_t)H);
+    const int c_products_width = 2 * H;
+    const int x_products_width = 2 * H;
+    /* U_f@c, U_c@c side by side */
+    double *const c_products = work;
+    /* W_f@x, W_c@x side by side, at every step */
+    double *const x_products = c_products + (size_t)B * c_products_width;
+    /* (U_f, U_c)ᵀ side by side, for every step */
+    double *const c_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_f, U_c)ᵀ side by side */
+    sg_pack_t(H, H, U_f, c_weights, c_products_width);
+    sg_pack_t(H, H, U_c, c_weights + H, c_products_width);
+    /* (W_f@x, W_c@x) = (W_f, W_c) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_c, D, x_products + H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const U_f_c_row = c_products;
+        double *const U_c_c_row = c_products + H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_c_x_row = x_products + (size_t)t * B * x_products_width + H;
         double *const c_next_row = c_seq + (size_t)t * B * H;
         double *const s_row = s_tape + (size_t)t * B * H;
         double *const c_tilde_row = c_tilde_tape + (size_t)t * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        /* U_f @ c */
-        sg_matvec(B, H, H, U_f, c_row, U_f_c_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, D, W_f, x_row, W_f_x_row);
-
-        /* U_c @ c */
-        sg_matvec(B, H, H, U_c, c_row, U_c_c_row);
-
-        /* W_c @ x */
-        sg_matvec(B, H, D, W_c, x_row, W_c_x_row);
+        /* (U_f@c, U_c@c) = (U_f, U_c) @ c */
+        sg_gemm_nn(B, c_products_width, H, c_row, H, c_weights, c_products_width, U_f_c_row, c_products_width, 0);
 
         /* s, c_tilde, c' */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const U_c_c_sample = U_c_c_row + (size_t)sample * c_products_width;
+            const double *const U_f_c_sample = U_f_c_row + (size_t)sample * c_products_width;
+            const double *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const s_sample = s_row + (size_t)sample * H;
+            double *const c_tilde_sample = c_tilde_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_c_c = U_c_c_row[at];
-                const double U_f_c = U_f_c_row[at];
-                const double W_c_x = W_c_x_row[at];
-                const double W_f_x = W_f_x_row[at];
-                const double c = c_row[at];
+                const double U_c_c = U_c_c_sample[unit];
+                const double U_f_c = U_f_c_sample[unit];
+                const double W_c_x = W_c_x_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double c = c_sample[unit];
                 const double s = U_f_c + W_f_x + b_f[unit];
                 const double c_tilde = tanh(U_c_c + W_c_x + b_c[unit]);
                 const double c_next = c*sg_sigmoid(s) + c_tilde*(1 - sg_sigmoid(-beta + s));
-                s_row[at] = s;
-                c_tilde_row[at] = c_tilde;
-                c_next_row[at] = c_next;
+                s_sample[unit] = s;
+                c_tilde_sample[unit] = c_tilde;
+                c_next_sample[unit] = c_next;
             }
         }
     }
 }
 
-size_t sg_janet_float64_backward_work(int B, int D, int H)
+size_t sg_janet_float64_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (6 * (size_t)H + 2 * (size_t)D);
+    (void)D;
+    return (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -288,24 +336,30 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     (void)b_f;
     (void)b_c;
     const double beta = 1;
-    double *const d_c_tilde_pre_row = work;
-    double *const U_cT_d_c_tilde_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_s_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const U_fT_d_s_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const W_cT_d_c_tilde_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_fT_d_s_pre_row = work + (size_t)B * (4 * (size_t)H + (size_t)D);
-    double *const d_c_next_row = work + (size_t)B * (4 * (size_t)H + 2 * (size_t)D);
-    double *const tmp3_row = work + (size_t)B * (5 * (size_t)H + 2 * (size_t)D);
+    const int c_adjoints_width = 2 * H;
+    /* δs_pre, δc_tilde_pre side by side, at every step */
+    double *const c_adjoints = work;
+    /* (U_f, U_c) side by side, for every step */
+    double *const c_weights = c_adjoints + (size_t)T * B * c_adjoints_width;
+    /* δc_matmul of the current step */
+    double *const d_c_matmul_row = c_weights + (size_t)H * c_adjoints_width;
+    /* δc' of the current step */
+    double *const d_c_next_row = d_c_matmul_row + (size_t)B * H;
+    /* τ3 of the current step */
+    double *const tmp3_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_f, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_f, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_f, 0, sizeof(double) * (size_t)H);
     memset(grad_W_c, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_c, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_c, 0, sizeof(double) * (size_t)H);
+    /* (U_f, U_c) side by side */
+    memcpy(c_weights, U_f, sizeof(double) * (size_t)H * H);
+    memcpy(c_weights + (size_t)H * H, U_c, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_s_pre_row = c_adjoints + (size_t)t * B * c_adjoints_width;
+        double *const d_c_tilde_pre_row = c_adjoints + (size_t)t * B * c_adjoints_width + H;
         double *const d_c_row = grad_c_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const double *const c_tilde_row = c_tilde_tape + (size_t)t * B * H;
         const double *const s_row = s_tape + (size_t)t * B * H;
@@ -315,12 +369,19 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
         }
         /* τ1, τ2, δc_tilde, δc_tilde_pre, τ3, δs, δs_pre, δb_f, δb_c */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const c_tilde_sample = c_tilde_row + (size_t)sample * H;
+            const double *const s_sample = s_row + (size_t)sample * H;
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            double *const d_c_tilde_pre_sample = d_c_tilde_pre_row + (size_t)sample * c_adjoints_width;
+            double *const tmp3_sample = tmp3_row + (size_t)sample * H;
+            double *const d_s_pre_sample = d_s_pre_row + (size_t)sample * c_adjoints_width;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double c = c_row[at];
-                const double c_tilde = c_tilde_row[at];
-                const double s = s_row[at];
-                const double d_c_next = d_c_next_row[at];
+                const double c = c_sample[unit];
+                const double c_tilde = c_tilde_sample[unit];
+                const double s = s_sample[unit];
+                const double d_c_next = d_c_next_sample[unit];
                 const double tmp1 = sg_sigmoid(-beta + s);
                 const double tmp2 = 1 - tmp1;
                 const double d_c_tilde = d_c_next*tmp2;
@@ -328,60 +389,48 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
                 const double tmp3 = sg_sigmoid(s);
                 const double d_s = d_c_next*(c*tmp3*(1 - tmp3) - c_tilde*tmp1*tmp2);
                 const double d_s_pre = d_s;
-                d_c_tilde_pre_row[at] = d_c_tilde_pre;
-                tmp3_row[at] = tmp3;
-                d_s_pre_row[at] = d_s_pre;
+                d_c_tilde_pre_sample[unit] = d_c_tilde_pre;
+                tmp3_sample[unit] = tmp3;
+                d_s_pre_sample[unit] = d_s_pre;
                 grad_b_f[unit] += d_s;
                 grad_b_c[unit] += d_c_tilde_pre;
             }
         }
 
-        /* U_cᵀ @ δc_tilde_pre */
-        sg_matvec_t(B, H, H, U_c, d_c_tilde_pre_row, U_cT_d_c_tilde_pre_row);
-
-        /* U_fᵀ @ δs_pre */
-        sg_matvec_t(B, H, H, U_f, d_s_pre_row, U_fT_d_s_pre_row);
-
-        /* W_cᵀ @ δc_tilde_pre */
-        sg_matvec_t(B, H, D, W_c, d_c_tilde_pre_row, W_cT_d_c_tilde_pre_row);
-
-        /* W_fᵀ @ δs_pre */
-        sg_matvec_t(B, H, D, W_f, d_s_pre_row, W_fT_d_s_pre_row);
+        /* δc_matmul = (U_f, U_c)ᵀ @ (δs_pre, δc_tilde_pre) */
+        sg_gemm_nn(B, H, c_adjoints_width, d_s_pre_row, c_adjoints_width, c_weights, H, d_c_matmul_row, H, 0);
 
         /* δc */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const double *const d_c_matmul_sample = d_c_matmul_row + (size_t)sample * H;
+            const double *const tmp3_sample = tmp3_row + (size_t)sample * H;
+            double *const d_c_sample = d_c_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_cT_d_c_tilde_pre = U_cT_d_c_tilde_pre_row[at];
-                const double U_fT_d_s_pre = U_fT_d_s_pre_row[at];
-                const double d_c_next = d_c_next_row[at];
-                const double tmp3 = tmp3_row[at];
-                const double d_c = U_cT_d_c_tilde_pre + U_fT_d_s_pre + d_c_next*tmp3;
-                d_c_row[at] = d_c;
+                const double d_c_next = d_c_next_sample[unit];
+                const double d_c_matmul = d_c_matmul_sample[unit];
+                const double tmp3 = tmp3_sample[unit];
+                const double d_c = d_c_next*tmp3 + d_c_matmul;
+                d_c_sample[unit] = d_c;
             }
         }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const double W_cT_d_c_tilde_pre = W_cT_d_c_tilde_pre_row[at];
-                const double W_fT_d_s_pre = W_fT_d_s_pre_row[at];
-                const double d_x = W_cT_d_c_tilde_pre + W_fT_d_s_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_f += δs_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_s_pre_row, x_row, grad_W_f);
-
-        /* δU_f += δs_pre ⊗ c */
-        sg_outer_acc(B, H, H, d_s_pre_row, c_row, grad_U_f);
-
-        /* δW_c += δc_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_c_tilde_pre_row, x_row, grad_W_c);
-
-        /* δU_c += δc_tilde_pre ⊗ c */
-        sg_outer_acc(B, H, H, d_c_tilde_pre_row, c_row, grad_U_c);
+    }
+    /* δx = (W_f, W_c)ᵀ @ (δs_pre, δc_tilde_pre), all steps */
+    sg_gemm_nn(T * B, D, H, c_adjoints, c_adjoints_width, W_f, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, c_adjoints + H, c_adjoints_width, W_c, D, grad_x_seq, D, 1);
+    /* δW_f += Σ δs_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, c_adjoints, c_adjoints_width, x_seq, D, grad_W_f, D);
+    /* δU_f += Σ δs_pre ⊗ c, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, c_adjoints, c_adjoints_width, c_init, H, grad_U_f, H);
+        sg_gemm_tn(H, H, (T - 1) * B, c_adjoints + (size_t)B * c_adjoints_width, c_adjoints_width, c_seq, H, grad_U_f, H);
+    }
+    /* δW_c += Σ δc_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, c_adjoints + H, c_adjoints_width, x_seq, D, grad_W_c, D);
+    /* δU_c += Σ δc_tilde_pre ⊗ c, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, c_adjoints + H, c_adjoints_width, c_init, H, grad_U_c, H);
+        sg_gemm_tn(H, H, (T - 1) * B, c_adjoints + H + (size_t)B * c_adjoints_width, c_adjoints_width, c_seq, H, grad_U_c, H);
     }
 }

@@ -9,14 +9,14 @@
  *   c' = c*sigmoid(s) + c_tilde*(1 - sigmoid(-beta + s))
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_JANET_FLOAT64_H
 #define SYMGATE_JANET_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_janet_float64_forward_work(int B, int D, int H);
+size_t sg_janet_float64_forward_work(int T, int B, int D, int H);
 void sg_janet_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *c_init,
@@ -30,7 +30,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *s_tape,
     double *c_tilde_tape,
     double *work);
-size_t sg_janet_float64_backward_work(int B, int D, int H);
+size_t sg_janet_float64_backward_work(int T, int B, int D, int H);
 void sg_janet_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *c_init,

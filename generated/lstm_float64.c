@@ -51,13 +51,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_lstm_float64_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_lstm_float64_forward_work(int T, int B, int D, int H);
 void sg_lstm_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -81,7 +97,7 @@ void sg_lstm_float64_forward(int T, int B, int D, int H,
     double *g_tape,
     double *o_tape,
     double *work);
-size_t sg_lstm_float64_backward_work(int B, int D, int H);
+size_t sg_lstm_float64_backward_work(int T, int B, int D, int H);
 void sg_lstm_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -123,86 +139,105 @@ void sg_lstm_float64_backward(int T, int B, int D, int H,
     double *grad_b_o,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_lstm_float64_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_lstm_float64_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (8 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -252,15 +287,33 @@ void sg_lstm_float64_forward(int T, int B, int D, int H,
     double *o_tape,
     double *work)
 {
-    double *const U_i_h_row = work;
-    double *const W_i_x_row = work + (size_t)B * ((size_t)H);
-    double *const U_f_h_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_f_x_row = work + (size_t)B * (3 * (size_t)H);
-    double *const U_g_h_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_g_x_row = work + (size_t)B * (5 * (size_t)H);
-    double *const U_o_h_row = work + (size_t)B * (6 * (size_t)H);
-    double *const W_o_x_row = work + (size_t)B * (7 * (size_t)H);
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* U_i@h, U_f@h, U_g@h, U_o@h side by side */
+    double *const h_products = work;
+    /* W_i@x, W_f@x, W_g@x, W_o@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_i, U_f, U_g, U_o)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_i, U_f, U_g, U_o)ᵀ side by side */
+    sg_pack_t(H, H, U_i, h_weights, h_products_width);
+    sg_pack_t(H, H, U_f, h_weights + H, h_products_width);
+    sg_pack_t(H, H, U_g, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, U_o, h_weights + 3 * H, h_products_width);
+    /* (W_i@x, W_f@x, W_g@x, W_o@x) = (W_i, W_f, W_g, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_g, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const U_i_h_row = h_products;
+        double *const U_f_h_row = h_products + H;
+        double *const U_g_h_row = h_products + 2 * H;
+        double *const U_o_h_row = h_products + 3 * H;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_g_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
         double *const c_next_row = c_seq + (size_t)t * B * H;
         double *const h_next_row = h_seq + (size_t)t * B * H;
         double *const i_row = i_tape + (size_t)t * B * H;
@@ -268,65 +321,59 @@ void sg_lstm_float64_forward(int T, int B, int D, int H,
         double *const g_row = g_tape + (size_t)t * B * H;
         double *const o_row = o_tape + (size_t)t * B * H;
         const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        /* U_i @ h */
-        sg_matvec(B, H, H, U_i, h_row, U_i_h_row);
-
-        /* W_i @ x */
-        sg_matvec(B, H, D, W_i, x_row, W_i_x_row);
-
-        /* U_f @ h */
-        sg_matvec(B, H, H, U_f, h_row, U_f_h_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, D, W_f, x_row, W_f_x_row);
-
-        /* U_g @ h */
-        sg_matvec(B, H, H, U_g, h_row, U_g_h_row);
-
-        /* W_g @ x */
-        sg_matvec(B, H, D, W_g, x_row, W_g_x_row);
-
-        /* U_o @ h */
-        sg_matvec(B, H, H, U_o, h_row, U_o_h_row);
-
-        /* W_o @ x */
-        sg_matvec(B, H, D, W_o, x_row, W_o_x_row);
+        /* (U_i@h, U_f@h, U_g@h, U_o@h) = (U_i, U_f, U_g, U_o) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, U_i_h_row, h_products_width, 0);
 
         /* i, f, g, o, c', h' */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
+            const double *const U_g_h_sample = U_g_h_row + (size_t)sample * h_products_width;
+            const double *const U_i_h_sample = U_i_h_row + (size_t)sample * h_products_width;
+            const double *const U_o_h_sample = U_o_h_row + (size_t)sample * h_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_g_x_sample = W_g_x_row + (size_t)sample * x_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const i_sample = i_row + (size_t)sample * H;
+            double *const f_sample = f_row + (size_t)sample * H;
+            double *const g_sample = g_row + (size_t)sample * H;
+            double *const o_sample = o_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_f_h = U_f_h_row[at];
-                const double U_g_h = U_g_h_row[at];
-                const double U_i_h = U_i_h_row[at];
-                const double U_o_h = U_o_h_row[at];
-                const double W_f_x = W_f_x_row[at];
-                const double W_g_x = W_g_x_row[at];
-                const double W_i_x = W_i_x_row[at];
-                const double W_o_x = W_o_x_row[at];
-                const double c = c_row[at];
+                const double U_f_h = U_f_h_sample[unit];
+                const double U_g_h = U_g_h_sample[unit];
+                const double U_i_h = U_i_h_sample[unit];
+                const double U_o_h = U_o_h_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_g_x = W_g_x_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double c = c_sample[unit];
                 const double i = sg_sigmoid(U_i_h + W_i_x + b_i[unit]);
                 const double f = sg_sigmoid(U_f_h + W_f_x + b_f[unit]);
                 const double g = tanh(U_g_h + W_g_x + b_g[unit]);
                 const double o = sg_sigmoid(U_o_h + W_o_x + b_o[unit]);
                 const double c_next = c*f + g*i;
                 const double h_next = o*tanh(c_next);
-                i_row[at] = i;
-                f_row[at] = f;
-                g_row[at] = g;
-                o_row[at] = o;
-                c_next_row[at] = c_next;
-                h_next_row[at] = h_next;
+                i_sample[unit] = i;
+                f_sample[unit] = f;
+                g_sample[unit] = g;
+                o_sample[unit] = o;
+                c_next_sample[unit] = c_next;
+                h_next_sample[unit] = h_next;
             }
         }
     }
 }
 
-size_t sg_lstm_float64_backward_work(int B, int D, int H)
+size_t sg_lstm_float64_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (10 * (size_t)H + 4 * (size_t)D);
+    (void)D;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -414,20 +461,15 @@ void sg_lstm_float64_backward(int T, int B, int D, int H,
     (void)b_f;
     (void)b_g;
     (void)b_o;
-    double *const d_f_pre_row = work;
-    double *const U_fT_d_f_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_g_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const U_gT_d_g_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const d_i_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const U_iT_d_i_pre_row = work + (size_t)B * (5 * (size_t)H);
-    double *const d_o_pre_row = work + (size_t)B * (6 * (size_t)H);
-    double *const U_oT_d_o_pre_row = work + (size_t)B * (7 * (size_t)H);
-    double *const W_fT_d_f_pre_row = work + (size_t)B * (8 * (size_t)H);
-    double *const W_gT_d_g_pre_row = work + (size_t)B * (8 * (size_t)H + (size_t)D);
-    double *const W_iT_d_i_pre_row = work + (size_t)B * (8 * (size_t)H + 2 * (size_t)D);
-    double *const W_oT_d_o_pre_row = work + (size_t)B * (8 * (size_t)H + 3 * (size_t)D);
-    double *const d_c_next_row = work + (size_t)B * (8 * (size_t)H + 4 * (size_t)D);
-    double *const d_h_next_row = work + (size_t)B * (9 * (size_t)H + 4 * (size_t)D);
+    const int h_adjoints_width = 4 * H;
+    /* δi_pre, δf_pre, δg_pre, δo_pre side by side, at every step */
+    double *const h_adjoints = work;
+    /* (U_i, U_f, U_g, U_o) side by side, for every step */
+    double *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* δc' of the current step */
+    double *const d_c_next_row = h_weights + (size_t)H * h_adjoints_width;
+    /* δh' of the current step */
+    double *const d_h_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_i, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_i, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_i, 0, sizeof(double) * (size_t)H);
@@ -440,12 +482,18 @@ void sg_lstm_float64_backward(int T, int B, int D, int H,
     memset(grad_W_o, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_o, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_o, 0, sizeof(double) * (size_t)H);
+    /* (U_i, U_f, U_g, U_o) side by side */
+    memcpy(h_weights, U_i, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)H * H, U_f, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(2 * H) * H, U_g, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(3 * H) * H, U_o, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_i_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
+        double *const d_g_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
+        double *const d_o_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 3 * H;
         double *const d_h_row = grad_h_init;
         double *const d_c_row = grad_c_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const double *const c_next_row = c_seq + (size_t)t * B * H;
         const double *const f_row = f_tape + (size_t)t * B * H;
@@ -462,16 +510,29 @@ void sg_lstm_float64_backward(int T, int B, int D, int H,
         }
         /* τ1, δc'_tot, δo, δo_pre, δg, δg_pre, δf, δf_pre, δi, δi_pre, δc, δb_i, δb_f, δb_g, δb_o */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const c_next_sample = c_next_row + (size_t)sample * H;
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const g_sample = g_row + (size_t)sample * H;
+            const double *const i_sample = i_row + (size_t)sample * H;
+            const double *const o_sample = o_row + (size_t)sample * H;
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            double *const d_o_pre_sample = d_o_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_g_pre_sample = d_g_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_f_pre_sample = d_f_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_i_pre_sample = d_i_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_c_sample = d_c_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double c = c_row[at];
-                const double c_next = c_next_row[at];
-                const double f = f_row[at];
-                const double g = g_row[at];
-                const double i = i_row[at];
-                const double o = o_row[at];
-                const double d_c_next = d_c_next_row[at];
-                const double d_h_next = d_h_next_row[at];
+                const double c = c_sample[unit];
+                const double c_next = c_next_sample[unit];
+                const double f = f_sample[unit];
+                const double g = g_sample[unit];
+                const double i = i_sample[unit];
+                const double o = o_sample[unit];
+                const double d_c_next = d_c_next_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
                 const double tmp1 = tanh(c_next);
                 const double d_c_next_tot = o*d_h_next*(1 - (tmp1*tmp1)) + d_c_next;
                 const double d_o = d_h_next*tmp1;
@@ -483,11 +544,11 @@ void sg_lstm_float64_backward(int T, int B, int D, int H,
                 const double d_i = g*d_c_next_tot;
                 const double d_i_pre = i*d_i*(1 - i);
                 const double d_c = f*d_c_next_tot;
-                d_o_pre_row[at] = d_o_pre;
-                d_g_pre_row[at] = d_g_pre;
-                d_f_pre_row[at] = d_f_pre;
-                d_i_pre_row[at] = d_i_pre;
-                d_c_row[at] = d_c;
+                d_o_pre_sample[unit] = d_o_pre;
+                d_g_pre_sample[unit] = d_g_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_i_pre_sample[unit] = d_i_pre;
+                d_c_sample[unit] = d_c;
                 grad_b_i[unit] += d_i_pre;
                 grad_b_f[unit] += d_f_pre;
                 grad_b_g[unit] += d_g_pre;
@@ -495,78 +556,40 @@ void sg_lstm_float64_backward(int T, int B, int D, int H,
             }
         }
 
-        /* U_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, H, U_f, d_f_pre_row, U_fT_d_f_pre_row);
-
-        /* U_gᵀ @ δg_pre */
-        sg_matvec_t(B, H, H, U_g, d_g_pre_row, U_gT_d_g_pre_row);
-
-        /* U_iᵀ @ δi_pre */
-        sg_matvec_t(B, H, H, U_i, d_i_pre_row, U_iT_d_i_pre_row);
-
-        /* U_oᵀ @ δo_pre */
-        sg_matvec_t(B, H, H, U_o, d_o_pre_row, U_oT_d_o_pre_row);
-
-        /* W_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, D, W_f, d_f_pre_row, W_fT_d_f_pre_row);
-
-        /* W_gᵀ @ δg_pre */
-        sg_matvec_t(B, H, D, W_g, d_g_pre_row, W_gT_d_g_pre_row);
-
-        /* W_iᵀ @ δi_pre */
-        sg_matvec_t(B, H, D, W_i, d_i_pre_row, W_iT_d_i_pre_row);
-
-        /* W_oᵀ @ δo_pre */
-        sg_matvec_t(B, H, D, W_o, d_o_pre_row, W_oT_d_o_pre_row);
-
-        /* δh */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_fT_d_f_pre = U_fT_d_f_pre_row[at];
-                const double U_gT_d_g_pre = U_gT_d_g_pre_row[at];
-                const double U_iT_d_i_pre = U_iT_d_i_pre_row[at];
-                const double U_oT_d_o_pre = U_oT_d_o_pre_row[at];
-                const double d_h = U_fT_d_f_pre + U_gT_d_g_pre + U_iT_d_i_pre + U_oT_d_o_pre;
-                d_h_row[at] = d_h;
-            }
-        }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const double W_fT_d_f_pre = W_fT_d_f_pre_row[at];
-                const double W_gT_d_g_pre = W_gT_d_g_pre_row[at];
-                const double W_iT_d_i_pre = W_iT_d_i_pre_row[at];
-                const double W_oT_d_o_pre = W_oT_d_o_pre_row[at];
-                const double d_x = W_fT_d_f_pre + W_gT_d_g_pre + W_iT_d_i_pre + W_oT_d_o_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_i += δi_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_i_pre_row, x_row, grad_W_i);
-
-        /* δU_i += δi_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_i_pre_row, h_row, grad_U_i);
-
-        /* δW_f += δf_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_f_pre_row, x_row, grad_W_f);
-
-        /* δU_f += δf_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_f_pre_row, h_row, grad_U_f);
-
-        /* δW_g += δg_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_g_pre_row, x_row, grad_W_g);
-
-        /* δU_g += δg_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_g_pre_row, h_row, grad_U_g);
-
-        /* δW_o += δo_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_o_pre_row, x_row, grad_W_o);
-
-        /* δU_o += δo_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_o_pre_row, h_row, grad_U_o);
+        /* δh = (U_i, U_f, U_g, U_o)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, H, d_h_row, H, 0);
+    }
+    /* δx = (W_i, W_f, W_g, W_o)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre), all steps */
+    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_i, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_f, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, h_adjoints + 2 * H, h_adjoints_width, W_g, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, h_adjoints + 3 * H, h_adjoints_width, W_o, D, grad_x_seq, D, 1);
+    /* δW_i += Σ δi_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_i, D);
+    /* δU_i += Σ δi_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_i, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_i, H);
+    }
+    /* δW_f += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_f, D);
+    /* δU_f += Σ δf_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_f, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_f, H);
+    }
+    /* δW_g += Σ δg_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, D, grad_W_g, D);
+    /* δU_g += Σ δg_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_U_g, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_g, H);
+    }
+    /* δW_o += Σ δo_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, D, grad_W_o, D);
+    /* δU_o += Σ δo_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_U_o, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_o, H);
     }
 }

@@ -49,13 +49,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_lstm_greff_cifg_float64_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_lstm_greff_cifg_float64_forward_work(int T, int B, int D, int H);
 void sg_lstm_greff_cifg_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,
@@ -78,7 +94,7 @@ void sg_lstm_greff_cifg_float64_forward(int T, int B, int D, int H,
     double *f_tape,
     double *o_tape,
     double *work);
-size_t sg_lstm_greff_cifg_float64_backward_work(int B, int D, int H);
+size_t sg_lstm_greff_cifg_float64_backward_work(int T, int B, int D, int H);
 void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,
@@ -118,86 +134,105 @@ void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
     double *grad_b_o,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_lstm_greff_cifg_float64_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_lstm_greff_cifg_float64_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (6 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -245,13 +280,29 @@ void sg_lstm_greff_cifg_float64_forward(int T, int B, int D, int H,
     double *o_tape,
     double *work)
 {
-    double *const R_z_y_row = work;
-    double *const W_z_x_row = work + (size_t)B * ((size_t)H);
-    double *const R_i_y_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_i_x_row = work + (size_t)B * (3 * (size_t)H);
-    double *const R_o_y_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_o_x_row = work + (size_t)B * (5 * (size_t)H);
+    const int y_products_width = 3 * H;
+    const int x_products_width = 3 * H;
+    /* R_z@y, R_i@y, R_o@y side by side */
+    double *const y_products = work;
+    /* W_z@x, W_i@x, W_o@x side by side, at every step */
+    double *const x_products = y_products + (size_t)B * y_products_width;
+    /* (R_z, R_i, R_o)ᵀ side by side, for every step */
+    double *const y_weights = x_products + (size_t)T * B * x_products_width;
+    /* (R_z, R_i, R_o)ᵀ side by side */
+    sg_pack_t(H, H, R_z, y_weights, y_products_width);
+    sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
+    sg_pack_t(H, H, R_o, y_weights + 2 * H, y_products_width);
+    /* (W_z@x, W_i@x, W_o@x) = (W_z, W_i, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 2 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const R_z_y_row = y_products;
+        double *const R_i_y_row = y_products + H;
+        double *const R_o_y_row = y_products + 2 * H;
+        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
         double *const c_next_row = c_seq + (size_t)t * B * H;
         double *const y_next_row = y_seq + (size_t)t * B * H;
         double *const z_row = z_tape + (size_t)t * B * H;
@@ -259,57 +310,55 @@ void sg_lstm_greff_cifg_float64_forward(int T, int B, int D, int H,
         double *const f_row = f_tape + (size_t)t * B * H;
         double *const o_row = o_tape + (size_t)t * B * H;
         const double *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        /* R_z @ y */
-        sg_matvec(B, H, H, R_z, y_row, R_z_y_row);
-
-        /* W_z @ x */
-        sg_matvec(B, H, D, W_z, x_row, W_z_x_row);
-
-        /* R_i @ y */
-        sg_matvec(B, H, H, R_i, y_row, R_i_y_row);
-
-        /* W_i @ x */
-        sg_matvec(B, H, D, W_i, x_row, W_i_x_row);
-
-        /* R_o @ y */
-        sg_matvec(B, H, H, R_o, y_row, R_o_y_row);
-
-        /* W_o @ x */
-        sg_matvec(B, H, D, W_o, x_row, W_o_x_row);
+        /* (R_z@y, R_i@y, R_o@y) = (R_z, R_i, R_o) @ y */
+        sg_gemm_nn(B, y_products_width, H, y_row, H, y_weights, y_products_width, R_z_y_row, y_products_width, 0);
 
         /* z, i, f, c', o, y' */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
+            const double *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
+            const double *const R_z_y_sample = R_z_y_row + (size_t)sample * y_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const z_sample = z_row + (size_t)sample * H;
+            double *const i_sample = i_row + (size_t)sample * H;
+            double *const f_sample = f_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const o_sample = o_row + (size_t)sample * H;
+            double *const y_next_sample = y_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double R_i_y = R_i_y_row[at];
-                const double R_o_y = R_o_y_row[at];
-                const double R_z_y = R_z_y_row[at];
-                const double W_i_x = W_i_x_row[at];
-                const double W_o_x = W_o_x_row[at];
-                const double W_z_x = W_z_x_row[at];
-                const double c = c_row[at];
+                const double R_i_y = R_i_y_sample[unit];
+                const double R_o_y = R_o_y_sample[unit];
+                const double R_z_y = R_z_y_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double W_z_x = W_z_x_sample[unit];
+                const double c = c_sample[unit];
                 const double z = tanh(R_z_y + W_z_x + b_z[unit]);
                 const double i = sg_sigmoid(R_i_y + W_i_x + b_i[unit] + c*p_i[unit]);
                 const double f = 1 - i;
                 const double c_next = c*f + i*z;
                 const double o = sg_sigmoid(R_o_y + W_o_x + b_o[unit] + c_next*p_o[unit]);
                 const double y_next = o*tanh(c_next);
-                z_row[at] = z;
-                i_row[at] = i;
-                f_row[at] = f;
-                c_next_row[at] = c_next;
-                o_row[at] = o;
-                y_next_row[at] = y_next;
+                z_sample[unit] = z;
+                i_sample[unit] = i;
+                f_sample[unit] = f;
+                c_next_sample[unit] = c_next;
+                o_sample[unit] = o;
+                y_next_sample[unit] = y_next;
             }
         }
     }
 }
 
-size_t sg_lstm_greff_cifg_float64_backward_work(int B, int D, int H)
+size_t sg_lstm_greff_cifg_float64_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (8 * (size_t)H + 3 * (size_t)D);
+    (void)D;
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -392,17 +441,15 @@ void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
     (void)b_z;
     (void)b_i;
     (void)b_o;
-    double *const d_i_pre_row = work;
-    double *const R_iT_d_i_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_o_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const R_oT_d_o_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const d_z_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const R_zT_d_z_pre_row = work + (size_t)B * (5 * (size_t)H);
-    double *const W_iT_d_i_pre_row = work + (size_t)B * (6 * (size_t)H);
-    double *const W_oT_d_o_pre_row = work + (size_t)B * (6 * (size_t)H + (size_t)D);
-    double *const W_zT_d_z_pre_row = work + (size_t)B * (6 * (size_t)H + 2 * (size_t)D);
-    double *const d_c_next_row = work + (size_t)B * (6 * (size_t)H + 3 * (size_t)D);
-    double *const d_y_next_row = work + (size_t)B * (7 * (size_t)H + 3 * (size_t)D);
+    const int y_adjoints_width = 3 * H;
+    /* δz_pre, δi_pre, δo_pre side by side, at every step */
+    double *const y_adjoints = work;
+    /* (R_z, R_i, R_o) side by side, for every step */
+    double *const y_weights = y_adjoints + (size_t)T * B * y_adjoints_width;
+    /* δc' of the current step */
+    double *const d_c_next_row = y_weights + (size_t)H * y_adjoints_width;
+    /* δy' of the current step */
+    double *const d_y_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_z, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_R_z, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_z, 0, sizeof(double) * (size_t)H);
@@ -414,12 +461,16 @@ void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
     memset(grad_R_o, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_p_o, 0, sizeof(double) * (size_t)H);
     memset(grad_b_o, 0, sizeof(double) * (size_t)H);
+    /* (R_z, R_i, R_o) side by side */
+    memcpy(y_weights, R_z, sizeof(double) * (size_t)H * H);
+    memcpy(y_weights + (size_t)H * H, R_i, sizeof(double) * (size_t)H * H);
+    memcpy(y_weights + (size_t)(2 * H) * H, R_o, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_z_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width;
+        double *const d_i_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + H;
+        double *const d_o_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 2 * H;
         double *const d_y_row = grad_y_init;
         double *const d_c_row = grad_c_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        const double *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const double *const c_next_row = c_seq + (size_t)t * B * H;
         const double *const f_row = f_tape + (size_t)t * B * H;
@@ -436,16 +487,28 @@ void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
         }
         /* τ1, δo, δo_pre, δc'_tot, δf, δi, δi_pre, δz, δz_pre, δc, δb_z, δp_i, δb_i, δp_o, δb_o */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const c_next_sample = c_next_row + (size_t)sample * H;
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const i_sample = i_row + (size_t)sample * H;
+            const double *const o_sample = o_row + (size_t)sample * H;
+            const double *const z_sample = z_row + (size_t)sample * H;
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const double *const d_y_next_sample = d_y_next_row + (size_t)sample * H;
+            double *const d_o_pre_sample = d_o_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_i_pre_sample = d_i_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_z_pre_sample = d_z_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_c_sample = d_c_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double c = c_row[at];
-                const double c_next = c_next_row[at];
-                const double f = f_row[at];
-                const double i = i_row[at];
-                const double o = o_row[at];
-                const double z = z_row[at];
-                const double d_c_next = d_c_next_row[at];
-                const double d_y_next = d_y_next_row[at];
+                const double c = c_sample[unit];
+                const double c_next = c_next_sample[unit];
+                const double f = f_sample[unit];
+                const double i = i_sample[unit];
+                const double o = o_sample[unit];
+                const double z = z_sample[unit];
+                const double d_c_next = d_c_next_sample[unit];
+                const double d_y_next = d_y_next_sample[unit];
                 const double tmp1 = tanh(c_next);
                 const double d_o = d_y_next*tmp1;
                 const double d_o_pre = o*d_o*(1 - o);
@@ -456,10 +519,10 @@ void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
                 const double d_z = i*d_c_next_tot;
                 const double d_z_pre = d_z*(1 - (z*z));
                 const double d_c = f*d_c_next_tot + p_i[unit]*d_i_pre;
-                d_o_pre_row[at] = d_o_pre;
-                d_i_pre_row[at] = d_i_pre;
-                d_z_pre_row[at] = d_z_pre;
-                d_c_row[at] = d_c;
+                d_o_pre_sample[unit] = d_o_pre;
+                d_i_pre_sample[unit] = d_i_pre;
+                d_z_pre_sample[unit] = d_z_pre;
+                d_c_sample[unit] = d_c;
                 grad_b_z[unit] += d_z_pre;
                 grad_p_i[unit] += c*d_i_pre;
                 grad_b_i[unit] += d_i_pre;
@@ -468,64 +531,32 @@ void sg_lstm_greff_cifg_float64_backward(int T, int B, int D, int H,
             }
         }
 
-        /* R_iᵀ @ δi_pre */
-        sg_matvec_t(B, H, H, R_i, d_i_pre_row, R_iT_d_i_pre_row);
-
-        /* R_oᵀ @ δo_pre */
-        sg_matvec_t(B, H, H, R_o, d_o_pre_row, R_oT_d_o_pre_row);
-
-        /* R_zᵀ @ δz_pre */
-        sg_matvec_t(B, H, H, R_z, d_z_pre_row, R_zT_d_z_pre_row);
-
-        /* W_iᵀ @ δi_pre */
-        sg_matvec_t(B, H, D, W_i, d_i_pre_row, W_iT_d_i_pre_row);
-
-        /* W_oᵀ @ δo_pre */
-        sg_matvec_t(B, H, D, W_o, d_o_pre_row, W_oT_d_o_pre_row);
-
-        /* W_zᵀ @ δz_pre */
-        sg_matvec_t(B, H, D, W_z, d_z_pre_row, W_zT_d_z_pre_row);
-
-        /* δy */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double R_iT_d_i_pre = R_iT_d_i_pre_row[at];
-                const double R_oT_d_o_pre = R_oT_d_o_pre_row[at];
-                const double R_zT_d_z_pre = R_zT_d_z_pre_row[at];
-                const double d_y = R_iT_d_i_pre + R_oT_d_o_pre + R_zT_d_z_pre;
-                d_y_row[at] = d_y;
-            }
-        }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const double W_iT_d_i_pre = W_iT_d_i_pre_row[at];
-                const double W_oT_d_o_pre = W_oT_d_o_pre_row[at];
-                const double W_zT_d_z_pre = W_zT_d_z_pre_row[at];
-                const double d_x = W_iT_d_i_pre + W_oT_d_o_pre + W_zT_d_z_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_z += δz_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_z_pre_row, x_row, grad_W_z);
-
-        /* δR_z += δz_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_z_pre_row, y_row, grad_R_z);
-
-        /* δW_i += δi_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_i_pre_row, x_row, grad_W_i);
-
-        /* δR_i += δi_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_i_pre_row, y_row, grad_R_i);
-
-        /* δW_o += δo_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_o_pre_row, x_row, grad_W_o);
-
-        /* δR_o += δo_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_o_pre_row, y_row, grad_R_o);
+        /* δy = (R_z, R_i, R_o)ᵀ @ (δz_pre, δi_pre, δo_pre) */
+        sg_gemm_nn(B, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, d_y_row, H, 0);
+    }
+    /* δx = (W_z, W_i, W_o)ᵀ @ (δz_pre, δi_pre, δo_pre), all steps */
+    sg_gemm_nn(T * B, D, H, y_adjoints, y_adjoints_width, W_z, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, y_adjoints + H, y_adjoints_width, W_i, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, y_adjoints + 2 * H, y_adjoints_width, W_o, D, grad_x_seq, D, 1);
+    /* δW_z += Σ δz_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_W_z, D);
+    /* δR_z += Σ δz_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_R_z, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_z, H);
+    }
+    /* δW_i += Σ δi_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints + H, y_adjoints_width, x_seq, D, grad_W_i, D);
+    /* δR_i += Σ δi_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, y_init, H, grad_R_i, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_i, H);
+    }
+    /* δW_o += Σ δo_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints + 2 * H, y_adjoints_width, x_seq, D, grad_W_o, D);
+    /* δR_o += Σ δo_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, y_init, H, grad_R_o, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_o, H);
     }
 }

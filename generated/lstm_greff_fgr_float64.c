@@ -66,13 +66,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_lstm_greff_fgr_float64_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_lstm_greff_fgr_float64_forward_work(int T, int B, int D, int H);
 void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,
@@ -111,7 +127,7 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
     double *o_seq,
     double *z_tape,
     double *work);
-size_t sg_lstm_greff_fgr_float64_backward_work(int B, int D, int H);
+size_t sg_lstm_greff_fgr_float64_backward_work(int T, int B, int D, int H);
 void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,
@@ -186,86 +202,105 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     double *grad_R_oo,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_lstm_greff_fgr_float64_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_lstm_greff_fgr_float64_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (17 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (size_t)H * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -345,24 +380,69 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
     double *z_tape,
     double *work)
 {
-    double *const R_z_y_row = work;
-    double *const W_z_x_row = work + (size_t)B * ((size_t)H);
-    double *const R_fi_f_row = work + (size_t)B * (2 * (size_t)H);
-    double *const R_i_y_row = work + (size_t)B * (3 * (size_t)H);
-    double *const R_ii_i_row = work + (size_t)B * (4 * (size_t)H);
-    double *const R_oi_o_row = work + (size_t)B * (5 * (size_t)H);
-    double *const W_i_x_row = work + (size_t)B * (6 * (size_t)H);
-    double *const R_f_y_row = work + (size_t)B * (7 * (size_t)H);
-    double *const R_ff_f_row = work + (size_t)B * (8 * (size_t)H);
-    double *const R_if_i_row = work + (size_t)B * (9 * (size_t)H);
-    double *const R_of_o_row = work + (size_t)B * (10 * (size_t)H);
-    double *const W_f_x_row = work + (size_t)B * (11 * (size_t)H);
-    double *const R_fo_f_row = work + (size_t)B * (12 * (size_t)H);
-    double *const R_io_i_row = work + (size_t)B * (13 * (size_t)H);
-    double *const R_o_y_row = work + (size_t)B * (14 * (size_t)H);
-    double *const R_oo_o_row = work + (size_t)B * (15 * (size_t)H);
-    double *const W_o_x_row = work + (size_t)B * (16 * (size_t)H);
+    const int y_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    const int f_products_width = 3 * H;
+    const int i_products_width = 3 * H;
+    const int o_products_width = 3 * H;
+    /* R_z@y, R_i@y, R_f@y, R_o@y side by side */
+    double *const y_products = work;
+    /* W_z@x, W_i@x, W_f@x, W_o@x side by side, at every step */
+    double *const x_products = y_products + (size_t)B * y_products_width;
+    /* R_fi@f, R_ff@f, R_fo@f side by side */
+    double *const f_products = x_products + (size_t)T * B * x_products_width;
+    /* R_ii@i, R_if@i, R_io@i side by side */
+    double *const i_products = f_products + (size_t)B * f_products_width;
+    /* R_oi@o, R_of@o, R_oo@o side by side */
+    double *const o_products = i_products + (size_t)B * i_products_width;
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side, for every step */
+    double *const y_weights = o_products + (size_t)B * o_products_width;
+    /* (R_fi, R_ff, R_fo)ᵀ side by side, for every step */
+    double *const f_weights = y_weights + (size_t)H * y_products_width;
+    /* (R_ii, R_if, R_io)ᵀ side by side, for every step */
+    double *const i_weights = f_weights + (size_t)H * f_products_width;
+    /* (R_oi, R_of, R_oo)ᵀ side by side, for every step */
+    double *const o_weights = i_weights + (size_t)H * i_products_width;
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side */
+    sg_pack_t(H, H, R_z, y_weights, y_products_width);
+    sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
+    sg_pack_t(H, H, R_f, y_weights + 2 * H, y_products_width);
+    sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
+    /* (R_fi, R_ff, R_fo)ᵀ side by side */
+    sg_pack_t(H, H, R_fi, f_weights, f_products_width);
+    sg_pack_t(H, H, R_ff, f_weights + H, f_products_width);
+    sg_pack_t(H, H, R_fo, f_weights + 2 * H, f_products_width);
+    /* (R_ii, R_if, R_io)ᵀ side by side */
+    sg_pack_t(H, H, R_ii, i_weights, i_products_width);
+    sg_pack_t(H, H, R_if, i_weights + H, i_products_width);
+    sg_pack_t(H, H, R_io, i_weights + 2 * H, i_products_width);
+    /* (R_oi, R_of, R_oo)ᵀ side by side */
+    sg_pack_t(H, H, R_oi, o_weights, o_products_width);
+    sg_pack_t(H, H, R_of, o_weights + H, o_products_width);
+    sg_pack_t(H, H, R_oo, o_weights + 2 * H, o_products_width);
+    /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const R_z_y_row = y_products;
+        double *const R_i_y_row = y_products + H;
+        double *const R_f_y_row = y_products + 2 * H;
+        double *const R_o_y_row = y_products + 3 * H;
+        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const R_fi_f_row = f_products;
+        double *const R_ff_f_row = f_products + H;
+        double *const R_fo_f_row = f_products + 2 * H;
+        double *const R_ii_i_row = i_products;
+        double *const R_if_i_row = i_products + H;
+        double *const R_io_i_row = i_products + 2 * H;
+        double *const R_oi_o_row = o_products;
+        double *const R_of_o_row = o_products + H;
+        double *const R_oo_o_row = o_products + 2 * H;
         double *const i_next_row = i_seq + (size_t)t * B * H;
         double *const f_next_row = f_seq + (size_t)t * B * H;
         double *const c_next_row = c_seq + (size_t)t * B * H;
@@ -370,104 +450,89 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
         double *const y_next_row = y_seq + (size_t)t * B * H;
         double *const z_row = z_tape + (size_t)t * B * H;
         const double *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const f_row = t == 0 ? f_init : f_seq + (size_t)(t - 1) * B * H;
         const double *const i_row = t == 0 ? i_init : i_seq + (size_t)(t - 1) * B * H;
         const double *const o_row = t == 0 ? o_init : o_seq + (size_t)(t - 1) * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        /* R_z @ y */
-        sg_matvec(B, H, H, R_z, y_row, R_z_y_row);
+        /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
+        sg_gemm_nn(B, y_products_width, H, y_row, H, y_weights, y_products_width, R_z_y_row, y_products_width, 0);
 
-        /* W_z @ x */
-        sg_matvec(B, H, D, W_z, x_row, W_z_x_row);
+        /* (R_fi@f, R_ff@f, R_fo@f) = (R_fi, R_ff, R_fo) @ f */
+        sg_gemm_nn(B, f_products_width, H, f_row, H, f_weights, f_products_width, R_fi_f_row, f_products_width, 0);
 
-        /* R_fi @ f */
-        sg_matvec(B, H, H, R_fi, f_row, R_fi_f_row);
+        /* (R_ii@i, R_if@i, R_io@i) = (R_ii, R_if, R_io) @ i */
+        sg_gemm_nn(B, i_products_width, H, i_row, H, i_weights, i_products_width, R_ii_i_row, i_products_width, 0);
 
-        /* R_i @ y */
-        sg_matvec(B, H, H, R_i, y_row, R_i_y_row);
-
-        /* R_ii @ i */
-        sg_matvec(B, H, H, R_ii, i_row, R_ii_i_row);
-
-        /* R_oi @ o */
-        sg_matvec(B, H, H, R_oi, o_row, R_oi_o_row);
-
-        /* W_i @ x */
-        sg_matvec(B, H, D, W_i, x_row, W_i_x_row);
-
-        /* R_f @ y */
-        sg_matvec(B, H, H, R_f, y_row, R_f_y_row);
-
-        /* R_ff @ f */
-        sg_matvec(B, H, H, R_ff, f_row, R_ff_f_row);
-
-        /* R_if @ i */
-        sg_matvec(B, H, H, R_if, i_row, R_if_i_row);
-
-        /* R_of @ o */
-        sg_matvec(B, H, H, R_of, o_row, R_of_o_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, D, W_f, x_row, W_f_x_row);
-
-        /* R_fo @ f */
-        sg_matvec(B, H, H, R_fo, f_row, R_fo_f_row);
-
-        /* R_io @ i */
-        sg_matvec(B, H, H, R_io, i_row, R_io_i_row);
-
-        /* R_o @ y */
-        sg_matvec(B, H, H, R_o, y_row, R_o_y_row);
-
-        /* R_oo @ o */
-        sg_matvec(B, H, H, R_oo, o_row, R_oo_o_row);
-
-        /* W_o @ x */
-        sg_matvec(B, H, D, W_o, x_row, W_o_x_row);
+        /* (R_oi@o, R_of@o, R_oo@o) = (R_oi, R_of, R_oo) @ o */
+        sg_gemm_nn(B, o_products_width, H, o_row, H, o_weights, o_products_width, R_oi_o_row, o_products_width, 0);
 
         /* z, i', f', c', o', y' */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
+            const double *const R_ff_f_sample = R_ff_f_row + (size_t)sample * f_products_width;
+            const double *const R_fi_f_sample = R_fi_f_row + (size_t)sample * f_products_width;
+            const double *const R_fo_f_sample = R_fo_f_row + (size_t)sample * f_products_width;
+            const double *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
+            const double *const R_if_i_sample = R_if_i_row + (size_t)sample * i_products_width;
+            const double *const R_ii_i_sample = R_ii_i_row + (size_t)sample * i_products_width;
+            const double *const R_io_i_sample = R_io_i_row + (size_t)sample * i_products_width;
+            const double *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
+            const double *const R_of_o_sample = R_of_o_row + (size_t)sample * o_products_width;
+            const double *const R_oi_o_sample = R_oi_o_row + (size_t)sample * o_products_width;
+            const double *const R_oo_o_sample = R_oo_o_row + (size_t)sample * o_products_width;
+            const double *const R_z_y_sample = R_z_y_row + (size_t)sample * y_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const z_sample = z_row + (size_t)sample * H;
+            double *const i_next_sample = i_next_row + (size_t)sample * H;
+            double *const f_next_sample = f_next_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const o_next_sample = o_next_row + (size_t)sample * H;
+            double *const y_next_sample = y_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double R_f_y = R_f_y_row[at];
-                const double R_ff_f = R_ff_f_row[at];
-                const double R_fi_f = R_fi_f_row[at];
-                const double R_fo_f = R_fo_f_row[at];
-                const double R_i_y = R_i_y_row[at];
-                const double R_if_i = R_if_i_row[at];
-                const double R_ii_i = R_ii_i_row[at];
-                const double R_io_i = R_io_i_row[at];
-                const double R_o_y = R_o_y_row[at];
-                const double R_of_o = R_of_o_row[at];
-                const double R_oi_o = R_oi_o_row[at];
-                const double R_oo_o = R_oo_o_row[at];
-                const double R_z_y = R_z_y_row[at];
-                const double W_f_x = W_f_x_row[at];
-                const double W_i_x = W_i_x_row[at];
-                const double W_o_x = W_o_x_row[at];
-                const double W_z_x = W_z_x_row[at];
-                const double c = c_row[at];
+                const double R_f_y = R_f_y_sample[unit];
+                const double R_ff_f = R_ff_f_sample[unit];
+                const double R_fi_f = R_fi_f_sample[unit];
+                const double R_fo_f = R_fo_f_sample[unit];
+                const double R_i_y = R_i_y_sample[unit];
+                const double R_if_i = R_if_i_sample[unit];
+                const double R_ii_i = R_ii_i_sample[unit];
+                const double R_io_i = R_io_i_sample[unit];
+                const double R_o_y = R_o_y_sample[unit];
+                const double R_of_o = R_of_o_sample[unit];
+                const double R_oi_o = R_oi_o_sample[unit];
+                const double R_oo_o = R_oo_o_sample[unit];
+                const double R_z_y = R_z_y_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double W_z_x = W_z_x_sample[unit];
+                const double c = c_sample[unit];
                 const double z = tanh(R_z_y + W_z_x + b_z[unit]);
                 const double i_next = sg_sigmoid(R_fi_f + R_i_y + R_ii_i + R_oi_o + W_i_x + b_i[unit] + c*p_i[unit]);
                 const double f_next = sg_sigmoid(R_f_y + R_ff_f + R_if_i + R_of_o + W_f_x + b_f[unit] + c*p_f[unit]);
                 const double c_next = c*f_next + i_next*z;
                 const double o_next = sg_sigmoid(R_fo_f + R_io_i + R_o_y + R_oo_o + W_o_x + b_o[unit] + c_next*p_o[unit]);
                 const double y_next = o_next*tanh(c_next);
-                z_row[at] = z;
-                i_next_row[at] = i_next;
-                f_next_row[at] = f_next;
-                c_next_row[at] = c_next;
-                o_next_row[at] = o_next;
-                y_next_row[at] = y_next;
+                z_sample[unit] = z;
+                i_next_sample[unit] = i_next;
+                f_next_sample[unit] = f_next;
+                c_next_sample[unit] = c_next;
+                o_next_sample[unit] = o_next;
+                y_next_sample[unit] = y_next;
             }
         }
     }
 }
 
-size_t sg_lstm_greff_fgr_float64_backward_work(int B, int D, int H)
+size_t sg_lstm_greff_fgr_float64_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (22 * (size_t)H + 4 * (size_t)D);
+    (void)D;
+    return (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -621,32 +686,30 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     (void)b_i;
     (void)b_f;
     (void)b_o;
-    double *const d_f_next_pre_row = work;
-    double *const R_fT_d_f_next_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_i_next_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const R_iT_d_i_next_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const d_o_next_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const R_oT_d_o_next_pre_row = work + (size_t)B * (5 * (size_t)H);
-    double *const d_z_pre_row = work + (size_t)B * (6 * (size_t)H);
-    double *const R_zT_d_z_pre_row = work + (size_t)B * (7 * (size_t)H);
-    double *const R_ifT_d_f_next_pre_row = work + (size_t)B * (8 * (size_t)H);
-    double *const R_iiT_d_i_next_pre_row = work + (size_t)B * (9 * (size_t)H);
-    double *const R_ioT_d_o_next_pre_row = work + (size_t)B * (10 * (size_t)H);
-    double *const R_ffT_d_f_next_pre_row = work + (size_t)B * (11 * (size_t)H);
-    double *const R_fiT_d_i_next_pre_row = work + (size_t)B * (12 * (size_t)H);
-    double *const R_foT_d_o_next_pre_row = work + (size_t)B * (13 * (size_t)H);
-    double *const R_ofT_d_f_next_pre_row = work + (size_t)B * (14 * (size_t)H);
-    double *const R_oiT_d_i_next_pre_row = work + (size_t)B * (15 * (size_t)H);
-    double *const R_ooT_d_o_next_pre_row = work + (size_t)B * (16 * (size_t)H);
-    double *const W_fT_d_f_next_pre_row = work + (size_t)B * (17 * (size_t)H);
-    double *const W_iT_d_i_next_pre_row = work + (size_t)B * (17 * (size_t)H + (size_t)D);
-    double *const W_oT_d_o_next_pre_row = work + (size_t)B * (17 * (size_t)H + 2 * (size_t)D);
-    double *const W_zT_d_z_pre_row = work + (size_t)B * (17 * (size_t)H + 3 * (size_t)D);
-    double *const d_c_next_row = work + (size_t)B * (17 * (size_t)H + 4 * (size_t)D);
-    double *const d_f_next_row = work + (size_t)B * (18 * (size_t)H + 4 * (size_t)D);
-    double *const d_i_next_row = work + (size_t)B * (19 * (size_t)H + 4 * (size_t)D);
-    double *const d_o_next_row = work + (size_t)B * (20 * (size_t)H + 4 * (size_t)D);
-    double *const d_y_next_row = work + (size_t)B * (21 * (size_t)H + 4 * (size_t)D);
+    const int y_adjoints_width = 4 * H;
+    const int f_adjoints_width = 3 * H;
+    /* δz_pre, δi'_pre, δf'_pre, δo'_pre side by side, at every step */
+    double *const y_adjoints = work;
+    /* δi'_pre, δf'_pre, δo'_pre side by side, at every step */
+    double *const f_adjoints = y_adjoints + (size_t)T * B * y_adjoints_width;
+    /* (R_z, R_i, R_f, R_o) side by side, for every step */
+    double *const y_weights = f_adjoints + (size_t)T * B * f_adjoints_width;
+    /* (R_fi, R_ff, R_fo) side by side, for every step */
+    double *const f_weights = y_weights + (size_t)H * y_adjoints_width;
+    /* (R_ii, R_if, R_io) side by side, for every step */
+    double *const i_weights = f_weights + (size_t)H * f_adjoints_width;
+    /* (R_oi, R_of, R_oo) side by side, for every step */
+    double *const o_weights = i_weights + (size_t)H * f_adjoints_width;
+    /* δc' of the current step */
+    double *const d_c_next_row = o_weights + (size_t)H * f_adjoints_width;
+    /* δf' of the current step */
+    double *const d_f_next_row = d_c_next_row + (size_t)B * H;
+    /* δi' of the current step */
+    double *const d_i_next_row = d_f_next_row + (size_t)B * H;
+    /* δo' of the current step */
+    double *const d_o_next_row = d_i_next_row + (size_t)B * H;
+    /* δy' of the current step */
+    double *const d_y_next_row = d_o_next_row + (size_t)B * H;
     memset(grad_W_z, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_R_z, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_z, 0, sizeof(double) * (size_t)H);
@@ -671,24 +734,42 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     memset(grad_R_io, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_R_fo, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_R_oo, 0, sizeof(double) * (size_t)H * (size_t)H);
+    /* (R_z, R_i, R_f, R_o) side by side */
+    memcpy(y_weights, R_z, sizeof(double) * (size_t)H * H);
+    memcpy(y_weights + (size_t)H * H, R_i, sizeof(double) * (size_t)H * H);
+    memcpy(y_weights + (size_t)(2 * H) * H, R_f, sizeof(double) * (size_t)H * H);
+    memcpy(y_weights + (size_t)(3 * H) * H, R_o, sizeof(double) * (size_t)H * H);
+    /* (R_fi, R_ff, R_fo) side by side */
+    memcpy(f_weights, R_fi, sizeof(double) * (size_t)H * H);
+    memcpy(f_weights + (size_t)H * H, R_ff, sizeof(double) * (size_t)H * H);
+    memcpy(f_weights + (size_t)(2 * H) * H, R_fo, sizeof(double) * (size_t)H * H);
+    /* (R_ii, R_if, R_io) side by side */
+    memcpy(i_weights, R_ii, sizeof(double) * (size_t)H * H);
+    memcpy(i_weights + (size_t)H * H, R_if, sizeof(double) * (size_t)H * H);
+    memcpy(i_weights + (size_t)(2 * H) * H, R_io, sizeof(double) * (size_t)H * H);
+    /* (R_oi, R_of, R_oo) side by side */
+    memcpy(o_weights, R_oi, sizeof(double) * (size_t)H * H);
+    memcpy(o_weights + (size_t)H * H, R_of, sizeof(double) * (size_t)H * H);
+    memcpy(o_weights + (size_t)(2 * H) * H, R_oo, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_z_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width;
+        double *const d_i_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + H;
+        double *const d_f_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 2 * H;
+        double *const d_o_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 3 * H;
         double *const d_y_row = grad_y_init;
         double *const d_c_row = grad_c_init;
         double *const d_i_row = grad_i_init;
         double *const d_f_row = grad_f_init;
         double *const d_o_row = grad_o_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        const double *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const double *const i_row = t == 0 ? i_init : i_seq + (size_t)(t - 1) * B * H;
-        const double *const f_row = t == 0 ? f_init : f_seq + (size_t)(t - 1) * B * H;
-        const double *const o_row = t == 0 ? o_init : o_seq + (size_t)(t - 1) * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const double *const c_next_row = c_seq + (size_t)t * B * H;
         const double *const f_next_row = f_seq + (size_t)t * B * H;
         const double *const i_next_row = i_seq + (size_t)t * B * H;
         const double *const o_next_row = o_seq + (size_t)t * B * H;
         const double *const z_row = z_tape + (size_t)t * B * H;
+        double *const d_i_next_pre_f_adjoints_row = f_adjoints + (size_t)t * B * f_adjoints_width;
+        double *const d_f_next_pre_f_adjoints_row = f_adjoints + (size_t)t * B * f_adjoints_width + H;
+        double *const d_o_next_pre_f_adjoints_row = f_adjoints + (size_t)t * B * f_adjoints_width + 2 * H;
         /* δy': gradient into y' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_y_next_row[n] = grad_y_init[n] + grad_y_seq[(size_t)t * B * H + n];
@@ -711,19 +792,38 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
         }
         /* τ1, δo'_tot, δo'_pre, δc'_tot, δf'_tot, δf'_pre, δi'_tot, δi'_pre, δz, δz_pre, δc, δb_z, δp_i, δb_i, δp_f, δb_f, δp_o, δb_o */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const c_next_sample = c_next_row + (size_t)sample * H;
+            const double *const f_next_sample = f_next_row + (size_t)sample * H;
+            const double *const i_next_sample = i_next_row + (size_t)sample * H;
+            const double *const o_next_sample = o_next_row + (size_t)sample * H;
+            const double *const z_sample = z_row + (size_t)sample * H;
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const double *const d_f_next_sample = d_f_next_row + (size_t)sample * H;
+            const double *const d_i_next_sample = d_i_next_row + (size_t)sample * H;
+            const double *const d_o_next_sample = d_o_next_row + (size_t)sample * H;
+            const double *const d_y_next_sample = d_y_next_row + (size_t)sample * H;
+            double *const d_o_next_pre_sample = d_o_next_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_o_next_pre_f_adjoints_sample = d_o_next_pre_f_adjoints_row + (size_t)sample * f_adjoints_width;
+            double *const d_f_next_pre_sample = d_f_next_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_f_next_pre_f_adjoints_sample = d_f_next_pre_f_adjoints_row + (size_t)sample * f_adjoints_width;
+            double *const d_i_next_pre_sample = d_i_next_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_i_next_pre_f_adjoints_sample = d_i_next_pre_f_adjoints_row + (size_t)sample * f_adjoints_width;
+            double *const d_z_pre_sample = d_z_pre_row + (size_t)sample * y_adjoints_width;
+            double *const d_c_sample = d_c_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double c = c_row[at];
-                const double c_next = c_next_row[at];
-                const double f_next = f_next_row[at];
-                const double i_next = i_next_row[at];
-                const double o_next = o_next_row[at];
-                const double z = z_row[at];
-                const double d_c_next = d_c_next_row[at];
-                const double d_f_next = d_f_next_row[at];
-                const double d_i_next = d_i_next_row[at];
-                const double d_o_next = d_o_next_row[at];
-                const double d_y_next = d_y_next_row[at];
+                const double c = c_sample[unit];
+                const double c_next = c_next_sample[unit];
+                const double f_next = f_next_sample[unit];
+                const double i_next = i_next_sample[unit];
+                const double o_next = o_next_sample[unit];
+                const double z = z_sample[unit];
+                const double d_c_next = d_c_next_sample[unit];
+                const double d_f_next = d_f_next_sample[unit];
+                const double d_i_next = d_i_next_sample[unit];
+                const double d_o_next = d_o_next_sample[unit];
+                const double d_y_next = d_y_next_sample[unit];
                 const double tmp1 = tanh(c_next);
                 const double d_o_next_tot = d_o_next + d_y_next*tmp1;
                 const double d_o_next_pre = o_next*d_o_next_tot*(1 - o_next);
@@ -735,11 +835,14 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
                 const double d_z = i_next*d_c_next_tot;
                 const double d_z_pre = d_z*(1 - (z*z));
                 const double d_c = f_next*d_c_next_tot + p_f[unit]*d_f_next_pre + p_i[unit]*d_i_next_pre;
-                d_o_next_pre_row[at] = d_o_next_pre;
-                d_f_next_pre_row[at] = d_f_next_pre;
-                d_i_next_pre_row[at] = d_i_next_pre;
-                d_z_pre_row[at] = d_z_pre;
-                d_c_row[at] = d_c;
+                d_o_next_pre_sample[unit] = d_o_next_pre;
+                d_o_next_pre_f_adjoints_sample[unit] = d_o_next_pre;
+                d_f_next_pre_sample[unit] = d_f_next_pre;
+                d_f_next_pre_f_adjoints_sample[unit] = d_f_next_pre;
+                d_i_next_pre_sample[unit] = d_i_next_pre;
+                d_i_next_pre_f_adjoints_sample[unit] = d_i_next_pre;
+                d_z_pre_sample[unit] = d_z_pre;
+                d_c_sample[unit] = d_c;
                 grad_b_z[unit] += d_z_pre;
                 grad_p_i[unit] += c*d_i_next_pre;
                 grad_b_i[unit] += d_i_next_pre;
@@ -750,147 +853,94 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
             }
         }
 
-        /* R_fᵀ @ δf'_pre */
-        sg_matvec_t(B, H, H, R_f, d_f_next_pre_row, R_fT_d_f_next_pre_row);
+        /* δy = (R_z, R_i, R_f, R_o)ᵀ @ (δz_pre, δi'_pre, δf'_pre, δo'_pre) */
+        sg_gemm_nn(B, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, d_y_row, H, 0);
 
-        /* R_iᵀ @ δi'_pre */
-        sg_matvec_t(B, H, H, R_i, d_i_next_pre_row, R_iT_d_i_next_pre_row);
+        /* δf = (R_fi, R_ff, R_fo)ᵀ @ (δi'_pre, δf'_pre, δo'_pre) */
+        sg_gemm_nn(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, f_weights, H, d_f_row, H, 0);
 
-        /* R_oᵀ @ δo'_pre */
-        sg_matvec_t(B, H, H, R_o, d_o_next_pre_row, R_oT_d_o_next_pre_row);
+        /* δi = (R_ii, R_if, R_io)ᵀ @ (δi'_pre, δf'_pre, δo'_pre) */
+        sg_gemm_nn(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, i_weights, H, d_i_row, H, 0);
 
-        /* R_zᵀ @ δz_pre */
-        sg_matvec_t(B, H, H, R_z, d_z_pre_row, R_zT_d_z_pre_row);
-
-        /* R_ifᵀ @ δf'_pre */
-        sg_matvec_t(B, H, H, R_if, d_f_next_pre_row, R_ifT_d_f_next_pre_row);
-
-        /* R_iiᵀ @ δi'_pre */
-        sg_matvec_t(B, H, H, R_ii, d_i_next_pre_row, R_iiT_d_i_next_pre_row);
-
-        /* R_ioᵀ @ δo'_pre */
-        sg_matvec_t(B, H, H, R_io, d_o_next_pre_row, R_ioT_d_o_next_pre_row);
-
-        /* R_ffᵀ @ δf'_pre */
-        sg_matvec_t(B, H, H, R_ff, d_f_next_pre_row, R_ffT_d_f_next_pre_row);
-
-        /* R_fiᵀ @ δi'_pre */
-        sg_matvec_t(B, H, H, R_fi, d_i_next_pre_row, R_fiT_d_i_next_pre_row);
-
-        /* R_foᵀ @ δo'_pre */
-        sg_matvec_t(B, H, H, R_fo, d_o_next_pre_row, R_foT_d_o_next_pre_row);
-
-        /* R_ofᵀ @ δf'_pre */
-        sg_matvec_t(B, H, H, R_of, d_f_next_pre_row, R_ofT_d_f_next_pre_row);
-
-        /* R_oiᵀ @ δi'_pre */
-        sg_matvec_t(B, H, H, R_oi, d_i_next_pre_row, R_oiT_d_i_next_pre_row);
-
-        /* R_ooᵀ @ δo'_pre */
-        sg_matvec_t(B, H, H, R_oo, d_o_next_pre_row, R_ooT_d_o_next_pre_row);
-
-        /* W_fᵀ @ δf'_pre */
-        sg_matvec_t(B, H, D, W_f, d_f_next_pre_row, W_fT_d_f_next_pre_row);
-
-        /* W_iᵀ @ δi'_pre */
-        sg_matvec_t(B, H, D, W_i, d_i_next_pre_row, W_iT_d_i_next_pre_row);
-
-        /* W_oᵀ @ δo'_pre */
-        sg_matvec_t(B, H, D, W_o, d_o_next_pre_row, W_oT_d_o_next_pre_row);
-
-        /* W_zᵀ @ δz_pre */
-        sg_matvec_t(B, H, D, W_z, d_z_pre_row, W_zT_d_z_pre_row);
-
-        /* δy, δi, δf, δo */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double R_ffT_d_f_next_pre = R_ffT_d_f_next_pre_row[at];
-                const double R_fiT_d_i_next_pre = R_fiT_d_i_next_pre_row[at];
-                const double R_foT_d_o_next_pre = R_foT_d_o_next_pre_row[at];
-                const double R_fT_d_f_next_pre = R_fT_d_f_next_pre_row[at];
-                const double R_ifT_d_f_next_pre = R_ifT_d_f_next_pre_row[at];
-                const double R_iiT_d_i_next_pre = R_iiT_d_i_next_pre_row[at];
-                const double R_ioT_d_o_next_pre = R_ioT_d_o_next_pre_row[at];
-                const double R_iT_d_i_next_pre = R_iT_d_i_next_pre_row[at];
-                const double R_ofT_d_f_next_pre = R_ofT_d_f_next_pre_row[at];
-                const double R_oiT_d_i_next_pre = R_oiT_d_i_next_pre_row[at];
-                const double R_ooT_d_o_next_pre = R_ooT_d_o_next_pre_row[at];
-                const double R_oT_d_o_next_pre = R_oT_d_o_next_pre_row[at];
-                const double R_zT_d_z_pre = R_zT_d_z_pre_row[at];
-                const double d_y = R_fT_d_f_next_pre + R_iT_d_i_next_pre + R_oT_d_o_next_pre + R_zT_d_z_pre;
-                const double d_i = R_ifT_d_f_next_pre + R_iiT_d_i_next_pre + R_ioT_d_o_next_pre;
-                const double d_f = R_ffT_d_f_next_pre + R_fiT_d_i_next_pre + R_foT_d_o_next_pre;
-                const double d_o = R_ofT_d_f_next_pre + R_oiT_d_i_next_pre + R_ooT_d_o_next_pre;
-                d_y_row[at] = d_y;
-                d_i_row[at] = d_i;
-                d_f_row[at] = d_f;
-                d_o_row[at] = d_o;
-            }
-        }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const double W_fT_d_f_next_pre = W_fT_d_f_next_pre_row[at];
-                const double W_iT_d_i_next_pre = W_iT_d_i_next_pre_row[at];
-                const double W_oT_d_o_next_pre = W_oT_d_o_next_pre_row[at];
-                const double W_zT_d_z_pre = W_zT_d_z_pre_row[at];
-                const double d_x = W_fT_d_f_next_pre + W_iT_d_i_next_pre + W_oT_d_o_next_pre + W_zT_d_z_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_z += δz_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_z_pre_row, x_row, grad_W_z);
-
-        /* δR_z += δz_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_z_pre_row, y_row, grad_R_z);
-
-        /* δW_i += δi'_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_i_next_pre_row, x_row, grad_W_i);
-
-        /* δR_i += δi'_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_i_next_pre_row, y_row, grad_R_i);
-
-        /* δR_ii += δi'_pre ⊗ i */
-        sg_outer_acc(B, H, H, d_i_next_pre_row, i_row, grad_R_ii);
-
-        /* δR_fi += δi'_pre ⊗ f */
-        sg_outer_acc(B, H, H, d_i_next_pre_row, f_row, grad_R_fi);
-
-        /* δR_oi += δi'_pre ⊗ o */
-        sg_outer_acc(B, H, H, d_i_next_pre_row, o_row, grad_R_oi);
-
-        /* δW_f += δf'_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_f_next_pre_row, x_row, grad_W_f);
-
-        /* δR_f += δf'_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_f_next_pre_row, y_row, grad_R_f);
-
-        /* δR_if += δf'_pre ⊗ i */
-        sg_outer_acc(B, H, H, d_f_next_pre_row, i_row, grad_R_if);
-
-        /* δR_ff += δf'_pre ⊗ f */
-        sg_outer_acc(B, H, H, d_f_next_pre_row, f_row, grad_R_ff);
-
-        /* δR_of += δf'_pre ⊗ o */
-        sg_outer_acc(B, H, H, d_f_next_pre_row, o_row, grad_R_of);
-
-        /* δW_o += δo'_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_o_next_pre_row, x_row, grad_W_o);
-
-        /* δR_o += δo'_pre ⊗ y */
-        sg_outer_acc(B, H, H, d_o_next_pre_row, y_row, grad_R_o);
-
-        /* δR_io += δo'_pre ⊗ i */
-        sg_outer_acc(B, H, H, d_o_next_pre_row, i_row, grad_R_io);
-
-        /* δR_fo += δo'_pre ⊗ f */
-        sg_outer_acc(B, H, H, d_o_next_pre_row, f_row, grad_R_fo);
-
-        /* δR_oo += δo'_pre ⊗ o */
-        sg_outer_acc(B, H, H, d_o_next_pre_row, o_row, grad_R_oo);
+        /* δo = (R_oi, R_of, R_oo)ᵀ @ (δi'_pre, δf'_pre, δo'_pre) */
+        sg_gemm_nn(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, o_weights, H, d_o_row, H, 0);
+    }
+    /* δx = (W_z, W_i, W_f, W_o)ᵀ @ (δz_pre, δi'_pre, δf'_pre, δo'_pre), all steps */
+    sg_gemm_nn(T * B, D, H, y_adjoints, y_adjoints_width, W_z, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, y_adjoints + H, y_adjoints_width, W_i, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, y_adjoints + 2 * H, y_adjoints_width, W_f, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, y_adjoints + 3 * H, y_adjoints_width, W_o, D, grad_x_seq, D, 1);
+    /* δW_z += Σ δz_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_W_z, D);
+    /* δR_z += Σ δz_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_R_z, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_z, H);
+    }
+    /* δW_i += Σ δi'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints + H, y_adjoints_width, x_seq, D, grad_W_i, D);
+    /* δR_i += Σ δi'_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, y_init, H, grad_R_i, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_i, H);
+    }
+    /* δR_ii += Σ δi'_pre ⊗ i, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, i_init, H, grad_R_ii, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, i_seq, H, grad_R_ii, H);
+    }
+    /* δR_fi += Σ δi'_pre ⊗ f, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, f_init, H, grad_R_fi, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, f_seq, H, grad_R_fi, H);
+    }
+    /* δR_oi += Σ δi'_pre ⊗ o, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, o_init, H, grad_R_oi, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, o_seq, H, grad_R_oi, H);
+    }
+    /* δW_f += Σ δf'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints + 2 * H, y_adjoints_width, x_seq, D, grad_W_f, D);
+    /* δR_f += Σ δf'_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, y_init, H, grad_R_f, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_f, H);
+    }
+    /* δR_if += Σ δf'_pre ⊗ i, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, i_init, H, grad_R_if, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, i_seq, H, grad_R_if, H);
+    }
+    /* δR_ff += Σ δf'_pre ⊗ f, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, f_init, H, grad_R_ff, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, f_seq, H, grad_R_ff, H);
+    }
+    /* δR_of += Σ δf'_pre ⊗ o, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, o_init, H, grad_R_of, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, o_seq, H, grad_R_of, H);
+    }
+    /* δW_o += Σ δo'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, y_adjoints + 3 * H, y_adjoints_width, x_seq, D, grad_W_o, D);
+    /* δR_o += Σ δo'_pre ⊗ y, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, y_init, H, grad_R_o, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_o, H);
+    }
+    /* δR_io += Σ δo'_pre ⊗ i, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, i_init, H, grad_R_io, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, i_seq, H, grad_R_io, H);
+    }
+    /* δR_fo += Σ δo'_pre ⊗ f, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, f_init, H, grad_R_fo, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, f_seq, H, grad_R_fo, H);
+    }
+    /* δR_oo += Σ δo'_pre ⊗ o, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, o_init, H, grad_R_oo, H);
+        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, o_seq, H, grad_R_oo, H);
     }
 }

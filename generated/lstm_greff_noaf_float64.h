@@ -11,14 +11,14 @@
  *   y' = c'*o
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_LSTM_GREFF_NOAF_FLOAT64_H
 #define SYMGATE_LSTM_GREFF_NOAF_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_lstm_greff_noaf_float64_forward_work(int B, int D, int H);
+size_t sg_lstm_greff_noaf_float64_forward_work(int T, int B, int D, int H);
 void sg_lstm_greff_noaf_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,
@@ -45,7 +45,7 @@ void sg_lstm_greff_noaf_float64_forward(int T, int B, int D, int H,
     double *f_tape,
     double *o_tape,
     double *work);
-size_t sg_lstm_greff_noaf_float64_backward_work(int B, int D, int H);
+size_t sg_lstm_greff_noaf_float64_backward_work(int T, int B, int D, int H);
 void sg_lstm_greff_noaf_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,

@@ -10,14 +10,14 @@
  *   y' = tanh(c')
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_LSTM_GREFF_NOG_FLOAT32_H
 #define SYMGATE_LSTM_GREFF_NOG_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_lstm_greff_nog_float32_forward_work(int B, int D, int H);
+size_t sg_lstm_greff_nog_float32_forward_work(int T, int B, int D, int H);
 void sg_lstm_greff_nog_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *y_init,
@@ -39,7 +39,7 @@ void sg_lstm_greff_nog_float32_forward(int T, int B, int D, int H,
     float *i_tape,
     float *f_tape,
     float *work);
-size_t sg_lstm_greff_nog_float32_backward_work(int B, int D, int H);
+size_t sg_lstm_greff_nog_float32_backward_work(int T, int B, int D, int H);
 void sg_lstm_greff_nog_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *y_init,

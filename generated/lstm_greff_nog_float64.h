@@ -10,14 +10,14 @@
  *   y' = tanh(c')
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_LSTM_GREFF_NOG_FLOAT64_H
 #define SYMGATE_LSTM_GREFF_NOG_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_lstm_greff_nog_float64_forward_work(int B, int D, int H);
+size_t sg_lstm_greff_nog_float64_forward_work(int T, int B, int D, int H);
 void sg_lstm_greff_nog_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,
@@ -39,7 +39,7 @@ void sg_lstm_greff_nog_float64_forward(int T, int B, int D, int H,
     double *i_tape,
     double *f_tape,
     double *work);
-size_t sg_lstm_greff_nog_float64_backward_work(int B, int D, int H);
+size_t sg_lstm_greff_nog_float64_backward_work(int T, int B, int D, int H);
 void sg_lstm_greff_nog_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *y_init,

@@ -55,13 +55,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_lstm_pytorch_float64_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_lstm_pytorch_float64_forward_work(int T, int B, int D, int H);
 void sg_lstm_pytorch_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -89,7 +105,7 @@ void sg_lstm_pytorch_float64_forward(int T, int B, int D, int H,
     double *g_tape,
     double *o_tape,
     double *work);
-size_t sg_lstm_pytorch_float64_backward_work(int B, int D, int H);
+size_t sg_lstm_pytorch_float64_backward_work(int T, int B, int D, int H);
 void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -139,86 +155,105 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
     double *grad_b_ho,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_lstm_pytorch_float64_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_lstm_pytorch_float64_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (8 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -276,15 +311,33 @@ void sg_lstm_pytorch_float64_forward(int T, int B, int D, int H,
     double *o_tape,
     double *work)
 {
-    double *const W_hi_h_row = work;
-    double *const W_ii_x_row = work + (size_t)B * ((size_t)H);
-    double *const W_hf_h_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_if_x_row = work + (size_t)B * (3 * (size_t)H);
-    double *const W_hg_h_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_ig_x_row = work + (size_t)B * (5 * (size_t)H);
-    double *const W_ho_h_row = work + (size_t)B * (6 * (size_t)H);
-    double *const W_io_x_row = work + (size_t)B * (7 * (size_t)H);
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* W_hi@h, W_hf@h, W_hg@h, W_ho@h side by side */
+    double *const h_products = work;
+    /* W_ii@x, W_if@x, W_ig@x, W_io@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side */
+    sg_pack_t(H, H, W_hi, h_weights, h_products_width);
+    sg_pack_t(H, H, W_hf, h_weights + H, h_products_width);
+    sg_pack_t(H, H, W_hg, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, W_ho, h_weights + 3 * H, h_products_width);
+    /* (W_ii@x, W_if@x, W_ig@x, W_io@x) = (W_ii, W_if, W_ig, W_io) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_ii, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_if, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_ig, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_io, D, x_products + 3 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const W_hi_h_row = h_products;
+        double *const W_hf_h_row = h_products + H;
+        double *const W_hg_h_row = h_products + 2 * H;
+        double *const W_ho_h_row = h_products + 3 * H;
+        double *const W_ii_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_if_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_ig_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_io_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
         double *const c_next_row = c_seq + (size_t)t * B * H;
         double *const h_next_row = h_seq + (size_t)t * B * H;
         double *const i_row = i_tape + (size_t)t * B * H;
@@ -292,65 +345,59 @@ void sg_lstm_pytorch_float64_forward(int T, int B, int D, int H,
         double *const g_row = g_tape + (size_t)t * B * H;
         double *const o_row = o_tape + (size_t)t * B * H;
         const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        /* W_hi @ h */
-        sg_matvec(B, H, H, W_hi, h_row, W_hi_h_row);
-
-        /* W_ii @ x */
-        sg_matvec(B, H, D, W_ii, x_row, W_ii_x_row);
-
-        /* W_hf @ h */
-        sg_matvec(B, H, H, W_hf, h_row, W_hf_h_row);
-
-        /* W_if @ x */
-        sg_matvec(B, H, D, W_if, x_row, W_if_x_row);
-
-        /* W_hg @ h */
-        sg_matvec(B, H, H, W_hg, h_row, W_hg_h_row);
-
-        /* W_ig @ x */
-        sg_matvec(B, H, D, W_ig, x_row, W_ig_x_row);
-
-        /* W_ho @ h */
-        sg_matvec(B, H, H, W_ho, h_row, W_ho_h_row);
-
-        /* W_io @ x */
-        sg_matvec(B, H, D, W_io, x_row, W_io_x_row);
+        /* (W_hi@h, W_hf@h, W_hg@h, W_ho@h) = (W_hi, W_hf, W_hg, W_ho) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, W_hi_h_row, h_products_width, 0);
 
         /* i, f, g, o, c', h' */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const W_hf_h_sample = W_hf_h_row + (size_t)sample * h_products_width;
+            const double *const W_hg_h_sample = W_hg_h_row + (size_t)sample * h_products_width;
+            const double *const W_hi_h_sample = W_hi_h_row + (size_t)sample * h_products_width;
+            const double *const W_ho_h_sample = W_ho_h_row + (size_t)sample * h_products_width;
+            const double *const W_if_x_sample = W_if_x_row + (size_t)sample * x_products_width;
+            const double *const W_ig_x_sample = W_ig_x_row + (size_t)sample * x_products_width;
+            const double *const W_ii_x_sample = W_ii_x_row + (size_t)sample * x_products_width;
+            const double *const W_io_x_sample = W_io_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const i_sample = i_row + (size_t)sample * H;
+            double *const f_sample = f_row + (size_t)sample * H;
+            double *const g_sample = g_row + (size_t)sample * H;
+            double *const o_sample = o_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double W_hf_h = W_hf_h_row[at];
-                const double W_hg_h = W_hg_h_row[at];
-                const double W_hi_h = W_hi_h_row[at];
-                const double W_ho_h = W_ho_h_row[at];
-                const double W_if_x = W_if_x_row[at];
-                const double W_ig_x = W_ig_x_row[at];
-                const double W_ii_x = W_ii_x_row[at];
-                const double W_io_x = W_io_x_row[at];
-                const double c = c_row[at];
+                const double W_hf_h = W_hf_h_sample[unit];
+                const double W_hg_h = W_hg_h_sample[unit];
+                const double W_hi_h = W_hi_h_sample[unit];
+                const double W_ho_h = W_ho_h_sample[unit];
+                const double W_if_x = W_if_x_sample[unit];
+                const double W_ig_x = W_ig_x_sample[unit];
+                const double W_ii_x = W_ii_x_sample[unit];
+                const double W_io_x = W_io_x_sample[unit];
+                const double c = c_sample[unit];
                 const double i = sg_sigmoid(W_hi_h + W_ii_x + b_hi[unit] + b_ii[unit]);
                 const double f = sg_sigmoid(W_hf_h + W_if_x + b_hf[unit] + b_if[unit]);
                 const double g = tanh(W_hg_h + W_ig_x + b_hg[unit] + b_ig[unit]);
                 const double o = sg_sigmoid(W_ho_h + W_io_x + b_ho[unit] + b_io[unit]);
                 const double c_next = c*f + g*i;
                 const double h_next = o*tanh(c_next);
-                i_row[at] = i;
-                f_row[at] = f;
-                g_row[at] = g;
-                o_row[at] = o;
-                c_next_row[at] = c_next;
-                h_next_row[at] = h_next;
+                i_sample[unit] = i;
+                f_sample[unit] = f;
+                g_sample[unit] = g;
+                o_sample[unit] = o;
+                c_next_sample[unit] = c_next;
+                h_next_sample[unit] = h_next;
             }
         }
     }
 }
 
-size_t sg_lstm_pytorch_float64_backward_work(int B, int D, int H)
+size_t sg_lstm_pytorch_float64_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (10 * (size_t)H + 4 * (size_t)D);
+    (void)D;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -458,20 +505,15 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
     (void)b_hg;
     (void)b_io;
     (void)b_ho;
-    double *const d_f_pre_row = work;
-    double *const W_hfT_d_f_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_g_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_hgT_d_g_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const d_i_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_hiT_d_i_pre_row = work + (size_t)B * (5 * (size_t)H);
-    double *const d_o_pre_row = work + (size_t)B * (6 * (size_t)H);
-    double *const W_hoT_d_o_pre_row = work + (size_t)B * (7 * (size_t)H);
-    double *const W_ifT_d_f_pre_row = work + (size_t)B * (8 * (size_t)H);
-    double *const W_igT_d_g_pre_row = work + (size_t)B * (8 * (size_t)H + (size_t)D);
-    double *const W_iiT_d_i_pre_row = work + (size_t)B * (8 * (size_t)H + 2 * (size_t)D);
-    double *const W_ioT_d_o_pre_row = work + (size_t)B * (8 * (size_t)H + 3 * (size_t)D);
-    double *const d_c_next_row = work + (size_t)B * (8 * (size_t)H + 4 * (size_t)D);
-    double *const d_h_next_row = work + (size_t)B * (9 * (size_t)H + 4 * (size_t)D);
+    const int h_adjoints_width = 4 * H;
+    /* δi_pre, δf_pre, δg_pre, δo_pre side by side, at every step */
+    double *const h_adjoints = work;
+    /* (W_hi, W_hf, W_hg, W_ho) side by side, for every step */
+    double *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* δc' of the current step */
+    double *const d_c_next_row = h_weights + (size_t)H * h_adjoints_width;
+    /* δh' of the current step */
+    double *const d_h_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_ii, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_b_ii, 0, sizeof(double) * (size_t)H);
     memset(grad_W_hi, 0, sizeof(double) * (size_t)H * (size_t)H);
@@ -488,12 +530,18 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
     memset(grad_b_io, 0, sizeof(double) * (size_t)H);
     memset(grad_W_ho, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_ho, 0, sizeof(double) * (size_t)H);
+    /* (W_hi, W_hf, W_hg, W_ho) side by side */
+    memcpy(h_weights, W_hi, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)H * H, W_hf, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(2 * H) * H, W_hg, sizeof(double) * (size_t)H * H);
+    memcpy(h_weights + (size_t)(3 * H) * H, W_ho, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_i_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
+        double *const d_g_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
+        double *const d_o_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 3 * H;
         double *const d_h_row = grad_h_init;
         double *const d_c_row = grad_c_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const double *const c_next_row = c_seq + (size_t)t * B * H;
         const double *const f_row = f_tape + (size_t)t * B * H;
@@ -510,16 +558,29 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
         }
         /* τ1, δc'_tot, δo, δo_pre, δg, δg_pre, δf, δf_pre, δi, δi_pre, δc, δb_ii, δb_hi, δb_if, δb_hf, δb_ig, δb_hg, δb_io, δb_ho */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const c_next_sample = c_next_row + (size_t)sample * H;
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const g_sample = g_row + (size_t)sample * H;
+            const double *const i_sample = i_row + (size_t)sample * H;
+            const double *const o_sample = o_row + (size_t)sample * H;
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            double *const d_o_pre_sample = d_o_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_g_pre_sample = d_g_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_f_pre_sample = d_f_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_i_pre_sample = d_i_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_c_sample = d_c_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double c = c_row[at];
-                const double c_next = c_next_row[at];
-                const double f = f_row[at];
-                const double g = g_row[at];
-                const double i = i_row[at];
-                const double o = o_row[at];
-                const double d_c_next = d_c_next_row[at];
-                const double d_h_next = d_h_next_row[at];
+                const double c = c_sample[unit];
+                const double c_next = c_next_sample[unit];
+                const double f = f_sample[unit];
+                const double g = g_sample[unit];
+                const double i = i_sample[unit];
+                const double o = o_sample[unit];
+                const double d_c_next = d_c_next_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
                 const double tmp1 = tanh(c_next);
                 const double d_c_next_tot = o*d_h_next*(1 - (tmp1*tmp1)) + d_c_next;
                 const double d_o = d_h_next*tmp1;
@@ -531,11 +592,11 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
                 const double d_i = g*d_c_next_tot;
                 const double d_i_pre = i*d_i*(1 - i);
                 const double d_c = f*d_c_next_tot;
-                d_o_pre_row[at] = d_o_pre;
-                d_g_pre_row[at] = d_g_pre;
-                d_f_pre_row[at] = d_f_pre;
-                d_i_pre_row[at] = d_i_pre;
-                d_c_row[at] = d_c;
+                d_o_pre_sample[unit] = d_o_pre;
+                d_g_pre_sample[unit] = d_g_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_i_pre_sample[unit] = d_i_pre;
+                d_c_sample[unit] = d_c;
                 grad_b_ii[unit] += d_i_pre;
                 grad_b_hi[unit] += d_i_pre;
                 grad_b_if[unit] += d_f_pre;
@@ -547,78 +608,40 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
             }
         }
 
-        /* W_hfᵀ @ δf_pre */
-        sg_matvec_t(B, H, H, W_hf, d_f_pre_row, W_hfT_d_f_pre_row);
-
-        /* W_hgᵀ @ δg_pre */
-        sg_matvec_t(B, H, H, W_hg, d_g_pre_row, W_hgT_d_g_pre_row);
-
-        /* W_hiᵀ @ δi_pre */
-        sg_matvec_t(B, H, H, W_hi, d_i_pre_row, W_hiT_d_i_pre_row);
-
-        /* W_hoᵀ @ δo_pre */
-        sg_matvec_t(B, H, H, W_ho, d_o_pre_row, W_hoT_d_o_pre_row);
-
-        /* W_ifᵀ @ δf_pre */
-        sg_matvec_t(B, H, D, W_if, d_f_pre_row, W_ifT_d_f_pre_row);
-
-        /* W_igᵀ @ δg_pre */
-        sg_matvec_t(B, H, D, W_ig, d_g_pre_row, W_igT_d_g_pre_row);
-
-        /* W_iiᵀ @ δi_pre */
-        sg_matvec_t(B, H, D, W_ii, d_i_pre_row, W_iiT_d_i_pre_row);
-
-        /* W_ioᵀ @ δo_pre */
-        sg_matvec_t(B, H, D, W_io, d_o_pre_row, W_ioT_d_o_pre_row);
-
-        /* δh */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double W_hfT_d_f_pre = W_hfT_d_f_pre_row[at];
-                const double W_hgT_d_g_pre = W_hgT_d_g_pre_row[at];
-                const double W_hiT_d_i_pre = W_hiT_d_i_pre_row[at];
-                const double W_hoT_d_o_pre = W_hoT_d_o_pre_row[at];
-                const double d_h = W_hfT_d_f_pre + W_hgT_d_g_pre + W_hiT_d_i_pre + W_hoT_d_o_pre;
-                d_h_row[at] = d_h;
-            }
-        }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const double W_ifT_d_f_pre = W_ifT_d_f_pre_row[at];
-                const double W_igT_d_g_pre = W_igT_d_g_pre_row[at];
-                const double W_iiT_d_i_pre = W_iiT_d_i_pre_row[at];
-                const double W_ioT_d_o_pre = W_ioT_d_o_pre_row[at];
-                const double d_x = W_ifT_d_f_pre + W_igT_d_g_pre + W_iiT_d_i_pre + W_ioT_d_o_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_ii += δi_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_i_pre_row, x_row, grad_W_ii);
-
-        /* δW_hi += δi_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_i_pre_row, h_row, grad_W_hi);
-
-        /* δW_if += δf_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_f_pre_row, x_row, grad_W_if);
-
-        /* δW_hf += δf_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_f_pre_row, h_row, grad_W_hf);
-
-        /* δW_ig += δg_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_g_pre_row, x_row, grad_W_ig);
-
-        /* δW_hg += δg_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_g_pre_row, h_row, grad_W_hg);
-
-        /* δW_io += δo_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_o_pre_row, x_row, grad_W_io);
-
-        /* δW_ho += δo_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_o_pre_row, h_row, grad_W_ho);
+        /* δh = (W_hi, W_hf, W_hg, W_ho)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, H, d_h_row, H, 0);
+    }
+    /* δx = (W_ii, W_if, W_ig, W_io)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre), all steps */
+    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ii, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_if, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, h_adjoints + 2 * H, h_adjoints_width, W_ig, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, h_adjoints + 3 * H, h_adjoints_width, W_io, D, grad_x_seq, D, 1);
+    /* δW_ii += Σ δi_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ii, D);
+    /* δW_hi += Σ δi_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_W_hi, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hi, H);
+    }
+    /* δW_if += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_if, D);
+    /* δW_hf += Σ δf_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_W_hf, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hf, H);
+    }
+    /* δW_ig += Σ δg_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, D, grad_W_ig, D);
+    /* δW_hg += Σ δg_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_W_hg, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hg, H);
+    }
+    /* δW_io += Σ δo_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, D, grad_W_io, D);
+    /* δW_ho += Σ δo_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_W_ho, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_ho, H);
     }
 }

@@ -12,14 +12,14 @@
  *   h' = W_hr @ W_hr_arg
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_LSTMP_PYTORCH_FLOAT32_H
 #define SYMGATE_LSTMP_PYTORCH_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_lstmp_pytorch_float32_forward_work(int B, int D, int P, int H);
+size_t sg_lstmp_pytorch_float32_forward_work(int T, int B, int D, int P, int H);
 void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
     const float *x_seq,
     const float *h_init,
@@ -49,7 +49,7 @@ void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
     float *o_tape,
     float *W_hr_arg_tape,
     float *work);
-size_t sg_lstmp_pytorch_float32_backward_work(int B, int D, int P, int H);
+size_t sg_lstmp_pytorch_float32_backward_work(int T, int B, int D, int P, int H);
 void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H,
     const float *x_seq,
     const float *h_init,

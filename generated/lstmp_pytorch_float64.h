@@ -12,14 +12,14 @@
  *   h' = W_hr @ W_hr_arg
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_LSTMP_PYTORCH_FLOAT64_H
 #define SYMGATE_LSTMP_PYTORCH_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_lstmp_pytorch_float64_forward_work(int B, int D, int P, int H);
+size_t sg_lstmp_pytorch_float64_forward_work(int T, int B, int D, int P, int H);
 void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
     const double *x_seq,
     const double *h_init,
@@ -49,7 +49,7 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
     double *o_tape,
     double *W_hr_arg_tape,
     double *work);
-size_t sg_lstmp_pytorch_float64_backward_work(int B, int D, int P, int H);
+size_t sg_lstmp_pytorch_float64_backward_work(int T, int B, int D, int P, int H);
 void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
     const double *x_seq,
     const double *h_init,

@@ -9,14 +9,14 @@
  *   h' = f*h_tilde + h*(1 - f)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_MGU_FLOAT32_H
 #define SYMGATE_MGU_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_mgu_float32_forward_work(int B, int D, int H);
+size_t sg_mgu_float32_forward_work(int T, int B, int D, int H);
 void sg_mgu_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -31,7 +31,7 @@ void sg_mgu_float32_forward(int T, int B, int D, int H,
     float *U_h_arg_tape,
     float *h_tilde_tape,
     float *work);
-size_t sg_mgu_float32_backward_work(int B, int D, int H);
+size_t sg_mgu_float32_backward_work(int T, int B, int D, int H);
 void sg_mgu_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

@@ -38,13 +38,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_mgu_float64_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_mgu_float64_forward_work(int T, int B, int D, int H);
 void sg_mgu_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -59,7 +75,7 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
     double *U_h_arg_tape,
     double *h_tilde_tape,
     double *work);
-size_t sg_mgu_float64_backward_work(int B, int D, int H);
+size_t sg_mgu_float64_backward_work(int T, int B, int D, int H);
 void sg_mgu_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -84,86 +100,105 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
     double *grad_b_h,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_mgu_float64_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_mgu_float64_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (4 * (size_t)H);
+    return ((size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -195,63 +230,88 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
     double *h_tilde_tape,
     double *work)
 {
-    double *const U_f_h_row = work;
-    double *const W_f_x_row = work + (size_t)B * ((size_t)H);
-    double *const U_h_U_h_arg_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_h_x_row = work + (size_t)B * (3 * (size_t)H);
+    const int h_products_width = H;
+    const int x_products_width = 2 * H;
+    const int U_h_arg_products_width = H;
+    /* U_f@h side by side */
+    double *const h_products = work;
+    /* W_f@x, W_h@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* U_h@U_h_arg side by side */
+    double *const U_h_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_f)ᵀ side by side, for every step */
+    double *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
+    /* (U_h)ᵀ side by side, for every step */
+    double *const U_h_arg_weights = h_weights + (size_t)H * h_products_width;
+    /* (U_f)ᵀ side by side */
+    sg_pack_t(H, H, U_f, h_weights, h_products_width);
+    /* (U_h)ᵀ side by side */
+    sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
+    /* (W_f@x, W_h@x) = (W_f, W_h) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_h, D, x_products + H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const U_f_h_row = h_products;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const U_h_U_h_arg_row = U_h_arg_products;
         double *const h_next_row = h_seq + (size_t)t * B * H;
         double *const f_row = f_tape + (size_t)t * B * H;
         double *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
         double *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
         const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        /* U_f @ h */
-        sg_matvec(B, H, H, U_f, h_row, U_f_h_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, D, W_f, x_row, W_f_x_row);
-
-        /* W_h @ x */
-        sg_matvec(B, H, D, W_h, x_row, W_h_x_row);
+        /* (U_f@h) = (U_f) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, U_f_h_row, h_products_width, 0);
 
         /* f, U_h_arg */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            double *const f_sample = f_row + (size_t)sample * H;
+            double *const U_h_arg_sample = U_h_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_f_h = U_f_h_row[at];
-                const double W_f_x = W_f_x_row[at];
-                const double h = h_row[at];
+                const double U_f_h = U_f_h_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double h = h_sample[unit];
                 const double f = sg_sigmoid(U_f_h + W_f_x + b_f[unit]);
                 const double U_h_arg = f*h;
-                f_row[at] = f;
-                U_h_arg_row[at] = U_h_arg;
+                f_sample[unit] = f;
+                U_h_arg_sample[unit] = U_h_arg;
             }
         }
 
-        /* U_h @ U_h_arg */
-        sg_matvec(B, H, H, U_h, U_h_arg_row, U_h_U_h_arg_row);
+        /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
+        sg_gemm_nn(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_U_h_arg_row, U_h_arg_products_width, 0);
 
         /* h_tilde, h' */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
+            const double *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_h_U_h_arg = U_h_U_h_arg_row[at];
-                const double W_h_x = W_h_x_row[at];
-                const double f = f_row[at];
-                const double h = h_row[at];
+                const double U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const double W_h_x = W_h_x_sample[unit];
+                const double f = f_sample[unit];
+                const double h = h_sample[unit];
                 const double h_tilde = tanh(U_h_U_h_arg + W_h_x + b_h[unit]);
                 const double h_next = f*h_tilde + h*(1 - f);
-                h_tilde_row[at] = h_tilde;
-                h_next_row[at] = h_next;
+                h_tilde_sample[unit] = h_tilde;
+                h_next_sample[unit] = h_next;
             }
         }
     }
 }
 
-size_t sg_mgu_float64_backward_work(int B, int D, int H)
+size_t sg_mgu_float64_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (7 * (size_t)H + 2 * (size_t)D);
+    (void)D;
+    return ((size_t)H) * (size_t)T * B + (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -303,115 +363,137 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
 {
     (void)b_f;
     (void)b_h;
-    double *const d_h_tilde_pre_row = work;
-    double *const U_hT_d_h_tilde_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_f_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const U_fT_d_f_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const W_fT_d_f_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_hT_d_h_tilde_pre_row = work + (size_t)B * (4 * (size_t)H + (size_t)D);
-    double *const d_h_next_row = work + (size_t)B * (4 * (size_t)H + 2 * (size_t)D);
-    double *const tmp1_row = work + (size_t)B * (5 * (size_t)H + 2 * (size_t)D);
-    double *const d_U_h_arg_row = work + (size_t)B * (6 * (size_t)H + 2 * (size_t)D);
+    const int h_adjoints_width = H;
+    const int x_adjoints_width = 2 * H;
+    const int U_h_arg_adjoints_width = H;
+    /* δf_pre side by side, at every step */
+    double *const h_adjoints = work;
+    /* δf_pre, δh_tilde_pre side by side, at every step */
+    double *const x_adjoints = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* δh_tilde_pre side by side, at every step */
+    double *const U_h_arg_adjoints = x_adjoints + (size_t)T * B * x_adjoints_width;
+    /* (U_h) side by side, for every step */
+    double *const U_h_arg_weights = U_h_arg_adjoints + (size_t)T * B * U_h_arg_adjoints_width;
+    /* (U_f) side by side, for every step */
+    double *const h_weights = U_h_arg_weights + (size_t)H * U_h_arg_adjoints_width;
+    /* δU_h_arg of the current step */
+    double *const d_U_h_arg_row = h_weights + (size_t)H * h_adjoints_width;
+    /* δh_matmul of the current step */
+    double *const d_h_matmul_row = d_U_h_arg_row + (size_t)B * H;
+    /* δh' of the current step */
+    double *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
+    /* τ1 of the current step */
+    double *const tmp1_row = d_h_next_row + (size_t)B * H;
     memset(grad_W_f, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_f, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_f, 0, sizeof(double) * (size_t)H);
     memset(grad_W_h, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_h, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_h, 0, sizeof(double) * (size_t)H);
+    /* (U_h) side by side */
+    memcpy(U_h_arg_weights, U_h, sizeof(double) * (size_t)H * H);
+    /* (U_f) side by side */
+    memcpy(h_weights, U_f, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        double *const d_h_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
         double *const d_h_row = grad_h_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
         const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
         const double *const f_row = f_tape + (size_t)t * B * H;
         const double *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
+        double *const d_f_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        double *const d_h_tilde_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + (size_t)t * B * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
         /* δh_tilde, δh_tilde_pre, τ1, δb_h */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            double *const d_h_tilde_pre_sample = d_h_tilde_pre_row + (size_t)sample * x_adjoints_width;
+            double *const d_h_tilde_pre_U_h_arg_adjoints_sample = d_h_tilde_pre_U_h_arg_adjoints_row + (size_t)sample * U_h_arg_adjoints_width;
+            double *const tmp1_sample = tmp1_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double f = f_row[at];
-                const double h_tilde = h_tilde_row[at];
-                const double d_h_next = d_h_next_row[at];
+                const double f = f_sample[unit];
+                const double h_tilde = h_tilde_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
                 const double d_h_tilde = f*d_h_next;
                 const double d_h_tilde_pre = d_h_tilde*(1 - (h_tilde*h_tilde));
                 const double tmp1 = 1 - f;
-                d_h_tilde_pre_row[at] = d_h_tilde_pre;
-                tmp1_row[at] = tmp1;
+                d_h_tilde_pre_sample[unit] = d_h_tilde_pre;
+                d_h_tilde_pre_U_h_arg_adjoints_sample[unit] = d_h_tilde_pre;
+                tmp1_sample[unit] = tmp1;
                 grad_b_h[unit] += d_h_tilde_pre;
             }
         }
 
-        /* U_hᵀ @ δh_tilde_pre */
-        sg_matvec_t(B, H, H, U_h, d_h_tilde_pre_row, U_hT_d_h_tilde_pre_row);
+        /* δU_h_arg = (U_h)ᵀ @ (δh_tilde_pre) */
+        sg_gemm_nn(B, H, U_h_arg_adjoints_width, d_h_tilde_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, d_U_h_arg_row, H, 0);
 
-        /* W_hᵀ @ δh_tilde_pre */
-        sg_matvec_t(B, H, D, W_h, d_h_tilde_pre_row, W_hT_d_h_tilde_pre_row);
-
-        /* δU_h_arg, δf, δf_pre, δb_f */
+        /* δf, δf_pre, δb_f */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
+            const double *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            const double *const tmp1_sample = tmp1_row + (size_t)sample * H;
+            double *const d_f_pre_sample = d_f_pre_row + (size_t)sample * h_adjoints_width;
+            double *const d_f_pre_x_adjoints_sample = d_f_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_hT_d_h_tilde_pre = U_hT_d_h_tilde_pre_row[at];
-                const double f = f_row[at];
-                const double h = h_row[at];
-                const double h_tilde = h_tilde_row[at];
-                const double d_h_next = d_h_next_row[at];
-                const double tmp1 = tmp1_row[at];
-                const double d_U_h_arg = U_hT_d_h_tilde_pre;
+                const double f = f_sample[unit];
+                const double h = h_sample[unit];
+                const double h_tilde = h_tilde_sample[unit];
+                const double d_U_h_arg = d_U_h_arg_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
+                const double tmp1 = tmp1_sample[unit];
                 const double d_f = h*d_U_h_arg + d_h_next*(-h + h_tilde);
                 const double d_f_pre = f*d_f*tmp1;
-                d_U_h_arg_row[at] = d_U_h_arg;
-                d_f_pre_row[at] = d_f_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_f_pre_x_adjoints_sample[unit] = d_f_pre;
                 grad_b_f[unit] += d_f_pre;
             }
         }
 
-        /* U_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, H, U_f, d_f_pre_row, U_fT_d_f_pre_row);
-
-        /* W_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, D, W_f, d_f_pre_row, W_fT_d_f_pre_row);
+        /* δh_matmul = (U_f)ᵀ @ (δf_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_f_pre_row, h_adjoints_width, h_weights, H, d_h_matmul_row, H, 0);
 
         /* δh */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
+            const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            const double *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
+            const double *const tmp1_sample = tmp1_row + (size_t)sample * H;
+            double *const d_h_sample = d_h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double U_fT_d_f_pre = U_fT_d_f_pre_row[at];
-                const double f = f_row[at];
-                const double d_U_h_arg = d_U_h_arg_row[at];
-                const double d_h_next = d_h_next_row[at];
-                const double tmp1 = tmp1_row[at];
-                const double d_h = U_fT_d_f_pre + f*d_U_h_arg + d_h_next*tmp1;
-                d_h_row[at] = d_h;
+                const double f = f_sample[unit];
+                const double d_U_h_arg = d_U_h_arg_sample[unit];
+                const double d_h_next = d_h_next_sample[unit];
+                const double d_h_matmul = d_h_matmul_sample[unit];
+                const double tmp1 = tmp1_sample[unit];
+                const double d_h = f*d_U_h_arg + d_h_next*tmp1 + d_h_matmul;
+                d_h_sample[unit] = d_h;
             }
         }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const double W_fT_d_f_pre = W_fT_d_f_pre_row[at];
-                const double W_hT_d_h_tilde_pre = W_hT_d_h_tilde_pre_row[at];
-                const double d_x = W_fT_d_f_pre + W_hT_d_h_tilde_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW_f += δf_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_f_pre_row, x_row, grad_W_f);
-
-        /* δU_f += δf_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_f_pre_row, h_row, grad_U_f);
-
-        /* δW_h += δh_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_h_tilde_pre_row, x_row, grad_W_h);
-
-        /* δU_h += δh_tilde_pre ⊗ U_h_arg */
-        sg_outer_acc(B, H, H, d_h_tilde_pre_row, U_h_arg_row, grad_U_h);
     }
+    /* δx = (W_f, W_h)ᵀ @ (δf_pre, δh_tilde_pre), all steps */
+    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_f, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, x_adjoints + H, x_adjoints_width, W_h, D, grad_x_seq, D, 1);
+    /* δW_f += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_f, D);
+    /* δU_f += Σ δf_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_f, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_f, H);
+    }
+    /* δW_h += Σ δh_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, x_adjoints + H, x_adjoints_width, x_seq, D, grad_W_h, D);
+    /* δU_h += Σ δh_tilde_pre ⊗ U_h_arg, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
 }

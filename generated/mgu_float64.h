@@ -9,14 +9,14 @@
  *   h' = f*h_tilde + h*(1 - f)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_MGU_FLOAT64_H
 #define SYMGATE_MGU_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_mgu_float64_forward_work(int B, int D, int H);
+size_t sg_mgu_float64_forward_work(int T, int B, int D, int H);
 void sg_mgu_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -31,7 +31,7 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
     double *U_h_arg_tape,
     double *h_tilde_tape,
     double *work);
-size_t sg_mgu_float64_backward_work(int B, int D, int H);
+size_t sg_mgu_float64_backward_work(int T, int B, int D, int H);
 void sg_mgu_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,

@@ -9,14 +9,14 @@
  *   h' = h*(1 - z) + z*tanh(b_h + tanh(x) + U_h @ U_h_arg)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_MUT1_FLOAT32_H
 #define SYMGATE_MUT1_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_mut1_float32_forward_work(int B, int H);
+size_t sg_mut1_float32_forward_work(int T, int B, int H);
 void sg_mut1_float32_forward(int T, int B, int H,
     const float *x_seq,
     const float *h_init,
@@ -33,7 +33,7 @@ void sg_mut1_float32_forward(int T, int B, int H,
     float *U_h_arg_tape,
     float *U_h_U_h_arg_tape,
     float *work);
-size_t sg_mut1_float32_backward_work(int B, int H);
+size_t sg_mut1_float32_backward_work(int T, int B, int H);
 void sg_mut1_float32_backward(int T, int B, int H,
     const float *x_seq,
     const float *h_init,

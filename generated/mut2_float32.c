@@ -42,13 +42,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_mut2_float32_forward_work(int B, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+__attribute__((simd("notinbranch"))) float log1pf(float);
+#endif
+
+size_t sg_mut2_float32_forward_work(int T, int B, int H);
 void sg_mut2_float32_forward(int T, int B, int H,
     const float *x_seq,
     const float *h_init,
@@ -67,7 +83,7 @@ void sg_mut2_float32_forward(int T, int B, int H,
     float *U_h_U_h_arg_tape,
     float *W_h_x_tape,
     float *work);
-size_t sg_mut2_float32_backward_work(int B, int H);
+size_t sg_mut2_float32_backward_work(int T, int B, int H);
 void sg_mut2_float32_backward(int T, int B, int H,
     const float *x_seq,
     const float *h_init,
@@ -98,85 +114,104 @@ void sg_mut2_float32_backward(int T, int B, int H,
     float *grad_b_h,
     float *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static float sg_sigmoid(float a)
 {
-    if (a >= 0.0F) {
-        const float e = expf(-a);
-        return 1.0F / (1.0F + e);
-    }
-    const float e = expf(a);
-    return e / (1.0F + e);
+    const float e = expf(-fabsf(a));
+    const float s = 1.0F / (1.0F + e);
+    return a >= 0.0F ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
-            0.0F, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            float acc = 0.0F;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
-            0.0F, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        float *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0F;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const float v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
-            1.0F, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const float u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        float *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0F;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const float a_ip = A[(size_t)i * lda + p];
+            const float *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_mut2_float32_forward_work(int B, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
-    return (size_t)B * (3 * (size_t)H);
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const float *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const float a_pi = A[(size_t)p * lda + i];
+            float *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_mut2_float32_forward_work(int T, int B, int H)
+{
+    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + (size_t)H * ((size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -216,69 +251,100 @@ void sg_mut2_float32_forward(int T, int B, int H,
     float *W_h_x_tape,
     float *work)
 {
-    float *const U_z_h_row = work;
-    float *const W_z_x_row = work + (size_t)B * ((size_t)H);
-    float *const U_r_h_row = work + (size_t)B * (2 * (size_t)H);
+    const int h_products_width = 2 * H;
+    const int x_products_width = 2 * H;
+    const int U_h_arg_products_width = H;
+    /* U_z@h, U_r@h side by side */
+    float *const h_products = work;
+    /* W_z@x, W_h@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* U_h@U_h_arg side by side */
+    float *const U_h_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_z, U_r)ᵀ side by side, for every step */
+    float *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
+    /* (U_h)ᵀ side by side, for every step */
+    float *const U_h_arg_weights = h_weights + (size_t)H * h_products_width;
+    /* (U_z, U_r)ᵀ side by side */
+    sg_pack_t(H, H, U_z, h_weights, h_products_width);
+    sg_pack_t(H, H, U_r, h_weights + H, h_products_width);
+    /* (U_h)ᵀ side by side */
+    sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
+    /* (W_z@x, W_h@x) = (W_z, W_h) @ x, all steps */
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_z, H, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_h, H, x_products + H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        float *const U_z_h_row = h_products;
+        float *const U_r_h_row = h_products + H;
+        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const U_h_U_h_arg_row = U_h_arg_products;
         float *const h_next_row = h_seq + (size_t)t * B * H;
         float *const z_row = z_tape + (size_t)t * B * H;
         float *const r_row = r_tape + (size_t)t * B * H;
         float *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
-        float *const U_h_U_h_arg_row = U_h_U_h_arg_tape + (size_t)t * B * H;
-        float *const W_h_x_row = W_h_x_tape + (size_t)t * B * H;
         const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
         const float *const x_row = x_seq + (size_t)t * B * H;
-        /* U_z @ h */
-        sg_matvec(B, H, H, U_z, h_row, U_z_h_row);
-
-        /* W_z @ x */
-        sg_matvec(B, H, H, W_z, x_row, W_z_x_row);
-
-        /* U_r @ h */
-        sg_matvec(B, H, H, U_r, h_row, U_r_h_row);
-
-        /* W_h @ x */
-        sg_matvec(B, H, H, W_h, x_row, W_h_x_row);
+        float *const U_h_U_h_arg_tape_row = U_h_U_h_arg_tape + (size_t)t * B * H;
+        float *const W_h_x_tape_row = W_h_x_tape + (size_t)t * B * H;
+        /* (U_z@h, U_r@h) = (U_z, U_r) @ h */
+        sg_gemm_nn(B, h_products_width, H, h_row, H, h_weights, h_products_width, U_z_h_row, h_products_width, 0);
 
         /* z, r, U_h_arg */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
+            const float *const U_z_h_sample = U_z_h_row + (size_t)sample * h_products_width;
+            const float *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const x_sample = x_row + (size_t)sample * H;
+            float *const z_sample = z_row + (size_t)sample * H;
+            float *const r_sample = r_row + (size_t)sample * H;
+            float *const U_h_arg_sample = U_h_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_r_h = U_r_h_row[at];
-                const float U_z_h = U_z_h_row[at];
-                const float W_z_x = W_z_x_row[at];
-                const float h = h_row[at];
-                const float x = x_row[at];
+                const float U_r_h = U_r_h_sample[unit];
+                const float U_z_h = U_z_h_sample[unit];
+                const float W_z_x = W_z_x_sample[unit];
+                const float h = h_sample[unit];
+                const float x = x_sample[unit];
                 const float z = sg_sigmoid(U_z_h + W_z_x + b_z[unit]);
                 const float r = sg_sigmoid(U_r_h + b_r[unit] + x);
                 const float U_h_arg = h*r;
-                z_row[at] = z;
-                r_row[at] = r;
-                U_h_arg_row[at] = U_h_arg;
+                z_sample[unit] = z;
+                r_sample[unit] = r;
+                U_h_arg_sample[unit] = U_h_arg;
             }
         }
 
-        /* U_h @ U_h_arg */
-        sg_matvec(B, H, H, U_h, U_h_arg_row, U_h_U_h_arg_row);
+        /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
+        sg_gemm_nn(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_U_h_arg_row, U_h_arg_products_width, 0);
 
         /* h' */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
+            const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const z_sample = z_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            float *const U_h_U_h_arg_tape_sample = U_h_U_h_arg_tape_row + (size_t)sample * H;
+            float *const W_h_x_tape_sample = W_h_x_tape_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_h_U_h_arg = U_h_U_h_arg_row[at];
-                const float W_h_x = W_h_x_row[at];
-                const float h = h_row[at];
-                const float z = z_row[at];
+                const float U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const float W_h_x = W_h_x_sample[unit];
+                const float h = h_sample[unit];
+                const float z = z_sample[unit];
                 const float h_next = h*(1 - z) + z*tanhf(U_h_U_h_arg + W_h_x + b_h[unit]);
-                h_next_row[at] = h_next;
+                h_next_sample[unit] = h_next;
+                U_h_U_h_arg_tape_sample[unit] = U_h_U_h_arg;
+                W_h_x_tape_sample[unit] = W_h_x;
             }
         }
     }
 }
 
-size_t sg_mut2_float32_backward_work(int B, int H)
+size_t sg_mut2_float32_backward_work(int T, int B, int H)
 {
-    return (size_t)B * (11 * (size_t)H);
+    return (2 * (size_t)H) * (size_t)T * B + (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -342,17 +408,27 @@ void sg_mut2_float32_backward(int T, int B, int H,
 {
     (void)b_z;
     (void)b_r;
-    float *const d_h_next_pre_row = work;
-    float *const U_hT_d_h_next_pre_row = work + (size_t)B * ((size_t)H);
-    float *const d_r_pre_row = work + (size_t)B * (2 * (size_t)H);
-    float *const U_rT_d_r_pre_row = work + (size_t)B * (3 * (size_t)H);
-    float *const d_z_pre_row = work + (size_t)B * (4 * (size_t)H);
-    float *const U_zT_d_z_pre_row = work + (size_t)B * (5 * (size_t)H);
-    float *const W_hT_d_h_next_pre_row = work + (size_t)B * (6 * (size_t)H);
-    float *const W_zT_d_z_pre_row = work + (size_t)B * (7 * (size_t)H);
-    float *const d_h_next_row = work + (size_t)B * (8 * (size_t)H);
-    float *const d_U_h_arg_row = work + (size_t)B * (9 * (size_t)H);
-    float *const tmp2_row = work + (size_t)B * (10 * (size_t)H);
+    const int h_adjoints_width = 2 * H;
+    const int x_adjoints_width = 2 * H;
+    const int U_h_arg_adjoints_width = H;
+    /* δz_pre, δr_pre side by side, at every step */
+    float *const h_adjoints = work;
+    /* δz_pre, δh'_pre side by side, at every step */
+    float *const x_adjoints = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* δh'_pre side by side, at every step */
+    float *const U_h_arg_adjoints = x_adjoints + (size_t)T * B * x_adjoints_width;
+    /* (U_h) side by side, for every step */
+    float *const U_h_arg_weights = U_h_arg_adjoints + (size_t)T * B * U_h_arg_adjoints_width;
+    /* (U_z, U_r) side by side, for every step */
+    float *const h_weights = U_h_arg_weights + (size_t)H * U_h_arg_adjoints_width;
+    /* δU_h_arg of the current step */
+    float *const d_U_h_arg_row = h_weights + (size_t)H * h_adjoints_width;
+    /* δh_matmul of the current step */
+    float *const d_h_matmul_row = d_U_h_arg_row + (size_t)B * H;
+    /* δh' of the current step */
+    float *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
+    /* τ2 of the current step */
+    float *const tmp2_row = d_h_next_row + (size_t)B * H;
     memset(grad_W_z, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_U_z, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_z, 0, sizeof(float) * (size_t)H);
@@ -361,105 +437,126 @@ void sg_mut2_float32_backward(int T, int B, int H,
     memset(grad_U_h, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W_h, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_h, 0, sizeof(float) * (size_t)H);
+    /* (U_h) side by side */
+    memcpy(U_h_arg_weights, U_h, sizeof(float) * (size_t)H * H);
+    /* (U_z, U_r) side by side */
+    memcpy(h_weights, U_z, sizeof(float) * (size_t)H * H);
+    memcpy(h_weights + (size_t)H * H, U_r, sizeof(float) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        float *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        float *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
+        float *const d_h_next_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
         float *const d_h_row = grad_h_init;
         float *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
         const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
         const float *const U_h_U_h_arg_row = U_h_U_h_arg_tape + (size_t)t * B * H;
         const float *const W_h_x_row = W_h_x_tape + (size_t)t * B * H;
         const float *const z_row = z_tape + (size_t)t * B * H;
         const float *const r_row = r_tape + (size_t)t * B * H;
+        float *const d_z_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        float *const d_h_next_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + (size_t)t * B * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
         }
         /* τ1, δh'_pre, δz, τ2, δz_pre, δb_z, δb_h */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * H;
+            const float *const W_h_x_sample = W_h_x_row + (size_t)sample * H;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const z_sample = z_row + (size_t)sample * H;
+            const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            float *const d_h_next_pre_sample = d_h_next_pre_row + (size_t)sample * x_adjoints_width;
+            float *const d_h_next_pre_U_h_arg_adjoints_sample = d_h_next_pre_U_h_arg_adjoints_row + (size_t)sample * U_h_arg_adjoints_width;
+            float *const tmp2_sample = tmp2_row + (size_t)sample * H;
+            float *const d_z_pre_sample = d_z_pre_row + (size_t)sample * h_adjoints_width;
+            float *const d_z_pre_x_adjoints_sample = d_z_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_h_U_h_arg = U_h_U_h_arg_row[at];
-                const float W_h_x = W_h_x_row[at];
-                const float h = h_row[at];
-                const float z = z_row[at];
-                const float d_h_next = d_h_next_row[at];
+                const float U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const float W_h_x = W_h_x_sample[unit];
+                const float h = h_sample[unit];
+                const float z = z_sample[unit];
+                const float d_h_next = d_h_next_sample[unit];
                 const float tmp1 = tanhf(U_h_U_h_arg + W_h_x + b_h[unit]);
                 const float d_h_next_pre = z*d_h_next*(1 - (tmp1*tmp1));
                 const float d_z = d_h_next*(-h + tmp1);
                 const float tmp2 = 1 - z;
                 const float d_z_pre = z*d_z*tmp2;
-                d_h_next_pre_row[at] = d_h_next_pre;
-                tmp2_row[at] = tmp2;
-                d_z_pre_row[at] = d_z_pre;
+                d_h_next_pre_sample[unit] = d_h_next_pre;
+                d_h_next_pre_U_h_arg_adjoints_sample[unit] = d_h_next_pre;
+                tmp2_sample[unit] = tmp2;
+                d_z_pre_sample[unit] = d_z_pre;
+                d_z_pre_x_adjoints_sample[unit] = d_z_pre;
                 grad_b_z[unit] += d_z_pre;
                 grad_b_h[unit] += d_h_next_pre;
             }
         }
 
-        /* U_hᵀ @ δh'_pre */
-        sg_matvec_t(B, H, H, U_h, d_h_next_pre_row, U_hT_d_h_next_pre_row);
+        /* δU_h_arg = (U_h)ᵀ @ (δh'_pre) */
+        sg_gemm_nn(B, H, U_h_arg_adjoints_width, d_h_next_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, d_U_h_arg_row, H, 0);
 
-        /* U_zᵀ @ δz_pre */
-        sg_matvec_t(B, H, H, U_z, d_z_pre_row, U_zT_d_z_pre_row);
-
-        /* W_hᵀ @ δh'_pre */
-        sg_matvec_t(B, H, H, W_h, d_h_next_pre_row, W_hT_d_h_next_pre_row);
-
-        /* W_zᵀ @ δz_pre */
-        sg_matvec_t(B, H, H, W_z, d_z_pre_row, W_zT_d_z_pre_row);
-
-        /* δU_h_arg, δr, δr_pre, δx, δb_r */
+        /* δr, δr_pre, δx, δb_r */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const r_sample = r_row + (size_t)sample * H;
+            const float *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
+            float *const d_r_pre_sample = d_r_pre_row + (size_t)sample * h_adjoints_width;
+            float *const d_x_sample = d_x_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_hT_d_h_next_pre = U_hT_d_h_next_pre_row[at];
-                const float W_hT_d_h_next_pre = W_hT_d_h_next_pre_row[at];
-                const float W_zT_d_z_pre = W_zT_d_z_pre_row[at];
-                const float h = h_row[at];
-                const float r = r_row[at];
-                const float d_U_h_arg = U_hT_d_h_next_pre;
+                const float h = h_sample[unit];
+                const float r = r_sample[unit];
+                const float d_U_h_arg = d_U_h_arg_sample[unit];
                 const float d_r = h*d_U_h_arg;
                 const float d_r_pre = r*d_r*(1 - r);
-                const float d_x = W_hT_d_h_next_pre + W_zT_d_z_pre + d_r_pre;
-                d_U_h_arg_row[at] = d_U_h_arg;
-                d_r_pre_row[at] = d_r_pre;
-                d_x_row[at] = d_x;
+                const float d_x = d_r_pre;
+                d_r_pre_sample[unit] = d_r_pre;
+                d_x_sample[unit] = d_x;
                 grad_b_r[unit] += d_r_pre;
             }
         }
 
-        /* U_rᵀ @ δr_pre */
-        sg_matvec_t(B, H, H, U_r, d_r_pre_row, U_rT_d_r_pre_row);
+        /* δh_matmul = (U_z, U_r)ᵀ @ (δz_pre, δr_pre) */
+        sg_gemm_nn(B, H, h_adjoints_width, d_z_pre_row, h_adjoints_width, h_weights, H, d_h_matmul_row, H, 0);
 
         /* δh */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const r_sample = r_row + (size_t)sample * H;
+            const float *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
+            const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
+            const float *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
+            const float *const tmp2_sample = tmp2_row + (size_t)sample * H;
+            float *const d_h_sample = d_h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_rT_d_r_pre = U_rT_d_r_pre_row[at];
-                const float U_zT_d_z_pre = U_zT_d_z_pre_row[at];
-                const float r = r_row[at];
-                const float d_U_h_arg = d_U_h_arg_row[at];
-                const float d_h_next = d_h_next_row[at];
-                const float tmp2 = tmp2_row[at];
-                const float d_h = U_rT_d_r_pre + U_zT_d_z_pre + r*d_U_h_arg + d_h_next*tmp2;
-                d_h_row[at] = d_h;
+                const float r = r_sample[unit];
+                const float d_U_h_arg = d_U_h_arg_sample[unit];
+                const float d_h_next = d_h_next_sample[unit];
+                const float d_h_matmul = d_h_matmul_sample[unit];
+                const float tmp2 = tmp2_sample[unit];
+                const float d_h = r*d_U_h_arg + d_h_next*tmp2 + d_h_matmul;
+                d_h_sample[unit] = d_h;
             }
         }
-
-        /* δW_z += δz_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_z_pre_row, x_row, grad_W_z);
-
-        /* δU_z += δz_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_z_pre_row, h_row, grad_U_z);
-
-        /* δU_r += δr_pre ⊗ h */
-        sg_outer_acc(B, H, H, d_r_pre_row, h_row, grad_U_r);
-
-        /* δU_h += δh'_pre ⊗ U_h_arg */
-        sg_outer_acc(B, H, H, d_h_next_pre_row, U_h_arg_row, grad_U_h);
-
-        /* δW_h += δh'_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_h_next_pre_row, x_row, grad_W_h);
     }
+    /* δx += (W_z, W_h)ᵀ @ (δz_pre, δh'_pre), all steps */
+    sg_gemm_nn(T * B, H, H, h_adjoints, h_adjoints_width, W_z, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, x_adjoints + H, x_adjoints_width, W_h, H, grad_x_seq, H, 1);
+    /* δW_z += Σ δz_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, h_adjoints, h_adjoints_width, x_seq, H, grad_W_z, H);
+    /* δU_z += Σ δz_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_z, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_z, H);
+    }
+    /* δU_r += Σ δr_pre ⊗ h, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_r, H);
+        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_r, H);
+    }
+    /* δU_h += Σ δh'_pre ⊗ U_h_arg, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+    /* δW_h += Σ δh'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, x_seq, H, grad_W_h, H);
 }

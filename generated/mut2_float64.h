@@ -9,14 +9,14 @@
  *   h' = h*(1 - z) + z*tanh(b_h + U_h @ U_h_arg + W_h @ x)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_MUT2_FLOAT64_H
 #define SYMGATE_MUT2_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_mut2_float64_forward_work(int B, int H);
+size_t sg_mut2_float64_forward_work(int T, int B, int H);
 void sg_mut2_float64_forward(int T, int B, int H,
     const double *x_seq,
     const double *h_init,
@@ -35,7 +35,7 @@ void sg_mut2_float64_forward(int T, int B, int H,
     double *U_h_U_h_arg_tape,
     double *W_h_x_tape,
     double *work);
-size_t sg_mut2_float64_backward_work(int B, int H);
+size_t sg_mut2_float64_backward_work(int T, int B, int H);
 void sg_mut2_float64_backward(int T, int B, int H,
     const double *x_seq,
     const double *h_init,

@@ -10,14 +10,14 @@
  *   h' = h*(1 - z) + z*tanh(b_h + U_h @ U_h_arg + W_h @ x)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_MUT3_FLOAT64_H
 #define SYMGATE_MUT3_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_mut3_float64_forward_work(int B, int D, int H);
+size_t sg_mut3_float64_forward_work(int T, int B, int D, int H);
 void sg_mut3_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -38,7 +38,7 @@ void sg_mut3_float64_forward(int T, int B, int D, int H,
     double *U_h_U_h_arg_tape,
     double *W_h_x_tape,
     double *work);
-size_t sg_mut3_float64_backward_work(int B, int D, int H);
+size_t sg_mut3_float64_backward_work(int T, int B, int D, int H);
 void sg_mut3_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,

@@ -9,14 +9,14 @@
  *   xp' = x
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_QRNN_F_FLOAT32_H
 #define SYMGATE_QRNN_F_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_qrnn_f_float32_forward_work(int B, int D, int H);
+size_t sg_qrnn_f_float32_forward_work(int T, int B, int D, int H);
 void sg_qrnn_f_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -32,7 +32,7 @@ void sg_qrnn_f_float32_forward(int T, int B, int D, int H,
     float *z_tape,
     float *f_tape,
     float *work);
-size_t sg_qrnn_f_float32_backward_work(int B, int D, int H);
+size_t sg_qrnn_f_float32_backward_work(int T, int B, int D, int H);
 void sg_qrnn_f_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

@@ -46,13 +46,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_qrnn_fo_float32_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+__attribute__((simd("notinbranch"))) float log1pf(float);
+#endif
+
+size_t sg_qrnn_fo_float32_forward_work(int T, int B, int D, int H);
 void sg_qrnn_fo_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *c_init,
@@ -73,7 +89,7 @@ void sg_qrnn_fo_float32_forward(int T, int B, int D, int H,
     float *f_tape,
     float *o_tape,
     float *work);
-size_t sg_qrnn_fo_float32_backward_work(int B, int D, int H);
+size_t sg_qrnn_fo_float32_backward_work(int T, int B, int D, int H);
 void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *c_init,
@@ -110,86 +126,104 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
     float *grad_b_o,
     float *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static float sg_sigmoid(float a)
 {
-    if (a >= 0.0F) {
-        const float e = expf(-a);
-        return 1.0F / (1.0F + e);
-    }
-    const float e = expf(a);
-    return e / (1.0F + e);
+    const float e = expf(-fabsf(a));
+    const float s = 1.0F / (1.0F + e);
+    return a >= 0.0F ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
-            0.0F, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            float acc = 0.0F;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
-            0.0F, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        float *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0F;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const float v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
-            1.0F, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const float u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        float *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0F;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const float a_ip = A[(size_t)i * lda + p];
+            const float *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_qrnn_fo_float32_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
-    (void)D;
-    return (size_t)B * (6 * (size_t)H);
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const float *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const float a_pi = A[(size_t)p * lda + i];
+            float *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_qrnn_fo_float32_forward_work(int T, int B, int D, int H)
+{
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -233,13 +267,29 @@ void sg_qrnn_fo_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work)
 {
-    float *const W_z1_xp_row = work;
-    float *const W_z2_x_row = work + (size_t)B * ((size_t)H);
-    float *const W_f1_xp_row = work + (size_t)B * (2 * (size_t)H);
-    float *const W_f2_x_row = work + (size_t)B * (3 * (size_t)H);
-    float *const W_o1_xp_row = work + (size_t)B * (4 * (size_t)H);
-    float *const W_o2_x_row = work + (size_t)B * (5 * (size_t)H);
+    const int xp_products_width = 3 * H;
+    const int x_products_width = 3 * H;
+    /* W_z1@xp, W_f1@xp, W_o1@xp side by side */
+    float *const xp_products = work;
+    /* W_z2@x, W_f2@x, W_o2@x side by side, at every step */
+    float *const x_products = xp_products + (size_t)B * xp_products_width;
+    /* (W_z1, W_f1, W_o1)ᵀ side by side, for every step */
+    float *const xp_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_z1, W_f1, W_o1)ᵀ side by side */
+    sg_pack_t(H, D, W_z1, xp_weights, xp_products_width);
+    sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
+    sg_pack_t(H, D, W_o1, xp_weights + 2 * H, xp_products_width);
+    /* (W_z2@x, W_f2@x, W_o2@x) = (W_z2, W_f2, W_o2) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_z2, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_f2, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_o2, D, x_products + 2 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        float *const W_z1_xp_row = xp_products;
+        float *const W_f1_xp_row = xp_products + H;
+        float *const W_o1_xp_row = xp_products + 2 * H;
+        float *const W_z2_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_f2_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_o2_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
         float *const c_next_row = c_seq + (size_t)t * B * H;
         float *const xp_next_row = xp_seq + (size_t)t * B * D;
         float *const h_row = h_seq + (size_t)t * B * H;
@@ -251,61 +301,60 @@ void sg_qrnn_fo_float32_forward(int T, int B, int D, int H,
         const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         /* xp' */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const x_sample = x_row + (size_t)sample * D;
+            float *const xp_next_sample = xp_next_row + (size_t)sample * D;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const float x = x_row[at];
+                const float x = x_sample[unit];
                 const float xp_next = x;
-                xp_next_row[at] = xp_next;
+                xp_next_sample[unit] = xp_next;
             }
         }
 
-        /* W_z1 @ xp */
-        sg_matvec(B, H, D, W_z1, xp_row, W_z1_xp_row);
-
-        /* W_z2 @ x */
-        sg_matvec(B, H, D, W_z2, x_row, W_z2_x_row);
-
-        /* W_f1 @ xp */
-        sg_matvec(B, H, D, W_f1, xp_row, W_f1_xp_row);
-
-        /* W_f2 @ x */
-        sg_matvec(B, H, D, W_f2, x_row, W_f2_x_row);
-
-        /* W_o1 @ xp */
-        sg_matvec(B, H, D, W_o1, xp_row, W_o1_xp_row);
-
-        /* W_o2 @ x */
-        sg_matvec(B, H, D, W_o2, x_row, W_o2_x_row);
+        /* (W_z1@xp, W_f1@xp, W_o1@xp) = (W_z1, W_f1, W_o1) @ xp */
+        sg_gemm_nn(B, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, W_z1_xp_row, xp_products_width, 0);
 
         /* z, f, o, c', h */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const W_f1_xp_sample = W_f1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_f2_x_sample = W_f2_x_row + (size_t)sample * x_products_width;
+            const float *const W_o1_xp_sample = W_o1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_o2_x_sample = W_o2_x_row + (size_t)sample * x_products_width;
+            const float *const W_z1_xp_sample = W_z1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_z2_x_sample = W_z2_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            float *const z_sample = z_row + (size_t)sample * H;
+            float *const f_sample = f_row + (size_t)sample * H;
+            float *const o_sample = o_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float W_f1_xp = W_f1_xp_row[at];
-                const float W_f2_x = W_f2_x_row[at];
-                const float W_o1_xp = W_o1_xp_row[at];
-                const float W_o2_x = W_o2_x_row[at];
-                const float W_z1_xp = W_z1_xp_row[at];
-                const float W_z2_x = W_z2_x_row[at];
-                const float c = c_row[at];
+                const float W_f1_xp = W_f1_xp_sample[unit];
+                const float W_f2_x = W_f2_x_sample[unit];
+                const float W_o1_xp = W_o1_xp_sample[unit];
+                const float W_o2_x = W_o2_x_sample[unit];
+                const float W_z1_xp = W_z1_xp_sample[unit];
+                const float W_z2_x = W_z2_x_sample[unit];
+                const float c = c_sample[unit];
                 const float z = tanhf(W_z1_xp + W_z2_x + b_z[unit]);
                 const float f = sg_sigmoid(W_f1_xp + W_f2_x + b_f[unit]);
                 const float o = sg_sigmoid(W_o1_xp + W_o2_x + b_o[unit]);
                 const float c_next = c*f + z*(1 - f);
                 const float h = c_next*o;
-                z_row[at] = z;
-                f_row[at] = f;
-                o_row[at] = o;
-                c_next_row[at] = c_next;
-                h_row[at] = h;
+                z_sample[unit] = z;
+                f_sample[unit] = f;
+                o_sample[unit] = o;
+                c_next_sample[unit] = c_next;
+                h_sample[unit] = h;
             }
         }
     }
 }
 
-size_t sg_qrnn_fo_float32_backward_work(int B, int D, int H)
+size_t sg_qrnn_fo_float32_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (4 * (size_t)H + 7 * (size_t)D);
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * D;
 }
 
 /* Backward pass over T steps.
@@ -383,17 +432,15 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
     (void)b_f;
     (void)b_o;
     (void)h_seq;
-    float *const d_f_pre_row = work;
-    float *const W_f1T_d_f_pre_row = work + (size_t)B * ((size_t)H);
-    float *const d_o_pre_row = work + (size_t)B * ((size_t)H + (size_t)D);
-    float *const W_o1T_d_o_pre_row = work + (size_t)B * (2 * (size_t)H + (size_t)D);
-    float *const d_z_pre_row = work + (size_t)B * (2 * (size_t)H + 2 * (size_t)D);
-    float *const W_z1T_d_z_pre_row = work + (size_t)B * (3 * (size_t)H + 2 * (size_t)D);
-    float *const W_f2T_d_f_pre_row = work + (size_t)B * (3 * (size_t)H + 3 * (size_t)D);
-    float *const W_o2T_d_o_pre_row = work + (size_t)B * (3 * (size_t)H + 4 * (size_t)D);
-    float *const W_z2T_d_z_pre_row = work + (size_t)B * (3 * (size_t)H + 5 * (size_t)D);
-    float *const d_c_next_row = work + (size_t)B * (3 * (size_t)H + 6 * (size_t)D);
-    float *const d_xp_next_row = work + (size_t)B * (4 * (size_t)H + 6 * (size_t)D);
+    const int xp_adjoints_width = 3 * H;
+    /* δz_pre, δf_pre, δo_pre side by side, at every step */
+    float *const xp_adjoints = work;
+    /* (W_z1, W_f1, W_o1) side by side, for every step */
+    float *const xp_weights = xp_adjoints + (size_t)T * B * xp_adjoints_width;
+    /* δc' of the current step */
+    float *const d_c_next_row = xp_weights + (size_t)D * xp_adjoints_width;
+    /* δxp' of the current step */
+    float *const d_xp_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_z1, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_W_z2, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b_z, 0, sizeof(float) * (size_t)H);
@@ -403,12 +450,17 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
     memset(grad_W_o1, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_W_o2, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b_o, 0, sizeof(float) * (size_t)H);
+    /* (W_z1, W_f1, W_o1) side by side */
+    memcpy(xp_weights, W_z1, sizeof(float) * (size_t)H * D);
+    memcpy(xp_weights + (size_t)H * D, W_f1, sizeof(float) * (size_t)H * D);
+    memcpy(xp_weights + (size_t)(2 * H) * D, W_o1, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
+        float *const d_z_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width;
+        float *const d_f_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width + H;
+        float *const d_o_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width + 2 * H;
         float *const d_c_row = grad_c_init;
         float *const d_xp_row = grad_xp_init;
         float *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const float *const xp_row = t == 0 ? xp_init : xp_seq + (size_t)(t - 1) * B * D;
-        const float *const x_row = x_seq + (size_t)t * B * D;
         const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const float *const c_next_row = c_seq + (size_t)t * B * H;
         const float *const f_row = f_tape + (size_t)t * B * H;
@@ -425,15 +477,26 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
         }
         /* δc'_tot, δo, δo_pre, δf, τ1, δf_pre, δz, δz_pre, δc, δb_z, δb_f, δb_o */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const c_sample = c_row + (size_t)sample * H;
+            const float *const c_next_sample = c_next_row + (size_t)sample * H;
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const o_sample = o_row + (size_t)sample * H;
+            const float *const z_sample = z_row + (size_t)sample * H;
+            const float *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const float *const d_h_sample = d_h_row + (size_t)sample * H;
+            float *const d_o_pre_sample = d_o_pre_row + (size_t)sample * xp_adjoints_width;
+            float *const d_f_pre_sample = d_f_pre_row + (size_t)sample * xp_adjoints_width;
+            float *const d_z_pre_sample = d_z_pre_row + (size_t)sample * xp_adjoints_width;
+            float *const d_c_sample = d_c_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float c = c_row[at];
-                const float c_next = c_next_row[at];
-                const float f = f_row[at];
-                const float o = o_row[at];
-                const float z = z_row[at];
-                const float d_c_next = d_c_next_row[at];
-                const float d_h = d_h_row[at];
+                const float c = c_sample[unit];
+                const float c_next = c_next_sample[unit];
+                const float f = f_sample[unit];
+                const float o = o_sample[unit];
+                const float z = z_sample[unit];
+                const float d_c_next = d_c_next_sample[unit];
+                const float d_h = d_h_sample[unit];
                 const float d_c_next_tot = o*d_h + d_c_next;
                 const float d_o = c_next*d_h;
                 const float d_o_pre = o*d_o*(1 - o);
@@ -443,68 +506,54 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
                 const float d_z = d_c_next_tot*tmp1;
                 const float d_z_pre = d_z*(1 - (z*z));
                 const float d_c = f*d_c_next_tot;
-                d_o_pre_row[at] = d_o_pre;
-                d_f_pre_row[at] = d_f_pre;
-                d_z_pre_row[at] = d_z_pre;
-                d_c_row[at] = d_c;
+                d_o_pre_sample[unit] = d_o_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_z_pre_sample[unit] = d_z_pre;
+                d_c_sample[unit] = d_c;
                 grad_b_z[unit] += d_z_pre;
                 grad_b_f[unit] += d_f_pre;
                 grad_b_o[unit] += d_o_pre;
             }
         }
 
-        /* W_f1ᵀ @ δf_pre */
-        sg_matvec_t(B, H, D, W_f1, d_f_pre_row, W_f1T_d_f_pre_row);
-
-        /* W_o1ᵀ @ δo_pre */
-        sg_matvec_t(B, H, D, W_o1, d_o_pre_row, W_o1T_d_o_pre_row);
-
-        /* W_z1ᵀ @ δz_pre */
-        sg_matvec_t(B, H, D, W_z1, d_z_pre_row, W_z1T_d_z_pre_row);
-
-        /* W_f2ᵀ @ δf_pre */
-        sg_matvec_t(B, H, D, W_f2, d_f_pre_row, W_f2T_d_f_pre_row);
-
-        /* W_o2ᵀ @ δo_pre */
-        sg_matvec_t(B, H, D, W_o2, d_o_pre_row, W_o2T_d_o_pre_row);
-
-        /* W_z2ᵀ @ δz_pre */
-        sg_matvec_t(B, H, D, W_z2, d_z_pre_row, W_z2T_d_z_pre_row);
-
-        /* δxp, δx */
+        /* δx */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const d_xp_next_sample = d_xp_next_row + (size_t)sample * D;
+            float *const d_x_sample = d_x_row + (size_t)sample * D;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const float W_f1T_d_f_pre = W_f1T_d_f_pre_row[at];
-                const float W_f2T_d_f_pre = W_f2T_d_f_pre_row[at];
-                const float W_o1T_d_o_pre = W_o1T_d_o_pre_row[at];
-                const float W_o2T_d_o_pre = W_o2T_d_o_pre_row[at];
-                const float W_z1T_d_z_pre = W_z1T_d_z_pre_row[at];
-                const float W_z2T_d_z_pre = W_z2T_d_z_pre_row[at];
-                const float d_xp_next = d_xp_next_row[at];
-                const float d_xp = W_f1T_d_f_pre + W_o1T_d_o_pre + W_z1T_d_z_pre;
-                const float d_x = W_f2T_d_f_pre + W_o2T_d_o_pre + W_z2T_d_z_pre + d_xp_next;
-                d_xp_row[at] = d_xp;
-                d_x_row[at] = d_x;
+                const float d_xp_next = d_xp_next_sample[unit];
+                const float d_x = d_xp_next;
+                d_x_sample[unit] = d_x;
             }
         }
 
-        /* δW_z1 += δz_pre ⊗ xp */
-        sg_outer_acc(B, H, D, d_z_pre_row, xp_row, grad_W_z1);
-
-        /* δW_z2 += δz_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_z_pre_row, x_row, grad_W_z2);
-
-        /* δW_f1 += δf_pre ⊗ xp */
-        sg_outer_acc(B, H, D, d_f_pre_row, xp_row, grad_W_f1);
-
-        /* δW_f2 += δf_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_f_pre_row, x_row, grad_W_f2);
-
-        /* δW_o1 += δo_pre ⊗ xp */
-        sg_outer_acc(B, H, D, d_o_pre_row, xp_row, grad_W_o1);
-
-        /* δW_o2 += δo_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_o_pre_row, x_row, grad_W_o2);
+        /* δxp = (W_z1, W_f1, W_o1)ᵀ @ (δz_pre, δf_pre, δo_pre) */
+        sg_gemm_nn(B, D, xp_adjoints_width, d_z_pre_row, xp_adjoints_width, xp_weights, D, d_xp_row, D, 0);
     }
+    /* δx += (W_z2, W_f2, W_o2)ᵀ @ (δz_pre, δf_pre, δo_pre), all steps */
+    sg_gemm_nn(T * B, D, H, xp_adjoints, xp_adjoints_width, W_z2, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, xp_adjoints + H, xp_adjoints_width, W_f2, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, xp_adjoints + 2 * H, xp_adjoints_width, W_o2, D, grad_x_seq, D, 1);
+    /* δW_z1 += Σ δz_pre ⊗ xp, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, D, B, xp_adjoints, xp_adjoints_width, xp_init, D, grad_W_z1, D);
+        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_z1, D);
+    }
+    /* δW_z2 += Σ δz_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, xp_adjoints, xp_adjoints_width, x_seq, D, grad_W_z2, D);
+    /* δW_f1 += Σ δf_pre ⊗ xp, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, D, B, xp_adjoints + H, xp_adjoints_width, xp_init, D, grad_W_f1, D);
+        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + H + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_f1, D);
+    }
+    /* δW_f2 += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, xp_adjoints + H, xp_adjoints_width, x_seq, D, grad_W_f2, D);
+    /* δW_o1 += Σ δo_pre ⊗ xp, all steps */
+    if (T > 0) {
+        sg_gemm_tn(H, D, B, xp_adjoints + 2 * H, xp_adjoints_width, xp_init, D, grad_W_o1, D);
+        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + 2 * H + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_o1, D);
+    }
+    /* δW_o2 += Σ δo_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, xp_adjoints + 2 * H, xp_adjoints_width, x_seq, D, grad_W_o2, D);
 }

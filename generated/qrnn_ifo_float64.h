@@ -12,14 +12,14 @@
  *   output h: H = c'*o
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_QRNN_IFO_FLOAT64_H
 #define SYMGATE_QRNN_IFO_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_qrnn_ifo_float64_forward_work(int B, int D, int H);
+size_t sg_qrnn_ifo_float64_forward_work(int T, int B, int D, int H);
 void sg_qrnn_ifo_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *c_init,
@@ -44,7 +44,7 @@ void sg_qrnn_ifo_float64_forward(int T, int B, int D, int H,
     double *o_tape,
     double *i_tape,
     double *work);
-size_t sg_qrnn_ifo_float64_backward_work(int B, int D, int H);
+size_t sg_qrnn_ifo_float64_backward_work(int T, int B, int D, int H);
 void sg_qrnn_ifo_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *c_init,

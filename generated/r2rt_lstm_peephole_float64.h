@@ -11,14 +11,14 @@
  *   h' = o*tanh(c')
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_R2RT_LSTM_PEEPHOLE_FLOAT64_H
 #define SYMGATE_R2RT_LSTM_PEEPHOLE_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_r2rt_lstm_peephole_float64_forward_work(int B, int D, int H);
+size_t sg_r2rt_lstm_peephole_float64_forward_work(int T, int B, int D, int H);
 void sg_r2rt_lstm_peephole_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -45,7 +45,7 @@ void sg_r2rt_lstm_peephole_float64_forward(int T, int B, int D, int H,
     double *g_tape,
     double *o_tape,
     double *work);
-size_t sg_r2rt_lstm_peephole_float64_backward_work(int B, int D, int H);
+size_t sg_r2rt_lstm_peephole_float64_backward_work(int T, int B, int D, int H);
 void sg_r2rt_lstm_peephole_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,

@@ -13,14 +13,14 @@
  *   s' = u/sqrt(mean(mean_arg) + 1)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_R2RT_NORMALIZED_PROTOTYPE_FLOAT32_H
 #define SYMGATE_R2RT_NORMALIZED_PROTOTYPE_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_r2rt_normalized_prototype_float32_forward_work(int B, int D, int H);
+size_t sg_r2rt_normalized_prototype_float32_forward_work(int T, int B, int D, int H);
 void sg_r2rt_normalized_prototype_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *s_init,
@@ -46,7 +46,7 @@ void sg_r2rt_normalized_prototype_float32_forward(int T, int B, int D, int H,
     float *mean_u_tape,
     float *mean_mean_arg_tape,
     float *work);
-size_t sg_r2rt_normalized_prototype_float32_backward_work(int B, int D, int H);
+size_t sg_r2rt_normalized_prototype_float32_backward_work(int T, int B, int D, int H);
 void sg_r2rt_normalized_prototype_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *s_init,

@@ -54,13 +54,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_r2rt_pseudo_lstm_float32_forward_work(int B, int D, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+__attribute__((simd("notinbranch"))) float log1pf(float);
+#endif
+
+size_t sg_r2rt_pseudo_lstm_float32_forward_work(int T, int B, int D, int H);
 void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *s_init,
@@ -85,7 +101,7 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     float *U_arg_tape,
     float *s_tilde_tape,
     float *work);
-size_t sg_r2rt_pseudo_lstm_float32_backward_work(int B, int D, int H);
+size_t sg_r2rt_pseudo_lstm_float32_backward_work(int T, int B, int D, int H);
 void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *s_init,
@@ -127,86 +143,105 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     float *grad_b,
     float *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static float sg_sigmoid(float a)
 {
-    if (a >= 0.0F) {
-        const float e = expf(-a);
-        return 1.0F / (1.0F + e);
-    }
-    const float e = expf(a);
-    return e / (1.0F + e);
+    const float e = expf(-fabsf(a));
+    const float s = 1.0F / (1.0F + e);
+    return a >= 0.0F ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
+/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
+static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
-            0.0F, out, rows);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            float acc = 0.0F;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
-            }
-            out[(size_t)b * rows + i] = acc;
-        }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
-            0.0F, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        float *out_b = out + (size_t)b * cols;
+    for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0F;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const float v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
-            }
+            out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
-            1.0F, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const float u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        float *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0F;
+            }
+        }
+        for (int p = 0; p < k; ++p) {
+            const float a_ip = A[(size_t)i * lda + p];
+            const float *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-size_t sg_r2rt_pseudo_lstm_float32_forward_work(int B, int D, int H)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const float *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const float a_pi = A[(size_t)p * lda + i];
+            float *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
+            }
+        }
+    }
+}
+
+size_t sg_r2rt_pseudo_lstm_float32_forward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return (size_t)B * (8 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (3 * (size_t)H) + (size_t)H * ((size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -258,15 +293,39 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     float *s_tilde_tape,
     float *work)
 {
-    float *const U_i_U_i_arg_row = work;
-    float *const W_i_x_row = work + (size_t)B * ((size_t)H);
-    float *const U_o_U_i_arg_row = work + (size_t)B * (2 * (size_t)H);
-    float *const W_o_x_row = work + (size_t)B * (3 * (size_t)H);
-    float *const U_f_U_i_arg_row = work + (size_t)B * (4 * (size_t)H);
-    float *const W_f_x_row = work + (size_t)B * (5 * (size_t)H);
-    float *const U_U_arg_row = work + (size_t)B * (6 * (size_t)H);
-    float *const W_x_row = work + (size_t)B * (7 * (size_t)H);
+    const int U_i_arg_products_width = 3 * H;
+    const int x_products_width = 4 * H;
+    const int U_arg_products_width = H;
+    /* U_i@U_i_arg, U_o@U_i_arg, U_f@U_i_arg side by side */
+    float *const U_i_arg_products = work;
+    /* W_i@x, W_o@x, W_f@x, W@x side by side, at every step */
+    float *const x_products = U_i_arg_products + (size_t)B * U_i_arg_products_width;
+    /* U@U_arg side by side */
+    float *const U_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_i, U_o, U_f)ᵀ side by side, for every step */
+    float *const U_i_arg_weights = U_arg_products + (size_t)B * U_arg_products_width;
+    /* (U)ᵀ side by side, for every step */
+    float *const U_arg_weights = U_i_arg_weights + (size_t)H * U_i_arg_products_width;
+    /* (U_i, U_o, U_f)ᵀ side by side */
+    sg_pack_t(H, H, U_i, U_i_arg_weights, U_i_arg_products_width);
+    sg_pack_t(H, H, U_o, U_i_arg_weights + H, U_i_arg_products_width);
+    sg_pack_t(H, H, U_f, U_i_arg_weights + 2 * H, U_i_arg_products_width);
+    /* (U)ᵀ side by side */
+    sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
+    /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products + 3 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        float *const U_i_U_i_arg_row = U_i_arg_products;
+        float *const U_o_U_i_arg_row = U_i_arg_products + H;
+        float *const U_f_U_i_arg_row = U_i_arg_products + 2 * H;
+        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const U_U_arg_row = U_arg_products;
         float *const s_next_row = s_seq + (size_t)t * B * H;
         float *const out_row = out_seq + (size_t)t * B * H;
         float *const U_i_arg_row = U_i_arg_tape + (size_t)t * B * H;
@@ -275,87 +334,90 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
         float *const f_row = f_tape + (size_t)t * B * H;
         float *const U_arg_row = U_arg_tape + (size_t)t * B * H;
         float *const s_tilde_row = s_tilde_tape + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * D;
         const float *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
         /* U_i_arg */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float s = s_row[at];
+                const float s = s_sample[unit];
                 const float U_i_arg = tanhf(s);
-                U_i_arg_row[at] = U_i_arg;
+                U_i_arg_sample[unit] = U_i_arg;
             }
         }
 
-        /* U_i @ U_i_arg */
-        sg_matvec(B, H, H, U_i, U_i_arg_row, U_i_U_i_arg_row);
-
-        /* W_i @ x */
-        sg_matvec(B, H, D, W_i, x_row, W_i_x_row);
-
-        /* U_o @ U_i_arg */
-        sg_matvec(B, H, H, U_o, U_i_arg_row, U_o_U_i_arg_row);
-
-        /* W_o @ x */
-        sg_matvec(B, H, D, W_o, x_row, W_o_x_row);
-
-        /* U_f @ U_i_arg */
-        sg_matvec(B, H, H, U_f, U_i_arg_row, U_f_U_i_arg_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, D, W_f, x_row, W_f_x_row);
-
-        /* W @ x */
-        sg_matvec(B, H, D, W, x_row, W_x_row);
+        /* (U_i@U_i_arg, U_o@U_i_arg, U_f@U_i_arg) = (U_i, U_o, U_f) @ U_i_arg */
+        sg_gemm_nn(B, U_i_arg_products_width, H, U_i_arg_row, H, U_i_arg_weights, U_i_arg_products_width, U_i_U_i_arg_row, U_i_arg_products_width, 0);
 
         /* i, o, f, U_arg */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_f_U_i_arg_sample = U_f_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
+            const float *const U_i_U_i_arg_sample = U_i_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
+            const float *const U_o_U_i_arg_sample = U_o_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
+            const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const float *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const float *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const i_sample = i_row + (size_t)sample * H;
+            float *const o_sample = o_row + (size_t)sample * H;
+            float *const f_sample = f_row + (size_t)sample * H;
+            float *const U_arg_sample = U_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_f_U_i_arg = U_f_U_i_arg_row[at];
-                const float U_i_U_i_arg = U_i_U_i_arg_row[at];
-                const float U_o_U_i_arg = U_o_U_i_arg_row[at];
-                const float W_f_x = W_f_x_row[at];
-                const float W_i_x = W_i_x_row[at];
-                const float W_o_x = W_o_x_row[at];
-                const float s = s_row[at];
+                const float U_f_U_i_arg = U_f_U_i_arg_sample[unit];
+                const float U_i_U_i_arg = U_i_U_i_arg_sample[unit];
+                const float U_o_U_i_arg = U_o_U_i_arg_sample[unit];
+                const float W_f_x = W_f_x_sample[unit];
+                const float W_i_x = W_i_x_sample[unit];
+                const float W_o_x = W_o_x_sample[unit];
+                const float s = s_sample[unit];
                 const float i = sg_sigmoid(U_i_U_i_arg + W_i_x + b_i[unit]);
                 const float o = sg_sigmoid(U_o_U_i_arg + W_o_x + b_o[unit]);
                 const float f = sg_sigmoid(U_f_U_i_arg + W_f_x + b_f[unit]);
                 const float U_arg = o*tanhf(s);
-                i_row[at] = i;
-                o_row[at] = o;
-                f_row[at] = f;
-                U_arg_row[at] = U_arg;
+                i_sample[unit] = i;
+                o_sample[unit] = o;
+                f_sample[unit] = f;
+                U_arg_sample[unit] = U_arg;
             }
         }
 
-        /* U @ U_arg */
-        sg_matvec(B, H, H, U, U_arg_row, U_U_arg_row);
+        /* (U@U_arg) = (U) @ U_arg */
+        sg_gemm_nn(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_U_arg_row, U_arg_products_width, 0);
 
         /* s_tilde, s', out */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
+            const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const i_sample = i_row + (size_t)sample * H;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const s_tilde_sample = s_tilde_row + (size_t)sample * H;
+            float *const s_next_sample = s_next_row + (size_t)sample * H;
+            float *const out_sample = out_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_U_arg = U_U_arg_row[at];
-                const float W_x = W_x_row[at];
-                const float f = f_row[at];
-                const float i = i_row[at];
-                const float s = s_row[at];
+                const float U_U_arg = U_U_arg_sample[unit];
+                const float W_x = W_x_sample[unit];
+                const float f = f_sample[unit];
+                const float i = i_sample[unit];
+                const float s = s_sample[unit];
                 const float s_tilde = tanhf(U_U_arg + W_x + b[unit]);
                 const float s_next = f*s + i*s_tilde;
                 const float out = tanhf(s_next);
-                s_tilde_row[at] = s_tilde;
-                s_next_row[at] = s_next;
-                out_row[at] = out;
+                s_tilde_sample[unit] = s_tilde;
+                s_next_sample[unit] = s_next;
+                out_sample[unit] = out;
             }
         }
     }
 }
 
-size_t sg_r2rt_pseudo_lstm_float32_backward_work(int B, int D, int H)
+size_t sg_r2rt_pseudo_lstm_float32_backward_work(int T, int B, int D, int H)
 {
-    return (size_t)B * (12 * (size_t)H + 4 * (size_t)D);
+    (void)D;
+    return (3 * (size_t)H) * (size_t)T * B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -443,22 +505,29 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     (void)b_o;
     (void)b_f;
     (void)b;
-    float *const d_s_tilde_pre_row = work;
-    float *const UT_d_s_tilde_pre_row = work + (size_t)B * ((size_t)H);
-    float *const d_f_pre_row = work + (size_t)B * (2 * (size_t)H);
-    float *const U_fT_d_f_pre_row = work + (size_t)B * (3 * (size_t)H);
-    float *const d_i_pre_row = work + (size_t)B * (4 * (size_t)H);
-    float *const U_iT_d_i_pre_row = work + (size_t)B * (5 * (size_t)H);
-    float *const d_o_pre_row = work + (size_t)B * (6 * (size_t)H);
-    float *const U_oT_d_o_pre_row = work + (size_t)B * (7 * (size_t)H);
-    float *const WT_d_s_tilde_pre_row = work + (size_t)B * (8 * (size_t)H);
-    float *const W_fT_d_f_pre_row = work + (size_t)B * (8 * (size_t)H + (size_t)D);
-    float *const W_iT_d_i_pre_row = work + (size_t)B * (8 * (size_t)H + 2 * (size_t)D);
-    float *const W_oT_d_o_pre_row = work + (size_t)B * (8 * (size_t)H + 3 * (size_t)D);
-    float *const d_s_next_row = work + (size_t)B * (8 * (size_t)H + 4 * (size_t)D);
-    float *const d_U_arg_row = work + (size_t)B * (9 * (size_t)H + 4 * (size_t)D);
-    float *const d_s_next_tot_row = work + (size_t)B * (10 * (size_t)H + 4 * (size_t)D);
-    float *const tmp1_row = work + (size_t)B * (11 * (size_t)H + 4 * (size_t)D);
+    const int U_i_arg_adjoints_width = 3 * H;
+    const int x_adjoints_width = 4 * H;
+    const int U_arg_adjoints_width = H;
+    /* δi_pre, δo_pre, δf_pre side by side, at every step */
+    float *const U_i_arg_adjoints = work;
+    /* δi_pre, δo_pre, δf_pre, δs_tilde_pre side by side, at every step */
+    float *const x_adjoints = U_i_arg_adjoints + (size_t)T * B * U_i_arg_adjoints_width;
+    /* δs_tilde_pre side by side, at every step */
+    float *const U_arg_adjoints = x_adjoints + (size_t)T * B * x_adjoints_width;
+    /* (U) side by side, for every step */
+    float *const U_arg_weights = U_arg_adjoints + (size_t)T * B * U_arg_adjoints_width;
+    /* (U_i, U_o, U_f) side by side, for every step */
+    float *const U_i_arg_weights = U_arg_weights + (size_t)H * U_arg_adjoints_width;
+    /* δU_arg of the current step */
+    float *const d_U_arg_row = U_i_arg_weights + (size_t)H * U_i_arg_adjoints_width;
+    /* δU_i_arg of the current step */
+    float *const d_U_i_arg_row = d_U_arg_row + (size_t)B * H;
+    /* δs' of the current step */
+    float *const d_s_next_row = d_U_i_arg_row + (size_t)B * H;
+    /* δs'_tot of the current step */
+    float *const d_s_next_tot_row = d_s_next_row + (size_t)B * H;
+    /* τ1 of the current step */
+    float *const tmp1_row = d_s_next_tot_row + (size_t)B * H;
     memset(grad_U_i, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W_i, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b_i, 0, sizeof(float) * (size_t)H);
@@ -471,12 +540,19 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     memset(grad_U, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b, 0, sizeof(float) * (size_t)H);
+    /* (U) side by side */
+    memcpy(U_arg_weights, U, sizeof(float) * (size_t)H * H);
+    /* (U_i, U_o, U_f) side by side */
+    memcpy(U_i_arg_weights, U_i, sizeof(float) * (size_t)H * H);
+    memcpy(U_i_arg_weights + (size_t)H * H, U_o, sizeof(float) * (size_t)H * H);
+    memcpy(U_i_arg_weights + (size_t)(2 * H) * H, U_f, sizeof(float) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
+        float *const d_i_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width;
+        float *const d_o_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width + H;
+        float *const d_f_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width + 2 * H;
+        float *const d_s_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 3 * H;
         float *const d_s_row = grad_s_init;
-        float *const d_x_row = grad_x_seq + (size_t)t * B * D;
         const float *const U_i_arg_row = U_i_arg_tape + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * D;
-        const float *const U_arg_row = U_arg_tape + (size_t)t * B * H;
         const float *const f_row = f_tape + (size_t)t * B * H;
         const float *const i_row = i_tape + (size_t)t * B * H;
         const float *const out_row = out_seq + (size_t)t * B * H;
@@ -484,22 +560,42 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
         const float *const s_tilde_row = s_tilde_tape + (size_t)t * B * H;
         const float *const d_out_row = grad_out_seq + (size_t)t * B * H;
         const float *const o_row = o_tape + (size_t)t * B * H;
+        float *const d_i_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        float *const d_o_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
+        float *const d_f_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
+        float *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + (size_t)t * B * U_arg_adjoints_width;
         /* δs': gradient into s' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_s_next_row[n] = grad_s_init[n] + grad_s_seq[(size_t)t * B * H + n];
         }
         /* δs'_tot, δs_tilde, δs_tilde_pre, δf, δf_pre, δi, δi_pre, τ1, δb_i, δb_f, δb */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const i_sample = i_row + (size_t)sample * H;
+            const float *const out_sample = out_row + (size_t)sample * H;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            const float *const s_tilde_sample = s_tilde_row + (size_t)sample * H;
+            const float *const d_out_sample = d_out_row + (size_t)sample * H;
+            const float *const d_s_next_sample = d_s_next_row + (size_t)sample * H;
+            float *const d_s_next_tot_sample = d_s_next_tot_row + (size_t)sample * H;
+            float *const d_s_tilde_pre_sample = d_s_tilde_pre_row + (size_t)sample * x_adjoints_width;
+            float *const d_s_tilde_pre_U_arg_adjoints_sample = d_s_tilde_pre_U_arg_adjoints_row + (size_t)sample * U_arg_adjoints_width;
+            float *const d_f_pre_sample = d_f_pre_row + (size_t)sample * U_i_arg_adjoints_width;
+            float *const d_f_pre_x_adjoints_sample = d_f_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            float *const d_i_pre_sample = d_i_pre_row + (size_t)sample * U_i_arg_adjoints_width;
+            float *const d_i_pre_x_adjoints_sample = d_i_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            float *const tmp1_sample = tmp1_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_i_arg = U_i_arg_row[at];
-                const float f = f_row[at];
-                const float i = i_row[at];
-                const float out = out_row[at];
-                const float s = s_row[at];
-                const float s_tilde = s_tilde_row[at];
-                const float d_out = d_out_row[at];
-                const float d_s_next = d_s_next_row[at];
+                const float U_i_arg = U_i_arg_sample[unit];
+                const float f = f_sample[unit];
+                const float i = i_sample[unit];
+                const float out = out_sample[unit];
+                const float s = s_sample[unit];
+                const float s_tilde = s_tilde_sample[unit];
+                const float d_out = d_out_sample[unit];
+                const float d_s_next = d_s_next_sample[unit];
                 const float d_s_next_tot = d_out*(1 - (out*out)) + d_s_next;
                 const float d_s_tilde = i*d_s_next_tot;
                 const float d_s_tilde_pre = d_s_tilde*(1 - (s_tilde*s_tilde));
@@ -508,110 +604,87 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
                 const float d_i = s_tilde*d_s_next_tot;
                 const float d_i_pre = i*d_i*(1 - i);
                 const float tmp1 = 1 - (U_i_arg*U_i_arg);
-                d_s_next_tot_row[at] = d_s_next_tot;
-                d_s_tilde_pre_row[at] = d_s_tilde_pre;
-                d_f_pre_row[at] = d_f_pre;
-                d_i_pre_row[at] = d_i_pre;
-                tmp1_row[at] = tmp1;
+                d_s_next_tot_sample[unit] = d_s_next_tot;
+                d_s_tilde_pre_sample[unit] = d_s_tilde_pre;
+                d_s_tilde_pre_U_arg_adjoints_sample[unit] = d_s_tilde_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_f_pre_x_adjoints_sample[unit] = d_f_pre;
+                d_i_pre_sample[unit] = d_i_pre;
+                d_i_pre_x_adjoints_sample[unit] = d_i_pre;
+                tmp1_sample[unit] = tmp1;
                 grad_b_i[unit] += d_i_pre;
                 grad_b_f[unit] += d_f_pre;
                 grad_b[unit] += d_s_tilde_pre;
             }
         }
 
-        /* Uᵀ @ δs_tilde_pre */
-        sg_matvec_t(B, H, H, U, d_s_tilde_pre_row, UT_d_s_tilde_pre_row);
+        /* δU_arg = (U)ᵀ @ (δs_tilde_pre) */
+        sg_gemm_nn(B, H, U_arg_adjoints_width, d_s_tilde_pre_U_arg_adjoints_row, U_arg_adjoints_width, U_arg_weights, H, d_U_arg_row, H, 0);
 
-        /* U_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, H, U_f, d_f_pre_row, U_fT_d_f_pre_row);
-
-        /* U_iᵀ @ δi_pre */
-        sg_matvec_t(B, H, H, U_i, d_i_pre_row, U_iT_d_i_pre_row);
-
-        /* Wᵀ @ δs_tilde_pre */
-        sg_matvec_t(B, H, D, W, d_s_tilde_pre_row, WT_d_s_tilde_pre_row);
-
-        /* W_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, D, W_f, d_f_pre_row, W_fT_d_f_pre_row);
-
-        /* W_iᵀ @ δi_pre */
-        sg_matvec_t(B, H, D, W_i, d_i_pre_row, W_iT_d_i_pre_row);
-
-        /* δU_arg, δo, δo_pre, δb_o */
+        /* δo, δo_pre, δb_o */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
+            const float *const o_sample = o_row + (size_t)sample * H;
+            const float *const d_U_arg_sample = d_U_arg_row + (size_t)sample * H;
+            float *const d_o_pre_sample = d_o_pre_row + (size_t)sample * U_i_arg_adjoints_width;
+            float *const d_o_pre_x_adjoints_sample = d_o_pre_x_adjoints_row + (size_t)sample * x_adjoints_width;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_i_arg = U_i_arg_row[at];
-                const float UT_d_s_tilde_pre = UT_d_s_tilde_pre_row[at];
-                const float o = o_row[at];
-                const float d_U_arg = UT_d_s_tilde_pre;
+                const float U_i_arg = U_i_arg_sample[unit];
+                const float o = o_sample[unit];
+                const float d_U_arg = d_U_arg_sample[unit];
                 const float d_o = U_i_arg*d_U_arg;
                 const float d_o_pre = o*d_o*(1 - o);
-                d_U_arg_row[at] = d_U_arg;
-                d_o_pre_row[at] = d_o_pre;
+                d_o_pre_sample[unit] = d_o_pre;
+                d_o_pre_x_adjoints_sample[unit] = d_o_pre;
                 grad_b_o[unit] += d_o_pre;
             }
         }
 
-        /* U_oᵀ @ δo_pre */
-        sg_matvec_t(B, H, H, U_o, d_o_pre_row, U_oT_d_o_pre_row);
+        /* δU_i_arg = (U_i, U_o, U_f)ᵀ @ (δi_pre, δo_pre, δf_pre) */
+        sg_gemm_nn(B, H, U_i_arg_adjoints_width, d_i_pre_row, U_i_arg_adjoints_width, U_i_arg_weights, H, d_U_i_arg_row, H, 0);
 
-        /* W_oᵀ @ δo_pre */
-        sg_matvec_t(B, H, D, W_o, d_o_pre_row, W_oT_d_o_pre_row);
-
-        /* δU_i_arg, δs */
+        /* δs */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const o_sample = o_row + (size_t)sample * H;
+            const float *const d_U_arg_sample = d_U_arg_row + (size_t)sample * H;
+            const float *const d_U_i_arg_sample = d_U_i_arg_row + (size_t)sample * H;
+            const float *const d_s_next_tot_sample = d_s_next_tot_row + (size_t)sample * H;
+            const float *const tmp1_sample = tmp1_row + (size_t)sample * H;
+            float *const d_s_sample = d_s_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float U_fT_d_f_pre = U_fT_d_f_pre_row[at];
-                const float U_iT_d_i_pre = U_iT_d_i_pre_row[at];
-                const float U_oT_d_o_pre = U_oT_d_o_pre_row[at];
-                const float f = f_row[at];
-                const float o = o_row[at];
-                const float d_U_arg = d_U_arg_row[at];
-                const float d_s_next_tot = d_s_next_tot_row[at];
-                const float tmp1 = tmp1_row[at];
-                const float d_U_i_arg = U_fT_d_f_pre + U_iT_d_i_pre + U_oT_d_o_pre;
+                const float f = f_sample[unit];
+                const float o = o_sample[unit];
+                const float d_U_arg = d_U_arg_sample[unit];
+                const float d_U_i_arg = d_U_i_arg_sample[unit];
+                const float d_s_next_tot = d_s_next_tot_sample[unit];
+                const float tmp1 = tmp1_sample[unit];
                 const float d_s = f*d_s_next_tot + o*d_U_arg*tmp1 + d_U_i_arg*tmp1;
-                d_s_row[at] = d_s;
+                d_s_sample[unit] = d_s;
             }
         }
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < D; ++unit) {
-                const size_t at = (size_t)sample * D + unit;
-                const float W_fT_d_f_pre = W_fT_d_f_pre_row[at];
-                const float W_iT_d_i_pre = W_iT_d_i_pre_row[at];
-                const float W_oT_d_o_pre = W_oT_d_o_pre_row[at];
-                const float WT_d_s_tilde_pre = WT_d_s_tilde_pre_row[at];
-                const float d_x = W_fT_d_f_pre + W_iT_d_i_pre + W_oT_d_o_pre + WT_d_s_tilde_pre;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δU_i += δi_pre ⊗ U_i_arg */
-        sg_outer_acc(B, H, H, d_i_pre_row, U_i_arg_row, grad_U_i);
-
-        /* δW_i += δi_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_i_pre_row, x_row, grad_W_i);
-
-        /* δU_o += δo_pre ⊗ U_i_arg */
-        sg_outer_acc(B, H, H, d_o_pre_row, U_i_arg_row, grad_U_o);
-
-        /* δW_o += δo_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_o_pre_row, x_row, grad_W_o);
-
-        /* δU_f += δf_pre ⊗ U_i_arg */
-        sg_outer_acc(B, H, H, d_f_pre_row, U_i_arg_row, grad_U_f);
-
-        /* δW_f += δf_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_f_pre_row, x_row, grad_W_f);
-
-        /* δU += δs_tilde_pre ⊗ U_arg */
-        sg_outer_acc(B, H, H, d_s_tilde_pre_row, U_arg_row, grad_U);
-
-        /* δW += δs_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, D, d_s_tilde_pre_row, x_row, grad_W);
     }
+    /* δx = (W_i, W_o, W_f, W)ᵀ @ (δi_pre, δo_pre, δf_pre, δs_tilde_pre), all steps */
+    sg_gemm_nn(T * B, D, H, U_i_arg_adjoints, U_i_arg_adjoints_width, W_i, D, grad_x_seq, D, 0);
+    sg_gemm_nn(T * B, D, H, U_i_arg_adjoints + H, U_i_arg_adjoints_width, W_o, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, U_i_arg_adjoints + 2 * H, U_i_arg_adjoints_width, W_f, D, grad_x_seq, D, 1);
+    sg_gemm_nn(T * B, D, H, x_adjoints + 3 * H, x_adjoints_width, W, D, grad_x_seq, D, 1);
+    /* δU_i += Σ δi_pre ⊗ U_i_arg, all steps */
+    sg_gemm_tn(H, H, T * B, U_i_arg_adjoints, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_i, H);
+    /* δW_i += Σ δi_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, U_i_arg_adjoints, U_i_arg_adjoints_width, x_seq, D, grad_W_i, D);
+    /* δU_o += Σ δo_pre ⊗ U_i_arg, all steps */
+    sg_gemm_tn(H, H, T * B, U_i_arg_adjoints + H, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_o, H);
+    /* δW_o += Σ δo_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, U_i_arg_adjoints + H, U_i_arg_adjoints_width, x_seq, D, grad_W_o, D);
+    /* δU_f += Σ δf_pre ⊗ U_i_arg, all steps */
+    sg_gemm_tn(H, H, T * B, U_i_arg_adjoints + 2 * H, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_f, H);
+    /* δW_f += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, U_i_arg_adjoints + 2 * H, U_i_arg_adjoints_width, x_seq, D, grad_W_f, D);
+    /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
+    /* δW += Σ δs_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, x_adjoints + 3 * H, x_adjoints_width, x_seq, D, grad_W, D);
 }

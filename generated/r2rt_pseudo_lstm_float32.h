@@ -13,14 +13,14 @@
  *   output out: H = tanh(s')
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_R2RT_PSEUDO_LSTM_FLOAT32_H
 #define SYMGATE_R2RT_PSEUDO_LSTM_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_r2rt_pseudo_lstm_float32_forward_work(int B, int D, int H);
+size_t sg_r2rt_pseudo_lstm_float32_forward_work(int T, int B, int D, int H);
 void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *s_init,
@@ -45,7 +45,7 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     float *U_arg_tape,
     float *s_tilde_tape,
     float *work);
-size_t sg_r2rt_pseudo_lstm_float32_backward_work(int B, int D, int H);
+size_t sg_r2rt_pseudo_lstm_float32_backward_work(int T, int B, int D, int H);
 void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *s_init,

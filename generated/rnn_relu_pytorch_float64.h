@@ -6,14 +6,14 @@
  *   h' = relu(b_hh + b_ih + W_hh @ h + W_ih @ x)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_RNN_RELU_PYTORCH_FLOAT64_H
 #define SYMGATE_RNN_RELU_PYTORCH_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_rnn_relu_pytorch_float64_forward_work(int B, int D, int H);
+size_t sg_rnn_relu_pytorch_float64_forward_work(int T, int B, int D, int H);
 void sg_rnn_relu_pytorch_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -23,7 +23,7 @@ void sg_rnn_relu_pytorch_float64_forward(int T, int B, int D, int H,
     const double *b_hh,
     double *h_seq,
     double *work);
-size_t sg_rnn_relu_pytorch_float64_backward_work(int B, int D, int H);
+size_t sg_rnn_relu_pytorch_float64_backward_work(int T, int B, int D, int H);
 void sg_rnn_relu_pytorch_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,

@@ -6,14 +6,14 @@
  *   h' = tanh(b_hh + b_ih + W_hh @ h + W_ih @ x)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_RNN_TANH_PYTORCH_FLOAT32_H
 #define SYMGATE_RNN_TANH_PYTORCH_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_rnn_tanh_pytorch_float32_forward_work(int B, int D, int H);
+size_t sg_rnn_tanh_pytorch_float32_forward_work(int T, int B, int D, int H);
 void sg_rnn_tanh_pytorch_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -23,7 +23,7 @@ void sg_rnn_tanh_pytorch_float32_forward(int T, int B, int D, int H,
     const float *b_hh,
     float *h_seq,
     float *work);
-size_t sg_rnn_tanh_pytorch_float32_backward_work(int B, int D, int H);
+size_t sg_rnn_tanh_pytorch_float32_backward_work(int T, int B, int D, int H);
 void sg_rnn_tanh_pytorch_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

@@ -42,13 +42,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_sru_2017_float32_forward_work(int B, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+__attribute__((simd("notinbranch"))) float log1pf(float);
+#endif
+
+size_t sg_sru_2017_float32_forward_work(int T, int B, int H);
 void sg_sru_2017_float32_forward(int T, int B, int H,
     const float *x_seq,
     const float *c_init,
@@ -63,7 +79,7 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     float *f_tape,
     float *r_tape,
     float *work);
-size_t sg_sru_2017_float32_backward_work(int B, int H);
+size_t sg_sru_2017_float32_backward_work(int T, int B, int H);
 void sg_sru_2017_float32_backward(int T, int B, int H,
     const float *x_seq,
     const float *c_init,
@@ -88,85 +104,94 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     float *grad_b_r,
     float *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static float sg_sigmoid(float a)
 {
-    if (a >= 0.0F) {
-        const float e = expf(-a);
-        return 1.0F / (1.0F + e);
-    }
-    const float e = expf(a);
-    return e / (1.0F + e);
+    const float e = expf(-fabsf(a));
+    const float s = 1.0F / (1.0F + e);
+    return a >= 0.0F ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const float *W, const float *v, float *out)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0F, v, cols, W, cols,
-            0.0F, out, rows);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            float acc = 0.0F;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        float *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0F;
             }
-            out[(size_t)b * rows + i] = acc;
         }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const float *W, const float *v, float *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0F, v, rows, W, cols,
-            0.0F, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        float *out_b = out + (size_t)b * cols;
-        for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0F;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const float v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
+        for (int p = 0; p < k; ++p) {
+            const float a_ip = A[(size_t)i * lda + p];
+            const float *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const float *u, const float *v, float *grad)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0F, u, rows, v, cols,
-            1.0F, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const float u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+    float *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const float *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const float a_pi = A[(size_t)p * lda + i];
+            float *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
             }
         }
     }
 }
 
-size_t sg_sru_2017_float32_forward_work(int B, int H)
+size_t sg_sru_2017_float32_forward_work(int T, int B, int H)
 {
-    return (size_t)B * (3 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)T * B;
 }
 
 /* Forward pass over T steps.
@@ -198,10 +223,17 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     float *r_tape,
     float *work)
 {
-    float *const W_x_row = work;
-    float *const W_f_x_row = work + (size_t)B * ((size_t)H);
-    float *const W_r_x_row = work + (size_t)B * (2 * (size_t)H);
+    const int x_products_width = 3 * H;
+    /* W@x, W_f@x, W_r@x side by side, at every step */
+    float *const x_products = work;
+    /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
+    sg_gemm_nt(T * B, H, H, x_seq, H, W, H, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_f, H, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_r, H, x_products + 2 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        float *const W_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
         float *const c_next_row = c_seq + (size_t)t * B * H;
         float *const h_row = h_seq + (size_t)t * B * H;
         float *const x_tilde_row = x_tilde_tape + (size_t)t * B * H;
@@ -209,42 +241,43 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
         float *const r_row = r_tape + (size_t)t * B * H;
         const float *const x_row = x_seq + (size_t)t * B * H;
         const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        /* W @ x */
-        sg_matvec(B, H, H, W, x_row, W_x_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, H, W_f, x_row, W_f_x_row);
-
-        /* W_r @ x */
-        sg_matvec(B, H, H, W_r, x_row, W_r_x_row);
-
         /* x_tilde, f, r, c', h */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            const float *const x_sample = x_row + (size_t)sample * H;
+            float *const x_tilde_sample = x_tilde_row + (size_t)sample * H;
+            float *const f_sample = f_row + (size_t)sample * H;
+            float *const r_sample = r_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float W_x = W_x_row[at];
-                const float W_f_x = W_f_x_row[at];
-                const float W_r_x = W_r_x_row[at];
-                const float c = c_row[at];
-                const float x = x_row[at];
+                const float W_x = W_x_sample[unit];
+                const float W_f_x = W_f_x_sample[unit];
+                const float W_r_x = W_r_x_sample[unit];
+                const float c = c_sample[unit];
+                const float x = x_sample[unit];
                 const float x_tilde = W_x;
                 const float f = sg_sigmoid(W_f_x + b_f[unit]);
                 const float r = sg_sigmoid(W_r_x + b_r[unit]);
                 const float c_next = c*f + x_tilde*(1 - f);
                 const float h = r*tanhf(c_next) + x*(1 - r);
-                x_tilde_row[at] = x_tilde;
-                f_row[at] = f;
-                r_row[at] = r;
-                c_next_row[at] = c_next;
-                h_row[at] = h;
+                x_tilde_sample[unit] = x_tilde;
+                f_sample[unit] = f;
+                r_sample[unit] = r;
+                c_next_sample[unit] = c_next;
+                h_sample[unit] = h;
             }
         }
     }
 }
 
-size_t sg_sru_2017_float32_backward_work(int B, int H)
+size_t sg_sru_2017_float32_backward_work(int T, int B, int H)
 {
-    return (size_t)B * (8 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -297,20 +330,20 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     (void)b_f;
     (void)b_r;
     (void)h_seq;
-    float *const d_x_tilde_pre_row = work;
-    float *const WT_d_x_tilde_pre_row = work + (size_t)B * ((size_t)H);
-    float *const d_f_pre_row = work + (size_t)B * (2 * (size_t)H);
-    float *const W_fT_d_f_pre_row = work + (size_t)B * (3 * (size_t)H);
-    float *const d_r_pre_row = work + (size_t)B * (4 * (size_t)H);
-    float *const W_rT_d_r_pre_row = work + (size_t)B * (5 * (size_t)H);
-    float *const d_c_next_row = work + (size_t)B * (6 * (size_t)H);
-    float *const tmp2_row = work + (size_t)B * (7 * (size_t)H);
+    const int x_adjoints_width = 3 * H;
+    /* δx_tilde_pre, δf_pre, δr_pre side by side, at every step */
+    float *const x_adjoints = work;
+    /* δc' of the current step */
+    float *const d_c_next_row = x_adjoints + (size_t)T * B * x_adjoints_width;
     memset(grad_W, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W_f, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_f, 0, sizeof(float) * (size_t)H);
     memset(grad_W_r, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_r, 0, sizeof(float) * (size_t)H);
     for (int t = T - 1; t >= 0; --t) {
+        float *const d_x_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        float *const d_f_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
+        float *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
         float *const d_c_row = grad_c_init;
         float *const d_x_row = grad_x_seq + (size_t)t * B * H;
         const float *const x_row = x_seq + (size_t)t * B * H;
@@ -324,18 +357,31 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
         }
-        /* τ1, δc'_tot, δr, τ2, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δb_f, δb_r */
+        /* τ1, δc'_tot, δr, τ2, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δx, δb_f, δb_r */
         for (int sample = 0; sample < B; ++sample) {
+            const float *const c_sample = c_row + (size_t)sample * H;
+            const float *const c_next_sample = c_next_row + (size_t)sample * H;
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const r_sample = r_row + (size_t)sample * H;
+            const float *const x_sample = x_row + (size_t)sample * H;
+            const float *const x_tilde_sample = x_tilde_row + (size_t)sample * H;
+            const float *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const float *const d_h_sample = d_h_row + (size_t)sample * H;
+            float *const d_r_pre_sample = d_r_pre_row + (size_t)sample * x_adjoints_width;
+            float *const d_f_pre_sample = d_f_pre_row + (size_t)sample * x_adjoints_width;
+            float *const d_x_tilde_pre_sample = d_x_tilde_pre_row + (size_t)sample * x_adjoints_width;
+            float *const d_c_sample = d_c_row + (size_t)sample * H;
+            float *const d_x_sample = d_x_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float c = c_row[at];
-                const float c_next = c_next_row[at];
-                const float f = f_row[at];
-                const float r = r_row[at];
-                const float x = x_row[at];
-                const float x_tilde = x_tilde_row[at];
-                const float d_c_next = d_c_next_row[at];
-                const float d_h = d_h_row[at];
+                const float c = c_sample[unit];
+                const float c_next = c_next_sample[unit];
+                const float f = f_sample[unit];
+                const float r = r_sample[unit];
+                const float x = x_sample[unit];
+                const float x_tilde = x_tilde_sample[unit];
+                const float d_c_next = d_c_next_sample[unit];
+                const float d_h = d_h_sample[unit];
                 const float tmp1 = tanhf(c_next);
                 const float d_c_next_tot = r*d_h*(1 - (tmp1*tmp1)) + d_c_next;
                 const float d_r = d_h*(-x + tmp1);
@@ -347,46 +393,25 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
                 const float d_x_tilde = d_c_next_tot*tmp3;
                 const float d_x_tilde_pre = d_x_tilde;
                 const float d_c = f*d_c_next_tot;
-                tmp2_row[at] = tmp2;
-                d_r_pre_row[at] = d_r_pre;
-                d_f_pre_row[at] = d_f_pre;
-                d_x_tilde_pre_row[at] = d_x_tilde_pre;
-                d_c_row[at] = d_c;
+                const float d_x = d_h*tmp2;
+                d_r_pre_sample[unit] = d_r_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_x_tilde_pre_sample[unit] = d_x_tilde_pre;
+                d_c_sample[unit] = d_c;
+                d_x_sample[unit] = d_x;
                 grad_b_f[unit] += d_f_pre;
                 grad_b_r[unit] += d_r_pre;
             }
         }
-
-        /* Wᵀ @ δx_tilde_pre */
-        sg_matvec_t(B, H, H, W, d_x_tilde_pre_row, WT_d_x_tilde_pre_row);
-
-        /* W_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, H, W_f, d_f_pre_row, W_fT_d_f_pre_row);
-
-        /* W_rᵀ @ δr_pre */
-        sg_matvec_t(B, H, H, W_r, d_r_pre_row, W_rT_d_r_pre_row);
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const float W_fT_d_f_pre = W_fT_d_f_pre_row[at];
-                const float W_rT_d_r_pre = W_rT_d_r_pre_row[at];
-                const float WT_d_x_tilde_pre = WT_d_x_tilde_pre_row[at];
-                const float d_h = d_h_row[at];
-                const float tmp2 = tmp2_row[at];
-                const float d_x = W_fT_d_f_pre + W_rT_d_r_pre + WT_d_x_tilde_pre + d_h*tmp2;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW += δx_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_x_tilde_pre_row, x_row, grad_W);
-
-        /* δW_f += δf_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_f_pre_row, x_row, grad_W_f);
-
-        /* δW_r += δr_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_r_pre_row, x_row, grad_W_r);
     }
+    /* δx += (W, W_f, W_r)ᵀ @ (δx_tilde_pre, δf_pre, δr_pre), all steps */
+    sg_gemm_nn(T * B, H, H, x_adjoints, x_adjoints_width, W, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, x_adjoints + H, x_adjoints_width, W_f, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, x_adjoints + 2 * H, x_adjoints_width, W_r, H, grad_x_seq, H, 1);
+    /* δW += Σ δx_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_W, H);
+    /* δW_f += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, x_seq, H, grad_W_f, H);
+    /* δW_r += Σ δr_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, H, grad_W_r, H);
 }

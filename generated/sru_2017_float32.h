@@ -10,14 +10,14 @@
  *   output h: H = r*tanh(c') + x*(1 - r)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_SRU_2017_FLOAT32_H
 #define SYMGATE_SRU_2017_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_sru_2017_float32_forward_work(int B, int H);
+size_t sg_sru_2017_float32_forward_work(int T, int B, int H);
 void sg_sru_2017_float32_forward(int T, int B, int H,
     const float *x_seq,
     const float *c_init,
@@ -32,7 +32,7 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     float *f_tape,
     float *r_tape,
     float *work);
-size_t sg_sru_2017_float32_backward_work(int B, int H);
+size_t sg_sru_2017_float32_backward_work(int T, int B, int H);
 void sg_sru_2017_float32_backward(int T, int B, int H,
     const float *x_seq,
     const float *c_init,

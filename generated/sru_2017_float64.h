@@ -10,14 +10,14 @@
  *   output h: H = r*tanh(c') + x*(1 - r)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_SRU_2017_FLOAT64_H
 #define SYMGATE_SRU_2017_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_sru_2017_float64_forward_work(int B, int H);
+size_t sg_sru_2017_float64_forward_work(int T, int B, int H);
 void sg_sru_2017_float64_forward(int T, int B, int H,
     const double *x_seq,
     const double *c_init,
@@ -32,7 +32,7 @@ void sg_sru_2017_float64_forward(int T, int B, int H,
     double *f_tape,
     double *r_tape,
     double *work);
-size_t sg_sru_2017_float64_backward_work(int B, int H);
+size_t sg_sru_2017_float64_backward_work(int T, int B, int H);
 void sg_sru_2017_float64_backward(int T, int B, int H,
     const double *x_seq,
     const double *c_init,

@@ -47,13 +47,29 @@
 #include <cblas.h>
 #endif
 
-/* Products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
+/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
 #endif
 
-size_t sg_sru_float64_forward_work(int B, int H);
+/* The units of a fused loop never depend on each other (every array is distinct): tell the
+ * compiler, so it vectorizes without run-time overlap checks. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define SG_UNITS_INDEPENDENT
+#endif
+
+#ifdef SYMGATE_VECTOR_MATH
+/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
+ * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
+__attribute__((simd("notinbranch"))) double exp(double);
+__attribute__((simd("notinbranch"))) double tanh(double);
+__attribute__((simd("notinbranch"))) double log1p(double);
+#endif
+
+size_t sg_sru_float64_forward_work(int T, int B, int H);
 void sg_sru_float64_forward(int T, int B, int H,
     const double *x_seq,
     const double *c_init,
@@ -71,7 +87,7 @@ void sg_sru_float64_forward(int T, int B, int H,
     double *r_tape,
     double *x_prime_tape,
     double *work);
-size_t sg_sru_float64_backward_work(int B, int H);
+size_t sg_sru_float64_backward_work(int T, int B, int H);
 void sg_sru_float64_backward(int T, int B, int H,
     const double *x_seq,
     const double *c_init,
@@ -101,85 +117,94 @@ void sg_sru_float64_backward(int T, int B, int H,
     double *grad_b_r,
     double *work);
 
-/* Logistic function; never calls exp with a positive argument, so it cannot overflow. */
+/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
+ * calling it vectorize. */
 static double sg_sigmoid(double a)
 {
-    if (a >= 0.0) {
-        const double e = exp(-a);
-        return 1.0 / (1.0 + e);
-    }
-    const double e = exp(a);
-    return e / (1.0 + e);
+    const double e = exp(-fabs(a));
+    const double s = 1.0 / (1.0 + e);
+    return a >= 0.0 ? s : e * s;
 }
 
-/* out[b, i] = sum_j W[i, j] * v[b, j] */
-static void sg_matvec(int batch, int rows, int cols, const double *W, const double *v, double *out)
+/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rows, cols, 1.0, v, cols, W, cols,
-            0.0, out, rows);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            double acc = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                acc += W[(size_t)i * cols + j] * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        double *const c_i = C + (size_t)i * ldc;
+        if (!accumulate) {
+            for (int j = 0; j < n; ++j) {
+                c_i[j] = 0.0;
             }
-            out[(size_t)b * rows + i] = acc;
         }
-    }
-}
-
-/* out[b, j] = sum_i W[i, j] * v[b, i] */
-static void sg_matvec_t(int batch, int rows, int cols, const double *W, const double *v, double *out)
-{
-#ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, W, cols,
-            0.0, out, cols);
-        return;
-    }
-#endif
-    for (int b = 0; b < batch; ++b) {
-        double *out_b = out + (size_t)b * cols;
-        for (int j = 0; j < cols; ++j) {
-            out_b[j] = 0.0;
-        }
-        for (int i = 0; i < rows; ++i) {
-            const double v_bi = v[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                out_b[j] += W[(size_t)i * cols + j] * v_bi;
+        for (int p = 0; p < k; ++p) {
+            const double a_ip = A[(size_t)i * lda + p];
+            const double *const b_p = B + (size_t)p * ldb;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_ip * b_p[j];
             }
         }
     }
 }
 
-/* grad[i, j] += sum_b u[b, i] * v[b, j] */
-static void sg_outer_acc(int batch, int rows, int cols, const double *u, const double *v, double *grad)
+/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
+static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc, int accumulate)
 {
 #ifdef SYMGATE_BLAS
-    if ((double)batch * rows * cols >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, batch, 1.0, u, rows, v, cols,
-            1.0, grad, cols);
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
+            accumulate ? 1.0 : 0.0, C, ldc);
         return;
     }
 #endif
-    for (int b = 0; b < batch; ++b) {
-        for (int i = 0; i < rows; ++i) {
-            const double u_bi = u[(size_t)b * rows + i];
-            for (int j = 0; j < cols; ++j) {
-                grad[(size_t)i * cols + j] += u_bi * v[(size_t)b * cols + j];
+
+    for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int p = 0; p < k; ++p) {
+                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
+static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+    double *C, int ldc)
+{
+#ifdef SYMGATE_BLAS
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
+            1.0, C, ldc);
+        return;
+    }
+#endif
+
+    for (int p = 0; p < k; ++p) {
+        const double *const b_p = B + (size_t)p * ldb;
+        for (int i = 0; i < m; ++i) {
+            const double a_pi = A[(size_t)p * lda + i];
+            double *const c_i = C + (size_t)i * ldc;
+            for (int j = 0; j < n; ++j) {
+                c_i[j] += a_pi * b_p[j];
             }
         }
     }
 }
 
-size_t sg_sru_float64_forward_work(int B, int H)
+size_t sg_sru_float64_forward_work(int T, int B, int H)
 {
-    return (size_t)B * (3 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)T * B;
 }
 
 /* Forward pass over T steps.
@@ -218,10 +243,17 @@ void sg_sru_float64_forward(int T, int B, int H,
     double *work)
 {
     const double scale_x = 1;
-    double *const W_x_row = work;
-    double *const W_f_x_row = work + (size_t)B * ((size_t)H);
-    double *const W_r_x_row = work + (size_t)B * (2 * (size_t)H);
+    const int x_products_width = 3 * H;
+    /* W@x, W_f@x, W_r@x side by side, at every step */
+    double *const x_products = work;
+    /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
+    sg_gemm_nt(T * B, H, H, x_seq, H, W, H, x_products, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_f, H, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, H, H, x_seq, H, W_r, H, x_products + 2 * H, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
+        double *const W_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
         double *const c_next_row = c_seq + (size_t)t * B * H;
         double *const h_row = h_seq + (size_t)t * B * H;
         double *const x_tilde_row = x_tilde_tape + (size_t)t * B * H;
@@ -230,52 +262,46 @@ void sg_sru_float64_forward(int T, int B, int H,
         double *const x_prime_row = x_prime_tape + (size_t)t * B * H;
         const double *const x_row = x_seq + (size_t)t * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        /* x_prime */
+        /* x_tilde, f, r, c', x_prime, h */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const x_sample = x_row + (size_t)sample * H;
+            double *const x_tilde_sample = x_tilde_row + (size_t)sample * H;
+            double *const f_sample = f_row + (size_t)sample * H;
+            double *const r_sample = r_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const x_prime_sample = x_prime_row + (size_t)sample * H;
+            double *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double x = x_row[at];
-                const double x_prime = scale_x*x;
-                x_prime_row[at] = x_prime;
-            }
-        }
-
-        /* W @ x */
-        sg_matvec(B, H, H, W, x_row, W_x_row);
-
-        /* W_f @ x */
-        sg_matvec(B, H, H, W_f, x_row, W_f_x_row);
-
-        /* W_r @ x */
-        sg_matvec(B, H, H, W_r, x_row, W_r_x_row);
-
-        /* x_tilde, f, r, c', h */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double W_x = W_x_row[at];
-                const double W_f_x = W_f_x_row[at];
-                const double W_r_x = W_r_x_row[at];
-                const double c = c_row[at];
-                const double x_prime = x_prime_row[at];
+                const double W_x = W_x_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_r_x = W_r_x_sample[unit];
+                const double c = c_sample[unit];
+                const double x = x_sample[unit];
                 const double x_tilde = W_x;
                 const double f = sg_sigmoid(W_f_x + b_f[unit] + c*v_f[unit]);
                 const double r = sg_sigmoid(W_r_x + b_r[unit] + c*v_r[unit]);
                 const double c_next = c*f + x_tilde*(1 - f);
+                const double x_prime = scale_x*x;
                 const double h = r*tanh(c_next) + x_prime*(1 - r);
-                x_tilde_row[at] = x_tilde;
-                f_row[at] = f;
-                r_row[at] = r;
-                c_next_row[at] = c_next;
-                h_row[at] = h;
+                x_tilde_sample[unit] = x_tilde;
+                f_sample[unit] = f;
+                r_sample[unit] = r;
+                c_next_sample[unit] = c_next;
+                x_prime_sample[unit] = x_prime;
+                h_sample[unit] = h;
             }
         }
     }
 }
 
-size_t sg_sru_float64_backward_work(int B, int H)
+size_t sg_sru_float64_backward_work(int T, int B, int H)
 {
-    return (size_t)B * (8 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -339,14 +365,11 @@ void sg_sru_float64_backward(int T, int B, int H,
     (void)b_r;
     (void)h_seq;
     const double scale_x = 1;
-    double *const d_x_tilde_pre_row = work;
-    double *const WT_d_x_tilde_pre_row = work + (size_t)B * ((size_t)H);
-    double *const d_f_pre_row = work + (size_t)B * (2 * (size_t)H);
-    double *const W_fT_d_f_pre_row = work + (size_t)B * (3 * (size_t)H);
-    double *const d_r_pre_row = work + (size_t)B * (4 * (size_t)H);
-    double *const W_rT_d_r_pre_row = work + (size_t)B * (5 * (size_t)H);
-    double *const d_c_next_row = work + (size_t)B * (6 * (size_t)H);
-    double *const d_x_prime_row = work + (size_t)B * (7 * (size_t)H);
+    const int x_adjoints_width = 3 * H;
+    /* δx_tilde_pre, δf_pre, δr_pre side by side, at every step */
+    double *const x_adjoints = work;
+    /* δc' of the current step */
+    double *const d_c_next_row = x_adjoints + (size_t)T * B * x_adjoints_width;
     memset(grad_W, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_W_f, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_v_f, 0, sizeof(double) * (size_t)H);
@@ -355,9 +378,11 @@ void sg_sru_float64_backward(int T, int B, int H,
     memset(grad_v_r, 0, sizeof(double) * (size_t)H);
     memset(grad_b_r, 0, sizeof(double) * (size_t)H);
     for (int t = T - 1; t >= 0; --t) {
+        double *const d_x_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        double *const d_f_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
+        double *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
         double *const d_c_row = grad_c_init;
         double *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
         const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
         const double *const c_next_row = c_seq + (size_t)t * B * H;
         const double *const f_row = f_tape + (size_t)t * B * H;
@@ -369,18 +394,31 @@ void sg_sru_float64_backward(int T, int B, int H,
         for (size_t n = 0; n < (size_t)B * H; ++n) {
             d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
         }
-        /* τ1, δx_prime, τ2, δc'_tot, δr, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δv_f, δb_f, δv_r, δb_r */
+        /* τ1, δx_prime, τ2, δc'_tot, δr, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δx, δv_f, δb_f, δv_r, δb_r */
         for (int sample = 0; sample < B; ++sample) {
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const c_next_sample = c_next_row + (size_t)sample * H;
+            const double *const f_sample = f_row + (size_t)sample * H;
+            const double *const r_sample = r_row + (size_t)sample * H;
+            const double *const x_prime_sample = x_prime_row + (size_t)sample * H;
+            const double *const x_tilde_sample = x_tilde_row + (size_t)sample * H;
+            const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
+            const double *const d_h_sample = d_h_row + (size_t)sample * H;
+            double *const d_r_pre_sample = d_r_pre_row + (size_t)sample * x_adjoints_width;
+            double *const d_f_pre_sample = d_f_pre_row + (size_t)sample * x_adjoints_width;
+            double *const d_x_tilde_pre_sample = d_x_tilde_pre_row + (size_t)sample * x_adjoints_width;
+            double *const d_c_sample = d_c_row + (size_t)sample * H;
+            double *const d_x_sample = d_x_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double c = c_row[at];
-                const double c_next = c_next_row[at];
-                const double f = f_row[at];
-                const double r = r_row[at];
-                const double x_prime = x_prime_row[at];
-                const double x_tilde = x_tilde_row[at];
-                const double d_c_next = d_c_next_row[at];
-                const double d_h = d_h_row[at];
+                const double c = c_sample[unit];
+                const double c_next = c_next_sample[unit];
+                const double f = f_sample[unit];
+                const double r = r_sample[unit];
+                const double x_prime = x_prime_sample[unit];
+                const double x_tilde = x_tilde_sample[unit];
+                const double d_c_next = d_c_next_sample[unit];
+                const double d_h = d_h_sample[unit];
                 const double tmp1 = 1 - r;
                 const double d_x_prime = d_h*tmp1;
                 const double tmp2 = tanh(c_next);
@@ -393,47 +431,27 @@ void sg_sru_float64_backward(int T, int B, int H,
                 const double d_x_tilde = d_c_next_tot*tmp3;
                 const double d_x_tilde_pre = d_x_tilde;
                 const double d_c = f*d_c_next_tot + v_f[unit]*d_f_pre + v_r[unit]*d_r_pre;
-                d_x_prime_row[at] = d_x_prime;
-                d_r_pre_row[at] = d_r_pre;
-                d_f_pre_row[at] = d_f_pre;
-                d_x_tilde_pre_row[at] = d_x_tilde_pre;
-                d_c_row[at] = d_c;
+                const double d_x = scale_x*d_x_prime;
+                d_r_pre_sample[unit] = d_r_pre;
+                d_f_pre_sample[unit] = d_f_pre;
+                d_x_tilde_pre_sample[unit] = d_x_tilde_pre;
+                d_c_sample[unit] = d_c;
+                d_x_sample[unit] = d_x;
                 grad_v_f[unit] += c*d_f_pre;
                 grad_b_f[unit] += d_f_pre;
                 grad_v_r[unit] += c*d_r_pre;
                 grad_b_r[unit] += d_r_pre;
             }
         }
-
-        /* Wᵀ @ δx_tilde_pre */
-        sg_matvec_t(B, H, H, W, d_x_tilde_pre_row, WT_d_x_tilde_pre_row);
-
-        /* W_fᵀ @ δf_pre */
-        sg_matvec_t(B, H, H, W_f, d_f_pre_row, W_fT_d_f_pre_row);
-
-        /* W_rᵀ @ δr_pre */
-        sg_matvec_t(B, H, H, W_r, d_r_pre_row, W_rT_d_r_pre_row);
-
-        /* δx */
-        for (int sample = 0; sample < B; ++sample) {
-            for (int unit = 0; unit < H; ++unit) {
-                const size_t at = (size_t)sample * H + unit;
-                const double W_fT_d_f_pre = W_fT_d_f_pre_row[at];
-                const double W_rT_d_r_pre = W_rT_d_r_pre_row[at];
-                const double WT_d_x_tilde_pre = WT_d_x_tilde_pre_row[at];
-                const double d_x_prime = d_x_prime_row[at];
-                const double d_x = W_fT_d_f_pre + W_rT_d_r_pre + WT_d_x_tilde_pre + scale_x*d_x_prime;
-                d_x_row[at] = d_x;
-            }
-        }
-
-        /* δW += δx_tilde_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_x_tilde_pre_row, x_row, grad_W);
-
-        /* δW_f += δf_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_f_pre_row, x_row, grad_W_f);
-
-        /* δW_r += δr_pre ⊗ x */
-        sg_outer_acc(B, H, H, d_r_pre_row, x_row, grad_W_r);
     }
+    /* δx += (W, W_f, W_r)ᵀ @ (δx_tilde_pre, δf_pre, δr_pre), all steps */
+    sg_gemm_nn(T * B, H, H, x_adjoints, x_adjoints_width, W, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, x_adjoints + H, x_adjoints_width, W_f, H, grad_x_seq, H, 1);
+    sg_gemm_nn(T * B, H, H, x_adjoints + 2 * H, x_adjoints_width, W_r, H, grad_x_seq, H, 1);
+    /* δW += Σ δx_tilde_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_W, H);
+    /* δW_f += Σ δf_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, x_seq, H, grad_W_f, H);
+    /* δW_r += Σ δr_pre ⊗ x, all steps */
+    sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, H, grad_W_r, H);
 }

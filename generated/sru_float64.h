@@ -12,14 +12,14 @@
  *   output h: H = r*tanh(c') + x_prime*(1 - r)
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_SRU_FLOAT64_H
 #define SYMGATE_SRU_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_sru_float64_forward_work(int B, int H);
+size_t sg_sru_float64_forward_work(int T, int B, int H);
 void sg_sru_float64_forward(int T, int B, int H,
     const double *x_seq,
     const double *c_init,
@@ -37,7 +37,7 @@ void sg_sru_float64_forward(int T, int B, int H,
     double *r_tape,
     double *x_prime_tape,
     double *work);
-size_t sg_sru_float64_backward_work(int B, int H);
+size_t sg_sru_float64_backward_work(int T, int B, int H);
 void sg_sru_float64_backward(int T, int B, int H,
     const double *x_seq,
     const double *c_init,

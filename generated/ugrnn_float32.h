@@ -8,14 +8,14 @@
  *   h' = c*(1 - g) + g*h
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_UGRNN_FLOAT32_H
 #define SYMGATE_UGRNN_FLOAT32_H
 
 #include <stddef.h>
 
-size_t sg_ugrnn_float32_forward_work(int B, int D, int H);
+size_t sg_ugrnn_float32_forward_work(int T, int B, int D, int H);
 void sg_ugrnn_float32_forward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,
@@ -29,7 +29,7 @@ void sg_ugrnn_float32_forward(int T, int B, int D, int H,
     float *c_tape,
     float *g_tape,
     float *work);
-size_t sg_ugrnn_float32_backward_work(int B, int D, int H);
+size_t sg_ugrnn_float32_backward_work(int T, int B, int D, int H);
 void sg_ugrnn_float32_backward(int T, int B, int D, int H,
     const float *x_seq,
     const float *h_init,

@@ -8,14 +8,14 @@
  *   h' = c*(1 - g) + g*h
  *
  * Arrays are C-contiguous. Sequences are (T, B, size), initial states (B, size), parameters
- * (rows, cols) or (size). `work` holds *_work(B, ...) elements of scratch.
+ * (rows, cols) or (size). `work` holds *_work(T, B, ...) elements of scratch.
  */
 #ifndef SYMGATE_UGRNN_FLOAT64_H
 #define SYMGATE_UGRNN_FLOAT64_H
 
 #include <stddef.h>
 
-size_t sg_ugrnn_float64_forward_work(int B, int D, int H);
+size_t sg_ugrnn_float64_forward_work(int T, int B, int D, int H);
 void sg_ugrnn_float64_forward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,
@@ -29,7 +29,7 @@ void sg_ugrnn_float64_forward(int T, int B, int D, int H,
     double *c_tape,
     double *g_tape,
     double *work);
-size_t sg_ugrnn_float64_backward_work(int B, int D, int H);
+size_t sg_ugrnn_float64_backward_work(int T, int B, int D, int H);
 void sg_ugrnn_float64_backward(int T, int B, int D, int H,
     const double *x_seq,
     const double *h_init,

@@ -9,6 +9,7 @@ matrix has a size expressed in the cell's named dimensions (``D``, ``H`` ...).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import sympy
@@ -58,7 +59,7 @@ class Cell:
     source: str = "<string>"
     constants: dict[str, sympy.Expr] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def dims(self) -> tuple[str, ...]:
         """The dimension names a user must give sizes for, in first-declared order."""
         seen: dict[str, None] = {}

@@ -118,7 +118,22 @@ LIBM = frozenset(
 )
 LIBM_FLOAT = frozenset(name + "f" for name in LIBM if name.islower())
 KERNEL_LOCALS = frozenset(
-    ["T", "B", "t", "sample", "unit", "at", "n", "work", "sg_matvec", "sg_matvec_t", "sg_outer_acc"]
+    [
+        "T",
+        "B",
+        "t",
+        "sample",
+        "unit",
+        "at",
+        "n",
+        "work",
+        "sg_gemm_nn",
+        "sg_gemm_nt",
+        "sg_gemm_tn",
+        "sg_pack_t",
+        "sg_sum",
+        "sg_mean",
+    ]
 )
 PREDEFINED = frozenset(
     [

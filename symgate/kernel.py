@@ -68,6 +68,18 @@ class Kernel:
         self.interface: Interface = entry.interface
         self._module: ModuleType = entry.load()
         self._np_dtype = np.dtype(DTYPES[dtype])
+        lib = self._module.lib
+        self._labels = {("param", p.name): f"params[{p.name!r}]" for p in cell.params}
+        self._labels |= {("input", x): f"x[{x!r}]" if len(cell.inputs) > 1 else "x" for x in cell.inputs}
+        self._labels |= {("init", s): f"init[{s!r}]" for s in cell.states}
+        self._functions = {
+            p.function: (
+                getattr(lib, p.function),
+                getattr(lib, p.work_function),
+                [(a.role, a.name) for a in p.arguments],
+            )
+            for p in (self.interface.forward, self.interface.backward)
+        }
 
     @property
     def source(self) -> str:
@@ -120,18 +132,17 @@ class Kernel:
             raise ArrayError(f"x[{first!r}] must be a 3-d array (T, B, {cell.inputs[first]})")
         steps, batch = inputs[first].shape[:2]
         sizes: dict[str, tuple[int, str]] = {}
+        labels = self._labels
         for name, dim in cell.inputs.items():
-            self._fit(
-                f"x[{name!r}]" if len(cell.inputs) > 1 else "x", inputs.get(name), ("T", "B", dim), sizes, steps, batch
-            )
+            self._fit(labels["input", name], inputs.get(name), ("T", "B", dim), sizes, steps, batch)
         for p in cell.params:
             if p.name not in params:
                 raise ArrayError(f"params is missing {p.name!r} (shape {p.shape})")
-            self._fit(f"params[{p.name!r}]", params[p.name], p.shape, sizes, steps, batch)
+            self._fit(labels["param", p.name], params[p.name], p.shape, sizes, steps, batch)
         init = dict(init or {})
         for s, dim in cell.states.items():
             if s in init:
-                self._fit(f"init[{s!r}]", init[s], ("B", dim), sizes, steps, batch)
+                self._fit(labels["init", s], init[s], ("B", dim), sizes, steps, batch)
         unresolved = [d for d in cell.dims if d not in sizes]
         if unresolved:
             raise ArrayError(f"cannot tell the sizes of {unresolved}: pass init for the states that use them")
@@ -229,20 +240,22 @@ class Kernel:
         """Checks one array and records the sizes it implies (with the array they came from)."""
         if not isinstance(array, np.ndarray):
             raise ArrayError(f"{label} must be a NumPy array, not {type(array).__name__}")
-        if not array.dtype.isnative:
-            raise ArrayError(f"{label} is not in native byte order; convert it with .astype(np.{self.dtype})")
         if array.dtype != self._np_dtype:
+            if not array.dtype.isnative:
+                raise ArrayError(f"{label} is not in native byte order; convert it with .astype(np.{self.dtype})")
             raise ArrayError(
                 f"{label} has dtype {array.dtype} but this kernel is {self.dtype}; "
                 f"convert it with .astype(np.{self.dtype})"
             )
         if array.ndim != len(shape):
             raise ArrayError(f"{label} must have shape ({', '.join(shape)}), got {array.shape}")
-        if not (array.flags.c_contiguous and array.flags.aligned):
+        flags = array.flags
+        if not (flags.c_contiguous and flags.aligned):
             raise ArrayError(f"{label} must be C-contiguous and aligned; pass np.ascontiguousarray({label})")
-        known = {"T": (steps, "x"), "B": (batch, "x"), SCALAR: (1, "a per-sample scalar")}
         for dim, extent in zip(shape, array.shape, strict=True):
-            expected = known.get(dim) or sizes.get(dim)
+            expected = (steps, "x") if dim == "T" else (batch, "x") if dim == "B" else sizes.get(dim)
+            if dim == SCALAR:
+                expected = (1, "a per-sample scalar")
             if expected is None:
                 sizes[dim] = (extent, label)
             elif expected[0] != extent:
@@ -260,12 +273,12 @@ class Kernel:
         }
 
     def _call(self, pass_, arrays: dict, steps: int, batch: int, sizes: dict[str, int]) -> None:
-        ffi, lib = self._module.ffi, self._module.lib
-        c_type = C_TYPES[self.dtype]
+        from_buffer = self._module.ffi.from_buffer  # a view of the array's memory: no copy
+        buffer = f"{C_TYPES[self.dtype]}[]"
+        function, work_size, keys = self._functions[pass_.function]
         dims = [sizes[d] for d in self.interface.dims]
-        work = np.empty(getattr(lib, pass_.work_function)(batch, *dims), self._np_dtype)
-        pointers = [ffi.cast(f"{c_type} *", arrays[(a.role, a.name)].ctypes.data) for a in pass_.arguments]
-        getattr(lib, pass_.function)(steps, batch, *dims, *pointers, ffi.cast(f"{c_type} *", work.ctypes.data))
+        work = np.empty(work_size(steps, batch, *dims), self._np_dtype)
+        function(steps, batch, *dims, *[from_buffer(buffer, arrays[key]) for key in keys], from_buffer(buffer, work))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2
 
@@ -25,7 +26,7 @@ from .cnames import CNames
 from .cprinter import KernelPrinter
 from .derive import ADJOINT, Derivation
 from .functions import SCALAR
-from .lower import KernelPlan, Loop, OuterProduct, Plan, Product, Reduce
+from .lower import GradientProduct, KernelPlan, Loop, Plan, Product, Reduce, Stack, StackProduct
 
 C_TYPES = {"float64": "double", "float32": "float"}
 _ROLE_TEXT = {
@@ -218,8 +219,12 @@ class _Context:
     def render_pass(self, which: str, plan: Plan, args: list[Argument]) -> dict:
         cell = self.cell
         by_role = {(a.role, a.name): a for a in args}
-        rows, scratch = self.storage(which, plan, by_role)
-        body = [self.render_op(op, rows) for op in plan.ops]
+        layout = self.layout(which, plan, by_role)
+        rows = layout.rows
+        packing = [self.render_packing(op, layout) for op in plan.step if _packs(op)]
+        before = [self.render_op(op, layout) for op in plan.before]
+        body = [self.render_op(op, layout) for op in plan.step]
+        after = [self.render_op(op, layout) for op in plan.after]
         seeds = []
         if which == "backward":
             for state, dim in cell.states.items():
@@ -228,7 +233,7 @@ class _Context:
                     seeds.append(
                         {
                             "comment": f"{seed}: gradient into {state}' from step t+1 and the loss",
-                            "out": rows[seed]["c"],
+                            "out": rows[seed].c,
                             "carry": by_role[("grad_init", state)].c_name,
                             "given": f"{by_role[('grad_states', state)].c_name}[(size_t)t * B * {self.dim_c[dim]} + n]",
                             "count": f"(size_t)B * {self.dim_c[dim]}",
@@ -245,20 +250,35 @@ class _Context:
             if which == "backward"
             else []
         )
-        code = [o.get("call", "") for o in body] + [s for o in body for s in o.get("statements", [])]
-        code += [f"{s['carry']} {s['given']}" for s in seeds] + [z["c"] for z in zero]
-        code += [r["init"] for r in rows.values()]
-        text = "\n".join(code)  # code only: a name in a comment is not a use
+        step_code = "\n".join(
+            [line for o in body for line in o.get("lines", [])]
+            + [s for o in body for s in o.get("pointers", []) + o.get("statements", [])]
+            + [f"{s['out']} {s['carry']} {s['given']}" for s in seeds]
+        )
+        step_rows = [r for r in rows.values() if r.init and _mentions(step_code, r.c)]
+        step_rows += [m for ms in layout.mirrors.values() for m in ms if _mentions(step_code, m.c)]
+        code = "\n".join(
+            [step_code]
+            + [line for o in [*packing, *before, *after] for line in o["lines"]]
+            + [z["c"] for z in zero]
+            + [r.init for r in step_rows]
+        )  # code only: a name in a comment is not a use
+        buffers = [b for b in layout.buffers if _mentions(code, b["c"])]
+        for previous, buffer in zip([None, *buffers], buffers, strict=False):
+            start = f"{previous['c']} + {previous['extent']}" if previous else "work"
+            buffer["init"] = f"{self.real} *const {buffer['c']} = {start};"
+        widths = [w for w in layout.widths if _mentions(code + "\n".join(b["init"] for b in buffers), w["c"])]
+        code += "\n".join(b["init"] for b in buffers) + "\n".join(w["value"] for w in widths)
         dims = [self.dim_c[d] for d in cell.dims]
         candidates = [*dims, *(a.c_name for a in args), "work"]
-        unused = [n for n in candidates if not re.search(rf"\b{n}\b", text)]
+        unused = [n for n in candidates if not _mentions(code, n)]
         printer = KernelPrinter(self.dtype, {})
         constants = [
             f"const {self.real} {self.names('const', name)} = {printer.doprint(value)};"
             for name, value in self.cell.constants.items()
-            if re.search(rf"\b{self.names('const', name)}\b", str(body))
+            if _mentions(step_code, self.names("const", name))
         ]
-        work_size = f"(size_t)B * ({_dims_sum(scratch, self.dim_c)})" if scratch else "0"
+        work_size = " + ".join(b["count"] for b in buffers) or "0"
         return {
             "which": which,
             "function": f"{self.prefix}_{which}",
@@ -272,27 +292,79 @@ class _Context:
             "unused": unused,
             "constants": constants,
             "work_size": work_size,
-            "work_unused": [d for d in ["B", *dims] if not re.search(rf"\b{d}\b", work_size)],
-            "scratch": [r for r in rows.values() if r["scratch"]],
-            "step_rows": [r for r in rows.values() if not r["scratch"] and r["init"]],
+            "work_unused": [d for d in ["T", "B", *dims] if not _mentions(work_size, d)],
+            "widths": widths,
+            "buffers": buffers,
+            "step_rows": [{"c": r.c, "init": r.init, "writes": r.writes} for r in step_rows],
             "seeds": seeds,
             "zero": zero,
+            "packing": packing,
+            "before": before,
             "body": body,
+            "after": after,
             "reverse": which == "backward",
         }
 
-    def storage(self, which: str, plan: Plan, by_role: dict) -> tuple[dict[str, dict], dict[str, int]]:
-        """Where each vector of the pass lives at step t, as a row pointer."""
+    def layout(self, which: str, plan: Plan, by_role: dict) -> _Layout:
+        """Where each vector of the pass lives: at step t (a row) and over all steps (a sequence)."""
         cell = self.cell
-        rows: dict[str, dict] = {}
-        scratch_counts: dict[str, int] = {}
+        layout = _Layout()
 
-        def row(name: str, init: str, writes: bool, dim: str, scratch: bool = False) -> None:
-            c = self.names("row", name, "{}_row")
-            rows[name] = {"c": c, "init": init, "writes": writes, "scratch": scratch, "dim": dim}
+        def row(name: str, init: str, writes: bool, dim: str, width: str | None = None) -> _Row:
+            return _Row(self.names("row", name, "{}_row"), init, writes, dim, width or self.dim_c[dim])
 
         def seq(arg: Argument, dim: str) -> str:
             return f"{arg.c_name} + (size_t)t * B * {self.dim_c[dim]}"
+
+        # panels: vectors side by side, in the order the stacks read or write them
+        for stack in plan.panels:
+            all_steps = which == "backward" or stack.hoisted
+            key = (stack.panel, all_steps)
+            if key in layout.panels:
+                continue
+            kind = "adjoints" if which == "backward" else "products"
+            c = self.names(kind, stack.vector, "{}_" + kind)
+            width = self.names("width", c, "{}_width")
+            layout.widths.append(
+                {"c": width, "value": f"const int {width} = {self.int_sum(m.rows for m in stack.members)};"}
+            )
+            extent = f"(size_t)T * B * {width}" if all_steps else f"(size_t)B * {width}"
+            layout.add_buffer(
+                c,
+                extent,
+                f"({self.size_sum(m.rows for m in stack.members)}) * {'(size_t)T * B' if all_steps else '(size_t)B'}",
+                f"{', '.join(stack.panel)} side by side{', at every step' if all_steps else ''}",
+            )
+            panel = layout.panels[key] = _Panel(c, width, all_steps)
+            for index, member in enumerate(stack.members):
+                offset = self.int_sum(m.rows for m in stack.members[:index])
+                at_t = f"(size_t)t * B * {width}" if all_steps else ""
+                init = " + ".join(part for part in (c, at_t, offset if offset != "0" else "") if part)
+                place = row(member.value, init, True, member.rows, width)
+                whole = (f"{c} + {offset}" if offset != "0" else c, width) if all_steps else None
+                if member.value not in layout.rows:
+                    layout.rows[member.value] = place
+                    if whole:
+                        layout.sequences[member.value] = whole
+                elif place.init != layout.rows[member.value].init:
+                    place = _Row(self.names("mirror", f"{member.value}:{c}", "{}_row"), *place[1:])
+                    layout.mirrors.setdefault(member.value, []).append(place)
+                else:
+                    place = layout.rows[member.value]
+                if index == 0:
+                    panel.start = place
+        for op in plan.step:
+            if _packs(op):
+                c = self.names("weights", op.stack.vector, "{}_weights")
+                width = layout.panels[(op.stack.panel, which == "backward" or op.stack.hoisted)].width
+                cols = self.dim_c[op.stack.cols]
+                layout.add_buffer(
+                    c,
+                    f"(size_t){cols} * {width}",
+                    f"(size_t){cols} * ({self.size_sum(m.rows for m in op.stack.members)})",
+                    f"({op.stack.matrices}){'' if op.transposed else 'ᵀ'} side by side, for every step",
+                )
+                layout.packed[op.stack] = c
 
         forward_roles: dict[str, tuple[str, str]] = {}
         for x in cell.inputs:
@@ -308,55 +380,167 @@ class _Context:
         for name in plan.arrays:
             dim = plan.sizes[name]
             role = forward_roles.get(name)
+            if name in layout.rows:
+                if which == "forward" and role and role[0] == "tape":
+                    tape = row(f"{name}:tape", seq(by_role[role], dim), True, dim)
+                    layout.mirrors.setdefault(name, []).append(tape)
+                continue
             writes = which == "forward"
             if role and role[0] == "prev":
                 init, prev = by_role[("init", role[1])].c_name, by_role[("states", role[1])].c_name
-                row(name, f"t == 0 ? {init} : {prev} + (size_t)(t - 1) * B * {self.dim_c[dim]}", False, dim)
-            elif role and role[0] == "input":
-                row(name, seq(by_role[("input", role[1])], dim), False, dim)
+                layout.rows[name] = row(
+                    name, f"t == 0 ? {init} : {prev} + (size_t)(t - 1) * B * {self.dim_c[dim]}", False, dim
+                )
+                layout.sequences[name] = (f"{prev}", self.dim_c[dim])
             elif role:
-                row(name, seq(by_role[role], dim), writes, dim)
+                arg = by_role[role]
+                layout.rows[name] = row(name, seq(arg, dim), writes and role[0] != "input", dim)
+                layout.sequences[name] = (arg.c_name, self.dim_c[dim])
             elif which == "backward" and name in self.state_adjoints:
-                row(name, by_role[("grad_init", self.state_adjoints[name])].c_name, True, dim)
+                arg = by_role[("grad_init", self.state_adjoints[name])]
+                layout.rows[name] = row(name, arg.c_name, True, dim)
             elif which == "backward" and name in self.input_adjoints:
-                row(name, seq(by_role[("grad_inputs", self.input_adjoints[name])], dim), True, dim)
+                arg = by_role[("grad_inputs", self.input_adjoints[name])]
+                layout.rows[name] = row(name, seq(arg, dim), True, dim)
+                layout.sequences[name] = (arg.c_name, self.dim_c[dim])
             elif which == "backward" and name in self.output_seeds:
-                row(name, seq(by_role[("grad_outputs", self.output_seeds[name])], dim), False, dim)
+                arg = by_role[("grad_outputs", self.output_seeds[name])]
+                layout.rows[name] = row(name, seq(arg, dim), False, dim)
             else:
-                offset = _dims_sum(scratch_counts, self.dim_c)
-                row(name, f"work + (size_t)B * ({offset})" if offset != "0" else "work", True, dim, True)
-                scratch_counts[dim] = scratch_counts.get(dim, 0) + 1
-        return rows, scratch_counts
+                c = self.names("row", name, "{}_row")
+                count = f"(size_t)B * {self.dim_c[dim]}" if dim != SCALAR else "(size_t)B"
+                layout.add_buffer(c, count, count, f"{name} of the current step")
+                layout.rows[name] = _Row(c, "", True, dim, self.dim_c[dim])
+        return layout
 
-    def render_op(self, op: Product | Reduce | Loop | OuterProduct, rows: dict[str, dict]) -> dict:
+    def int_sum(self, dims) -> str:
+        """``2 * H + D``: a sum of dimensions as a C int expression."""
+        counts: dict[str, int] = {}
+        for d in dims:
+            counts[d] = counts.get(d, 0) + 1
+        return " + ".join(f"{n} * {self.dim_c[d]}" if n > 1 else self.dim_c[d] for d, n in counts.items()) or "0"
+
+    def size_sum(self, dims) -> str:
+        """``2 * (size_t)H + (size_t)D``: the same sum in size_t, for buffer sizes."""
+        counts: dict[str, int] = {}
+        for d in dims:
+            counts[d] = counts.get(d, 0) + 1
+        return _dims_sum(counts, self.dim_c)
+
+    def render_packing(self, op: StackProduct, layout: _Layout) -> dict:
+        """Copies a stack's matrices side by side once per call, so each step needs one product."""
+        c = layout.packed[op.stack]
+        cols = self.dim_c[op.stack.cols]
+        width = layout.panels[(op.stack.panel, op.transposed or op.stack.hoisted)].width
+        lines = []
+        for index, member in enumerate(op.stack.members):
+            offset = self.int_sum(m.rows for m in op.stack.members[:index])
+            matrix = self.names("param", member.matrix)
+            rows = self.dim_c[member.rows]
+            if op.transposed:
+                start = f"({offset})" if " " in offset else offset
+                target = f"{c} + (size_t){start} * {cols}" if offset != "0" else c
+                lines.append(f"memcpy({target}, {matrix}, sizeof({self.real}) * (size_t){rows} * {cols});")
+            else:
+                self.helpers.add("sg_pack_t")
+                target = f"{c} + {offset}" if offset != "0" else c
+                lines.append(f"sg_pack_t({rows}, {cols}, {matrix}, {target}, {width});")
+        mark = "" if op.transposed else "ᵀ"
+        return {"kind": "call", "comment": _comment_safe(f"({op.stack.matrices}){mark} side by side"), "lines": lines}
+
+    def render_op(self, op, layout: _Layout) -> dict:
+        rows = layout.rows
+        if isinstance(op, Loop):
+            return self.render_loop(op, layout)
         if isinstance(op, Reduce):
             helper = "sg_mean" if op.mean else "sg_sum"
             self.helpers.add(helper)
-            return {
-                "kind": "reduce",
-                "comment": _comment_safe(op.out),
-                "call": f"{helper}(B, {self.dim_c[op.dim]}, {rows[op.vector]['c']}, {rows[op.out]['c']});",
-            }
+            vector = rows[op.vector]
+            line = f"{helper}(B, {self.dim_c[op.dim]}, {vector.c}, {vector.width}, {rows[op.out].c});"
+            return {"kind": "call", "comment": _comment_safe(op.out), "lines": [line]}
         if isinstance(op, Product):
-            mark = "ᵀ" if op.transposed else ""
-            self.helpers.add("sg_matvec_t" if op.transposed else "sg_matvec")
-            return {
-                "kind": "product",
-                "comment": _comment_safe(f"{op.matrix}{mark} @ {op.vector}"),
-                "call": f"sg_matvec{'_t' if op.transposed else ''}(B, {self.dim_c[op.rows]}, {self.dim_c[op.cols]}, "
-                f"{self.names('param', op.matrix)}, {rows[op.vector]['c']}, {rows[op.out]['c']});",
-            }
-        if isinstance(op, OuterProduct):
-            self.helpers.add("sg_outer_acc")
-            return {
-                "kind": "outer",
-                "comment": _comment_safe(f"{ADJOINT}{op.param} += {op.adjoint} ⊗ {op.vector}"),
-                "call": f"sg_outer_acc(B, {self.dim_c[op.rows]}, {self.dim_c[op.cols]}, {rows[op.adjoint]['c']}, "
-                f"{rows[op.vector]['c']}, {self.names('grad_params', op.param)});",
-            }
-        return self.render_loop(op, rows)
+            self.helpers.add("sg_gemm_nn")
+            vector, out = rows[op.vector], rows[op.out]
+            rows_c, cols_c = self.dim_c[op.rows], self.dim_c[op.cols]
+            line = (
+                f"sg_gemm_nn(B, {cols_c}, {rows_c}, {vector.c}, {vector.width}, {self.names('param', op.matrix)}, "
+                f"{cols_c}, {out.c}, {out.width}, 0);"
+            )
+            return {"kind": "call", "comment": _comment_safe(f"{op.matrix}ᵀ @ {op.vector}"), "lines": [line]}
+        if isinstance(op, GradientProduct):
+            return self.render_gradient_product(op, layout)
+        return self.render_stack_product(op, layout)
 
-    def render_loop(self, loop: Loop, rows: dict[str, dict]) -> dict:
+    def render_stack_product(self, op: StackProduct, layout: _Layout) -> dict:
+        stack = op.stack
+        cols = self.dim_c[stack.cols]
+        self.helpers.add("sg_gemm_nn")
+        if stack in layout.packed:  # one product per step, with the packed matrices
+            panel = layout.panels[(stack.panel, op.transposed or stack.hoisted)].start
+            c = layout.packed[stack]
+            if op.transposed:
+                out = layout.rows[op.out]
+                line = (
+                    f"sg_gemm_nn(B, {cols}, {panel.width}, {panel.c}, {panel.width}, {c}, {cols}, "
+                    f"{out.c}, {out.width}, 0);"
+                )
+                comment = f"{op.out} = ({stack.matrices})ᵀ @ ({', '.join(stack.panel)})"
+            else:
+                vector = layout.rows[stack.vector]
+                line = (
+                    f"sg_gemm_nn(B, {panel.width}, {cols}, {vector.c}, {vector.width}, {c}, {panel.width}, "
+                    f"{panel.c}, {panel.width}, 0);"
+                )
+                comment = f"({', '.join(stack.panel)}) = ({stack.matrices}) @ {stack.vector}"
+            return {"kind": "call", "comment": _comment_safe(comment), "lines": [line]}
+        lines = []  # over all steps at once, one product per matrix
+        for index, member in enumerate(stack.members):
+            matrix = self.names("param", member.matrix)
+            rows = self.dim_c[member.rows]
+            panel, width = layout.sequences[member.value]
+            if op.transposed:
+                out, ld = layout.sequences[op.out]
+                add = int(index > 0 or op.accumulate)
+                lines.append(
+                    f"sg_gemm_nn(T * B, {cols}, {rows}, {panel}, {width}, {matrix}, {cols}, {out}, {ld}, {add});"
+                )
+            else:
+                self.helpers.add("sg_gemm_nt")
+                vector, ld = layout.sequences[stack.vector]
+                lines.append(
+                    f"sg_gemm_nt(T * B, {rows}, {cols}, {vector}, {ld}, {matrix}, {cols}, {panel}, {width}, 0);"
+                )
+        if op.transposed:
+            comment = (
+                f"{op.out} {'+' if op.accumulate else ''}= ({stack.matrices})ᵀ @ ({', '.join(stack.panel)}), all steps"
+            )
+        else:
+            comment = f"({', '.join(stack.panel)}) = ({stack.matrices}) @ {stack.vector}, all steps"
+        return {"kind": "call", "comment": _comment_safe(comment), "lines": lines}
+
+    def render_gradient_product(self, op: GradientProduct, layout: _Layout) -> dict:
+        self.helpers.add("sg_gemm_tn")
+        adjoint, width = layout.sequences[op.adjoint]
+        rows, cols = self.dim_c[op.rows], self.dim_c[op.cols]
+        grad = self.names("grad_params", op.param)
+        comment = _comment_safe(f"{ADJOINT}{op.param} += Σ {op.adjoint} ⊗ {op.vector}, all steps")
+        if op.vector in self.cell.states:  # the previous state: the initial one, then the sequence
+            init = self.names("init", op.vector, "{}_init")
+            vector, ld = layout.sequences[op.vector]
+            lines = [
+                "if (T > 0) {",
+                f"    sg_gemm_tn({rows}, {cols}, B, {adjoint}, {width}, {init}, {ld}, {grad}, {cols});",
+                f"    sg_gemm_tn({rows}, {cols}, (T - 1) * B, {adjoint} + (size_t)B * {width}, {width}, "
+                f"{vector}, {ld}, {grad}, {cols});",
+                "}",
+            ]
+        else:
+            vector, ld = layout.sequences[op.vector]
+            lines = [f"sg_gemm_tn({rows}, {cols}, T * B, {adjoint}, {width}, {vector}, {ld}, {grad}, {cols});"]
+        return {"kind": "call", "comment": comment, "lines": lines}
+
+    def render_loop(self, loop: Loop, layout: _Layout) -> dict:
+        rows = layout.rows
         locals_ = {}
         for name in loop.loads + [e.target.name for e in loop.equations]:
             locals_[name] = self.names("local", name)
@@ -364,15 +548,32 @@ class _Context:
         constants = {name: self.names("const", name) for name in self.cell.constants}
         extents = {f"|{d}|": f"(({self.real}){c})" for d, c in self.dim_c.items()}
         printer = KernelPrinter(self.dtype, {**params, **constants, **extents, **locals_})
-        statements = [
-            f"const {self.real} {locals_[n]} = {rows[n]['c']}"
-            f"[{'sample' if rows[n]['dim'] == SCALAR and loop.dim != SCALAR else 'at'}];"
-            for n in loop.loads
-        ]
+
+        pointers: dict[str, str] = {}  # row -> its start for the current sample
+
+        def at(place: _Row, writes: bool = False) -> str:
+            if place.dim == SCALAR and loop.dim != SCALAR:
+                return f"{place.c}[sample]"
+            if place.c not in pointers:
+                pointers[place.c] = self.names("sample", place.c.removesuffix("_row"), "{}_sample")
+                const = "" if writes else "const "
+                declarations.append(
+                    f"{const}{self.real} *const {pointers[place.c]} = {place.c} + (size_t)sample * {place.width};"
+                )
+            return f"{pointers[place.c]}[unit]"
+
+        declarations: list[str] = []
+        statements = [f"const {self.real} {locals_[n]} = {at(rows[n])};" for n in loop.loads]
         statements += [
             f"const {self.real} {locals_[e.target.name]} = {printer.doprint(e.expr)};" for e in loop.equations
         ]
-        statements += [f"{rows[n]['c']}[at] = {locals_[n]};" for n in loop.stores]
+        written = [n for n in loop.stores] + [n for n in loop.loads if n in layout.mirrors]
+        for name in written:
+            places = ([rows[name]] if name in loop.stores else []) + layout.mirrors.get(name, [])
+            for place in places:
+                if (place.c, name) not in layout.written:
+                    layout.written.add((place.c, name))
+                    statements.append(f"{at(place, writes=True)} = {locals_[name]};")
         statements += [
             f"{self.names('grad_params', g.param)}[unit] += {printer.doprint(g.expr)};" for g in loop.gradients
         ]
@@ -382,8 +583,56 @@ class _Context:
             "kind": "loop",
             "comment": _comment_safe(", ".join(targets)),
             "dim": self.dim_c[loop.dim],
+            "pointers": declarations,
             "statements": statements,
         }
+
+
+class _Row(NamedTuple):
+    """Where a vector lives at step t: a pointer (declared with ``init``) and its row stride."""
+
+    c: str
+    init: str
+    writes: bool
+    dim: str
+    width: str
+
+
+@dataclass
+class _Panel:
+    """Vectors side by side in the workspace: ``start`` is the row of the first one at step t."""
+
+    c: str
+    width: str
+    all_steps: bool
+    start: _Row | None = None
+
+
+@dataclass
+class _Layout:
+    """The storage of one pass: rows at step t, extra copies, whole sequences, the workspace."""
+
+    rows: dict[str, _Row] = field(default_factory=dict)
+    mirrors: dict[str, list[_Row]] = field(default_factory=dict)
+    sequences: dict[str, tuple[str, str]] = field(default_factory=dict)
+    panels: dict[tuple, _Panel] = field(default_factory=dict)
+    packed: dict[Stack, str] = field(default_factory=dict)
+    widths: list[dict] = field(default_factory=list)
+    buffers: list[dict] = field(default_factory=list)
+    written: set[tuple[str, str]] = field(default_factory=set)
+
+    def add_buffer(self, c: str, extent: str, count: str, comment: str) -> None:
+        """A slice of the workspace: ``extent`` in the pass (C names), ``count`` in the size function."""
+        self.buffers.append({"c": c, "extent": extent, "count": count, "comment": comment})
+
+
+def _packs(op) -> bool:
+    """A stack product inside the time loop reads its matrices packed side by side."""
+    return isinstance(op, StackProduct)
+
+
+def _mentions(code: str, name: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", code) is not None
 
 
 def _dims_sum(counts: dict[str, int], dim_c: dict[str, str]) -> str:
