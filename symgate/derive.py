@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy
 
 from .cell import Cell, Equation
-from .functions import SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var
+from .functions import SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var, cross_unit_nodes
 from .notation import latex, latex_name, math_text
 
 ADJOINT = "δ"
@@ -139,7 +139,7 @@ class _Deriver:
         cell = self.cell
         last_use = {}
         for index, eq in enumerate(cell.equations):
-            for node in _cross_unit_nodes(eq.expr):
+            for node in cross_unit_nodes(eq.expr):
                 last_use.setdefault(node, index)
         seeds = {
             e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
@@ -213,7 +213,7 @@ class _Deriver:
 
     def pass_back(self, expr: sympy.Expr, adjoint: Var, size: str) -> None:
         """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v``, product and reduction in ``expr``."""
-        nodes = _cross_unit_nodes(expr)
+        nodes = cross_unit_nodes(expr)
         stand_ins = {p: sympy.Dummy(f"m{i}", real=True) for i, p in enumerate(nodes)}
         flat = expr.xreplace(stand_ins)
         back = {d: p for p, d in stand_ins.items()}
@@ -365,11 +365,6 @@ class _Deriver:
             VectorGradient(g.param, g.expr.xreplace(new)) if isinstance(g, VectorGradient) else g for g in gradients
         ]
         return equations, gradients
-
-
-def _cross_unit_nodes(expr: sympy.Expr) -> list[MatVec | Reduction]:
-    """The products and reductions in ``expr``, in a deterministic order."""
-    return sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
 
 
 def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:
