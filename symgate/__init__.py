@@ -44,6 +44,7 @@ from .errors import (
 from .functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
 from .gradcheck import GradcheckReport, gradcheck
 from .interop import InteropError, from_torch, to_torch
+from .jacobian import StepJacobian
 from .kernel import Gradients, Kernel, Run
 from .pipeline import build, generate
 
@@ -65,6 +66,7 @@ __all__ = [
     "Param",
     "Run",
     "StateUpdateError",
+    "StepJacobian",
     "SymgateError",
     "UnknownCellError",
     "UnknownFunctionError",

@@ -17,6 +17,7 @@ import sympy
 
 from .cell import Cell, Equation
 from .functions import PRIME, SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var, cross_unit_nodes
+from .jacobian import StepJacobian, step_jacobian, step_jacobians
 from .notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
 from .opcount import OpCount, count_pass
 
@@ -72,6 +73,18 @@ class Derivation:
 
     def gradient(self, param: str) -> MatrixGradient | VectorGradient:
         return next(g for g in self.gradients if g.param == param)
+
+    def jacobian(self, new_state: str, old_state: str) -> StepJacobian:
+        """``∂new_state/∂old_state`` over one step (``jacobian("c'", "c")`` is the LSTM's ``diag(f)``).
+
+        The block the backward pass multiplies ``δc'`` by, transposed, to reach ``δc``; see
+        :mod:`symgate.jacobian` for its form and ``structure``.
+        """
+        return step_jacobian(self.cell, new_state, old_state)
+
+    def jacobians(self) -> list[StepJacobian]:
+        """Every block ``∂s'/∂r`` of the step's state-to-state Jacobian."""
+        return step_jacobians(self.cell)
 
     def text(self) -> str:
         """The backward equations as Unicode math (also the comment heading the generated C)."""
