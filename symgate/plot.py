@@ -31,7 +31,8 @@ def plot_flow(flows: Sequence[Flow], path: str | Path) -> Path:
     axes = figure.subplots()
     for flow in flows:
         distances = range(flow.steps + 1)
-        label = f"{flow.cell} (×{flow.per_step_factor():.2f} per step)"
+        bias = "".join(f", {name} = {value:g}" for name, value in flow.forget_bias.items())
+        label = f"{flow.cell}{bias} (×{flow.per_step_factor():.2f} per step)"
         (line,) = axes.semilogy(distances, flow.typical, label=label)
         axes.fill_between(distances, flow.norms.min(axis=1), flow.norms.max(axis=1), color=line.get_color(), alpha=0.15)
     samples = flows[0].norms.shape[1]
