@@ -22,9 +22,7 @@ from .flow import flow_csv, flow_table, measure_flow
 from .forget_gate import forget_bias_problem
 from .gradcheck import gradcheck
 from .pipeline import build, generate
-from .plot import plot_flow
-
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")  # what --out may end in
+from .plot import plot_flow, plot_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +180,7 @@ def _check(args: argparse.Namespace) -> int:
 def _flow(args: argparse.Namespace) -> int:
     checked = [cells.resolve(name) for name in args.cells]
     given = _given_sizes(args.sizes, {d for cell in checked for d in cell.dims})
-    if args.out.suffix.lower() not in PLOT_SUFFIXES:
-        raise SymgateError(f"--out {args.out}: the plot must be a .png, .svg or .pdf file")
+    plot_path(args.out)  # refused before the measurement, not after
     problems = {cell.name: forget_bias_problem(cell) for cell in checked} if args.forget_bias is not None else {}
     if problems and all(problems.values()):
         raise SymgateError("--forget-bias: " + "; ".join(problems.values()))

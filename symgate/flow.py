@@ -10,8 +10,9 @@ forget-gate bias set, see :mod:`symgate.forget_gate`), from a zero initial state
 How: the forward kernel runs the sequence once. Then every step's Jacobian ``∂s_{t+1}/∂s_t`` is
 taken from the backward kernel exactly, a row at a time: a one-step run from ``s_t`` with the unit
 cotangent ``e_i`` on its final state returns row i as the gradient with respect to its initial
-state (all T × batch × N rows run as one batch). The chain rule multiplies them,
-``∂s_T/∂s_{T-k} = J_{T-1} ⋯ J_{T-k}``, and the norm is taken from the singular values. Over
+state (the rows of many steps run as one batch). The chain rule multiplies them from the end,
+``∂s_T/∂s_{T-k} = J_{T-1} ⋯ J_{T-k}``, holding a few steps' Jacobians at a time, and the norm is
+taken from the singular values. Over
 several sequences (``samples``) the typical value is the geometric mean, since the norms span
 orders of magnitude.
 
@@ -23,7 +24,7 @@ shrinks the gradient at every step, while the LSTM's ``∂c'/∂c = diag(f)`` an
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,34 +43,53 @@ SHOWN_DISTANCES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 def step_jacobians(kernel: Kernel, run: Run) -> np.ndarray:
     """``∂s_{t+1}/∂s_t`` for every step of ``run``: (T, B, N, N), states concatenated in declared order."""
     cell = kernel.cell
-    steps, batch = run.sizes["T"], run.sizes["B"]
-    widths = [run.sizes[dim] for dim in cell.states.values()]
-    size = sum(widths)
-    before = {s: np.concatenate([run.init[s][None], run.states[s][:-1]]) for s in cell.states}
-    unit = np.split(np.eye(size, dtype=run.init[next(iter(cell.states))].dtype), np.cumsum(widths)[:-1], axis=1)
-    jacobians = np.empty((steps, batch, size, size))
-    chunk = max(1, ROWS_PER_CALL // max(batch * size, 1))
-    for start in range(0, steps, chunk):
-        span = slice(start, min(start + chunk, steps))
-        copies = (span.stop - span.start) * batch  # one-step runs, each repeated for the N rows
-        init = {s: np.repeat(a[span].reshape(copies, -1), size, axis=0) for s, a in before.items()}
-        inputs = {x: np.repeat(a[span].reshape(copies, -1), size, axis=0)[None] for x, a in run.inputs.items()}
-        one_step = kernel.forward(inputs, run.params, init)
-        final = {s: np.tile(u, (copies, 1)) for s, u in zip(cell.states, unit, strict=True)}
-        grads = kernel.backward(one_step, {"final": final})
-        rows = np.concatenate([grads.init[s] for s in cell.states], axis=1)
-        jacobians[span] = rows.reshape(span.stop - span.start, batch, size, size)
+    size = sum(run.sizes[dim] for dim in cell.states.values())
+    jacobians = np.empty((run.sizes["T"], run.sizes["B"], size, size))
+    for span, chunk in _jacobian_chunks(kernel, run):
+        jacobians[span] = chunk
     return jacobians
 
 
 def gradients_to_last(jacobians: np.ndarray) -> np.ndarray:
     """``∂s_T/∂s_{T-k}`` for k = 0 … T from the step Jacobians: (T + 1, B, N, N), k = 0 the identity."""
     steps, batch, size, _ = jacobians.shape
-    result = np.empty((steps + 1, batch, size, size))
-    result[0] = np.eye(size)
-    for k in range(1, steps + 1):
-        result[k] = result[k - 1] @ jacobians[steps - k]
-    return result
+    return np.stack([np.broadcast_to(np.eye(size), (batch, size, size)), *_chain([(range(steps), jacobians)])])
+
+
+def _jacobian_chunks(kernel: Kernel, run: Run, latest_first: bool = False) -> Iterator[tuple[range, np.ndarray]]:
+    """The step Jacobians a few steps at a time (``range`` of steps, (steps, B, N, N)).
+
+    Each kernel call runs one step from ``s_t`` for every step t of the chunk, sample and row i,
+    with the unit cotangent ``e_i`` on its final state: the gradient it returns with respect to
+    its initial state is row i of ``∂s_{t+1}/∂s_t``.
+    """
+    cell = kernel.cell
+    steps, batch = run.sizes["T"], run.sizes["B"]
+    widths = [run.sizes[dim] for dim in cell.states.values()]
+    size = sum(widths)
+    before = {s: np.concatenate([run.init[s][None], run.states[s][:-1]]) for s in cell.states}
+    unit = np.split(np.eye(size, dtype=run.init[next(iter(cell.states))].dtype), np.cumsum(widths)[:-1], axis=1)
+    length = max(1, ROWS_PER_CALL // max(batch * size, 1))
+    starts = range(0, steps, length)
+    for start in reversed(starts) if latest_first else starts:
+        span = range(start, min(start + length, steps))
+        copies = len(span) * batch  # one-step runs, each repeated for the N rows
+        init = {s: np.repeat(a[span].reshape(copies, -1), size, axis=0) for s, a in before.items()}
+        inputs = {x: np.repeat(a[span].reshape(copies, -1), size, axis=0)[None] for x, a in run.inputs.items()}
+        one_step = kernel.forward(inputs, run.params, init)
+        final = {s: np.tile(u, (copies, 1)) for s, u in zip(cell.states, unit, strict=True)}
+        grads = kernel.backward(one_step, {"final": final})
+        rows = np.concatenate([grads.init[s] for s in cell.states], axis=1)
+        yield span, rows.reshape(len(span), batch, size, size)
+
+
+def _chain(chunks_latest_first: Iterable[tuple[range, np.ndarray]]) -> Iterator[np.ndarray]:
+    """``∂s_T/∂s_{T-k}`` for k = 1, 2, … T: the chain rule, one step Jacobian at a time from the end."""
+    product = None
+    for _, chunk in chunks_latest_first:
+        for jacobian in chunk[::-1]:
+            product = jacobian if product is None else product @ jacobian
+            yield product
 
 
 @dataclass(frozen=True)
@@ -139,10 +159,11 @@ def measure_flow(
     rng = np.random.default_rng(seed + 1)
     inputs = {x: rng.standard_normal((steps, samples, sizes[dim])) for x, dim in cell.inputs.items()}
     run = kernel.forward(inputs, params)
-    chained = gradients_to_last(step_jacobians(kernel, run))
+    chain = _chain(_jacobian_chunks(kernel, run, latest_first=True))
+    norms = [np.ones(samples), *(np.linalg.norm(g, ord=2, axis=(-2, -1)) for g in chain)]
     return Flow(
         cell=cell.name,
-        norms=np.linalg.norm(chained, ord=2, axis=(-2, -1)),
+        norms=np.array(norms),
         sizes=sizes,
         seed=seed,
         scale=scale,

@@ -10,10 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import MissingExtraError
+from .errors import MissingExtraError, SymgateError
 from .flow import Flow
 
 INSTALL_HINT = 'pip install "symgate[plot]" (or pip install matplotlib)'
+SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def plot_path(path: str | Path) -> Path:
+    """``path`` as a plot file, or a :class:`SymgateError` when it is not a .png, .svg or .pdf."""
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise SymgateError(f"{path}: a plot must be a .png, .svg or .pdf file")
+    return path
 
 
 def plot_flow(flows: Sequence[Flow], path: str | Path) -> Path:
@@ -26,7 +35,7 @@ def plot_flow(flows: Sequence[Flow], path: str | Path) -> Path:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise MissingExtraError(f"plotting gradient flow needs matplotlib: {INSTALL_HINT}") from err
-    path = Path(path)
+    path = plot_path(path)
     figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axes = figure.subplots()
     for flow in flows:
@@ -42,5 +51,8 @@ def plot_flow(flows: Sequence[Flow], path: str | Path) -> Path:
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
     metadata = {"Software": None} if path.suffix.lower() == ".png" else {}
-    figure.savefig(path, dpi=100, metadata=metadata)
+    try:
+        figure.savefig(path, dpi=100, metadata=metadata)
+    except OSError as err:
+        raise SymgateError(f"cannot write the plot {path}: {err.strerror or err}") from err
     return path

@@ -109,7 +109,7 @@ def test_flow_forget_bias_applies_where_there_is_a_forget_gate(capsys, tmp_path)
     code, _, err = run(capsys, "flow", "elman_rnn", "gru_cho", "--forget-bias", "2", "--out", out_file)
     assert code == 2 and "elman_rnn has no forget gate" in err and "forget gate z of state h has no bias" in err
     code, _, err = run(capsys, "flow", "lstm", "--out", str(tmp_path / "flow.txt"))
-    assert code == 2 and "must be a .png, .svg or .pdf file" in err
+    assert code == 2 and "flow.txt: a plot must be a .png, .svg or .pdf file" in err
 
 
 def test_diff_shows_what_the_peepholes_change(capsys):
