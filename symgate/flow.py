@@ -145,14 +145,14 @@ def measure_flow(
 ) -> Flow:
     """Measures ``‖∂s_T/∂s_{T-k}‖₂`` for k = 0 … ``steps`` with ``cell``'s float64 kernels (module doc).
 
-    ``sizes`` default to 32 for every dimension; ``samples`` is the number of random sequences;
+    ``sizes`` default to 32 for every dimension (others are ignored); ``samples`` is the number of random sequences;
     parameters are drawn with ``seed`` and multiplied by ``scale``; ``forget_bias``, when given, is
     the total bias of the cell's forget gates (a :class:`SymgateError` when it has none).
     """
     if steps < 1 or samples < 1:
         raise SymgateError(f"gradient flow of {cell.name} needs steps >= 1 and samples >= 1, got {steps} and {samples}")
     kernel = build(cell, "float64")
-    sizes = {dim: 32 for dim in cell.dims} | dict(sizes or {})
+    sizes = {dim: (sizes or {}).get(dim, 32) for dim in cell.dims}
     params = {name: value * scale for name, value in kernel.init_params(sizes, seed=seed).items()}
     biases = forget_bias_values(cell, forget_bias) if forget_bias is not None else {}
     params |= {name: np.full_like(params[name], value) for name, value in biases.items()}
@@ -173,6 +173,7 @@ def measure_flow(
 
 def flow_table(flows: Sequence[Flow]) -> str:
     """The typical norm of every cell at distances 1, 2, 5, 10 ... as a text table, with the settings."""
+    _comparable(flows)
     distances = flows[0].shown_distances()
     samples = flows[0].norms.shape[1]
     width = max(12, *(len(f.cell) + 2 for f in flows))
@@ -197,6 +198,7 @@ def flow_csv(flows: Sequence[Flow]) -> str:
 
 def flow_html(flows: Sequence[Flow]) -> str:
     """The table of :func:`flow_table` as HTML, for notebooks."""
+    _comparable(flows)
     head = "<tr><th>distance k</th>" + "".join(f"<th>{html.escape(f.cell)}</th>" for f in flows) + "</tr>"
     rows = "".join(
         f"<tr><td>{k}</td>" + "".join(f"<td>{f.typical[k]:.2e}</td>" for f in flows) + "</tr>"
@@ -204,3 +206,12 @@ def flow_html(flows: Sequence[Flow]) -> str:
     )
     notes = "".join(f"<li>{html.escape(f.cell)}: {html.escape(f.settings())}</li>" for f in flows)
     return f"<p>‖∂s_T/∂s_(T-k)‖₂, geometric mean over sequences</p><table>{head}{rows}</table><ul>{notes}</ul>"
+
+
+def _comparable(flows: Sequence[Flow]) -> None:
+    """Flows shown side by side must exist and cover the same distances."""
+    if not flows:
+        raise SymgateError("no gradient flows to show")
+    if len({f.steps for f in flows}) > 1:
+        steps = ", ".join(f"{f.cell}: {f.steps}" for f in flows)
+        raise SymgateError(f"gradient flows over different numbers of steps cannot share a table ({steps})")

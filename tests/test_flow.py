@@ -93,6 +93,11 @@ def test_table_and_csv_report_every_cell():
 
 
 def test_bad_requests_name_the_cell():
+    short, long = (measure_flow(sg.cells.get("elman_rnn"), steps=n, samples=1, sizes={"H": 4}) for n in (2, 3))
+    with pytest.raises(sg.SymgateError, match="different numbers of steps"):
+        flow_table([short, long])
+    with pytest.raises(sg.SymgateError, match="no gradient flows"):
+        flow_table([])
     with pytest.raises(sg.SymgateError, match="gradient flow of lstm needs steps >= 1"):
         measure_flow(sg.cells.get("lstm"), steps=0)
     with pytest.raises(sg.SymgateError, match="cell elman_rnn has no forget gate"):

@@ -51,9 +51,7 @@ def test_identity_and_zero_blocks():
     assert d.jacobian("c'", "h").structure == "products through U"
 
 
-@pytest.mark.parametrize(
-    "name", ["lstm", "gru_cho", "lstm_peephole", "mgu", "lstmp_pytorch", "r2rt_normalized_prototype", "qrnn_fo"]
-)
+@pytest.mark.parametrize("name", sg.cells.names())
 def test_every_block_equals_finite_differences_of_the_reference_step(name):
     """The symbolic blocks, evaluated, against central differences of the NumPy reference."""
     cell = sg.cells.get(name)
