@@ -173,7 +173,7 @@ def measure_flow(
 
 def flow_table(flows: Sequence[Flow]) -> str:
     """The typical norm of every cell at distances 1, 2, 5, 10 ... as a text table, with the settings."""
-    _comparable(flows)
+    check_comparable(flows)
     distances = flows[0].shown_distances()
     samples = flows[0].norms.shape[1]
     width = max(12, *(len(f.cell) + 2 for f in flows))
@@ -198,7 +198,7 @@ def flow_csv(flows: Sequence[Flow]) -> str:
 
 def flow_html(flows: Sequence[Flow]) -> str:
     """The table of :func:`flow_table` as HTML, for notebooks."""
-    _comparable(flows)
+    check_comparable(flows)
     head = "<tr><th>distance k</th>" + "".join(f"<th>{html.escape(f.cell)}</th>" for f in flows) + "</tr>"
     rows = "".join(
         f"<tr><td>{k}</td>" + "".join(f"<td>{f.typical[k]:.2e}</td>" for f in flows) + "</tr>"
@@ -208,7 +208,7 @@ def flow_html(flows: Sequence[Flow]) -> str:
     return f"<p>‖∂s_T/∂s_(T-k)‖₂, geometric mean over sequences</p><table>{head}{rows}</table><ul>{notes}</ul>"
 
 
-def _comparable(flows: Sequence[Flow]) -> None:
+def check_comparable(flows: Sequence[Flow]) -> None:
     """Flows shown side by side must exist and cover the same distances."""
     if not flows:
         raise SymgateError("no gradient flows to show")

@@ -24,7 +24,7 @@ import sympy
 
 from . import reference
 from .cell import Cell, next_name
-from .errors import CellNameError
+from .errors import ArrayError, CellNameError
 from .functions import PRIME, SCALAR, Extent, MatVec, ReduceMean, Reduction, Var, cross_unit_nodes
 from .notation import latex, latex_name, math_text
 
@@ -196,6 +196,14 @@ class StepJacobian:
         NumPy reference, independently of the generated C.
         """
         cell = self.cell
+        for kind, given, needed in (
+            ("params", params, [p.name for p in cell.params]),
+            ("state", state, list(cell.states)),
+            ("inputs", inputs, list(cell.inputs)),
+        ):
+            missing = [name for name in needed if name not in given]
+            if missing:
+                raise ArrayError(f"evaluating ∂{self.new}/∂{self.old} of cell {cell.name}: {kind} lacks {missing}")
         values: dict[str, np.ndarray] = {**params, **state, **inputs}
         values |= {n: float(v) for n, v in cell.constants.items()}
         sizes = {dim: np.shape(values[name])[-1] for name, dim in (*cell.states.items(), *cell.inputs.items())}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import MissingExtraError, SymgateError
-from .flow import Flow
+from .flow import Flow, check_comparable
 
 INSTALL_HINT = 'pip install "symgate[plot]" (or pip install matplotlib)'
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -36,6 +36,7 @@ def plot_flow(flows: Sequence[Flow], path: str | Path) -> Path:
     except ImportError as err:
         raise MissingExtraError(f"plotting gradient flow needs matplotlib: {INSTALL_HINT}") from err
     path = plot_path(path)
+    check_comparable(flows)
     figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axes = figure.subplots()
     for flow in flows:

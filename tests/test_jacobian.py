@@ -83,3 +83,13 @@ def test_unknown_states_are_named_in_the_error():
         d.jacobian("h'", "q")
     with pytest.raises(sg.CellNameError, match=r"new_state 'y' is not a state of cell lstm"):
         d.jacobian("y'", "h")
+
+
+def test_evaluating_without_a_needed_array_says_which():
+    cell = sg.cells.get("lstm")
+    block = sg.derive(cell).jacobian("c'", "c")
+    with pytest.raises(sg.ArrayError, match=r"∂c'/∂c of cell lstm: params lacks \['W_i', 'U_i'"):
+        block.evaluate({}, {"h": np.zeros((1, 2))}, {"x": np.zeros((1, 2))})
+    params = {p.name: np.zeros(2 if len(p.shape) == 1 else (2, 2)) for p in cell.params}
+    with pytest.raises(sg.ArrayError, match=r"∂c'/∂c of cell lstm: state lacks \['c'\]"):
+        block.evaluate(params, {"h": np.zeros((1, 2))}, {"x": np.zeros((1, 2))})
