@@ -57,8 +57,9 @@ def step_listing(cell: Cell, dtype: str = "float64") -> str:
     stem = generate(cell, dtype).stem
     counts = {"forward": cell.operations(), "backward": derive(cell).operations()}
     out = [
-        f"/* The C of one step of {cell.name} ({dtype}): the body of each kernel's time loop, cut from",
-        f" * {stem}.c. `symgate show {cell.name} --c --full` prints the whole file. */",
+        f"/* The C of one step of {cell.name} ({dtype}): each kernel's time loop, cut from {stem}.c.",
+        " * Work a kernel does for all steps at once, before or after its loop, is in the whole file:",
+        f" * `symgate show {cell.name} --c --full`. */",
     ]
     for step in step_sources(cell, dtype):
         out += [
