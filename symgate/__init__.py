@@ -13,6 +13,15 @@ The pipeline, one module a stage, each taking what the previous one returns:
 
 ``pipeline`` strings stages 2-7 together (``generate``, ``build``).
 
+Inspecting what the pipeline derives, each a module of its own:
+
+* ``opcount``      equations -> ``OpCount`` per step (``Cell.operations()``, ``Derivation.operations()``)
+* ``jacobian``     ``Cell`` -> ``StepJacobian`` blocks ∂s'/∂r with their structure (``Derivation.jacobian``)
+* ``forget_gate``  ``Cell`` -> its forget gates and their bias parameters, found from the equations
+* ``flow``         ``Kernel`` runs -> ``Flow``: ‖∂s_T/∂s_(T-k)‖₂ against distance; ``plot`` draws it
+* ``compare``      two ``Cell`` -> ``CellDiff`` (declarations, parameters, forward and backward terms)
+* ``c_step``       generated C -> the time loop of each pass, for reading
+
 Quick start::
 
     import symgate as sg
@@ -27,6 +36,7 @@ __version__ = "0.1.0"
 from . import cells, interop
 from .cell import Cell, Param
 from .check import define, load, parse
+from .compare import CellDiff, compare
 from .derive import Derivation, derive
 from .errors import (
     ArrayError,
@@ -36,41 +46,52 @@ from .errors import (
     CellSyntaxError,
     DimensionError,
     EquationOrderError,
+    MissingExtraError,
     StateUpdateError,
     SymgateError,
     UnknownCellError,
     UnknownFunctionError,
 )
+from .flow import Flow, measure_flow
 from .functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
 from .gradcheck import GradcheckReport, gradcheck
 from .interop import InteropError, from_torch, to_torch
+from .jacobian import StepJacobian
 from .kernel import Gradients, Kernel, Run
+from .opcount import OpCount
 from .pipeline import build, generate
+from .plot import plot_flow
 
 __all__ = [
     "ArrayError",
     "BuildError",
     "Cell",
+    "CellDiff",
     "CellError",
     "CellNameError",
     "CellSyntaxError",
     "Derivation",
     "DimensionError",
     "EquationOrderError",
+    "Flow",
     "GradcheckReport",
     "Gradients",
     "InteropError",
     "Kernel",
     "MatVec",
+    "MissingExtraError",
+    "OpCount",
     "Param",
     "Run",
     "StateUpdateError",
+    "StepJacobian",
     "SymgateError",
     "UnknownCellError",
     "UnknownFunctionError",
     "Var",
     "build",
     "cells",
+    "compare",
     "define",
     "derive",
     "from_torch",
@@ -78,8 +99,10 @@ __all__ = [
     "gradcheck",
     "interop",
     "load",
+    "measure_flow",
     "next_state",
     "parse",
+    "plot_flow",
     "relu",
     "sigmoid",
     "softplus",

@@ -15,7 +15,8 @@ from typing import Literal
 import sympy
 
 from .functions import PRIME, SCALAR, Var
-from .notation import cell_text, latex, latex_name, math_text
+from .notation import cell_text, latex, latex_name, latex_rows, math_text
+from .opcount import OpCount, count_pass
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,20 @@ class Cell:
         out += [f"    {p.name:<12} ({', '.join(p.shape)})" for p in self.params]
         out.append("  forward step:")
         out += [f"    {e.target.name} = {math_text(e.expr)}" for e in self.equations]
+        out.append(f"  forward, per step and sample: {self.operations()}")
         return "\n".join(out)
 
-    def _repr_latex_(self) -> str:
+    def operations(self) -> OpCount:
+        """What one forward step costs (see :mod:`symgate.opcount`)."""
+        return count_pass(e.expr for e in self.equations)
+
+    def latex(self) -> str:
+        """The forward equations as a LaTeX ``aligned`` block, ending with the operation count."""
         rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
-        return r"$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$"
+        return latex_rows(rows, f"forward, per step and sample: {self.operations()}")
+
+    def _repr_latex_(self) -> str:
+        return f"${self.latex()}$"
 
     def __str__(self) -> str:
         return self.text()

@@ -1,7 +1,8 @@
-"""The ``symgate`` command: list, show, build and check cells from the shell.
+"""The ``symgate`` command: list, show, build, check, compare cells and measure their gradient flow.
 
 CELL is a built-in name (``symgate list``) or a path to a ``.cell`` file. Errors in the user's
 input print one clear message and exit with status 2; a failed gradient check exits with 1.
+The work is done by the modules named in each command; this one only reads the command line.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import time
 from pathlib import Path
 
 from . import cells
+from .c_step import step_listing
 from .cell import Cell
+from .compare import compare
 from .derive import derive
-from .errors import SymgateError
+from .errors import MissingExtraError, SymgateError
+from .flow import flow_csv, flow_table, measure_flow
+from .forget_gate import forget_bias_problem
 from .gradcheck import gradcheck
 from .pipeline import build, generate
+from .plot import plot_flow, plot_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("cell", metavar="CELL")
     form = show.add_mutually_exclusive_group()
     form.add_argument("--latex", action="store_true", help="print LaTeX instead of Unicode text")
-    form.add_argument("--c", action="store_true", help="print the generated C (float64)")
+    form.add_argument("--c", action="store_true", help="print the generated C of one step (float64)")
+    show.add_argument("--full", action="store_true", help="with --c: the whole generated file")
+    show.add_argument(
+        "--jacobian", action="store_true", help="print every step Jacobian block ∂s'/∂r instead (with --latex: LaTeX)"
+    )
     show.set_defaults(run=_show)
 
     build_cmd = commands.add_parser("build", help="generate and compile a cell's kernels")
@@ -58,6 +68,26 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--verbose", action="store_true", help="print every cell's full table, not one line each")
     check.set_defaults(run=_check)
+
+    flow = commands.add_parser("flow", help="measure how fast the gradient of the last state falls with distance")
+    flow.add_argument("cells", metavar="CELL", nargs="+")
+    flow.add_argument("--steps", type=int, default=100, help="sequence length T (default 100)")
+    flow.add_argument("--sizes", help="dimension sizes, e.g. D=16,H=64 (default: 32 each)")
+    flow.add_argument("--samples", type=int, default=4, help="random sequences per cell (default 4)")
+    flow.add_argument("--seed", type=int, default=0)
+    flow.add_argument("--scale", type=float, default=1.0, help="multiply every initial parameter by this")
+    flow.add_argument(
+        "--forget-bias", type=float, help="total forget-gate bias, for the cells that have one (default: as drawn)"
+    )
+    flow.add_argument(
+        "--out", type=Path, default=Path("flow.png"), help="the plot (default flow.png); the table goes beside it, .csv"
+    )
+    flow.set_defaults(run=_flow)
+
+    diff = commands.add_parser("diff", help="which declarations, equations and backward terms two cells differ in")
+    diff.add_argument("first", metavar="CELL_A")
+    diff.add_argument("second", metavar="CELL_B")
+    diff.set_defaults(run=_diff)
     return parser
 
 
@@ -69,18 +99,34 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if args.full and not args.c:
+        raise SymgateError("--full goes with --c: `symgate show CELL --c --full` prints the whole generated C")
+    if args.jacobian and args.c:
+        raise SymgateError("--jacobian prints equations, --c the generated C: choose one")
     cell = cells.resolve(args.cell)
     if args.c:
-        print(generate(cell, "float64").c_source, end="")
+        print(generate(cell, "float64").c_source if args.full else step_listing(cell), end="")
         return 0
     derivation = derive(cell)
+    if args.jacobian:
+        blocks = derivation.jacobians()
+        if args.latex:
+            print("\n".join(block.latex() for block in blocks))
+            return 0
+        print(f"step Jacobians of {cell.name}: ∂s'/∂r for every new state s' and previous state r. Each block is")
+        print("diag(d) + Σ diag(a) · M · J: a diagonal (the path that meets no matrix) plus products with")
+        print("parameter matrices M, where J, of the same form, is the Jacobian of the vector M multiplies.")
+        for block in blocks:
+            print()
+            print(block)
+        return 0
     if args.latex:
-        print(cell._repr_latex_().strip("$"))
+        print(cell.latex())
         print(derivation.latex())
         return 0
     print(cell.describe())
     print()
-    print(derivation.text())
+    print(derivation)
     return 0
 
 
@@ -129,6 +175,39 @@ def _check(args: argparse.Namespace) -> int:
     if len(checked) > 1:
         print(f"{len(checked) - failed} passed, {failed} failed in {time.perf_counter() - started:.1f} s")
     return 1 if failed else 0
+
+
+def _flow(args: argparse.Namespace) -> int:
+    checked = [cells.resolve(name) for name in args.cells]
+    given = _given_sizes(args.sizes, {d for cell in checked for d in cell.dims})
+    plot_path(args.out)  # refused before the measurement, not after
+    problems = {cell.name: forget_bias_problem(cell) for cell in checked} if args.forget_bias is not None else {}
+    if problems and all(problems.values()):
+        raise SymgateError("--forget-bias: " + "; ".join(problems.values()))
+    flows = []
+    for cell in checked:
+        if problems.get(cell.name):
+            print(f"note: {problems[cell.name]}; it keeps its parameters as drawn")
+        bias = None if problems.get(cell.name) else args.forget_bias
+        flows.append(measure_flow(cell, args.steps, given, args.samples, args.seed, args.scale, bias))
+    print(flow_table(flows))
+    table = args.out.with_suffix(".csv")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(flow_csv(flows))
+    except OSError as err:
+        raise SymgateError(f"cannot write {table}: {err.strerror}") from err
+    print(f"wrote {table} (every distance)")
+    try:
+        print(f"wrote {plot_flow(flows, args.out)}")
+    except MissingExtraError as err:
+        print(f"no plot: {err}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    print(compare(cells.resolve(args.first), cells.resolve(args.second)))
+    return 0
 
 
 def _given_sizes(text: str | None, dims: set[str]) -> dict[str, int]:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import sympy
 
 from .cell import Cell, Equation
-from .functions import SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var
-from .notation import latex, latex_name, math_text
+from .functions import PRIME, SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var, cross_unit_nodes
+from .jacobian import StepJacobian, step_jacobian, step_jacobians
+from .notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
+from .opcount import OpCount, count_pass
 
 ADJOINT = "δ"
-TOTAL = "_tot"
-PRE = "_pre"
 TEMPORARY = "τ"
 
 
@@ -74,8 +74,20 @@ class Derivation:
     def gradient(self, param: str) -> MatrixGradient | VectorGradient:
         return next(g for g in self.gradients if g.param == param)
 
+    def jacobian(self, new_state: str, old_state: str) -> StepJacobian:
+        """``∂new_state/∂old_state`` over one step (``jacobian("c'", "c")`` is the LSTM's ``diag(f)``).
+
+        The block the backward pass multiplies ``δc'`` by, transposed, to reach ``δc``; see
+        :mod:`symgate.jacobian` for its form and ``structure``.
+        """
+        return step_jacobian(self.cell, new_state, old_state)
+
+    def jacobians(self) -> list[StepJacobian]:
+        """Every block ``∂s'/∂r`` of the step's state-to-state Jacobian."""
+        return step_jacobians(self.cell)
+
     def text(self) -> str:
-        """The backward equations as Unicode math, for terminals."""
+        """The backward equations as Unicode math (also the comment heading the generated C)."""
         seeds = ", ".join(s.name for s in self.seeds.values())
         lines = [f"backward step of {self.cell.name}, given {seeds} (from later steps and the loss):"]
         lines += [f"  {e.target.name} = {math_text(e.expr)}" for e in self.equations]
@@ -87,8 +99,40 @@ class Derivation:
                 lines.append(f"  {ADJOINT}{g.param} += {math_text(g.expr)}")
         return "\n".join(lines)
 
+    def describe(self) -> str:
+        """The backward step for people: the equations, what the names mean and what one step costs."""
+        return "\n".join([self.text(), *self._legend(), f"backward, per step and sample: {self.operations()}"])
+
+    def _legend(self) -> list[str]:
+        """What the names mean, for a reader who meets ``δh'`` and ``δh`` for the first time."""
+        states = list(self.state_adjoints)
+        new, previous = ", ".join(s + PRIME for s in states), ", ".join(states)
+        plural = len(states) > 1
+        are = "are the new states" if plural else "is the new state"
+        notes = [
+            f"δv is the gradient of the loss with respect to v; {new} {are}, "
+            f"{previous} the previous {'ones' if plural else 'one'}",
+        ]
+        names = {e.target.name for e in self.equations}
+        if any(n.endswith(PRE) for n in names):
+            notes.append(
+                f"{ADJOINT}v{PRE} is the gradient with respect to v's pre-activation, the sum holding its products"
+            )
+        if any(e.kind == "temporary" for e in self.equations):
+            notes.append(f"{TEMPORARY}1, {TEMPORARY}2, … are shared subexpressions, computed once")
+        return [f"  ({note})" for note in notes]
+
+    def operations(self) -> OpCount:
+        """What one backward step costs (see :mod:`symgate.opcount`)."""
+        vector_gradients = [g.expr for g in self.gradients if isinstance(g, VectorGradient)]
+        return count_pass(
+            [*(e.expr for e in self.equations), *vector_gradients],
+            accumulations=len(vector_gradients),
+            outer_products=len(self.gradients) - len(vector_gradients),
+        )
+
     def latex(self) -> str:
-        """The backward equations as a LaTeX ``aligned`` block."""
+        """The backward equations as a LaTeX ``aligned`` block, ending with the operation count."""
         rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
         for g in self.gradients:
             name = latex_name(ADJOINT + g.param)
@@ -97,13 +141,13 @@ class Derivation:
             else:
                 rhs = latex(g.expr)
             rows.append(rf"{name} &\mathrel{{+}}= {rhs}")
-        return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+        return latex_rows(rows, f"backward, per step and sample: {self.operations()}")
 
     def _repr_latex_(self) -> str:
         return f"${self.latex()}$"
 
     def __str__(self) -> str:
-        return self.text()
+        return self.describe()
 
 
 def derive(cell: Cell) -> Derivation:
@@ -139,7 +183,7 @@ class _Deriver:
         cell = self.cell
         last_use = {}
         for index, eq in enumerate(cell.equations):
-            for node in _cross_unit_nodes(eq.expr):
+            for node in cross_unit_nodes(eq.expr):
                 last_use.setdefault(node, index)
         seeds = {
             e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
@@ -213,7 +257,7 @@ class _Deriver:
 
     def pass_back(self, expr: sympy.Expr, adjoint: Var, size: str) -> None:
         """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v``, product and reduction in ``expr``."""
-        nodes = _cross_unit_nodes(expr)
+        nodes = cross_unit_nodes(expr)
         stand_ins = {p: sympy.Dummy(f"m{i}", real=True) for i, p in enumerate(nodes)}
         flat = expr.xreplace(stand_ins)
         back = {d: p for p, d in stand_ins.items()}
@@ -365,11 +409,6 @@ class _Deriver:
             VectorGradient(g.param, g.expr.xreplace(new)) if isinstance(g, VectorGradient) else g for g in gradients
         ]
         return equations, gradients
-
-
-def _cross_unit_nodes(expr: sympy.Expr) -> list[MatVec | Reduction]:
-    """The products and reductions in ``expr``, in a deterministic order."""
-    return sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
 
 
 def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:

@@ -80,3 +80,7 @@ class BuildError(SymgateError):
 
 class UnknownCellError(SymgateError):
     """A built-in cell name that does not exist (and is not a path to a .cell file)."""
+
+
+class MissingExtraError(SymgateError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

@@ -24,6 +24,7 @@ __all__ = [
     "ReduceSum",
     "Reduction",
     "Var",
+    "cross_unit_nodes",
     "matrix_names",
     "next_state",
     "relu",
@@ -173,6 +174,11 @@ def vector_names(expr: sympy.Expr) -> set[str]:
     if isinstance(expr, Var):
         return {expr.name}
     return set().union(*(vector_names(arg) for arg in expr.args))
+
+
+def cross_unit_nodes(expr: sympy.Expr) -> list[MatVec | Reduction]:
+    """The products and reductions in ``expr`` (the only nodes that mix units), in a deterministic order."""
+    return sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
 
 
 def matrix_names(expr: sympy.Expr) -> set[str]:

@@ -18,6 +18,7 @@ the reference; optionally the float32 kernel is compared with the float64 one.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -84,36 +85,49 @@ class GradcheckReport:
         float32_ok = self.float32_rel_error is None or self.float32_rel_error <= self.float32_tolerance
         return self.max_rel_error <= self.tolerance and float32_ok
 
-    def __str__(self) -> str:
+    def title(self) -> str:
         sizes = " ".join(f"{d}={n}" for d, n in self.sizes.items())
-        lines = [
+        return (
             f"gradcheck {self.cell} (float64, {sizes}, T={self.steps}, B={self.batch}, seed {self.seed}): "
-            f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:g}, finite-difference noise {self.noise:.1e})",
-            f"  {'tensor':<14}{'kind':<8}{'elements':>9}{'max abs err':>13}{'max rel err':>13}",
+            f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:g}, finite-difference noise {self.noise:.1e})"
+        )
+
+    def checks(self) -> list[str]:
+        """The checks beside the per-tensor table: forward pass, duality and float32, one line each."""
+        lines = [
+            f"forward kernel vs NumPy reference: max rel err {self.forward_rel_error:.2e}",
+            f"duality <u, VJP(G)> vs directional FD: rel err {self.duality_rel_error:.2e}",
         ]
+        if self.float32_rel_error is not None:
+            lines.append(
+                f"float32 kernel vs float64 kernel: max rel err {self.float32_rel_error:.2e} "
+                f"(tolerance {self.float32_tolerance:g})"
+            )
+        return lines
+
+    def __str__(self) -> str:
+        lines = [self.title(), f"  {'tensor':<14}{'kind':<8}{'elements':>9}{'max abs err':>13}{'max rel err':>13}"]
         for t in self.gradients:
             flag = "" if t.max_rel_error <= self.tolerance else "  <- exceeds tolerance"
             lines.append(
                 f"  {t.name:<14}{t.kind:<8}{t.elements:>9}{t.max_abs_error:>13.2e}{t.max_rel_error:>13.2e}{flag}"
             )
-        lines.append(f"  forward kernel vs NumPy reference: max rel err {self.forward_rel_error:.2e}")
-        lines.append(f"  duality <u, VJP(G)> vs directional FD: rel err {self.duality_rel_error:.2e}")
-        if self.float32_rel_error is not None:
-            lines.append(
-                f"  float32 kernel vs float64 kernel: max rel err {self.float32_rel_error:.2e} "
-                f"(tolerance {self.float32_tolerance:g})"
-            )
+        lines += [f"  {line}" for line in self.checks()]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{t.name}</td><td>{t.kind}</td><td>{t.elements}</td>"
-            f"<td>{t.max_abs_error:.2e}</td><td>{t.max_rel_error:.2e}</td></tr>"
-            for t in self.gradients
-        )
+        """The same report as HTML for notebooks, with the tensors over tolerance in bold."""
+        rows = "".join(self._html_row(t) for t in self.gradients)
         head = "<tr><th>tensor</th><th>kind</th><th>elements</th><th>max abs err</th><th>max rel err</th></tr>"
-        status = "ok" if self.ok else "FAILED"
-        return f"<p>gradcheck {self.cell}: <b>{status}</b></p><table>{head}{rows}</table>"
+        checks = "".join(f"<li>{html.escape(line)}</li>" for line in self.checks())
+        return f"<p><b>{html.escape(self.title())}</b></p><table>{head}{rows}</table><ul>{checks}</ul>"
+
+    def _html_row(self, t: TensorCheck) -> str:
+        relative = f"{t.max_rel_error:.2e}"
+        if t.max_rel_error > self.tolerance:
+            relative = f"<b>{relative} exceeds tolerance</b>"
+        cells = (html.escape(t.name), t.kind, t.elements, f"{t.max_abs_error:.2e}", relative)
+        return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 def gradcheck(

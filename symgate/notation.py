@@ -15,6 +15,11 @@ from sympy.printing.str import StrPrinter
 
 from .functions import MatVec, MatVecT, Reduction
 
+TOTAL = "_tot"
+"""The suffix of an adjoint that sums a seed and what later equations pass back: ``δc'_tot``."""
+PRE = "_pre"
+"""The suffix of the adjoint of a gate's pre-activation, the products inside it: ``δf_pre``."""
+
 # '@' binds tighter than '*' in cell text, but products print it in parentheses,
 # `2*(W @ x)`, so that a reader used to Python's precedence reads the same thing.
 MATVEC_PRECEDENCE = PRECEDENCE["Mul"]
@@ -73,10 +78,17 @@ class CellLatexPrinter(LatexPrinter):
         return prefix + self._plain_name(name, style)
 
     def _plain_name(self, name: str, style: str) -> str:
-        r"""``W_f`` -> ``W_{f}``, ``c'`` -> ``c'``, ``c'_tot`` -> ``c'{}_{\mathrm{tot}}``, ``τ1`` -> ``\tau_{1}``."""
+        r"""``W_f`` -> ``W_{f}``, ``c'_tot`` -> ``c'{}_{\mathrm{tot}}``, ``f_pre`` -> ``f_{\mathrm{pre}}``,
+        ``τ1`` -> ``\tau_{1}``.
+
+        The derivation's word suffixes (``_tot``, ``_pre``) are upright text, not a product of letters.
+        """
         base, primes, rest = re.fullmatch(r"([^']*)('*)(.*)", name.replace("τ", "tau")).groups()
+        if not primes and base.endswith(PRE):
+            base, rest = base.removesuffix(PRE), PRE
         text = super()._print_Symbol(sympy.Symbol(base), style) + primes
-        return text + (rf"{{}}_{{\mathrm{{{rest.lstrip('_')}}}}}" if rest else "")
+        glue = "{}" if primes else ""  # c'{}_{tot}: the subscript belongs to c', not to the prime
+        return text + (rf"{glue}_{{\mathrm{{{rest.lstrip('_')}}}}}" if rest else "")
 
     def _print_MatVec(self, expr: MatVec, exp: str | None = None) -> str:
         vector = self.parenthesize(expr.vector, PRECEDENCE["Mul"])
@@ -108,6 +120,11 @@ def math_text(expr: sympy.Expr) -> str:
 def latex(expr: sympy.Expr) -> str:
     """``expr`` as LaTeX."""
     return CellLatexPrinter().doprint(expr)
+
+
+def latex_rows(rows: list[str], note: str) -> str:
+    """Equation rows (``lhs &= rhs``) as one LaTeX ``aligned`` block, ending with a line of text."""
+    return r"\begin{aligned}" + r" \\ ".join([*rows, rf"&\text{{{note}}}"]) + r"\end{aligned}"
 
 
 def latex_name(name: str) -> str:

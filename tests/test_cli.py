@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 
+import symgate as sg
 from symgate import functions
 from symgate.cli import main
 
@@ -41,8 +45,78 @@ def test_show_prints_equations_shapes_and_backward_pass(capsys):
 def test_show_latex_and_c(capsys):
     code, out, _ = run(capsys, "show", "lstm", "--latex")
     assert code == 0 and r"\sigma" in out and r"\delta" in out
-    code, out, _ = run(capsys, "show", "gru_cho", "--c")
-    assert code == 0 and "void sg_gru_cho_float64_backward(" in out
+    assert r"\text{forward, per step and sample: 9 adds" in out and r"\text{backward, per step and sample" in out
+    code, out, _ = run(capsys, "show", "gru_cho", "--c", "--full")
+    assert code == 0 and out == sg.generate(sg.cells.get("gru_cho")).c_source
+
+
+def test_show_c_prints_the_time_loop_of_each_pass_with_its_place_and_cost(capsys):
+    code, out, _ = run(capsys, "show", "lstm", "--c")
+    source = sg.generate(sg.cells.get("lstm")).c_source.splitlines()
+    headings = re.findall(r"/\* (\w+) step: lines (\d+)-(\d+) of lstm_float64.c, in (\w+) \*/", out)
+    assert code == 0 and [(h[0], h[3]) for h in headings] == [
+        ("forward", "sg_lstm_float64_forward"),
+        ("backward", "sg_lstm_float64_backward"),
+    ]
+    for name, first, last, _ in headings:
+        loop = "\n".join(line.strip() for line in source[int(first) - 1 : int(last)])
+        assert loop in "\n".join(line.strip() for line in out.splitlines())
+        assert source[int(first) - 1].strip().startswith("for (int t")
+        assert f"/* {name}, per step and sample: " in out
+    assert "const double d_c = f*d_c_next_tot;" in out and "void sg_lstm" not in out
+
+
+def test_show_jacobian_prints_every_block(capsys):
+    code, out, _ = run(capsys, "show", "lstm", "--jacobian")
+    assert code == 0
+    assert "∂c'/∂c (H × H): diagonal\n    diag(f)" in out and "∂h'/∂h (H × H): products through U_f" in out
+    assert out.count("∂") >= 4 * 2
+    code, out, _ = run(capsys, "show", "gru_cho", "--jacobian", "--latex")
+    assert code == 0 and out.startswith(r"\frac{\partial h'}{\partial h} = \operatorname{diag}\left(z\right)")
+
+
+def test_show_options_that_do_not_go_together(capsys):
+    code, _, err = run(capsys, "show", "lstm", "--full")
+    assert code == 2 and "--full goes with --c" in err
+    code, _, err = run(capsys, "show", "lstm", "--c", "--jacobian")
+    assert code == 2 and "choose one" in err
+
+
+def test_flow_writes_the_table_and_the_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out_file = tmp_path / "plots" / "flow.png"
+    code, out, _ = run(capsys, "flow", "elman_rnn", "lstm", "--steps", "30", "--samples", "2", "--out", str(out_file))
+    assert code == 0
+    assert out_file.read_bytes().startswith(b"\x89PNG") and f"wrote {out_file}" in out
+    table = out_file.with_suffix(".csv").read_text().splitlines()
+    assert table[0] == "cell,distance,geometric_mean,min,max" and len(table) == 1 + 2 * 31
+    assert "distance k   elman_rnn        lstm" in out and "per step" in out
+
+
+def test_flow_without_matplotlib_prints_the_table_and_how_to_get_the_plot(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if matplotlib were not installed
+    out_file = tmp_path / "flow.png"
+    code, out, _ = run(capsys, "flow", "gru_cho", "--steps", "5", "--samples", "1", "--out", str(out_file))
+    assert code == 0 and not out_file.exists() and out_file.with_suffix(".csv").exists()
+    assert "distance k" in out
+    assert 'no plot: plotting gradient flow needs matplotlib: pip install "symgate[plot]"' in out
+
+
+def test_flow_forget_bias_applies_where_there_is_a_forget_gate(capsys, tmp_path):
+    out_file = str(tmp_path / "flow.svg")
+    code, out, _ = run(capsys, "flow", "elman_rnn", "lstm", "--steps", "4", "--forget-bias", "2", "--out", out_file)
+    assert code == 0 and "note: cell elman_rnn has no forget gate" in out and "forget-gate bias b_f = 2" in out
+    code, _, err = run(capsys, "flow", "elman_rnn", "gru_cho", "--forget-bias", "2", "--out", out_file)
+    assert code == 2 and "elman_rnn has no forget gate" in err and "forget gate z of state h has no bias" in err
+    code, _, err = run(capsys, "flow", "lstm", "--out", str(tmp_path / "flow.txt"))
+    assert code == 2 and "flow.txt: a plot must be a .png, .svg or .pdf file" in err
+
+
+def test_diff_shows_what_the_peepholes_change(capsys):
+    code, out, _ = run(capsys, "diff", "lstm", "lstm_peephole")
+    assert code == 0
+    assert "  ~ i: adds c*p_i" in out and "  ~ δc: adds p_f*δf_pre, p_i*δi_pre" in out
+    assert "  + only in lstm_peephole: p_o (H)" in out
 
 
 def test_build_writes_source_and_header(capsys, tmp_path):

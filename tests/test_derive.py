@@ -11,6 +11,7 @@ from conftest import LSTM
 
 import symgate as sg
 from symgate.functions import MatVecT, sigmoid
+from symgate.notation import latex_name, math_text
 
 V = sg.Var
 
@@ -79,3 +80,22 @@ def test_unused_previous_state_gets_zero_adjoint():
     cell = sg.parse("cell t\ninput x: D\nstate h: H\nh' = tanh(W @ x)\n")
     assert sg.derive(cell).state_adjoints["h"] == V("δh")
     assert adjoint(sg.derive(cell), "δh") == 0
+
+
+def test_adjoint_names_read_the_same_in_text_latex_and_the_generated_c():
+    cell = sg.cells.get("lstm")
+    d = sg.derive(cell)
+    c_source = sg.generate(cell).c_source
+    for eq in d.equations:
+        line = f"{eq.target.name} = {math_text(eq.expr)}"
+        assert line in str(d) and line in c_source
+        assert latex_name(eq.target.name) + " &=" in d.latex()
+    assert latex_name("δf_pre") == r"\delta f_{\mathrm{pre}}"
+    assert latex_name("δc'_tot") == r"\delta c'{}_{\mathrm{tot}}"
+
+
+def test_the_printed_derivation_says_what_the_names_mean():
+    text = str(sg.derive(sg.cells.get("lstm")))
+    assert "h', c' are the new states, h, c the previous ones" in text
+    assert "τ1, τ2, … are shared subexpressions" in text
+    assert "elman" not in text and "is the new state" in str(sg.derive(sg.cells.get("elman_rnn")))

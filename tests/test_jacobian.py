@@ -1,0 +1,95 @@
+"""Step Jacobians: symbolic blocks ∂s'/∂r, their structure, and their numbers at a point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+
+import symgate as sg
+from symgate import reference
+
+V = sg.Var
+
+
+def test_lstm_cell_state_carries_through_the_forget_gate_alone():
+    block = sg.derive(sg.cells.get("lstm")).jacobian("c'", "c")
+    assert block.structure == "diagonal"
+    assert block.diagonal == V("f") and not block.map.paths
+    assert str(block) == "∂c'/∂c (H × H): diagonal\n    diag(f)"
+    assert block._repr_latex_() == r"$\frac{\partial c'}{\partial c} = \operatorname{diag}\left(f\right)$"
+
+
+def test_lstm_paths_through_h_are_products_with_the_recurrent_matrices():
+    d = sg.derive(sg.cells.get("lstm"))
+    assert d.jacobian("c'", "h").structure == "products through U_f, U_g, U_i"
+    assert d.jacobian("h'", "h").structure == "products through U_f, U_g, U_i, U_o"
+    h_from_c = d.jacobian("h", "c")  # the new state may be named without its prime
+    assert h_from_c.new == "h'" and h_from_c.structure == "diagonal"
+    assert h_from_c.diagonal == V("f") * V("o") * (1 - sympy.tanh(V("c'")) ** 2)
+    assert [(b.new, b.old) for b in d.jacobians()] == [("h'", "h"), ("h'", "c"), ("c'", "h"), ("c'", "c")]
+
+
+def test_gru_interpolation_gives_a_diagonal_plus_nested_products():
+    block = sg.derive(sg.cells.get("gru_cho")).jacobian("h'", "h")
+    assert block.diagonal == V("z")
+    assert block.structure == "diagonal plus products through U_h, U_h·U_r, U_z"
+    assert "U_h · (diag(r) + diag(h*r*(1 - r)) · U_r)" in block.text()
+
+
+def test_simple_rnn_has_no_diagonal_only_the_recurrent_matrix():
+    block = sg.derive(sg.cells.get("elman_rnn")).jacobian("h'", "h")
+    assert block.structure == "products through U"
+    assert block.map.terms() == ["diag(1 - h'**2) · U"]
+
+
+def test_identity_and_zero_blocks():
+    cell = sg.parse("cell t\ninput x: D\nstate h: H, c: H\nh' = tanh(W @ x + U @ h)\nc' = c + h'\n")
+    d = sg.derive(cell)
+    assert d.jacobian("c'", "c").structure == "identity"
+    assert d.jacobian("h'", "c").structure == "zero" and d.jacobian("h'", "c").text().endswith("0")
+    assert d.jacobian("c'", "h").structure == "products through U"
+
+
+@pytest.mark.parametrize("name", sg.cells.names())
+def test_every_block_equals_finite_differences_of_the_reference_step(name):
+    """The symbolic blocks, evaluated, against central differences of the NumPy reference."""
+    cell = sg.cells.get(name)
+    rng = np.random.default_rng(0)
+    sizes = {dim: 3 + i for i, dim in enumerate(cell.dims)} | {"1": 1}
+    params = {p.name: rng.uniform(-0.6, 0.6, tuple(sizes[d] for d in p.shape)) for p in cell.params}
+    state = {s: rng.uniform(-0.8, 0.8, (2, sizes[d])) for s, d in cell.states.items()}
+    inputs = {x: rng.standard_normal((2, sizes[d])) for x, d in cell.inputs.items()}
+
+    def step(init):
+        states, _ = reference.forward(cell, {x: a[None] for x, a in inputs.items()}, params, init)
+        return {s: a[0] for s, a in states.items()}
+
+    for block in sg.derive(cell).jacobians():
+        new, old, e = block.new.removesuffix("'"), block.old, 1e-6
+        numeric = np.zeros((2, sizes[cell.states[new]], sizes[cell.states[old]]))
+        for j in range(numeric.shape[2]):
+            up, down = dict(state), dict(state)
+            up[old], down[old] = state[old].copy(), state[old].copy()
+            up[old][:, j] += e
+            down[old][:, j] -= e
+            numeric[:, :, j] = (step(up)[new] - step(down)[new]) / (2 * e)
+        np.testing.assert_allclose(block.evaluate(params, state, inputs), numeric, atol=1e-8, err_msg=block.title())
+
+
+def test_unknown_states_are_named_in_the_error():
+    d = sg.derive(sg.cells.get("lstm"))
+    with pytest.raises(sg.SymgateError, match=r"old_state 'q' is not a state of cell lstm; its states are h, c"):
+        d.jacobian("h'", "q")
+    with pytest.raises(sg.CellNameError, match=r"new_state 'y' is not a state of cell lstm"):
+        d.jacobian("y'", "h")
+
+
+def test_evaluating_without_a_needed_array_says_which():
+    cell = sg.cells.get("lstm")
+    block = sg.derive(cell).jacobian("c'", "c")
+    with pytest.raises(sg.ArrayError, match=r"∂c'/∂c of cell lstm: params lacks \['W_i', 'U_i'"):
+        block.evaluate({}, {"h": np.zeros((1, 2))}, {"x": np.zeros((1, 2))})
+    params = {p.name: np.zeros(2 if len(p.shape) == 1 else (2, 2)) for p in cell.params}
+    with pytest.raises(sg.ArrayError, match=r"∂c'/∂c of cell lstm: state lacks \['c'\]"):
+        block.evaluate(params, {"h": np.zeros((1, 2))}, {"x": np.zeros((1, 2))})
