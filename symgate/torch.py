@@ -92,7 +92,7 @@ except ImportError as err:  # pragma: no cover - the tests run with torch instal
 
 from torch.autograd.function import once_differentiable
 
-__all__ = ["CellModule", "Sequences", "from_cell"]
+__all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 _KERNELS: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
@@ -430,9 +430,14 @@ def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
     return {d: int(sizes[d]) for d in cell.dims}
 
 
+def default_output(cell: Cell) -> str:
+    """The name whose sequence ``CellModule.forward`` returns by default: the first output, else the first state."""
+    return next(iter(cell.outputs), next(iter(cell.states)))
+
+
 def _checked_output(cell: Cell, output: str | None) -> str:
     if output is None:
-        return next(iter(cell.outputs), next(iter(cell.states)))
+        return default_output(cell)
     if output not in cell.states and output not in cell.outputs:
         raise ArrayError(
             f"output={output!r} is not a state or output of cell {cell.name}; "
