@@ -225,7 +225,7 @@ def table(results: Sequence[Result], args: argparse.Namespace, timing: list[dict
     lines += [
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads; OPENBLAS_NUM_THREADS={blas}.",
+        f"{torch.get_num_threads()} thread(s); OPENBLAS_NUM_THREADS={blas}.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -58,9 +58,10 @@ with ``save_for_backward``: changing one of those tensors in place between the f
 backward pass raises PyTorch's usual error instead of corrupting the gradients.
 
 **Limits.** CPU tensors only (the kernels are C). The backward pass is not itself
-differentiable (no double backward, no ``create_graph`` through the module) and there is no
-forward-mode AD; both raise PyTorch's error. Bad arguments raise :class:`symgate.ArrayError`
-naming the argument.
+differentiable (no double backward, no ``create_graph`` through the module), and there is no
+forward-mode AD and no ``torch.func`` transform other than ``functional_call`` (``grad``,
+``vmap``, ``jvp``); PyTorch raises its own error for each. Bad arguments raise
+:class:`symgate.ArrayError` naming the argument.
 
 PyTorch is optional: ``import symgate`` never imports it, and ``sg.torch`` imports this module
 on first use (``pip install "symgate[torch]"`` installs the CPU build it is tested with).
