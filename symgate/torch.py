@@ -381,25 +381,35 @@ class CellModule(torch.nn.Module):
 
 
 def from_cell(
-    cell: Cell | str | Path, sizes: Mapping[str, int] | None = None, params: Mapping[str, Any] | None = None, **options
+    cell: Cell | str | Path,
+    sizes: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    **options,
 ) -> CellModule:
     """A :class:`CellModule` for a cell (a ``Cell``, a built-in name or a ``.cell`` path).
 
     ``sizes`` may be left out when ``params`` are given: they are read off the parameters' shapes.
-    With ``params`` and no ``dtype`` option, the module is float32 if every parameter is, else
-    float64. So ``from_cell(*symgate.from_torch(torch.nn.LSTMCell(8, 16)))`` is a trainable
-    module computing what the ``LSTMCell`` computes, step after step.
+    A dict of arrays or tensors in the place of ``sizes`` is taken as ``params``, so a
+    ``(cell, params)`` pair unpacks into a module: ``from_cell(*symgate.from_torch(
+    torch.nn.LSTMCell(8, 16)))`` trains what the ``LSTMCell`` computes, step after step. With
+    ``params`` and no ``dtype`` option, the module is float32 if every parameter is, else float64.
     """
     cell = _resolve(cell)
+    if params is None and isinstance(sizes, Mapping) and any(_is_array(v) for v in sizes.values()):
+        sizes, params = None, sizes
     if params is not None:
         if sizes is None:
             sizes = _sizes_of(cell, params)
         if "dtype" not in options:
-            float32 = all(torch.as_tensor(v).dtype == torch.float32 for v in params.values())
+            float32 = all(_is_array(v) and v.dtype in (np.float32, torch.float32) for v in params.values())
             options["dtype"] = torch.float32 if float32 else torch.float64
     if sizes is None:
         raise ArrayError(f"pass the sizes of {list(cell.dims)} (or params to read them from)")
     return CellModule(cell, sizes, params=params, **options)
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, torch.Tensor))
 
 
 # -- helpers ------------------------------------------------------------------------------------

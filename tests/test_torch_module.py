@@ -139,6 +139,20 @@ def test_equals_nn_lstm_with_its_weights():
     torch.testing.assert_close(torch.cat(d_ours[3:]), d_theirs[3], rtol=1e-10, atol=1e-12)
 
 
+def test_a_cell_params_pair_unpacks_into_a_module_equal_to_the_lstm_cell_loop():
+    torch.manual_seed(0)
+    reference = torch.nn.LSTMCell(3, 5)
+    module = from_cell(*sg.from_torch(reference))  # float32 parameters: a float32 module
+    assert module.cell.name == "lstm_pytorch" and module.W_ii.dtype == torch.float32
+    x = randn(4, 2, 3, dtype=torch.float32, grad=False)
+    h = c = torch.zeros(2, 5)
+    steps = []
+    for x_t in x:
+        h, c = reference(x_t, (h, c))
+        steps.append(h)
+    torch.testing.assert_close(module(x)[0], torch.stack(steps), rtol=1e-5, atol=1e-6)
+
+
 def test_float32_agrees_with_float64_and_dtype_follows_the_parameters():
     module = lstm()
     x = randn(6, 3, 3, grad=False)
