@@ -11,7 +11,9 @@ The pipeline, one module a stage, each taking what the previous one returns:
 7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays)
 8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
 
-``pipeline`` strings stages 2-7 together (``generate``, ``build``).
+``pipeline`` strings stages 2-7 together (``generate``, ``build``). ``symgate.torch`` (``sg.torch``,
+imported on first use, so PyTorch stays optional) runs the kernels inside PyTorch: a cell as a
+trainable ``torch.nn.Module``.
 
 Inspecting what the pipeline derives, each a module of its own:
 
@@ -109,3 +111,12 @@ __all__ = [
     "symbols",
     "to_torch",
 ]
+
+
+def __getattr__(name: str):
+    """``sg.torch`` is imported on first use, so ``import symgate`` never needs PyTorch."""
+    if name == "torch":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.torch")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

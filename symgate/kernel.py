@@ -32,7 +32,9 @@ class Run:
     ``states[s]`` is (T, B, size): the state after each step; ``final[s]`` the last one (the
     initial state when T = 0); ``outputs[y]`` is (T, B, size). Every array is read-only, and the
     inputs, parameters and initial states are copies, so changing the caller's arrays after the
-    forward pass cannot corrupt the backward pass.
+    forward pass cannot corrupt the backward pass. ``Kernel.forward(..., copy=False)`` skips
+    those copies and the read-only marking: the run then shares the caller's arrays, and the
+    caller must not change them (or the run's) before the backward pass.
     """
 
     inputs: dict[str, np.ndarray]
@@ -119,8 +121,14 @@ class Kernel:
         x: np.ndarray | Mapping[str, np.ndarray],
         params: Mapping[str, np.ndarray],
         init: Mapping[str, np.ndarray] | None = None,
+        *,
+        copy: bool = True,
     ) -> Run:
-        """Runs the cell over a whole sequence. ``x``: (T, B, D), or a dict for several inputs."""
+        """Runs the cell over a whole sequence. ``x``: (T, B, D), or a dict for several inputs.
+
+        ``copy=False`` makes no defensive copies (see :class:`Run`): for callers such as
+        ``symgate.torch`` that share memory with the kernels and guard it themselves.
+        """
         cell = self.cell
         inputs = self._named("x", x, cell.inputs)
         self._no_unknown("params", params, [p.name for p in cell.params])
@@ -153,11 +161,12 @@ class Kernel:
         arrays = {("input", n): a for n, a in inputs.items()} | {("param", n): a for n, a in params.items()}
         arrays |= {("init", n): a for n, a in init.items()} | outputs
         self._call(self.interface.forward, arrays, steps, batch, sizes)
-        frozen = {k: _read_only(a) for k, a in outputs.items()}
+        keep = (lambda a: _read_only(a.copy())) if copy else (lambda a: a)
+        frozen = {k: _read_only(a) if copy else a for k, a in outputs.items()}
         return Run(
-            inputs={n: _read_only(a.copy()) for n, a in inputs.items()},
-            params={p.name: _read_only(params[p.name].copy()) for p in cell.params},
-            init={n: _read_only(a.copy()) for n, a in init.items()},
+            inputs={n: keep(a) for n, a in inputs.items()},
+            params={p.name: keep(params[p.name]) for p in cell.params},
+            init={n: keep(a) for n, a in init.items()},
             states={n: a for (role, n), a in frozen.items() if role == "states"},
             outputs={n: a for (role, n), a in frozen.items() if role == "outputs"},
             tape={n: a for (role, n), a in frozen.items() if role == "tape"},
