@@ -124,7 +124,6 @@ KERNEL_LOCALS = frozenset(
         "t",
         "sample",
         "unit",
-        "at",
         "n",
         "work",
         "sg_gemm_nn",
@@ -133,6 +132,10 @@ KERNEL_LOCALS = frozenset(
         "sg_pack_t",
         "sg_sum",
         "sg_mean",
+        "SG_BLAS_MIN",
+        "SG_UNITS_INDEPENDENT",
+        "SYMGATE_BLAS",
+        "SYMGATE_VECTOR_MATH",
     ]
 )
 PREDEFINED = frozenset(

@@ -221,7 +221,7 @@ class _Context:
         by_role = {(a.role, a.name): a for a in args}
         layout = self.layout(which, plan, by_role)
         rows = layout.rows
-        packing = [self.render_packing(op, layout) for op in plan.step if _packs(op)]
+        packing = [self.render_packing(op, layout) for op in plan.step if isinstance(op, StackProduct)]
         before = [self.render_op(op, layout) for op in plan.before]
         body = [self.render_op(op, layout) for op in plan.step]
         after = [self.render_op(op, layout) for op in plan.after]
@@ -353,8 +353,8 @@ class _Context:
                     place = layout.rows[member.value]
                 if index == 0:
                     panel.start = place
-        for op in plan.step:
-            if _packs(op):
+        for op in plan.step:  # a stack product inside the time loop reads its matrices packed side by side
+            if isinstance(op, StackProduct):
                 c = self.names("weights", op.stack.vector, "{}_weights")
                 width = layout.panels[(op.stack.panel, which == "backward" or op.stack.hoisted)].width
                 cols = self.dim_c[op.stack.cols]
@@ -624,11 +624,6 @@ class _Layout:
     def add_buffer(self, c: str, extent: str, count: str, comment: str) -> None:
         """A slice of the workspace: ``extent`` in the pass (C names), ``count`` in the size function."""
         self.buffers.append({"c": c, "extent": extent, "count": count, "comment": comment})
-
-
-def _packs(op) -> bool:
-    """A stack product inside the time loop reads its matrices packed side by side."""
-    return isinstance(op, StackProduct)
 
 
 def _mentions(code: str, name: str) -> bool:
