@@ -311,13 +311,7 @@ class CellModule(torch.nn.Module):
         """The inputs, checked and time-major contiguous, in the cell's input order."""
         cell = self.cell
         if isinstance(x, Mapping):
-            unknown = [k for k in x if k not in cell.inputs]
-            missing = [k for k in cell.inputs if k not in x]
-            if unknown or missing:
-                raise ArrayError(
-                    f"x must give exactly the inputs {list(cell.inputs)} of cell {cell.name}; "
-                    f"unknown: {unknown}, missing: {missing}"
-                )
+            _require_exactly("x", "inputs", x, list(cell.inputs), cell)
             given = {name: x[name] for name in cell.inputs}
         elif len(cell.inputs) == 1:
             given = {next(iter(cell.inputs)): x}
@@ -425,16 +419,21 @@ def _resolve(cell: Cell | str | Path) -> Cell:
     return cell
 
 
+def _require_exactly(label: str, what: str, given: Mapping, expected: list[str], cell: Cell) -> None:
+    """``given`` must have exactly the ``expected`` keys; the error names the unknown and missing ones."""
+    unknown = [k for k in given if k not in expected]
+    missing = [k for k in expected if k not in given]
+    if unknown or missing:
+        raise ArrayError(
+            f"{label} must give exactly the {what} {expected} of cell {cell.name}; "
+            f"unknown: {unknown}, missing: {missing}"
+        )
+
+
 def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
     if not isinstance(sizes, Mapping):
         raise ArrayError(f"sizes must be a dict like {{{', '.join(repr(d) + ': ...' for d in cell.dims)}}}")
-    unknown = [d for d in sizes if d not in cell.dims]
-    missing = [d for d in cell.dims if d not in sizes]
-    if unknown or missing:
-        raise ArrayError(
-            f"sizes must give exactly the dimensions {list(cell.dims)} of cell {cell.name}; "
-            f"unknown: {unknown}, missing: {missing}"
-        )
+    _require_exactly("sizes", "dimensions", sizes, list(cell.dims), cell)
     for d in cell.dims:
         if isinstance(sizes[d], bool) or not isinstance(sizes[d], (int, np.integer)) or sizes[d] < 1:
             raise ArrayError(f"sizes[{d!r}] must be a positive integer, not {sizes[d]!r}")
