@@ -268,7 +268,7 @@ class _ProductNamer:
             replace[node] = Var(name)
         flat = expr.xreplace(replace)
         deepest = 0
-        for symbol in flat.free_symbols:
+        for symbol in sorted(flat.free_symbols, key=lambda s: s.name):  # set order varies with the hash seed
             if symbol.name in self.fused and symbol.name not in self.level:
                 self.add_fused(symbol.name)
             deepest = max(deepest, self.level.get(symbol.name, 0))
