@@ -208,7 +208,8 @@ def load_params(
                     f"{p.name} is ({', '.join(p.shape)})"
                 )
             sizes.setdefault(dim, (extent, p.name))
-        converted = np.ascontiguousarray(array, dtype=np.dtype(dtype))
+        with np.errstate(over="ignore"):  # a value too large for float32 becomes inf, refused below
+            converted = np.ascontiguousarray(array, dtype=np.dtype(dtype))
         bad = np.argwhere(~np.isfinite(converted))
         if len(bad):
             raise ExportError(f"{label} is not finite in {dtype} at index {tuple(int(i) for i in bad[0])}")
