@@ -165,7 +165,7 @@ def render_export(
         stem=stem,
         prefix=context["prefix"],
         dims=tuple(context["dims"]),
-        fixed=dict(baked[1]) if baked else {},
+        fixed=dict(baked[1]) if baked is not None else {},
         functions=context["functions"],
         build_command=context["build_command"],
         files=files,
@@ -246,14 +246,15 @@ class _ExportContext(_Context):
     def __init__(self, cell: Cell, derivation, plan, dtype: str, baked) -> None:
         super().__init__(cell, derivation, plan, dtype)
         self.macro = f"SG_{cell.name.upper()}_{dtype.upper()}"
-        self.values, self.sizes = baked if baked else ({}, {})
+        self.inference_only = baked is not None
+        self.values, self.sizes = baked if baked is not None else ({}, {})
         self.fixed = {d: f"{self.macro}_DIM_{self.dim_c[d]}" for d in cell.dims if d in self.sizes}
-        self.hidden = frozenset({"param"} if baked else ())
+        self.hidden = frozenset({"param"} if baked is not None else ())
         self.runtime = [self.dim_c[d] for d in cell.dims if d not in self.fixed]
 
     def build(self) -> dict:
         passes, arguments = [], {}
-        if not self.values:
+        if not self.inference_only:
             arguments["forward"], arguments["backward"] = self.forward_arguments(), self.backward_arguments()
             passes.append(self.render_pass("forward", self.plan.forward, arguments["forward"]))
             passes.append(self.render_pass("backward", self.plan.backward, arguments["backward"]))
@@ -292,6 +293,7 @@ class _ExportContext(_Context):
             "sizes": self.size_macros(functions),
             "works": [{"macro": f.work, "value": w} for f, w in zip(functions, works, strict=True)],
             "docs": [self.function_doc(f) for f in functions],
+            "inference_only": self.inference_only,
             "baked": self.baked_arrays(),
             "digest": self.digest(),
             "example": self.example(functions),
@@ -390,7 +392,7 @@ class _ExportContext(_Context):
             f"{grads} the gradients with respect to the final states (zeros if the loss does not read them). "
             "Parameter gradients are overwritten (summed over steps and samples), not accumulated.",
             "infer": "Forward pass over T steps, for inference: writes the states and outputs after every "
-            f"step{'' if self.values else f' as {forward} does'}, and keeps nothing for a backward pass.",
+            f"step{'' if self.inference_only else f' as {forward} does'}, and keeps nothing for a backward pass.",
             "step": f"One step, for streaming: {self.prefix}_infer with T = 1, the states updated in place. "
             "Before the first step, set the states to the initial state (zeros, usually).",
         }[which]
@@ -414,7 +416,7 @@ class _ExportContext(_Context):
     # -- baked parameters -----------------------------------------------------------------
     def baked_arrays(self) -> list[dict]:
         arrays = []
-        for p in self.cell.params if self.values else ():
+        for p in self.cell.params if self.inference_only else ():
             value = self.values[p.name]
             numbers = [_c_number(v, self.dtype) for v in value.ravel()]
             rows = [", ".join(numbers[i : i + 4]) + "," for i in range(0, len(numbers), 4)]
@@ -427,7 +429,7 @@ class _ExportContext(_Context):
         digest = hashlib.sha256()
         for name, value in sorted(self.values.items()):
             digest.update(f"{name}{value.shape}".encode() + value.tobytes())
-        return digest.hexdigest()[:16] if self.values else ""
+        return digest.hexdigest()[:16] if self.inference_only else ""
 
     # -- the example program --------------------------------------------------------------
     def example(self, functions: tuple[CFunction, ...]) -> dict:
@@ -449,7 +451,7 @@ class _ExportContext(_Context):
         works = {which: self.names("example", f"work_{which}") for which in by_name}
         infer = by_name["infer"].arguments
         seq = {(a.role, a.name): a.c_name for a in infer}
-        given = "Inputs and initial states" if self.values else "Inputs, initial states and parameters"
+        given = "Inputs and initial states" if self.inference_only else "Inputs, initial states and parameters"
         body: list[str] = [f"/* {given}: built-in numbers. */"]
         scales = {"input": "1.0", "init": "0.5", "param": "0.5"}
         for index, a in enumerate(a for a in by_name["infer"].arguments if a.role in scales):
