@@ -8,6 +8,7 @@ file and reads the second; nothing of Python runs while the C does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -52,6 +53,7 @@ def _sizes(cell: sg.Cell) -> dict[str, int]:
     return {d: 5 + i for i, d in enumerate(cell.dims)}
 
 
+@functools.cache
 def _sanitizer_reason() -> str | None:
     """Why the sanitizer build cannot run here, or None when it can."""
     if CC is None:
@@ -262,6 +264,17 @@ def test_exported_code_runs_clean_under_address_and_undefined_behaviour_sanitize
     driver = _driver(case.library, case.cell, case.sizes)
     program = _build(case.library, tmp_path, driver, SANITIZE, "driver-sanitized")
     assert _largest_relative_error(case.run_c(program)) <= 1e-12
+    infer = case.library.function("infer")  # the sanitizer is live: one element less of work is caught
+    args = ", ".join(["T", "B", *case.library.dims])
+    short = driver.replace(f"fresh({infer.work}({args}))", f"fresh({infer.work}({args}) - 1)")
+    assert short != driver
+    caught = subprocess.run(
+        [str(_build(case.library, tmp_path, short, SANITIZE, "short")), "in.bin", "out.bin"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert caught.returncode != 0 and "heap-buffer-overflow" in caught.stderr
     example = subprocess.run(
         [CC, *SANITIZE, "-o", "example", "example.c", f"{case.library.stem}.c", "-lm"], cwd=tmp_path, text=True
     )
@@ -432,6 +445,10 @@ def test_example_builds_with_the_readme_command_and_runs(tmp_path):
     assert strict.returncode == 0, strict.stderr
     header_alone = subprocess.run([CC, *STRICT, "-fsyntax-only", "mixed_float64.h"], cwd=tmp_path, capture_output=True)
     assert header_alone.returncode == 0
+    cxx = shutil.which("c++")
+    if cxx:  # the header is usable from C++ too (extern "C")
+        command = [cxx, "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only", "-x", "c++", "mixed_float64.h"]
+        assert subprocess.run(command, cwd=tmp_path).returncode == 0
 
 
 # -- the command line --------------------------------------------------------------------------------
