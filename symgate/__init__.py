@@ -11,6 +11,10 @@ The pipeline, one module a stage, each taking what the previous one returns:
 7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays)
 8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
 
+``export`` takes a ``Cell`` (and, optionally, trained parameters) through stages 3-5 into a
+standalone C99 library: the kernels without Python, BLAS or allocation, inference functions, a
+documented header, a README and an example program (``sg.export``, ``symgate export``).
+
 ``pipeline`` strings stages 2-7 together (``generate``, ``build``). ``symgate.torch`` (``sg.torch``,
 imported on first use, so PyTorch stays optional) runs the kernels inside PyTorch: a cell as a
 trainable ``torch.nn.Module``.
@@ -48,12 +52,14 @@ from .errors import (
     CellSyntaxError,
     DimensionError,
     EquationOrderError,
+    ExportError,
     MissingExtraError,
     StateUpdateError,
     SymgateError,
     UnknownCellError,
     UnknownFunctionError,
 )
+from .export import export
 from .flow import Flow, measure_flow
 from .functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
 from .gradcheck import GradcheckReport, gradcheck
@@ -75,6 +81,7 @@ __all__ = [
     "Derivation",
     "DimensionError",
     "EquationOrderError",
+    "ExportError",
     "Flow",
     "GradcheckReport",
     "Gradients",
@@ -96,6 +103,7 @@ __all__ = [
     "compare",
     "define",
     "derive",
+    "export",
     "from_torch",
     "generate",
     "gradcheck",

@@ -1,4 +1,4 @@
-"""The ``symgate`` command: list, show, build, check, compare cells and measure their gradient flow.
+"""The ``symgate`` command: list, show, build, export, check, compare cells and measure their gradient flow.
 
 CELL is a built-in name (``symgate list``) or a path to a ``.cell`` file. Errors in the user's
 input print one clear message and exit with status 2; a failed gradient check exits with 1.
@@ -18,6 +18,7 @@ from .cell import Cell
 from .compare import compare
 from .derive import derive
 from .errors import MissingExtraError, SymgateError
+from .export import export
 from .flow import flow_csv, flow_table, measure_flow
 from .forget_gate import forget_bias_problem
 from .gradcheck import gradcheck
@@ -58,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     build_cmd.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
     build_cmd.add_argument("--out", type=Path, help="also write the C source and header here")
     build_cmd.set_defaults(run=_build)
+
+    export_cmd = commands.add_parser(
+        "export", help="write a standalone C99 library of a cell (.c, .h, README, example program)"
+    )
+    export_cmd.add_argument("cell", metavar="CELL")
+    export_cmd.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
+    export_cmd.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="the directory to write")
+    export_cmd.add_argument(
+        "--params", type=Path, metavar="FILE.npz", help="bake these trained parameters in: an inference-only library"
+    )
+    export_cmd.set_defaults(run=_export)
 
     check = commands.add_parser("check", help="gradient-check cells; exit status 1 on failure")
     check.add_argument("cells", metavar="CELL", nargs="*")
@@ -145,6 +157,15 @@ def _build(args: argparse.Namespace) -> int:
                 target = args.out / f"{source.stem}{suffix}"
                 target.write_text(text)
                 print(f"  wrote {target}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    cell = cells.resolve(args.cell)
+    library = export(cell, args.out, dtype=args.dtype, params=args.params)
+    kind = "inference only, parameters baked in" if args.params else "forward, backward, infer, step"
+    print(f"{cell.name} {args.dtype} ({kind}): wrote {', '.join(library.files)} to {args.out}")
+    print(f"  build the example: cd {args.out} && {library.build_command}")
     return 0
 
 

@@ -84,3 +84,7 @@ class UnknownCellError(SymgateError):
 
 class MissingExtraError(SymgateError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class ExportError(SymgateError):
+    """A cell cannot be exported as asked: bad parameters (file, names, shapes, dtype) or output directory."""

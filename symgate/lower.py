@@ -268,7 +268,7 @@ class _ProductNamer:
             replace[node] = Var(name)
         flat = expr.xreplace(replace)
         deepest = 0
-        for symbol in flat.free_symbols:
+        for symbol in sorted(flat.free_symbols, key=lambda s: s.name):  # set order varies with the hash seed
             if symbol.name in self.fused and symbol.name not in self.level:
                 self.add_fused(symbol.name)
             deepest = max(deepest, self.level.get(symbol.name, 0))
@@ -400,15 +400,7 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
 
     stacks = forward_stacks(cell)
     states_next = {e.target.name: cell.sizes[e.target.name] for e in cell.equations if e.kind == "next"}
-    forward = lower(
-        cell.equations,
-        available={**cell.inputs, **cell.states},
-        keep=(*states_next, *cell.outputs, *tape),
-        params=cell.params,
-        stacks=stacks,
-        sizes=cell.sizes,
-        constants=frozenset(cell.constants),
-    )
+    forward = plan_forward(cell, tape)
     available = {**cell.inputs, **cell.states, **states_next, **cell.outputs}
     available |= {name: forward.sizes[name] for name in tape}
     available |= {seed.name: cell.sizes[name] for name, seed in derivation.seeds.items()}
@@ -425,3 +417,21 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
         constants=frozenset(cell.constants),
     )
     return KernelPlan(forward=forward, backward=backward, tape=tape)
+
+
+def plan_forward(cell: Cell, tape: tuple[str, ...] = ()) -> Plan:
+    """Plans the forward pass alone, keeping states, outputs and the values named in ``tape``.
+
+    With no tape this is the pass for inference: it saves nothing for a backward pass, so its
+    intermediates stay in registers or the workspace.
+    """
+    states_next = [e.target.name for e in cell.equations if e.kind == "next"]
+    return lower(
+        cell.equations,
+        available={**cell.inputs, **cell.states},
+        keep=(*states_next, *cell.outputs, *tape),
+        params=cell.params,
+        stacks=forward_stacks(cell),
+        sizes=cell.sizes,
+        constants=frozenset(cell.constants),
+    )

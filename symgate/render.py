@@ -158,6 +158,8 @@ class _Context:
         self.state_adjoints = {v.name: s for s, v in derivation.state_adjoints.items()}
         self.input_adjoints = {v.name: x for x, v in derivation.input_adjoints.items()}
         self.output_seeds = {derivation.seeds[y].name: y for y in cell.outputs}
+        self.fixed: dict[str, str] = {}  # dimension -> the C of its size, for sizes fixed at export
+        self.hidden: frozenset[str] = frozenset()  # argument roles that are file-scope arrays instead
 
     def build(self) -> dict:
         cell = self.cell
@@ -172,6 +174,15 @@ class _Context:
             forward=PassInterface(forward["function"], forward["work_function"], tuple(forward_args)),
             backward=PassInterface(backward["function"], backward["work_function"], tuple(backward_args)),
         )
+        return self.common() | {
+            "helpers": sorted(self.helpers),
+            "passes": [forward, backward],
+            "interface": interface,
+        }
+
+    def common(self) -> dict:
+        """What every template of the cell shows: names, types and the equations."""
+        cell = self.cell
         return {
             "stem": f"{cell.name}_{self.dtype}",
             "version": __version__,
@@ -184,17 +195,16 @@ class _Context:
             "cell_lines": [_comment_safe(line) for line in cell.text().splitlines()],
             "backward_lines": [_comment_safe(line) for line in self.derivation.text().splitlines()],
             "tape": [f"{name} ({self.plan.forward.sizes[name]})" for name in self.plan.tape],
-            "dims": [self.dim_c[d] for d in cell.dims],
-            "helpers": sorted(self.helpers),
-            "passes": [forward, backward],
-            "interface": interface,
+            "dims": [self.dim_c[d] for d in cell.dims if d not in self.fixed],
+            "standalone": False,
         }
 
     # -- arguments ------------------------------------------------------------------------
     def arg(self, name: str, role: str, shape: tuple[str, ...], writes: bool, pattern: str) -> Argument:
         return Argument(name, role, self.names(role, name, pattern), shape, writes)
 
-    def forward_arguments(self) -> list[Argument]:
+    def forward_arguments(self, tape: bool = True) -> list[Argument]:
+        """The forward pass's arrays; ``tape=False`` leaves out what only the backward pass reads."""
         cell = self.cell
         args = [self.arg(x, "input", ("T", "B", d), False, "{}_seq") for x, d in cell.inputs.items()]
         args += [self.arg(s, "init", ("B", d), False, "{}_init") for s, d in cell.states.items()]
@@ -202,7 +212,7 @@ class _Context:
         args += [self.arg(s, "states", ("T", "B", d), True, "{}_seq") for s, d in cell.states.items()]
         args += [self.arg(y, "outputs", ("T", "B", d), True, "{}_seq") for y, d in cell.outputs.items()]
         sizes = self.plan.forward.sizes
-        args += [self.arg(n, "tape", ("T", "B", sizes[n]), True, "{}_tape") for n in self.plan.tape]
+        args += [self.arg(n, "tape", ("T", "B", sizes[n]), True, "{}_tape") for n in self.plan.tape if tape]
         return args
 
     def backward_arguments(self) -> list[Argument]:
@@ -216,7 +226,9 @@ class _Context:
         return reads + given + results
 
     # -- one pass -------------------------------------------------------------------------
-    def render_pass(self, which: str, plan: Plan, args: list[Argument]) -> dict:
+    def render_pass(self, which: str, plan: Plan, args: list[Argument], name: str = "", title: str = "") -> dict:
+        """One pass as template data: ``which`` is "forward" or "backward"; ``name`` (default
+        ``which``) ends its function's name, ``title`` opens its comment."""
         cell = self.cell
         by_role = {(a.role, a.name): a for a in args}
         layout = self.layout(which, plan, by_role)
@@ -270,7 +282,8 @@ class _Context:
         widths = [w for w in layout.widths if _mentions(code + "\n".join(b["init"] for b in buffers), w["c"])]
         code += "\n".join(b["init"] for b in buffers) + "\n".join(w["value"] for w in widths)
         dims = [self.dim_c[d] for d in cell.dims]
-        candidates = [*dims, *(a.c_name for a in args), "work"]
+        shown = [a for a in args if a.role not in self.hidden]
+        candidates = [*dims, *(a.c_name for a in shown), "work"]
         unused = [n for n in candidates if not _mentions(code, n)]
         printer = KernelPrinter(self.dtype, {})
         constants = [
@@ -281,13 +294,15 @@ class _Context:
         work_size = " + ".join(b["count"] for b in buffers) or "0"
         return {
             "which": which,
-            "function": f"{self.prefix}_{which}",
-            "work_function": f"{self.prefix}_{which}_work",
+            "title": title or f"{which.capitalize()} pass over T steps.",
+            "function": f"{self.prefix}_{name or which}",
+            "work_function": f"{self.prefix}_{name or which}_work",
+            "fixed": [{"c": self.dim_c[d], "value": value} for d, value in self.fixed.items()],
             "parameters": [
-                f"const {self.real} *{a.c_name}" if not a.writes else f"{self.real} *{a.c_name}" for a in args
+                f"const {self.real} *{a.c_name}" if not a.writes else f"{self.real} *{a.c_name}" for a in shown
             ],
             "arg_comments": [
-                f"{a.c_name} ({', '.join(a.shape)}): {_ROLE_TEXT[a.role].format(a.name, a.name)}" for a in args
+                f"{a.c_name} ({', '.join(a.shape)}): {_ROLE_TEXT[a.role].format(a.name, a.name)}" for a in shown
             ],
             "unused": unused,
             "constants": constants,
@@ -375,7 +390,8 @@ class _Context:
         for y in cell.outputs:
             forward_roles[y] = ("outputs", y)
         for n in self.plan.tape:
-            forward_roles[n] = ("tape", n)
+            if ("tape", n) in by_role:  # a pass that saves nothing keeps these in registers or the workspace
+                forward_roles[n] = ("tape", n)
 
         for name in plan.arrays:
             dim = plan.sizes[name]
@@ -474,7 +490,8 @@ class _Context:
     def render_stack_product(self, op: StackProduct, layout: _Layout) -> dict:
         stack = op.stack
         cols = self.dim_c[stack.cols]
-        self.helpers.add("sg_gemm_nn")
+        if stack in layout.packed or op.transposed:
+            self.helpers.add("sg_gemm_nn")
         if stack in layout.packed:  # one product per step, with the packed matrices
             panel = layout.panels[(stack.panel, op.transposed or stack.hoisted)].start
             c = layout.packed[stack]

@@ -1,4 +1,5 @@
-"""Golden files: generated/ holds the C of every built-in cell, exactly as the code renders it.
+"""Golden files: generated/ holds the C of every built-in cell, exactly as the code renders it, and
+generated/export/ the standalone library of the LSTM in float32 (``symgate export lstm``).
 
 To accept a change in the generated C:  SYMGATE_REGENERATE=1 python -m pytest tests/test_generated.py
 """
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 
 import symgate as sg
+from symgate.export import render_export
 
 GENERATED = Path(__file__).resolve().parent.parent / "generated"
+EXPORTED = GENERATED / "export"
 REGENERATE = os.environ.get("SYMGATE_REGENERATE") == "1"
 DTYPES = ("float64", "float32")
 CASES = [(name, dtype) for name in sg.cells.names() for dtype in DTYPES]
@@ -25,27 +28,34 @@ CASES = [(name, dtype) for name in sg.cells.names() for dtype in DTYPES]
 def test_generated_files_match_what_the_code_renders(name, dtype):
     source = sg.generate(sg.cells.get(name), dtype)
     for suffix, text in ((".c", source.c_source), (".h", source.header)):
-        path = GENERATED / f"{source.stem}{suffix}"
-        if REGENERATE:
-            GENERATED.mkdir(exist_ok=True)
-            path.write_text(text)
-            continue
-        committed = path.read_text() if path.exists() else ""
-        if committed != text:
-            diff = "".join(
-                list(difflib.unified_diff(committed.splitlines(True), text.splitlines(True), str(path), "rendered"))[
-                    :80
-                ]
-            )
-            pytest.fail(
-                f"{path.name} differs from what the code renders now.\n{diff}\n"
-                "If the change is intended: SYMGATE_REGENERATE=1 python -m pytest tests/test_generated.py"
-            )
+        _compare(GENERATED / f"{source.stem}{suffix}", text)
+
+
+def test_exported_lstm_matches_what_the_code_renders():
+    for name, text in render_export("lstm", dtype="float32").files.items():
+        _compare(EXPORTED / name, text)
+
+
+def _compare(path: Path, text: str) -> None:
+    if REGENERATE:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        return
+    committed = path.read_text() if path.exists() else ""
+    if committed != text:
+        diff = "".join(
+            list(difflib.unified_diff(committed.splitlines(True), text.splitlines(True), str(path), "rendered"))[:80]
+        )
+        pytest.fail(
+            f"{path.name} differs from what the code renders now.\n{diff}\n"
+            "If the change is intended: SYMGATE_REGENERATE=1 python -m pytest tests/test_generated.py"
+        )
 
 
 def test_generated_holds_nothing_stale():
     expected = {f"{name}_{dtype}{suffix}" for name, dtype in CASES for suffix in (".c", ".h")}
-    assert {p.name for p in GENERATED.iterdir()} == expected
+    assert {p.name for p in GENERATED.iterdir()} == expected | {"export"}
+    assert {p.name for p in EXPORTED.iterdir()} == set(render_export("lstm", dtype="float32").files)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
