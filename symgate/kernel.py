@@ -15,8 +15,8 @@ from types import ModuleType
 
 import numpy as np
 
+from .cache import Entry
 from .cell import Cell
-from .compiler import Entry
 from .errors import ArrayError
 from .functions import SCALAR
 from .render import Interface
