@@ -343,6 +343,8 @@ def clear(cell: str | None = None, root: Path | None = None) -> list[EntryInfo]:
     removed = [e for e in entries(root) if cell is None or e.cell == cell]
     for entry in removed:
         _discard(entry.path)
+        # its lock file too; a builder holding it meanwhile only risks compiling twice (see Slot.publish)
+        (root / ".locks" / entry.path.name).unlink(missing_ok=True)
     if root.is_dir() and cell is None:
         sweep(root)
     return removed

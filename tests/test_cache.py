@@ -304,7 +304,7 @@ def test_cache_list_verify_and_clear(isolated, capsys):
     assert [(e.cell, e.dtype) for e in cache.entries()] == [("freshkept", "float32"), ("freshkept", "float64")]
     assert main(["cache", "clear"]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
-    assert not published(isolated)
+    assert not published(isolated) and not list((isolated / ".locks").iterdir())
     assert main(["cache", "list"]) == 0
     assert "0 entries" in capsys.readouterr().out
 
