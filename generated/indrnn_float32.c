@@ -74,15 +74,16 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H,
     float *grad_b,
     float *work);
 
+/* max(a, 0), with NaN kept as NaN (a comparison with NaN is false). */
 static float sg_relu(float a)
 {
-    return a > 0.0F ? a : 0.0F;
+    return a < 0.0F ? 0.0F : a;
 }
 
-/* Derivative of relu at its output: 1 where positive, else 0. */
+/* Derivative of relu at its output: 1 where positive, 0 where not, NaN at NaN. */
 static float sg_step(float a)
 {
-    return a > 0.0F ? 1.0F : 0.0F;
+    return a > 0.0F ? 1.0F : a <= 0.0F ? 0.0F : a;
 }
 
 /* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */

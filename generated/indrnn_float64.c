@@ -74,15 +74,16 @@ void sg_indrnn_float64_backward(int T, int B, int D, int H,
     double *grad_b,
     double *work);
 
+/* max(a, 0), with NaN kept as NaN (a comparison with NaN is false). */
 static double sg_relu(double a)
 {
-    return a > 0.0 ? a : 0.0;
+    return a < 0.0 ? 0.0 : a;
 }
 
-/* Derivative of relu at its output: 1 where positive, else 0. */
+/* Derivative of relu at its output: 1 where positive, 0 where not, NaN at NaN. */
 static double sg_step(double a)
 {
-    return a > 0.0 ? 1.0 : 0.0;
+    return a > 0.0 ? 1.0 : a <= 0.0 ? 0.0 : a;
 }
 
 /* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */

@@ -144,15 +144,16 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* max(a, 0), with NaN kept as NaN (a comparison with NaN is false). */
 static float sg_relu(float a)
 {
-    return a > 0.0F ? a : 0.0F;
+    return a < 0.0F ? 0.0F : a;
 }
 
-/* Derivative of relu at its output: 1 where positive, else 0. */
+/* Derivative of relu at its output: 1 where positive, 0 where not, NaN at NaN. */
 static float sg_step(float a)
 {
-    return a > 0.0F ? 1.0F : 0.0F;
+    return a > 0.0F ? 1.0F : a <= 0.0F ? 0.0F : a;
 }
 
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */

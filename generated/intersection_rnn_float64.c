@@ -144,15 +144,16 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* max(a, 0), with NaN kept as NaN (a comparison with NaN is false). */
 static double sg_relu(double a)
 {
-    return a > 0.0 ? a : 0.0;
+    return a < 0.0 ? 0.0 : a;
 }
 
-/* Derivative of relu at its output: 1 where positive, else 0. */
+/* Derivative of relu at its output: 1 where positive, 0 where not, NaN at NaN. */
 static double sg_step(double a)
 {
-    return a > 0.0 ? 1.0 : 0.0;
+    return a > 0.0 ? 1.0 : a <= 0.0 ? 0.0 : a;
 }
 
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */

@@ -78,15 +78,16 @@ void sg_rnn_relu_pytorch_float64_backward(int T, int B, int D, int H,
     double *grad_b_hh,
     double *work);
 
+/* max(a, 0), with NaN kept as NaN (a comparison with NaN is false). */
 static double sg_relu(double a)
 {
-    return a > 0.0 ? a : 0.0;
+    return a < 0.0 ? 0.0 : a;
 }
 
-/* Derivative of relu at its output: 1 where positive, else 0. */
+/* Derivative of relu at its output: 1 where positive, 0 where not, NaN at NaN. */
 static double sg_step(double a)
 {
-    return a > 0.0 ? 1.0 : 0.0;
+    return a > 0.0 ? 1.0 : a <= 0.0 ? 0.0 : a;
 }
 
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */

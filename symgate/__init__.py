@@ -7,9 +7,13 @@ The pipeline, one module a stage, each taking what the previous one returns:
 3. ``derive``    ``Cell`` -> ``Derivation`` (backward equations of one step, CSE'd)
 4. ``lower``     both passes -> ``KernelPlan`` (products and fused loops per step)
 5. ``render``    ``KernelPlan`` -> template context -> ``KernelSource`` (C, header, interface)
-6. ``compiler``  ``KernelSource`` -> compiled cffi module, cached on disk
-7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays)
+6. ``compiler``  ``KernelSource`` -> compiled cffi module, kept by ``cache`` (checksummed entries,
+                 published atomically; ``symgate cache``); ``sanitize`` adds ASan/UBSan builds
+7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays, checked first)
 8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
+                 (with the Taylor-remainder test of ``taylor``)
+
+``limits`` bounds the time and depth of the symbolic stages 1-5, so hostile text cannot hang them.
 
 ``export`` takes a ``Cell`` (and, optionally, trained parameters) through stages 3-5 into a
 standalone C99 library: the kernels without Python, BLAS or allocation, inference functions, a

@@ -8,6 +8,7 @@ sizes agree. Errors name the line (or equation number) and the symbol.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,12 +19,14 @@ from .cell import Cell, Equation, Param, next_name
 from .errors import (
     CellError,
     CellNameError,
+    CellSyntaxError,
     DimensionError,
     EquationOrderError,
     StateUpdateError,
     UnknownFunctionError,
 )
 from .functions import FUNCTIONS, PRIME, MatVec, Reduction, Var, matrix_names, step, vector_names
+from .limits import guarded
 from .notation import cell_text
 from .shapes import infer_sizes
 from .syntax import CellSource, Declaration, parse_source
@@ -38,16 +41,24 @@ _ELEMENTWISE_FUNCTIONS = (*(f for f in FUNCTIONS.values() if isinstance(f, type)
 
 def parse(text: str, source: str = "<string>") -> Cell:
     """A checked cell from cell-language text."""
-    return check(parse_source(text, source))
+    with guarded("parse"):
+        return check(parse_source(text, source))
 
 
 def load(path: str | Path) -> Cell:
     """A checked cell from a ``.cell`` file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise CellError(f"cannot read cell file: {err}", source=str(path)) from err
+        data = path.read_bytes()
+    except OSError as err:
+        raise CellError(f"cannot read cell file: {err.strerror or err}", source=str(path)) from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        message = f"the file is not UTF-8: byte 0x{data[err.start]:02X} at column {column} ({err.reason})"
+        raise CellSyntaxError(message, line=line, source=str(path)) from None
     return parse(text, str(path))
 
 
@@ -122,7 +133,8 @@ def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:
 
 def check(source: CellSource) -> Cell:
     """Checks a parsed cell and infers every size; raises a :class:`CellError` subclass if wrong."""
-    return _Checker(source).run()
+    with guarded("check"):
+        return _Checker(source).run()
 
 
 class _Checker:
@@ -256,12 +268,20 @@ class _Checker:
                 )
 
     def fold_constants(self, eq: SourceEquation) -> SourceEquation:
-        """Numbers such as ``pi``, ``exp(1)`` or ``sqrt(2)`` become plain floats (17 digits)."""
+        """Numbers such as ``pi``, ``exp(1)`` or ``sqrt(2)`` become plain floats (17 digits), and so do
+        fractions whose parts a double cannot hold exactly (``2**64``: no C integer literal either)."""
 
         def numeric(node: sympy.Expr) -> bool:
+            if node.is_Rational:
+                return max(abs(node.p), node.q) > 2**53
             return node.is_number and not node.is_Number and node.evalf(20).is_Number
 
         expr = eq.expr.replace(numeric, lambda node: sympy.Float(node.evalf(20), 17))
+        for number in expr.atoms(sympy.Float):
+            if not math.isfinite(float(number)):
+                raise self.error(
+                    CellError, f"constant {number} is beyond the range of float64 (±1.8e308)", eq.line, str(number)
+                )
         return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
 
     def check_symbol_names(self, eq: SourceEquation) -> None:

@@ -1,4 +1,5 @@
-"""The ``symgate`` command: list, show, build, export, check, compare cells and measure their gradient flow.
+"""The ``symgate`` command: list, show, build, export and check cells, compare them, measure their
+gradient flow, and manage the build cache.
 
 CELL is a built-in name (``symgate list``) or a path to a ``.cell`` file. Errors in the user's
 input print one clear message and exit with status 2; a failed gradient check exits with 1.
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cells
+from . import cache, cells
 from .c_step import step_listing
 from .cell import Cell
 from .compare import compare
@@ -100,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("first", metavar="CELL_A")
     diff.add_argument("second", metavar="CELL_B")
     diff.set_defaults(run=_diff)
+
+    kept = commands.add_parser("cache", help="list, verify or clear the built kernels in the cache")
+    actions = kept.add_subparsers(required=True, metavar="ACTION")
+    actions.add_parser("list", help="every entry: cell, dtype, size, age, status").set_defaults(run=_cache_list)
+    verify = actions.add_parser("verify", help="check every entry against its checksums; exit status 1 if any is bad")
+    verify.set_defaults(run=_cache_verify)
+    clear = actions.add_parser("clear", help="remove every entry (and builds left by killed processes)")
+    clear.add_argument("--cell", metavar="NAME", help="remove only this cell's entries")
+    clear.set_defaults(run=_cache_clear)
     return parser
 
 
@@ -228,6 +238,31 @@ def _flow(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     print(compare(cells.resolve(args.first), cells.resolve(args.second)))
+    return 0
+
+
+def _cache_list(args: argparse.Namespace) -> int:
+    print(cache.describe(cache.entries(), cache.cache_dir()))
+    return 0
+
+
+def _cache_verify(args: argparse.Namespace) -> int:
+    found = cache.entries()
+    for entry in found:
+        verdict = "ok " if entry.ok else f"BAD: {entry.problem}"
+        print(f"{entry.cell:<24} {entry.dtype:<8} {entry.path.name:<44} {verdict}")
+    bad = sum(not entry.ok for entry in found)
+    print(f"{len(found)} entries in {cache.cache_dir()}, {bad} bad")
+    if bad:
+        print("(the next build of a bad entry replaces it; `symgate cache clear --cell NAME` removes it now)")
+    return 1 if bad else 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    removed = cache.clear(args.cell)
+    which = f" of cell {args.cell}" if args.cell else ""
+    freed = cache.format_size(sum(e.size for e in removed))
+    print(f"removed {len(removed)} entries{which} ({freed}) from {cache.cache_dir()}")
     return 0
 
 

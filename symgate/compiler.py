@@ -1,13 +1,14 @@
-"""Building: rendered C -> a compiled cffi extension module, cached on disk.
+"""Building: rendered C -> a compiled cffi extension module, published in the kernel cache.
 
 cffi API mode, out-of-line: cffi writes the extension's C (our kernel plus its wrappers) and we
 compile it with the system C compiler in one call, keeping the command and its output for the
-error message. Entries live in ``SYMGATE_CACHE_DIR`` (default: the per-user cache directory)
-under a key that covers everything that determines the binary: the cell's canonical text, the
-dtype, symgate's version, the templates, the compiler and its flags, the CPU (the code is
-compiled for it), cffi and the Python ABI. Each entry is built in a private temporary directory
-and published with one atomic rename, so concurrent builds never see a half-written entry and a
-killed build leaves only a temporary directory that nothing reads.
+error message. The entry's key (:func:`cache_key`) covers everything that determines the binary:
+the cell's canonical text, the dtype, symgate's version and code, the templates, the compiler, its
+version and flags (sanitizer builds included, see :mod:`symgate.sanitize`), the CPU (the code is
+compiled for it), cffi and the Python ABI. :mod:`symgate.cache` keeps the entries: each is built
+in a private directory and published with one atomic rename, verified against its checksums
+before it is loaded, and concurrent builders of one entry wait for the first instead of
+compiling it again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import ctypes.util
 import functools
 import hashlib
-import importlib.util
 import io
 import os
 import platform
@@ -25,17 +25,16 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import cffi
 
-from . import __version__
+from . import __version__, sanitize
+from .cache import Entry, cache_dir, ext_suffix, lookup, reserve
 from .errors import BuildError
-from .render import Interface, KernelSource
+from .render import KernelSource
+
+__all__ = ["Entry", "cache_dir", "cache_key", "compile_entry", "compile_flags", "compiler", "lookup"]
 
 COMPILE_FLAGS = (
     "-O3",
@@ -58,7 +57,7 @@ def compile_flags() -> tuple[str, ...]:
     if threshold and not threshold.isdigit():
         raise BuildError(f"SYMGATE_BLAS_MIN must be a whole number of multiply-adds, not {threshold!r}")
     blas = blas_flags() + ((f"-DSG_BLAS_MIN={threshold}",) if threshold and blas_flags() else ())
-    return flags + vector_math_flags() + blas
+    return flags + vector_math_flags() + blas + sanitize.flags()
 
 
 @functools.cache
@@ -100,19 +99,6 @@ def blas_flags() -> tuple[str, ...]:
     )
 
 
-_loaded: dict[Path, ModuleType] = {}
-_lock = threading.Lock()
-
-
-def cache_dir() -> Path:
-    """Where built kernels are kept: ``$SYMGATE_CACHE_DIR``, else the per-user cache directory."""
-    configured = os.environ.get("SYMGATE_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "symgate"
-
-
 def compiler_command() -> list[str]:
     """The C compiler command: ``$CC``, else the one Python was built with if present, else ``cc``."""
     if os.environ.get("CC"):
@@ -142,106 +128,80 @@ def source_digest() -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def compiler_identity(command: tuple[str, ...]) -> str:
+    """What ``command --version`` prints: the key changes when the compiler is upgraded in place."""
+    try:
+        result = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"unavailable ({type(err).__name__})"  # building will say what to install
+    return result.stdout.strip()
+
+
+def key_inputs(canonical_text: str, dtype: str, templates: str) -> dict[str, str]:
+    """Everything that determines a built kernel, by name: what :func:`cache_key` hashes.
+
+    The derivation has no options: it is determined by the cell and symgate's code, both here.
+    """
+    command = compiler_command()
+    return {
+        "cell": canonical_text,
+        "dtype": dtype,
+        "symgate": __version__,
+        "code": source_digest(),
+        "templates": templates,
+        "compiler": shlex.join(command),
+        "compiler version": compiler_identity(tuple(command)),
+        "flags": shlex.join(compile_flags()),
+        "cpu": cpu_identity(),
+        "cffi": cffi.__version__,
+        "python abi": f"{sys.implementation.cache_tag} {sysconfig.get_config_var('EXT_SUFFIX') or ''} {sys.version}",
+    }
+
+
 def cache_key(canonical_text: str, dtype: str, templates: str) -> str:
-    """A hash of everything that determines a built kernel."""
-    parts = [
-        canonical_text,
-        dtype,
-        __version__,
-        source_digest(),
-        templates,
-        " ".join(compiler_command() + list(compile_flags())),
-        cpu_identity(),
-        cffi.__version__,
-        sysconfig.get_config_var("EXT_SUFFIX") or "",
-        sys.version,
-    ]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A published cache entry: the compiled module, its C source and its interface."""
-
-    path: Path
-    module_name: str
-
-    @property
-    def interface(self) -> Interface:
-        return Interface.from_json((self.path / "interface.json").read_text())
-
-    @property
-    def c_source(self) -> str:
-        return (self.path / "kernel.c").read_text()
-
-    def load(self) -> ModuleType:
-        with _lock:
-            if self.path not in _loaded:
-                library = next(self.path.glob(self.module_name + "*" + _ext_suffix()))
-                spec = importlib.util.spec_from_file_location(self.module_name, library)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                _loaded[self.path] = module
-            return _loaded[self.path]
-
-
-def lookup(name: str, key: str) -> Entry | None:
-    """The published entry for ``key``, if a complete one exists."""
-    entry = Entry(cache_dir() / f"{name}-{key}", f"_symgate_{key}")
-    complete = (entry.path / "interface.json").is_file() and any(
-        entry.path.glob(f"{entry.module_name}*{_ext_suffix()}")
-    )
-    return entry if complete else None
+    """A hash of everything that determines a built kernel (:func:`key_inputs`)."""
+    inputs = key_inputs(canonical_text, dtype, templates)
+    return hashlib.sha256("\0".join(f"{k}={v}" for k, v in inputs.items()).encode()).hexdigest()[:20]
 
 
 def compile_entry(source: KernelSource, key: str) -> Entry:
-    """Compiles ``source`` and publishes it under ``key``; returns the entry."""
-    root = cache_dir()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BuildError(f"cannot create the kernel cache {root}: {err}; set SYMGATE_CACHE_DIR") from err
-    final = root / f"{source.stem}-{key}"
-    module_name = f"_symgate_{key}"
-    with tempfile.TemporaryDirectory(prefix=f".build-{source.stem}-", dir=root) as tmp:
-        work = Path(tmp) / "entry"
-        work.mkdir()
+    """The cache entry for ``key``: compiled from ``source`` and published, unless another process
+    published it first (then this one waited for it instead of compiling it again)."""
+    with reserve(source.stem, key) as slot:
+        if slot.entry is not None:
+            return slot.entry
+        module_name = f"_symgate_{key}"
         ffi = cffi.FFI()
         try:
             ffi.cdef(source.declarations)
         except cffi.CDefError as err:
             raise BuildError(f"cffi cannot read the {source.stem} declarations: {err}") from err
         ffi.set_source(module_name, source.c_source)
-        wrapper = work / f"{module_name}.c"
+        wrapper = slot.work.parent / f"{module_name}.c"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi announces the file it writes
             ffi.emit_c_code(str(wrapper))
-        library = work / f"{module_name}{_ext_suffix()}"
+        flags, cc = compile_flags(), compiler()
+        link = [flag for flag in flags if flag.startswith(("-L", "-Wl", "-l"))]
         command = [
-            *compiler(),
-            *[flag for flag in compile_flags() if not flag.startswith(("-L", "-Wl", "-l"))],
+            *cc,
+            *[flag for flag in flags if flag not in link],
             f"-I{sysconfig.get_paths()['include']}",
             str(wrapper),
             "-o",
-            str(library),
-            *[flag for flag in compile_flags() if flag.startswith(("-L", "-Wl", "-l"))],
+            str(slot.work / f"{module_name}{ext_suffix()}"),
+            *link,
             "-lm",
         ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as err:
+            raise BuildError(f"cannot run the C compiler: {err}", command=shlex.join(command)) from err
         if result.returncode != 0:
             raise BuildError(
                 f"compiling the {source.stem} kernel failed", command=shlex.join(command), output=result.stderr
             )
-        wrapper.unlink()
-        (work / "kernel.c").write_text(source.c_source)
-        (work / "kernel.h").write_text(source.header)
-        (work / "interface.json").write_text(source.interface.to_json())
-        try:
-            os.rename(work, final)
-        except OSError:
-            if not (final / "interface.json").is_file():
-                raise
-    return Entry(final, module_name)
-
-
-def _ext_suffix() -> str:
-    return sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        (slot.work / "kernel.c").write_text(source.c_source)
+        (slot.work / "kernel.h").write_text(source.header)
+        (slot.work / "interface.json").write_text(source.interface.to_json())
+        return slot.publish({"compiler": shlex.join(cc), "flags": shlex.join(flags), "sanitize": sanitize.enabled()})

@@ -18,6 +18,7 @@ import sympy
 from .cell import Cell, Equation
 from .functions import PRIME, SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var, cross_unit_nodes
 from .jacobian import StepJacobian, step_jacobian, step_jacobians
+from .limits import guarded, working_on
 from .notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
 from .opcount import OpCount, count_pass
 
@@ -152,7 +153,8 @@ class Derivation:
 
 def derive(cell: Cell) -> Derivation:
     """The backward pass of one step of ``cell`` (adjoints of states, inputs and parameters)."""
-    return _Deriver(cell).run()
+    with guarded("derive"):
+        return _Deriver(cell).run()
 
 
 class _Deriver:
@@ -192,6 +194,7 @@ class _Deriver:
             self.sizes[seed.name] = cell.sizes[name]
         for index in reversed(range(len(cell.equations))):
             eq = cell.equations[index]
+            working_on(cell.source, eq.line, f"{eq.target.name} = ...")
             adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))
             if adjoint is not None:
                 self.pass_back(eq.expr, adjoint, cell.sizes[eq.target.name])

@@ -77,6 +77,11 @@ class _RealFunction(sympy.Function):
 class sigmoid(_RealFunction):  # noqa: N801 - named as written in cell text
     """Logistic function ``1/(1+exp(-a))``; its derivative is written as ``s*(1-s)``."""
 
+    def _eval_is_positive(self) -> bool | None:
+        # told, so that SymPy's assumption queries (is 2 + sigmoid(a) zero?) end at once instead
+        # of recursing through the argument, exponentially in nested quotients
+        return self.args[0].is_real
+
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return self * (1 - self)
 

@@ -14,6 +14,18 @@ the tensor's scale, and no element is judged finer than the differences can reso
 A duality test adds ``<u, VJP(G)>`` against the finite-difference directional derivative
 along a random direction u over all tensors at once, and the forward kernel is compared with
 the reference; optionally the float32 kernel is compared with the float64 one.
+
+Two more guards against a check that passes or fails for the wrong reason:
+
+* An element over tolerance whose two fourth-order estimates (at e and e/2) disagree by more
+  than the tolerance themselves is *unresolved*: the loss bends within the stencil, as where an
+  activation saturates, and no finite difference at this step can judge it. Such elements are
+  counted and reported, not failed.
+* The Taylor-remainder test (:mod:`symgate.taylor`) along the same direction u needs no
+  tolerance: the remainder of the first-order expansion must fall with slope 2.
+
+A failure names, for every tensor over tolerance, its worst element: the time step, sample and
+unit of an input sequence, the sample and unit of an initial state, the index of a parameter.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import numpy as np
 from . import reference
 from .cell import Cell
 from .pipeline import build
+from .taylor import TaylorCheck, taylor_test
 
 STEP = 1e-3
 FOURTH_ORDER = ((-2.0, 1 / 12), (-1.0, -8 / 12), (1.0, 8 / 12), (2.0, -1 / 12))  # (offset, weight), per step e
@@ -43,6 +56,10 @@ def _richardson(stencil: tuple[tuple[float, float], ...]) -> tuple[tuple[float, 
 
 STENCIL = _richardson(FOURTH_ORDER)
 """The derivative is ``Σ weight * L(x + offset*e) / e``."""
+_COARSE = dict(FOURTH_ORDER)
+SPREAD = tuple(_COARSE.get(o, 0.0) - 2 * _COARSE.get(2 * o, 0.0) for o, _ in STENCIL)
+"""Weights over STENCIL's offsets of ``D(e) - D(e/2)``, the two fourth-order estimates that
+Richardson extrapolation combines: their difference measures how far the stencil has converged."""
 NOISE_FACTOR = sum(abs(weight) for _, weight in STENCIL)  # rounding noise of L is amplified this much / e
 CHUNK = 4096
 
@@ -56,6 +73,21 @@ class TensorCheck:
     elements: int
     max_abs_error: float
     max_rel_error: float
+    unresolved: int = 0
+    """Elements over tolerance where finite differences did not converge (left out of the errors)."""
+    worst: tuple[int, ...] = ()
+    """The index of the element with the largest relative error, and its two values."""
+    worst_kernel: float = 0.0
+    worst_differences: float = 0.0
+
+    def where(self) -> str:
+        """The worst element in words: time step, sample and unit for sequences."""
+        index = self.worst
+        if self.kind == "input" and len(index) == 3:
+            return f"{self.name} at step {index[0]}, sample {index[1]}, unit {index[2]}"
+        if self.kind == "init" and len(index) == 2:
+            return f"initial {self.name}, sample {index[0]}, unit {index[1]}"
+        return f"{self.name}[{', '.join(map(str, index))}]"
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,9 @@ class GradcheckReport:
     duality_rel_error: float
     float32_rel_error: float | None = None
     float32_tolerance: float = 1e-4
+    taylor: TaylorCheck | None = None
+    forward_worst: str = ""
+    """Where the forward kernel differs most from the reference: state or output, step, sample, unit."""
 
     @property
     def max_rel_error(self) -> float:
@@ -83,7 +118,13 @@ class GradcheckReport:
     @property
     def ok(self) -> bool:
         float32_ok = self.float32_rel_error is None or self.float32_rel_error <= self.float32_tolerance
-        return self.max_rel_error <= self.tolerance and float32_ok
+        taylor_ok = self.taylor is None or self.taylor.ok
+        return self.max_rel_error <= self.tolerance and float32_ok and taylor_ok
+
+    @property
+    def worst(self) -> TensorCheck:
+        """The tensor whose worst element has the largest relative error."""
+        return max(self.gradients, key=lambda t: t.max_rel_error)
 
     def title(self) -> str:
         sizes = " ".join(f"{d}={n}" for d, n in self.sizes.items())
@@ -92,12 +133,31 @@ class GradcheckReport:
             f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:g}, finite-difference noise {self.noise:.1e})"
         )
 
+    @property
+    def unresolved(self) -> int:
+        """How many elements finite differences could not judge (see :func:`gradcheck`)."""
+        return sum(t.unresolved for t in self.gradients)
+
     def checks(self) -> list[str]:
         """The checks beside the per-tensor table: forward pass, duality and float32, one line each."""
-        lines = [
-            f"forward kernel vs NumPy reference: max rel err {self.forward_rel_error:.2e}",
+        lines = []
+        if self.unresolved:
+            where = ", ".join(f"{t.name} {t.unresolved}" for t in self.gradients if t.unresolved)
+            lines.append(
+                f"unresolved: {self.unresolved} elements ({where}) where finite differences at steps e and e/2 "
+                "disagree by more than the tolerance (the loss bends within the stencil, as where an activation "
+                "saturates); not counted"
+            )
+        forward_where = f" ({self.forward_worst})" if self.forward_rel_error > self.tolerance else ""
+        lines += [
+            f"forward kernel vs NumPy reference: max rel err {self.forward_rel_error:.2e}{forward_where}",
             f"duality <u, VJP(G)> vs directional FD: rel err {self.duality_rel_error:.2e}",
         ]
+        if self.taylor is not None:
+            lines.append(str(self.taylor) + ("" if self.taylor.ok else "  <- the gradient is wrong along u"))
+        if self.gradients and self.worst.max_rel_error > self.tolerance:
+            worst = self.worst
+            lines.append(f"largest error: {worst.where()} (rel err {worst.max_rel_error:.2e})")
         if self.float32_rel_error is not None:
             lines.append(
                 f"float32 kernel vs float64 kernel: max rel err {self.float32_rel_error:.2e} "
@@ -112,8 +172,13 @@ class GradcheckReport:
             lines.append(
                 f"  {t.name:<14}{t.kind:<8}{t.elements:>9}{t.max_abs_error:>13.2e}{t.max_rel_error:>13.2e}{flag}"
             )
+            if flag:
+                lines.append(f"      worst: {self._worst_line(t)}")
         lines += [f"  {line}" for line in self.checks()]
         return "\n".join(lines)
+
+    def _worst_line(self, t: TensorCheck) -> str:
+        return f"{t.where()}: kernel {t.worst_kernel:.6e}, finite differences {t.worst_differences:.6e}"
 
     def _repr_html_(self) -> str:
         """The same report as HTML for notebooks, with the tensors over tolerance in bold."""
@@ -138,6 +203,7 @@ def gradcheck(
     seed: int = 0,
     tolerance: float = 1e-6,
     float32: bool = False,
+    taylor_check: bool = True,
 ) -> GradcheckReport:
     """Checks the compiled kernels of ``cell`` against finite differences (see the module doc)."""
     kernel = build(cell, "float64")
@@ -150,10 +216,9 @@ def gradcheck(
     run = kernel.forward(inputs, params, init)
     grads = kernel.backward(run, cotangents)
     ref_states, ref_outputs = reference.forward(cell, inputs, params, init)
-    forward_error = max(
-        [_normwise(run.states[s], ref_states[s]) for s in cell.states]
-        + [_normwise(run.outputs[y], ref_outputs[y]) for y in cell.outputs]
-    )
+    compared = [(s, run.states[s], ref_states[s]) for s in cell.states]
+    compared += [(y, run.outputs[y], ref_outputs[y]) for y in cell.outputs]
+    forward_error, forward_worst = max((_normwise(a, b), _where(name, a, b)) for name, a, b in compared)
 
     tensors = {("param", n): a for n, a in params.items()}
     tensors |= {("input", n): a for n, a in inputs.items()} | {("init", n): a for n, a in init.items()}
@@ -178,8 +243,8 @@ def gradcheck(
     noise = NOISE_FACTOR * np.finfo(np.float64).eps * magnitude / STEP
     checks = []
     for (kind, name), value in tensors.items():
-        fd = _finite_differences(lambda stack, kind=kind, name=name: loss(kind, name, stack), value)
-        checks.append(_compare(name, kind, computed[(kind, name)], fd, noise / tolerance))
+        fd, spread = _finite_differences(lambda stack, kind=kind, name=name: loss(kind, name, stack), value)
+        checks.append(_compare(name, kind, computed[(kind, name)], fd, spread, noise / tolerance, tolerance))
 
     direction = {key: rng.standard_normal(value.shape) for key, value in tensors.items()}
     length = np.sqrt(sum(float(np.sum(d * d)) for d in direction.values()))  # unit length: the same
@@ -193,6 +258,8 @@ def gradcheck(
     )
     predicted = sum(float(np.sum(direction[key] * computed[key])) for key in tensors)
     duality = abs(predicted - directional) / max(abs(predicted), abs(directional), noise / tolerance)
+    along = lambda amount: _weighted(*_shifted_forward(cell, params, inputs, init, direction, amount), cotangents)  # noqa: E731
+    taylor = taylor_test(along, predicted, noise * STEP) if taylor_check else None
 
     float32_error = _float32_error(cell, params, inputs, init, cotangents, run, grads) if float32 else None
     return GradcheckReport(
@@ -207,13 +274,16 @@ def gradcheck(
         forward_rel_error=forward_error,
         duality_rel_error=duality,
         float32_rel_error=float32_error,
+        taylor=taylor,
+        forward_worst=forward_worst,
     )
 
 
-def _finite_differences(loss_of_stack, value: np.ndarray) -> np.ndarray:
-    """The fourth-order central difference of the loss for every element of ``value``."""
+def _finite_differences(loss_of_stack, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The extrapolated central difference of the loss for every element of ``value``, and
+    ``|D(e) - D(e/2)|``, how much the two fourth-order estimates it combines disagree."""
     flat = value.reshape(-1)
-    result = np.zeros(flat.size)
+    result, spread = np.zeros(flat.size), np.zeros(flat.size)
     for start in range(0, flat.size, CHUNK // len(STENCIL)):
         index = np.arange(start, min(start + CHUNK // len(STENCIL), flat.size))
         stack = np.repeat(flat[None, :], len(index) * len(STENCIL), axis=0)
@@ -222,7 +292,8 @@ def _finite_differences(loss_of_stack, value: np.ndarray) -> np.ndarray:
         stack[rows, np.repeat(index, len(STENCIL))] += offsets * STEP
         losses = loss_of_stack(stack.reshape(-1, *value.shape)).reshape(len(index), len(STENCIL))
         result[index] = losses @ np.array([w for _, w in STENCIL]) / STEP
-    return result.reshape(value.shape)
+        spread[index] = np.abs(losses @ np.array(SPREAD)) / STEP
+    return result.reshape(value.shape), spread.reshape(value.shape)
 
 
 def _weighted(states, outputs, cotangents, stacked: bool = False) -> np.ndarray | float:
@@ -239,18 +310,38 @@ def _shifted_forward(cell, params, inputs, init, direction, amount):
     return reference.forward(cell, shift("input", inputs), shift("param", params), shift("init", init))
 
 
-def _compare(name: str, kind: str, computed: np.ndarray, fd: np.ndarray, resolution: float) -> TensorCheck:
+def _compare(
+    name: str, kind: str, computed: np.ndarray, fd: np.ndarray, spread: np.ndarray, resolution: float, tolerance: float
+) -> TensorCheck:
+    """The worst error in one tensor, leaving out unresolved elements: those over tolerance whose
+    two finite-difference estimates disagree by more than the tolerance themselves."""
     error = np.abs(computed - fd)
     scale = float(np.max(np.abs(fd))) if fd.size else 0.0
-    floor = max(1e-3 * scale, resolution)
-    relative = error / np.maximum(np.abs(fd), floor)
+    denominator = np.maximum(np.abs(fd), max(1e-3 * scale, resolution))
+    relative = error / denominator
+    unresolved = (relative > tolerance) & (spread > tolerance * denominator)
+    judged = np.where(unresolved, -1.0, relative)
+    worst = np.unravel_index(int(np.argmax(judged)), fd.shape) if fd.size else ()
     return TensorCheck(
         name=name,
         kind=kind,
         elements=int(fd.size),
-        max_abs_error=float(error.max()) if error.size else 0.0,
-        max_rel_error=float(relative.max()) if relative.size else 0.0,
+        max_abs_error=float(error[~unresolved].max()) if (~unresolved).any() else 0.0,
+        max_rel_error=float(relative[~unresolved].max()) if (~unresolved).any() else 0.0,
+        unresolved=int(unresolved.sum()),
+        worst=tuple(int(i) for i in worst),
+        worst_kernel=float(computed[worst]) if fd.size else 0.0,
+        worst_differences=float(fd[worst]) if fd.size else 0.0,
     )
+
+
+def _where(name: str, a: np.ndarray, b: np.ndarray) -> str:
+    """The step, sample and unit of a sequence where ``a`` differs most from ``b``."""
+    if a.size == 0:
+        return name
+    index = np.unravel_index(int(np.argmax(np.abs(a - b))), a.shape)
+    step, sample, unit = (int(i) for i in index)
+    return f"{name} at step {step}, sample {sample}, unit {unit}: kernel {a[index]:.6e}, reference {b[index]:.6e}"
 
 
 def _normwise(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,14 +15,15 @@ from types import ModuleType
 
 import numpy as np
 
+from .cache import Entry
 from .cell import Cell
-from .compiler import Entry
 from .errors import ArrayError
 from .functions import SCALAR
 from .render import Interface
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 C_TYPES = {"float64": "double", "float32": "float"}
+INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Kernel:
         if missing:
             raise ArrayError(f"sizes are missing for dimensions {missing} of cell {self.cell.name}")
         for d in self.cell.dims:
-            if not isinstance(sizes[d], (int, np.integer)) or sizes[d] < 0:
+            if not isinstance(sizes[d], (int, np.integer)) or isinstance(sizes[d], bool) or sizes[d] < 0:
                 raise ArrayError(f"size of {d} must be a non-negative integer, got {sizes[d]!r}")
         return {d: int(sizes[d]) for d in self.cell.dims}
 
@@ -137,7 +138,7 @@ class Kernel:
             raise ArrayError(f"cell {cell.name} has no inputs: nothing gives the number of steps")
         first = next(iter(inputs))
         if not isinstance(inputs[first], np.ndarray) or inputs[first].ndim != 3:
-            raise ArrayError(f"x[{first!r}] must be a 3-d array (T, B, {cell.inputs[first]})")
+            raise ArrayError(f"{self._labels['input', first]} must be a 3-d array (T, B, {cell.inputs[first]})")
         steps, batch = inputs[first].shape[:2]
         sizes: dict[str, tuple[int, str]] = {}
         labels = self._labels
@@ -155,6 +156,7 @@ class Kernel:
         if unresolved:
             raise ArrayError(f"cannot tell the sizes of {unresolved}: pass init for the states that use them")
         sizes = {d: extent for d, (extent, _) in sizes.items()}
+        self._fits_c_int(steps, batch, sizes)
         for s, dim in cell.states.items():
             init.setdefault(s, np.zeros((batch, sizes[dim]), self._np_dtype))
         outputs = self._empty_all(self.interface.forward.arguments, ("states", "outputs", "tape"), steps, batch, sizes)
@@ -249,6 +251,8 @@ class Kernel:
         """Checks one array and records the sizes it implies (with the array they came from)."""
         if not isinstance(array, np.ndarray):
             raise ArrayError(f"{label} must be a NumPy array, not {type(array).__name__}")
+        if isinstance(array, np.ma.MaskedArray):
+            raise ArrayError(f"{label} is a masked array, whose mask the kernel would ignore; pass {label}.filled(0)")
         if array.dtype != self._np_dtype:
             if not array.dtype.isnative:
                 raise ArrayError(f"{label} is not in native byte order; convert it with .astype(np.{self.dtype})")
@@ -258,9 +262,6 @@ class Kernel:
             )
         if array.ndim != len(shape):
             raise ArrayError(f"{label} must have shape ({', '.join(shape)}), got {array.shape}")
-        flags = array.flags
-        if not (flags.c_contiguous and flags.aligned):
-            raise ArrayError(f"{label} must be C-contiguous and aligned; pass np.ascontiguousarray({label})")
         for dim, extent in zip(shape, array.shape, strict=True):
             expected = (steps, "x") if dim == "T" else (batch, "x") if dim == "B" else sizes.get(dim)
             if dim == SCALAR:
@@ -272,6 +273,22 @@ class Kernel:
                     f"{label} has shape {array.shape}, expected ({', '.join(shape)}) with "
                     f"{dim}={expected[0]} (from {expected[1]})"
                 )
+        if not array.flags.c_contiguous:
+            raise ArrayError(
+                f"{label} must be C-contiguous (it has strides {array.strides}); pass np.ascontiguousarray({label})"
+            )
+        if not array.flags.aligned:
+            raise ArrayError(f"{label} is not aligned to its dtype in memory; pass {label}.copy()")
+
+    def _fits_c_int(self, steps: int, batch: int, sizes: dict[str, int]) -> None:
+        """The kernels count in C ``int``: T * B and a dimension times the widest stack of vectors
+        sharing it (bounded by the number of parameters and equations) must fit in one."""
+        if max(steps, batch, steps * batch) > INT_MAX:
+            raise ArrayError(f"T * B = {steps} * {batch} is over {INT_MAX}, the kernels' limit; split the sequence")
+        stacked = max(8, len(self.cell.params) + len(self.cell.equations))
+        for dim, extent in sizes.items():
+            if extent * stacked > INT_MAX:
+                raise ArrayError(f"{dim} = {extent} is over {INT_MAX // stacked}, the limit for cell {self.cell.name}")
 
     def _empty_all(self, arguments, roles, steps, batch, sizes) -> dict[tuple[str, str], np.ndarray]:
         extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}

@@ -6,14 +6,16 @@ from .cell import Cell
 from .compiler import cache_key, compile_entry, lookup
 from .derive import derive
 from .kernel import Kernel
+from .limits import guarded
 from .lower import plan_kernel
 from .render import KernelSource, render, templates_digest
 
 
 def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
     """The C source, header and interface of a cell's kernels (derive, plan, render)."""
-    derivation = derive(cell)
-    return render(cell, derivation, plan_kernel(cell, derivation), dtype)
+    with guarded("derive and plan"):
+        derivation = derive(cell)
+        return render(cell, derivation, plan_kernel(cell, derivation), dtype)
 
 
 def build(cell: Cell, dtype: str = "float64") -> Kernel:

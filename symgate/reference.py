@@ -20,7 +20,7 @@ _FUNCTIONS = {
     sigmoid: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),
     sympy.tanh: np.tanh,
     relu: lambda a: np.maximum(a, 0.0),
-    step: lambda a: (a > 0).astype(a.dtype) if isinstance(a, np.ndarray) else float(a > 0),
+    step: lambda a: np.where(a > 0, 1.0, np.where(a <= 0, 0.0, a)),  # NaN stays NaN, as in the kernels
     softplus: lambda a: np.logaddexp(0.0, a),
     sympy.exp: np.exp,
     sympy.log: np.log,

@@ -24,6 +24,7 @@ import sympy
 
 from .errors import CellError, CellNameError, CellSyntaxError, UnknownFunctionError
 from .functions import FUNCTIONS, MatVec, Var
+from .limits import working_on
 
 __all__ = ["CellSource", "Declaration", "Equation", "parse_source"]
 
@@ -167,6 +168,7 @@ class _Parser:
         for tokens in self._statements():
             self.tokens, self.pos = tokens, 1
             first = tokens[0]
+            working_on(self.source, first.line, _shown(self.lines[first.line - 1]))
             if first.text in KEYWORDS and tokens[1].text == "=":
                 raise self.error(f"{first.text!r} is a keyword and cannot be assigned", first, CellNameError)
             if not name and first.text != "cell":

@@ -10,6 +10,7 @@ import pytest
 from conftest import LSTM
 
 import symgate as sg
+import symgate.cache as cache_module
 import symgate.compiler as build_module
 
 
@@ -21,7 +22,8 @@ def test_second_build_reuses_the_entry_without_compiling(monkeypatch):
         raise AssertionError("the compiler ran for a cached kernel")
 
     monkeypatch.setattr(build_module.subprocess, "run", no_compiler)
-    monkeypatch.setattr(build_module, "_loaded", {})
+    monkeypatch.setattr(cache_module, "_loaded", {})
+    monkeypatch.setattr(cache_module, "_verified", set())
     second = sg.build(cell)
     assert second.entry.path == first.entry.path
     assert second.source == first.source
@@ -31,7 +33,7 @@ def test_a_new_process_loads_the_cached_kernel(kernel_cache):
     sg.build(sg.cells.get("elman_rnn"))
     script = (
         "import symgate as sg, symgate.compiler as b\n"
-        "b.subprocess = None  # any compile attempt would fail\n"
+        "b.compiler = None  # any compile attempt would fail\n"
         "k = sg.build(sg.cells.get('elman_rnn'))\n"
         "print(k.entry.path)\n"
     )
@@ -62,13 +64,13 @@ def test_failed_compile_carries_command_and_output(monkeypatch, tmp_path):
     with pytest.raises(sg.BuildError) as info:
         sg.build(sg.cells.get("elman_rnn"))
     assert "gcc" in info.value.command and "nonexistent" in info.value.output
-    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".build")]  # nothing published
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # nothing published
     assert not list(tmp_path.glob(".build*"))  # and the temporary directory is gone
 
 
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / "here"))
-    assert build_module.cache_dir() == tmp_path / "here"
+    assert cache_module.cache_dir() == tmp_path / "here"
     monkeypatch.delenv("SYMGATE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert build_module.cache_dir() == tmp_path / "xdg" / "symgate"
+    assert cache_module.cache_dir() == tmp_path / "xdg" / "symgate"

@@ -1,0 +1,321 @@
+"""The kernel cache under concurrency and faults, its key, and the ``symgate cache`` command.
+
+Processes are real (``subprocess``) wherever the behaviour is between processes: eight builders
+at once, a builder killed halfway, a damaged entry found by the next process.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import symgate as sg
+import symgate.cache as cache
+import symgate.compiler as compiler
+from symgate.cli import main
+
+BUILDER = """\
+import sys
+import numpy as np
+import symgate as sg
+cell = sg.parse(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.read(1)  # every process starts building at the same moment
+k = sg.build(cell)
+run = k.forward(np.ones((3, 2, 2)), k.init_params({"D": 2, "H": 3}, seed=0))
+print(k.entry.path, float(run.states["h"].sum()).hex(), flush=True)
+"""
+
+# a compiler that logs each compile, and hangs when SG_TEST_HANG names a file (created first)
+WRAPPER = """\
+#!/bin/sh
+if [ "$1" = "--version" ]; then exec gcc "$@"; fi
+echo "$$" >> "$SG_TEST_LOG"
+if [ -n "$SG_TEST_HANG" ]; then touch "$SG_TEST_HANG"; sleep 120; fi
+exec gcc "$@"
+"""
+
+
+def new_cell(tag: str = "") -> str:
+    """A cell no cache has seen: a fresh constant gives it a key of its own."""
+    constant = int(uuid.uuid4().hex[:8], 16) / 2**32
+    return f"cell fresh{tag}\ninput x: D\nstate h: H\nh' = tanh(W @ x + U @ h + {constant!r})\n"
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A cache of its own and a logging compiler (the environment is inherited by subprocesses)."""
+    root = tmp_path / "cache"
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(WRAPPER)
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(root))
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("SG_TEST_LOG", str(tmp_path / "compiles.log"))
+    monkeypatch.delenv("SG_TEST_HANG", raising=False)
+    return root
+
+
+def compiles(root: Path) -> int:
+    log = root.parent / "compiles.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def builder(text: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", BUILDER, text],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+        start_new_session=True,  # so a test can kill the process with its compiler
+    )
+
+
+def published(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if not p.name.startswith("."))
+
+
+def test_eight_processes_building_one_new_cell_at_once_all_succeed_with_one_entry(isolated):
+    text = new_cell()
+    processes = [builder(text) for _ in range(8)]
+    for process in processes:
+        assert process.stdout.readline() == "ready\n", process.stderr.read()
+    for process in processes:
+        process.stdin.write("go")
+        process.stdin.close()
+    results = [(process.wait(timeout=300), process.stdout.read(), process.stderr.read()) for process in processes]
+    assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
+    assert len({out for _, out, _ in results}) == 1  # the same entry, and the same numbers
+    (entry,) = published(isolated)
+    assert results[0][1].split()[0] == str(entry)
+    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
+    assert compiles(isolated) == 1  # the others waited for the first instead of compiling again
+
+
+def run_builder(text: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    process = builder(text)
+    out, err = process.communicate("go", timeout=timeout)
+    assert process.returncode == 0, err
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def truncate(library: Path) -> None:
+    library.write_bytes(library.read_bytes()[: library.stat().st_size // 2])
+
+
+def flip_a_byte(library: Path) -> None:
+    data = bytearray(library.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    library.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (truncate, "truncated"),
+        (flip_a_byte, "SHA-256"),
+        (lambda library: (library.parent / "manifest.json").unlink(), "no manifest"),
+        (lambda library: (library.parent / "interface.json").write_text("{}"), "interface.json"),
+    ],
+    ids=["truncated module", "altered module", "no manifest", "altered interface"],
+)
+def test_a_damaged_entry_is_reported_by_verify_and_rebuilt_by_the_next_build(isolated, capsys, damage, problem):
+    text = new_cell()
+    first = run_builder(text).stdout
+    (entry,) = published(isolated)
+    damage(next(entry.glob("_symgate_*")))
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert problem in out and entry.name in out and "1 bad" in out
+
+    assert run_builder(text).stdout == first  # a new process rebuilds it and computes the same
+    assert published(isolated) == [entry] and compiles(isolated) == 2
+    assert main(["cache", "verify"]) == 0
+    assert not list(isolated.glob(".trash-*")) and not list(isolated.glob(".build-*"))
+
+
+def test_a_build_killed_halfway_neither_blocks_nor_poisons_the_next(isolated, tmp_path):
+    text = new_cell()
+    started = tmp_path / "compiler-started"
+    victim = builder(text, SG_TEST_HANG=str(started))
+    assert victim.stdout.readline() == "ready\n"
+    victim.stdin.write("go")
+    victim.stdin.close()
+    deadline = time.monotonic() + 120
+    while not started.exists():  # the victim holds the entry's lock and is compiling
+        assert time.monotonic() < deadline and victim.poll() is None, victim.stderr.read()
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)  # the process and its compiler, halfway through
+    victim.wait()
+    (leftover,) = isolated.glob(".build-*")
+
+    run_builder(text, timeout=60)  # the lock died with its holder: no wait, no stale state read
+    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert leftover.exists()  # too young to be judged dead by age
+
+    old = time.time() - 2 * cache.STALE_AFTER
+    os.utime(leftover, (old, old))
+    run_builder(new_cell("b"))  # any build sweeps old build directories whose owner is gone
+    assert not leftover.exists()
+
+
+def test_a_live_build_is_never_swept_however_old(isolated, tmp_path):
+    started = tmp_path / "compiler-started"
+    live = builder(new_cell(), SG_TEST_HANG=str(started))
+    try:
+        assert live.stdout.readline() == "ready\n"
+        live.stdin.write("go")
+        live.stdin.close()
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert time.monotonic() < deadline and live.poll() is None, live.stderr.read()
+            time.sleep(0.05)
+        (building,) = isolated.glob(".build-*")
+        old = time.time() - 10 * cache.STALE_AFTER
+        os.utime(building, (old, old))
+        run_builder(new_cell("b"))
+        assert main(["cache", "clear"]) == 0
+        assert building.exists() and (building / "owner").exists()
+    finally:
+        os.killpg(live.pid, signal.SIGKILL)
+        live.wait()
+
+
+def test_a_cache_directory_that_cannot_be_created_is_named_in_the_error(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(sg.BuildError, match=r"a-file/cache cannot be written .* set SYMGATE_CACHE_DIR"):
+        sg.build(sg.parse(new_cell()))
+
+
+def test_a_read_only_cache_serves_its_kernels_and_refuses_new_ones_clearly(monkeypatch, tmp_path):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(root))
+    known = sg.parse(new_cell())
+    built = sg.build(known)
+    for path in [root, root / ".locks", built.entry.path]:
+        path.chmod(0o555)
+    if os.access(root, os.W_OK):  # root ignores permissions: refuse writes as the kernel would
+        monkeypatch.setattr(cache.tempfile, "mkdtemp", read_only_error)
+        monkeypatch.setattr(cache.tempfile, "TemporaryFile", read_only_error)
+    monkeypatch.setattr(cache, "_verified", set())
+    try:
+        assert sg.build(known).entry.path == built.entry.path
+        with pytest.raises(sg.BuildError, match=rf"{root} cannot be written \(Permission denied\)"):
+            sg.build(sg.parse(new_cell()))
+    finally:
+        for path in [root, root / ".locks", built.entry.path]:
+            path.chmod(0o755)
+
+
+def read_only_error(*args, **kwargs):
+    raise PermissionError(errno.EACCES, "Permission denied")
+
+
+def test_no_compiler_at_all_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcc, no cc
+    with pytest.raises(sg.BuildError, match=r"no C compiler found .*apt-get install gcc"):
+        sg.build(sg.parse(new_cell()))
+    assert not published(tmp_path) and not list(tmp_path.glob(".build-*"))
+
+
+def test_the_key_covers_everything_that_determines_the_binary(monkeypatch):
+    base = compiler.cache_key("cell a", "float64", "templates")
+    assert set(compiler.key_inputs("cell a", "float64", "templates")) == {
+        "cell",
+        "dtype",
+        "symgate",
+        "code",
+        "templates",
+        "compiler",
+        "compiler version",
+        "flags",
+        "cpu",
+        "cffi",
+        "python abi",
+    }
+    changes = [
+        lambda m: m.setattr(compiler, "__version__", "9.9.9"),
+        lambda m: m.setattr(compiler, "source_digest", lambda: "other code"),
+        lambda m: m.setenv("CC", "gcc -m64"),
+        lambda m: m.setattr(compiler, "compiler_identity", lambda command: "gcc 99.1"),
+        lambda m: m.setenv("SYMGATE_BLAS_MIN", "7"),
+        lambda m: m.setenv("SYMGATE_SANITIZE", "1"),
+        lambda m: m.setattr(compiler, "cpu_identity", lambda: "another CPU"),
+        lambda m: m.setattr(compiler.cffi, "__version__", "0.0"),
+        lambda m: m.setattr(compiler.sys, "version", "3.99"),
+    ]
+    for change in changes:
+        with monkeypatch.context() as patch:
+            change(patch)
+            assert compiler.cache_key("cell a", "float64", "templates") != base
+    assert compiler.cache_key("cell b", "float64", "templates") != base
+    assert compiler.cache_key("cell a", "float32", "templates") != base
+    assert compiler.cache_key("cell a", "float64", "other templates") != base
+    assert compiler.cache_key("cell a", "float64", "templates") == base
+
+
+def test_the_key_is_the_canonical_cell_not_its_spelling(isolated):
+    text = new_cell()
+    respelled = "# a comment\n" + text.replace(" + ", "   +   ").replace("h' =", "h'=")
+    first = sg.build(sg.parse(text))
+    assert sg.build(sg.parse(respelled)).entry.path == first.entry.path
+    changed = text.replace("tanh(", "sigmoid(")
+    assert sg.build(sg.parse(changed)).entry.path != first.entry.path
+
+
+def test_cache_list_verify_and_clear(isolated, capsys):
+    kept, gone = sg.parse(new_cell("kept")), sg.parse(new_cell("kept").replace("cell freshkept", "cell freshkept_x"))
+    for cell in (kept, gone):
+        sg.build(cell, "float32")
+    sg.build(kept, "float64")
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"kernel cache {isolated}: 3 entries" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [(r[0], r[1], r[5], r[6]) for r in rows] == [
+        ("freshkept", "float32", "s", "ok"),
+        ("freshkept", "float64", "s", "ok"),
+        ("freshkept_x", "float32", "s", "ok"),
+    ]
+    assert all(r[3] == "kB" and float(r[2]) > 10 for r in rows)  # sizes in kB
+
+    assert main(["cache", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries" in out and "0 bad" in out
+
+    assert main(["cache", "clear", "--cell", "freshkept_x"]) == 0  # not a prefix match
+    assert "removed 1 entries of cell freshkept_x" in capsys.readouterr().out
+    assert [(e.cell, e.dtype) for e in cache.entries()] == [("freshkept", "float32"), ("freshkept", "float64")]
+    assert main(["cache", "clear"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert not published(isolated) and not list((isolated / ".locks").iterdir())
+    assert main(["cache", "list"]) == 0
+    assert "0 entries" in capsys.readouterr().out
+
+
+def test_the_manifest_records_what_was_built(isolated):
+    kernel = sg.build(sg.parse(new_cell()), "float32")
+    manifest = json.loads((kernel.entry.path / "manifest.json").read_text())
+    assert (manifest["cell"], manifest["dtype"], manifest["sanitize"]) == ("fresh", "float32", False)
+    assert "-O3" in manifest["flags"] and set(manifest["files"]) == {
+        kernel.entry.library.name,
+        "kernel.c",
+        "kernel.h",
+        "interface.json",
+    }
