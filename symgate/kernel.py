@@ -9,6 +9,7 @@ inputs and initial states.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -24,6 +25,8 @@ from .render import Interface
 DTYPES = {"float64": np.float64, "float32": np.float32}
 C_TYPES = {"float64": "double", "float32": "float"}
 INT_MAX = 2**31 - 1
+SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
+WORKSPACE_KEPT = 16 * 2**20  # bytes of scratch memory a kernel keeps per thread for reuse
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,15 @@ class Kernel:
             )
             for p in (self.interface.forward, self.interface.backward)
         }
+        self._path = str(entry.path)
+        self._param_names = {p.name for p in cell.params}
+        self._grad_names = {*cell.states, *cell.outputs, "final"}
+        self._grads_given = [("grad_states", s) for s in cell.states] + [("grad_outputs", y) for y in cell.outputs]
+        self._forward_results = _keys(self.interface.forward, ("states", "outputs", "tape"))
+        self._backward_results = _keys(self.interface.backward, ("grad_inputs", "grad_params"))
+        self._sources = _size_sources(cell)
+        self._shapes_by_size: dict[tuple[int, ...], dict[tuple[str, str], tuple[int, ...]]] = {}
+        self._workspace = threading.local()
 
     @property
     def source(self) -> str:
@@ -130,6 +142,66 @@ class Kernel:
         ``copy=False`` makes no defensive copies (see :class:`Run`): for callers such as
         ``symgate.torch`` that share memory with the kernels and guard it themselves.
         """
+        given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
+        arrays, steps, batch, sizes = given
+        shapes = self._shapes(steps, batch, sizes)
+        for s in self.cell.states:
+            arrays.setdefault(("init", s), np.zeros(shapes["init", s], self._np_dtype))
+        results = {key: np.empty(shapes[key], self._np_dtype) for key in self._forward_results}
+        self._call(self.interface.forward, arrays | results, steps, batch, sizes)
+        keep = (lambda a: _read_only(a.copy())) if copy else (lambda a: a)
+        if copy:
+            for a in results.values():
+                a.flags.writeable = False
+        return Run(
+            inputs={n: keep(arrays["input", n]) for n in self.cell.inputs},
+            params={p.name: keep(arrays["param", p.name]) for p in self.cell.params},
+            init={s: keep(arrays["init", s]) for s in self.cell.states},
+            states={n: a for (role, n), a in results.items() if role == "states"},
+            outputs={n: a for (role, n), a in results.items() if role == "outputs"},
+            tape={n: a for (role, n), a in results.items() if role == "tape"},
+            sizes={"T": steps, "B": batch, **sizes},
+            kernel=self._path,
+        )
+
+    def _accepted_forward(self, x, params, init) -> tuple | None:
+        """The arrays of a forward call when every one is exactly as the kernel needs (the
+        common case, checked quickly); None when any is not, for :meth:`_checked_forward` to
+        find and name."""
+        cell = self.cell
+        if type(params) is not dict or not (init is None or type(init) is dict):
+            return None
+        if type(x) is np.ndarray and len(cell.inputs) == 1:
+            inputs = {next(iter(cell.inputs)): x}
+        elif type(x) is dict:
+            inputs = x
+        else:
+            return None
+        init = init or {}
+        if inputs.keys() != cell.inputs.keys() or params.keys() != self._param_names:
+            return None
+        if not init.keys() <= cell.states.keys():
+            return None
+        arrays = {("input", n): a for n, a in inputs.items()} | {("param", n): a for n, a in params.items()}
+        arrays |= {("init", n): a for n, a in init.items()}
+        first = arrays["input", next(iter(cell.inputs))]
+        if type(first) is not np.ndarray or first.ndim != 3:
+            return None
+        steps, batch = first.shape[:2]
+        sizes = {}
+        for dim, key, axis in self._sources:
+            source = arrays.get(key)
+            if type(source) is not np.ndarray or source.ndim <= axis:
+                return None
+            sizes[dim] = source.shape[axis]
+        shapes = self._shapes(steps, batch, sizes)
+        if not all(_exactly(a, self._np_dtype, shapes[key]) for key, a in arrays.items()):
+            return None
+        self._fits_c_int(steps, batch, sizes)
+        return arrays, steps, batch, sizes
+
+    def _checked_forward(self, x, params, init) -> tuple:
+        """The arrays of a forward call, each checked with an error naming what is wrong."""
         cell = self.cell
         inputs = self._named("x", x, cell.inputs)
         self._no_unknown("params", params, [p.name for p in cell.params])
@@ -157,24 +229,9 @@ class Kernel:
             raise ArrayError(f"cannot tell the sizes of {unresolved}: pass init for the states that use them")
         sizes = {d: extent for d, (extent, _) in sizes.items()}
         self._fits_c_int(steps, batch, sizes)
-        for s, dim in cell.states.items():
-            init.setdefault(s, np.zeros((batch, sizes[dim]), self._np_dtype))
-        outputs = self._empty_all(self.interface.forward.arguments, ("states", "outputs", "tape"), steps, batch, sizes)
-        arrays = {("input", n): a for n, a in inputs.items()} | {("param", n): a for n, a in params.items()}
-        arrays |= {("init", n): a for n, a in init.items()} | outputs
-        self._call(self.interface.forward, arrays, steps, batch, sizes)
-        keep = (lambda a: _read_only(a.copy())) if copy else (lambda a: a)
-        frozen = {k: _read_only(a) if copy else a for k, a in outputs.items()}
-        return Run(
-            inputs={n: keep(a) for n, a in inputs.items()},
-            params={p.name: keep(params[p.name]) for p in cell.params},
-            init={n: keep(a) for n, a in init.items()},
-            states={n: a for (role, n), a in frozen.items() if role == "states"},
-            outputs={n: a for (role, n), a in frozen.items() if role == "outputs"},
-            tape={n: a for (role, n), a in frozen.items() if role == "tape"},
-            sizes={"T": steps, "B": batch, **sizes},
-            kernel=str(self.entry.path),
-        )
+        arrays = {("input", n): a for n, a in inputs.items()} | {("param", p.name): params[p.name] for p in cell.params}
+        arrays |= {("init", n): a for n, a in init.items()}
+        return arrays, steps, batch, sizes
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, run: Run, grads: Mapping[str, np.ndarray]) -> Gradients:
@@ -184,48 +241,63 @@ class Kernel:
         and ``grads[y]`` with respect to each step's output ``y``; missing ones are zero.
         ``grads["final"]`` may map states to (B, size) gradients with respect to ``run.final``.
         """
-        cell = self.cell
         if not isinstance(run, Run):
             raise ArrayError("backward needs the Run returned by forward")
-        if run.kernel != str(self.entry.path):
+        if run.kernel != self._path:
             raise ArrayError(
                 f"this Run was made by another kernel ({run.kernel or 'unknown'}); "
                 f"pass a Run from this {self.cell.name} {self.dtype} kernel's forward"
             )
-        self._no_unknown("grads", grads, [*cell.states, *cell.outputs, "final"])
+        steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
+        shapes = self._shapes(steps, batch, sizes)
+        if not self._accepted_grads(grads, shapes):
+            self._check_grads(grads, steps, batch, sizes)
         final = grads.get("final", {})
-        self._no_unknown("grads['final']", final, list(cell.states))
-        steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in cell.dims}
-        known = {d: (n, "the run") for d, n in sizes.items()}
-        given = {}
-        for name, dim in [*cell.states.items(), *cell.outputs.items()]:
-            role = "grad_states" if name in cell.states else "grad_outputs"
-            if name in grads:
-                self._fit(f"grads[{name!r}]", grads[name], ("T", "B", dim), known, steps, batch)
-                given[(role, name)] = grads[name]
-            else:
-                given[(role, name)] = np.zeros((steps, batch, sizes[dim]), self._np_dtype)
-        results = self._empty_all(
-            self.interface.backward.arguments, ("grad_inputs", "grad_params"), steps, batch, sizes
-        )
-        for s, dim in cell.states.items():
-            carry = np.zeros((batch, sizes[dim]), self._np_dtype)
-            if s in final:
-                self._fit(f"grads['final'][{s!r}]", final[s], ("B", dim), known, steps, batch)
-                carry[...] = final[s]
-            results[("grad_init", s)] = carry
         arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
         arrays |= {("init", n): a for n, a in run.init.items()}
         arrays |= {("states", n): a for n, a in run.states.items()} | {
             ("outputs", n): a for n, a in run.outputs.items()
         }
-        arrays |= {("tape", n): a for n, a in run.tape.items()} | given | results
-        self._call(self.interface.backward, arrays, steps, batch, sizes)
+        arrays |= {("tape", n): a for n, a in run.tape.items()}
+        for role, name in self._grads_given:
+            arrays[role, name] = grads[name] if name in grads else np.zeros(shapes[role, name], self._np_dtype)
+        results = {key: np.empty(shapes[key], self._np_dtype) for key in self._backward_results}
+        for s in self.cell.states:
+            carry = results["grad_init", s] = np.zeros(shapes["grad_init", s], self._np_dtype)
+            if s in final:
+                carry[...] = final[s]
+        self._call(self.interface.backward, arrays | results, steps, batch, sizes)
         return Gradients(
             params={n: a for (role, n), a in results.items() if role == "grad_params"},
             inputs={n: a for (role, n), a in results.items() if role == "grad_inputs"},
             init={n: a for (role, n), a in results.items() if role == "grad_init"},
         )
+
+    def _accepted_grads(self, grads, shapes: dict) -> bool:
+        """Whether the loss gradients are exactly as the kernel needs (the quick check)."""
+        if type(grads) is not dict or not grads.keys() <= self._grad_names:
+            return False
+        final = grads.get("final", {})
+        if type(final) is not dict or not final.keys() <= self.cell.states.keys():
+            return False
+        dtype = self._np_dtype
+        return all(
+            _exactly(grads[name], dtype, shapes[role, name]) for role, name in self._grads_given if name in grads
+        ) and all(_exactly(a, dtype, shapes["grad_init", s]) for s, a in final.items())
+
+    def _check_grads(self, grads, steps: int, batch: int, sizes: dict[str, int]) -> None:
+        """Checks the loss gradients, with an error naming the one that is wrong."""
+        cell = self.cell
+        self._no_unknown("grads", grads, [*cell.states, *cell.outputs, "final"])
+        final = grads.get("final", {})
+        self._no_unknown("grads['final']", final, list(cell.states))
+        known = {d: (n, "the run") for d, n in sizes.items()}
+        for name, dim in [*cell.states.items(), *cell.outputs.items()]:
+            if name in grads:
+                self._fit(f"grads[{name!r}]", grads[name], ("T", "B", dim), known, steps, batch)
+        for s, dim in cell.states.items():
+            if s in final:
+                self._fit(f"grads['final'][{s!r}]", final[s], ("B", dim), known, steps, batch)
 
     # -- helpers --------------------------------------------------------------------------
     def _named(self, label: str, value, names: Mapping[str, str]) -> dict[str, np.ndarray]:
@@ -290,21 +362,67 @@ class Kernel:
             if extent * stacked > INT_MAX:
                 raise ArrayError(f"{dim} = {extent} is over {INT_MAX // stacked}, the limit for cell {self.cell.name}")
 
-    def _empty_all(self, arguments, roles, steps, batch, sizes) -> dict[tuple[str, str], np.ndarray]:
-        extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}
-        return {
-            (a.role, a.name): np.empty(tuple(extents[d] for d in a.shape), self._np_dtype)
-            for a in arguments
-            if a.role in roles
-        }
+    def _shapes(self, steps: int, batch: int, sizes: dict[str, int]) -> dict[tuple[str, str], tuple[int, ...]]:
+        """The shape of every array of both passes, for these sizes (remembered: a training loop
+        calls with the same few sizes again and again)."""
+        key = (steps, batch, *(sizes[d] for d in self.cell.dims))
+        shapes = self._shapes_by_size.get(key)
+        if shapes is None:
+            if len(self._shapes_by_size) >= SHAPES_REMEMBERED:
+                self._shapes_by_size.clear()
+            extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}
+            arguments = [*self.interface.forward.arguments, *self.interface.backward.arguments]
+            shapes = {(a.role, a.name): tuple(extents[d] for d in a.shape) for a in arguments}
+            self._shapes_by_size[key] = shapes
+        return shapes
 
     def _call(self, pass_, arrays: dict, steps: int, batch: int, sizes: dict[str, int]) -> None:
         from_buffer = self._module.ffi.from_buffer  # a view of the array's memory: no copy
         buffer = f"{C_TYPES[self.dtype]}[]"
         function, work_size, keys = self._functions[pass_.function]
         dims = [sizes[d] for d in self.interface.dims]
-        work = np.empty(work_size(steps, batch, *dims), self._np_dtype)
+        work = self._work(work_size(steps, batch, *dims))
         function(steps, batch, *dims, *[from_buffer(buffer, arrays[key]) for key in keys], from_buffer(buffer, work))
+
+    def _work(self, size: int) -> np.ndarray:
+        """Scratch memory for one call. Up to WORKSPACE_KEPT bytes are kept per thread and reused,
+        which spares small calls the page faults of fresh memory; larger ones get it anew."""
+        kept = getattr(self._workspace, "array", None)
+        if kept is not None and kept.size >= size:
+            return kept
+        work = np.empty(max(size, 1), self._np_dtype)
+        if work.nbytes <= WORKSPACE_KEPT:
+            self._workspace.array = work
+        return work
+
+
+def _keys(pass_, roles: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(a.role, a.name) for a in pass_.arguments if a.role in roles]
+
+
+def _size_sources(cell: Cell) -> list[tuple[str, tuple[str, str], int]]:
+    """Where each dimension's size is read: the first array having it, in the order inputs,
+    parameters, initial states (the order the full check reads them in)."""
+    shapes = [(("input", x), ("T", "B", dim)) for x, dim in cell.inputs.items()]
+    shapes += [(("param", p.name), p.shape) for p in cell.params]
+    shapes += [(("init", s), ("B", dim)) for s, dim in cell.states.items()]
+    sources = {}
+    for key, shape in shapes:
+        for axis, dim in enumerate(shape):
+            if dim in cell.dims and dim not in sources:
+                sources[dim] = (key, axis)
+    return [(dim, key, axis) for dim, (key, axis) in sources.items()]
+
+
+def _exactly(array, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
+    """Whether ``array`` is a plain ndarray the kernel can use as it is."""
+    return (
+        type(array) is np.ndarray
+        and array.dtype == dtype
+        and array.shape == shape
+        and array.flags.c_contiguous
+        and array.flags.aligned
+    )
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -306,3 +306,41 @@ def test_any_layout_of_any_argument_is_refused_by_name_or_changes_nothing(lstm, 
         with pytest.raises(sg.ArrayError) as info:
             results(lstm, x, params, init, grads)
         assert str(info.value).startswith(label) or f"{label} " in str(info.value), (layout, str(info.value))
+
+
+def test_calls_of_changing_sizes_give_the_results_of_a_fresh_kernel_each(lstm):
+    """A kernel remembers the array shapes of the sizes it has seen and reuses its scratch memory:
+    neither may leak from one call into the next, whichever sizes come in whichever order."""
+    calls = [({"D": 3, "H": 4}, 5, 2), ({"D": 7, "H": 9}, 11, 3), ({"D": 3, "H": 4}, 1, 1), ({"D": 2, "H": 5}, 6, 4)]
+    expected = []
+    for sizes, steps, batch in calls:
+        fresh = sg.build(sg.parse(LSTM))  # a new Kernel: nothing remembered, no scratch memory yet
+        expected.append(results(fresh, *arrays(fresh, sizes, steps, batch, seed=steps)))
+    for _ in range(2):
+        for (sizes, steps, batch), want in zip(calls, expected, strict=True):
+            got = results(lstm, *arrays(lstm, sizes, steps, batch, seed=steps))
+            assert got.keys() == want.keys()
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_threads_running_one_kernel_at_once_each_get_their_own_results(lstm):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [arrays(lstm, {"D": 3 + i, "H": 4 + i}, steps=20, batch=2 + i, seed=i) for i in range(4)]
+    alone = [results(lstm, *case) for case in cases]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda case: [results(lstm, *case) for _ in range(20)][-1], cases))
+    for want, got in zip(alone, together, strict=True):
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_ndarray_subclasses_such_as_memmap_are_read_like_plain_arrays(lstm, tmp_path):
+    x, params, init, grads = arrays(lstm)
+    mapped = np.memmap(tmp_path / "x.bin", dtype=x.dtype, mode="w+", shape=x.shape)
+    mapped[...] = x
+    want = results(lstm, x, params, init, grads)
+    got = results(lstm, mapped, params, init, grads)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
