@@ -21,8 +21,8 @@ from .errors import ArrayError
 from .functions import SCALAR
 from .render import Interface
 
-DTYPES = {"float64": np.float64, "float32": np.float32}
-C_TYPES = {"float64": "double", "float32": "float"}
+DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
+C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
 
 
@@ -82,6 +82,7 @@ class Kernel:
                 [(a.role, a.name) for a in p.arguments],
             )
             for p in (self.interface.forward, self.interface.backward)
+            if p is not None  # a complex kernel has a forward pass only
         }
 
     @property
@@ -185,6 +186,10 @@ class Kernel:
         ``grads["final"]`` may map states to (B, size) gradients with respect to ``run.final``.
         """
         cell = self.cell
+        if self.interface.backward is None:
+            raise ArrayError(
+                f"the {self.dtype} kernel of {cell.name} has a forward pass only (for the complex-step check)"
+            )
         if not isinstance(run, Run):
             raise ArrayError("backward needs the Run returned by forward")
         if run.kernel != str(self.entry.path):
