@@ -188,7 +188,7 @@ class Kernel:
         cell = self.cell
         if self.interface.backward is None:
             raise ArrayError(
-                f"the {self.dtype} kernel of {cell.name} has a forward pass only (for the complex-step check)"
+                f"the {self.dtype} kernel of {cell.name} is a forward pass only, for the complex-step check"
             )
         if not isinstance(run, Run):
             raise ArrayError("backward needs the Run returned by forward")
