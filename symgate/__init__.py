@@ -11,7 +11,8 @@ The pipeline, one module a stage, each taking what the previous one returns:
                  published atomically; ``symgate cache``); ``sanitize`` adds ASan/UBSan builds
 7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays, checked first)
 8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
-                 (with the Taylor-remainder test of ``taylor``)
+                 (with the Taylor-remainder test of ``taylor``, and optionally ``complex_step``:
+                 the gradients vs. complex steps of a ``complex128`` forward kernel)
 
 ``limits`` bounds the time and depth of the symbolic stages 1-5, so hostile text cannot hang them.
 

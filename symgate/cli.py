@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--batch", type=int, default=2)
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--verbose", action="store_true", help="print every cell's full table, not one line each")
+    check.add_argument(
+        "--complex-step",
+        action="store_true",
+        help="also check the gradients against complex steps, to near machine precision (builds a complex kernel)",
+    )
     check.set_defaults(run=_check)
 
     flow = commands.add_parser("flow", help="measure how fast the gradient of the last state falls with distance")
@@ -191,14 +196,23 @@ def _check(args: argparse.Namespace) -> int:
     for cell in checked:
         start = time.perf_counter()
         sizes = _sizes(cell, given)
-        report = gradcheck(cell, sizes, steps=args.steps, batch=args.batch, seed=args.seed, float32=True)
+        report = gradcheck(
+            cell,
+            sizes,
+            steps=args.steps,
+            batch=args.batch,
+            seed=args.seed,
+            float32=True,
+            complex_step=args.complex_step,
+        )
         elapsed = time.perf_counter() - start
         failed += not report.ok
         if one_line and report.ok:
             shown = " ".join(f"{d}={n}" for d, n in sizes.items())
+            complex_step = f"complex step {report.complex_step.max_rel_error:.1e}   " if report.complex_step else ""
             print(
                 f"ok      {cell.name:<28} {shown:<14} float64 max rel err {report.max_rel_error:.1e}   "
-                f"float32 vs float64 {report.float32_rel_error:.1e}   {elapsed:5.2f} s"
+                f"float32 vs float64 {report.float32_rel_error:.1e}   {complex_step}{elapsed:5.2f} s"
             )
         else:
             print(report)

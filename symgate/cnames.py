@@ -117,6 +117,13 @@ LIBM = frozenset(
     ]
 )
 LIBM_FLOAT = frozenset(name + "f" for name in LIBM if name.islower())
+LIBM_COMPLEX = frozenset(
+    ["c" + name for name in ("exp", "log", "pow", "sqrt", "abs", "arg", "imag", "real", "proj")]
+    + ["c" + name for name in ("sin", "cos", "tan", "sinh", "cosh", "tanh")]
+    + ["ca" + name for name in ("sin", "cos", "tan", "sinh", "cosh", "tanh")]
+    + ["conj", "CMPLX"]
+)
+"""<complex.h>, which the complex-step kernels include (:mod:`symgate.complex_step`)."""
 KERNEL_LOCALS = frozenset(
     [
         "T",
@@ -180,7 +187,7 @@ PREDEFINED = frozenset(
 )
 """Names the compiler, libc or the Python headers define as macros or keywords in some mode."""
 RESERVED_PREFIXES = ("M_", "FP_", "HUGE_", "HAVE_", "SIZEOF_", "WITH_", "ENABLE_", "USE_", "Py", "PY_", "_")
-RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | KERNEL_LOCALS | PREDEFINED | frozenset(HELPERS)
+RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | LIBM_COMPLEX | KERNEL_LOCALS | PREDEFINED | frozenset(HELPERS)
 
 _SPELLING = (("'", "_next"), ("δ", "d_"), ("τ", "tmp"), ("ᵀ", "T"), ("@", "_"), ("(", "_"), (")", "_"))
 

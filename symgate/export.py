@@ -277,7 +277,7 @@ class _ExportContext(_Context):
         works.append("(" + " + ".join([*counts, f"{functions[-2].work}({', '.join(['1', 'B', *self.runtime])})"]) + ")")
         size_args = ", ".join(["T", "B", *self.runtime])
         return self.common() | {
-            "standalone": True,
+            "accelerated": False,
             "cell": self.cell.name,
             "dtype": self.dtype,
             "names": {f.name.removeprefix(self.prefix + "_"): f.name for f in functions},

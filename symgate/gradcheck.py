@@ -13,7 +13,9 @@ epsilon, y the states and outputs): elements far below the rest of their tensor 
 the tensor's scale, and no element is judged finer than the differences can resolve.
 A duality test adds ``<u, VJP(G)>`` against the finite-difference directional derivative
 along a random direction u over all tensors at once, and the forward kernel is compared with
-the reference; optionally the float32 kernel is compared with the float64 one.
+the reference; optionally the float32 kernel is compared with the float64 one, and the
+gradients with complex steps of a complex forward kernel (:mod:`symgate.complex_step`), which
+agree with a right gradient to near machine precision.
 
 Two more guards against a check that passes or fails for the wrong reason:
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +43,9 @@ from . import reference
 from .cell import Cell
 from .pipeline import build
 from .taylor import TaylorCheck, taylor_test
+
+if TYPE_CHECKING:
+    from .complex_step import ComplexStepCheck
 
 STEP = 1e-3
 FOURTH_ORDER = ((-2.0, 1 / 12), (-1.0, -8 / 12), (1.0, 8 / 12), (2.0, -1 / 12))  # (offset, weight), per step e
@@ -109,6 +115,7 @@ class GradcheckReport:
     taylor: TaylorCheck | None = None
     forward_worst: str = ""
     """Where the forward kernel differs most from the reference: state or output, step, sample, unit."""
+    complex_step: ComplexStepCheck | None = None
 
     @property
     def max_rel_error(self) -> float:
@@ -119,7 +126,8 @@ class GradcheckReport:
     def ok(self) -> bool:
         float32_ok = self.float32_rel_error is None or self.float32_rel_error <= self.float32_tolerance
         taylor_ok = self.taylor is None or self.taylor.ok
-        return self.max_rel_error <= self.tolerance and float32_ok and taylor_ok
+        complex_ok = self.complex_step is None or self.complex_step.ok
+        return self.max_rel_error <= self.tolerance and float32_ok and taylor_ok and complex_ok
 
     @property
     def worst(self) -> TensorCheck:
@@ -139,7 +147,8 @@ class GradcheckReport:
         return sum(t.unresolved for t in self.gradients)
 
     def checks(self) -> list[str]:
-        """The checks beside the per-tensor table: forward pass, duality and float32, one line each."""
+        """The checks beside the per-tensor table: forward pass, duality, Taylor, float32 and complex step,
+        one line each."""
         lines = []
         if self.unresolved:
             where = ", ".join(f"{t.name} {t.unresolved}" for t in self.gradients if t.unresolved)
@@ -163,6 +172,8 @@ class GradcheckReport:
                 f"float32 kernel vs float64 kernel: max rel err {self.float32_rel_error:.2e} "
                 f"(tolerance {self.float32_tolerance:g})"
             )
+        if self.complex_step is not None:
+            lines.append(str(self.complex_step))
         return lines
 
     def __str__(self) -> str:
@@ -204,8 +215,13 @@ def gradcheck(
     tolerance: float = 1e-6,
     float32: bool = False,
     taylor_check: bool = True,
+    complex_step: bool = False,
 ) -> GradcheckReport:
-    """Checks the compiled kernels of ``cell`` against finite differences (see the module doc)."""
+    """Checks the compiled kernels of ``cell`` against finite differences (see the module doc).
+
+    ``complex_step=True`` also checks the gradients against complex steps (its own tolerance,
+    :data:`symgate.complex_step.TOLERANCE`); it builds the cell's complex forward kernel.
+    """
     kernel = build(cell, "float64")
     rng = np.random.default_rng(seed + 1)
     params = kernel.init_params(sizes, seed=seed)
@@ -262,6 +278,11 @@ def gradcheck(
     taylor = taylor_test(along, predicted, noise * STEP) if taylor_check else None
 
     float32_error = _float32_error(cell, params, inputs, init, cotangents, run, grads) if float32 else None
+    complex_check = None
+    if complex_step:
+        from .complex_step import complex_step_check  # it reports with this module's TensorCheck
+
+        complex_check = complex_step_check(cell, params, inputs, init, cotangents, grads)
     return GradcheckReport(
         cell=cell.name,
         sizes=dict(sizes),
@@ -276,6 +297,7 @@ def gradcheck(
         float32_rel_error=float32_error,
         taylor=taylor,
         forward_worst=forward_worst,
+        complex_step=complex_check,
     )
 
 

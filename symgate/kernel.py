@@ -22,8 +22,8 @@ from .errors import ArrayError
 from .functions import SCALAR
 from .render import Interface
 
-DTYPES = {"float64": np.float64, "float32": np.float32}
-C_TYPES = {"float64": "double", "float32": "float"}
+DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
+C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
 WORKSPACE_KEPT = 16 * 2**20  # bytes of scratch memory a kernel keeps per thread for reuse
@@ -85,6 +85,7 @@ class Kernel:
                 [(a.role, a.name) for a in p.arguments],
             )
             for p in (self.interface.forward, self.interface.backward)
+            if p is not None  # a complex kernel has a forward pass only
         }
         self._path = str(entry.path)
         self._param_names = {p.name for p in cell.params}
@@ -241,6 +242,10 @@ class Kernel:
         and ``grads[y]`` with respect to each step's output ``y``; missing ones are zero.
         ``grads["final"]`` may map states to (B, size) gradients with respect to ``run.final``.
         """
+        if self.interface.backward is None:
+            raise ArrayError(
+                f"the {self.dtype} kernel of {self.cell.name} is a forward pass only, for the complex-step check"
+            )
         if not isinstance(run, Run):
             raise ArrayError("backward needs the Run returned by forward")
         if run.kernel != self._path:
@@ -371,7 +376,7 @@ class Kernel:
             if len(self._shapes_by_size) >= SHAPES_REMEMBERED:
                 self._shapes_by_size.clear()
             extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}
-            arguments = [*self.interface.forward.arguments, *self.interface.backward.arguments]
+            arguments = [a for p in (self.interface.forward, self.interface.backward) if p for a in p.arguments]
             shapes = {(a.role, a.name): tuple(extents[d] for d in a.shape) for a in arguments}
             self._shapes_by_size[key] = shapes
         return shapes
@@ -397,7 +402,7 @@ class Kernel:
 
 
 def _keys(pass_, roles: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(a.role, a.name) for a in pass_.arguments if a.role in roles]
+    return [(a.role, a.name) for a in (pass_.arguments if pass_ else ()) if a.role in roles]
 
 
 def _size_sources(cell: Cell) -> list[tuple[str, tuple[str, str], int]]:

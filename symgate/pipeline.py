@@ -19,9 +19,13 @@ def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
 
 
 def build(cell: Cell, dtype: str = "float64") -> Kernel:
-    """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before."""
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+    """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before.
+
+    "complex128" builds the forward kernel alone, in ``double _Complex``, for the complex-step
+    check (:mod:`symgate.complex_step`).
+    """
+    if dtype not in ("float64", "float32", "complex128"):
+        raise ValueError(f"dtype must be 'float64', 'float32' or 'complex128', not {dtype!r}")
     key = cache_key(cell.fingerprint(), dtype, templates_digest())
     entry = lookup(f"{cell.name}_{dtype}", key) or compile_entry(generate(cell, dtype), key)
     return Kernel(cell, dtype, entry)

@@ -6,6 +6,10 @@ row, the initial state, the tape, the backward carry or the workspace), and ever
 already printed. The templates only lay the text out. The same code renders both passes, and
 the kernel's calling convention is returned beside the C as an :class:`Interface` (JSON-able),
 so a cached kernel can be called without deriving anything again.
+
+complex128 renders the forward pass alone, in ``double _Complex`` and without BLAS
+(``templates/complex.c.jinja``): the same plan and statements, printed with complex-analytic
+functions, for the complex-step gradient check (:mod:`symgate.complex_step`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import jinja2
 from . import __version__
 from .cell import Cell
 from .cnames import CNames
-from .cprinter import KernelPrinter
+from .cprinter import printer_for
 from .derive import ADJOINT, Derivation
 from .functions import SCALAR
 from .lower import GradientProduct, KernelPlan, Loop, Plan, Product, Reduce, Stack, StackProduct
 
 C_TYPES = {"float64": "double", "float32": "float"}
+COMPLEX_TYPES = {"complex128": "double _Complex"}
+"""Forward pass only, for the complex-step check. ``_Complex``, not ``complex``: cffi reads the
+declarations too, and it knows only the keyword."""
 _ROLE_TEXT = {
     "input": "input {} at every step",
     "init": "initial state {}",
@@ -75,7 +82,8 @@ class Interface:
     dtype: str
     dims: tuple[str, ...]
     forward: PassInterface
-    backward: PassInterface
+    backward: PassInterface | None
+    """None for a complex dtype: a forward pass only."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -88,9 +96,8 @@ class Interface:
             args = tuple(Argument(**{**a, "shape": tuple(a["shape"])}) for a in d["arguments"])
             return PassInterface(d["function"], d["work_function"], args)
 
-        return cls(
-            data["cell"], data["dtype"], tuple(data["dims"]), pass_of(data["forward"]), pass_of(data["backward"])
-        )
+        backward = pass_of(data["backward"]) if data["backward"] is not None else None
+        return cls(data["cell"], data["dtype"], tuple(data["dims"]), pass_of(data["forward"]), backward)
 
 
 @dataclass(frozen=True)
@@ -131,16 +138,18 @@ def templates_digest() -> str:
 
 
 def render(cell: Cell, derivation: Derivation, plan: KernelPlan, dtype: str) -> KernelSource:
-    """The C source, header and interface of ``cell``'s kernels in ``dtype``."""
-    if dtype not in C_TYPES:
-        raise ValueError(f"dtype must be one of {sorted(C_TYPES)}, not {dtype!r}")
+    """The C source, header and interface of ``cell``'s kernels in ``dtype`` (a complex dtype: the
+    forward kernel alone)."""
+    if dtype not in C_TYPES and dtype not in COMPLEX_TYPES:
+        raise ValueError(f"dtype must be one of {sorted(C_TYPES | COMPLEX_TYPES)}, not {dtype!r}")
     context = _Context(cell, derivation, plan, dtype).build()
     env = _environment()
     declarations = env.get_template("declarations.h.jinja").render(context)
     context["declarations"] = declarations
+    template = "kernel.c.jinja" if dtype in C_TYPES else "complex.c.jinja"
     return KernelSource(
         stem=context["stem"],
-        c_source=env.get_template("kernel.c.jinja").render(context),
+        c_source=env.get_template(template).render(context),
         header=env.get_template("kernel.h.jinja").render(context),
         declarations=declarations,
         interface=context["interface"],
@@ -150,7 +159,7 @@ def render(cell: Cell, derivation: Derivation, plan: KernelPlan, dtype: str) -> 
 class _Context:
     def __init__(self, cell: Cell, derivation: Derivation, plan: KernelPlan, dtype: str) -> None:
         self.cell, self.derivation, self.plan, self.dtype = cell, derivation, plan, dtype
-        self.real = C_TYPES[dtype]
+        self.real = (C_TYPES | COMPLEX_TYPES)[dtype]
         self.names = CNames()
         self.helpers: set[str] = set()
         self.prefix = f"sg_{cell.name}_{dtype}"
@@ -163,40 +172,48 @@ class _Context:
 
     def build(self) -> dict:
         cell = self.cell
+        real = self.dtype in C_TYPES  # a complex kernel is the forward pass alone
         forward_args = self.forward_arguments()
-        backward_args = self.backward_arguments()
+        backward_args = self.backward_arguments() if real else []
         forward = self.render_pass("forward", self.plan.forward, forward_args)
-        backward = self.render_pass("backward", self.plan.backward, backward_args)
+        passes = [forward]
+        backward_interface = None
+        if real:
+            backward = self.render_pass("backward", self.plan.backward, backward_args)
+            passes.append(backward)
+            backward_interface = PassInterface(backward["function"], backward["work_function"], tuple(backward_args))
         interface = Interface(
             cell=cell.name,
             dtype=self.dtype,
             dims=cell.dims,
             forward=PassInterface(forward["function"], forward["work_function"], tuple(forward_args)),
-            backward=PassInterface(backward["function"], backward["work_function"], tuple(backward_args)),
+            backward=backward_interface,
         )
         return self.common() | {
             "helpers": sorted(self.helpers),
-            "passes": [forward, backward],
+            "passes": passes,
             "interface": interface,
         }
 
     def common(self) -> dict:
         """What every template of the cell shows: names, types and the equations."""
         cell = self.cell
+        single, real = self.dtype == "float32", self.dtype in C_TYPES
         return {
             "stem": f"{cell.name}_{self.dtype}",
             "version": __version__,
             "real": self.real,
-            "zero": "0.0" if self.dtype == "float64" else "0.0F",
-            "one": "1.0" if self.dtype == "float64" else "1.0F",
-            "suffix": "" if self.dtype == "float64" else "f",
-            "blas": "d" if self.dtype == "float64" else "s",
+            "zero": "0.0F" if single else "0.0",
+            "one": "1.0F" if single else "1.0",
+            "suffix": "f" if single else "",
+            "blas": "s" if single else "d",
+            "headers": ["math.h", "stddef.h", "string.h"] if real else ["complex.h", "math.h", "stddef.h", "string.h"],
             "guard": f"SYMGATE_{cell.name.upper()}_{self.dtype.upper()}_H",
             "cell_lines": [_comment_safe(line) for line in cell.text().splitlines()],
             "backward_lines": [_comment_safe(line) for line in self.derivation.text().splitlines()],
             "tape": [f"{name} ({self.plan.forward.sizes[name]})" for name in self.plan.tape],
             "dims": [self.dim_c[d] for d in cell.dims if d not in self.fixed],
-            "standalone": False,
+            "accelerated": real,  # BLAS and vector math: for the real kernels Python builds, not for export
         }
 
     # -- arguments ------------------------------------------------------------------------
@@ -285,7 +302,7 @@ class _Context:
         shown = [a for a in args if a.role not in self.hidden]
         candidates = [*dims, *(a.c_name for a in shown), "work"]
         unused = [n for n in candidates if not _mentions(code, n)]
-        printer = KernelPrinter(self.dtype, {})
+        printer = printer_for(self.dtype, {})
         constants = [
             f"const {self.real} {self.names('const', name)} = {printer.doprint(value)};"
             for name, value in self.cell.constants.items()
@@ -564,7 +581,7 @@ class _Context:
         params = {p.name: f"{self.names('param', p.name)}[unit]" for p in self.cell.params if not p.is_matrix}
         constants = {name: self.names("const", name) for name in self.cell.constants}
         extents = {f"|{d}|": f"(({self.real}){c})" for d, c in self.dim_c.items()}
-        printer = KernelPrinter(self.dtype, {**params, **constants, **extents, **locals_})
+        printer = printer_for(self.dtype, {**params, **constants, **extents, **locals_})
 
         pointers: dict[str, str] = {}  # row -> its start for the current sample
 

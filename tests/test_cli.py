@@ -143,6 +143,14 @@ def test_check_fails_with_exit_status_1_when_a_gradient_is_wrong(capsys, tmp_pat
     assert "FAILED" in out and "exceeds tolerance" in out
 
 
+def test_check_with_the_complex_step_adds_it_to_each_cells_line_and_report(capsys):
+    code, out, _ = run(capsys, "check", "elman_rnn", "mut1", "--sizes", "H=3", "--complex-step")
+    lines = out.strip().splitlines()
+    assert code == 0 and all(re.search(r"complex step \d\.\de-1\d ", line) for line in lines[:2]), out
+    code, out, _ = run(capsys, "check", "mut1", "--sizes", "H=3", "--complex-step")
+    assert code == 0 and "complex step (h = 1e-20) vs backward kernel: max normwise rel err" in out
+
+
 def test_user_errors_exit_2_with_a_message(capsys, tmp_path):
     code, _, err = run(capsys, "show", str(tmp_path / "nope.cell"))
     assert code == 2 and "nope.cell" in err
