@@ -30,6 +30,7 @@ Layout of the cache directory (``$SYMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sy
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import importlib.util
@@ -187,11 +188,17 @@ class Slot:
         (self.work / MANIFEST).write_text(json.dumps({**manifest, **details, "files": files}, indent=1) + "\n")
         try:
             os.rename(self.work, entry.path)
-        except OSError:
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise BuildError(f"cannot publish the kernel {entry.path} ({err.strerror})") from err
             # another process published the same key first (without waiting on the lock, e.g.
             # after a `cache clear` removed it): its entry is as good as ours if it verifies
-            if entry.problem() is not None:
-                raise
+            problem = entry.problem()
+            if problem is not None:
+                raise BuildError(
+                    f"cannot publish the kernel {entry.path}: another process published it first, but {problem}; "
+                    "build again to replace it"
+                ) from err
         _verified.add(entry.path)
         return entry
 

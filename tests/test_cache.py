@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import symgate as sg
@@ -144,6 +145,68 @@ def test_a_damaged_entry_is_reported_by_verify_and_rebuilt_by_the_next_build(iso
     assert published(isolated) == [entry] and compiles(isolated) == 2
     assert main(["cache", "verify"]) == 0
     assert not list(isolated.glob(".trash-*")) and not list(isolated.glob(".build-*"))
+
+
+def publish_after_a_rival(monkeypatch, text: str, damage=None) -> list[str]:
+    """Makes the next in-process publish lose a race: just before it renames its build into place,
+    its lock file is removed (as ``cache clear`` does), so a builder process takes a new lock and
+    publishes the same key first; ``damage`` is then done to that entry's module. Returns the
+    rival's entry path and result once it has run."""
+    rival = []
+    publish = cache.Slot.publish
+
+    def losing(slot: cache.Slot, details: dict) -> cache.Entry:
+        root = slot.work.parent.parent
+        (root / ".locks" / f"{slot.stem}-{slot.key}").unlink()
+        rival.extend(run_builder(text).stdout.split()[1:])  # after 'ready'
+        if damage is not None:
+            damage(cache.entry_for(slot.stem, slot.key, root).library)
+        return publish(slot, details)
+
+    monkeypatch.setattr(cache.Slot, "publish", losing)
+    return rival
+
+
+def test_a_build_that_loses_the_race_to_publish_uses_the_winners_entry(isolated, monkeypatch):
+    text = new_cell()
+    rival = publish_after_a_rival(monkeypatch, text)
+    kernel = sg.build(sg.parse(text))
+    (entry,) = published(isolated)
+    assert compiles(isolated) == 2 and rival[0] == str(entry) == str(kernel.entry.path)
+    run = kernel.forward(np.ones((3, 2, 2)), kernel.init_params({"D": 2, "H": 3}, seed=0))
+    assert float(run.states["h"].sum()).hex() == rival[1]  # the winner's module, loaded and run
+    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
+
+
+def test_a_build_that_loses_the_race_to_a_damaged_entry_says_so_and_the_next_build_repairs_it(isolated, monkeypatch):
+    text = new_cell()
+    publish_after_a_rival(monkeypatch, text, damage=flip_a_byte)
+    with pytest.raises(
+        sg.BuildError,
+        match=r"cannot publish the kernel .*fresh_float64-\w+: another process published "
+        r"it first, but _symgate_\w+\.\S+ does not match its SHA-256 checksum .*build again",
+    ) as caught:
+        sg.build(sg.parse(text))
+    assert isinstance(caught.value.__cause__, OSError)
+    assert not list(isolated.glob(".build-*"))  # the loser's own build is gone with it
+    assert main(["cache", "verify"]) == 1
+    assert run_builder(text).stdout.split()[1] == str(published(isolated)[0])
+    assert [e.ok for e in cache.entries(isolated)] == [True] and compiles(isolated) == 3
+
+
+def test_a_publish_refused_by_the_file_system_names_the_entry(isolated, monkeypatch):
+    publish = cache.Slot.publish
+
+    def refused(slot: cache.Slot, details: dict) -> cache.Entry:
+        with monkeypatch.context() as patch:  # only the rename into place (cffi renames files too)
+            patch.setattr(cache.os, "rename", read_only_error)
+            return publish(slot, details)
+
+    monkeypatch.setattr(cache.Slot, "publish", refused)
+    with pytest.raises(sg.BuildError, match=r"cannot publish the kernel .*fresh_float64-\w+ \(Permission denied\)$"):
+        sg.build(sg.parse(new_cell()))
+    assert not published(isolated) and not list(isolated.glob(".build-*"))
 
 
 def test_a_build_killed_halfway_neither_blocks_nor_poisons_the_next(isolated, tmp_path):
