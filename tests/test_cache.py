@@ -7,11 +7,14 @@ at once, a builder killed halfway, a damaged entry found by the next process.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -254,6 +257,89 @@ def test_a_live_build_is_never_swept_however_old(isolated, tmp_path):
     finally:
         os.killpg(live.pid, signal.SIGKILL)
         live.wait()
+
+
+class FakeMsvcrt:
+    """Windows' ``msvcrt.locking`` as documented, on flock: LK_NBLCK fails at once with EACCES;
+    LK_LOCK tries 3 times 50 ms apart (10 times 1 s apart on Windows), then fails with EDEADLOCK."""
+
+    LK_LOCK, LK_NBLCK = 1, 2
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.gave_up = 0
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert nbytes == 1
+        self.calls.append(mode)
+        for _ in range(1 if mode == self.LK_NBLCK else 3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.05)
+        if mode == self.LK_NBLCK:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        self.gave_up += 1
+        raise OSError(errno.EDEADLOCK, "Resource deadlock avoided")
+
+
+def test_without_fcntl_the_cache_locks_with_msvcrt(isolated, monkeypatch):
+    fake = FakeMsvcrt()
+    monkeypatch.setattr(cache, "fcntl", None)
+    monkeypatch.setattr(cache, "msvcrt", fake)
+    sg.build(sg.parse(new_cell()))
+    assert [e.ok for e in cache.entries(isolated)] == [True] and not list(isolated.glob(".build-*"))
+    assert set(fake.calls) == {fake.LK_LOCK, fake.LK_NBLCK}
+
+    with cache._private_directory(isolated, ".build-held-") as live:  # a live build is never swept
+        old = time.time() - 10 * cache.STALE_AFTER
+        os.utime(live, (old, old))
+        assert cache.sweep(isolated) == [] and live.exists()
+
+    path, taken, release = isolated / ".locks" / "queue", threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with cache._flock(path, blocking=True):
+            taken.set()
+            release.wait()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    taken.wait()
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    with cache._flock(path, blocking=True) as held:  # waits beyond LK_LOCK giving up, until released
+        assert held and time.monotonic() - started >= 0.5 and fake.gave_up >= 2
+    thread.join()
+
+
+NO_LOCKS = """\
+import sys
+sys.modules["fcntl"] = sys.modules["msvcrt"] = None  # a platform with neither: imports fail
+import symgate as sg
+for text in sys.argv[1:]:
+    try:
+        print(sg.build(sg.parse(text)).entry.path)
+    except sg.BuildError as err:
+        print(err)
+"""
+
+
+def test_without_any_file_lock_symgate_imports_loads_built_kernels_and_refuses_to_build_clearly(isolated):
+    built, new = new_cell(), new_cell("b")
+    entry = sg.build(sg.parse(built)).entry.path
+    result = subprocess.run(
+        [sys.executable, "-c", NO_LOCKS, built, new], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    found, refused = result.stdout.splitlines()
+    assert found == str(entry)
+    assert re.fullmatch(
+        rf"cannot lock {re.escape(str(isolated))}/\.locks/freshb_float64-[0-9a-f]{{20}}: this platform has neither "
+        r"flock \(fcntl\) nor msvcrt\.locking, which building kernels needs; kernels already in the cache still load",
+        refused,
+    )
 
 
 def test_a_cache_directory_that_cannot_be_created_is_named_in_the_error(monkeypatch, tmp_path):
