@@ -15,6 +15,8 @@ The pipeline, one module a stage, each taking what the previous one returns:
                  the gradients vs. complex steps of a ``complex128`` forward kernel)
 
 ``limits`` bounds the time and depth of the symbolic stages 1-5, so hostile text cannot hang them.
+``ranges`` refuses, before stage 5, a number the kernel's dtype cannot hold (inf or 0 in C), naming
+the constant and the equation, the derivative's own numbers included.
 
 ``export`` takes a ``Cell`` (and, optionally, trained parameters) through stages 3-5 into a
 standalone C99 library: the kernels without Python, BLAS or allocation, inference functions, a

@@ -8,10 +8,10 @@ Layout of the cache directory (``$SYMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sy
     lstm_float64-<key>/          a published entry: the compiled module, kernel.c, kernel.h,
                                  interface.json, and manifest.json (written last: the size and
                                  SHA-256 of every other file, the cell, the dtype, the flags)
-    .build-lstm_float64-XXXX/    one process's build in progress; the process holds an flock on
+    .build-lstm_float64-XXXX/    one process's build in progress; the process holds a lock on
                                  its ``owner`` file, which the kernel releases if it dies
     .trash-lstm_float64-XXXX/    an entry taken out of use (damaged or cleared), being deleted
-    .locks/lstm_float64-<key>    builders of the same entry queue on this file's flock, so one
+    .locks/lstm_float64-<key>    builders of the same entry queue on this file's lock, so one
                                  compiles and the others find its entry
 
 * **Publishing** is one ``rename`` of a complete directory: readers see a whole entry or none.
@@ -22,6 +22,9 @@ Layout of the cache directory (``$SYMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sy
 * **Killed builds** leave a ``.build-`` directory that nothing reads. Builds sweep away those
   older than :data:`STALE_AFTER` whose owner lock is free; a live build keeps its lock and is
   never touched.
+* **Locks** are ``flock`` on POSIX and ``msvcrt.locking`` (of a file's first byte) on Windows;
+  both die with their process. A platform with neither imports symgate and finds kernels
+  already built, but building raises :class:`~symgate.errors.BuildError`.
 * **An unwritable cache directory** raises :class:`~symgate.errors.BuildError` naming it and
   ``SYMGATE_CACHE_DIR`` when a kernel must be built; kernels already in a read-only cache are
   still found and loaded.
@@ -30,7 +33,7 @@ Layout of the cache directory (``$SYMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sy
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import hashlib
 import importlib.util
 import json
@@ -49,6 +52,15 @@ from types import ModuleType
 from . import sanitize
 from .errors import BuildError
 from .render import Interface
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
+try:
+    import msvcrt
+except ImportError:  # not Windows
+    msvcrt = None
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -187,11 +199,17 @@ class Slot:
         (self.work / MANIFEST).write_text(json.dumps({**manifest, **details, "files": files}, indent=1) + "\n")
         try:
             os.rename(self.work, entry.path)
-        except OSError:
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise BuildError(f"cannot publish the kernel {entry.path} ({err.strerror})") from err
             # another process published the same key first (without waiting on the lock, e.g.
             # after a `cache clear` removed it): its entry is as good as ours if it verifies
-            if entry.problem() is not None:
-                raise
+            problem = entry.problem()
+            if problem is not None:
+                raise BuildError(
+                    f"cannot publish the kernel {entry.path}: another process published it first, but {problem}; "
+                    "build again to replace it"
+                ) from err
         _verified.add(entry.path)
         return entry
 
@@ -237,15 +255,16 @@ def reserve(stem: str, key: str) -> Iterator[Slot]:
 
 @contextlib.contextmanager
 def _private_directory(root: Path, prefix: str) -> Iterator[Path]:
-    """A new directory under ``root`` that holds an flock on its ``owner`` file while in use."""
+    """A new directory under ``root`` that holds a lock on its ``owner`` file while in use."""
     try:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     except OSError as err:
         raise BuildError(f"cannot create a build directory in {root} ({err.strerror}); check its permissions") from err
     try:
+        # written before it is locked: a Windows lock would refuse this write through another handle
+        (tmp / "owner").write_text(f"{os.getpid()}\n")
         with _flock(tmp / "owner", blocking=False) as held:
             assert held, "a directory just made cannot be locked by anyone else"
-            (tmp / "owner").write_text(f"{os.getpid()}\n")
             yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a partial removal is finished by a later sweep
@@ -253,17 +272,37 @@ def _private_directory(root: Path, prefix: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _flock(path: Path, blocking: bool) -> Iterator[bool]:
-    """Holds an exclusive flock on ``path`` (created if missing); yields whether it was taken."""
+    """Holds an exclusive lock on ``path`` (created if missing); yields whether it was taken."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        yield _lock_file(fd, path, blocking)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_file(fd: int, path: Path, blocking: bool) -> bool:
+    """Locks the open file ``fd`` (at ``path``) for this process until it is closed; False if
+    ``blocking`` is off and another holds it. Blocking waits as long as the holder lives."""
+    if fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # releases the lock
+            return False
+        return True
+    if msvcrt is not None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError as err:
+                if not blocking and err.errno == errno.EACCES:
+                    return False
+                if err.errno != errno.EDEADLOCK:  # LK_LOCK gives up after 10 tries, one a second
+                    raise
+    raise BuildError(
+        f"cannot lock {path}: this platform has neither flock (fcntl) nor msvcrt.locking, "
+        "which building kernels needs; kernels already in the cache still load"
+    )
 
 
 def _discard(path: Path) -> None:

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 import sympy
 
 from .cell import Cell, Equation
-from .functions import PRIME, SCALAR, Extent, MatVec, MatVecT, ReduceMean, ReduceSum, Reduction, Var, cross_unit_nodes
+from .functions import (
+    PRIME,
+    SCALAR,
+    Extent,
+    MatVec,
+    MatVecT,
+    ReduceMean,
+    ReduceSum,
+    Reduction,
+    Var,
+    cross_unit_nodes,
+    elementwise,
+)
 from .jacobian import StepJacobian, step_jacobian, step_jacobians
 from .limits import guarded, working_on
 from .notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
@@ -260,10 +272,7 @@ class _Deriver:
 
     def pass_back(self, expr: sympy.Expr, adjoint: Var, size: str) -> None:
         """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v``, product and reduction in ``expr``."""
-        nodes = cross_unit_nodes(expr)
-        stand_ins = {p: sympy.Dummy(f"m{i}", real=True) for i, p in enumerate(nodes)}
-        flat = expr.xreplace(stand_ins)
-        back = {d: p for p, d in stand_ins.items()}
+        flat, back = elementwise(expr)
         for atom in sorted(flat.free_symbols, key=sympy.default_sort_key):
             if atom.name in self.cell.constants:
                 continue

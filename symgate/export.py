@@ -43,6 +43,7 @@ from .derive import derive
 from .errors import ExportError
 from .functions import SCALAR
 from .lower import plan_forward, plan_kernel
+from .ranges import check_numbers
 from .render import _ROLE_TEXT, C_TYPES, Argument, _Context, _environment, _mentions
 
 EXAMPLE_STEPS, EXAMPLE_BATCH = 5, 2
@@ -150,6 +151,7 @@ def render_export(
         raise ExportError(f"dtype must be one of {sorted(C_TYPES)}, not {dtype!r}")
     baked = None if params is None else load_params(cell, params, dtype)
     derivation = derive(cell)
+    check_numbers(cell, dtype, None if baked is not None else derivation)  # inference only: no backward pass
     context = _ExportContext(cell, derivation, plan_kernel(cell, derivation), dtype, baked).build()
     env = _environment()
     stem = context["stem"]

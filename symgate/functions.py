@@ -186,6 +186,13 @@ def cross_unit_nodes(expr: sympy.Expr) -> list[MatVec | Reduction]:
     return sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
 
 
+def elementwise(expr: sympy.Expr) -> tuple[sympy.Expr, dict[sympy.Dummy, MatVec | Reduction]]:
+    """``expr`` with a stand-in symbol for each product and reduction, so that SymPy can
+    differentiate it, and the way back (stand-in -> node)."""
+    stand_ins = {node: sympy.Dummy(f"m{i}", real=True) for i, node in enumerate(cross_unit_nodes(expr))}
+    return expr.xreplace(stand_ins), {dummy: node for node, dummy in stand_ins.items()}
+
+
 def matrix_names(expr: sympy.Expr) -> set[str]:
     """Names an expression uses as the matrix of a product."""
     return {m.matrix.name for m in expr.atoms(MatVec)}

@@ -8,6 +8,7 @@ from .derive import derive
 from .kernel import Kernel
 from .limits import guarded
 from .lower import plan_kernel
+from .ranges import check_numbers
 from .render import KernelSource, render, templates_digest
 
 
@@ -15,6 +16,7 @@ def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
     """The C source, header and interface of a cell's kernels (derive, plan, render)."""
     with guarded("derive and plan"):
         derivation = derive(cell)
+        check_numbers(cell, dtype, derivation)
         return render(cell, derivation, plan_kernel(cell, derivation), dtype)
 
 

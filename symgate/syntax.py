@@ -450,4 +450,10 @@ class _Parser:
         value = float(token.text)
         if not math.isfinite(value):
             raise self.error(f"number {_quote(token.text)} at column {token.col} is too large", token)
+        if value == 0 and any(digit in "123456789" for digit in token.text.lower().partition("e")[0]):
+            raise self.error(
+                f"number {_quote(token.text)} at column {token.col} is too small: below float64's smallest "
+                "(4.9e-324), it would be 0",
+                token,
+            )
         return sympy.Float(value)

@@ -8,6 +8,7 @@ is harmless data, and nothing runs, gets imported, or hangs.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -177,6 +178,55 @@ def test_an_expression_that_keeps_sympy_busy_is_stopped_by_the_time_limit(tmp_pa
     assert time.monotonic() - start < 30
     assert result.returncode == 2, result.stdout[-300:]
     assert result.stderr.startswith(f"symgate: error: {path}:4: parse took over 2 s (SYMGATE_SYMBOLIC_SECONDS)")
+
+
+IN_A_THREAD = """\
+import sys, threading, time
+import symgate as sg
+
+outcome = []
+
+def work():
+    started = time.monotonic()
+    try:
+        sg.derive(sg.load(sys.argv[1]))
+        outcome.append("finished")
+    except sg.SymgateError as err:
+        outcome.append(f"{time.monotonic() - started:.1f} {type(err).__name__}: {err}")
+    idle = time.monotonic()
+    try:  # the limit is over: nothing may be raised here any more
+        while time.monotonic() - idle < 1.5:
+            sum(range(1000))
+    except BaseException as err:
+        outcome.append(f"late {type(err).__name__}")
+
+thread = threading.Thread(target=work)
+thread.start()
+thread.join()
+print("\\n".join(outcome))
+"""
+
+
+def test_the_time_limit_stops_sympy_in_other_threads_too(tmp_path):
+    """A watchdog thread, not SIGALRM, stops it. The cell is long rather than the quotients above,
+    whose cost varies from 0.05 s to minutes between processes (SymPy's set orders): 2,000 chained
+    equations take about 2 s to parse and 10 s to derive."""
+    chain = [f"a{i} = tanh(a{i - 1} * a{i - 1} + h)" for i in range(1, 2000)]
+    path = tmp_path / "long.cell"
+    path.write_text("\n".join([*HEAD.splitlines(), "a0 = tanh(h + W @ x)", *chain, "h' = a1999"]) + "\n")
+    env = {**os.environ, "SYMGATE_SYMBOLIC_SECONDS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", IN_A_THREAD, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    seconds, message = result.stdout.split(" ", 1)
+    assert 1 <= float(seconds) < 5, result.stdout  # parse, or parse and derive, stopped after 1 s each
+    assert re.match(
+        rf"CellError: {re.escape(str(path))}:\d+: (parse|derive) took over 1 s \(SYMGATE_SYMBOLIC_SECONDS\)"
+        r".*\n    a\d+ = ",
+        message,
+    )
+    assert "late" not in message  # nothing is raised in the thread after the limit's stage
 
 
 def test_a_bad_time_limit_is_a_clear_error(monkeypatch):

@@ -7,15 +7,19 @@ at once, a builder killed halfway, a damaged entry found by the next process.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import symgate as sg
@@ -146,6 +150,68 @@ def test_a_damaged_entry_is_reported_by_verify_and_rebuilt_by_the_next_build(iso
     assert not list(isolated.glob(".trash-*")) and not list(isolated.glob(".build-*"))
 
 
+def publish_after_a_rival(monkeypatch, text: str, damage=None) -> list[str]:
+    """Makes the next in-process publish lose a race: just before it renames its build into place,
+    its lock file is removed (as ``cache clear`` does), so a builder process takes a new lock and
+    publishes the same key first; ``damage`` is then done to that entry's module. Returns the
+    rival's entry path and result once it has run."""
+    rival = []
+    publish = cache.Slot.publish
+
+    def losing(slot: cache.Slot, details: dict) -> cache.Entry:
+        root = slot.work.parent.parent
+        (root / ".locks" / f"{slot.stem}-{slot.key}").unlink()
+        rival.extend(run_builder(text).stdout.split()[1:])  # after 'ready'
+        if damage is not None:
+            damage(cache.entry_for(slot.stem, slot.key, root).library)
+        return publish(slot, details)
+
+    monkeypatch.setattr(cache.Slot, "publish", losing)
+    return rival
+
+
+def test_a_build_that_loses_the_race_to_publish_uses_the_winners_entry(isolated, monkeypatch):
+    text = new_cell()
+    rival = publish_after_a_rival(monkeypatch, text)
+    kernel = sg.build(sg.parse(text))
+    (entry,) = published(isolated)
+    assert compiles(isolated) == 2 and rival[0] == str(entry) == str(kernel.entry.path)
+    run = kernel.forward(np.ones((3, 2, 2)), kernel.init_params({"D": 2, "H": 3}, seed=0))
+    assert float(run.states["h"].sum()).hex() == rival[1]  # the winner's module, loaded and run
+    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
+
+
+def test_a_build_that_loses_the_race_to_a_damaged_entry_says_so_and_the_next_build_repairs_it(isolated, monkeypatch):
+    text = new_cell()
+    publish_after_a_rival(monkeypatch, text, damage=flip_a_byte)
+    with pytest.raises(
+        sg.BuildError,
+        match=r"cannot publish the kernel .*fresh_float64-\w+: another process published "
+        r"it first, but _symgate_\w+\.\S+ does not match its SHA-256 checksum .*build again",
+    ) as caught:
+        sg.build(sg.parse(text))
+    assert isinstance(caught.value.__cause__, OSError)
+    assert not list(isolated.glob(".build-*"))  # the loser's own build is gone with it
+    assert main(["cache", "verify"]) == 1
+    assert run_builder(text).stdout.split()[1] == str(published(isolated)[0])
+    assert [e.ok for e in cache.entries(isolated)] == [True] and compiles(isolated) == 3
+
+
+def test_a_publish_refused_by_the_file_system_names_the_entry(isolated, monkeypatch):
+    publish = cache.Slot.publish
+
+    def refused(slot: cache.Slot, details: dict) -> cache.Entry:
+        with monkeypatch.context() as patch:  # only the rename into place (cffi renames files too)
+            patch.setattr(cache.os, "rename", read_only_error)
+            return publish(slot, details)
+
+    monkeypatch.setattr(cache.Slot, "publish", refused)
+    with pytest.raises(sg.BuildError, match=r"cannot publish the kernel .*fresh_float64-\w+ \(Permission denied\)$"):
+        sg.build(sg.parse(new_cell()))
+    assert not published(isolated) and not list(isolated.glob(".build-*"))
+
+
 def test_a_build_killed_halfway_neither_blocks_nor_poisons_the_next(isolated, tmp_path):
     text = new_cell()
     started = tmp_path / "compiler-started"
@@ -191,6 +257,89 @@ def test_a_live_build_is_never_swept_however_old(isolated, tmp_path):
     finally:
         os.killpg(live.pid, signal.SIGKILL)
         live.wait()
+
+
+class FakeMsvcrt:
+    """Windows' ``msvcrt.locking`` as documented, on flock: LK_NBLCK fails at once with EACCES;
+    LK_LOCK tries 3 times 50 ms apart (10 times 1 s apart on Windows), then fails with EDEADLOCK."""
+
+    LK_LOCK, LK_NBLCK = 1, 2
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.gave_up = 0
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert nbytes == 1
+        self.calls.append(mode)
+        for _ in range(1 if mode == self.LK_NBLCK else 3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.05)
+        if mode == self.LK_NBLCK:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        self.gave_up += 1
+        raise OSError(errno.EDEADLOCK, "Resource deadlock avoided")
+
+
+def test_without_fcntl_the_cache_locks_with_msvcrt(isolated, monkeypatch):
+    fake = FakeMsvcrt()
+    monkeypatch.setattr(cache, "fcntl", None)
+    monkeypatch.setattr(cache, "msvcrt", fake)
+    sg.build(sg.parse(new_cell()))
+    assert [e.ok for e in cache.entries(isolated)] == [True] and not list(isolated.glob(".build-*"))
+    assert set(fake.calls) == {fake.LK_LOCK, fake.LK_NBLCK}
+
+    with cache._private_directory(isolated, ".build-held-") as live:  # a live build is never swept
+        old = time.time() - 10 * cache.STALE_AFTER
+        os.utime(live, (old, old))
+        assert cache.sweep(isolated) == [] and live.exists()
+
+    path, taken, release = isolated / ".locks" / "queue", threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with cache._flock(path, blocking=True):
+            taken.set()
+            release.wait()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    taken.wait()
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    with cache._flock(path, blocking=True) as held:  # waits beyond LK_LOCK giving up, until released
+        assert held and time.monotonic() - started >= 0.5 and fake.gave_up >= 2
+    thread.join()
+
+
+NO_LOCKS = """\
+import sys
+sys.modules["fcntl"] = sys.modules["msvcrt"] = None  # a platform with neither: imports fail
+import symgate as sg
+for text in sys.argv[1:]:
+    try:
+        print(sg.build(sg.parse(text)).entry.path)
+    except sg.BuildError as err:
+        print(err)
+"""
+
+
+def test_without_any_file_lock_symgate_imports_loads_built_kernels_and_refuses_to_build_clearly(isolated):
+    built, new = new_cell(), new_cell("b")
+    entry = sg.build(sg.parse(built)).entry.path
+    result = subprocess.run(
+        [sys.executable, "-c", NO_LOCKS, built, new], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    found, refused = result.stdout.splitlines()
+    assert found == str(entry)
+    assert re.fullmatch(
+        rf"cannot lock {re.escape(str(isolated))}/\.locks/freshb_float64-[0-9a-f]{{20}}: this platform has neither "
+        r"flock \(fcntl\) nor msvcrt\.locking, which building kernels needs; kernels already in the cache still load",
+        refused,
+    )
 
 
 def test_a_cache_directory_that_cannot_be_created_is_named_in_the_error(monkeypatch, tmp_path):

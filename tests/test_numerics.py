@@ -7,13 +7,16 @@ so no overflow, invalid operation or division by zero escapes as a warning.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 import pytest
+import sympy
 
 import symgate as sg
-from symgate import functions, reference
+from symgate import functions, ranges, reference
+from symgate.export import render_export
 
 DTYPES = ["float64", "float32"]
 
@@ -126,3 +129,84 @@ def test_a_wrong_derivative_is_still_caught_where_elements_are_unresolved(monkey
     monkeypatch.setattr(functions.sigmoid, "fdiff", lambda self, argindex=1: self * (1 - self) * 1.0001)
     report = sg.gradcheck(sg.parse(SATURATING), {"D": 3, "H": 4})
     assert not report.ok and "exceeds tolerance" in str(report)
+
+
+HEAD = "cell big\ninput x: D\nstate h: H\n"
+FLOAT32_RANGE = "beyond the range of float32 (±3.4e38): it would be inf; build in float64"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "quoted", "words"),
+    [
+        ("const k = 1e39\nh' = tanh(k*h + W @ x)", None, None, f"constant k = 1.00000000000000E+39 is {FLOAT32_RANGE}"),
+        (
+            "h' = tanh(1e39*h + W @ x)",
+            4,
+            "h' = tanh(1e+39*h + W @ x)",
+            f"constant 1.00000000000000E+39 is {FLOAT32_RANGE}",
+        ),
+        (
+            "a = 3e38*h**2\nh' = tanh(a + W @ x)",
+            4,
+            "a = 3e+38*h**2",
+            f"differentiating it gives the constant 6.00000000000000E+38, {FLOAT32_RANGE}",
+        ),
+        (
+            "h' = tanh(1e-50*h + W @ x)",
+            4,
+            "h' = tanh(1e-50*h + W @ x)",
+            "constant 1.00000000000000E-50 is below the range of float32 (smallest 1.4e-45): it would be 0; "
+            "build in float64",
+        ),
+    ],
+    ids=["named constant", "constant", "derived constant", "constant flushed to 0"],
+)
+def test_a_constant_float32_cannot_hold_refuses_the_float32_build_by_name_and_float64_builds(body, line, quoted, words):
+    cell = sg.parse(HEAD + body + "\n")
+    with pytest.raises(sg.CellError) as info:
+        sg.build(cell, "float32")
+    where = f"<string>:{line}: " if line else "<string>: "
+    assert info.value.line == line and str(info.value) == where + words + (f"\n    {quoted}" if quoted else "")
+    k = sg.build(cell, "float64")
+    h = np.full((1, 3), 1e-40)  # the constants times h are moderate
+    run = k.forward(np.ones((1, 1, 2)), k.init_params({"D": 2, "H": 3}, seed=0), {"h": h})
+    grads = k.backward(run, {"h": np.ones((1, 1, 3))})
+    assert all(np.isfinite(a).all() and a.all() for a in (run.states["h"], grads.init["h"]))
+
+
+def test_a_derived_constant_beyond_float64_refuses_float64_too():
+    with pytest.raises(
+        sg.CellError,
+        match=r"^<string>:4: differentiating it gives the constant 2.00000000000000E\+308, "
+        r"beyond the range of float64 \(±1.8e308\): it would be inf; rescale the equation",
+    ):
+        sg.build(sg.parse(HEAD + "h' = tanh(1e308*h**2 + W @ x)\n"))
+
+
+def test_subnormal_float32_constants_are_kept_not_flushed_to_zero():
+    k = sg.build(sg.parse(HEAD + "h' = tanh(1e-40*h + W @ x)\n"), "float32")
+    run = k.forward(
+        np.ones((1, 1, 2), "float32"), k.init_params({"D": 2, "H": 3}, seed=0), {"h": np.ones((1, 3), "float32")}
+    )
+    grads = k.backward(run, {"h": np.ones((1, 1, 3), "float32")})
+    h_next = run.states["h"][0].astype(float)
+    np.testing.assert_allclose(grads.init["h"], 1e-40 * (1 - h_next**2), rtol=1e-4)  # ~9.99995e-41 in float32
+
+
+def test_an_inference_only_export_has_no_backward_pass_so_only_its_forward_constants_must_fit():
+    cell = sg.parse(HEAD + "a = 3e38*h**2\nh' = tanh(a + W @ x)\n")
+    params = sg.build(cell).init_params({"D": 2, "H": 3}, seed=0)
+    assert render_export(cell, dtype="float32", params=params).files  # derivative 6e38: not exported
+    with pytest.raises(sg.CellError, match=r"differentiating it gives the constant 6\.0"):
+        render_export(cell, dtype="float32")  # forward and backward kernels
+
+
+def test_a_constant_only_a_sum_of_derivatives_makes_names_the_backward_equation():
+    cell = sg.parse(HEAD + "h' = tanh(h + W @ x)\n")
+    derivation = sg.derive(cell)
+    equations = [
+        dataclasses.replace(e, expr=e.expr * sympy.Float(1e39)) if e.target.name == "δh" else e  # as if terms summed
+        for e in derivation.equations
+    ]
+    with pytest.raises(sg.CellError, match=r"^<string>: the backward equation δh = .* has the constant 1.0+E\+39, "):
+        ranges.check_numbers(cell, "float32", dataclasses.replace(derivation, equations=tuple(equations)))

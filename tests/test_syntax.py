@@ -230,6 +230,7 @@ ERRORS = [
     ("f = 2x", CellSyntaxError, 2, "invalid number '2x' at column 5"),
     ("f = 1.2.3", CellSyntaxError, 2, "invalid number '1.2.3'"),
     ("f = 1e999", CellSyntaxError, 2, "number '1e999' at column 5 is too large"),
+    ("f = 1e-400", CellSyntaxError, 2, "number '1e-400' at column 5 is too small: below float64's smallest"),
     ("f = " + "1" * 31, CellSyntaxError, 2, "integer '1111"),
     ("input x", CellSyntaxError, 2, "expected ':' (declarations read 'NAME: DIM') after 'x', found end of line"),
     ("input x: D,", CellSyntaxError, 2, "expected a name after ',', found end of line"),
