@@ -265,7 +265,7 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
     memset(grad_W, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b, 0, sizeof(double) * (size_t)H);
-    /* (U) side by side */
+    /* (U) stacked */
     memcpy(h_weights, U, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_h_next_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
@@ -295,11 +295,11 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
     }
     /* δx = (W)ᵀ @ (δh'_pre), all steps */
     sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W, D, grad_x_seq, D, 0);
-    /* δW += Σ δh'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W, D);
     /* δU += Σ δh'_pre ⊗ h, all steps */
     if (T > 0) {
         sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U, H);
         sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U, H);
     }
+    /* δW += Σ δh'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W, D);
 }

@@ -114,6 +114,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -202,8 +210,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_gru_cho_float32_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (2 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + (size_t)H * ((size_t)H);
+    return (2 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + (size_t)H * ((size_t)H) + (size_t)D * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -250,15 +257,19 @@ void sg_gru_cho_float32_forward(int T, int B, int D, int H,
     float *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
     /* (U_h)ᵀ side by side, for every step */
     float *const U_h_arg_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_r, W_z, W_h) stacked, for all steps */
+    float *const x_weights = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_r, W_z, W_h) stacked */
+    memcpy(x_weights, W_r, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(float) * (size_t)H * D);
     /* (U_r, U_z)ᵀ side by side */
     sg_pack_t(H, H, U_r, h_weights, h_products_width);
     sg_pack_t(H, H, U_z, h_weights + H, h_products_width);
     /* (U_h)ᵀ side by side */
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     /* (W_r@x, W_z@x, W_h@x) = (W_r, W_z, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_r, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_h, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const U_r_h_row = h_products;
         float *const U_z_h_row = h_products + H;
@@ -329,8 +340,7 @@ void sg_gru_cho_float32_forward(int T, int B, int D, int H,
 
 size_t sg_gru_cho_float32_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (2 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return (2 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -395,8 +405,14 @@ void sg_gru_cho_float32_backward(int T, int B, int D, int H,
     float *const U_h_arg_weights = U_h_arg_adjoints + (size_t)T * B * U_h_arg_adjoints_width;
     /* (U_r, U_z) side by side, for every step */
     float *const h_weights = U_h_arg_weights + (size_t)H * U_h_arg_adjoints_width;
+    /* (W_r, W_z, W_h) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (U_r, U_z) stacked */
+    float *const grad_h_weights = x_weights + (size_t)D * x_adjoints_width;
+    /* gradients of (W_r, W_z, W_h) stacked */
+    float *const grad_x_weights = grad_h_weights + (size_t)H * h_adjoints_width;
     /* δU_h_arg of the current step */
-    float *const d_U_h_arg_row = h_weights + (size_t)H * h_adjoints_width;
+    float *const d_U_h_arg_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* δh_matmul of the current step */
     float *const d_h_matmul_row = d_U_h_arg_row + (size_t)B * H;
     /* δh' of the current step */
@@ -407,11 +423,15 @@ void sg_gru_cho_float32_backward(int T, int B, int D, int H,
     memset(grad_U_z, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W_h, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_U_h, 0, sizeof(float) * (size_t)H * (size_t)H);
-    /* (U_h) side by side */
+    /* (U_h) stacked */
     memcpy(U_h_arg_weights, U_h, sizeof(float) * (size_t)H * H);
-    /* (U_r, U_z) side by side */
+    /* (U_r, U_z) stacked */
     memcpy(h_weights, U_r, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)H * H, U_z, sizeof(float) * (size_t)H * H);
+    /* (W_r, W_z, W_h) stacked */
+    memcpy(x_weights, W_r, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         float *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -502,25 +522,21 @@ void sg_gru_cho_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_r, W_z, W_h)ᵀ @ (δr_pre, δz_pre, δh_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_r, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_z, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, x_adjoints + 2 * H, x_adjoints_width, W_h, D, grad_x_seq, D, 1);
-    /* δW_r += Σ δr_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_r, D);
-    /* δU_r += Σ δr_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_r, U_z) += Σ (δr_pre, δz_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_r, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_r, H);
+        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
+        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
     }
-    /* δW_z += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_z, D);
-    /* δU_z += Σ δz_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_z, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_z, H);
-    }
-    /* δW_h += Σ δh_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, D, grad_W_h, D);
+    sg_add((size_t)H * H, grad_h_weights, grad_U_r);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_z);
+    /* δ(W_r, W_z, W_h) += Σ (δr_pre, δz_pre, δh_tilde_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * D);
+    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_r);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_z);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_h);
     /* δU_h += Σ δh_tilde_pre ⊗ U_h_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
 }

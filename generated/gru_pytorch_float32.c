@@ -137,6 +137,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -225,8 +233,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_gru_pytorch_float32_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -280,14 +287,18 @@ void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     float *const x_products = h_products + (size_t)B * h_products_width;
     /* (W_hr, W_hz, W_hn)ᵀ side by side, for every step */
     float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_ir, W_iz, W_in) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_ir, W_iz, W_in) stacked */
+    memcpy(x_weights, W_ir, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_iz, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_in, sizeof(float) * (size_t)H * D);
     /* (W_hr, W_hz, W_hn)ᵀ side by side */
     sg_pack_t(H, H, W_hr, h_weights, h_products_width);
     sg_pack_t(H, H, W_hz, h_weights + H, h_products_width);
     sg_pack_t(H, H, W_hn, h_weights + 2 * H, h_products_width);
     /* (W_ir@x, W_iz@x, W_in@x) = (W_ir, W_iz, W_in) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_ir, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_iz, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_in, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const W_hr_h_row = h_products;
         float *const W_hz_h_row = h_products + H;
@@ -343,8 +354,7 @@ void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
 
 size_t sg_gru_pytorch_float32_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (3 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+    return (3 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -433,8 +443,14 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     float *const x_adjoints = h_adjoints + (size_t)T * B * h_adjoints_width;
     /* (W_hr, W_hz, W_hn) side by side, for every step */
     float *const h_weights = x_adjoints + (size_t)T * B * x_adjoints_width;
+    /* (W_ir, W_iz, W_in) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (W_hr, W_hz, W_hn) stacked */
+    float *const grad_h_weights = x_weights + (size_t)D * x_adjoints_width;
+    /* gradients of (W_ir, W_iz, W_in) stacked */
+    float *const grad_x_weights = grad_h_weights + (size_t)H * h_adjoints_width;
     /* δh_matmul of the current step */
-    float *const d_h_matmul_row = h_weights + (size_t)H * h_adjoints_width;
+    float *const d_h_matmul_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* δh' of the current step */
     float *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
     memset(grad_W_ir, 0, sizeof(float) * (size_t)H * (size_t)D);
@@ -449,10 +465,14 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     memset(grad_b_in, 0, sizeof(float) * (size_t)H);
     memset(grad_W_hn, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_hn, 0, sizeof(float) * (size_t)H);
-    /* (W_hr, W_hz, W_hn) side by side */
+    /* (W_hr, W_hz, W_hn) stacked */
     memcpy(h_weights, W_hr, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)H * H, W_hz, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)(2 * H) * H, W_hn, sizeof(float) * (size_t)H * H);
+    /* (W_ir, W_iz, W_in) stacked */
+    memcpy(x_weights, W_ir, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_iz, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_in, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         float *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -535,28 +555,20 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_ir, W_iz, W_in)ᵀ @ (δr_pre, δz_pre, δ(W_in@x)), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ir, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_iz, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, x_adjoints + 2 * H, x_adjoints_width, W_in, D, grad_x_seq, D, 1);
-    /* δW_ir += Σ δr_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ir, D);
-    /* δW_hr += Σ δr_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(W_hr, W_hz, W_hn) += Σ (δr_pre, δz_pre, δn_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_W_hr, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hr, H);
+        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
+        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
     }
-    /* δW_iz += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_iz, D);
-    /* δW_hz += Σ δz_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_W_hz, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hz, H);
-    }
-    /* δW_in += Σ δ(W_in@x) ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, D, grad_W_in, D);
-    /* δW_hn += Σ δn_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_W_hn, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hn, H);
-    }
+    sg_add((size_t)H * H, grad_h_weights, grad_W_hr);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_W_hz);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_W_hn);
+    /* δ(W_ir, W_iz, W_in) += Σ (δr_pre, δz_pre, δ(W_in@x)) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * D);
+    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_ir);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_iz);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_in);
 }

@@ -156,6 +156,14 @@ static float sg_step(float a)
     return a > 0.0F ? 1.0F : a <= 0.0F ? 0.0F : a;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -244,7 +252,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_intersection_rnn_float32_forward_work(int T, int B, int H)
 {
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -300,16 +308,20 @@ void sg_intersection_rnn_float32_forward(int T, int B, int H,
     float *const x_products = h_products + (size_t)B * h_products_width;
     /* (U_gh, U_h, U_gy, U_y)ᵀ side by side, for every step */
     float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_gh, W_h, W_gy, W_y) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_gh, W_h, W_gy, W_y) stacked */
+    memcpy(x_weights, W_gh, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_h, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_gy, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(3 * H) * H, W_y, sizeof(float) * (size_t)H * H);
     /* (U_gh, U_h, U_gy, U_y)ᵀ side by side */
     sg_pack_t(H, H, U_gh, h_weights, h_products_width);
     sg_pack_t(H, H, U_h, h_weights + H, h_products_width);
     sg_pack_t(H, H, U_gy, h_weights + 2 * H, h_products_width);
     sg_pack_t(H, H, U_y, h_weights + 3 * H, h_products_width);
     /* (W_gh@x, W_h@x, W_gy@x, W_y@x) = (W_gh, W_h, W_gy, W_y) @ x, all steps */
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_gh, H, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_h, H, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_gy, H, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_y, H, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const U_gh_h_row = h_products;
         float *const U_h_h_row = h_products + H;
@@ -379,7 +391,7 @@ void sg_intersection_rnn_float32_forward(int T, int B, int H,
 
 size_t sg_intersection_rnn_float32_backward_work(int T, int B, int H)
 {
-    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -469,8 +481,14 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
     float *const h_adjoints = work;
     /* (U_gh, U_h, U_gy, U_y) side by side, for every step */
     float *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* (W_gh, W_h, W_gy, W_y) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (U_gh, U_h, U_gy, U_y) stacked */
+    float *const grad_h_weights = x_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (W_gh, W_h, W_gy, W_y) stacked */
+    float *const grad_x_weights = grad_h_weights + (size_t)H * h_adjoints_width;
     /* δh_matmul of the current step */
-    float *const d_h_matmul_row = h_weights + (size_t)H * h_adjoints_width;
+    float *const d_h_matmul_row = grad_x_weights + (size_t)H * h_adjoints_width;
     /* δh' of the current step */
     float *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
     memset(grad_W_gh, 0, sizeof(float) * (size_t)H * (size_t)H);
@@ -485,11 +503,16 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
     memset(grad_W_y, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_U_y, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_y, 0, sizeof(float) * (size_t)H);
-    /* (U_gh, U_h, U_gy, U_y) side by side */
+    /* (U_gh, U_h, U_gy, U_y) stacked */
     memcpy(h_weights, U_gh, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)H * H, U_h, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)(2 * H) * H, U_gy, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)(3 * H) * H, U_y, sizeof(float) * (size_t)H * H);
+    /* (W_gh, W_h, W_gy, W_y) stacked */
+    memcpy(x_weights, W_gh, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_h, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_gy, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(3 * H) * H, W_y, sizeof(float) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_gh_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         float *const d_h_tilde_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -497,8 +520,8 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
         float *const d_y_tilde_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 3 * H;
         float *const d_h_row = grad_h_init;
         float *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
         const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const float *const x_row = x_seq + (size_t)t * B * H;
         const float *const gh_row = gh_tape + (size_t)t * B * H;
         const float *const gy_row = gy_tape + (size_t)t * B * H;
         const float *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
@@ -576,36 +599,22 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
         }
     }
     /* δx += (W_gh, W_h, W_gy, W_y)ᵀ @ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre), all steps */
-    sg_gemm_nn(T * B, H, H, h_adjoints, h_adjoints_width, W_gh, H, grad_x_seq, H, 1);
-    sg_gemm_nn(T * B, H, H, h_adjoints + H, h_adjoints_width, W_h, H, grad_x_seq, H, 1);
-    sg_gemm_nn(T * B, H, H, h_adjoints + 2 * H, h_adjoints_width, W_gy, H, grad_x_seq, H, 1);
-    sg_gemm_nn(T * B, H, H, h_adjoints + 3 * H, h_adjoints_width, W_y, H, grad_x_seq, H, 1);
-    /* δW_gh += Σ δgh_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, h_adjoints, h_adjoints_width, x_seq, H, grad_W_gh, H);
-    /* δU_gh += Σ δgh_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, H, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    /* δ(U_gh, U_h, U_gy, U_y) += Σ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_gh, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_gh, H);
+        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
+        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
     }
-    /* δW_h += Σ δh_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, h_adjoints + H, h_adjoints_width, x_seq, H, grad_W_h, H);
-    /* δU_h += Σ δh_tilde_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_h, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_h, H);
-    }
-    /* δW_gy += Σ δgy_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, H, grad_W_gy, H);
-    /* δU_gy += Σ δgy_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_U_gy, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_gy, H);
-    }
-    /* δW_y += Σ δy_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, H, grad_W_y, H);
-    /* δU_y += Σ δy_tilde_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_U_y, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_y, H);
-    }
+    sg_add((size_t)H * H, grad_h_weights, grad_U_gh);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_h);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_U_gy);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(3 * H) * H, grad_U_y);
+    /* δ(W_gh, W_h, W_gy, W_y) += Σ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
+    sg_gemm_tn(h_adjoints_width, H, T * B, h_adjoints, h_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_add((size_t)H * H, grad_x_weights, grad_W_gh);
+    sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_h);
+    sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_gy);
+    sg_add((size_t)H * H, grad_x_weights + (size_t)(3 * H) * H, grad_W_y);
 }

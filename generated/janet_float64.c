@@ -108,6 +108,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -196,8 +204,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_janet_float64_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H);
+    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -236,12 +243,16 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *const x_products = c_products + (size_t)B * c_products_width;
     /* (U_f, U_c)ᵀ side by side, for every step */
     double *const c_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_f, W_c) stacked, for all steps */
+    double *const x_weights = c_weights + (size_t)H * c_products_width;
+    /* (W_f, W_c) stacked */
+    memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_c, sizeof(double) * (size_t)H * D);
     /* (U_f, U_c)ᵀ side by side */
     sg_pack_t(H, H, U_f, c_weights, c_products_width);
     sg_pack_t(H, H, U_c, c_weights + H, c_products_width);
     /* (W_f@x, W_c@x) = (W_f, W_c) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_c, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const U_f_c_row = c_products;
         double *const U_c_c_row = c_products + H;
@@ -284,8 +295,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
 
 size_t sg_janet_float64_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -341,8 +351,14 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     double *const c_adjoints = work;
     /* (U_f, U_c) side by side, for every step */
     double *const c_weights = c_adjoints + (size_t)T * B * c_adjoints_width;
+    /* (W_f, W_c) stacked, for all steps */
+    double *const x_weights = c_weights + (size_t)H * c_adjoints_width;
+    /* gradients of (U_f, U_c) stacked */
+    double *const grad_c_weights = x_weights + (size_t)D * c_adjoints_width;
+    /* gradients of (W_f, W_c) stacked */
+    double *const grad_x_weights = grad_c_weights + (size_t)H * c_adjoints_width;
     /* δc_matmul of the current step */
-    double *const d_c_matmul_row = c_weights + (size_t)H * c_adjoints_width;
+    double *const d_c_matmul_row = grad_x_weights + (size_t)D * c_adjoints_width;
     /* δc' of the current step */
     double *const d_c_next_row = d_c_matmul_row + (size_t)B * H;
     /* τ3 of the current step */
@@ -353,9 +369,12 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     memset(grad_W_c, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_c, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_c, 0, sizeof(double) * (size_t)H);
-    /* (U_f, U_c) side by side */
+    /* (U_f, U_c) stacked */
     memcpy(c_weights, U_f, sizeof(double) * (size_t)H * H);
     memcpy(c_weights + (size_t)H * H, U_c, sizeof(double) * (size_t)H * H);
+    /* (W_f, W_c) stacked */
+    memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_c, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_s_pre_row = c_adjoints + (size_t)t * B * c_adjoints_width;
         double *const d_c_tilde_pre_row = c_adjoints + (size_t)t * B * c_adjoints_width + H;
@@ -417,20 +436,18 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_f, W_c)ᵀ @ (δs_pre, δc_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, H, c_adjoints, c_adjoints_width, W_f, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, c_adjoints + H, c_adjoints_width, W_c, D, grad_x_seq, D, 1);
-    /* δW_f += Σ δs_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, c_adjoints, c_adjoints_width, x_seq, D, grad_W_f, D);
-    /* δU_f += Σ δs_pre ⊗ c, all steps */
+    sg_gemm_nn(T * B, D, c_adjoints_width, c_adjoints, c_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_f, U_c) += Σ (δs_pre, δc_tilde_pre) ⊗ c, all steps */
+    memset(grad_c_weights, 0, sizeof(double) * (size_t)c_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, c_adjoints, c_adjoints_width, c_init, H, grad_U_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, c_adjoints + (size_t)B * c_adjoints_width, c_adjoints_width, c_seq, H, grad_U_f, H);
+        sg_gemm_tn(c_adjoints_width, H, B, c_adjoints, c_adjoints_width, c_init, H, grad_c_weights, H);
+        sg_gemm_tn(c_adjoints_width, H, (T - 1) * B, c_adjoints + (size_t)B * c_adjoints_width, c_adjoints_width, c_seq, H, grad_c_weights, H);
     }
-    /* δW_c += Σ δc_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, c_adjoints + H, c_adjoints_width, x_seq, D, grad_W_c, D);
-    /* δU_c += Σ δc_tilde_pre ⊗ c, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, c_adjoints + H, c_adjoints_width, c_init, H, grad_U_c, H);
-        sg_gemm_tn(H, H, (T - 1) * B, c_adjoints + H + (size_t)B * c_adjoints_width, c_adjoints_width, c_seq, H, grad_U_c, H);
-    }
+    sg_add((size_t)H * H, grad_c_weights, grad_U_f);
+    sg_add((size_t)H * H, grad_c_weights + (size_t)H * H, grad_U_c);
+    /* δ(W_f, W_c) += Σ (δs_pre, δc_tilde_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)c_adjoints_width * D);
+    sg_gemm_tn(c_adjoints_width, D, T * B, c_adjoints, c_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_c);
 }

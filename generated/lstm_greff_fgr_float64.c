@@ -211,6 +211,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -299,8 +307,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_lstm_greff_fgr_float64_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (size_t)H * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (size_t)H * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -403,6 +410,13 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
     double *const i_weights = f_weights + (size_t)H * f_products_width;
     /* (R_oi, R_of, R_oo)ᵀ side by side, for every step */
     double *const o_weights = i_weights + (size_t)H * i_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    double *const x_weights = o_weights + (size_t)H * o_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
     /* (R_z, R_i, R_f, R_o)ᵀ side by side */
     sg_pack_t(H, H, R_z, y_weights, y_products_width);
     sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
@@ -421,10 +435,7 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, R_of, o_weights + H, o_products_width);
     sg_pack_t(H, H, R_oo, o_weights + 2 * H, o_products_width);
     /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const R_z_y_row = y_products;
         double *const R_i_y_row = y_products + H;
@@ -531,8 +542,7 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
 
 size_t sg_lstm_greff_fgr_float64_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -700,8 +710,20 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     double *const i_weights = f_weights + (size_t)H * f_adjoints_width;
     /* (R_oi, R_of, R_oo) side by side, for every step */
     double *const o_weights = i_weights + (size_t)H * f_adjoints_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    double *const x_weights = o_weights + (size_t)H * f_adjoints_width;
+    /* gradients of (R_z, R_i, R_f, R_o) stacked */
+    double *const grad_y_weights = x_weights + (size_t)D * y_adjoints_width;
+    /* gradients of (W_z, W_i, W_f, W_o) stacked */
+    double *const grad_x_weights = grad_y_weights + (size_t)H * y_adjoints_width;
+    /* gradients of (R_fi, R_ff, R_fo) stacked */
+    double *const grad_f_weights = grad_x_weights + (size_t)D * y_adjoints_width;
+    /* gradients of (R_ii, R_if, R_io) stacked */
+    double *const grad_i_weights = grad_f_weights + (size_t)H * f_adjoints_width;
+    /* gradients of (R_oi, R_of, R_oo) stacked */
+    double *const grad_o_weights = grad_i_weights + (size_t)H * f_adjoints_width;
     /* δc' of the current step */
-    double *const d_c_next_row = o_weights + (size_t)H * f_adjoints_width;
+    double *const d_c_next_row = grad_o_weights + (size_t)H * f_adjoints_width;
     /* δf' of the current step */
     double *const d_f_next_row = d_c_next_row + (size_t)B * H;
     /* δi' of the current step */
@@ -734,23 +756,28 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     memset(grad_R_io, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_R_fo, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_R_oo, 0, sizeof(double) * (size_t)H * (size_t)H);
-    /* (R_z, R_i, R_f, R_o) side by side */
+    /* (R_z, R_i, R_f, R_o) stacked */
     memcpy(y_weights, R_z, sizeof(double) * (size_t)H * H);
     memcpy(y_weights + (size_t)H * H, R_i, sizeof(double) * (size_t)H * H);
     memcpy(y_weights + (size_t)(2 * H) * H, R_f, sizeof(double) * (size_t)H * H);
     memcpy(y_weights + (size_t)(3 * H) * H, R_o, sizeof(double) * (size_t)H * H);
-    /* (R_fi, R_ff, R_fo) side by side */
+    /* (R_fi, R_ff, R_fo) stacked */
     memcpy(f_weights, R_fi, sizeof(double) * (size_t)H * H);
     memcpy(f_weights + (size_t)H * H, R_ff, sizeof(double) * (size_t)H * H);
     memcpy(f_weights + (size_t)(2 * H) * H, R_fo, sizeof(double) * (size_t)H * H);
-    /* (R_ii, R_if, R_io) side by side */
+    /* (R_ii, R_if, R_io) stacked */
     memcpy(i_weights, R_ii, sizeof(double) * (size_t)H * H);
     memcpy(i_weights + (size_t)H * H, R_if, sizeof(double) * (size_t)H * H);
     memcpy(i_weights + (size_t)(2 * H) * H, R_io, sizeof(double) * (size_t)H * H);
-    /* (R_oi, R_of, R_oo) side by side */
+    /* (R_oi, R_of, R_oo) stacked */
     memcpy(o_weights, R_oi, sizeof(double) * (size_t)H * H);
     memcpy(o_weights + (size_t)H * H, R_of, sizeof(double) * (size_t)H * H);
     memcpy(o_weights + (size_t)(2 * H) * H, R_oo, sizeof(double) * (size_t)H * H);
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_z_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width;
         double *const d_i_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + H;
@@ -866,81 +893,49 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, o_weights, H, d_o_row, H, 0);
     }
     /* δx = (W_z, W_i, W_f, W_o)ᵀ @ (δz_pre, δi'_pre, δf'_pre, δo'_pre), all steps */
-    sg_gemm_nn(T * B, D, H, y_adjoints, y_adjoints_width, W_z, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, y_adjoints + H, y_adjoints_width, W_i, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, y_adjoints + 2 * H, y_adjoints_width, W_f, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, y_adjoints + 3 * H, y_adjoints_width, W_o, D, grad_x_seq, D, 1);
-    /* δW_z += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_W_z, D);
-    /* δR_z += Σ δz_pre ⊗ y, all steps */
+    sg_gemm_nn(T * B, D, y_adjoints_width, y_adjoints, y_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(R_z, R_i, R_f, R_o) += Σ (δz_pre, δi'_pre, δf'_pre, δo'_pre) ⊗ y, all steps */
+    memset(grad_y_weights, 0, sizeof(double) * (size_t)y_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_R_z, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_z, H);
+        sg_gemm_tn(y_adjoints_width, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_y_weights, H);
+        sg_gemm_tn(y_adjoints_width, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_y_weights, H);
     }
-    /* δW_i += Σ δi'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints + H, y_adjoints_width, x_seq, D, grad_W_i, D);
-    /* δR_i += Σ δi'_pre ⊗ y, all steps */
+    sg_add((size_t)H * H, grad_y_weights, grad_R_z);
+    sg_add((size_t)H * H, grad_y_weights + (size_t)H * H, grad_R_i);
+    sg_add((size_t)H * H, grad_y_weights + (size_t)(2 * H) * H, grad_R_f);
+    sg_add((size_t)H * H, grad_y_weights + (size_t)(3 * H) * H, grad_R_o);
+    /* δ(W_z, W_i, W_f, W_o) += Σ (δz_pre, δi'_pre, δf'_pre, δo'_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)y_adjoints_width * D);
+    sg_gemm_tn(y_adjoints_width, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_z);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_i);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
+    /* δ(R_fi, R_ff, R_fo) += Σ (δi'_pre, δf'_pre, δo'_pre) ⊗ f, all steps */
+    memset(grad_f_weights, 0, sizeof(double) * (size_t)f_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, y_init, H, grad_R_i, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_i, H);
+        sg_gemm_tn(f_adjoints_width, H, B, f_adjoints, f_adjoints_width, f_init, H, grad_f_weights, H);
+        sg_gemm_tn(f_adjoints_width, H, (T - 1) * B, f_adjoints + (size_t)B * f_adjoints_width, f_adjoints_width, f_seq, H, grad_f_weights, H);
     }
-    /* δR_ii += Σ δi'_pre ⊗ i, all steps */
+    sg_add((size_t)H * H, grad_f_weights, grad_R_fi);
+    sg_add((size_t)H * H, grad_f_weights + (size_t)H * H, grad_R_ff);
+    sg_add((size_t)H * H, grad_f_weights + (size_t)(2 * H) * H, grad_R_fo);
+    /* δ(R_ii, R_if, R_io) += Σ (δi'_pre, δf'_pre, δo'_pre) ⊗ i, all steps */
+    memset(grad_i_weights, 0, sizeof(double) * (size_t)f_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, i_init, H, grad_R_ii, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, i_seq, H, grad_R_ii, H);
+        sg_gemm_tn(f_adjoints_width, H, B, f_adjoints, f_adjoints_width, i_init, H, grad_i_weights, H);
+        sg_gemm_tn(f_adjoints_width, H, (T - 1) * B, f_adjoints + (size_t)B * f_adjoints_width, f_adjoints_width, i_seq, H, grad_i_weights, H);
     }
-    /* δR_fi += Σ δi'_pre ⊗ f, all steps */
+    sg_add((size_t)H * H, grad_i_weights, grad_R_ii);
+    sg_add((size_t)H * H, grad_i_weights + (size_t)H * H, grad_R_if);
+    sg_add((size_t)H * H, grad_i_weights + (size_t)(2 * H) * H, grad_R_io);
+    /* δ(R_oi, R_of, R_oo) += Σ (δi'_pre, δf'_pre, δo'_pre) ⊗ o, all steps */
+    memset(grad_o_weights, 0, sizeof(double) * (size_t)f_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, f_init, H, grad_R_fi, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, f_seq, H, grad_R_fi, H);
+        sg_gemm_tn(f_adjoints_width, H, B, f_adjoints, f_adjoints_width, o_init, H, grad_o_weights, H);
+        sg_gemm_tn(f_adjoints_width, H, (T - 1) * B, f_adjoints + (size_t)B * f_adjoints_width, f_adjoints_width, o_seq, H, grad_o_weights, H);
     }
-    /* δR_oi += Σ δi'_pre ⊗ o, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, o_init, H, grad_R_oi, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, o_seq, H, grad_R_oi, H);
-    }
-    /* δW_f += Σ δf'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints + 2 * H, y_adjoints_width, x_seq, D, grad_W_f, D);
-    /* δR_f += Σ δf'_pre ⊗ y, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, y_init, H, grad_R_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_f, H);
-    }
-    /* δR_if += Σ δf'_pre ⊗ i, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, i_init, H, grad_R_if, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, i_seq, H, grad_R_if, H);
-    }
-    /* δR_ff += Σ δf'_pre ⊗ f, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, f_init, H, grad_R_ff, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, f_seq, H, grad_R_ff, H);
-    }
-    /* δR_of += Σ δf'_pre ⊗ o, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, o_init, H, grad_R_of, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, o_seq, H, grad_R_of, H);
-    }
-    /* δW_o += Σ δo'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints + 3 * H, y_adjoints_width, x_seq, D, grad_W_o, D);
-    /* δR_o += Σ δo'_pre ⊗ y, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, y_init, H, grad_R_o, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_o, H);
-    }
-    /* δR_io += Σ δo'_pre ⊗ i, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, i_init, H, grad_R_io, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, i_seq, H, grad_R_io, H);
-    }
-    /* δR_fo += Σ δo'_pre ⊗ f, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, f_init, H, grad_R_fo, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, f_seq, H, grad_R_fo, H);
-    }
-    /* δR_oo += Σ δo'_pre ⊗ o, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, o_init, H, grad_R_oo, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, o_seq, H, grad_R_oo, H);
-    }
+    sg_add((size_t)H * H, grad_o_weights, grad_R_oi);
+    sg_add((size_t)H * H, grad_o_weights + (size_t)H * H, grad_R_of);
+    sg_add((size_t)H * H, grad_o_weights + (size_t)(2 * H) * H, grad_R_oo);
 }

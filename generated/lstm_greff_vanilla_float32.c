@@ -160,6 +160,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -248,8 +256,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_lstm_greff_vanilla_float32_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -313,16 +320,20 @@ void sg_lstm_greff_vanilla_float32_forward(int T, int B, int D, int H,
     float *const x_products = y_products + (size_t)B * y_products_width;
     /* (R_z, R_i, R_f, R_o)ᵀ side by side, for every step */
     float *const y_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    float *const x_weights = y_weights + (size_t)H * y_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
     /* (R_z, R_i, R_f, R_o)ᵀ side by side */
     sg_pack_t(H, H, R_z, y_weights, y_products_width);
     sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
     sg_pack_t(H, H, R_f, y_weights + 2 * H, y_products_width);
     sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
     /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const R_z_y_row = y_products;
         float *const R_i_y_row = y_products + H;
@@ -390,8 +401,7 @@ void sg_lstm_greff_vanilla_float32_forward(int T, int B, int D, int H,
 
 size_t sg_lstm_greff_vanilla_float32_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -496,8 +506,14 @@ void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
     float *const y_adjoints = work;
     /* (R_z, R_i, R_f, R_o) side by side, for every step */
     float *const y_weights = y_adjoints + (size_t)T * B * y_adjoints_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    float *const x_weights = y_weights + (size_t)H * y_adjoints_width;
+    /* gradients of (R_z, R_i, R_f, R_o) stacked */
+    float *const grad_y_weights = x_weights + (size_t)D * y_adjoints_width;
+    /* gradients of (W_z, W_i, W_f, W_o) stacked */
+    float *const grad_x_weights = grad_y_weights + (size_t)H * y_adjoints_width;
     /* δc' of the current step */
-    float *const d_c_next_row = y_weights + (size_t)H * y_adjoints_width;
+    float *const d_c_next_row = grad_x_weights + (size_t)D * y_adjoints_width;
     /* δy' of the current step */
     float *const d_y_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_z, 0, sizeof(float) * (size_t)H * (size_t)D);
@@ -515,11 +531,16 @@ void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
     memset(grad_R_o, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_p_o, 0, sizeof(float) * (size_t)H);
     memset(grad_b_o, 0, sizeof(float) * (size_t)H);
-    /* (R_z, R_i, R_f, R_o) side by side */
+    /* (R_z, R_i, R_f, R_o) stacked */
     memcpy(y_weights, R_z, sizeof(float) * (size_t)H * H);
     memcpy(y_weights + (size_t)H * H, R_i, sizeof(float) * (size_t)H * H);
     memcpy(y_weights + (size_t)(2 * H) * H, R_f, sizeof(float) * (size_t)H * H);
     memcpy(y_weights + (size_t)(3 * H) * H, R_o, sizeof(float) * (size_t)H * H);
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_z_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width;
         float *const d_i_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + H;
@@ -596,36 +617,22 @@ void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, d_y_row, H, 0);
     }
     /* δx = (W_z, W_i, W_f, W_o)ᵀ @ (δz_pre, δi_pre, δf_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, H, y_adjoints, y_adjoints_width, W_z, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, y_adjoints + H, y_adjoints_width, W_i, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, y_adjoints + 2 * H, y_adjoints_width, W_f, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, y_adjoints + 3 * H, y_adjoints_width, W_o, D, grad_x_seq, D, 1);
-    /* δW_z += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_W_z, D);
-    /* δR_z += Σ δz_pre ⊗ y, all steps */
+    sg_gemm_nn(T * B, D, y_adjoints_width, y_adjoints, y_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(R_z, R_i, R_f, R_o) += Σ (δz_pre, δi_pre, δf_pre, δo_pre) ⊗ y, all steps */
+    memset(grad_y_weights, 0, sizeof(float) * (size_t)y_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_R_z, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_z, H);
+        sg_gemm_tn(y_adjoints_width, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_y_weights, H);
+        sg_gemm_tn(y_adjoints_width, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_y_weights, H);
     }
-    /* δW_i += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints + H, y_adjoints_width, x_seq, D, grad_W_i, D);
-    /* δR_i += Σ δi_pre ⊗ y, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + H, y_adjoints_width, y_init, H, grad_R_i, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_i, H);
-    }
-    /* δW_f += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints + 2 * H, y_adjoints_width, x_seq, D, grad_W_f, D);
-    /* δR_f += Σ δf_pre ⊗ y, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 2 * H, y_adjoints_width, y_init, H, grad_R_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 2 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_f, H);
-    }
-    /* δW_o += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, y_adjoints + 3 * H, y_adjoints_width, x_seq, D, grad_W_o, D);
-    /* δR_o += Σ δo_pre ⊗ y, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, y_adjoints + 3 * H, y_adjoints_width, y_init, H, grad_R_o, H);
-        sg_gemm_tn(H, H, (T - 1) * B, y_adjoints + 3 * H + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_R_o, H);
-    }
+    sg_add((size_t)H * H, grad_y_weights, grad_R_z);
+    sg_add((size_t)H * H, grad_y_weights + (size_t)H * H, grad_R_i);
+    sg_add((size_t)H * H, grad_y_weights + (size_t)(2 * H) * H, grad_R_f);
+    sg_add((size_t)H * H, grad_y_weights + (size_t)(3 * H) * H, grad_R_o);
+    /* δ(W_z, W_i, W_f, W_o) += Σ (δz_pre, δi_pre, δf_pre, δo_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)y_adjoints_width * D);
+    sg_gemm_tn(y_adjoints_width, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_z);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_i);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
 }

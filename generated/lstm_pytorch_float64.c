@@ -164,6 +164,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -252,8 +260,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_lstm_pytorch_float64_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -319,16 +326,20 @@ void sg_lstm_pytorch_float64_forward(int T, int B, int D, int H,
     double *const x_products = h_products + (size_t)B * h_products_width;
     /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side, for every step */
     double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked, for all steps */
+    double *const x_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked */
+    memcpy(x_weights, W_ii, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_if, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_ig, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_io, sizeof(double) * (size_t)H * D);
     /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side */
     sg_pack_t(H, H, W_hi, h_weights, h_products_width);
     sg_pack_t(H, H, W_hf, h_weights + H, h_products_width);
     sg_pack_t(H, H, W_hg, h_weights + 2 * H, h_products_width);
     sg_pack_t(H, H, W_ho, h_weights + 3 * H, h_products_width);
     /* (W_ii@x, W_if@x, W_ig@x, W_io@x) = (W_ii, W_if, W_ig, W_io) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_ii, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_if, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_ig, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_io, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const W_hi_h_row = h_products;
         double *const W_hf_h_row = h_products + H;
@@ -396,8 +407,7 @@ void sg_lstm_pytorch_float64_forward(int T, int B, int D, int H,
 
 size_t sg_lstm_pytorch_float64_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -510,8 +520,14 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
     double *const h_adjoints = work;
     /* (W_hi, W_hf, W_hg, W_ho) side by side, for every step */
     double *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked, for all steps */
+    double *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (W_hi, W_hf, W_hg, W_ho) stacked */
+    double *const grad_h_weights = x_weights + (size_t)D * h_adjoints_width;
+    /* gradients of (W_ii, W_if, W_ig, W_io) stacked */
+    double *const grad_x_weights = grad_h_weights + (size_t)H * h_adjoints_width;
     /* δc' of the current step */
-    double *const d_c_next_row = h_weights + (size_t)H * h_adjoints_width;
+    double *const d_c_next_row = grad_x_weights + (size_t)D * h_adjoints_width;
     /* δh' of the current step */
     double *const d_h_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_ii, 0, sizeof(double) * (size_t)H * (size_t)D);
@@ -530,11 +546,16 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
     memset(grad_b_io, 0, sizeof(double) * (size_t)H);
     memset(grad_W_ho, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_ho, 0, sizeof(double) * (size_t)H);
-    /* (W_hi, W_hf, W_hg, W_ho) side by side */
+    /* (W_hi, W_hf, W_hg, W_ho) stacked */
     memcpy(h_weights, W_hi, sizeof(double) * (size_t)H * H);
     memcpy(h_weights + (size_t)H * H, W_hf, sizeof(double) * (size_t)H * H);
     memcpy(h_weights + (size_t)(2 * H) * H, W_hg, sizeof(double) * (size_t)H * H);
     memcpy(h_weights + (size_t)(3 * H) * H, W_ho, sizeof(double) * (size_t)H * H);
+    /* (W_ii, W_if, W_ig, W_io) stacked */
+    memcpy(x_weights, W_ii, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_if, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_ig, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_io, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_i_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -612,36 +633,22 @@ void sg_lstm_pytorch_float64_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, H, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, H, d_h_row, H, 0);
     }
     /* δx = (W_ii, W_if, W_ig, W_io)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ii, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_if, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 2 * H, h_adjoints_width, W_ig, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 3 * H, h_adjoints_width, W_io, D, grad_x_seq, D, 1);
-    /* δW_ii += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ii, D);
-    /* δW_hi += Σ δi_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(W_hi, W_hf, W_hg, W_ho) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(double) * (size_t)h_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_W_hi, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hi, H);
+        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
+        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
     }
-    /* δW_if += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_if, D);
-    /* δW_hf += Σ δf_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_W_hf, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hf, H);
-    }
-    /* δW_ig += Σ δg_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, D, grad_W_ig, D);
-    /* δW_hg += Σ δg_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_W_hg, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hg, H);
-    }
-    /* δW_io += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, D, grad_W_io, D);
-    /* δW_ho += Σ δo_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_W_ho, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_ho, H);
-    }
+    sg_add((size_t)H * H, grad_h_weights, grad_W_hi);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_W_hf);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_W_hg);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(3 * H) * H, grad_W_ho);
+    /* δ(W_ii, W_if, W_ig, W_io) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)h_adjoints_width * D);
+    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_ii);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_if);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_ig);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_io);
 }

@@ -136,6 +136,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -224,8 +232,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_lstm_slp3_float64_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -275,16 +282,20 @@ void sg_lstm_slp3_float64_forward(int T, int B, int D, int H,
     double *const x_products = h_products + (size_t)B * h_products_width;
     /* (U_f, U_g, U_i, U_o)ᵀ side by side, for every step */
     double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_f, W_g, W_i, W_o) stacked, for all steps */
+    double *const x_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_f, W_g, W_i, W_o) stacked */
+    memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_g, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
     /* (U_f, U_g, U_i, U_o)ᵀ side by side */
     sg_pack_t(H, H, U_f, h_weights, h_products_width);
     sg_pack_t(H, H, U_g, h_weights + H, h_products_width);
     sg_pack_t(H, H, U_i, h_weights + 2 * H, h_products_width);
     sg_pack_t(H, H, U_o, h_weights + 3 * H, h_products_width);
     /* (W_f@x, W_g@x, W_i@x, W_o@x) = (W_f, W_g, W_i, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_g, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const U_f_h_row = h_products;
         double *const U_g_h_row = h_products + H;
@@ -354,8 +365,7 @@ void sg_lstm_slp3_float64_forward(int T, int B, int D, int H,
 
 size_t sg_lstm_slp3_float64_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -428,8 +438,14 @@ void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
     double *const h_adjoints = work;
     /* (U_f, U_g, U_i, U_o) side by side, for every step */
     double *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* (W_f, W_g, W_i, W_o) stacked, for all steps */
+    double *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (U_f, U_g, U_i, U_o) stacked */
+    double *const grad_h_weights = x_weights + (size_t)D * h_adjoints_width;
+    /* gradients of (W_f, W_g, W_i, W_o) stacked */
+    double *const grad_x_weights = grad_h_weights + (size_t)H * h_adjoints_width;
     /* δc' of the current step */
-    double *const d_c_next_row = h_weights + (size_t)H * h_adjoints_width;
+    double *const d_c_next_row = grad_x_weights + (size_t)D * h_adjoints_width;
     /* δh' of the current step */
     double *const d_h_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_U_f, 0, sizeof(double) * (size_t)H * (size_t)H);
@@ -440,11 +456,16 @@ void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
     memset(grad_W_i, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_U_o, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_W_o, 0, sizeof(double) * (size_t)H * (size_t)D);
-    /* (U_f, U_g, U_i, U_o) side by side */
+    /* (U_f, U_g, U_i, U_o) stacked */
     memcpy(h_weights, U_f, sizeof(double) * (size_t)H * H);
     memcpy(h_weights + (size_t)H * H, U_g, sizeof(double) * (size_t)H * H);
     memcpy(h_weights + (size_t)(2 * H) * H, U_i, sizeof(double) * (size_t)H * H);
     memcpy(h_weights + (size_t)(3 * H) * H, U_o, sizeof(double) * (size_t)H * H);
+    /* (W_f, W_g, W_i, W_o) stacked */
+    memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_g, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         double *const d_g_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -516,36 +537,22 @@ void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, H, h_adjoints_width, d_f_pre_row, h_adjoints_width, h_weights, H, d_h_row, H, 0);
     }
     /* δx = (W_f, W_g, W_i, W_o)ᵀ @ (δf_pre, δg_pre, δi_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_f, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_g, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 2 * H, h_adjoints_width, W_i, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 3 * H, h_adjoints_width, W_o, D, grad_x_seq, D, 1);
-    /* δU_f += Σ δf_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_f, U_g, U_i, U_o) += Σ (δf_pre, δg_pre, δi_pre, δo_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(double) * (size_t)h_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_f, H);
+        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
+        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
     }
-    /* δW_f += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_f, D);
-    /* δU_g += Σ δg_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_g, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_g, H);
-    }
-    /* δW_g += Σ δg_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_g, D);
-    /* δU_i += Σ δi_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_U_i, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_i, H);
-    }
-    /* δW_i += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, D, grad_W_i, D);
-    /* δU_o += Σ δo_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_U_o, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_o, H);
-    }
-    /* δW_o += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, D, grad_W_o, D);
+    sg_add((size_t)H * H, grad_h_weights, grad_U_f);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_g);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_U_i);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(3 * H) * H, grad_U_o);
+    /* δ(W_f, W_g, W_i, W_o) += Σ (δf_pre, δg_pre, δi_pre, δo_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)h_adjoints_width * D);
+    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_g);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_i);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
 }

@@ -173,6 +173,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -261,8 +269,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_lstmp_pytorch_float32_forward_work(int T, int B, int D, int P, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)P) * (size_t)B + (size_t)P * (4 * (size_t)H) + (size_t)H * ((size_t)P);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)P) * (size_t)B + (size_t)P * (4 * (size_t)H) + (size_t)H * ((size_t)P) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -337,6 +344,13 @@ void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
     float *const h_weights = W_hr_arg_products + (size_t)B * W_hr_arg_products_width;
     /* (W_hr)ᵀ side by side, for every step */
     float *const W_hr_arg_weights = h_weights + (size_t)P * h_products_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked, for all steps */
+    float *const x_weights = W_hr_arg_weights + (size_t)H * W_hr_arg_products_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked */
+    memcpy(x_weights, W_ii, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_if, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_ig, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_io, sizeof(float) * (size_t)H * D);
     /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side */
     sg_pack_t(H, P, W_hi, h_weights, h_products_width);
     sg_pack_t(H, P, W_hf, h_weights + H, h_products_width);
@@ -345,10 +359,7 @@ void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
     /* (W_hr)ᵀ side by side */
     sg_pack_t(P, H, W_hr, W_hr_arg_weights, W_hr_arg_products_width);
     /* (W_ii@x, W_if@x, W_ig@x, W_io@x) = (W_ii, W_if, W_ig, W_io) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_ii, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_if, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_ig, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_io, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const W_hi_h_row = h_products;
         float *const W_hf_h_row = h_products + H;
@@ -433,8 +444,7 @@ void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
 
 size_t sg_lstmp_pytorch_float32_backward_work(int T, int B, int D, int P, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)T * B + ((size_t)P) * (size_t)T * B + (size_t)H * ((size_t)P) + (size_t)P * (4 * (size_t)H) + (size_t)B * H + (size_t)B * P + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + ((size_t)P) * (size_t)T * B + (size_t)H * ((size_t)P) + (size_t)P * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)P * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * P + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -558,8 +568,14 @@ void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H,
     float *const W_hr_arg_weights = W_hr_arg_adjoints + (size_t)T * B * W_hr_arg_adjoints_width;
     /* (W_hi, W_hf, W_hg, W_ho) side by side, for every step */
     float *const h_weights = W_hr_arg_weights + (size_t)H * W_hr_arg_adjoints_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)P * h_adjoints_width;
+    /* gradients of (W_hi, W_hf, W_hg, W_ho) stacked */
+    float *const grad_h_weights = x_weights + (size_t)D * h_adjoints_width;
+    /* gradients of (W_ii, W_if, W_ig, W_io) stacked */
+    float *const grad_x_weights = grad_h_weights + (size_t)P * h_adjoints_width;
     /* δW_hr_arg of the current step */
-    float *const d_W_hr_arg_row = h_weights + (size_t)P * h_adjoints_width;
+    float *const d_W_hr_arg_row = grad_x_weights + (size_t)D * h_adjoints_width;
     /* δh' of the current step */
     float *const d_h_next_row = d_W_hr_arg_row + (size_t)B * H;
     /* δc' of the current step */
@@ -583,13 +599,18 @@ void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H,
     memset(grad_W_ho, 0, sizeof(float) * (size_t)H * (size_t)P);
     memset(grad_b_ho, 0, sizeof(float) * (size_t)H);
     memset(grad_W_hr, 0, sizeof(float) * (size_t)P * (size_t)H);
-    /* (W_hr) side by side */
+    /* (W_hr) stacked */
     memcpy(W_hr_arg_weights, W_hr, sizeof(float) * (size_t)P * H);
-    /* (W_hi, W_hf, W_hg, W_ho) side by side */
+    /* (W_hi, W_hf, W_hg, W_ho) stacked */
     memcpy(h_weights, W_hi, sizeof(float) * (size_t)H * P);
     memcpy(h_weights + (size_t)H * P, W_hf, sizeof(float) * (size_t)H * P);
     memcpy(h_weights + (size_t)(2 * H) * P, W_hg, sizeof(float) * (size_t)H * P);
     memcpy(h_weights + (size_t)(3 * H) * P, W_ho, sizeof(float) * (size_t)H * P);
+    /* (W_ii, W_if, W_ig, W_io) stacked */
+    memcpy(x_weights, W_ii, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_if, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_ig, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_io, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_i_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         float *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -694,38 +715,24 @@ void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H,
         sg_gemm_nn(B, P, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, P, d_h_row, P, 0);
     }
     /* δx = (W_ii, W_if, W_ig, W_io)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ii, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_if, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 2 * H, h_adjoints_width, W_ig, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 3 * H, h_adjoints_width, W_io, D, grad_x_seq, D, 1);
-    /* δW_ii += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ii, D);
-    /* δW_hi += Σ δi_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(W_hi, W_hf, W_hg, W_ho) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * P);
     if (T > 0) {
-        sg_gemm_tn(H, P, B, h_adjoints, h_adjoints_width, h_init, P, grad_W_hi, P);
-        sg_gemm_tn(H, P, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, P, grad_W_hi, P);
+        sg_gemm_tn(h_adjoints_width, P, B, h_adjoints, h_adjoints_width, h_init, P, grad_h_weights, P);
+        sg_gemm_tn(h_adjoints_width, P, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, P, grad_h_weights, P);
     }
-    /* δW_if += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_if, D);
-    /* δW_hf += Σ δf_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, P, B, h_adjoints + H, h_adjoints_width, h_init, P, grad_W_hf, P);
-        sg_gemm_tn(H, P, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, P, grad_W_hf, P);
-    }
-    /* δW_ig += Σ δg_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, D, grad_W_ig, D);
-    /* δW_hg += Σ δg_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, P, B, h_adjoints + 2 * H, h_adjoints_width, h_init, P, grad_W_hg, P);
-        sg_gemm_tn(H, P, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, P, grad_W_hg, P);
-    }
-    /* δW_io += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, D, grad_W_io, D);
-    /* δW_ho += Σ δo_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, P, B, h_adjoints + 3 * H, h_adjoints_width, h_init, P, grad_W_ho, P);
-        sg_gemm_tn(H, P, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, P, grad_W_ho, P);
-    }
+    sg_add((size_t)H * P, grad_h_weights, grad_W_hi);
+    sg_add((size_t)H * P, grad_h_weights + (size_t)H * P, grad_W_hf);
+    sg_add((size_t)H * P, grad_h_weights + (size_t)(2 * H) * P, grad_W_hg);
+    sg_add((size_t)H * P, grad_h_weights + (size_t)(3 * H) * P, grad_W_ho);
+    /* δ(W_ii, W_if, W_ig, W_io) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)h_adjoints_width * D);
+    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_ii);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_if);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_ig);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_io);
     /* δW_hr += Σ δh'_pre ⊗ W_hr_arg, all steps */
     sg_gemm_tn(P, H, T * B, W_hr_arg_adjoints, W_hr_arg_adjoints_width, W_hr_arg_tape, H, grad_W_hr, H);
 }

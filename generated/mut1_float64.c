@@ -118,6 +118,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -206,7 +214,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_mut1_float64_forward_work(int T, int B, int H)
 {
-    return (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H);
+    return (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -255,13 +263,17 @@ void sg_mut1_float64_forward(int T, int B, int H,
     double *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
     /* (U_h)ᵀ side by side, for every step */
     double *const U_h_arg_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_z, W_r) stacked, for all steps */
+    double *const x_weights = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_z, W_r) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_r, sizeof(double) * (size_t)H * H);
     /* (U_r)ᵀ side by side */
     sg_pack_t(H, H, U_r, h_weights, h_products_width);
     /* (U_h)ᵀ side by side */
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     /* (W_z@x, W_r@x) = (W_z, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_z, H, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_r, H, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
         double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + H;
@@ -335,7 +347,7 @@ void sg_mut1_float64_forward(int T, int B, int H,
 
 size_t sg_mut1_float64_backward_work(int T, int B, int H)
 {
-    return (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -406,8 +418,12 @@ void sg_mut1_float64_backward(int T, int B, int H,
     double *const U_h_arg_weights = U_h_arg_adjoints + (size_t)T * B * U_h_arg_adjoints_width;
     /* (U_r) side by side, for every step */
     double *const h_weights = U_h_arg_weights + (size_t)H * U_h_arg_adjoints_width;
+    /* (W_z, W_r) stacked, for all steps */
+    double *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (W_z, W_r) stacked */
+    double *const grad_x_weights = x_weights + (size_t)H * x_adjoints_width;
     /* δU_h_arg of the current step */
-    double *const d_U_h_arg_row = h_weights + (size_t)H * h_adjoints_width;
+    double *const d_U_h_arg_row = grad_x_weights + (size_t)H * x_adjoints_width;
     /* δh_matmul of the current step */
     double *const d_h_matmul_row = d_U_h_arg_row + (size_t)B * H;
     /* δh' of the current step */
@@ -421,10 +437,13 @@ void sg_mut1_float64_backward(int T, int B, int H,
     memset(grad_b_r, 0, sizeof(double) * (size_t)H);
     memset(grad_U_h, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_h, 0, sizeof(double) * (size_t)H);
-    /* (U_h) side by side */
+    /* (U_h) stacked */
     memcpy(U_h_arg_weights, U_h, sizeof(double) * (size_t)H * H);
-    /* (U_r) side by side */
+    /* (U_r) stacked */
     memcpy(h_weights, U_r, sizeof(double) * (size_t)H * H);
+    /* (W_z, W_r) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_r, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_z_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
         double *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
@@ -522,12 +541,12 @@ void sg_mut1_float64_backward(int T, int B, int H,
         }
     }
     /* δx += (W_z, W_r)ᵀ @ (δz_pre, δr_pre), all steps */
-    sg_gemm_nn(T * B, H, H, x_adjoints, x_adjoints_width, W_z, H, grad_x_seq, H, 1);
-    sg_gemm_nn(T * B, H, H, x_adjoints + H, x_adjoints_width, W_r, H, grad_x_seq, H, 1);
-    /* δW_z += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_W_z, H);
-    /* δW_r += Σ δr_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, x_seq, H, grad_W_r, H);
+    sg_gemm_nn(T * B, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    /* δ(W_z, W_r) += Σ (δz_pre, δr_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * H);
+    sg_gemm_tn(x_adjoints_width, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_add((size_t)H * H, grad_x_weights, grad_W_z);
+    sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_r);
     /* δU_r += Σ δr_pre ⊗ h, all steps */
     if (T > 0) {
         sg_gemm_tn(H, H, B, x_adjoints + H, x_adjoints_width, h_init, H, grad_U_r, H);

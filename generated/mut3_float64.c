@@ -131,6 +131,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -219,8 +227,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_mut3_float64_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return ((size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H);
+    return ((size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)D * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -282,6 +289,12 @@ void sg_mut3_float64_forward(int T, int B, int D, int H,
     double *const h_weights = U_z_arg_weights + (size_t)H * U_z_arg_products_width;
     /* (U_h)ᵀ side by side, for every step */
     double *const U_h_arg_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_z, W_r, W_h) stacked, for all steps */
+    double *const x_weights = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_z, W_r, W_h) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_r, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(double) * (size_t)H * D);
     /* (U_z)ᵀ side by side */
     sg_pack_t(H, H, U_z, U_z_arg_weights, U_z_arg_products_width);
     /* (U_r)ᵀ side by side */
@@ -289,9 +302,7 @@ void sg_mut3_float64_forward(int T, int B, int D, int H,
     /* (U_h)ᵀ side by side */
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     /* (W_z@x, W_r@x, W_h@x) = (W_z, W_r, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_r, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_h, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const U_z_U_z_arg_row = U_z_arg_products;
         double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
@@ -380,8 +391,7 @@ void sg_mut3_float64_forward(int T, int B, int D, int H,
 
 size_t sg_mut3_float64_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return ((size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return ((size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)H * ((size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -469,8 +479,12 @@ void sg_mut3_float64_backward(int T, int B, int D, int H,
     double *const U_z_arg_weights = U_h_arg_weights + (size_t)H * U_h_arg_adjoints_width;
     /* (U_r) side by side, for every step */
     double *const h_weights = U_z_arg_weights + (size_t)H * U_z_arg_adjoints_width;
+    /* (W_z, W_r, W_h) stacked, for all steps */
+    double *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (W_z, W_r, W_h) stacked */
+    double *const grad_x_weights = x_weights + (size_t)D * x_adjoints_width;
     /* δU_h_arg of the current step */
-    double *const d_U_h_arg_row = h_weights + (size_t)H * h_adjoints_width;
+    double *const d_U_h_arg_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* δU_z_arg of the current step */
     double *const d_U_z_arg_row = d_U_h_arg_row + (size_t)B * H;
     /* δh_matmul of the current step */
@@ -488,12 +502,16 @@ void sg_mut3_float64_backward(int T, int B, int D, int H,
     memset(grad_U_h, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_W_h, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_b_h, 0, sizeof(double) * (size_t)H);
-    /* (U_h) side by side */
+    /* (U_h) stacked */
     memcpy(U_h_arg_weights, U_h, sizeof(double) * (size_t)H * H);
-    /* (U_z) side by side */
+    /* (U_z) stacked */
     memcpy(U_z_arg_weights, U_z, sizeof(double) * (size_t)H * H);
-    /* (U_r) side by side */
+    /* (U_r) stacked */
     memcpy(h_weights, U_r, sizeof(double) * (size_t)H * H);
+    /* (W_z, W_r, W_h) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_r, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_z_pre_row = U_z_arg_adjoints + (size_t)t * B * U_z_arg_adjoints_width;
         double *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
@@ -600,15 +618,15 @@ void sg_mut3_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_z, W_r, W_h)ᵀ @ (δz_pre, δr_pre, δh'_pre), all steps */
-    sg_gemm_nn(T * B, D, H, U_z_arg_adjoints, U_z_arg_adjoints_width, W_z, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, x_adjoints + H, x_adjoints_width, W_r, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, x_adjoints + 2 * H, x_adjoints_width, W_h, D, grad_x_seq, D, 1);
-    /* δW_z += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, U_z_arg_adjoints, U_z_arg_adjoints_width, x_seq, D, grad_W_z, D);
+    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δU_z += Σ δz_pre ⊗ U_z_arg, all steps */
     sg_gemm_tn(H, H, T * B, U_z_arg_adjoints, U_z_arg_adjoints_width, U_z_arg_tape, H, grad_U_z, H);
-    /* δW_r += Σ δr_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + H, x_adjoints_width, x_seq, D, grad_W_r, D);
+    /* δ(W_z, W_r, W_h) += Σ (δz_pre, δr_pre, δh'_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * D);
+    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_z);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_r);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_h);
     /* δU_r += Σ δr_pre ⊗ h, all steps */
     if (T > 0) {
         sg_gemm_tn(H, H, B, x_adjoints + H, x_adjoints_width, h_init, H, grad_U_r, H);
@@ -616,6 +634,4 @@ void sg_mut3_float64_backward(int T, int B, int D, int H,
     }
     /* δU_h += Σ δh'_pre ⊗ U_h_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
-    /* δW_h += Σ δh'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, D, grad_W_h, D);
 }

@@ -113,6 +113,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -201,7 +209,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_qrnn_f_float64_forward_work(int T, int B, int D, int H)
 {
-    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)D * (2 * (size_t)H);
+    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)D * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -243,12 +251,16 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
     double *const x_products = xp_products + (size_t)B * xp_products_width;
     /* (W_z1, W_f1)ᵀ side by side, for every step */
     double *const xp_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_z2, W_f2) stacked, for all steps */
+    double *const x_weights = xp_weights + (size_t)D * xp_products_width;
+    /* (W_z2, W_f2) stacked */
+    memcpy(x_weights, W_z2, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f2, sizeof(double) * (size_t)H * D);
     /* (W_z1, W_f1)ᵀ side by side */
     sg_pack_t(H, D, W_z1, xp_weights, xp_products_width);
     sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
     /* (W_z2@x, W_f2@x) = (W_z2, W_f2) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z2, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f2, D, x_products + H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const W_z1_xp_row = xp_products;
         double *const W_f1_xp_row = xp_products + H;
@@ -306,7 +318,7 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
 
 size_t sg_qrnn_f_float64_backward_work(int T, int B, int D, int H)
 {
-    return (2 * (size_t)H) * (size_t)T * B + (size_t)D * (2 * (size_t)H) + (size_t)B * H + (size_t)B * D;
+    return (2 * (size_t)H) * (size_t)T * B + (size_t)D * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H) + (size_t)D * (2 * (size_t)H) + (size_t)B * H + (size_t)B * D;
 }
 
 /* Backward pass over T steps.
@@ -369,8 +381,14 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
     double *const xp_adjoints = work;
     /* (W_z1, W_f1) side by side, for every step */
     double *const xp_weights = xp_adjoints + (size_t)T * B * xp_adjoints_width;
+    /* (W_z2, W_f2) stacked, for all steps */
+    double *const x_weights = xp_weights + (size_t)D * xp_adjoints_width;
+    /* gradients of (W_z1, W_f1) stacked */
+    double *const grad_xp_weights = x_weights + (size_t)D * xp_adjoints_width;
+    /* gradients of (W_z2, W_f2) stacked */
+    double *const grad_x_weights = grad_xp_weights + (size_t)D * xp_adjoints_width;
     /* δh' of the current step */
-    double *const d_h_next_row = xp_weights + (size_t)D * xp_adjoints_width;
+    double *const d_h_next_row = grad_x_weights + (size_t)D * xp_adjoints_width;
     /* δxp' of the current step */
     double *const d_xp_next_row = d_h_next_row + (size_t)B * H;
     memset(grad_W_z1, 0, sizeof(double) * (size_t)H * (size_t)D);
@@ -379,9 +397,12 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
     memset(grad_W_f1, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_W_f2, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_b_f, 0, sizeof(double) * (size_t)H);
-    /* (W_z1, W_f1) side by side */
+    /* (W_z1, W_f1) stacked */
     memcpy(xp_weights, W_z1, sizeof(double) * (size_t)H * D);
     memcpy(xp_weights + (size_t)H * D, W_f1, sizeof(double) * (size_t)H * D);
+    /* (W_z2, W_f2) stacked */
+    memcpy(x_weights, W_z2, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f2, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_z_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width;
         double *const d_f_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width + H;
@@ -444,20 +465,18 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, D, xp_adjoints_width, d_z_pre_row, xp_adjoints_width, xp_weights, D, d_xp_row, D, 0);
     }
     /* δx += (W_z2, W_f2)ᵀ @ (δz_pre, δf_pre), all steps */
-    sg_gemm_nn(T * B, D, H, xp_adjoints, xp_adjoints_width, W_z2, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, xp_adjoints + H, xp_adjoints_width, W_f2, D, grad_x_seq, D, 1);
-    /* δW_z1 += Σ δz_pre ⊗ xp, all steps */
+    sg_gemm_nn(T * B, D, xp_adjoints_width, xp_adjoints, xp_adjoints_width, x_weights, D, grad_x_seq, D, 1);
+    /* δ(W_z1, W_f1) += Σ (δz_pre, δf_pre) ⊗ xp, all steps */
+    memset(grad_xp_weights, 0, sizeof(double) * (size_t)xp_adjoints_width * D);
     if (T > 0) {
-        sg_gemm_tn(H, D, B, xp_adjoints, xp_adjoints_width, xp_init, D, grad_W_z1, D);
-        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_z1, D);
+        sg_gemm_tn(xp_adjoints_width, D, B, xp_adjoints, xp_adjoints_width, xp_init, D, grad_xp_weights, D);
+        sg_gemm_tn(xp_adjoints_width, D, (T - 1) * B, xp_adjoints + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_xp_weights, D);
     }
-    /* δW_z2 += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, xp_adjoints, xp_adjoints_width, x_seq, D, grad_W_z2, D);
-    /* δW_f1 += Σ δf_pre ⊗ xp, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, D, B, xp_adjoints + H, xp_adjoints_width, xp_init, D, grad_W_f1, D);
-        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + H + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_f1, D);
-    }
-    /* δW_f2 += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, xp_adjoints + H, xp_adjoints_width, x_seq, D, grad_W_f2, D);
+    sg_add((size_t)H * D, grad_xp_weights, grad_W_z1);
+    sg_add((size_t)H * D, grad_xp_weights + (size_t)H * D, grad_W_f1);
+    /* δ(W_z2, W_f2) += Σ (δz_pre, δf_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)xp_adjoints_width * D);
+    sg_gemm_tn(xp_adjoints_width, D, T * B, xp_adjoints, xp_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_z2);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f2);
 }

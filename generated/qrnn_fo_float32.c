@@ -135,6 +135,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -223,7 +231,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_qrnn_fo_float32_forward_work(int T, int B, int D, int H)
 {
-    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H);
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -275,14 +283,18 @@ void sg_qrnn_fo_float32_forward(int T, int B, int D, int H,
     float *const x_products = xp_products + (size_t)B * xp_products_width;
     /* (W_z1, W_f1, W_o1)ᵀ side by side, for every step */
     float *const xp_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_z2, W_f2, W_o2) stacked, for all steps */
+    float *const x_weights = xp_weights + (size_t)D * xp_products_width;
+    /* (W_z2, W_f2, W_o2) stacked */
+    memcpy(x_weights, W_z2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_o2, sizeof(float) * (size_t)H * D);
     /* (W_z1, W_f1, W_o1)ᵀ side by side */
     sg_pack_t(H, D, W_z1, xp_weights, xp_products_width);
     sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
     sg_pack_t(H, D, W_o1, xp_weights + 2 * H, xp_products_width);
     /* (W_z2@x, W_f2@x, W_o2@x) = (W_z2, W_f2, W_o2) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z2, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f2, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o2, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const W_z1_xp_row = xp_products;
         float *const W_f1_xp_row = xp_products + H;
@@ -354,7 +366,7 @@ void sg_qrnn_fo_float32_forward(int T, int B, int D, int H,
 
 size_t sg_qrnn_fo_float32_backward_work(int T, int B, int D, int H)
 {
-    return (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * D;
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * D;
 }
 
 /* Backward pass over T steps.
@@ -437,8 +449,14 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
     float *const xp_adjoints = work;
     /* (W_z1, W_f1, W_o1) side by side, for every step */
     float *const xp_weights = xp_adjoints + (size_t)T * B * xp_adjoints_width;
+    /* (W_z2, W_f2, W_o2) stacked, for all steps */
+    float *const x_weights = xp_weights + (size_t)D * xp_adjoints_width;
+    /* gradients of (W_z1, W_f1, W_o1) stacked */
+    float *const grad_xp_weights = x_weights + (size_t)D * xp_adjoints_width;
+    /* gradients of (W_z2, W_f2, W_o2) stacked */
+    float *const grad_x_weights = grad_xp_weights + (size_t)D * xp_adjoints_width;
     /* δc' of the current step */
-    float *const d_c_next_row = xp_weights + (size_t)D * xp_adjoints_width;
+    float *const d_c_next_row = grad_x_weights + (size_t)D * xp_adjoints_width;
     /* δxp' of the current step */
     float *const d_xp_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_z1, 0, sizeof(float) * (size_t)H * (size_t)D);
@@ -450,10 +468,14 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
     memset(grad_W_o1, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_W_o2, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b_o, 0, sizeof(float) * (size_t)H);
-    /* (W_z1, W_f1, W_o1) side by side */
+    /* (W_z1, W_f1, W_o1) stacked */
     memcpy(xp_weights, W_z1, sizeof(float) * (size_t)H * D);
     memcpy(xp_weights + (size_t)H * D, W_f1, sizeof(float) * (size_t)H * D);
     memcpy(xp_weights + (size_t)(2 * H) * D, W_o1, sizeof(float) * (size_t)H * D);
+    /* (W_z2, W_f2, W_o2) stacked */
+    memcpy(x_weights, W_z2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_o2, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_z_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width;
         float *const d_f_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width + H;
@@ -532,28 +554,20 @@ void sg_qrnn_fo_float32_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, D, xp_adjoints_width, d_z_pre_row, xp_adjoints_width, xp_weights, D, d_xp_row, D, 0);
     }
     /* δx += (W_z2, W_f2, W_o2)ᵀ @ (δz_pre, δf_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, H, xp_adjoints, xp_adjoints_width, W_z2, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, xp_adjoints + H, xp_adjoints_width, W_f2, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, xp_adjoints + 2 * H, xp_adjoints_width, W_o2, D, grad_x_seq, D, 1);
-    /* δW_z1 += Σ δz_pre ⊗ xp, all steps */
+    sg_gemm_nn(T * B, D, xp_adjoints_width, xp_adjoints, xp_adjoints_width, x_weights, D, grad_x_seq, D, 1);
+    /* δ(W_z1, W_f1, W_o1) += Σ (δz_pre, δf_pre, δo_pre) ⊗ xp, all steps */
+    memset(grad_xp_weights, 0, sizeof(float) * (size_t)xp_adjoints_width * D);
     if (T > 0) {
-        sg_gemm_tn(H, D, B, xp_adjoints, xp_adjoints_width, xp_init, D, grad_W_z1, D);
-        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_z1, D);
+        sg_gemm_tn(xp_adjoints_width, D, B, xp_adjoints, xp_adjoints_width, xp_init, D, grad_xp_weights, D);
+        sg_gemm_tn(xp_adjoints_width, D, (T - 1) * B, xp_adjoints + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_xp_weights, D);
     }
-    /* δW_z2 += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, xp_adjoints, xp_adjoints_width, x_seq, D, grad_W_z2, D);
-    /* δW_f1 += Σ δf_pre ⊗ xp, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, D, B, xp_adjoints + H, xp_adjoints_width, xp_init, D, grad_W_f1, D);
-        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + H + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_f1, D);
-    }
-    /* δW_f2 += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, xp_adjoints + H, xp_adjoints_width, x_seq, D, grad_W_f2, D);
-    /* δW_o1 += Σ δo_pre ⊗ xp, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, D, B, xp_adjoints + 2 * H, xp_adjoints_width, xp_init, D, grad_W_o1, D);
-        sg_gemm_tn(H, D, (T - 1) * B, xp_adjoints + 2 * H + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_W_o1, D);
-    }
-    /* δW_o2 += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, xp_adjoints + 2 * H, xp_adjoints_width, x_seq, D, grad_W_o2, D);
+    sg_add((size_t)H * D, grad_xp_weights, grad_W_z1);
+    sg_add((size_t)H * D, grad_xp_weights + (size_t)H * D, grad_W_f1);
+    sg_add((size_t)H * D, grad_xp_weights + (size_t)(2 * H) * D, grad_W_o1);
+    /* δ(W_z2, W_f2, W_o2) += Σ (δz_pre, δf_pre, δo_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)xp_adjoints_width * D);
+    sg_gemm_tn(xp_adjoints_width, D, T * B, xp_adjoints, xp_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_z2);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f2);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_o2);
 }

@@ -126,6 +126,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -214,8 +222,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_r2rt_gru_float32_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (2 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + (size_t)H * ((size_t)H);
+    return (2 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + (size_t)H * ((size_t)H) + (size_t)D * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -268,15 +275,19 @@ void sg_r2rt_gru_float32_forward(int T, int B, int D, int H,
     float *const s_weights = U_arg_products + (size_t)B * U_arg_products_width;
     /* (U)ᵀ side by side, for every step */
     float *const U_arg_weights = s_weights + (size_t)H * s_products_width;
+    /* (W_r, W_z, W) stacked, for all steps */
+    float *const x_weights = U_arg_weights + (size_t)H * U_arg_products_width;
+    /* (W_r, W_z, W) stacked */
+    memcpy(x_weights, W_r, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W, sizeof(float) * (size_t)H * D);
     /* (U_r, U_z)ᵀ side by side */
     sg_pack_t(H, H, U_r, s_weights, s_products_width);
     sg_pack_t(H, H, U_z, s_weights + H, s_products_width);
     /* (U)ᵀ side by side */
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     /* (W_r@x, W_z@x, W@x) = (W_r, W_z, W) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_r, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_z, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const U_r_s_row = s_products;
         float *const U_z_s_row = s_products + H;
@@ -347,8 +358,7 @@ void sg_r2rt_gru_float32_forward(int T, int B, int D, int H,
 
 size_t sg_r2rt_gru_float32_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (2 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return (2 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)H * (2 * (size_t)H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -428,8 +438,14 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H,
     float *const U_arg_weights = U_arg_adjoints + (size_t)T * B * U_arg_adjoints_width;
     /* (U_r, U_z) side by side, for every step */
     float *const s_weights = U_arg_weights + (size_t)H * U_arg_adjoints_width;
+    /* (W_r, W_z, W) stacked, for all steps */
+    float *const x_weights = s_weights + (size_t)H * s_adjoints_width;
+    /* gradients of (U_r, U_z) stacked */
+    float *const grad_s_weights = x_weights + (size_t)D * x_adjoints_width;
+    /* gradients of (W_r, W_z, W) stacked */
+    float *const grad_x_weights = grad_s_weights + (size_t)H * s_adjoints_width;
     /* δU_arg of the current step */
-    float *const d_U_arg_row = s_weights + (size_t)H * s_adjoints_width;
+    float *const d_U_arg_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* δs_matmul of the current step */
     float *const d_s_matmul_row = d_U_arg_row + (size_t)B * H;
     /* δs' of the current step */
@@ -443,11 +459,15 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H,
     memset(grad_U, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b, 0, sizeof(float) * (size_t)H);
-    /* (U) side by side */
+    /* (U) stacked */
     memcpy(U_arg_weights, U, sizeof(float) * (size_t)H * H);
-    /* (U_r, U_z) side by side */
+    /* (U_r, U_z) stacked */
     memcpy(s_weights, U_r, sizeof(float) * (size_t)H * H);
     memcpy(s_weights + (size_t)H * H, U_z, sizeof(float) * (size_t)H * H);
+    /* (W_r, W_z, W) stacked */
+    memcpy(x_weights, W_r, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_r_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width;
         float *const d_z_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width + H;
@@ -541,25 +561,21 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_r, W_z, W)ᵀ @ (δr_pre, δz_pre, δs_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, H, s_adjoints, s_adjoints_width, W_r, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, s_adjoints + H, s_adjoints_width, W_z, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, x_adjoints + 2 * H, x_adjoints_width, W, D, grad_x_seq, D, 1);
-    /* δU_r += Σ δr_pre ⊗ s, all steps */
+    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_r, U_z) += Σ (δr_pre, δz_pre) ⊗ s, all steps */
+    memset(grad_s_weights, 0, sizeof(float) * (size_t)s_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, s_adjoints, s_adjoints_width, s_init, H, grad_U_r, H);
-        sg_gemm_tn(H, H, (T - 1) * B, s_adjoints + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_U_r, H);
+        sg_gemm_tn(s_adjoints_width, H, B, s_adjoints, s_adjoints_width, s_init, H, grad_s_weights, H);
+        sg_gemm_tn(s_adjoints_width, H, (T - 1) * B, s_adjoints + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_s_weights, H);
     }
-    /* δW_r += Σ δr_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, s_adjoints, s_adjoints_width, x_seq, D, grad_W_r, D);
-    /* δU_z += Σ δz_pre ⊗ s, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, s_adjoints + H, s_adjoints_width, s_init, H, grad_U_z, H);
-        sg_gemm_tn(H, H, (T - 1) * B, s_adjoints + H + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_U_z, H);
-    }
-    /* δW_z += Σ δz_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, s_adjoints + H, s_adjoints_width, x_seq, D, grad_W_z, D);
+    sg_add((size_t)H * H, grad_s_weights, grad_U_r);
+    sg_add((size_t)H * H, grad_s_weights + (size_t)H * H, grad_U_z);
+    /* δ(W_r, W_z, W) += Σ (δr_pre, δz_pre, δs_tilde_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * D);
+    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_r);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_z);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
-    /* δW += Σ δs_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, D, grad_W, D);
 }

@@ -182,6 +182,14 @@ static void sg_mean(int batch, int n, const double *v, int ldv, double *out)
     }
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const double *W, double *out, int ldo)
 {
@@ -270,8 +278,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_r2rt_normalized_prototype_float64_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (3 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (3 * (size_t)H) + (size_t)H * ((size_t)H) + (size_t)B * H;
+    return (3 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (3 * (size_t)H) + (size_t)H * ((size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H;
 }
 
 /* Forward pass over T steps.
@@ -338,8 +345,15 @@ void sg_r2rt_normalized_prototype_float64_forward(int T, int B, int D, int H,
     double *const s_weights = U_arg_products + (size_t)B * U_arg_products_width;
     /* (U)ᵀ side by side, for every step */
     double *const U_arg_weights = s_weights + (size_t)H * s_products_width;
+    /* (W_i, W_o, W_f, W) stacked, for all steps */
+    double *const x_weights = U_arg_weights + (size_t)H * U_arg_products_width;
     /* mean_arg of the current step */
-    double *const mean_arg_row = U_arg_weights + (size_t)H * U_arg_products_width;
+    double *const mean_arg_row = x_weights + (size_t)D * x_products_width;
+    /* (W_i, W_o, W_f, W) stacked */
+    memcpy(x_weights, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_o, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(double) * (size_t)H * D);
     /* (U_i, U_o, U_f)ᵀ side by side */
     sg_pack_t(H, H, U_i, s_weights, s_products_width);
     sg_pack_t(H, H, U_o, s_weights + H, s_products_width);
@@ -347,10 +361,7 @@ void sg_r2rt_normalized_prototype_float64_forward(int T, int B, int D, int H,
     /* (U)ᵀ side by side */
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const U_i_s_row = s_products;
         double *const U_o_s_row = s_products + H;
@@ -468,8 +479,7 @@ void sg_r2rt_normalized_prototype_float64_forward(int T, int B, int D, int H,
 
 size_t sg_r2rt_normalized_prototype_float64_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (3 * (size_t)H) * (size_t)T * B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B + (size_t)B * H + (size_t)B + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B + (size_t)B + (size_t)B * H + (size_t)B + (size_t)B * H + (size_t)B * H;
+    return (3 * (size_t)H) * (size_t)T * B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B + (size_t)B * H + (size_t)B + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B + (size_t)B + (size_t)B * H + (size_t)B + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -570,8 +580,14 @@ void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H,
     double *const U_arg_weights = U_arg_adjoints + (size_t)T * B * U_arg_adjoints_width;
     /* (U_i, U_o, U_f) side by side, for every step */
     double *const s_weights = U_arg_weights + (size_t)H * U_arg_adjoints_width;
+    /* (W_i, W_o, W_f, W) stacked, for all steps */
+    double *const x_weights = s_weights + (size_t)H * s_adjoints_width;
+    /* gradients of (U_i, U_o, U_f) stacked */
+    double *const grad_s_weights = x_weights + (size_t)D * x_adjoints_width;
+    /* gradients of (W_i, W_o, W_f, W) stacked */
+    double *const grad_x_weights = grad_s_weights + (size_t)H * s_adjoints_width;
     /* δmean(mean_arg)_parts of the current step */
-    double *const d_mean_mean_arg_parts_row = s_weights + (size_t)H * s_adjoints_width;
+    double *const d_mean_mean_arg_parts_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* sum(δmean(mean_arg)_parts) of the current step */
     double *const sum_d_mean_mean_arg_parts_row = d_mean_mean_arg_parts_row + (size_t)B * H;
     /* δmean(u)_parts of the current step */
@@ -608,12 +624,17 @@ void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H,
     memset(grad_U, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_W, 0, sizeof(double) * (size_t)H * (size_t)D);
     memset(grad_b, 0, sizeof(double) * (size_t)H);
-    /* (U) side by side */
+    /* (U) stacked */
     memcpy(U_arg_weights, U, sizeof(double) * (size_t)H * H);
-    /* (U_i, U_o, U_f) side by side */
+    /* (U_i, U_o, U_f) stacked */
     memcpy(s_weights, U_i, sizeof(double) * (size_t)H * H);
     memcpy(s_weights + (size_t)H * H, U_o, sizeof(double) * (size_t)H * H);
     memcpy(s_weights + (size_t)(2 * H) * H, U_f, sizeof(double) * (size_t)H * H);
+    /* (W_i, W_o, W_f, W) stacked */
+    memcpy(x_weights, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_o, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(double) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_i_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width;
         double *const d_o_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width + H;
@@ -807,33 +828,23 @@ void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_i, W_o, W_f, W)ᵀ @ (δi_pre, δo_pre, δf_pre, δs_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, H, s_adjoints, s_adjoints_width, W_i, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, s_adjoints + H, s_adjoints_width, W_o, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, s_adjoints + 2 * H, s_adjoints_width, W_f, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, x_adjoints + 3 * H, x_adjoints_width, W, D, grad_x_seq, D, 1);
-    /* δU_i += Σ δi_pre ⊗ s, all steps */
+    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_i, U_o, U_f) += Σ (δi_pre, δo_pre, δf_pre) ⊗ s, all steps */
+    memset(grad_s_weights, 0, sizeof(double) * (size_t)s_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, s_adjoints, s_adjoints_width, s_init, H, grad_U_i, H);
-        sg_gemm_tn(H, H, (T - 1) * B, s_adjoints + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_U_i, H);
+        sg_gemm_tn(s_adjoints_width, H, B, s_adjoints, s_adjoints_width, s_init, H, grad_s_weights, H);
+        sg_gemm_tn(s_adjoints_width, H, (T - 1) * B, s_adjoints + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_s_weights, H);
     }
-    /* δW_i += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, s_adjoints, s_adjoints_width, x_seq, D, grad_W_i, D);
-    /* δU_o += Σ δo_pre ⊗ s, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, s_adjoints + H, s_adjoints_width, s_init, H, grad_U_o, H);
-        sg_gemm_tn(H, H, (T - 1) * B, s_adjoints + H + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_U_o, H);
-    }
-    /* δW_o += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, s_adjoints + H, s_adjoints_width, x_seq, D, grad_W_o, D);
-    /* δU_f += Σ δf_pre ⊗ s, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, s_adjoints + 2 * H, s_adjoints_width, s_init, H, grad_U_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, s_adjoints + 2 * H + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_U_f, H);
-    }
-    /* δW_f += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, s_adjoints + 2 * H, s_adjoints_width, x_seq, D, grad_W_f, D);
+    sg_add((size_t)H * H, grad_s_weights, grad_U_i);
+    sg_add((size_t)H * H, grad_s_weights + (size_t)H * H, grad_U_o);
+    sg_add((size_t)H * H, grad_s_weights + (size_t)(2 * H) * H, grad_U_f);
+    /* δ(W_i, W_o, W_f, W) += Σ (δi_pre, δo_pre, δf_pre, δs_tilde_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * D);
+    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_i);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_o);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
-    /* δW += Σ δs_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + 3 * H, x_adjoints_width, x_seq, D, grad_W, D);
 }

@@ -152,6 +152,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -240,8 +248,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_r2rt_pseudo_lstm_float32_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (3 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (3 * (size_t)H) + (size_t)H * ((size_t)H);
+    return (3 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (3 * (size_t)H) + (size_t)H * ((size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -306,6 +313,13 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     float *const U_i_arg_weights = U_arg_products + (size_t)B * U_arg_products_width;
     /* (U)ᵀ side by side, for every step */
     float *const U_arg_weights = U_i_arg_weights + (size_t)H * U_i_arg_products_width;
+    /* (W_i, W_o, W_f, W) stacked, for all steps */
+    float *const x_weights = U_arg_weights + (size_t)H * U_arg_products_width;
+    /* (W_i, W_o, W_f, W) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_o, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(float) * (size_t)H * D);
     /* (U_i, U_o, U_f)ᵀ side by side */
     sg_pack_t(H, H, U_i, U_i_arg_weights, U_i_arg_products_width);
     sg_pack_t(H, H, U_o, U_i_arg_weights + H, U_i_arg_products_width);
@@ -313,10 +327,7 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
     /* (U)ᵀ side by side */
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const U_i_U_i_arg_row = U_i_arg_products;
         float *const U_o_U_i_arg_row = U_i_arg_products + H;
@@ -416,8 +427,7 @@ void sg_r2rt_pseudo_lstm_float32_forward(int T, int B, int D, int H,
 
 size_t sg_r2rt_pseudo_lstm_float32_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (3 * (size_t)H) * (size_t)T * B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+    return (3 * (size_t)H) * (size_t)T * B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -518,8 +528,14 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     float *const U_arg_weights = U_arg_adjoints + (size_t)T * B * U_arg_adjoints_width;
     /* (U_i, U_o, U_f) side by side, for every step */
     float *const U_i_arg_weights = U_arg_weights + (size_t)H * U_arg_adjoints_width;
+    /* (W_i, W_o, W_f, W) stacked, for all steps */
+    float *const x_weights = U_i_arg_weights + (size_t)H * U_i_arg_adjoints_width;
+    /* gradients of (U_i, U_o, U_f) stacked */
+    float *const grad_U_i_arg_weights = x_weights + (size_t)D * x_adjoints_width;
+    /* gradients of (W_i, W_o, W_f, W) stacked */
+    float *const grad_x_weights = grad_U_i_arg_weights + (size_t)H * U_i_arg_adjoints_width;
     /* δU_arg of the current step */
-    float *const d_U_arg_row = U_i_arg_weights + (size_t)H * U_i_arg_adjoints_width;
+    float *const d_U_arg_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* δU_i_arg of the current step */
     float *const d_U_i_arg_row = d_U_arg_row + (size_t)B * H;
     /* δs' of the current step */
@@ -540,12 +556,17 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     memset(grad_U, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_W, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_b, 0, sizeof(float) * (size_t)H);
-    /* (U) side by side */
+    /* (U) stacked */
     memcpy(U_arg_weights, U, sizeof(float) * (size_t)H * H);
-    /* (U_i, U_o, U_f) side by side */
+    /* (U_i, U_o, U_f) stacked */
     memcpy(U_i_arg_weights, U_i, sizeof(float) * (size_t)H * H);
     memcpy(U_i_arg_weights + (size_t)H * H, U_o, sizeof(float) * (size_t)H * H);
     memcpy(U_i_arg_weights + (size_t)(2 * H) * H, U_f, sizeof(float) * (size_t)H * H);
+    /* (W_i, W_o, W_f, W) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_o, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_i_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width;
         float *const d_o_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width + H;
@@ -667,24 +688,20 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_i, W_o, W_f, W)ᵀ @ (δi_pre, δo_pre, δf_pre, δs_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, H, U_i_arg_adjoints, U_i_arg_adjoints_width, W_i, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, U_i_arg_adjoints + H, U_i_arg_adjoints_width, W_o, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, U_i_arg_adjoints + 2 * H, U_i_arg_adjoints_width, W_f, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, x_adjoints + 3 * H, x_adjoints_width, W, D, grad_x_seq, D, 1);
-    /* δU_i += Σ δi_pre ⊗ U_i_arg, all steps */
-    sg_gemm_tn(H, H, T * B, U_i_arg_adjoints, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_i, H);
-    /* δW_i += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, U_i_arg_adjoints, U_i_arg_adjoints_width, x_seq, D, grad_W_i, D);
-    /* δU_o += Σ δo_pre ⊗ U_i_arg, all steps */
-    sg_gemm_tn(H, H, T * B, U_i_arg_adjoints + H, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_o, H);
-    /* δW_o += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, U_i_arg_adjoints + H, U_i_arg_adjoints_width, x_seq, D, grad_W_o, D);
-    /* δU_f += Σ δf_pre ⊗ U_i_arg, all steps */
-    sg_gemm_tn(H, H, T * B, U_i_arg_adjoints + 2 * H, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_f, H);
-    /* δW_f += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, U_i_arg_adjoints + 2 * H, U_i_arg_adjoints_width, x_seq, D, grad_W_f, D);
+    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_i, U_o, U_f) += Σ (δi_pre, δo_pre, δf_pre) ⊗ U_i_arg, all steps */
+    memset(grad_U_i_arg_weights, 0, sizeof(float) * (size_t)U_i_arg_adjoints_width * H);
+    sg_gemm_tn(U_i_arg_adjoints_width, H, T * B, U_i_arg_adjoints, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_i_arg_weights, H);
+    sg_add((size_t)H * H, grad_U_i_arg_weights, grad_U_i);
+    sg_add((size_t)H * H, grad_U_i_arg_weights + (size_t)H * H, grad_U_o);
+    sg_add((size_t)H * H, grad_U_i_arg_weights + (size_t)(2 * H) * H, grad_U_f);
+    /* δ(W_i, W_o, W_f, W) += Σ (δi_pre, δo_pre, δf_pre, δs_tilde_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * D);
+    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_i);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_o);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
-    /* δW += Σ δs_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints + 3 * H, x_adjoints_width, x_seq, D, grad_W, D);
 }

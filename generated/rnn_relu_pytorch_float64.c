@@ -289,7 +289,7 @@ void sg_rnn_relu_pytorch_float64_backward(int T, int B, int D, int H,
     memset(grad_b_ih, 0, sizeof(double) * (size_t)H);
     memset(grad_W_hh, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_hh, 0, sizeof(double) * (size_t)H);
-    /* (W_hh) side by side */
+    /* (W_hh) stacked */
     memcpy(h_weights, W_hh, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_h_next_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
@@ -320,11 +320,11 @@ void sg_rnn_relu_pytorch_float64_backward(int T, int B, int D, int H,
     }
     /* δx = (W_ih)ᵀ @ (δh'_pre), all steps */
     sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ih, D, grad_x_seq, D, 0);
-    /* δW_ih += Σ δh'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ih, D);
     /* δW_hh += Σ δh'_pre ⊗ h, all steps */
     if (T > 0) {
         sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_W_hh, H);
         sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hh, H);
     }
+    /* δW_ih += Σ δh'_pre ⊗ x, all steps */
+    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ih, D);
 }

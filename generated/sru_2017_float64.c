@@ -113,6 +113,14 @@ static double sg_sigmoid(double a)
     return a >= 0.0 ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const double *v, double *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
 static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
     double *C, int ldc, int accumulate)
@@ -191,7 +199,7 @@ static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const doub
 
 size_t sg_sru_2017_float64_forward_work(int T, int B, int H)
 {
-    return (3 * (size_t)H) * (size_t)T * B;
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -226,10 +234,14 @@ void sg_sru_2017_float64_forward(int T, int B, int H,
     const int x_products_width = 3 * H;
     /* W@x, W_f@x, W_r@x side by side, at every step */
     double *const x_products = work;
+    /* (W, W_f, W_r) stacked, for all steps */
+    double *const x_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W, W_f, W_r) stacked */
+    memcpy(x_weights, W, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_f, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(double) * (size_t)H * H);
     /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, H, H, x_seq, H, W, H, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_f, H, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, H, x_seq, H, W_r, H, x_products + 2 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         double *const W_x_row = x_products + (size_t)t * B * x_products_width;
         double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
@@ -277,7 +289,7 @@ void sg_sru_2017_float64_forward(int T, int B, int H,
 
 size_t sg_sru_2017_float64_backward_work(int T, int B, int H)
 {
-    return (3 * (size_t)H) * (size_t)T * B + (size_t)B * H;
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + (size_t)H * (3 * (size_t)H) + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -333,13 +345,21 @@ void sg_sru_2017_float64_backward(int T, int B, int H,
     const int x_adjoints_width = 3 * H;
     /* δx_tilde_pre, δf_pre, δr_pre side by side, at every step */
     double *const x_adjoints = work;
+    /* (W, W_f, W_r) stacked, for all steps */
+    double *const x_weights = x_adjoints + (size_t)T * B * x_adjoints_width;
+    /* gradients of (W, W_f, W_r) stacked */
+    double *const grad_x_weights = x_weights + (size_t)H * x_adjoints_width;
     /* δc' of the current step */
-    double *const d_c_next_row = x_adjoints + (size_t)T * B * x_adjoints_width;
+    double *const d_c_next_row = grad_x_weights + (size_t)H * x_adjoints_width;
     memset(grad_W, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_W_f, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_f, 0, sizeof(double) * (size_t)H);
     memset(grad_W_r, 0, sizeof(double) * (size_t)H * (size_t)H);
     memset(grad_b_r, 0, sizeof(double) * (size_t)H);
+    /* (W, W_f, W_r) stacked */
+    memcpy(x_weights, W, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_f, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(double) * (size_t)H * H);
     for (int t = T - 1; t >= 0; --t) {
         double *const d_x_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
         double *const d_f_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
@@ -405,13 +425,11 @@ void sg_sru_2017_float64_backward(int T, int B, int H,
         }
     }
     /* δx += (W, W_f, W_r)ᵀ @ (δx_tilde_pre, δf_pre, δr_pre), all steps */
-    sg_gemm_nn(T * B, H, H, x_adjoints, x_adjoints_width, W, H, grad_x_seq, H, 1);
-    sg_gemm_nn(T * B, H, H, x_adjoints + H, x_adjoints_width, W_f, H, grad_x_seq, H, 1);
-    sg_gemm_nn(T * B, H, H, x_adjoints + 2 * H, x_adjoints_width, W_r, H, grad_x_seq, H, 1);
-    /* δW += Σ δx_tilde_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_W, H);
-    /* δW_f += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, x_seq, H, grad_W_f, H);
-    /* δW_r += Σ δr_pre ⊗ x, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, x_seq, H, grad_W_r, H);
+    sg_gemm_nn(T * B, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    /* δ(W, W_f, W_r) += Σ (δx_tilde_pre, δf_pre, δr_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * H);
+    sg_gemm_tn(x_adjoints_width, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_add((size_t)H * H, grad_x_weights, grad_W);
+    sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_f);
+    sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_r);
 }

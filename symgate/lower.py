@@ -109,13 +109,10 @@ class Reduce:
 
 @dataclass(frozen=True)
 class GradientProduct:
-    """``δW += Σ δm ⊗ v`` over every step and sample: one matrix product after the time loop."""
+    """``δW_k += Σ δ_k ⊗ v`` over every step and sample for each matrix of a stack: one matrix
+    product after the time loop, for all of the stack's matrices side by side."""
 
-    param: str
-    adjoint: str
-    vector: str
-    rows: str
-    cols: str
+    stack: Stack
 
 
 @dataclass
@@ -209,9 +206,14 @@ def lower(
             expr, g_level = namer.name(gradient.expr)
             key = (g_level, shapes[gradient.param][0])
             loops.setdefault(key, Loop(dim=key[1], level=key[0])).gradients.append(VectorGradient(gradient.param, expr))
-        else:
-            rows, cols = shapes[gradient.param]
-            after.append(GradientProduct(gradient.param, gradient.adjoint.name, gradient.vector.name, rows, cols))
+    products = {(g.param, g.vector.name) for g in gradients if isinstance(g, MatrixGradient)}
+    for stack in stacks:
+        members = tuple(m for m in stack.members if (m.matrix, stack.vector) in products)
+        if members:
+            after.append(GradientProduct(Stack(stack.vector, stack.cols, members, stack.hoisted)))
+            products -= {(m.matrix, stack.vector) for m in members}
+    if products:
+        raise ValueError(f"matrix gradients {sorted(products)} belong to no stack of products")
 
     assigned = {eq.target.name for eq in rewritten} | set(fused)
     defined_in = {eq.target.name: key for key, loop in loops.items() for eq in loop.equations}
@@ -245,7 +247,7 @@ def _operands(op: Op) -> list[str]:
     if isinstance(op, StackProduct):
         return [*op.stack.panel, op.out if op.transposed else op.stack.vector]
     if isinstance(op, GradientProduct):
-        return [op.adjoint, op.vector]
+        return [*op.stack.panel, op.stack.vector]
     return [op.vector, op.out]
 
 

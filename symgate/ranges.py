@@ -38,6 +38,7 @@ RANGES = {
     "float32": _Range(sympy.Integer(2**128 - 2**103), sympy.Rational(1, 2**150), "3.4e38", "1.4e-45"),
     "float64": _Range(sympy.Integer(2**1024 - 2**970), sympy.Rational(1, 2**1075), "1.8e308", "4.9e-324"),
 }
+RANGES["complex128"] = RANGES["float64"]  # real and imaginary parts are doubles
 
 
 def check_numbers(cell: Cell, dtype: str, derivation: Derivation | None) -> None:

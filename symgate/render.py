@@ -250,7 +250,11 @@ class _Context:
         by_role = {(a.role, a.name): a for a in args}
         layout = self.layout(which, plan, by_role)
         rows = layout.rows
-        packing = [self.render_packing(op, layout) for op in plan.step if isinstance(op, StackProduct)]
+        packing = [
+            self.render_packing(op, layout)
+            for op in [*plan.before, *plan.step, *plan.after]
+            if isinstance(op, StackProduct) and (op.stack in layout.packed or op.stack in layout.stacked)
+        ]
         before = [self.render_op(op, layout) for op in plan.before]
         body = [self.render_op(op, layout) for op in plan.step]
         after = [self.render_op(op, layout) for op in plan.after]
@@ -340,7 +344,7 @@ class _Context:
     def layout(self, which: str, plan: Plan, by_role: dict) -> _Layout:
         """Where each vector of the pass lives: at step t (a row) and over all steps (a sequence)."""
         cell = self.cell
-        layout = _Layout()
+        layout = _Layout(backward=which == "backward")
 
         def row(name: str, init: str, writes: bool, dim: str, width: str | None = None) -> _Row:
             return _Row(self.names("row", name, "{}_row"), init, writes, dim, width or self.dim_c[dim])
@@ -387,16 +391,20 @@ class _Context:
                     panel.start = place
         for op in plan.step:  # a stack product inside the time loop reads its matrices packed side by side
             if isinstance(op, StackProduct):
-                c = self.names("weights", op.stack.vector, "{}_weights")
-                width = layout.panels[(op.stack.panel, which == "backward" or op.stack.hoisted)].width
-                cols = self.dim_c[op.stack.cols]
+                layout.packed[op.stack] = self.add_packed(op, layout, "side by side, for every step")
+        for op in [*plan.before, *plan.after]:  # over all steps: one product for several matrices
+            if isinstance(op, StackProduct) and len(op.stack.members) > 1:
+                layout.stacked[op.stack] = self.add_packed(op, layout, "stacked, for all steps")
+            if isinstance(op, GradientProduct) and len(op.stack.members) > 1:
+                stack = op.stack
+                c = self.names("gradients", stack.vector, "grad_{}_weights")
                 layout.add_buffer(
                     c,
-                    f"(size_t){cols} * {width}",
-                    f"(size_t){cols} * ({self.size_sum(m.rows for m in op.stack.members)})",
-                    f"({op.stack.matrices}){'' if op.transposed else 'ᵀ'} side by side, for every step",
+                    f"(size_t){self.dim_c[stack.cols]} * {layout.panel(stack).width}",
+                    f"(size_t){self.dim_c[stack.cols]} * ({self.size_sum(m.rows for m in stack.members)})",
+                    f"gradients of ({stack.matrices}) stacked",
                 )
-                layout.packed[op.stack] = c
+                layout.packed_gradients[stack] = c
 
         forward_roles: dict[str, tuple[str, str]] = {}
         for x in cell.inputs:
@@ -446,6 +454,22 @@ class _Context:
                 layout.rows[name] = _Row(c, "", True, dim, self.dim_c[dim])
         return layout
 
+    def add_packed(self, op: StackProduct, layout: _Layout, comment: str) -> str:
+        """A workspace buffer for the stack's matrices side by side (transposed for a forward
+        product in the time loop, row after row otherwise)."""
+        stack = op.stack
+        c = self.names("weights", stack.vector, "{}_weights")
+        width = layout.panel(stack).width
+        cols = self.dim_c[stack.cols]
+        mark = "ᵀ" if _transposed_packing(op) else ""
+        layout.add_buffer(
+            c,
+            f"(size_t){cols} * {width}",
+            f"(size_t){cols} * ({self.size_sum(m.rows for m in stack.members)})",
+            f"({stack.matrices}){mark} {comment}",
+        )
+        return c
+
     def int_sum(self, dims) -> str:
         """``2 * H + D``: a sum of dimensions as a C int expression."""
         counts: dict[str, int] = {}
@@ -461,25 +485,26 @@ class _Context:
         return _dims_sum(counts, self.dim_c)
 
     def render_packing(self, op: StackProduct, layout: _Layout) -> dict:
-        """Copies a stack's matrices side by side once per call, so each step needs one product."""
-        c = layout.packed[op.stack]
+        """Copies a stack's matrices side by side once per call, so one product serves them all."""
+        c = layout.packed.get(op.stack) or layout.stacked[op.stack]
         cols = self.dim_c[op.stack.cols]
-        width = layout.panels[(op.stack.panel, op.transposed or op.stack.hoisted)].width
+        width = layout.panel(op.stack).width
         lines = []
         for index, member in enumerate(op.stack.members):
             offset = self.int_sum(m.rows for m in op.stack.members[:index])
             matrix = self.names("param", member.matrix)
             rows = self.dim_c[member.rows]
-            if op.transposed:
-                start = f"({offset})" if " " in offset else offset
-                target = f"{c} + (size_t){start} * {cols}" if offset != "0" else c
-                lines.append(f"memcpy({target}, {matrix}, sizeof({self.real}) * (size_t){rows} * {cols});")
-            else:
+            if _transposed_packing(op):
                 self.helpers.add("sg_pack_t")
                 target = f"{c} + {offset}" if offset != "0" else c
                 lines.append(f"sg_pack_t({rows}, {cols}, {matrix}, {target}, {width});")
-        mark = "" if op.transposed else "ᵀ"
-        return {"kind": "call", "comment": _comment_safe(f"({op.stack.matrices}){mark} side by side"), "lines": lines}
+            else:
+                start = f"({offset})" if " " in offset else offset
+                target = f"{c} + (size_t){start} * {cols}" if offset != "0" else c
+                lines.append(f"memcpy({target}, {matrix}, sizeof({self.real}) * (size_t){rows} * {cols});")
+        how = "side by side" if _transposed_packing(op) else "stacked"
+        mark = "ᵀ" if _transposed_packing(op) else ""
+        return {"kind": "call", "comment": _comment_safe(f"({op.stack.matrices}){mark} {how}"), "lines": lines}
 
     def render_op(self, op, layout: _Layout) -> dict:
         rows = layout.rows
@@ -507,10 +532,14 @@ class _Context:
     def render_stack_product(self, op: StackProduct, layout: _Layout) -> dict:
         stack = op.stack
         cols = self.dim_c[stack.cols]
-        if stack in layout.packed or op.transposed:
-            self.helpers.add("sg_gemm_nn")
+        values = ", ".join(stack.panel)
+        if op.transposed:
+            comment = f"{op.out} {'+' if op.accumulate else ''}= ({stack.matrices})ᵀ @ ({values})"
+        else:
+            comment = f"({values}) = ({stack.matrices}) @ {stack.vector}"
         if stack in layout.packed:  # one product per step, with the packed matrices
-            panel = layout.panels[(stack.panel, op.transposed or stack.hoisted)].start
+            self.helpers.add("sg_gemm_nn")
+            panel = layout.panel(stack).start
             c = layout.packed[stack]
             if op.transposed:
                 out = layout.rows[op.out]
@@ -518,60 +547,83 @@ class _Context:
                     f"sg_gemm_nn(B, {cols}, {panel.width}, {panel.c}, {panel.width}, {c}, {cols}, "
                     f"{out.c}, {out.width}, 0);"
                 )
-                comment = f"{op.out} = ({stack.matrices})ᵀ @ ({', '.join(stack.panel)})"
             else:
                 vector = layout.rows[stack.vector]
                 line = (
                     f"sg_gemm_nn(B, {panel.width}, {cols}, {vector.c}, {vector.width}, {c}, {panel.width}, "
                     f"{panel.c}, {panel.width}, 0);"
                 )
-                comment = f"({', '.join(stack.panel)}) = ({stack.matrices}) @ {stack.vector}"
             return {"kind": "call", "comment": _comment_safe(comment), "lines": [line]}
-        lines = []  # over all steps at once, one product per matrix
-        for index, member in enumerate(stack.members):
-            matrix = self.names("param", member.matrix)
-            rows = self.dim_c[member.rows]
-            panel, width = layout.sequences[member.value]
+        # over all steps at once: one product, with the matrices stacked when there are several
+        if stack in layout.stacked:
+            panel = layout.panel(stack)
+            parts = [(layout.stacked[stack], panel.c, panel.width, panel.width)]
+        else:
+            member = stack.members[0]
+            parts = [(self.names("param", member.matrix), *layout.sequences[member.value], self.dim_c[member.rows])]
+        lines = []
+        for matrix, adjoints, width, rows in parts:
             if op.transposed:
                 out, ld = layout.sequences[op.out]
-                add = int(index > 0 or op.accumulate)
+                self.helpers.add("sg_gemm_nn")
                 lines.append(
-                    f"sg_gemm_nn(T * B, {cols}, {rows}, {panel}, {width}, {matrix}, {cols}, {out}, {ld}, {add});"
+                    f"sg_gemm_nn(T * B, {cols}, {rows}, {adjoints}, {width}, {matrix}, {cols}, {out}, {ld}, "
+                    f"{int(op.accumulate)});"
                 )
             else:
                 self.helpers.add("sg_gemm_nt")
                 vector, ld = layout.sequences[stack.vector]
                 lines.append(
-                    f"sg_gemm_nt(T * B, {rows}, {cols}, {vector}, {ld}, {matrix}, {cols}, {panel}, {width}, 0);"
+                    f"sg_gemm_nt(T * B, {rows}, {cols}, {vector}, {ld}, {matrix}, {cols}, {adjoints}, {width}, 0);"
                 )
-        if op.transposed:
-            comment = (
-                f"{op.out} {'+' if op.accumulate else ''}= ({stack.matrices})ᵀ @ ({', '.join(stack.panel)}), all steps"
-            )
-        else:
-            comment = f"({', '.join(stack.panel)}) = ({stack.matrices}) @ {stack.vector}, all steps"
-        return {"kind": "call", "comment": _comment_safe(comment), "lines": lines}
+        return {"kind": "call", "comment": _comment_safe(comment + ", all steps"), "lines": lines}
 
     def render_gradient_product(self, op: GradientProduct, layout: _Layout) -> dict:
+        """``δW_k += Σ δ_k ⊗ v``: one product over all steps, into the stack's gradients side by
+        side when it has several matrices (then added to each), or straight into the one."""
         self.helpers.add("sg_gemm_tn")
-        adjoint, width = layout.sequences[op.adjoint]
-        rows, cols = self.dim_c[op.rows], self.dim_c[op.cols]
-        grad = self.names("grad_params", op.param)
-        comment = _comment_safe(f"{ADJOINT}{op.param} += Σ {op.adjoint} ⊗ {op.vector}, all steps")
-        if op.vector in self.cell.states:  # the previous state: the initial one, then the sequence
-            init = self.names("init", op.vector, "{}_init")
-            vector, ld = layout.sequences[op.vector]
-            lines = [
+        stack = op.stack
+        cols = self.dim_c[stack.cols]
+        first = stack.members[0]
+        matrices, adjoints = (first.matrix, first.value)
+        if len(stack.members) > 1:
+            matrices, adjoints = f"({stack.matrices})", f"({', '.join(stack.panel)})"
+        comment = _comment_safe(f"{ADJOINT}{matrices} += Σ {adjoints} ⊗ {stack.vector}, all steps")
+        if stack not in layout.packed_gradients:
+            member = stack.members[0]
+            adjoint, width = layout.sequences[member.value]
+            grad = self.names("grad_params", member.matrix)
+            lines = self.sum_over_steps(layout, self.dim_c[member.rows], cols, adjoint, width, stack.vector, grad)
+            return {"kind": "call", "comment": comment, "lines": lines}
+        panel = layout.panel(stack)
+        c = layout.packed_gradients[stack]
+        self.helpers.add("sg_add")
+        lines = [f"memset({c}, 0, sizeof({self.real}) * (size_t){panel.width} * {cols});"]
+        lines += self.sum_over_steps(layout, panel.width, cols, panel.c, panel.width, stack.vector, c)
+        for index, member in enumerate(stack.members):
+            offset = self.int_sum(m.rows for m in stack.members[:index])
+            start = f"({offset})" if " " in offset else offset
+            source = f"{c} + (size_t){start} * {cols}" if offset != "0" else c
+            grad = self.names("grad_params", member.matrix)
+            lines.append(f"sg_add((size_t){self.dim_c[member.rows]} * {cols}, {source}, {grad});")
+        return {"kind": "call", "comment": comment, "lines": lines}
+
+    def sum_over_steps(
+        self, layout: _Layout, rows: str, cols: str, adjoints: str, width: str, vector: str, out: str
+    ) -> list[str]:
+        """``out (rows, cols) += Σ_t,b adjoints[t, b] ⊗ vector[t, b]``; a state's vector is the
+        previous state: the initial one, then the sequence."""
+        sequence, ld = layout.sequences[vector]
+        if vector in self.cell.states:
+            init = self.names("init", vector, "{}_init")
+            return [
                 "if (T > 0) {",
-                f"    sg_gemm_tn({rows}, {cols}, B, {adjoint}, {width}, {init}, {ld}, {grad}, {cols});",
-                f"    sg_gemm_tn({rows}, {cols}, (T - 1) * B, {adjoint} + (size_t)B * {width}, {width}, "
-                f"{vector}, {ld}, {grad}, {cols});",
+                f"    sg_gemm_tn({rows}, {cols}, B, {adjoints}, {width}, {init}, {ld}, {out}, {cols});",
+                f"    sg_gemm_tn({rows}, {cols}, (T - 1) * B, {adjoints} + (size_t)B * {width}, {width}, "
+                f"{sequence}, {ld}, {out}, {cols});",
                 "}",
             ]
-        else:
-            vector, ld = layout.sequences[op.vector]
-            lines = [f"sg_gemm_tn({rows}, {cols}, T * B, {adjoint}, {width}, {vector}, {ld}, {grad}, {cols});"]
-        return {"kind": "call", "comment": comment, "lines": lines}
+        return [f"sg_gemm_tn({rows}, {cols}, T * B, {adjoints}, {width}, {sequence}, {ld}, {out}, {cols});"]
 
     def render_loop(self, loop: Loop, layout: _Layout) -> dict:
         rows = layout.rows
@@ -646,11 +698,14 @@ class _Panel:
 class _Layout:
     """The storage of one pass: rows at step t, extra copies, whole sequences, the workspace."""
 
+    backward: bool
     rows: dict[str, _Row] = field(default_factory=dict)
     mirrors: dict[str, list[_Row]] = field(default_factory=dict)
     sequences: dict[str, tuple[str, str]] = field(default_factory=dict)
     panels: dict[tuple, _Panel] = field(default_factory=dict)
-    packed: dict[Stack, str] = field(default_factory=dict)
+    packed: dict[Stack, str] = field(default_factory=dict)  # matrices of a product in the time loop
+    stacked: dict[Stack, str] = field(default_factory=dict)  # matrices of a product over all steps
+    packed_gradients: dict[Stack, str] = field(default_factory=dict)
     widths: list[dict] = field(default_factory=list)
     buffers: list[dict] = field(default_factory=list)
     written: set[tuple[str, str]] = field(default_factory=set)
@@ -658,6 +713,16 @@ class _Layout:
     def add_buffer(self, c: str, extent: str, count: str, comment: str) -> None:
         """A slice of the workspace: ``extent`` in the pass (C names), ``count`` in the size function."""
         self.buffers.append({"c": c, "extent": extent, "count": count, "comment": comment})
+
+    def panel(self, stack: Stack) -> _Panel:
+        """The panel a stack's products write (forward) or read (backward)."""
+        return self.panels[(stack.panel, self.backward or stack.hoisted)]
+
+
+def _transposed_packing(op: StackProduct) -> bool:
+    """A forward product in the time loop reads its matrices transposed, as columns side by side
+    (``h W`` for B rows of h); the others read them row after row."""
+    return not op.transposed and not op.stack.hoisted
 
 
 def _mentions(code: str, name: str) -> bool:

@@ -16,7 +16,7 @@ import pytest
 import symgate as sg
 from symgate.cell import Equation
 from symgate.compiler import cache_key, compile_entry
-from symgate.functions import MatVecT, Var
+from symgate.functions import MatVec, MatVecT, Var
 from symgate.kernel import Kernel
 from symgate.lower import plan_kernel
 from symgate.render import render, templates_digest
@@ -39,17 +39,20 @@ def _calls(code: str, helper: str) -> int:
     [("lstm", 1), ("gru_pytorch", 1), ("lstm_peephole", 1), ("mgu", 2), ("elman_rnn", 1), ("gru_cho", 2)],
 )
 def test_each_step_runs_one_product_per_vector_the_recurrence_multiplies(name, per_step):
-    source = sg.generate(sg.cells.get(name), "float32").c_source
+    cell = sg.cells.get(name)
+    source = sg.generate(cell, "float32").c_source
     before, loop, after = _split(source, "forward")
     assert _calls(loop, "sg_gemm_nn") == per_step  # h (and r*h for the GRUs that gate it) only
-    assert _calls(before, "sg_gemm_nt") >= 1 and "x_seq" in before  # the input's products, all steps at once
+    assert _calls(before, "sg_gemm_nt") == 1 and "x_seq" in before  # every product of x, all steps at once
     before, loop, after = _split(source, "backward")
     assert _calls(loop, "sg_gemm_nn") == per_step
     assert _calls(loop, "sg_gemm_tn") == 0  # no weight gradient inside the loop
-    cell = sg.cells.get(name)
-    matrices = [p for p in cell.params if p.is_matrix]
-    assert _calls(after, "sg_gemm_tn") >= len(matrices)
-    assert "grad_x_seq" in after  # the input's gradient, all steps at once
+    assert _calls(after, "sg_gemm_nn") == 1 and "grad_x_seq" in after  # the input's gradient, all steps at once
+    # the gradients of all the matrices that multiply one vector: one product over all steps
+    # (two for a state: its initial value, then the sequence)
+    vectors = {node.vector.name for eq in cell.equations for node in eq.expr.atoms(MatVec)}
+    assert _calls(after, "sg_gemm_tn") == sum(2 if v in cell.states else 1 for v in vectors)
+    assert all(f"grad_{p.name}" in after for p in cell.params if p.is_matrix)
 
 
 def test_a_product_sum_split_apart_still_gives_the_same_gradients(tmp_path, monkeypatch):

@@ -67,6 +67,14 @@ static float sg_sigmoid(float a)
     return a >= 0.0F ? s : e * s;
 }
 
+/* out[n] += v[n] for n < count */
+static void sg_add(size_t count, const float *v, float *out)
+{
+    for (size_t n = 0; n < count; ++n) {
+        out[n] += v[n];
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo apart) */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
 {
@@ -131,8 +139,7 @@ static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float
 
 size_t sg_lstm_float32_forward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps.
@@ -190,16 +197,20 @@ void sg_lstm_float32_forward(int T, int B, int D, int H,
     float *const x_products = h_products + (size_t)B * h_products_width;
     /* (U_i, U_f, U_g, U_o)ᵀ side by side, for every step */
     float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_i, W_f, W_g, W_o) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_i, W_f, W_g, W_o) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_g, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
     /* (U_i, U_f, U_g, U_o)ᵀ side by side */
     sg_pack_t(H, H, U_i, h_weights, h_products_width);
     sg_pack_t(H, H, U_f, h_weights + H, h_products_width);
     sg_pack_t(H, H, U_g, h_weights + 2 * H, h_products_width);
     sg_pack_t(H, H, U_o, h_weights + 3 * H, h_products_width);
     /* (W_i@x, W_f@x, W_g@x, W_o@x) = (W_i, W_f, W_g, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_g, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const U_i_h_row = h_products;
         float *const U_f_h_row = h_products + H;
@@ -267,8 +278,7 @@ void sg_lstm_float32_forward(int T, int B, int D, int H,
 
 size_t sg_lstm_float32_backward_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+    return (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H;
 }
 
 /* Backward pass over T steps.
@@ -361,8 +371,14 @@ void sg_lstm_float32_backward(int T, int B, int D, int H,
     float *const h_adjoints = work;
     /* (U_i, U_f, U_g, U_o) side by side, for every step */
     float *const h_weights = h_adjoints + (size_t)T * B * h_adjoints_width;
+    /* (W_i, W_f, W_g, W_o) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_adjoints_width;
+    /* gradients of (U_i, U_f, U_g, U_o) stacked */
+    float *const grad_h_weights = x_weights + (size_t)D * h_adjoints_width;
+    /* gradients of (W_i, W_f, W_g, W_o) stacked */
+    float *const grad_x_weights = grad_h_weights + (size_t)H * h_adjoints_width;
     /* δc' of the current step */
-    float *const d_c_next_row = h_weights + (size_t)H * h_adjoints_width;
+    float *const d_c_next_row = grad_x_weights + (size_t)D * h_adjoints_width;
     /* δh' of the current step */
     float *const d_h_next_row = d_c_next_row + (size_t)B * H;
     memset(grad_W_i, 0, sizeof(float) * (size_t)H * (size_t)D);
@@ -377,11 +393,16 @@ void sg_lstm_float32_backward(int T, int B, int D, int H,
     memset(grad_W_o, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_U_o, 0, sizeof(float) * (size_t)H * (size_t)H);
     memset(grad_b_o, 0, sizeof(float) * (size_t)H);
-    /* (U_i, U_f, U_g, U_o) side by side */
+    /* (U_i, U_f, U_g, U_o) stacked */
     memcpy(h_weights, U_i, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)H * H, U_f, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)(2 * H) * H, U_g, sizeof(float) * (size_t)H * H);
     memcpy(h_weights + (size_t)(3 * H) * H, U_o, sizeof(float) * (size_t)H * H);
+    /* (W_i, W_f, W_g, W_o) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_g, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
     for (int t = T - 1; t >= 0; --t) {
         float *const d_i_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
         float *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
@@ -455,44 +476,29 @@ void sg_lstm_float32_backward(int T, int B, int D, int H,
         sg_gemm_nn(B, H, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, H, d_h_row, H, 0);
     }
     /* δx = (W_i, W_f, W_g, W_o)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_i, D, grad_x_seq, D, 0);
-    sg_gemm_nn(T * B, D, H, h_adjoints + H, h_adjoints_width, W_f, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 2 * H, h_adjoints_width, W_g, D, grad_x_seq, D, 1);
-    sg_gemm_nn(T * B, D, H, h_adjoints + 3 * H, h_adjoints_width, W_o, D, grad_x_seq, D, 1);
-    /* δW_i += Σ δi_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_i, D);
-    /* δU_i += Σ δi_pre ⊗ h, all steps */
+    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    /* δ(U_i, U_f, U_g, U_o) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ h, all steps */
+    memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
     if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_i, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_i, H);
+        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
+        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
     }
-    /* δW_f += Σ δf_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + H, h_adjoints_width, x_seq, D, grad_W_f, D);
-    /* δU_f += Σ δf_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + H, h_adjoints_width, h_init, H, grad_U_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_f, H);
-    }
-    /* δW_g += Σ δg_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 2 * H, h_adjoints_width, x_seq, D, grad_W_g, D);
-    /* δU_g += Σ δg_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 2 * H, h_adjoints_width, h_init, H, grad_U_g, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 2 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_g, H);
-    }
-    /* δW_o += Σ δo_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints + 3 * H, h_adjoints_width, x_seq, D, grad_W_o, D);
-    /* δU_o += Σ δo_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints + 3 * H, h_adjoints_width, h_init, H, grad_U_o, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + 3 * H + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_o, H);
-    }
+    sg_add((size_t)H * H, grad_h_weights, grad_U_i);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_f);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_U_g);
+    sg_add((size_t)H * H, grad_h_weights + (size_t)(3 * H) * H, grad_U_o);
+    /* δ(W_i, W_f, W_g, W_o) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ x, all steps */
+    memset(grad_x_weights, 0, sizeof(float) * (size_t)h_adjoints_width * D);
+    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_add((size_t)H * D, grad_x_weights, grad_W_i);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_g);
+    sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
 }
 
 size_t sg_lstm_float32_infer_work(int T, int B, int D, int H)
 {
-    (void)D;
-    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H);
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + (size_t)D * (4 * (size_t)H);
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
@@ -542,16 +548,20 @@ void sg_lstm_float32_infer(int T, int B, int D, int H,
     float *const x_products = h_products + (size_t)B * h_products_width;
     /* (U_i, U_f, U_g, U_o)ᵀ side by side, for every step */
     float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_i, W_f, W_g, W_o) stacked, for all steps */
+    float *const x_weights = h_weights + (size_t)H * h_products_width;
+    /* (W_i, W_f, W_g, W_o) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_g, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
     /* (U_i, U_f, U_g, U_o)ᵀ side by side */
     sg_pack_t(H, H, U_i, h_weights, h_products_width);
     sg_pack_t(H, H, U_f, h_weights + H, h_products_width);
     sg_pack_t(H, H, U_g, h_weights + 2 * H, h_products_width);
     sg_pack_t(H, H, U_o, h_weights + 3 * H, h_products_width);
     /* (W_i@x, W_f@x, W_g@x, W_o@x) = (W_i, W_f, W_g, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_i, D, x_products, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_f, D, x_products + H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_g, D, x_products + 2 * H, x_products_width, 0);
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_o, D, x_products + 3 * H, x_products_width, 0);
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
     for (int t = 0; t < T; ++t) {
         float *const U_i_h_row = h_products;
         float *const U_f_h_row = h_products + H;

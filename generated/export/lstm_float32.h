@@ -85,9 +85,9 @@ extern "C" {
 #define SG_LSTM_FLOAT32_SIZE_c_state(T, B, D, H) ((size_t)(B) * (size_t)(H))
 
 /* Elements of each function's `work`. */
-#define SG_LSTM_FLOAT32_WORK_forward(T, B, D, H) ((4 * (size_t)(H)) * (size_t)(B) + (4 * (size_t)(H)) * (size_t)(T) * (B) + (size_t)(H) * (4 * (size_t)(H)))
-#define SG_LSTM_FLOAT32_WORK_backward(T, B, D, H) ((4 * (size_t)(H)) * (size_t)(T) * (B) + (size_t)(H) * (4 * (size_t)(H)) + (size_t)(B) * (H) + (size_t)(B) * (H))
-#define SG_LSTM_FLOAT32_WORK_infer(T, B, D, H) ((4 * (size_t)(H)) * (size_t)(B) + (4 * (size_t)(H)) * (size_t)(T) * (B) + (size_t)(H) * (4 * (size_t)(H)))
+#define SG_LSTM_FLOAT32_WORK_forward(T, B, D, H) ((4 * (size_t)(H)) * (size_t)(B) + (4 * (size_t)(H)) * (size_t)(T) * (B) + (size_t)(H) * (4 * (size_t)(H)) + (size_t)(D) * (4 * (size_t)(H)))
+#define SG_LSTM_FLOAT32_WORK_backward(T, B, D, H) ((4 * (size_t)(H)) * (size_t)(T) * (B) + (size_t)(H) * (4 * (size_t)(H)) + (size_t)(D) * (4 * (size_t)(H)) + (size_t)(H) * (4 * (size_t)(H)) + (size_t)(D) * (4 * (size_t)(H)) + (size_t)(B) * (H) + (size_t)(B) * (H))
+#define SG_LSTM_FLOAT32_WORK_infer(T, B, D, H) ((4 * (size_t)(H)) * (size_t)(B) + (4 * (size_t)(H)) * (size_t)(T) * (B) + (size_t)(H) * (4 * (size_t)(H)) + (size_t)(D) * (4 * (size_t)(H)))
 #define SG_LSTM_FLOAT32_WORK_step(T, B, D, H) (((size_t)(B) * (H)) + ((size_t)(B) * (H)) + SG_LSTM_FLOAT32_WORK_infer(1, B, D, H))
 
 /* Forward pass over T steps, for training: writes the states and outputs after every step and the
