@@ -9,6 +9,7 @@ inputs and initial states.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ class Run:
     tape: dict[str, np.ndarray] = field(repr=False)
     sizes: dict[str, int]
     kernel: str = field(default="", repr=False)  # the cache entry that made it
+    segment: int = 0  # with ``recompute=True``: steps a backward segment recomputes its tape for; 0 = taped
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes this run keeps for its backward pass beyond the caller's arrays: states,
+        outputs and the tape of saved values."""
+        return sum(a.nbytes for part in (self.states, self.outputs, self.tape) for a in part.values())
 
     @property
     def final(self) -> dict[str, np.ndarray]:
@@ -92,6 +100,7 @@ class Kernel:
         self._grad_names = {*cell.states, *cell.outputs, "final"}
         self._grads_given = [("grad_states", s) for s in cell.states] + [("grad_outputs", y) for y in cell.outputs]
         self._forward_results = _keys(self.interface.forward, ("states", "outputs", "tape"))
+        self._tape_names = [n for role, n in self._forward_results if role == "tape"]
         self._backward_results = _keys(self.interface.backward, ("grad_inputs", "grad_params"))
         self._sources = _size_sources(cell)
         self._shapes_by_size: dict[tuple[int, ...], dict[tuple[str, str], tuple[int, ...]]] = {}
@@ -137,19 +146,34 @@ class Kernel:
         init: Mapping[str, np.ndarray] | None = None,
         *,
         copy: bool = True,
+        recompute: bool = False,
     ) -> Run:
         """Runs the cell over a whole sequence. ``x``: (T, B, D), or a dict for several inputs.
 
         ``copy=False`` makes no defensive copies (see :class:`Run`): for callers such as
         ``symgate.torch`` that share memory with the kernels and guard it themselves.
+
+        ``recompute=True`` keeps no tape, only states and outputs: the forward pass runs in
+        segments of about √T steps whose saved values are dropped, and the backward pass runs the
+        segments again, latest first, recomputing each one's saved values just before it needs
+        them. Memory for saved values falls from T steps' worth to √T steps' worth, for one more
+        forward pass.
         """
         given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
         arrays, steps, batch, sizes = given
         shapes = self._shapes(steps, batch, sizes)
         for s in self.cell.states:
             arrays.setdefault(("init", s), np.zeros(shapes["init", s], self._np_dtype))
-        results = {key: np.empty(shapes[key], self._np_dtype) for key in self._forward_results}
-        self._call(self.interface.forward, arrays | results, steps, batch, sizes)
+        results = {key: np.empty(shapes[key], self._np_dtype) for key in self._forward_results if key[0] != "tape"}
+        segment = _segment(steps) if recompute and self._tape_names else 0
+        for start in range(0, steps, segment) if segment else ():
+            stop = min(start + segment, steps)
+            part = {key: a[start:stop] for key, a in results.items()}  # views: the segment writes the run's arrays
+            states = {n: a for (role, n), a in results.items() if role == "states"}
+            self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
+        if not segment:
+            results |= {("tape", n): np.empty(shapes["tape", n], self._np_dtype) for n in self._tape_names}
+            self._call(self.interface.forward, arrays | results, steps, batch, sizes)
         keep = (lambda a: _read_only(a.copy())) if copy else (lambda a: a)
         if copy:
             for a in results.values():
@@ -163,7 +187,16 @@ class Kernel:
             tape={n: a for (role, n), a in results.items() if role == "tape"},
             sizes={"T": steps, "B": batch, **sizes},
             kernel=self._path,
+            segment=segment,
         )
+
+    def _forward_call(self, arrays: dict, results: dict, steps: int, batch: int, sizes: dict[str, int]) -> dict:
+        """One forward call over ``steps`` steps writing ``results`` (states, outputs), with a
+        tape of its own; returns the tape."""
+        shapes = self._shapes(steps, batch, sizes)
+        tape = {("tape", n): np.empty(shapes["tape", n], self._np_dtype) for n in self._tape_names}
+        self._call(self.interface.forward, arrays | results | tape, steps, batch, sizes)
+        return tape
 
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
@@ -257,6 +290,8 @@ class Kernel:
         shapes = self._shapes(steps, batch, sizes)
         if not self._accepted_grads(grads, shapes):
             self._check_grads(grads, steps, batch, sizes)
+        if run.segment:
+            return self._backward_recomputing(run, grads, shapes)
         final = grads.get("final", {})
         arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
         arrays |= {("init", n): a for n, a in run.init.items()}
@@ -276,6 +311,41 @@ class Kernel:
             params={n: a for (role, n), a in results.items() if role == "grad_params"},
             inputs={n: a for (role, n), a in results.items() if role == "grad_inputs"},
             init={n: a for (role, n), a in results.items() if role == "grad_init"},
+        )
+
+    def _backward_recomputing(self, run: Run, grads, shapes: dict) -> Gradients:
+        """The backward pass of a run without a tape: segment by segment, latest first, each
+        segment's forward pass run again from the state before it to make its tape. The state
+        gradient carries from segment to segment; parameter gradients are summed."""
+        steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
+        dtype = self._np_dtype
+        arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
+        arrays |= {("init", n): a for n, a in run.init.items()}
+        arrays |= {("states", n): a for n, a in run.states.items()} | {
+            ("outputs", n): a for n, a in run.outputs.items()
+        }
+        for role, name in self._grads_given:
+            arrays[role, name] = grads[name] if name in grads else np.zeros(shapes[role, name], dtype)
+        final = grads.get("final", {})
+        carry = {("grad_init", s): np.zeros(shapes["grad_init", s], dtype) for s in self.cell.states}
+        for s, given in final.items():
+            carry["grad_init", s][...] = given
+        inputs = {key: np.empty(shapes[key], dtype) for key in self._backward_results if key[0] == "grad_inputs"}
+        params = {key: np.zeros(shapes[key], dtype) for key in self._backward_results if key[0] == "grad_params"}
+        for start in reversed(range(0, steps, run.segment)):
+            stop = min(start + run.segment, steps)
+            part = _steps_of(arrays, start, stop, run.states)
+            recomputed = {key: np.empty_like(a) for key, a in part.items() if key[0] in ("states", "outputs")}
+            tape = self._forward_call(part, recomputed, stop - start, batch, sizes)
+            results = {key: a[start:stop] for key, a in inputs.items()}  # views: written in place
+            results |= {key: np.empty_like(a) for key, a in params.items()}
+            self._call(self.interface.backward, part | recomputed | tape | results | carry, stop - start, batch, sizes)
+            for key, total in params.items():
+                total += results[key]
+        return Gradients(
+            params={n: a for (_, n), a in params.items()},
+            inputs={n: a for (_, n), a in inputs.items()},
+            init={n: a for (_, n), a in carry.items()},
         )
 
     def _accepted_grads(self, grads, shapes: dict) -> bool:
@@ -399,6 +469,26 @@ class Kernel:
         if work.nbytes <= WORKSPACE_KEPT:
             self._workspace.array = work
         return work
+
+
+def _segment(steps: int) -> int:
+    """Steps a segment of a recomputing run: about √T, so that T/segment segments' states and
+    one segment's tape are both about √T steps' worth."""
+    return max(1, math.isqrt(max(steps - 1, 0)) + 1)
+
+
+def _steps_of(arrays: dict, start: int, stop: int, states: Mapping[str, np.ndarray]) -> dict:
+    """The arrays of one segment of a sequence: steps [start, stop) of every (T, B, ·) array, and
+    the state before ``start`` as the segment's initial state."""
+    part = {}
+    for (role, name), a in arrays.items():
+        if role in ("input", "states", "outputs", "grad_states", "grad_outputs"):
+            part[role, name] = a[start:stop]
+        elif role == "init" and start > 0:
+            part[role, name] = states[name][start - 1]
+        else:
+            part[role, name] = a
+    return part
 
 
 def _keys(pass_, roles: tuple[str, ...]) -> list[tuple[str, str]]:
