@@ -133,13 +133,13 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 class _CellFunction(torch.autograd.Function):
     """The kernels over a whole sequence. Everything is time-major: x (T, B, size), init (B, size).
 
-    ``apply(kernel, *inputs, *init, *params)`` with the cell's inputs, states (``None`` for a zero
-    initial state) and parameters in declaration order returns the state sequences then the
-    output sequences, in declaration order.
+    ``apply(kernel, recompute, *inputs, *init, *params)`` with the cell's inputs, states (``None``
+    for a zero initial state) and parameters in declaration order returns the state sequences then
+    the output sequences, in declaration order. ``recompute``: see ``Kernel.forward``.
     """
 
     @staticmethod
-    def forward(ctx: Any, kernel: Kernel, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def forward(ctx: Any, kernel: Kernel, recompute: bool, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         cell = kernel.cell
         inputs, init, params = _split(cell, tensors)
         run = kernel.forward(
@@ -147,6 +147,7 @@ class _CellFunction(torch.autograd.Function):
             {p.name: _array(t) for p, t in zip(cell.params, params, strict=True)},
             {s: _array(t) for s, t in zip(cell.states, init, strict=True) if t is not None},
             copy=False,
+            recompute=recompute,
         )
         results = [torch.from_numpy(run.states[s]) for s in cell.states]
         results += [torch.from_numpy(run.outputs[y]) for y in cell.outputs]
@@ -166,8 +167,8 @@ class _CellFunction(torch.autograd.Function):
         names = [*cell.states, *cell.outputs]
         given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
         result = kernel.backward(ctx.run, given)
-        wanted = iter(ctx.needs_input_grad[1:])
-        out: list[torch.Tensor | None] = [None]  # the kernel argument
+        wanted = iter(ctx.needs_input_grad[2:])
+        out: list[torch.Tensor | None] = [None, None]  # the kernel and recompute arguments
         for group, names_ in ((result.inputs, cell.inputs), (result.init, cell.states)):
             out += [torch.from_numpy(group[n]) if next(wanted) else None for n in names_]
         out += [torch.from_numpy(result.params[p.name]) if next(wanted) else None for p in cell.params]
@@ -195,6 +196,9 @@ class CellModule(torch.nn.Module):
     * ``seed``: parameters equal to ``Kernel.init_params(sizes, seed)``; ``None`` draws the seed
       from PyTorch's generator.
     * ``params``: initial parameter values instead, a dict of arrays or tensors by cell name.
+    * ``recompute``: keep no saved values between the passes, only states and outputs; the
+      backward pass recomputes them segment by segment (``Kernel.forward(..., recompute=True)``):
+      less memory for one more forward pass.
 
     ``module(x, init)`` returns ``(out, final)``; ``module.sequences(x, init)`` returns every
     sequence. The module docstring (``help(symgate.torch)``) gives the details.
@@ -210,6 +214,7 @@ class CellModule(torch.nn.Module):
         dtype: torch.dtype | None = None,
         seed: int | None = None,
         params: Mapping[str, Any] | None = None,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         cell = _resolve(cell)
@@ -222,6 +227,7 @@ class CellModule(torch.nn.Module):
         self.sizes = _checked_sizes(cell, sizes)
         self.output = _checked_output(cell, output)
         self.batch_first = bool(batch_first)
+        self.recompute = bool(recompute)
         self._fingerprint = cell.fingerprint()
         if params is None:
             if seed is None:
@@ -252,7 +258,8 @@ class CellModule(torch.nn.Module):
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
-        return f"{self.cell.name}, {sizes}, output={self.output!r}, batch_first={self.batch_first}"
+        recompute = ", recompute=True" if self.recompute else ""
+        return f"{self.cell.name}, {sizes}, output={self.output!r}, batch_first={self.batch_first}{recompute}"
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None) -> tuple[torch.Tensor, tuple]:
@@ -271,7 +278,7 @@ class CellModule(torch.nn.Module):
         inputs = self._inputs(x, dtype)
         steps, batch = next(iter(inputs.values())).shape[:2]
         init_list = self._init(init, dtype, batch)
-        results = _CellFunction.apply(self.kernel(dtype), *inputs.values(), *init_list, *params)
+        results = _CellFunction.apply(self.kernel(dtype), self.recompute, *inputs.values(), *init_list, *params)
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
         final = {}

@@ -91,6 +91,21 @@ def test_cell_with_two_inputs_two_states_and_an_output_passes_gradcheck():
     check_gradients(module, x, init)
 
 
+def test_a_recomputing_module_passes_gradcheck_and_agrees_with_the_taped_one():
+    module = from_cell(sg.parse(MULTI), MULTI_SIZES, dtype=F64, seed=3, recompute=True)
+    assert "recompute=True" in repr(module)
+    x = {"x": randn(7, 2, 3), "u": randn(7, 2, 2, seed=1)}
+    init = {"h": randn(2, 4, seed=2), "c": randn(2, 3, seed=3)}
+    check_gradients(module, x, init)
+    taped = from_cell(sg.parse(MULTI), MULTI_SIZES, dtype=F64, seed=3)
+    for m in (module, taped):
+        m.zero_grad()
+        out, final = m(x, init)
+        (out.square().sum() + final[0].sum()).backward()
+    for (name, a), (_, b) in zip(module.named_parameters(), taped.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-13, msg=name)
+
+
 def test_zero_initial_states_and_no_steps():
     module = lstm()
     x = randn(4, 2, 3)
