@@ -44,6 +44,7 @@ import datetime
 import gc
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shlex
@@ -571,11 +572,11 @@ def products_of(cell: sg.Cell, matrix: str) -> int:
 # -- memory -------------------------------------------------------------------------------------
 
 
-def symgate_bytes_per_step(case: Case) -> float:
-    """What symgate's forward pass keeps (states, outputs, tape) per step."""
-    run = Symgate(case).forward()
-    kept = [*run.states.values(), *run.outputs.values(), *run.tape.values()]
-    return sum(a.nbytes for a in kept) / case.sizes["T"]
+def symgate_bytes_per_step(case: Case, recompute: bool = False) -> float:
+    """What symgate's forward pass keeps (states, outputs, tape) per step; with ``recompute``,
+    states and outputs only (the backward pass rebuilds the tape about √T steps at a time)."""
+    run = case.kernel.forward(case.x, case.params, init=case.init, recompute=recompute)
+    return run.kept_bytes / case.sizes["T"]
 
 
 def torch_saved_bytes_per_step(impl: TorchBase) -> float:
@@ -606,6 +607,8 @@ def memory_row(case: Case) -> dict[str, Any]:
         "cell": case.cell_name,
         "config": case.config,
         "symgate": symgate_bytes_per_step(case),
+        "recompute": symgate_bytes_per_step(case, recompute=True),
+        "segment": math.isqrt(max(case.sizes["T"] - 1, 0)) + 1,
         "loop_label": loop.label,
         "loop": torch_saved_bytes_per_step(loop),
     }
@@ -836,12 +839,22 @@ def gemm_table(results: list[Result], peaks: Mapping[str, float]) -> str:
 
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
-    header = ["config", "cell", "symgate (states + tape)", "PyTorch loop autograd", "nn.LSTM / nn.GRU autograd"]
+    header = [
+        "config",
+        "cell",
+        "symgate (states + tape)",
+        "symgate `recompute=True` (+ one segment's tape in backward)",
+        "PyTorch loop autograd",
+        "nn.LSTM / nn.GRU autograd",
+    ]
     body = []
     for m in rows:
         ratio = f" ({m['loop'] / m['symgate']:.2f}× symgate)" if m["symgate"] else ""
         module = fmt_bytes(m["module"]) if m["module"] is not None else "no module"
-        body.append([m["config"], m["cell"], fmt_bytes(m["symgate"]), f"{fmt_bytes(m['loop'])}{ratio}", module])
+        recompute = f"{fmt_bytes(m['recompute'])} (+ {m['segment']} steps)"
+        body.append(
+            [m["config"], m["cell"], fmt_bytes(m["symgate"]), recompute, f"{fmt_bytes(m['loop'])}{ratio}", module]
+        )
     return table(header, body)
 
 
@@ -933,7 +946,9 @@ def report(
         "",
         "## Memory kept by the forward pass for the backward pass, per step (float32; float64 is twice)",
         "",
-        "symgate: nbytes of `run.states`, `run.outputs` and `run.tape` divided by T. PyTorch: the storages "
+        "symgate: nbytes of `run.states`, `run.outputs` and `run.tape` divided by T (`Run.kept_bytes`); with "
+        "`forward(..., recompute=True)` the run keeps no tape, and its backward pass holds one segment's tape "
+        "(about √T steps) at a time. PyTorch: the storages "
         "autograd saves during the forward pass (`torch.autograd.graph.saved_tensors_hooks`), each counted "
         "once, the leaves (parameters, x, h0, c0) left out, divided by T.",
         "",
