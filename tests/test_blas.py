@@ -2,10 +2,14 @@
 
 Products of at least SG_BLAS_MIN multiply-adds go to BLAS; ``SYMGATE_BLAS_MIN=0`` sends every
 product there, so the gradient check covers the BLAS path at sizes where finite differences are
-cheap, while the rest of the suite covers the loops.
+cheap, while the rest of the suite (at 16384, see conftest.py) covers the loops.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -53,6 +57,30 @@ def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, dtype, 
     for loops, blas in zip(*results, strict=True):
         scale = np.abs(loops).max()
         np.testing.assert_allclose(blas, loops, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize(("core", "threshold"), [("SkylakeX", 1), ("Haswell", 16384), ("Zen", 16384), ("", 16384)])
+def test_the_threshold_follows_the_core_openblas_runs_on_unless_given(monkeypatch, core, threshold):
+    monkeypatch.delenv("SYMGATE_BLAS_MIN")
+    monkeypatch.setattr(compiler, "blas_core", lambda: core)
+    assert compiler.blas_threshold() == threshold
+    assert f"-DSG_BLAS_MIN={threshold}" in compiler.compile_flags()  # and so in the cache key
+    monkeypatch.setenv("SYMGATE_BLAS_MIN", "77")
+    assert compiler.blas_threshold() == 77
+
+
+def test_the_core_is_the_one_openblas_reports():
+    probe = "from symgate import compiler; print(compiler.blas_core())"
+    core = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert core  # e.g. SkylakeX or Haswell
+    forced = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OPENBLAS_CORETYPE": "Haswell"},
+    ).stdout.strip()
+    assert forced == "Haswell"  # the user's OPENBLAS_CORETYPE is respected
 
 
 def test_a_bad_threshold_is_a_clear_error(monkeypatch):
