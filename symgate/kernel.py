@@ -293,14 +293,7 @@ class Kernel:
         if run.segment:
             return self._backward_recomputing(run, grads, shapes)
         final = grads.get("final", {})
-        arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
-        arrays |= {("init", n): a for n, a in run.init.items()}
-        arrays |= {("states", n): a for n, a in run.states.items()} | {
-            ("outputs", n): a for n, a in run.outputs.items()
-        }
-        arrays |= {("tape", n): a for n, a in run.tape.items()}
-        for role, name in self._grads_given:
-            arrays[role, name] = grads[name] if name in grads else np.zeros(shapes[role, name], self._np_dtype)
+        arrays = self._backward_arrays(run, grads, shapes)
         results = {key: np.empty(shapes[key], self._np_dtype) for key in self._backward_results}
         for s in self.cell.states:
             carry = results["grad_init", s] = np.zeros(shapes["grad_init", s], self._np_dtype)
@@ -319,13 +312,7 @@ class Kernel:
         gradient carries from segment to segment; parameter gradients are summed."""
         steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
         dtype = self._np_dtype
-        arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
-        arrays |= {("init", n): a for n, a in run.init.items()}
-        arrays |= {("states", n): a for n, a in run.states.items()} | {
-            ("outputs", n): a for n, a in run.outputs.items()
-        }
-        for role, name in self._grads_given:
-            arrays[role, name] = grads[name] if name in grads else np.zeros(shapes[role, name], dtype)
+        arrays = self._backward_arrays(run, grads, shapes)
         final = grads.get("final", {})
         carry = {("grad_init", s): np.zeros(shapes["grad_init", s], dtype) for s in self.cell.states}
         for s, given in final.items():
@@ -347,6 +334,17 @@ class Kernel:
             inputs={n: a for (_, n), a in inputs.items()},
             init={n: a for (_, n), a in carry.items()},
         )
+
+    def _backward_arrays(self, run: Run, grads, shapes: dict) -> dict[tuple[str, str], np.ndarray]:
+        """What the backward pass reads: the run's arrays and the loss gradients (zeros for
+        those not given)."""
+        arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
+        arrays |= {("init", n): a for n, a in run.init.items()} | {("tape", n): a for n, a in run.tape.items()}
+        arrays |= {("states", n): a for n, a in run.states.items()}
+        arrays |= {("outputs", n): a for n, a in run.outputs.items()}
+        for role, name in self._grads_given:
+            arrays[role, name] = grads[name] if name in grads else np.zeros(shapes[role, name], self._np_dtype)
+        return arrays
 
     def _accepted_grads(self, grads, shapes: dict) -> bool:
         """Whether the loss gradients are exactly as the kernel needs (the quick check)."""
