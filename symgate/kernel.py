@@ -2,9 +2,13 @@
 
 Arrays are checked before C sees them (shape, dtype, layout, names); sizes of the cell's named
 dimensions are read off the arrays and must agree. The forward pass returns a :class:`Run`
-holding every state, output and saved value; the backward pass takes that run and the loss
-gradients with respect to states and outputs, and returns :class:`Gradients` for parameters,
-inputs and initial states.
+holding every state, output and saved value (or, with ``recompute=True``, states and outputs
+only); the backward pass takes that run and the loss gradients with respect to states and
+outputs, and returns :class:`Gradients` for parameters, inputs and initial states.
+
+A call costs tens of microseconds of Python on top of the C, which matters for small cells: the
+common case (plain arrays, exactly right) is accepted by a quick check, and only an array that
+fails it goes through the full check that names what is wrong.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ class Run:
     inputs, parameters and initial states are copies, so changing the caller's arrays after the
     forward pass cannot corrupt the backward pass. ``Kernel.forward(..., copy=False)`` skips
     those copies and the read-only marking: the run then shares the caller's arrays, and the
-    caller must not change them (or the run's) before the backward pass.
+    caller must not change them (or the run's) before the backward pass. A run made with
+    ``recompute=True`` has an empty ``tape`` and a ``segment`` length: its backward pass
+    recomputes the saved values.
     """
 
     inputs: dict[str, np.ndarray]
