@@ -499,8 +499,7 @@ class _Context:
                 target = f"{c} + {offset}" if offset != "0" else c
                 lines.append(f"sg_pack_t({rows}, {cols}, {matrix}, {target}, {width});")
             else:
-                start = f"({offset})" if " " in offset else offset
-                target = f"{c} + (size_t){start} * {cols}" if offset != "0" else c
+                target = _rows_from(c, offset, cols)
                 lines.append(f"memcpy({target}, {matrix}, sizeof({self.real}) * (size_t){rows} * {cols});")
         how = "side by side" if _transposed_packing(op) else "stacked"
         mark = "ᵀ" if _transposed_packing(op) else ""
@@ -557,26 +556,23 @@ class _Context:
         # over all steps at once: one product, with the matrices stacked when there are several
         if stack in layout.stacked:
             panel = layout.panel(stack)
-            parts = [(layout.stacked[stack], panel.c, panel.width, panel.width)]
+            matrix, values_c, width, rows = layout.stacked[stack], panel.c, panel.width, panel.width
         else:
             member = stack.members[0]
-            parts = [(self.names("param", member.matrix), *layout.sequences[member.value], self.dim_c[member.rows])]
-        lines = []
-        for matrix, adjoints, width, rows in parts:
-            if op.transposed:
-                out, ld = layout.sequences[op.out]
-                self.helpers.add("sg_gemm_nn")
-                lines.append(
-                    f"sg_gemm_nn(T * B, {cols}, {rows}, {adjoints}, {width}, {matrix}, {cols}, {out}, {ld}, "
-                    f"{int(op.accumulate)});"
-                )
-            else:
-                self.helpers.add("sg_gemm_nt")
-                vector, ld = layout.sequences[stack.vector]
-                lines.append(
-                    f"sg_gemm_nt(T * B, {rows}, {cols}, {vector}, {ld}, {matrix}, {cols}, {adjoints}, {width}, 0);"
-                )
-        return {"kind": "call", "comment": _comment_safe(comment + ", all steps"), "lines": lines}
+            matrix, rows = self.names("param", member.matrix), self.dim_c[member.rows]
+            values_c, width = layout.sequences[member.value]
+        if op.transposed:
+            self.helpers.add("sg_gemm_nn")
+            out, ld = layout.sequences[op.out]
+            line = (
+                f"sg_gemm_nn(T * B, {cols}, {rows}, {values_c}, {width}, {matrix}, {cols}, {out}, {ld}, "
+                f"{int(op.accumulate)});"
+            )
+        else:
+            self.helpers.add("sg_gemm_nt")
+            vector, ld = layout.sequences[stack.vector]
+            line = f"sg_gemm_nt(T * B, {rows}, {cols}, {vector}, {ld}, {matrix}, {cols}, {values_c}, {width}, 0);"
+        return {"kind": "call", "comment": _comment_safe(comment + ", all steps"), "lines": [line]}
 
     def render_gradient_product(self, op: GradientProduct, layout: _Layout) -> dict:
         """``δW_k += Σ δ_k ⊗ v``: one product over all steps, into the stack's gradients side by
@@ -590,10 +586,9 @@ class _Context:
             matrices, adjoints = f"({stack.matrices})", f"({', '.join(stack.panel)})"
         comment = _comment_safe(f"{ADJOINT}{matrices} += Σ {adjoints} ⊗ {stack.vector}, all steps")
         if stack not in layout.packed_gradients:
-            member = stack.members[0]
-            adjoint, width = layout.sequences[member.value]
-            grad = self.names("grad_params", member.matrix)
-            lines = self.sum_over_steps(layout, self.dim_c[member.rows], cols, adjoint, width, stack.vector, grad)
+            adjoint, width = layout.sequences[first.value]
+            grad = self.names("grad_params", first.matrix)
+            lines = self.sum_over_steps(layout, self.dim_c[first.rows], cols, adjoint, width, stack.vector, grad)
             return {"kind": "call", "comment": comment, "lines": lines}
         panel = layout.panel(stack)
         c = layout.packed_gradients[stack]
@@ -601,9 +596,7 @@ class _Context:
         lines = [f"memset({c}, 0, sizeof({self.real}) * (size_t){panel.width} * {cols});"]
         lines += self.sum_over_steps(layout, panel.width, cols, panel.c, panel.width, stack.vector, c)
         for index, member in enumerate(stack.members):
-            offset = self.int_sum(m.rows for m in stack.members[:index])
-            start = f"({offset})" if " " in offset else offset
-            source = f"{c} + (size_t){start} * {cols}" if offset != "0" else c
+            source = _rows_from(c, self.int_sum(m.rows for m in stack.members[:index]), cols)
             grad = self.names("grad_params", member.matrix)
             lines.append(f"sg_add((size_t){self.dim_c[member.rows]} * {cols}, {source}, {grad});")
         return {"kind": "call", "comment": comment, "lines": lines}
@@ -717,6 +710,14 @@ class _Layout:
     def panel(self, stack: Stack) -> _Panel:
         """The panel a stack's products write (forward) or read (backward)."""
         return self.panels[(stack.panel, self.backward or stack.hoisted)]
+
+
+def _rows_from(c: str, offset: str, cols: str) -> str:
+    """``c`` advanced by ``offset`` rows of ``cols`` numbers, as C."""
+    if offset == "0":
+        return c
+    start = f"({offset})" if " " in offset else offset
+    return f"{c} + (size_t){start} * {cols}"
 
 
 def _transposed_packing(op: StackProduct) -> bool:
