@@ -172,14 +172,14 @@ class Kernel:
             arrays.setdefault(("init", s), np.zeros(shapes["init", s], self._np_dtype))
         results = {key: np.empty(shapes[key], self._np_dtype) for key in self._forward_results if key[0] != "tape"}
         segment = _segment(steps) if recompute and self._tape_names else 0
-        for start in range(0, steps, segment) if segment else ():
-            stop = min(start + segment, steps)
-            part = {key: a[start:stop] for key, a in results.items()}  # views: the segment writes the run's arrays
+        if segment:  # each segment's tape is dropped; the state before it is in the run's arrays
             states = {n: a for (role, n), a in results.items() if role == "states"}
-            self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
-        if not segment:
-            results |= {("tape", n): np.empty(shapes["tape", n], self._np_dtype) for n in self._tape_names}
-            self._call(self.interface.forward, arrays | results, steps, batch, sizes)
+            for start in range(0, steps, segment):
+                stop = min(start + segment, steps)
+                part = {key: a[start:stop] for key, a in results.items()}  # views: the segment writes the run's arrays
+                self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
+        else:
+            results |= self._forward_call(arrays, results, steps, batch, sizes)
         keep = (lambda a: _read_only(a.copy())) if copy else (lambda a: a)
         if copy:
             for a in results.values():
