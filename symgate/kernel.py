@@ -14,8 +14,7 @@ fails it goes through the full check that names what is wrong.
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -25,13 +24,13 @@ from .cache import Entry
 from .cell import Cell
 from .errors import ArrayError
 from .functions import SCALAR
+from .memory import POOLED_FROM, pool
 from .render import Interface
 
 DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
 C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
-WORKSPACE_KEPT = 16 * 2**20  # bytes of scratch memory a kernel keeps per thread for reuse
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,13 @@ class Run:
     @property
     def final(self) -> dict[str, np.ndarray]:
         return {s: (seq[-1] if len(seq) else self.init[s]) for s, seq in self.states.items()}
+
+
+class Shapes(dict):
+    """The shape of every array of both passes for one set of sizes, by (role, name); and
+    ``new[role, name](zero=False)``, which makes such an array (large ones from the memory pool)."""
+
+    new: dict[tuple[str, str], Callable[..., np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,6 @@ class Kernel:
         self._backward_results = _keys(self.interface.backward, ("grad_inputs", "grad_params"))
         self._sources = _size_sources(cell)
         self._shapes_by_size: dict[tuple[int, ...], dict[tuple[str, str], tuple[int, ...]]] = {}
-        self._workspace = threading.local()
 
     @property
     def source(self) -> str:
@@ -167,10 +172,10 @@ class Kernel:
         """
         given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
         arrays, steps, batch, sizes = given
-        shapes = self._shapes(steps, batch, sizes)
+        new = self._shapes(steps, batch, sizes).new
         for s in self.cell.states:
-            arrays.setdefault(("init", s), np.zeros(shapes["init", s], self._np_dtype))
-        results = {key: np.empty(shapes[key], self._np_dtype) for key in self._forward_results if key[0] != "tape"}
+            arrays.setdefault(("init", s), new["init", s](zero=True))
+        results = {key: new[key]() for key in self._forward_results if key[0] != "tape"}
         segment = _segment(steps) if recompute and self._tape_names else 0
         if segment:  # each segment's tape is dropped; the state before it is in the run's arrays
             states = {n: a for (role, n), a in results.items() if role == "states"}
@@ -180,7 +185,7 @@ class Kernel:
                 self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
         else:
             results |= self._forward_call(arrays, results, steps, batch, sizes)
-        keep = (lambda a: _read_only(a.copy())) if copy else (lambda a: a)
+        keep = (lambda a: _read_only(a.copy() if a.nbytes < POOLED_FROM else pool.copy(a))) if copy else (lambda a: a)
         if copy:
             for a in results.values():
                 a.flags.writeable = False
@@ -199,8 +204,8 @@ class Kernel:
     def _forward_call(self, arrays: dict, results: dict, steps: int, batch: int, sizes: dict[str, int]) -> dict:
         """One forward call over ``steps`` steps writing ``results`` (states, outputs), with a
         tape of its own; returns the tape."""
-        shapes = self._shapes(steps, batch, sizes)
-        tape = {("tape", n): np.empty(shapes["tape", n], self._np_dtype) for n in self._tape_names}
+        new = self._shapes(steps, batch, sizes).new
+        tape = {("tape", n): new["tape", n]() for n in self._tape_names}
         self._call(self.interface.forward, arrays | results | tape, steps, batch, sizes)
         return tape
 
@@ -300,9 +305,9 @@ class Kernel:
             return self._backward_recomputing(run, grads, shapes)
         final = grads.get("final", {})
         arrays = self._backward_arrays(run, grads, shapes)
-        results = {key: np.empty(shapes[key], self._np_dtype) for key in self._backward_results}
+        results = {key: shapes.new[key]() for key in self._backward_results}
         for s in self.cell.states:
-            carry = results["grad_init", s] = np.zeros(shapes["grad_init", s], self._np_dtype)
+            carry = results["grad_init", s] = shapes.new["grad_init", s](zero=True)
             if s in final:
                 carry[...] = final[s]
         self._call(self.interface.backward, arrays | results, steps, batch, sizes)
@@ -312,7 +317,7 @@ class Kernel:
             init={n: a for (role, n), a in results.items() if role == "grad_init"},
         )
 
-    def _backward_recomputing(self, run: Run, grads, shapes: dict) -> Gradients:
+    def _backward_recomputing(self, run: Run, grads, shapes: Shapes) -> Gradients:
         """The backward pass of a run without a tape: segment by segment, latest first, each
         segment's forward pass run again from the state before it to make its tape. The state
         gradient carries from segment to segment; parameter gradients are summed."""
@@ -320,18 +325,18 @@ class Kernel:
         dtype = self._np_dtype
         arrays = self._backward_arrays(run, grads, shapes)
         final = grads.get("final", {})
-        carry = {("grad_init", s): np.zeros(shapes["grad_init", s], dtype) for s in self.cell.states}
+        carry = {("grad_init", s): shapes.new["grad_init", s](zero=True) for s in self.cell.states}
         for s, given in final.items():
             carry["grad_init", s][...] = given
-        inputs = {key: np.empty(shapes[key], dtype) for key in self._backward_results if key[0] == "grad_inputs"}
-        params = {key: np.zeros(shapes[key], dtype) for key in self._backward_results if key[0] == "grad_params"}
+        inputs = {key: shapes.new[key]() for key in self._backward_results if key[0] == "grad_inputs"}
+        params = {key: shapes.new[key](zero=True) for key in self._backward_results if key[0] == "grad_params"}
         for start in reversed(range(0, steps, run.segment)):
             stop = min(start + run.segment, steps)
             part = _steps_of(arrays, start, stop, run.states)
-            recomputed = {key: np.empty_like(a) for key, a in part.items() if key[0] in ("states", "outputs")}
+            recomputed = {key: pool.empty(a.shape, dtype) for key, a in part.items() if key[0] in ("states", "outputs")}
             tape = self._forward_call(part, recomputed, stop - start, batch, sizes)
             results = {key: a[start:stop] for key, a in inputs.items()}  # views: written in place
-            results |= {key: np.empty_like(a) for key, a in params.items()}
+            results |= {key: pool.empty(a.shape, dtype) for key, a in params.items()}
             self._call(self.interface.backward, part | recomputed | tape | results | carry, stop - start, batch, sizes)
             for key, total in params.items():
                 total += results[key]
@@ -341,7 +346,7 @@ class Kernel:
             init={n: a for (_, n), a in carry.items()},
         )
 
-    def _backward_arrays(self, run: Run, grads, shapes: dict) -> dict[tuple[str, str], np.ndarray]:
+    def _backward_arrays(self, run: Run, grads, shapes: Shapes) -> dict[tuple[str, str], np.ndarray]:
         """What the backward pass reads: the run's arrays and the loss gradients (zeros for
         those not given)."""
         arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
@@ -349,7 +354,7 @@ class Kernel:
         arrays |= {("states", n): a for n, a in run.states.items()}
         arrays |= {("outputs", n): a for n, a in run.outputs.items()}
         for role, name in self._grads_given:
-            arrays[role, name] = grads[name] if name in grads else np.zeros(shapes[role, name], self._np_dtype)
+            arrays[role, name] = grads[name] if name in grads else shapes.new[role, name](zero=True)
         return arrays
 
     def _accepted_grads(self, grads, shapes: dict) -> bool:
@@ -441,7 +446,7 @@ class Kernel:
             if extent * stacked > INT_MAX:
                 raise ArrayError(f"{dim} = {extent} is over {INT_MAX // stacked}, the limit for cell {self.cell.name}")
 
-    def _shapes(self, steps: int, batch: int, sizes: dict[str, int]) -> dict[tuple[str, str], tuple[int, ...]]:
+    def _shapes(self, steps: int, batch: int, sizes: dict[str, int]) -> Shapes:
         """The shape of every array of both passes, for these sizes (remembered: a training loop
         calls with the same few sizes again and again)."""
         key = (steps, batch, *(sizes[d] for d in self.cell.dims))
@@ -451,7 +456,8 @@ class Kernel:
                 self._shapes_by_size.clear()
             extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}
             arguments = [a for p in (self.interface.forward, self.interface.backward) if p for a in p.arguments]
-            shapes = {(a.role, a.name): tuple(extents[d] for d in a.shape) for a in arguments}
+            shapes = Shapes({(a.role, a.name): tuple(extents[d] for d in a.shape) for a in arguments})
+            shapes.new = {key: pool.maker(shape, self._np_dtype) for key, shape in shapes.items()}
             self._shapes_by_size[key] = shapes
         return shapes
 
@@ -460,20 +466,8 @@ class Kernel:
         buffer = f"{C_TYPES[self.dtype]}[]"
         function, work_size, keys = self._functions[pass_.function]
         dims = [sizes[d] for d in self.interface.dims]
-        work = self._work(work_size(steps, batch, *dims))
+        work = pool.empty((max(work_size(steps, batch, *dims), 1),), self._np_dtype)
         function(steps, batch, *dims, *[from_buffer(buffer, arrays[key]) for key in keys], from_buffer(buffer, work))
-
-    def _work(self, size: int) -> np.ndarray:
-        """Scratch memory for one call. Up to WORKSPACE_KEPT bytes are kept per thread and reused,
-        which spares small calls the page faults of fresh memory; larger ones get it anew."""
-        kept = getattr(self._workspace, "array", None)
-        if kept is not None and kept.size >= size:
-            return kept
-        work = np.empty(max(size, 1), self._np_dtype)
-        if work.nbytes <= WORKSPACE_KEPT:
-            self._workspace.array = work
-        return work
-
 
 def _segment(steps: int) -> int:
     """Steps a segment of a recomputing run: about √T, so that T/segment segments' states and

@@ -1,0 +1,117 @@
+"""Memory for the arrays kernels return and use, reused from call to call.
+
+Fresh memory from the operating system costs a page fault per page, and the kernel zeroes every
+page before handing it over; a large LSTM's forward + backward spends about a sixth of its time
+so. Here a large array's memory goes back to a pool when the last array viewing it is gone, and
+the next array of the same byte size takes it from there: a training loop, which asks for the
+same sizes again and again, touches fresh pages only in its first steps.
+
+Safety does not rest on reference counts: each array lent out views a cffi buffer object, which
+every view, slice or exported buffer of it keeps alive, and the memory returns to the pool only
+when that object is gone. Small arrays come from ``np.empty`` as before (malloc serves them from
+memory it already has). The pool keeps at most ``SYMGATE_POOL_MB`` (default 256) MiB idle; memory
+released beyond that is freed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from collections.abc import Callable
+
+import cffi
+import numpy as np
+
+from .errors import ArrayError
+
+POOLED_FROM = 64 * 2**10  # bytes: smaller arrays come from np.empty
+ALIGNMENT = 64  # bytes: a cache line, and the widest vector load
+DEFAULT_IDLE_MB = 256
+
+_ffi = cffi.FFI()
+_allocate = _ffi.new_allocator(should_clear_after_alloc=False)
+
+
+class Pool:
+    """Blocks of memory by byte size, idle ones kept for reuse up to ``idle_limit`` bytes."""
+
+    def __init__(self, idle_limit: int | None = None) -> None:
+        self.idle_limit = idle_limit  # None: SYMGATE_POOL_MB, read when memory is first pooled
+        self._idle: dict[int, list] = {}
+        self._idle_bytes = 0
+        # Re-entrant: a block is released when its last array dies, which can happen in this
+        # thread while it holds the lock (a garbage collection inside ``empty``).
+        self._lock = threading.RLock()
+
+    @property
+    def idle_bytes(self) -> int:
+        """Bytes held for reuse, lent to no array."""
+        return self._idle_bytes
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised C-contiguous array, its memory reused when a large enough one is idle."""
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < POOLED_FROM:
+            return np.empty(shape, dtype)
+        if self.idle_limit is None:
+            self.idle_limit = _idle_limit()
+        block = self._take(nbytes)
+        buffer = _ffi.buffer(block)
+        start = -int(_ffi.cast("uintptr_t", block)) % ALIGNMENT
+        array = np.frombuffer(buffer, dtype, math.prod(shape), start).reshape(shape)
+        finalizer = weakref.finalize(buffer, self._release, block, nbytes)
+        finalizer.atexit = False
+        return array
+
+    def maker(self, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., np.ndarray]:
+        """A function making arrays of this shape and dtype, uninitialised or (``zero=True``)
+        zeros: the choice between the pool and ``np.empty`` made once, for calls that make the
+        same arrays again and again."""
+        if math.prod(shape) * dtype.itemsize < POOLED_FROM:
+            return lambda zero=False: (np.zeros if zero else np.empty)(shape, dtype)
+        return lambda zero=False: (self.zeros if zero else self.empty)(shape, dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        array = self.empty(shape, dtype)
+        array.fill(0)
+        return array
+
+    def copy(self, array: np.ndarray) -> np.ndarray:
+        """A C-contiguous copy of ``array``."""
+        copied = self.empty(array.shape, array.dtype)
+        np.copyto(copied, array)
+        return copied
+
+    def clear(self) -> None:
+        """Frees every idle block (blocks lent out return to the pool when their arrays die)."""
+        with self._lock:
+            self._idle.clear()
+            self._idle_bytes = 0
+
+    def _take(self, nbytes: int):
+        with self._lock:
+            blocks = self._idle.get(nbytes)
+            if blocks:
+                self._idle_bytes -= nbytes
+                return blocks.pop()
+        return _allocate("char[]", nbytes + ALIGNMENT)
+
+    def _release(self, block, nbytes: int) -> None:
+        with self._lock:
+            if self._idle_bytes + nbytes <= self.idle_limit:
+                self._idle.setdefault(nbytes, []).append(block)
+                self._idle_bytes += nbytes
+
+
+def _idle_limit() -> int:
+    given = os.environ.get("SYMGATE_POOL_MB", "").strip()
+    if not given:
+        return DEFAULT_IDLE_MB * 2**20
+    if not given.isdigit():
+        raise ArrayError(f"SYMGATE_POOL_MB must be a whole number of MiB, not {given!r}")
+    return int(given) * 2**20
+
+
+pool = Pool()
