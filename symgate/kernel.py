@@ -30,6 +30,7 @@ from .render import Interface
 DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
 C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
+ROLES_OF_A_RUN = ("input", "param", "init", "states", "outputs", "tape")
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
 
 
@@ -185,17 +186,20 @@ class Kernel:
                 self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
         else:
             results |= self._forward_call(arrays, results, steps, batch, sizes)
-        keep = (lambda a: _read_only(a.copy() if a.nbytes < POOLED_FROM else pool.copy(a))) if copy else (lambda a: a)
         if copy:
+            arrays = {key: _read_only(_copy(a)) for key, a in arrays.items()}
             for a in results.values():
-                a.flags.writeable = False
+                a.setflags(write=False)
+        parts: dict[str, dict[str, np.ndarray]] = {role: {} for role in ROLES_OF_A_RUN}
+        for (role, name), a in (arrays | results).items():
+            parts[role][name] = a
         return Run(
-            inputs={n: keep(arrays["input", n]) for n in self.cell.inputs},
-            params={p.name: keep(arrays["param", p.name]) for p in self.cell.params},
-            init={s: keep(arrays["init", s]) for s in self.cell.states},
-            states={n: a for (role, n), a in results.items() if role == "states"},
-            outputs={n: a for (role, n), a in results.items() if role == "outputs"},
-            tape={n: a for (role, n), a in results.items() if role == "tape"},
+            inputs=parts["input"],
+            params={p.name: parts["param"][p.name] for p in self.cell.params},
+            init={s: parts["init"][s] for s in self.cell.states},
+            states=parts["states"],
+            outputs=parts["outputs"],
+            tape=parts["tape"],
             sizes={"T": steps, "B": batch, **sizes},
             kernel=self._path,
             segment=segment,
@@ -240,8 +244,10 @@ class Kernel:
                 return None
             sizes[dim] = source.shape[axis]
         shapes = self._shapes(steps, batch, sizes)
-        if not all(_exactly(a, self._np_dtype, shapes[key]) for key, a in arrays.items()):
-            return None
+        dtype = self._np_dtype
+        for key, a in arrays.items():
+            if not _exactly(a, dtype, shapes[key]):
+                return None
         self._fits_c_int(steps, batch, sizes)
         return arrays, steps, batch, sizes
 
@@ -509,15 +515,16 @@ def _size_sources(cell: Cell) -> list[tuple[str, tuple[str, str], int]]:
 
 def _exactly(array, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
     """Whether ``array`` is a plain ndarray the kernel can use as it is."""
-    return (
-        type(array) is np.ndarray
-        and array.dtype == dtype
-        and array.shape == shape
-        and array.flags.c_contiguous
-        and array.flags.aligned
-    )
+    if type(array) is not np.ndarray or array.shape != shape or array.dtype != dtype:
+        return False
+    flags = array.flags
+    return flags.c_contiguous and flags.aligned
+
+
+def _copy(array: np.ndarray) -> np.ndarray:
+    return array.copy() if array.nbytes < POOLED_FROM else pool.copy(array)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
+    array.setflags(write=False)
     return array
