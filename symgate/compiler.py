@@ -54,7 +54,7 @@ def compile_flags() -> tuple[str, ...]:
     """Flags for a Python extension module on this platform, linked to scipy-openblas32 when installed."""
     flags = (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
     blas = blas_flags() + ((f"-DSG_BLAS_MIN={blas_threshold()}",) if blas_flags() else ())
-    return flags + vector_math_flags() + blas + sanitize.flags()
+    return flags + vector_math_flags() + vector_width_flags() + blas + sanitize.flags()
 
 
 SMALL_MATRIX_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
@@ -100,6 +100,20 @@ def vector_math_flags() -> tuple[str, ...]:
     if ctypes.util.find_library("mvec") is None:
         return ()
     return ("-DSYMGATE_VECTOR_MATH", "-lmvec")
+
+
+@functools.cache
+def vector_width_flags() -> tuple[str, ...]:
+    """``-mprefer-vector-width=512`` on an x86-64 CPU with AVX-512, whose tuning in GCC (and
+    clang) otherwise keeps loops to 256-bit vectors: the fused loops then run 8 doubles or 16
+    floats at a time and call libmvec's AVX-512 variants of exp and tanh (``_ZGVeN8v_tanh``, not
+    ``_ZGVdN4v_tanh``). Results stay within the few ulp of libmvec. Measured on a Xeon
+    (SkylakeX), C time a step of lstm_pytorch, forward and backward: B=1 D=16 H=32 float64
+    0.64 -> 0.49 and 0.56 -> 0.48 µs, float32 0.27 -> 0.21 and 0.33 -> 0.30 µs; B=8 D=64 H=128
+    float64 36 -> 29 and 43 -> 41 µs; B=64 D=256 H=512 no slower (BLAS-bound)."""
+    if platform.machine() not in ("x86_64", "AMD64") or "avx512f" not in cpu_identity().split():
+        return ()
+    return ("-mprefer-vector-width=512",)
 
 
 @functools.cache

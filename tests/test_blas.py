@@ -97,7 +97,8 @@ def test_the_blas_and_vector_math_branches_compile_without_warnings(dtype, tmp_p
     source.write_text(sg.generate(sg.cells.get("lstmp_pytorch"), dtype).c_source)
     include = next(flag for flag in compiler.blas_flags() if flag.startswith("-I"))
     strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-DSYMGATE_BLAS", include]
-    optimized = [*compiler.COMPILE_FLAGS, *compiler.vector_math_flags()]  # some warnings need the optimizer
+    # some warnings need the optimizer, and the vectorizer as the kernels are built
+    optimized = [*compiler.COMPILE_FLAGS, *compiler.vector_math_flags(), *compiler.vector_width_flags()]
     optimized = [flag for flag in optimized if flag not in ("-shared", "-lmvec")]
     command = [*strict, *optimized, "-c", str(source), "-o", str(tmp_path / "kernel.o")]
     result = subprocess.run(command, capture_output=True, text=True)
