@@ -15,6 +15,7 @@ released beyond that is freed.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -44,6 +45,8 @@ class Pool:
         # Re-entrant: a block is released when its last array dies, which can happen in this
         # thread while it holds the lock (a garbage collection inside ``empty``).
         self._lock = threading.RLock()
+        if hasattr(os, "register_at_fork"):  # a child forked while another thread held the lock
+            os.register_at_fork(after_in_child=functools.partial(_unlock_in_child, weakref.ref(self)))
 
     @property
     def idle_bytes(self) -> int:
@@ -103,6 +106,11 @@ class Pool:
             if self._idle_bytes + nbytes <= self.idle_limit:
                 self._idle.setdefault(nbytes, []).append(block)
                 self._idle_bytes += nbytes
+
+
+def _unlock_in_child(pool: weakref.ref) -> None:
+    if (alive := pool()) is not None:
+        alive._lock = threading.RLock()
 
 
 def _idle_limit() -> int:

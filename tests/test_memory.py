@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -204,3 +205,37 @@ def test_threads_sharing_the_pool_each_get_their_own_results(lstm):
         for got in runs:
             for name in want:
                 np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_a_child_forked_while_another_thread_holds_the_pool_can_use_it(pool):
+    import os
+    import threading
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with pool._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    child = os.fork()
+    if child == 0:  # the child: the holding thread does not exist here
+        array = pool.empty(BIG, F64)
+        array[...] = 1.0
+        del array
+        os._exit(0 if pool.idle_bytes == np.prod(BIG) * 8 else 1)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child hung on the pool's lock")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
