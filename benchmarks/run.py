@@ -287,10 +287,11 @@ class Symgate(Implementation):
 
     def forward(self) -> sg.Run:
         c = self.case
-        return c.kernel.forward(c.x, c.params, init=c.init)
+        return c.kernel.forward(c.x, c.params, init=c.init, backward=False)
 
     def forward_backward(self) -> sg.Gradients:
-        run = self.forward()
+        c = self.case
+        run = c.kernel.forward(c.x, c.params, init=c.init)
         grads = self.case.kernel.backward(run, {"h": self.case.G})
         self.last = (run, grads)
         return grads
@@ -915,7 +916,9 @@ def report(
         "- **Configs** (B, D, H, T): "
         + ", ".join(f"{name} {CONFIGS[name]}" for name in dict.fromkeys(r.config for r in results))
         + ". Same weights, x, h0, c0 and G for every implementation of a row.",
-        "- **symgate**: `k.forward(x, params, init={h, c})`; forward + backward adds `k.backward(run, {'h': G})`.",
+        "- **symgate**: forward is `k.forward(x, params, init={h, c}, backward=False)` (inference: no saved values "
+        "kept, as under PyTorch's `inference_mode`); forward + backward is `k.forward(x, params, init={h, c})` "
+        "then `k.backward(run, {'h': G})`.",
         "- **PyTorch module**: `nn.LSTM` / `nn.GRU` over the whole sequence (weights mapped with "
         "`sg.from_torch`). **PyTorch loop**: a Python loop over time of `nn.LSTMCell` / `nn.GRUCell`, or, "
         "for lstm_peephole and mgu (no framework has them), of the cell's equations in torch ops. "

@@ -30,6 +30,7 @@ from .render import Interface
 DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
 C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
+INFERENCE_SCRATCH = 16 * 2**20  # bytes: at most this much of saved values exists at once with backward=False
 ROLES_OF_A_RUN = ("input", "param", "init", "states", "outputs", "tape")
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
 
@@ -45,7 +46,8 @@ class Run:
     those copies and the read-only marking: the run then shares the caller's arrays, and the
     caller must not change them (or the run's) before the backward pass. A run made with
     ``recompute=True`` has an empty ``tape`` and a ``segment`` length: its backward pass
-    recomputes the saved values.
+    recomputes the saved values. A run made with ``backward=False`` has no tape and
+    ``for_backward`` false: it cannot be passed to the backward pass.
     """
 
     inputs: dict[str, np.ndarray]
@@ -57,6 +59,7 @@ class Run:
     sizes: dict[str, int]
     kernel: str = field(default="", repr=False)  # the cache entry that made it
     segment: int = 0  # with ``recompute=True``: steps a backward segment recomputes its tape for; 0 = taped
+    for_backward: bool = True  # False: made with ``backward=False``, no tape kept or recomputable
 
     @property
     def kept_bytes(self) -> int:
@@ -159,6 +162,7 @@ class Kernel:
         *,
         copy: bool = True,
         recompute: bool = False,
+        backward: bool = True,
     ) -> Run:
         """Runs the cell over a whole sequence. ``x``: (T, B, D), or a dict for several inputs.
 
@@ -170,6 +174,11 @@ class Kernel:
         segments again, latest first, recomputing each one's saved values just before it needs
         them. Memory for saved values falls from T steps' worth to √T steps' worth, for one more
         forward pass.
+
+        ``backward=False`` is for inference: the run will not be passed to :meth:`backward`, so
+        it keeps states and outputs only, shares the caller's inputs, parameters and initial
+        states (no copies), and the saved values are written to scratch memory of at most
+        ``INFERENCE_SCRATCH`` bytes (the sequence runs in segments when they need more).
         """
         given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
         arrays, steps, batch, sizes = given
@@ -178,6 +187,8 @@ class Kernel:
             arrays.setdefault(("init", s), new["init", s](zero=True))
         results = {key: new[key]() for key in self._forward_results if key[0] != "tape"}
         segment = _segment(steps) if recompute and self._tape_names else 0
+        if not backward:
+            segment = self._inference_segment(steps, batch, sizes)
         if segment:  # each segment's tape is dropped; the state before it is in the run's arrays
             states = {n: a for (role, n), a in results.items() if role == "states"}
             for start in range(0, steps, segment):
@@ -186,8 +197,9 @@ class Kernel:
                 self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
         else:
             results |= self._forward_call(arrays, results, steps, batch, sizes)
-        if copy:
+        if copy and backward:
             arrays = {key: _read_only(_copy(a)) for key, a in arrays.items()}
+        if copy:
             for a in results.values():
                 a.setflags(write=False)
         parts: dict[str, dict[str, np.ndarray]] = {role: {} for role in ROLES_OF_A_RUN}
@@ -202,8 +214,16 @@ class Kernel:
             tape=parts["tape"],
             sizes={"T": steps, "B": batch, **sizes},
             kernel=self._path,
-            segment=segment,
+            segment=segment if backward else 0,
+            for_backward=backward,
         )
+
+    def _inference_segment(self, steps: int, batch: int, sizes: dict[str, int]) -> int:
+        """Steps a segment of a forward pass whose saved values are dropped: all of them when
+        their saved values fit in INFERENCE_SCRATCH bytes."""
+        shapes = self._shapes(steps, batch, sizes)
+        per_step = sum(math.prod(shapes["tape", n][1:]) for n in self._tape_names) * self._np_dtype.itemsize
+        return max(1, min(steps, INFERENCE_SCRATCH // per_step if per_step else steps))
 
     def _forward_call(self, arrays: dict, results: dict, steps: int, batch: int, sizes: dict[str, int]) -> dict:
         """One forward call over ``steps`` steps writing ``results`` (states, outputs), with a
@@ -298,6 +318,11 @@ class Kernel:
             )
         if not isinstance(run, Run):
             raise ArrayError("backward needs the Run returned by forward")
+        if not run.for_backward:
+            raise ArrayError(
+                "this Run was made by forward(..., backward=False), which keeps no saved values; "
+                "run forward without backward=False to take gradients"
+            )
         if run.kernel != self._path:
             raise ArrayError(
                 f"this Run was made by another kernel ({run.kernel or 'unknown'}); "

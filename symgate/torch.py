@@ -133,13 +133,14 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 class _CellFunction(torch.autograd.Function):
     """The kernels over a whole sequence. Everything is time-major: x (T, B, size), init (B, size).
 
-    ``apply(kernel, recompute, *inputs, *init, *params)`` with the cell's inputs, states (``None``
+    ``apply(kernel, options, *inputs, *init, *params)`` with the cell's inputs, states (``None``
     for a zero initial state) and parameters in declaration order returns the state sequences then
-    the output sequences, in declaration order. ``recompute``: see ``Kernel.forward``.
+    the output sequences, in declaration order. ``options``: ``Kernel.forward``'s ``recompute``
+    and ``backward`` (false when no gradient will be taken: no saved values are kept).
     """
 
     @staticmethod
-    def forward(ctx: Any, kernel: Kernel, recompute: bool, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         cell = kernel.cell
         inputs, init, params = _split(cell, tensors)
         run = kernel.forward(
@@ -147,7 +148,7 @@ class _CellFunction(torch.autograd.Function):
             {p.name: _array(t) for p, t in zip(cell.params, params, strict=True)},
             {s: _array(t) for s, t in zip(cell.states, init, strict=True) if t is not None},
             copy=False,
-            recompute=recompute,
+            **options,
         )
         results = [torch.from_numpy(run.states[s]) for s in cell.states]
         results += [torch.from_numpy(run.outputs[y]) for y in cell.outputs]
@@ -168,7 +169,7 @@ class _CellFunction(torch.autograd.Function):
         given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
         result = kernel.backward(ctx.run, given)
         wanted = iter(ctx.needs_input_grad[2:])
-        out: list[torch.Tensor | None] = [None, None]  # the kernel and recompute arguments
+        out: list[torch.Tensor | None] = [None, None]  # the kernel and options arguments
         for group, names_ in ((result.inputs, cell.inputs), (result.init, cell.states)):
             out += [torch.from_numpy(group[n]) if next(wanted) else None for n in names_]
         out += [torch.from_numpy(result.params[p.name]) if next(wanted) else None for p in cell.params]
@@ -199,6 +200,9 @@ class CellModule(torch.nn.Module):
     * ``recompute``: keep no saved values between the passes, only states and outputs; the
       backward pass recomputes them segment by segment (``Kernel.forward(..., recompute=True)``):
       less memory for one more forward pass.
+
+    Under ``torch.no_grad()``, or when no input, initial state or parameter requires grad, the
+    forward pass keeps no saved values at all (``Kernel.forward(..., backward=False)``).
 
     ``module(x, init)`` returns ``(out, final)``; ``module.sequences(x, init)`` returns every
     sequence. The module docstring (``help(symgate.torch)``) gives the details.
@@ -278,7 +282,10 @@ class CellModule(torch.nn.Module):
         inputs = self._inputs(x, dtype)
         steps, batch = next(iter(inputs.values())).shape[:2]
         init_list = self._init(init, dtype, batch)
-        results = _CellFunction.apply(self.kernel(dtype), self.recompute, *inputs.values(), *init_list, *params)
+        tensors = [*inputs.values(), *init_list, *params]
+        backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        options = {"recompute": self.recompute, "backward": backward}
+        results = _CellFunction.apply(self.kernel(dtype), options, *tensors)
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
         final = {}
