@@ -46,8 +46,9 @@ class Run:
     those copies and the read-only marking: the run then shares the caller's arrays, and the
     caller must not change them (or the run's) before the backward pass. A run made with
     ``recompute=True`` has an empty ``tape`` and a ``segment`` length: its backward pass
-    recomputes the saved values. A run made with ``backward=False`` has no tape and
-    ``for_backward`` false: it cannot be passed to the backward pass.
+    recomputes the saved values. A run made with ``backward=False`` has no tape, shares the
+    caller's arrays, has writeable states and outputs, and ``for_backward`` false: it cannot be
+    passed to the backward pass.
     """
 
     inputs: dict[str, np.ndarray]
@@ -77,6 +78,7 @@ class Shapes(dict):
     ``new[role, name](zero=False)``, which makes such an array (large ones from the memory pool)."""
 
     new: dict[tuple[str, str], Callable[..., np.ndarray]]
+    tape_bytes_per_step: int
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,8 @@ class Kernel:
         forward pass.
 
         ``backward=False`` is for inference: the run will not be passed to :meth:`backward`, so
-        it keeps states and outputs only, shares the caller's inputs, parameters and initial
-        states (no copies), and the saved values are written to scratch memory of at most
+        it keeps states and outputs only (writeable), shares the caller's inputs, parameters and
+        initial states (no copies), and the saved values are written to scratch memory of at most
         ``INFERENCE_SCRATCH`` bytes (the sequence runs in segments when they need more).
         """
         given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
@@ -196,10 +198,11 @@ class Kernel:
                 part = {key: a[start:stop] for key, a in results.items()}  # views: the segment writes the run's arrays
                 self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
         else:
-            results |= self._forward_call(arrays, results, steps, batch, sizes)
+            tape = self._forward_call(arrays, results, steps, batch, sizes)
+            if backward:
+                results |= tape
         if copy and backward:
             arrays = {key: _read_only(_copy(a)) for key, a in arrays.items()}
-        if copy:
             for a in results.values():
                 a.setflags(write=False)
         parts: dict[str, dict[str, np.ndarray]] = {role: {} for role in ROLES_OF_A_RUN}
@@ -219,11 +222,12 @@ class Kernel:
         )
 
     def _inference_segment(self, steps: int, batch: int, sizes: dict[str, int]) -> int:
-        """Steps a segment of a forward pass whose saved values are dropped: all of them when
-        their saved values fit in INFERENCE_SCRATCH bytes."""
-        shapes = self._shapes(steps, batch, sizes)
-        per_step = sum(math.prod(shapes["tape", n][1:]) for n in self._tape_names) * self._np_dtype.itemsize
-        return max(1, min(steps, INFERENCE_SCRATCH // per_step if per_step else steps))
+        """Steps a segment of a forward pass whose saved values are dropped, so that at most
+        INFERENCE_SCRATCH bytes of them exist at once; 0 (no segments) when all steps' fit."""
+        per_step = self._shapes(steps, batch, sizes).tape_bytes_per_step
+        if steps * per_step <= INFERENCE_SCRATCH:
+            return 0
+        return max(1, INFERENCE_SCRATCH // per_step)
 
     def _forward_call(self, arrays: dict, results: dict, steps: int, batch: int, sizes: dict[str, int]) -> dict:
         """One forward call over ``steps`` steps writing ``results`` (states, outputs), with a
@@ -489,6 +493,8 @@ class Kernel:
             arguments = [a for p in (self.interface.forward, self.interface.backward) if p for a in p.arguments]
             shapes = Shapes({(a.role, a.name): tuple(extents[d] for d in a.shape) for a in arguments})
             shapes.new = {key: pool.maker(shape, self._np_dtype) for key, shape in shapes.items()}
+            tape = [shapes["tape", n] for n in self._tape_names]
+            shapes.tape_bytes_per_step = sum(math.prod(shape[1:]) for shape in tape) * self._np_dtype.itemsize
             self._shapes_by_size[key] = shapes
         return shapes
 
