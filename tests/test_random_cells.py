@@ -10,11 +10,12 @@ of the derivation (relu is covered by hand-written cells elsewhere).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import symgate as sg
@@ -88,20 +89,45 @@ def cells(draw) -> str:
 EXAMPLES = int(os.environ.get("SYMGATE_RANDOM_CELLS", "30"))  # a longer hunt: SYMGATE_RANDOM_CELLS=500
 
 
+SYMBOLIC_SECONDS = "20"  # per stage: a cell SymPy chews on longer is set aside, so CI cannot stall
+
+
+@contextlib.contextmanager
+def symbolic_time_limit():
+    """SYMGATE_SYMBOLIC_SECONDS lowered to SYMBOLIC_SECONDS for this test, unless the caller set it:
+    the default of 300 s a stage, met by a few candidates while hypothesis shrinks a failure, once
+    kept CI busy for over 20 minutes."""
+    given_limit = os.environ.get("SYMGATE_SYMBOLIC_SECONDS")
+    os.environ["SYMGATE_SYMBOLIC_SECONDS"] = given_limit or SYMBOLIC_SECONDS
+    try:
+        yield
+    finally:
+        if given_limit is None:
+            del os.environ["SYMGATE_SYMBOLIC_SECONDS"]
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 @given(text=cells())
 def test_random_cells_pass_the_gradient_check(text, tmp_path_factory):
     try:
-        cell = sg.parse(text)
+        with symbolic_time_limit():
+            cell = sg.parse(text)
+            report = sg.gradcheck(cell, SIZES, steps=4, batch=2, seed=0)
+            c_source = sg.generate(cell, "float32").c_source
     except (sg.CellNameError, sg.DimensionError) as err:
-        # SymPy may cancel a term (`a - a`), leaving an intermediate unused or a size unknowable:
-        # the checker is right to refuse such a cell, and it is not a cell to differentiate.
-        assume("never used" not in str(err) and "cannot infer" not in str(err))
+        # SymPy may cancel a term (`a - a`), leaving an intermediate unused, a size unknowable or
+        # a reduction of a constant (`mean(0.5 - h + h)`): the checker refuses such a cell, and it
+        # is not a cell to differentiate.
+        assume(all(refusal not in str(err) for refusal in ("never used", "cannot infer", "reduces a constant")))
         raise
-    report = sg.gradcheck(cell, SIZES, steps=4, batch=2, seed=0)
+    except sg.CellError as err:
+        if "(SYMGATE_SYMBOLIC_SECONDS)" not in str(err):
+            raise
+        event("set aside: over the symbolic time limit")
+        assume(False)
     assert report.ok, f"{text}\n{report}"
     source = tmp_path_factory.mktemp("c") / "random.c"
-    source.write_text(sg.generate(cell, "float32").c_source)
+    source.write_text(c_source)
     strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only", str(source)]
     compiled = subprocess.run(strict, capture_output=True, text=True)
     assert compiled.returncode == 0, f"{text}\n{compiled.stderr}"
