@@ -121,7 +121,7 @@ class Kernel:
         self._tape_names = [n for role, n in self._forward_results if role == "tape"]
         self._backward_results = _keys(self.interface.backward, ("grad_inputs", "grad_params"))
         self._sources = _size_sources(cell)
-        self._shapes_by_size: dict[tuple[int, ...], dict[tuple[str, str], tuple[int, ...]]] = {}
+        self._shapes_by_size: dict[tuple[int, ...], Shapes] = {}
 
     @property
     def source(self) -> str:
