@@ -285,13 +285,14 @@ class Symgate(Implementation):
         self.case = case
         self.last: tuple[sg.Run, sg.Gradients] | None = None
 
-    def forward(self) -> sg.Run:
+    def forward(self) -> np.ndarray:
         c = self.case
-        return c.kernel.forward(c.x, c.params, init=c.init, backward=False)
+        return c.kernel.forward(c.x, c.params, init=c.init, backward=False).states["h"]
 
     def forward_backward(self) -> sg.Gradients:
         c = self.case
         run = c.kernel.forward(c.x, c.params, init=c.init)
+        run.states["h"]  # read, as a training loop reads it for its loss (a run makes its arrays when read)
         grads = self.case.kernel.backward(run, {"h": self.case.G})
         self.last = (run, grads)
         return grads
@@ -916,9 +917,10 @@ def report(
         "- **Configs** (B, D, H, T): "
         + ", ".join(f"{name} {CONFIGS[name]}" for name in dict.fromkeys(r.config for r in results))
         + ". Same weights, x, h0, c0 and G for every implementation of a row.",
-        "- **symgate**: forward is `k.forward(x, params, init={h, c}, backward=False)` (inference: no saved values "
-        "kept, as under PyTorch's `inference_mode`); forward + backward is `k.forward(x, params, init={h, c})` "
-        "then `k.backward(run, {'h': G})`.",
+        "- **symgate**: forward is `k.forward(x, params, init={h, c}, backward=False).states['h']` (inference: no "
+        "saved values kept, as under PyTorch's `inference_mode`); forward + backward is "
+        "`run = k.forward(x, params, init={h, c})`, `run.states['h']`, then `k.backward(run, {'h': G})`. A run "
+        "makes the arrays it holds when they are first read, so reading h_seq is part of the time.",
         "- **PyTorch module**: `nn.LSTM` / `nn.GRU` over the whole sequence (weights mapped with "
         "`sg.from_torch`). **PyTorch loop**: a Python loop over time of `nn.LSTMCell` / `nn.GRUCell`, or, "
         "for lstm_peephole and mgu (no framework has them), of the cell's equations in torch ops. "

@@ -14,8 +14,9 @@ fails it goes through the full check that names what is wrong.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -24,7 +25,7 @@ from .cache import Entry
 from .cell import Cell
 from .errors import ArrayError
 from .functions import SCALAR
-from .memory import POOLED_FROM, pool
+from .memory import ALIGNMENT, pool
 from .render import Interface
 
 DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
@@ -32,10 +33,13 @@ C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Compl
 INT_MAX = 2**31 - 1
 INFERENCE_SCRATCH = 16 * 2**20  # bytes: at most this much of saved values exists at once with backward=False
 ROLES_OF_A_RUN = ("input", "param", "init", "states", "outputs", "tape")
+STEPWISE = ("input", "states", "outputs", "tape", "grad_states", "grad_outputs", "grad_inputs")  # (T, B, ·) roles
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
+# Bytes: a workspace up to this size is kept by each thread for its next call of the same kernel
+# (taking one from the pool and handing it back cost a tiny LSTM's forward + backward 4 %).
+WORK_KEPT = 256 * 2**10
 
 
-@dataclass(frozen=True)
 class Run:
     """The result of a forward pass, and what its backward pass needs.
 
@@ -49,18 +53,65 @@ class Run:
     recomputes the saved values. A run made with ``backward=False`` has no tape, shares the
     caller's arrays, has writeable states and outputs, and ``for_backward`` false: it cannot be
     passed to the backward pass.
+
+    The arrays a run made live in one block of memory; the dicts of views of it are made when
+    first read (most callers read the states and never the tape or the copies).
     """
 
-    inputs: dict[str, np.ndarray]
-    params: dict[str, np.ndarray]
-    init: dict[str, np.ndarray]
-    states: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
-    tape: dict[str, np.ndarray] = field(repr=False)
-    sizes: dict[str, int]
-    kernel: str = field(default="", repr=False)  # the cache entry that made it
-    segment: int = 0  # with ``recompute=True``: steps a backward segment recomputes its tape for; 0 = taped
-    for_backward: bool = True  # False: made with ``backward=False``, no tape kept or recomputable
+    def __init__(
+        self,
+        sizes: dict[str, int],
+        kernel: str,
+        segment: int,
+        for_backward: bool,
+        block: np.ndarray,
+        layout: Layout,
+        shared: dict[tuple[str, str], np.ndarray],
+        pointers: dict[tuple[str, str], object],
+    ) -> None:
+        self.sizes = sizes
+        self.kernel = kernel  # the cache entry that made it
+        self.segment = segment  # with ``recompute=True``: steps a backward segment recomputes; 0 = taped
+        self.for_backward = for_backward  # False: made with ``backward=False``, no tape kept or recomputable
+        self.pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
+        self._block, self._layout, self._shared = block, layout, shared
+        self._parts: dict[str, dict[str, np.ndarray]] = {}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
+        return f"<symgate.Run {shown}{'' if self.for_backward else ', inference'}>"
+
+    def _part(self, role: str) -> dict[str, np.ndarray]:
+        part = self._parts.get(role)
+        if part is None:
+            part = self._layout.views(self._block, role)
+            part |= {name: a for (r, name), a in self._shared.items() if r == role}
+            self._parts[role] = part
+        return part
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        return self._part("input")
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self._part("param")
+
+    @property
+    def init(self) -> dict[str, np.ndarray]:
+        return self._part("init")
+
+    @property
+    def states(self) -> dict[str, np.ndarray]:
+        return self._part("states")
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        return self._part("outputs")
+
+    @property
+    def tape(self) -> dict[str, np.ndarray]:
+        return self._part("tape")
 
     @property
     def kept_bytes(self) -> int:
@@ -79,6 +130,18 @@ class Shapes(dict):
 
     new: dict[tuple[str, str], Callable[..., np.ndarray]]
     tape_bytes_per_step: int
+    batch: int
+    dims: list[int]  # the sizes of the kernels' dimension arguments, in their order
+    strides: dict[tuple[str, str], int]  # elements a step, of each (T, B, ·) array
+    itemsize: int
+    layouts: dict[tuple[str, ...], Layout]
+
+    def layout(self, roles: tuple[str, ...]) -> Layout:
+        """One block for every array of these roles."""
+        layout = self.layouts.get(roles)
+        if layout is None:
+            layout = self.layouts[roles] = Layout({k: s for k, s in self.items() if k[0] in roles}, self.itemsize)
+        return layout
 
 
 @dataclass(frozen=True)
@@ -105,21 +168,21 @@ class Kernel:
         self._labels |= {("input", x): f"x[{x!r}]" if len(cell.inputs) > 1 else "x" for x in cell.inputs}
         self._labels |= {("init", s): f"init[{s!r}]" for s in cell.states}
         self._functions = {
-            p.function: (
-                getattr(lib, p.function),
-                getattr(lib, p.work_function),
-                [(a.role, a.name) for a in p.arguments],
-            )
+            p.function: (getattr(lib, p.function), getattr(lib, p.work_function))
             for p in (self.interface.forward, self.interface.backward)
             if p is not None  # a complex kernel has a forward pass only
         }
+        self._ffi = self._module.ffi
+        self._buffer = f"{C_TYPES[dtype]}[]"
+        self._pointer = f"{C_TYPES[dtype]} *"
+        self._thread = threading.local()  # its kept workspace
         self._path = str(entry.path)
         self._param_names = {p.name for p in cell.params}
         self._grad_names = {*cell.states, *cell.outputs, "final"}
         self._grads_given = [("grad_states", s) for s in cell.states] + [("grad_outputs", y) for y in cell.outputs]
-        self._forward_results = _keys(self.interface.forward, ("states", "outputs", "tape"))
-        self._tape_names = [n for role, n in self._forward_results if role == "tape"]
-        self._backward_results = _keys(self.interface.backward, ("grad_inputs", "grad_params"))
+        self._forward_keys = _keys(self.interface.forward)
+        self._backward_keys = _keys(self.interface.backward)
+        self._tape_names = [n for role, n in self._forward_keys if role == "tape"]
         self._sources = _size_sources(cell)
         self._shapes_by_size: dict[tuple[int, ...], Shapes] = {}
 
@@ -184,41 +247,38 @@ class Kernel:
         """
         given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
         arrays, steps, batch, sizes = given
-        new = self._shapes(steps, batch, sizes).new
-        for s in self.cell.states:
-            arrays.setdefault(("init", s), new["init", s](zero=True))
-        results = {key: new[key]() for key in self._forward_results if key[0] != "tape"}
+        shapes = self._shapes(steps, batch, sizes)
+        copies, keep_tape = copy and backward, backward and not recompute
+        roles = ("input", "param", "init") if copies else ("init",)
+        layout = shapes.layout(roles + (("states", "outputs", "tape") if keep_tape else ("states", "outputs")))
+        block = pool.empty((layout.size,), self._np_dtype)
+        buffer = self._ffi.from_buffer(self._buffer, block)
+        pointers = layout.pointers(buffer)
+        for key, a in arrays.items():
+            if copies:
+                self._ffi.memmove(pointers[key], a, a.nbytes)
+            else:
+                pointers[key] = self._ffi.from_buffer(self._buffer, a)
+        for s, zeros in layout.views(block, "init").items():
+            if ("init", s) not in arrays:
+                zeros.fill(0)
         segment = _segment(steps) if recompute and self._tape_names else 0
         if not backward:
             segment = self._inference_segment(steps, batch, sizes)
-        if segment:  # each segment's tape is dropped; the state before it is in the run's arrays
-            states = {n: a for (role, n), a in results.items() if role == "states"}
-            for start in range(0, steps, segment):
-                stop = min(start + segment, steps)
-                part = {key: a[start:stop] for key, a in results.items()}  # views: the segment writes the run's arrays
-                self._forward_call(_steps_of(arrays, start, stop, states), part, stop - start, batch, sizes)
-        else:
-            tape = self._forward_call(arrays, results, steps, batch, sizes)
-            if backward:
-                results |= tape
-        if copy and backward:
-            arrays = {key: _read_only(_copy(a)) for key, a in arrays.items()}
-            for a in results.values():
-                a.setflags(write=False)
-        parts: dict[str, dict[str, np.ndarray]] = {role: {} for role in ROLES_OF_A_RUN}
-        for (role, name), a in (arrays | results).items():
-            parts[role][name] = a
+        scratch = ({}, None) if keep_tape else self._scratch(segment or steps, batch, sizes, ("tape",))
+        for start, stop in _spans(steps, segment):
+            self._forward_span(pointers, scratch[0], start, stop, shapes)
+        if copies:
+            block.setflags(write=False)  # and so every view of it
         return Run(
-            inputs=parts["input"],
-            params={p.name: parts["param"][p.name] for p in self.cell.params},
-            init={s: parts["init"][s] for s in self.cell.states},
-            states=parts["states"],
-            outputs=parts["outputs"],
-            tape=parts["tape"],
             sizes={"T": steps, "B": batch, **sizes},
             kernel=self._path,
             segment=segment if backward else 0,
             for_backward=backward,
+            block=block,
+            layout=layout,
+            shared={} if copies else arrays,
+            pointers=pointers,
         )
 
     def _inference_segment(self, steps: int, batch: int, sizes: dict[str, int]) -> int:
@@ -229,13 +289,19 @@ class Kernel:
             return 0
         return max(1, INFERENCE_SCRATCH // per_step)
 
-    def _forward_call(self, arrays: dict, results: dict, steps: int, batch: int, sizes: dict[str, int]) -> dict:
-        """One forward call over ``steps`` steps writing ``results`` (states, outputs), with a
-        tape of its own; returns the tape."""
-        new = self._shapes(steps, batch, sizes).new
-        tape = {("tape", n): new["tape", n]() for n in self._tape_names}
-        self._call(self.interface.forward, arrays | results | tape, steps, batch, sizes)
-        return tape
+    def _scratch(self, steps: int, batch: int, sizes: dict[str, int], roles: tuple[str, ...]) -> tuple[dict, object]:
+        """Pointers to fresh memory for the arrays of these roles over ``steps`` steps, for spans
+        that write them and drop them; and the owner of that memory, to keep while they are used."""
+        layout = self._shapes(steps, batch, sizes).layout(roles)
+        block = pool.empty((layout.size,), self._np_dtype)
+        buffer = self._ffi.from_buffer(self._buffer, block)
+        return layout.pointers(buffer), (block, buffer)
+
+    def _forward_span(self, pointers: dict, scratch: dict, start: int, stop: int, shapes: Shapes) -> None:
+        """The forward pass over steps [start, stop), from the state before ``start``; arrays
+        in ``scratch`` are the span's own (written from their first element)."""
+        arguments = self._arguments(self._forward_keys, pointers, scratch, start, shapes)
+        self._call(self.interface.forward, arguments, stop - start, shapes)
 
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
@@ -255,23 +321,25 @@ class Kernel:
             return None
         if not init.keys() <= cell.states.keys():
             return None
-        arrays = {("input", n): a for n, a in inputs.items()} | {("param", n): a for n, a in params.items()}
-        arrays |= {("init", n): a for n, a in init.items()}
-        first = arrays["input", next(iter(cell.inputs))]
+        given = {"input": inputs, "param": params, "init": init}
+        first = inputs[next(iter(cell.inputs))]
         if type(first) is not np.ndarray or first.ndim != 3:
             return None
         steps, batch = first.shape[:2]
         sizes = {}
-        for dim, key, axis in self._sources:
-            source = arrays.get(key)
+        for dim, (role, name), axis in self._sources:
+            source = given[role].get(name)
             if type(source) is not np.ndarray or source.ndim <= axis:
                 return None
             sizes[dim] = source.shape[axis]
         shapes = self._shapes(steps, batch, sizes)
         dtype = self._np_dtype
-        for key, a in arrays.items():
-            if not _exactly(a, dtype, shapes[key]):
-                return None
+        arrays = {}
+        for role, group in given.items():
+            for name, a in group.items():
+                if not _exactly(a, dtype, shapes[role, name]):
+                    return None
+                arrays[role, name] = a
         self._fits_c_int(steps, batch, sizes)
         return arrays, steps, batch, sizes
 
@@ -336,61 +404,45 @@ class Kernel:
         shapes = self._shapes(steps, batch, sizes)
         if not self._accepted_grads(grads, shapes):
             self._check_grads(grads, steps, batch, sizes)
-        if run.segment:
-            return self._backward_recomputing(run, grads, shapes)
+        layout = shapes.layout(("grad_inputs", "grad_init", "grad_params"))
+        block = pool.empty((layout.size,), self._np_dtype)
+        results = Gradients(*(layout.views(block, role) for role in ("grad_params", "grad_inputs", "grad_init")))
+        pointers = run.pointers | layout.pointers(self._ffi.from_buffer(self._buffer, block))
         final = grads.get("final", {})
-        arrays = self._backward_arrays(run, grads, shapes)
-        results = {key: shapes.new[key]() for key in self._backward_results}
-        for s in self.cell.states:
-            carry = results["grad_init", s] = shapes.new["grad_init", s](zero=True)
+        for s, carry in results.init.items():
             if s in final:
                 carry[...] = final[s]
-        self._call(self.interface.backward, arrays | results, steps, batch, sizes)
-        return Gradients(
-            params={n: a for (role, n), a in results.items() if role == "grad_params"},
-            inputs={n: a for (role, n), a in results.items() if role == "grad_inputs"},
-            init={n: a for (role, n), a in results.items() if role == "grad_init"},
-        )
-
-    def _backward_recomputing(self, run: Run, grads, shapes: Shapes) -> Gradients:
-        """The backward pass of a run without a tape: segment by segment, latest first, each
-        segment's forward pass run again from the state before it to make its tape. The state
-        gradient carries from segment to segment; parameter gradients are summed."""
-        steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
-        dtype = self._np_dtype
-        arrays = self._backward_arrays(run, grads, shapes)
-        final = grads.get("final", {})
-        carry = {("grad_init", s): shapes.new["grad_init", s](zero=True) for s in self.cell.states}
-        for s, given in final.items():
-            carry["grad_init", s][...] = given
-        inputs = {key: shapes.new[key]() for key in self._backward_results if key[0] == "grad_inputs"}
-        params = {key: shapes.new[key](zero=True) for key in self._backward_results if key[0] == "grad_params"}
-        for start in reversed(range(0, steps, run.segment)):
-            stop = min(start + run.segment, steps)
-            part = _steps_of(arrays, start, stop, run.states)
-            recomputed = {key: pool.empty(a.shape, dtype) for key, a in part.items() if key[0] in ("states", "outputs")}
-            tape = self._forward_call(part, recomputed, stop - start, batch, sizes)
-            results = {key: a[start:stop] for key, a in inputs.items()}  # views: written in place
-            results |= {key: pool.empty(a.shape, dtype) for key, a in params.items()}
-            self._call(self.interface.backward, part | recomputed | tape | results | carry, stop - start, batch, sizes)
-            for key, total in params.items():
-                total += results[key]
-        return Gradients(
-            params={n: a for (_, n), a in params.items()},
-            inputs={n: a for (_, n), a in inputs.items()},
-            init={n: a for (_, n), a in carry.items()},
-        )
-
-    def _backward_arrays(self, run: Run, grads, shapes: Shapes) -> dict[tuple[str, str], np.ndarray]:
-        """What the backward pass reads: the run's arrays and the loss gradients (zeros for
-        those not given)."""
-        arrays = {("input", n): a for n, a in run.inputs.items()} | {("param", n): a for n, a in run.params.items()}
-        arrays |= {("init", n): a for n, a in run.init.items()} | {("tape", n): a for n, a in run.tape.items()}
-        arrays |= {("states", n): a for n, a in run.states.items()}
-        arrays |= {("outputs", n): a for n, a in run.outputs.items()}
+            else:
+                carry.fill(0)
         for role, name in self._grads_given:
-            arrays[role, name] = grads[name] if name in grads else shapes.new[role, name](zero=True)
-        return arrays
+            given = grads[name] if name in grads else shapes.new[role, name](zero=True)
+            pointers[role, name] = self._ffi.from_buffer(self._buffer, given)
+        if run.segment:
+            self._backward_recomputing(run, pointers, results, shapes)
+        else:
+            arguments = self._arguments(self._backward_keys, pointers, {}, 0, shapes)
+            self._call(self.interface.backward, arguments, steps, shapes)
+        return results
+
+    def _backward_recomputing(self, run: Run, pointers: dict, results: Gradients, shapes: Shapes) -> None:
+        """The backward pass of a run without a tape: segment by segment, latest first, each
+        segment's forward pass run again from the state before it to make its states, outputs
+        and tape in scratch memory. The state gradient carries from segment to segment in
+        ``results``; parameter gradients are summed there."""
+        batch, sizes = run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
+        recomputed, _owner = self._scratch(run.segment, batch, sizes, ("states", "outputs", "tape"))  # kept to the end
+        layout = shapes.layout(("grad_params",))
+        block = pool.empty((layout.size,), self._np_dtype)
+        per_segment = layout.views(block, "grad_params")
+        recomputed |= layout.pointers(self._ffi.from_buffer(self._buffer, block))
+        for total in results.params.values():
+            total.fill(0)
+        for start, stop in reversed(_spans(run.sizes["T"], run.segment)):
+            self._forward_span(pointers, recomputed, start, stop, shapes)
+            arguments = self._arguments(self._backward_keys, pointers, recomputed, start, shapes)
+            self._call(self.interface.backward, arguments, stop - start, shapes)
+            for name, part in per_segment.items():
+                results.params[name] += part
 
     def _accepted_grads(self, grads, shapes: dict) -> bool:
         """Whether the loss gradients are exactly as the kernel needs (the quick check)."""
@@ -495,16 +547,74 @@ class Kernel:
             shapes.new = {key: pool.maker(shape, self._np_dtype) for key, shape in shapes.items()}
             tape = [shapes["tape", n] for n in self._tape_names]
             shapes.tape_bytes_per_step = sum(math.prod(shape[1:]) for shape in tape) * self._np_dtype.itemsize
+            shapes.batch = batch
+            shapes.dims = [sizes[d] for d in self.interface.dims]
+            shapes.strides = {key: math.prod(shape[1:]) for key, shape in shapes.items() if key[0] in STEPWISE}
+            shapes.itemsize = self._np_dtype.itemsize
+            shapes.layouts = {}
             self._shapes_by_size[key] = shapes
         return shapes
 
-    def _call(self, pass_, arrays: dict, steps: int, batch: int, sizes: dict[str, int]) -> None:
-        from_buffer = self._module.ffi.from_buffer  # a view of the array's memory: no copy
-        buffer = f"{C_TYPES[self.dtype]}[]"
-        function, work_size, keys = self._functions[pass_.function]
-        dims = [sizes[d] for d in self.interface.dims]
-        work = pool.empty((max(work_size(steps, batch, *dims), 1),), self._np_dtype)
-        function(steps, batch, *dims, *[from_buffer(buffer, arrays[key]) for key in keys], from_buffer(buffer, work))
+    def _arguments(self, keys: list, pointers: dict, local: dict, start: int, shapes: Shapes) -> list:
+        """The pointers a pass takes for the steps from ``start`` on: each sequence's moved to
+        that step, the initial states' to the state before it; ``local`` ones as they are."""
+        if not start and not local:
+            return [pointers[key] for key in keys]
+        strides = shapes.strides
+        arguments = []
+        for key in keys:
+            role, name = key
+            if key in local:
+                arguments.append(local[key])
+            elif role == "init" and start:
+                arguments.append(pointers["states", name] + (start - 1) * strides["states", name])
+            elif key in strides:
+                arguments.append(pointers[key] + start * strides[key])
+            else:
+                arguments.append(pointers[key])
+        return arguments
+
+    def _call(self, pass_, arguments: list, steps: int, shapes: Shapes) -> None:
+        function, work_size = self._functions[pass_.function]
+        dims = shapes.dims
+        nbytes = max(work_size(steps, shapes.batch, *dims), 1) * shapes.itemsize
+        if nbytes > WORK_KEPT:
+            block, start = pool.lend(nbytes)
+            try:
+                function(steps, shapes.batch, *dims, *arguments, self._ffi.cast(self._pointer, block + start))
+            finally:
+                pool.give_back(block, start)
+            return
+        kept = self._thread.__dict__
+        if kept.get("work_bytes", 0) < nbytes:  # no reentry: a thread runs one call of a kernel at a time
+            kept["work"] = self._ffi.new("char[]", nbytes)
+            kept["work_pointer"] = self._ffi.cast(self._pointer, kept["work"])
+            kept["work_bytes"] = nbytes
+        function(steps, shapes.batch, *dims, *arguments, kept["work_pointer"])
+
+
+class Layout:
+    """Where the arrays of some roles live in one block of memory, each at a 64-byte boundary:
+    arrays made together are allocated, passed to C and released together."""
+
+    def __init__(self, shapes: Mapping[tuple[str, str], tuple[int, ...]], itemsize: int) -> None:
+        align = ALIGNMENT // itemsize
+        self.spans: list[tuple[tuple[str, str], int, int, tuple[int, ...]]] = []
+        offset = 0
+        for key, shape in shapes.items():
+            count = math.prod(shape)
+            self.spans.append((key, offset, offset + count, shape))
+            offset += -(-count // align) * align
+        self.size = offset
+
+    def views(self, block: np.ndarray, role: str) -> dict[str, np.ndarray]:
+        """The arrays of one role, by name: views of ``block``."""
+        return {name: block[start:stop].reshape(shape) for (r, name), start, stop, shape in self.spans if r == role}
+
+    def pointers(self, buffer) -> dict[tuple[str, str], object]:
+        """Pointers to each array, from a cffi buffer of the block (which must outlive them)."""
+        return {key: buffer + start for key, start, _, _ in self.spans}
+
 
 def _segment(steps: int) -> int:
     """Steps a segment of a recomputing run: about √T, so that T/segment segments' states and
@@ -512,22 +622,16 @@ def _segment(steps: int) -> int:
     return max(1, math.isqrt(max(steps - 1, 0)) + 1)
 
 
-def _steps_of(arrays: dict, start: int, stop: int, states: Mapping[str, np.ndarray]) -> dict:
-    """The arrays of one segment of a sequence: steps [start, stop) of every (T, B, ·) array, and
-    the state before ``start`` as the segment's initial state."""
-    part = {}
-    for (role, name), a in arrays.items():
-        if role in ("input", "states", "outputs", "grad_states", "grad_outputs"):
-            part[role, name] = a[start:stop]
-        elif role == "init" and start > 0:
-            part[role, name] = states[name][start - 1]
-        else:
-            part[role, name] = a
-    return part
+def _spans(steps: int, segment: int) -> list[tuple[int, int]]:
+    """The [start, stop) step ranges of a pass over ``steps`` steps in segments of ``segment``
+    (0: one span); a pass over no steps is still one call, which sets its results."""
+    if not steps or not segment:
+        return [(0, steps)]
+    return [(start, min(start + segment, steps)) for start in range(0, steps, segment)]
 
 
-def _keys(pass_, roles: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(a.role, a.name) for a in (pass_.arguments if pass_ else ()) if a.role in roles]
+def _keys(pass_) -> list[tuple[str, str]]:
+    return [(a.role, a.name) for a in (pass_.arguments if pass_ else ())]
 
 
 def _size_sources(cell: Cell) -> list[tuple[str, tuple[str, str], int]]:
@@ -550,12 +654,3 @@ def _exactly(array, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
         return False
     flags = array.flags
     return flags.c_contiguous and flags.aligned
-
-
-def _copy(array: np.ndarray) -> np.ndarray:
-    return array.copy() if array.nbytes < POOLED_FROM else pool.copy(array)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array

@@ -58,15 +58,30 @@ class Pool:
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < POOLED_FROM:
             return np.empty(shape, dtype)
+        block, start = self.lend(nbytes)
+        owner = _ffi.gc(block, self._release)  # returns the block when the last view of it is gone
+        return np.frombuffer(_ffi.buffer(owner, start + nbytes), dtype, math.prod(shape), start).reshape(shape)
+
+    def lend(self, nbytes: int) -> tuple[object, int]:
+        """A block of at least ``nbytes`` for scratch use, and the offset of its first 64-byte
+        boundary. The caller hands it back with :meth:`give_back` (nothing tracks it)."""
         if self.idle_limit is None:
             self.idle_limit = _idle_limit()
-        block = self._take(nbytes)
-        buffer = _ffi.buffer(block)
-        start = -int(_ffi.cast("uintptr_t", block)) % ALIGNMENT
-        array = np.frombuffer(buffer, dtype, math.prod(shape), start).reshape(shape)
-        finalizer = weakref.finalize(buffer, self._release, block, nbytes)
-        finalizer.atexit = False
-        return array
+        with self._lock:
+            blocks = self._idle.get(nbytes)
+            if blocks:
+                self._idle_bytes -= nbytes
+                return blocks.pop()
+        block = _allocate("char[]", nbytes + ALIGNMENT)
+        return block, -int(_ffi.cast("uintptr_t", block)) % ALIGNMENT
+
+    def give_back(self, block, start: int) -> None:
+        """Takes back a block from :meth:`lend` (kept idle for reuse, or freed over the limit)."""
+        nbytes = _ffi.sizeof(block) - ALIGNMENT
+        with self._lock:
+            if self._idle_bytes + nbytes <= self.idle_limit:
+                self._idle.setdefault(nbytes, []).append((block, start))
+                self._idle_bytes += nbytes
 
     def maker(self, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., np.ndarray]:
         """A function making arrays of this shape and dtype, uninitialised or (``zero=True``)
@@ -93,19 +108,8 @@ class Pool:
             self._idle.clear()
             self._idle_bytes = 0
 
-    def _take(self, nbytes: int):
-        with self._lock:
-            blocks = self._idle.get(nbytes)
-            if blocks:
-                self._idle_bytes -= nbytes
-                return blocks.pop()
-        return _allocate("char[]", nbytes + ALIGNMENT)
-
-    def _release(self, block, nbytes: int) -> None:
-        with self._lock:
-            if self._idle_bytes + nbytes <= self.idle_limit:
-                self._idle.setdefault(nbytes, []).append(block)
-                self._idle_bytes += nbytes
+    def _release(self, block) -> None:
+        self.give_back(block, -int(_ffi.cast("uintptr_t", block)) % ALIGNMENT)
 
 
 def _unlock_in_child(pool: weakref.ref) -> None:

@@ -51,8 +51,8 @@ def test_segments_bounded_by_the_scratch_memory_give_the_same_states(kernel, mon
         pytest.skip(f"{kernel.cell.name} saves nothing")
     monkeypatch.setattr(kernel_module, "INFERENCE_SCRATCH", scratch_steps * per_step)
     calls = []
-    forward_call = kernel._forward_call
-    monkeypatch.setattr(kernel, "_forward_call", lambda *a: calls.append(a[2]) or forward_call(*a))
+    forward_span = kernel._forward_span  # (pointers, scratch, start, stop, shapes)
+    monkeypatch.setattr(kernel, "_forward_span", lambda *a: calls.append(a[3] - a[2]) or forward_span(*a))
     run = kernel.forward(x, params, init, backward=False)
     assert max(calls) == scratch_steps and sum(calls) == STEPS
     for name in taped.states:

@@ -14,6 +14,7 @@ import pytest
 from conftest import LSTM
 
 import symgate as sg
+from symgate import kernel as kernel_module
 from symgate import memory
 
 F64 = np.dtype(np.float64)
@@ -113,6 +114,17 @@ def test_idle_memory_stays_under_the_limit_and_clear_frees_it():
     assert pool.idle_bytes == 0
 
 
+def test_lent_scratch_memory_is_aligned_and_lent_again_once_given_back(pool):
+    block, start = pool.lend(1000)
+    where = int(memory._ffi.cast("uintptr_t", block)) + start
+    assert where % memory.ALIGNMENT == 0 and memory._ffi.sizeof(block) >= start + 1000
+    assert pool.idle_bytes == 0
+    pool.give_back(block, start)
+    assert pool.idle_bytes == 1000
+    again, offset = pool.lend(1000)
+    assert int(memory._ffi.cast("uintptr_t", again)) + offset == where and pool.idle_bytes == 0
+
+
 def test_zeros_and_copy_give_what_numpy_would(pool):
     pool.empty(BIG, F64)[...] = np.nan  # dirty memory, idle again at once
     np.testing.assert_array_equal(pool.zeros(BIG, F64), np.zeros(BIG))
@@ -189,6 +201,32 @@ def test_runs_and_gradients_kept_are_never_overwritten_by_later_calls(lstm):
         got = snapshot(run, g)
         for name in want:
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_one_array_kept_of_a_run_or_its_gradients_keeps_its_numbers(lstm):
+    x, params, grads = case(lstm, 0)
+    run = lstm.forward(x, params)
+    g = lstm.backward(run, grads)
+    want = snapshot(run, g)
+    h, dW = run.states["h"], g.params[next(iter(g.params))]
+    assert run.states is run.states and run.states["h"] is h  # made once, when first read
+    del run, g  # the arrays of each live in one block: the one array kept keeps all of it
+    for seed in range(1, 4):
+        run = lstm.forward(*case(lstm, seed)[:2])
+        lstm.backward(run, case(lstm, seed)[2])
+    np.testing.assert_array_equal(h, want["state h"])
+    np.testing.assert_array_equal(dW, want[f"grad {next(iter(params))}"])
+
+
+def test_workspaces_from_the_pool_and_kept_by_the_thread_give_the_same_results(lstm, monkeypatch):
+    x, params, grads = case(lstm, 1)
+    run = lstm.forward(x, params)
+    kept = snapshot(run, lstm.backward(run, grads))
+    monkeypatch.setattr(kernel_module, "WORK_KEPT", 0)  # every workspace lent by the pool
+    run = lstm.forward(x, params)
+    pooled = snapshot(run, lstm.backward(run, grads))
+    for name in kept:
+        np.testing.assert_array_equal(pooled[name], kept[name], err_msg=name)
 
 
 def test_threads_sharing_the_pool_each_get_their_own_results(lstm):
