@@ -60,22 +60,27 @@ class Run:
 
     def __init__(
         self,
-        sizes: dict[str, int],
         kernel: str,
         segment: int,
         for_backward: bool,
+        shapes: Shapes,
         block: np.ndarray,
         layout: Layout,
         shared: dict[tuple[str, str], np.ndarray],
         pointers: dict[tuple[str, str], object],
     ) -> None:
-        self.sizes = sizes
         self.kernel = kernel  # the cache entry that made it
         self.segment = segment  # with ``recompute=True``: steps a backward segment recomputes; 0 = taped
         self.for_backward = for_backward  # False: made with ``backward=False``, no tape kept or recomputable
         self.pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
+        self.shapes = shapes  # of the arrays of both passes, for the backward pass
         self._block, self._layout, self._shared = block, layout, shared
         self._parts: dict[str, dict[str, np.ndarray]] = {}
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """T, B and the size of each of the cell's dimensions."""
+        return {"T": self.shapes.steps, "B": self.shapes.batch, **self.shapes.sizes}
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
@@ -130,7 +135,9 @@ class Shapes(dict):
 
     new: dict[tuple[str, str], Callable[..., np.ndarray]]
     tape_bytes_per_step: int
+    steps: int
     batch: int
+    sizes: dict[str, int]  # of the cell's dimensions
     dims: list[int]  # the sizes of the kernels' dimension arguments, in their order
     strides: dict[tuple[str, str], int]  # elements a step, of each (T, B, ·) array
     itemsize: int
@@ -178,7 +185,12 @@ class Kernel:
         self._thread = threading.local()  # its kept workspace
         self._path = str(entry.path)
         self._param_names = {p.name for p in cell.params}
+        self._input_names, self._state_names = set(cell.inputs), set(cell.states)
+        self._first_input = next(iter(cell.inputs), "")
+        self._single_input = self._first_input if len(cell.inputs) == 1 else ""
+        self._dims = cell.dims
         self._grad_names = {*cell.states, *cell.outputs, "final"}
+        self._arrays_given = len(cell.inputs) + len(cell.params) + len(cell.states)  # with every initial state
         self._grads_given = [("grad_states", s) for s in cell.states] + [("grad_outputs", y) for y in cell.outputs]
         self._forward_keys = _keys(self.interface.forward)
         self._backward_keys = _keys(self.interface.backward)
@@ -246,8 +258,8 @@ class Kernel:
         ``INFERENCE_SCRATCH`` bytes (the sequence runs in segments when they need more).
         """
         given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
-        arrays, steps, batch, sizes = given
-        shapes = self._shapes(steps, batch, sizes)
+        arrays, shapes = given
+        steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
         roles = ("input", "param", "init") if copies else ("init",)
         layout = shapes.layout(roles + (("states", "outputs", "tape") if keep_tape else ("states", "outputs")))
@@ -259,40 +271,33 @@ class Kernel:
                 self._ffi.memmove(pointers[key], a, a.nbytes)
             else:
                 pointers[key] = self._ffi.from_buffer(self._buffer, a)
-        for s, zeros in layout.views(block, "init").items():
-            if ("init", s) not in arrays:
-                zeros.fill(0)
+        if len(arrays) < self._arrays_given:  # initial states not given are zero
+            for s, zeros in layout.views(block, "init").items():
+                if ("init", s) not in arrays:
+                    zeros.fill(0)
         segment = _segment(steps) if recompute and self._tape_names else 0
         if not backward:
-            segment = self._inference_segment(steps, batch, sizes)
-        scratch = ({}, None) if keep_tape else self._scratch(segment or steps, batch, sizes, ("tape",))
+            segment = _inference_segment(shapes)
+        scratch = ({}, None) if keep_tape else self._scratch(segment or steps, shapes, ("tape",))
         for start, stop in _spans(steps, segment):
             self._forward_span(pointers, scratch[0], start, stop, shapes)
         if copies:
             block.setflags(write=False)  # and so every view of it
         return Run(
-            sizes={"T": steps, "B": batch, **sizes},
             kernel=self._path,
             segment=segment if backward else 0,
             for_backward=backward,
+            shapes=shapes,
             block=block,
             layout=layout,
             shared={} if copies else arrays,
             pointers=pointers,
         )
 
-    def _inference_segment(self, steps: int, batch: int, sizes: dict[str, int]) -> int:
-        """Steps a segment of a forward pass whose saved values are dropped, so that at most
-        INFERENCE_SCRATCH bytes of them exist at once; 0 (no segments) when all steps' fit."""
-        per_step = self._shapes(steps, batch, sizes).tape_bytes_per_step
-        if steps * per_step <= INFERENCE_SCRATCH:
-            return 0
-        return max(1, INFERENCE_SCRATCH // per_step)
-
-    def _scratch(self, steps: int, batch: int, sizes: dict[str, int], roles: tuple[str, ...]) -> tuple[dict, object]:
+    def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
         """Pointers to fresh memory for the arrays of these roles over ``steps`` steps, for spans
         that write them and drop them; and the owner of that memory, to keep while they are used."""
-        layout = self._shapes(steps, batch, sizes).layout(roles)
+        layout = self._shapes(steps, shapes.batch, shapes.sizes).layout(roles)
         block = pool.empty((layout.size,), self._np_dtype)
         buffer = self._ffi.from_buffer(self._buffer, block)
         return layout.pointers(buffer), (block, buffer)
@@ -307,22 +312,20 @@ class Kernel:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
         common case, checked quickly); None when any is not, for :meth:`_checked_forward` to
         find and name."""
-        cell = self.cell
-        if type(params) is not dict or not (init is None or type(init) is dict):
+        if type(params) is not dict or params.keys() != self._param_names:
             return None
-        if type(x) is np.ndarray and len(cell.inputs) == 1:
-            inputs = {next(iter(cell.inputs)): x}
-        elif type(x) is dict:
+        if init is None:
+            init = {}
+        elif type(init) is not dict or not init.keys() <= self._state_names:
+            return None
+        if type(x) is np.ndarray and self._single_input:
+            inputs = {self._single_input: x}
+        elif type(x) is dict and x.keys() == self._input_names:
             inputs = x
         else:
             return None
-        init = init or {}
-        if inputs.keys() != cell.inputs.keys() or params.keys() != self._param_names:
-            return None
-        if not init.keys() <= cell.states.keys():
-            return None
         given = {"input": inputs, "param": params, "init": init}
-        first = inputs[next(iter(cell.inputs))]
+        first = inputs[self._first_input]
         if type(first) is not np.ndarray or first.ndim != 3:
             return None
         steps, batch = first.shape[:2]
@@ -340,8 +343,7 @@ class Kernel:
                 if not _exactly(a, dtype, shapes[role, name]):
                     return None
                 arrays[role, name] = a
-        self._fits_c_int(steps, batch, sizes)
-        return arrays, steps, batch, sizes
+        return arrays, shapes
 
     def _checked_forward(self, x, params, init) -> tuple:
         """The arrays of a forward call, each checked with an error naming what is wrong."""
@@ -370,11 +372,9 @@ class Kernel:
         unresolved = [d for d in cell.dims if d not in sizes]
         if unresolved:
             raise ArrayError(f"cannot tell the sizes of {unresolved}: pass init for the states that use them")
-        sizes = {d: extent for d, (extent, _) in sizes.items()}
-        self._fits_c_int(steps, batch, sizes)
         arrays = {("input", n): a for n, a in inputs.items()} | {("param", p.name): params[p.name] for p in cell.params}
         arrays |= {("init", n): a for n, a in init.items()}
-        return arrays, steps, batch, sizes
+        return arrays, self._shapes(steps, batch, {d: extent for d, (extent, _) in sizes.items()})
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, run: Run, grads: Mapping[str, np.ndarray]) -> Gradients:
@@ -400,10 +400,9 @@ class Kernel:
                 f"this Run was made by another kernel ({run.kernel or 'unknown'}); "
                 f"pass a Run from this {self.cell.name} {self.dtype} kernel's forward"
             )
-        steps, batch, sizes = run.sizes["T"], run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
-        shapes = self._shapes(steps, batch, sizes)
+        shapes = run.shapes
         if not self._accepted_grads(grads, shapes):
-            self._check_grads(grads, steps, batch, sizes)
+            self._check_grads(grads, shapes.steps, shapes.batch, shapes.sizes)
         layout = shapes.layout(("grad_inputs", "grad_init", "grad_params"))
         block = pool.empty((layout.size,), self._np_dtype)
         results = Gradients(*(layout.views(block, role) for role in ("grad_params", "grad_inputs", "grad_init")))
@@ -421,7 +420,7 @@ class Kernel:
             self._backward_recomputing(run, pointers, results, shapes)
         else:
             arguments = self._arguments(self._backward_keys, pointers, {}, 0, shapes)
-            self._call(self.interface.backward, arguments, steps, shapes)
+            self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
 
     def _backward_recomputing(self, run: Run, pointers: dict, results: Gradients, shapes: Shapes) -> None:
@@ -429,15 +428,14 @@ class Kernel:
         segment's forward pass run again from the state before it to make its states, outputs
         and tape in scratch memory. The state gradient carries from segment to segment in
         ``results``; parameter gradients are summed there."""
-        batch, sizes = run.sizes["B"], {d: run.sizes[d] for d in self.cell.dims}
-        recomputed, _owner = self._scratch(run.segment, batch, sizes, ("states", "outputs", "tape"))  # kept to the end
+        recomputed, _owner = self._scratch(run.segment, shapes, ("states", "outputs", "tape"))  # kept to the end
         layout = shapes.layout(("grad_params",))
         block = pool.empty((layout.size,), self._np_dtype)
         per_segment = layout.views(block, "grad_params")
         recomputed |= layout.pointers(self._ffi.from_buffer(self._buffer, block))
         for total in results.params.values():
             total.fill(0)
-        for start, stop in reversed(_spans(run.sizes["T"], run.segment)):
+        for start, stop in reversed(_spans(shapes.steps, run.segment)):
             self._forward_span(pointers, recomputed, start, stop, shapes)
             arguments = self._arguments(self._backward_keys, pointers, recomputed, start, shapes)
             self._call(self.interface.backward, arguments, stop - start, shapes)
@@ -536,9 +534,10 @@ class Kernel:
     def _shapes(self, steps: int, batch: int, sizes: dict[str, int]) -> Shapes:
         """The shape of every array of both passes, for these sizes (remembered: a training loop
         calls with the same few sizes again and again)."""
-        key = (steps, batch, *(sizes[d] for d in self.cell.dims))
+        key = (steps, batch, *map(sizes.__getitem__, self._dims))
         shapes = self._shapes_by_size.get(key)
         if shapes is None:
+            self._fits_c_int(steps, batch, sizes)
             if len(self._shapes_by_size) >= SHAPES_REMEMBERED:
                 self._shapes_by_size.clear()
             extents = {"T": steps, "B": batch, SCALAR: 1, **sizes}
@@ -547,7 +546,7 @@ class Kernel:
             shapes.new = {key: pool.maker(shape, self._np_dtype) for key, shape in shapes.items()}
             tape = [shapes["tape", n] for n in self._tape_names]
             shapes.tape_bytes_per_step = sum(math.prod(shape[1:]) for shape in tape) * self._np_dtype.itemsize
-            shapes.batch = batch
+            shapes.steps, shapes.batch, shapes.sizes = steps, batch, sizes
             shapes.dims = [sizes[d] for d in self.interface.dims]
             shapes.strides = {key: math.prod(shape[1:]) for key, shape in shapes.items() if key[0] in STEPWISE}
             shapes.itemsize = self._np_dtype.itemsize
@@ -599,27 +598,38 @@ class Layout:
 
     def __init__(self, shapes: Mapping[tuple[str, str], tuple[int, ...]], itemsize: int) -> None:
         align = ALIGNMENT // itemsize
-        self.spans: list[tuple[tuple[str, str], int, int, tuple[int, ...]]] = []
+        self.offsets: dict[tuple[str, str], int] = {}
+        self.spans_by_role: dict[str, list[tuple[str, int, int, tuple[int, ...]]]] = {}
         offset = 0
-        for key, shape in shapes.items():
+        for (role, name), shape in shapes.items():
             count = math.prod(shape)
-            self.spans.append((key, offset, offset + count, shape))
+            self.offsets[role, name] = offset
+            self.spans_by_role.setdefault(role, []).append((name, offset, offset + count, shape))
             offset += -(-count // align) * align
         self.size = offset
 
     def views(self, block: np.ndarray, role: str) -> dict[str, np.ndarray]:
         """The arrays of one role, by name: views of ``block``."""
-        return {name: block[start:stop].reshape(shape) for (r, name), start, stop, shape in self.spans if r == role}
+        return {name: block[start:stop].reshape(shape) for name, start, stop, shape in self.spans_by_role.get(role, ())}
 
     def pointers(self, buffer) -> dict[tuple[str, str], object]:
         """Pointers to each array, from a cffi buffer of the block (which must outlive them)."""
-        return {key: buffer + start for key, start, _, _ in self.spans}
+        return {key: buffer + start for key, start in self.offsets.items()}
 
 
 def _segment(steps: int) -> int:
     """Steps a segment of a recomputing run: about √T, so that T/segment segments' states and
     one segment's tape are both about √T steps' worth."""
     return max(1, math.isqrt(max(steps - 1, 0)) + 1)
+
+
+def _inference_segment(shapes: Shapes) -> int:
+    """Steps a segment of a forward pass whose saved values are dropped, so that at most
+    INFERENCE_SCRATCH bytes of them exist at once; 0 (no segments) when all steps' fit."""
+    per_step = shapes.tape_bytes_per_step
+    if shapes.steps * per_step <= INFERENCE_SCRATCH:
+        return 0
+    return max(1, INFERENCE_SCRATCH // per_step)
 
 
 def _spans(steps: int, segment: int) -> list[tuple[int, int]]:
@@ -650,7 +660,7 @@ def _size_sources(cell: Cell) -> list[tuple[str, tuple[str, str], int]]:
 
 def _exactly(array, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
     """Whether ``array`` is a plain ndarray the kernel can use as it is."""
-    if type(array) is not np.ndarray or array.shape != shape or array.dtype != dtype:
+    if type(array) is not np.ndarray or array.shape != shape or (array.dtype is not dtype and array.dtype != dtype):
         return False
     flags = array.flags
     return flags.c_contiguous and flags.aligned
