@@ -23,7 +23,7 @@ import numpy as np
 
 from .cache import Entry
 from .cell import Cell
-from .errors import ArrayError
+from .errors import ArrayError, BuildError
 from .functions import SCALAR
 from .memory import ALIGNMENT, pool
 from .render import Interface
@@ -68,12 +68,14 @@ class Run:
         layout: Layout,
         shared: dict[tuple[str, str], np.ndarray],
         pointers: dict[tuple[str, str], object],
+        arguments: list,
     ) -> None:
         self.kernel = kernel  # the cache entry that made it
         self.segment = segment  # with ``recompute=True``: steps a backward segment recomputes; 0 = taped
         self.for_backward = for_backward  # False: made with ``backward=False``, no tape kept or recomputable
         self.pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
         self.shapes = shapes  # of the arrays of both passes, for the backward pass
+        self.arguments = arguments  # the forward pass's pointers, in its order, when one call made the whole tape
         self._block, self._layout, self._shared = block, layout, shared
         self._parts: dict[str, dict[str, np.ndarray]] = {}
 
@@ -194,6 +196,9 @@ class Kernel:
         self._grads_given = [("grad_states", s) for s in cell.states] + [("grad_outputs", y) for y in cell.outputs]
         self._forward_keys = _keys(self.interface.forward)
         self._backward_keys = _keys(self.interface.backward)
+        reads = len(self._forward_keys) + len(self._grads_given)
+        if self._backward_keys and self._backward_keys[:reads] != self._forward_keys + self._grads_given:
+            raise BuildError(f"the backward pass of {cell.name} does not take the forward pass's arrays first")
         self._tape_names = [n for role, n in self._forward_keys if role == "tape"]
         self._sources = _size_sources(cell)
         self._shapes_by_size: dict[tuple[int, ...], Shapes] = {}
@@ -280,7 +285,7 @@ class Kernel:
             segment = _inference_segment(shapes)
         scratch = ({}, None) if keep_tape else self._scratch(segment or steps, shapes, ("tape",))
         for start, stop in _spans(steps, segment):
-            self._forward_span(pointers, scratch[0], start, stop, shapes)
+            arguments = self._forward_span(pointers, scratch[0], start, stop, shapes)
         if copies:
             block.setflags(write=False)  # and so every view of it
         return Run(
@@ -292,6 +297,7 @@ class Kernel:
             layout=layout,
             shared={} if copies else arrays,
             pointers=pointers,
+            arguments=arguments if keep_tape else [],
         )
 
     def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
@@ -302,11 +308,13 @@ class Kernel:
         buffer = self._ffi.from_buffer(self._buffer, block)
         return layout.pointers(buffer), (block, buffer)
 
-    def _forward_span(self, pointers: dict, scratch: dict, start: int, stop: int, shapes: Shapes) -> None:
+    def _forward_span(self, pointers: dict, scratch: dict, start: int, stop: int, shapes: Shapes) -> list:
         """The forward pass over steps [start, stop), from the state before ``start``; arrays
-        in ``scratch`` are the span's own (written from their first element)."""
+        in ``scratch`` are the span's own (written from their first element). Returns the
+        pointers it passed."""
         arguments = self._arguments(self._forward_keys, pointers, scratch, start, shapes)
         self._call(self.interface.forward, arguments, stop - start, shapes)
+        return arguments
 
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
@@ -406,20 +414,21 @@ class Kernel:
         layout = shapes.layout(("grad_inputs", "grad_init", "grad_params"))
         block = pool.empty((layout.size,), self._np_dtype)
         results = Gradients(*(layout.views(block, role) for role in ("grad_params", "grad_inputs", "grad_init")))
-        pointers = run.pointers | layout.pointers(self._ffi.from_buffer(self._buffer, block))
+        result_pointers = layout.pointers(self._ffi.from_buffer(self._buffer, block))
         final = grads.get("final", {})
         for s, carry in results.init.items():
             if s in final:
                 carry[...] = final[s]
             else:
                 carry.fill(0)
+        given = {}
         for role, name in self._grads_given:
-            given = grads[name] if name in grads else shapes.new[role, name](zero=True)
-            pointers[role, name] = self._ffi.from_buffer(self._buffer, given)
+            array = grads[name] if name in grads else shapes.new[role, name](zero=True)
+            given[role, name] = self._ffi.from_buffer(self._buffer, array)
         if run.segment:
-            self._backward_recomputing(run, pointers, results, shapes)
-        else:
-            arguments = self._arguments(self._backward_keys, pointers, {}, 0, shapes)
+            self._backward_recomputing(run, run.pointers | given | result_pointers, results, shapes)
+        else:  # the backward pass reads the forward pass's arrays, then the given gradients, then writes the results
+            arguments = [*run.arguments, *given.values(), *result_pointers.values()]
             self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
 
@@ -450,9 +459,10 @@ class Kernel:
         if type(final) is not dict or not final.keys() <= self.cell.states.keys():
             return False
         dtype = self._np_dtype
-        return all(
-            _exactly(grads[name], dtype, shapes[role, name]) for role, name in self._grads_given if name in grads
-        ) and all(_exactly(a, dtype, shapes["grad_init", s]) for s, a in final.items())
+        for role, name in self._grads_given:
+            if name in grads and not _exactly(grads[name], dtype, shapes[role, name]):
+                return False
+        return not final or all(_exactly(a, dtype, shapes["grad_init", s]) for s, a in final.items())
 
     def _check_grads(self, grads, steps: int, batch: int, sizes: dict[str, int]) -> None:
         """Checks the loss gradients, with an error naming the one that is wrong."""
