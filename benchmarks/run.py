@@ -106,8 +106,8 @@ class Policy:
 
 
 POLICIES = {  # (quick?, config) -> policy
-    (False, "tiny"): Policy(warmup=2, min_runs=7, max_runs=25, budget=1.0),
-    (False, "small"): Policy(warmup=2, min_runs=7, max_runs=15, budget=1.5),
+    (False, "tiny"): Policy(warmup=5, min_runs=10, max_runs=300, budget=1.0),
+    (False, "small"): Policy(warmup=3, min_runs=10, max_runs=100, budget=1.5),
     (False, "large"): Policy(warmup=2, min_runs=5, max_runs=9, budget=4.0),
     (True, "tiny"): Policy(warmup=1, min_runs=3, max_runs=5, budget=0.3),
     (True, "small"): Policy(warmup=1, min_runs=3, max_runs=5, budget=0.3),
@@ -905,7 +905,8 @@ def report(
     policies: Mapping[str, Policy],
 ) -> str:
     repeat = "; ".join(
-        f"{c}: {p.warmup} warm-up, median of {p.min_runs}-{p.max_runs} runs" for c, p in policies.items()
+        f"{c}: {p.warmup} warm-up, median of {p.min_runs}-{p.max_runs} runs within about {p.budget:g} s"
+        for c, p in policies.items()
     )
     parts = [
         "# symgate benchmark results",
