@@ -6,9 +6,12 @@ holding every state, output and saved value (or, with ``recompute=True``, states
 only); the backward pass takes that run and the loss gradients with respect to states and
 outputs, and returns :class:`Gradients` for parameters, inputs and initial states.
 
-A call costs tens of microseconds of Python on top of the C, which matters for small cells: the
+A call costs some tens of microseconds of Python on top of the C, which matters for small cells
+(a tiny LSTM's forward + backward is about 70 µs of C), so the Python does little per array: the
 common case (plain arrays, exactly right) is accepted by a quick check, and only an array that
-fails it goes through the full check that names what is wrong.
+fails it goes through the full check that names what is wrong; the arrays a pass makes live in
+one block of memory (a run's copies, states, outputs and tape; a backward pass's gradients),
+passed to C as pointers into it; a run makes its dicts of views of the block when first read.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ sizes again and again, touches fresh pages only in its first steps.
 
 Safety does not rest on reference counts: each array lent out views a cffi buffer object, which
 every view, slice or exported buffer of it keeps alive, and the memory returns to the pool only
-when that object is gone. Small arrays come from ``np.empty`` as before (malloc serves them from
-memory it already has). The pool keeps at most ``SYMGATE_POOL_MB`` (default 256) MiB idle; memory
-released beyond that is freed.
+when that object is gone (``ffi.gc`` on the block it buffers). Small arrays come from ``np.empty``
+as before (malloc serves them from memory it already has). Scratch memory that no array sees is
+lent and given back explicitly (:meth:`Pool.lend`). The pool keeps at most ``SYMGATE_POOL_MB``
+(default 256) MiB idle; memory released beyond that is freed.
 """
 
 from __future__ import annotations
