@@ -58,8 +58,23 @@ class Run:
     passed to the backward pass.
 
     The arrays a run made live in one block of memory; the dicts of views of it are made when
-    first read (most callers read the states and never the tape or the copies).
+    first read (most callers read the states and never the tape or the copies). A run holds C
+    pointers into that block for its backward pass, so it cannot be pickled or copied: its arrays
+    can.
     """
+
+    __slots__ = (
+        "_arguments",
+        "_block",
+        "_for_backward",
+        "_kernel",
+        "_layout",
+        "_parts",
+        "_pointers",
+        "_segment",
+        "_shapes",
+        "_shared",
+    )
 
     def __init__(
         self,
@@ -73,23 +88,42 @@ class Run:
         pointers: dict[tuple[str, str], object],
         arguments: list,
     ) -> None:
-        self.kernel = kernel  # the cache entry that made it
-        self.segment = segment  # with ``recompute=True``: steps a backward segment recomputes; 0 = taped
-        self.for_backward = for_backward  # False: made with ``backward=False``, no tape kept or recomputable
-        self.pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
-        self.shapes = shapes  # of the arrays of both passes, for the backward pass
-        self.arguments = arguments  # the forward pass's pointers, in its order, when one call made the whole tape
+        self._kernel, self._segment, self._for_backward = kernel, segment, for_backward
+        self._shapes = shapes  # of the arrays of both passes, for the backward pass
+        self._pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
+        self._arguments = arguments  # the forward pass's pointers in its order, when one call made the run
         self._block, self._layout, self._shared = block, layout, shared
         self._parts: dict[str, dict[str, np.ndarray]] = {}
 
     @property
+    def kernel(self) -> str:
+        """The cache entry of the kernel that made it."""
+        return self._kernel
+
+    @property
+    def segment(self) -> int:
+        """With ``recompute=True``: the steps a backward segment recomputes; 0 = taped."""
+        return self._segment
+
+    @property
+    def for_backward(self) -> bool:
+        """False when made with ``backward=False``: no tape kept or recomputable."""
+        return self._for_backward
+
+    @property
     def sizes(self) -> dict[str, int]:
         """T, B and the size of each of the cell's dimensions."""
-        return {"T": self.shapes.steps, "B": self.shapes.batch, **self.shapes.sizes}
+        return {"T": self._shapes.steps, "B": self._shapes.batch, **self._shapes.sizes}
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
         return f"<symgate.Run {shown}{'' if self.for_backward else ', inference'}>"
+
+    def __reduce__(self):
+        raise TypeError(
+            "a symgate Run holds C pointers into its kernel's memory and cannot be pickled or copied; "
+            "pickle or copy its arrays (run.states, run.outputs, ...) instead"
+        )
 
     def _part(self, role: str) -> dict[str, np.ndarray]:
         part = self._parts.get(role)
@@ -298,9 +332,9 @@ class Kernel:
             shapes=shapes,
             block=block,
             layout=layout,
-            shared={} if copies else arrays,
+            shared={} if copies else {key: arrays[key] for key in self._forward_keys if key in arrays},
             pointers=pointers,
-            arguments=arguments if keep_tape else [],
+            arguments=arguments if backward and not segment else [],  # one call made the whole run
         )
 
     def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
@@ -411,7 +445,7 @@ class Kernel:
                 f"this Run was made by another kernel ({run.kernel or 'unknown'}); "
                 f"pass a Run from this {self.cell.name} {self.dtype} kernel's forward"
             )
-        shapes = run.shapes
+        shapes = run._shapes
         if not self._accepted_grads(grads, shapes):
             self._check_grads(grads, shapes.steps, shapes.batch, shapes.sizes)
         layout = shapes.layout(("grad_inputs", "grad_init", "grad_params"))
@@ -429,9 +463,9 @@ class Kernel:
             array = grads[name] if name in grads else shapes.new[role, name](zero=True)
             given[role, name] = self._ffi.from_buffer(self._buffer, array)
         if run.segment:
-            self._backward_recomputing(run, run.pointers | given | result_pointers, results, shapes)
+            self._backward_recomputing(run, run._pointers | given | result_pointers, results, shapes)
         else:  # the backward pass reads the forward pass's arrays, then the given gradients, then writes the results
-            arguments = [*run.arguments, *given.values(), *result_pointers.values()]
+            arguments = [*run._arguments, *given.values(), *result_pointers.values()]
             self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
 

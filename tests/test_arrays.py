@@ -4,6 +4,8 @@ arguments) gives exactly the results of the plain case."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
 
 import numpy as np
@@ -236,6 +238,20 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     a = a.copy()
     a.flags.writeable = False
     return a
+
+
+def test_a_run_cannot_be_changed_pickled_or_copied_but_its_arrays_can(lstm):
+    x, params, init, _ = arrays(lstm)
+    run = lstm.forward(x, params, init)
+    for attribute in ("segment", "states", "kernel", "tape"):
+        with pytest.raises(AttributeError):
+            setattr(run, attribute, None)
+    for copy_it in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be pickled or copied; pickle or copy its arrays"):
+            copy_it(run)
+    kept = pickle.loads(pickle.dumps(run.states))
+    np.testing.assert_array_equal(kept["h"], run.states["h"])
+    assert repr(run) == "<symgate.Run T=5, B=2, D=3, H=4>"
 
 
 def test_runs_are_read_only_and_gradients_are_fresh_arrays(lstm):

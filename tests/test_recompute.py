@@ -48,6 +48,14 @@ def test_a_recomputing_run_gives_the_taped_states_exactly_and_its_gradients_to_r
     compare(kernel.backward(taped, grads), kernel.backward(recomputing, grads), rtol=1e-12, atol=1e-13)
 
 
+def test_a_cell_that_saves_nothing_runs_as_taped_when_asked_to_recompute():
+    kernel = sg.build(sg.cells.get("elman_rnn"))
+    x, params, init, grads = case(kernel, steps=7, batch=2)
+    recomputing = kernel.forward(x, params, init, recompute=True)
+    assert recomputing.tape == {} and recomputing.segment == 0  # nothing to recompute: one taped call
+    compare(kernel.backward(kernel.forward(x, params, init), grads), kernel.backward(recomputing, grads), 0, 0)
+
+
 def test_float32_and_a_long_sequence_with_a_short_last_segment():
     kernel = sg.build(sg.cells.get("lstm"), "float32")
     x, params, init, grads = case(kernel, steps=103, batch=2, seed=4)  # segments of 11: the last has 4 steps
