@@ -43,6 +43,15 @@ SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
 WORK_KEPT = 256 * 2**10
 
 
+def _role(role: str, doc: str) -> property:
+    """A read-only attribute of a :class:`Run`: its arrays of one role, by name."""
+
+    def arrays(run: Run) -> dict[str, np.ndarray]:
+        return run._part(role)
+
+    return property(arrays, doc=doc)
+
+
 class Run:
     """The result of a forward pass, and what its backward pass needs.
 
@@ -133,29 +142,12 @@ class Run:
             self._parts[role] = part
         return part
 
-    @property
-    def inputs(self) -> dict[str, np.ndarray]:
-        return self._part("input")
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        return self._part("param")
-
-    @property
-    def init(self) -> dict[str, np.ndarray]:
-        return self._part("init")
-
-    @property
-    def states(self) -> dict[str, np.ndarray]:
-        return self._part("states")
-
-    @property
-    def outputs(self) -> dict[str, np.ndarray]:
-        return self._part("outputs")
-
-    @property
-    def tape(self) -> dict[str, np.ndarray]:
-        return self._part("tape")
+    inputs = _role("input", "Copies of the inputs (the caller's with copy=False).")
+    params = _role("param", "Copies of the parameters (the caller's with copy=False).")
+    init = _role("init", "The initial states: copies, or zeros where none was given.")
+    states = _role("states", "(T, B, size) arrays: each state after each step.")
+    outputs = _role("outputs", "(T, B, size) arrays: each output at each step.")
+    tape = _role("tape", "The saved values the backward pass reads, by name.")
 
     @property
     def kept_bytes(self) -> int:
