@@ -10,8 +10,8 @@ A call costs some tens of microseconds of Python on top of the C, which matters 
 (a tiny LSTM's forward + backward is about 70 µs of C), so the Python does little per array: the
 common case (plain arrays, exactly right) is accepted by a quick check, and only an array that
 fails it goes through the full check that names what is wrong; the arrays a pass makes live in
-one block of memory (a run's copies, states, outputs and tape; a backward pass's gradients),
-passed to C as pointers into it; a run makes its dicts of views of the block when first read.
+a few blocks of memory (a run's states and outputs; its copies and tape; a backward pass's
+gradients), passed to C as pointers into them; a run makes its dicts of views when first read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,18 +67,17 @@ class Run:
     caller's arrays, has writeable states and outputs, and ``for_backward`` false: it cannot be
     passed to the backward pass.
 
-    The arrays a run made live in one block of memory; the dicts of views of it are made when
-    first read (most callers read the states and never the tape or the copies). A run holds C
-    pointers into that block for its backward pass, so it cannot be pickled or copied: its arrays
-    can.
+    The arrays a run made live in two blocks of memory, one for the states and outputs, one for
+    what only the backward pass reads; the dicts of views of them are made when first read (most
+    callers read the states and never the tape or the copies). A run holds C pointers into its
+    blocks for its backward pass, so it cannot be pickled or copied: its arrays can.
     """
 
     __slots__ = (
         "_arguments",
-        "_block",
+        "_blocks",
         "_for_backward",
         "_kernel",
-        "_layout",
         "_parts",
         "_pointers",
         "_segment",
@@ -91,8 +91,7 @@ class Run:
         segment: int,
         for_backward: bool,
         shapes: Shapes,
-        block: np.ndarray,
-        layout: Layout,
+        blocks: tuple[Block, ...],
         shared: dict[tuple[str, str], np.ndarray],
         pointers: dict[tuple[str, str], object],
         arguments: list,
@@ -101,7 +100,7 @@ class Run:
         self._shapes = shapes  # of the arrays of both passes, for the backward pass
         self._pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
         self._arguments = arguments  # the forward pass's pointers in its order, when one call made the run
-        self._block, self._layout, self._shared = block, layout, shared
+        self._blocks, self._shared = blocks, shared
         self._parts: dict[str, dict[str, np.ndarray]] = {}
 
     @property
@@ -137,7 +136,7 @@ class Run:
     def _part(self, role: str) -> dict[str, np.ndarray]:
         part = self._parts.get(role)
         if part is None:
-            part = self._layout.views(self._block, role)
+            part = {name: a for block in self._blocks for name, a in block.views(role).items()}
             part |= {name: a for (r, name), a in self._shared.items() if r == role}
             self._parts[role] = part
         return part
@@ -295,18 +294,19 @@ class Kernel:
         arrays, shapes = given
         steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
-        roles = ("input", "param", "init") if copies else ("init",)
-        layout = shapes.layout(roles + (("states", "outputs", "tape") if keep_tape else ("states", "outputs")))
-        block = pool.empty((layout.size,), self._np_dtype)
-        buffer = self._ffi.from_buffer(self._buffer, block)
-        pointers = layout.pointers(buffer)
+        # Two blocks: what callers keep (states, outputs), and what only the backward pass reads,
+        # so that a state kept after the run is dropped does not keep the copies and tape.
+        saved = (("input", "param", "init") if copies else ("init",)) + (("tape",) if keep_tape else ())
+        kept, kept_pointers = self._block(shapes.layout(("states", "outputs")))
+        read, pointers = self._block(shapes.layout(saved))
+        pointers |= kept_pointers
         for key, a in arrays.items():
             if copies:
                 self._ffi.memmove(pointers[key], a, a.nbytes)
             else:
                 pointers[key] = self._ffi.from_buffer(self._buffer, a)
         if len(arrays) < self._arrays_given:  # initial states not given are zero
-            for s, zeros in layout.views(block, "init").items():
+            for s, zeros in read.views("init").items():
                 if ("init", s) not in arrays:
                     zeros.fill(0)
         segment = _segment(steps) if recompute and self._tape_names else 0
@@ -316,14 +316,14 @@ class Kernel:
         for start, stop in _spans(steps, segment):
             arguments = self._forward_span(pointers, scratch[0], start, stop, shapes)
         if copies:
-            block.setflags(write=False)  # and so every view of it
+            for block in (kept, read):
+                block.array.setflags(write=False)  # and so every view of it
         return Run(
             kernel=self._path,
             segment=segment if backward else 0,
             for_backward=backward,
             shapes=shapes,
-            block=block,
-            layout=layout,
+            blocks=(kept, read),
             shared={} if copies else {key: arrays[key] for key in self._forward_keys if key in arrays},
             pointers=pointers,
             arguments=arguments if backward and not segment else [],  # one call made the whole run
@@ -332,10 +332,8 @@ class Kernel:
     def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
         """Pointers to fresh memory for the arrays of these roles over ``steps`` steps, for spans
         that write them and drop them; and the owner of that memory, to keep while they are used."""
-        layout = self._shapes(steps, shapes.batch, shapes.sizes).layout(roles)
-        block = pool.empty((layout.size,), self._np_dtype)
-        buffer = self._ffi.from_buffer(self._buffer, block)
-        return layout.pointers(buffer), (block, buffer)
+        block, pointers = self._block(self._shapes(steps, shapes.batch, shapes.sizes).layout(roles))
+        return pointers, block
 
     def _forward_span(self, pointers: dict, scratch: dict, start: int, stop: int, shapes: Shapes) -> list:
         """The forward pass over steps [start, stop), from the state before ``start``; arrays
@@ -440,10 +438,8 @@ class Kernel:
         shapes = run._shapes
         if not self._accepted_grads(grads, shapes):
             self._check_grads(grads, shapes.steps, shapes.batch, shapes.sizes)
-        layout = shapes.layout(("grad_inputs", "grad_init", "grad_params"))
-        block = pool.empty((layout.size,), self._np_dtype)
-        results = Gradients(*(layout.views(block, role) for role in ("grad_params", "grad_inputs", "grad_init")))
-        result_pointers = layout.pointers(self._ffi.from_buffer(self._buffer, block))
+        block, result_pointers = self._block(shapes.layout(("grad_inputs", "grad_init", "grad_params")))
+        results = Gradients(*(block.views(role) for role in ("grad_params", "grad_inputs", "grad_init")))
         final = grads.get("final", {})
         for s, carry in results.init.items():
             if s in final:
@@ -467,10 +463,9 @@ class Kernel:
         and tape in scratch memory. The state gradient carries from segment to segment in
         ``results``; parameter gradients are summed there."""
         recomputed, _owner = self._scratch(run.segment, shapes, ("states", "outputs", "tape"))  # kept to the end
-        layout = shapes.layout(("grad_params",))
-        block = pool.empty((layout.size,), self._np_dtype)
-        per_segment = layout.views(block, "grad_params")
-        recomputed |= layout.pointers(self._ffi.from_buffer(self._buffer, block))
+        block, pointers_of_segment = self._block(shapes.layout(("grad_params",)))
+        per_segment = block.views("grad_params")
+        recomputed |= pointers_of_segment
         for total in results.params.values():
             total.fill(0)
         for start, stop in reversed(_spans(shapes.steps, run.segment)):
@@ -612,6 +607,11 @@ class Kernel:
                 arguments.append(pointers[key])
         return arguments
 
+    def _block(self, layout: Layout) -> tuple[Block, dict[tuple[str, str], object]]:
+        """Fresh memory for the arrays of ``layout``, and a pointer to each (valid while the block lives)."""
+        block = Block(pool.empty((layout.size,), self._np_dtype), layout)
+        return block, layout.pointers(self._ffi.from_buffer(self._buffer, block.array))
+
     def _call(self, pass_, arguments: list, steps: int, shapes: Shapes) -> None:
         function, work_size = self._functions[pass_.function]
         dims = shapes.dims
@@ -654,6 +654,17 @@ class Layout:
     def pointers(self, buffer) -> dict[tuple[str, str], object]:
         """Pointers to each array, from a cffi buffer of the block (which must outlive them)."""
         return {key: buffer + start for key, start in self.offsets.items()}
+
+
+class Block(NamedTuple):
+    """Memory holding the arrays of a layout."""
+
+    array: np.ndarray
+    layout: Layout
+
+    def views(self, role: str) -> dict[str, np.ndarray]:
+        """The arrays of one role, by name."""
+        return self.layout.views(self.array, role)
 
 
 def _segment(steps: int) -> int:

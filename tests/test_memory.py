@@ -210,12 +210,24 @@ def test_one_array_kept_of_a_run_or_its_gradients_keeps_its_numbers(lstm):
     want = snapshot(run, g)
     h, dW = run.states["h"], g.params[next(iter(g.params))]
     assert run.states is run.states and run.states["h"] is h  # made once, when first read
-    del run, g  # the arrays of each live in one block: the one array kept keeps all of it
+    del run, g  # the arrays kept keep the blocks they live in
     for seed in range(1, 4):
         run = lstm.forward(*case(lstm, seed)[:2])
         lstm.backward(run, case(lstm, seed)[2])
     np.testing.assert_array_equal(h, want["state h"])
     np.testing.assert_array_equal(dW, want[f"grad {next(iter(params))}"])
+
+
+def test_a_state_kept_after_its_run_is_dropped_keeps_neither_the_tape_nor_the_copies(lstm):
+    x, params, _ = case(lstm, 2)
+    run = lstm.forward(x, params)
+    final = run.final["h"]
+    saved = sum(a.nbytes for part in (run.tape, run.inputs) for a in part.values())  # pooled: 300 KiB and more
+    idle = memory.pool.idle_bytes
+    del run
+    gc.collect()
+    assert memory.pool.idle_bytes - idle >= saved  # the block of copies and tape is back in the pool
+    np.testing.assert_array_equal(final, lstm.forward(x, params).final["h"])  # the states' block is not
 
 
 def test_workspaces_from_the_pool_and_kept_by_the_thread_give_the_same_results(lstm, monkeypatch):
