@@ -36,7 +36,6 @@ DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex
 C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
 INFERENCE_SCRATCH = 16 * 2**20  # bytes: at most this much of saved values exists at once with backward=False
-ROLES_OF_A_RUN = ("input", "param", "init", "states", "outputs", "tape")
 STEPWISE = ("input", "states", "outputs", "tape", "grad_states", "grad_outputs", "grad_inputs")  # (T, B, ·) roles
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
 # Bytes: a workspace up to this size is kept by each thread for its next call of the same kernel
