@@ -128,9 +128,17 @@ class Timing:
         return {"median": self.median, "min": min(self.times), "max": max(self.times), "runs": len(self.times)}
 
 
+SETTLE = 0.3
+"""Seconds of rest before each measurement: idle BLAS and OpenMP threads keep spinning for a while
+after their last call (MKL's Intel OpenMP 200 ms by default, ``KMP_BLOCKTIME``; OpenBLAS's about
+0.1 s), and would otherwise take cores from whatever is timed next."""
+
+
 def measure(fn: Callable[[], Any], policy: Policy) -> Timing:
-    """Warm up, then time ``fn`` per ``policy``; garbage is collected first so it is not billed here."""
+    """Rest, warm up, then time ``fn`` per ``policy``; garbage is collected first so it is not
+    billed here."""
     gc.collect()
+    time.sleep(SETTLE)
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
@@ -713,6 +721,22 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+def blas_description() -> str:
+    """Which BLAS symgate's kernels call, with the sizes that choose it (see symgate.compiler)."""
+    library = sg.compiler.blas_library()
+    if library == "mkl":
+        return (
+            f"MKL {package_version('mkl')} for products of at least {sg.compiler.mkl_threshold()} multiply-adds "
+            f"(their matrices packed once per call in the time loop), OpenBLAS from "
+            f"{sg.compiler.blas_threshold()} (core {sg.compiler.blas_core()}), loops below"
+        )
+    if library == "openblas":
+        return (
+            f"OpenBLAS from {sg.compiler.blas_threshold()} multiply-adds (core {sg.compiler.blas_core()}), loops below"
+        )
+    return "none: generated loops for every product"
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -763,6 +787,7 @@ def machine_info(jax: str | None, threads: int) -> dict[str, Any]:
         "jax": jax or "not installed",
         "symgate": sg.__version__,
         "scipy-openblas32": package_version("scipy-openblas32"),
+        "blas": blas_description(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(["python", *sys.argv]),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
@@ -877,6 +902,7 @@ def machine_section(info: Mapping[str, Any]) -> str:
         f"- Date: {info['date']}; wall time {info['wall']:.0f} s",
         f"- Command: `{info['command']}`",
         f"- `OPENBLAS_CORETYPE`: {info['OPENBLAS_CORETYPE']}; thread and BLAS variables in force: {env}",
+        f"- symgate's matrix products: {info['blas']}",
     ]
     return "\n".join(lines)
 

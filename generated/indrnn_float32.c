@@ -23,7 +23,15 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
-#ifdef SYMGATE_BLAS
+#ifdef SYMGATE_MKL
+#include <stdint.h>
+#include <mkl_cblas.h>
+#include <mkl_trans.h>
+/* scipy-openblas32's product, for those under SG_MKL_MIN (its cblas.h declares MKL's enums again) */
+void scipy_cblas_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
+    int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+    int ldc);
+#elif defined(SYMGATE_BLAS)
 #include <cblas.h>
 #endif
 
@@ -31,6 +39,12 @@
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
+#endif
+
+/* Built with SYMGATE_MKL, products of at least this many multiply-adds go to MKL instead, and
+ * the matrix of such a product made at every step is packed once per call (sg_pack_weights). */
+#ifndef SG_MKL_MIN
+#define SG_MKL_MIN 1048576
 #endif
 
 /* The units of a fused loop never depend on each other (every array is distinct): tell the
@@ -90,6 +104,13 @@ static float sg_step(float a)
 static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
     float *C, int ldc, int accumulate)
 {
+#ifdef SYMGATE_MKL
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
 #ifdef SYMGATE_BLAS
     if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
         scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
@@ -119,6 +140,13 @@ static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float
 static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
     float *C, int ldc, int accumulate)
 {
+#ifdef SYMGATE_MKL
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            accumulate ? 1.0F : 0.0F, C, ldc);
+        return;
+    }
+#endif
 #ifdef SYMGATE_BLAS
     if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
         scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
@@ -142,6 +170,13 @@ static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float
 static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
     float *C, int ldc)
 {
+#ifdef SYMGATE_MKL
+    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
+            1.0F, C, ldc);
+        return;
+    }
+#endif
 #ifdef SYMGATE_BLAS
     if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
         scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,

@@ -137,11 +137,18 @@ KERNEL_LOCALS = frozenset(
         "sg_gemm_nt",
         "sg_gemm_tn",
         "sg_pack_t",
+        "sg_gemm_packed",
+        "sg_pack_weights",
+        "sg_packed_count",
         "sg_sum",
         "sg_mean",
         "SG_BLAS_MIN",
+        "SG_MKL_MIN",
         "SG_UNITS_INDEPENDENT",
         "SYMGATE_BLAS",
+        "SYMGATE_MKL",
+        "NOTHROW",  # a macro of MKL's headers
+        "uintptr_t",
         "SYMGATE_VECTOR_MATH",
     ]
 )
@@ -186,7 +193,10 @@ PREDEFINED = frozenset(
     ]
 )
 """Names the compiler, libc or the Python headers define as macros or keywords in some mode."""
-RESERVED_PREFIXES = ("M_", "FP_", "HUGE_", "HAVE_", "SIZEOF_", "WITH_", "ENABLE_", "USE_", "Py", "PY_", "_")
+RESERVED_PREFIXES = (
+    *("M_", "FP_", "HUGE_", "HAVE_", "SIZEOF_", "WITH_", "ENABLE_", "USE_", "Py", "PY_", "_"),
+    *("MKL_", "mkl_", "CBLAS_", "cblas_", "Cblas"),  # the BLAS headers' names
+)
 RESERVED = C_KEYWORDS | LIBM | LIBM_FLOAT | LIBM_COMPLEX | KERNEL_LOCALS | PREDEFINED | frozenset(HELPERS)
 
 _SPELLING = (("'", "_next"), ("δ", "d_"), ("τ", "tmp"), ("ᵀ", "T"), ("@", "_"), ("(", "_"), (")", "_"))

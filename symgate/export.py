@@ -245,6 +245,8 @@ def _read_arrays(source) -> tuple[str, dict]:
 class _ExportContext(_Context):
     """The kernel's template context, plus ``infer``, ``step``, size macros and baked parameters."""
 
+    for_python = False
+
     def __init__(self, cell: Cell, derivation, plan, dtype: str, baked) -> None:
         super().__init__(cell, derivation, plan, dtype)
         self.macro = f"SG_{cell.name.upper()}_{dtype.upper()}"

@@ -157,8 +157,11 @@ def render(cell: Cell, derivation: Derivation, plan: KernelPlan, dtype: str) -> 
 
 
 class _Context:
+    for_python = True  # kernels Python builds use BLAS and vector math; exported C uses neither
+
     def __init__(self, cell: Cell, derivation: Derivation, plan: KernelPlan, dtype: str) -> None:
         self.cell, self.derivation, self.plan, self.dtype = cell, derivation, plan, dtype
+        self.accelerated = self.for_python and dtype in C_TYPES  # a complex kernel runs in loops
         self.real = (C_TYPES | COMPLEX_TYPES)[dtype]
         self.names = CNames()
         self.helpers: set[str] = set()
@@ -213,7 +216,7 @@ class _Context:
             "backward_lines": [_comment_safe(line) for line in self.derivation.text().splitlines()],
             "tape": [f"{name} ({self.plan.forward.sizes[name]})" for name in self.plan.tape],
             "dims": [self.dim_c[d] for d in cell.dims if d not in self.fixed],
-            "accelerated": real,  # BLAS and vector math: for the real kernels Python builds, not for export
+            "accelerated": self.accelerated,
         }
 
     # -- arguments ------------------------------------------------------------------------
@@ -392,6 +395,8 @@ class _Context:
         for op in plan.step:  # a stack product inside the time loop reads its matrices packed side by side
             if isinstance(op, StackProduct):
                 layout.packed[op.stack] = self.add_packed(op, layout, "side by side, for every step")
+                if self.accelerated:
+                    self.add_blas_packed(op, layout)
         for op in [*plan.before, *plan.after]:  # over all steps: one product for several matrices
             if isinstance(op, StackProduct) and len(op.stack.members) > 1:
                 layout.stacked[op.stack] = self.add_packed(op, layout, "stacked, for all steps")
@@ -470,6 +475,29 @@ class _Context:
         )
         return c
 
+    def add_blas_packed(self, op: StackProduct, layout: _Layout) -> None:
+        """Workspace for the step product's matrices in the layout of the BLAS's own kernels,
+        so that they are packed once per call, not at every step (empty where they are not)."""
+        c = self.names("blas space", op.stack.vector, "{}_weights_blas")
+        pointer = self.names("blas packed", op.stack.vector, "{}_weights_packed")
+        in_pass, in_size = self.step_product_sizes(op, layout.panel(op.stack).width)
+        layout.blas_packed[op.stack] = (c, pointer)
+        layout.add_buffer(
+            c,
+            f"sg_packed_count({in_pass})",
+            f"sg_packed_count({in_size})",
+            f"({op.stack.matrices}) packed for BLAS, for every step",
+        )
+
+    def step_product_sizes(self, op: StackProduct, width: str) -> tuple[str, str]:
+        """``m, n, k`` of a step product as C, in the pass (with its ``width``) and in the
+        workspace size function (with the sum of the stack's dimensions instead)."""
+        cols = self.dim_c[op.stack.cols]
+        total = self.int_sum(m.rows for m in op.stack.members)
+        if op.transposed:
+            return f"B, {cols}, {width}", f"B, {cols}, {total}"
+        return f"B, {width}, {cols}", f"B, {total}, {cols}"
+
     def int_sum(self, dims) -> str:
         """``2 * H + D``: a sum of dimensions as a C int expression."""
         counts: dict[str, int] = {}
@@ -501,6 +529,14 @@ class _Context:
             else:
                 target = _rows_from(c, offset, cols)
                 lines.append(f"memcpy({target}, {matrix}, sizeof({self.real}) * (size_t){rows} * {cols});")
+        if op.stack in layout.blas_packed:
+            self.helpers.add("sg_gemm_packed")
+            space, pointer = layout.blas_packed[op.stack]
+            sizes, _ = self.step_product_sizes(op, width)
+            lines.append(
+                f"const {self.real} *const {pointer} = sg_pack_weights({sizes}, {c}, "
+                f"{cols if op.transposed else width}, {space});"
+            )
         how = "side by side" if _transposed_packing(op) else "stacked"
         mark = "ᵀ" if _transposed_packing(op) else ""
         return {"kind": "call", "comment": _comment_safe(f"({op.stack.matrices}){mark} {how}"), "lines": lines}
@@ -542,16 +578,16 @@ class _Context:
             c = layout.packed[stack]
             if op.transposed:
                 out = layout.rows[op.out]
-                line = (
-                    f"sg_gemm_nn(B, {cols}, {panel.width}, {panel.c}, {panel.width}, {c}, {cols}, "
-                    f"{out.c}, {out.width}, 0);"
-                )
+                a, lda, ldw, result, ldc = panel.c, panel.width, cols, out.c, out.width
             else:
                 vector = layout.rows[stack.vector]
-                line = (
-                    f"sg_gemm_nn(B, {panel.width}, {cols}, {vector.c}, {vector.width}, {c}, {panel.width}, "
-                    f"{panel.c}, {panel.width}, 0);"
-                )
+                a, lda, ldw, result, ldc = vector.c, vector.width, panel.width, panel.c, panel.width
+            sizes, _ = self.step_product_sizes(op, panel.width)
+            if stack in layout.blas_packed:
+                packed = layout.blas_packed[stack][1]
+                line = f"sg_gemm_packed({sizes}, {a}, {lda}, {c}, {ldw}, {packed}, {result}, {ldc});"
+            else:
+                line = f"sg_gemm_nn({sizes}, {a}, {lda}, {c}, {ldw}, {result}, {ldc}, 0);"
             return {"kind": "call", "comment": _comment_safe(comment), "lines": [line]}
         # over all steps at once: one product, with the matrices stacked when there are several
         if stack in layout.stacked:
@@ -697,6 +733,7 @@ class _Layout:
     sequences: dict[str, tuple[str, str]] = field(default_factory=dict)
     panels: dict[tuple, _Panel] = field(default_factory=dict)
     packed: dict[Stack, str] = field(default_factory=dict)  # matrices of a product in the time loop
+    blas_packed: dict[Stack, tuple[str, str]] = field(default_factory=dict)  # their BLAS layout: space, pointer
     stacked: dict[Stack, str] = field(default_factory=dict)  # matrices of a product over all steps
     packed_gradients: dict[Stack, str] = field(default_factory=dict)
     widths: list[dict] = field(default_factory=list)

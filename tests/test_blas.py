@@ -1,8 +1,11 @@
-"""Products through BLAS (scipy-openblas32) give the same gradients as the plain loops.
+"""Products through BLAS (scipy-openblas32, and MKL where installed) give the same gradients as
+the plain loops.
 
-Products of at least SG_BLAS_MIN multiply-adds go to BLAS; ``SYMGATE_BLAS_MIN=0`` sends every
+Products of at least SG_BLAS_MIN multiply-adds go to OpenBLAS; ``SYMGATE_BLAS_MIN=0`` sends every
 product there, so the gradient check covers the BLAS path at sizes where finite differences are
-cheap, while the rest of the suite (at 16384, see conftest.py) covers the loops.
+cheap, while the rest of the suite (at 16384, see conftest.py) covers the loops. With
+``SYMGATE_BLAS=mkl``, products of at least SG_MKL_MIN go to MKL, with the matrices of the
+products made at every step packed once per call; ``SYMGATE_MKL_MIN=0`` sends every product there.
 """
 
 from __future__ import annotations
@@ -18,13 +21,20 @@ import symgate as sg
 from symgate import compiler
 
 pytestmark = pytest.mark.skipif(not compiler.blas_flags(), reason="scipy-openblas32 is a dependency of symgate")
-CELLS = ["lstm", "gru_pytorch", "lstmp_pytorch", "r2rt_normalized_prototype", "lstm_greff_fgr"]
+CELLS = ["lstm", "gru_pytorch", "lstmp_pytorch", "r2rt_normalized_prototype", "lstm_greff_fgr", "mgu"]
+HAS_MKL = bool(compiler._library_flags("mkl"))
+LIBRARIES = ["openblas", pytest.param("mkl", marks=pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]"))]
+# the variable that sends every product to the library, and the flag it becomes
+EVERY_PRODUCT = {"openblas": ("SYMGATE_BLAS_MIN", "-DSG_BLAS_MIN=0"), "mkl": ("SYMGATE_MKL_MIN", "-DSG_MKL_MIN=0")}
 
 
-@pytest.fixture
-def blas_everywhere(monkeypatch, tmp_path):
-    monkeypatch.setenv("SYMGATE_BLAS_MIN", "0")
+@pytest.fixture(params=LIBRARIES)
+def blas_everywhere(request, monkeypatch, tmp_path):
+    """Every product through one library, named by the fixture's value."""
+    monkeypatch.setenv("SYMGATE_BLAS", request.param)
+    monkeypatch.setenv(EVERY_PRODUCT[request.param][0], "0")
     monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    return request.param
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -33,11 +43,12 @@ def test_gradients_through_blas_match_finite_differences(name, blas_everywhere):
     sizes = {d: s for d, s in {"D": 3, "H": 5, "P": 2}.items() if d in cell.dims}
     report = sg.gradcheck(cell, sizes, steps=4, batch=3, float32=True)
     assert report.ok, str(report)
-    assert "-DSG_BLAS_MIN=0" in " ".join(compiler.compile_flags())
+    assert EVERY_PRODUCT[blas_everywhere][1] in compiler.compile_flags()
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 2e-4)])
-def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, dtype, rtol):
+def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, library, dtype, rtol):
     """At a size above the default threshold both paths run the same cell and give the same numbers
     (float32 to its rounding: the two paths sum in different orders)."""
     cell = sg.cells.get("lstm")
@@ -46,8 +57,10 @@ def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, dtype, 
     x = rng.standard_normal((3, 4, 64)).astype(dtype)
     dh = rng.standard_normal((3, 4, 128)).astype(dtype)
     results = []
+    monkeypatch.setenv("SYMGATE_BLAS", library)
     for threshold in ("1000000000", "0"):  # loops everywhere, then BLAS everywhere
         monkeypatch.setenv("SYMGATE_BLAS_MIN", threshold)
+        monkeypatch.setenv("SYMGATE_MKL_MIN", threshold)
         monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / threshold))
         kernel = sg.build(cell, dtype)
         params = kernel.init_params(sizes, seed=1)
@@ -89,17 +102,72 @@ def test_a_bad_threshold_is_a_clear_error(monkeypatch):
         compiler.compile_flags()
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_the_blas_and_vector_math_branches_compile_without_warnings(dtype, tmp_path):
-    import subprocess
-
+def test_the_blas_and_vector_math_branches_compile_without_warnings(dtype, library, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMGATE_BLAS", library)
     source = tmp_path / "kernel.c"
     source.write_text(sg.generate(sg.cells.get("lstmp_pytorch"), dtype).c_source)
-    include = next(flag for flag in compiler.blas_flags() if flag.startswith("-I"))
-    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-DSYMGATE_BLAS", include]
+    defines = [flag for flag in compiler.blas_flags() if flag.startswith(("-I", "-D"))]
+    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", *defines]
     # some warnings need the optimizer, and the vectorizer as the kernels are built
     optimized = [*compiler.COMPILE_FLAGS, *compiler.vector_math_flags(), *compiler.vector_width_flags()]
     optimized = [flag for flag in optimized if flag not in ("-shared", "-lmvec")]
     command = [*strict, *optimized, "-c", str(source), "-o", str(tmp_path / "kernel.o")]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]")
+def test_a_large_step_product_has_its_matrices_packed_once_for_mkl(monkeypatch, tmp_path):
+    """Above SG_MKL_MIN the product made at every step reads its matrices as MKL packed them
+    before the time loop; the results equal OpenBLAS's to float32 rounding."""
+    cell = sg.cells.get("lstm_pytorch")
+    source = sg.generate(cell, "float32").c_source
+    assert "sg_pack_weights(B, h_products_width, H, h_weights" in source  # before the loop
+    assert "sg_gemm_packed(B, h_products_width, H, h_row" in source  # in it
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 16, 40)).astype("float32")
+    dh = rng.standard_normal((3, 16, 48)).astype("float32")
+    results = []
+    for library in ("openblas", "mkl"):
+        monkeypatch.setenv("SYMGATE_BLAS", library)
+        monkeypatch.setenv("SYMGATE_MKL_MIN", "30000")  # the step products are 16 x 192 x 48 = 147456
+        monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / library))
+        kernel = sg.build(cell, "float32")
+        params = kernel.init_params({"D": 40, "H": 48}, seed=3)
+        run = kernel.forward(x, params)
+        grads = kernel.backward(run, {"h": dh})
+        results.append((run.states["h"], grads.params["W_hi"], grads.inputs["x"], grads.init["h"]))
+    for openblas, mkl in zip(*results, strict=True):
+        np.testing.assert_allclose(mkl, openblas, rtol=2e-4, atol=2e-4 * np.abs(openblas).max())
+
+
+def test_the_blas_library_is_chosen_by_symgate_blas(monkeypatch):
+    monkeypatch.setenv("SYMGATE_BLAS", "none")
+    assert compiler.blas_library() == "none"
+    assert not any(flag.startswith(("-DSYMGATE_BLAS", "-DSYMGATE_MKL", "-DSG_")) for flag in compiler.compile_flags())
+    monkeypatch.setenv("SYMGATE_BLAS", "OpenBLAS")
+    assert compiler.blas_library() == "openblas"
+    assert "-DSYMGATE_BLAS" in compiler.compile_flags()
+    assert "-DSYMGATE_MKL" not in compiler.compile_flags()
+    monkeypatch.delenv("SYMGATE_BLAS")
+    assert compiler.blas_library() == ("mkl" if HAS_MKL else "openblas")  # MKL when installed
+
+
+def test_a_bad_or_missing_blas_library_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SYMGATE_BLAS", "atlas")
+    with pytest.raises(sg.BuildError, match="SYMGATE_BLAS must be one of mkl, openblas, none, not 'atlas'"):
+        compiler.compile_flags()
+    monkeypatch.setenv("SYMGATE_BLAS", "mkl")
+    monkeypatch.setattr(compiler, "_library_flags", lambda library: ())  # as without MKL's wheels
+    with pytest.raises(sg.BuildError, match="SYMGATE_BLAS=mkl, but it needs mkl, mkl-include"):
+        compiler.compile_flags()
+
+
+@pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]")
+def test_a_bad_mkl_threshold_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SYMGATE_BLAS", "mkl")
+    monkeypatch.setenv("SYMGATE_MKL_MIN", "2**20")
+    with pytest.raises(sg.BuildError, match="SYMGATE_MKL_MIN must be a whole number"):
+        compiler.compile_flags()

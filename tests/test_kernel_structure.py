@@ -42,10 +42,13 @@ def test_each_step_runs_one_product_per_vector_the_recurrence_multiplies(name, p
     cell = sg.cells.get(name)
     source = sg.generate(cell, "float32").c_source
     before, loop, after = _split(source, "forward")
-    assert _calls(loop, "sg_gemm_nn") == per_step  # h (and r*h for the GRUs that gate it) only
+    assert _calls(loop, "sg_gemm_packed") == per_step  # h (and r*h for the GRUs that gate it) only
+    assert _calls(loop, "sg_gemm_nn") == 0
+    assert _calls(before, "sg_pack_weights") == per_step  # their matrices packed for MKL once, if it is used
     assert _calls(before, "sg_gemm_nt") == 1 and "x_seq" in before  # every product of x, all steps at once
     before, loop, after = _split(source, "backward")
-    assert _calls(loop, "sg_gemm_nn") == per_step
+    assert _calls(loop, "sg_gemm_packed") == per_step
+    assert _calls(before, "sg_pack_weights") == per_step
     assert _calls(loop, "sg_gemm_tn") == 0  # no weight gradient inside the loop
     assert _calls(after, "sg_gemm_nn") == 1 and "grad_x_seq" in after  # the input's gradient, all steps at once
     # the gradients of all the matrices that multiply one vector: one product over all steps
