@@ -41,11 +41,13 @@
 #ifdef SYMGATE_MKL
 #include <stdint.h>
 #include <mkl_cblas.h>
-#include <mkl_trans.h>
-/* scipy-openblas32's product, for those under SG_MKL_MIN (its cblas.h declares MKL's enums again) */
+/* scipy-openblas32's functions, for products under SG_MKL_MIN and transpositions (its cblas.h
+ * declares MKL's enums again) */
 void scipy_cblas_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
     int k, double alpha, const double *A, int lda, const double *B, int ldb, double beta, double *C,
     int ldc);
+void scipy_cblas_domatcopy(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int rows, int cols, double alpha,
+    const double *A, int lda, double *B, int ldb);
 #elif defined(SYMGATE_BLAS)
 #include <cblas.h>
 #endif

@@ -76,7 +76,7 @@ static void sg_add(size_t count, const float *v, float *out)
 }
 
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo
- * apart): the BLAS's omatcopy where linked, else 32 x 32 tiles, each written row by row, so that
+ * apart): OpenBLAS's omatcopy where linked, else 32 x 32 tiles, each written row by row, so that
  * a large matrix's transposition does not miss the cache at every element. Measured for four
  * 512 x 512 matrices: 5.4 ms element by element, 0.62 ms in tiles, 0.43 ms by omatcopy. */
 static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
