@@ -174,3 +174,33 @@ def test_a_bad_mkl_threshold_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SYMGATE_MKL_MIN", "2**20")
     with pytest.raises(sg.BuildError, match="SYMGATE_MKL_MIN must be a whole number"):
         compiler.compile_flags()
+
+
+FORK_SCRIPT = """
+import os, sys
+import numpy as np
+import symgate as sg
+kernel = sg.build(sg.cells.get("lstm_pytorch"), "float32")
+params = kernel.init_params({"D": 40, "H": 128}, seed=0)
+x = np.ones((3, 16, 40), np.float32)
+def gradient():
+    run = kernel.forward(x, params)
+    return kernel.backward(run, {"h": np.ones((3, 16, 128), np.float32)}).inputs["x"]
+before = gradient()  # the BLAS's threads start in this process
+child = os.fork()
+if child == 0:
+    os._exit(0 if np.array_equal(gradient(), before) else 3)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_process_forked_after_the_kernels_ran_runs_them_too(library, tmp_path):
+    """A forked child (a data loader's worker, say) runs the kernels with products large enough
+    for the BLAS's threads (16 x 512 x 128). GNU OpenMP's threads, for one, hang a child forked
+    after they started; MKL runs on Intel's OpenMP, which survives fork."""
+    env = {**os.environ, "SYMGATE_BLAS": library, "SYMGATE_MKL_MIN": "1048576", "SYMGATE_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
