@@ -11,7 +11,7 @@ every view, slice or exported buffer of it keeps alive, and the memory returns t
 when that object is gone (``ffi.gc`` on the block it buffers). Small arrays come from ``np.empty``
 as before (malloc serves them from memory it already has). Scratch memory that no array sees is
 lent and given back explicitly (:meth:`Pool.lend`). The pool keeps at most ``SYMGATE_POOL_MB``
-(default 256) MiB idle; memory released beyond that is freed.
+(default 256) MiB idle; beyond that, it frees the blocks of the sizes used longest ago.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Pool:
 
     def __init__(self, idle_limit: int | None = None) -> None:
         self.idle_limit = idle_limit  # None: SYMGATE_POOL_MB, read when memory is first pooled
-        self._idle: dict[int, list] = {}
+        self._idle: dict[int, list] = {}  # by byte size, the size used longest ago first
         self._idle_bytes = 0
         # Re-entrant: a block is released when its last array dies, which can happen in this
         # thread while it holds the lock (a garbage collection inside ``empty``).
@@ -69,20 +69,38 @@ class Pool:
         if self.idle_limit is None:
             self.idle_limit = _idle_limit()
         with self._lock:
-            blocks = self._idle.get(nbytes)
+            blocks = self._idle.pop(nbytes, None)
             if blocks:
                 self._idle_bytes -= nbytes
-                return blocks.pop()
+                block = blocks.pop()
+                if blocks:
+                    self._idle[nbytes] = blocks  # now the size used last
+                return block
         block = _allocate("char[]", nbytes + ALIGNMENT)
         return block, -int(_ffi.cast("uintptr_t", block)) % ALIGNMENT
 
     def give_back(self, block, start: int) -> None:
-        """Takes back a block from :meth:`lend` (kept idle for reuse, or freed over the limit)."""
+        """Takes back a block from :meth:`lend`, kept idle for reuse. Over the limit, blocks of
+        the sizes used longest ago are freed to make room: the sizes a loop asks for now are the
+        ones worth keeping (kept first-come instead, blocks of sizes a program had done with
+        filled the pool, and each call of a large LSTM then faulted in 40 MB of fresh pages)."""
         nbytes = _ffi.sizeof(block) - ALIGNMENT
+        if self.idle_limit is None:
+            self.idle_limit = _idle_limit()
+        if nbytes > self.idle_limit:
+            return
         with self._lock:
-            if self._idle_bytes + nbytes <= self.idle_limit:
-                self._idle.setdefault(nbytes, []).append((block, start))
-                self._idle_bytes += nbytes
+            while self._idle_bytes + nbytes > self.idle_limit:
+                oldest = next(iter(self._idle))
+                blocks = self._idle[oldest]
+                del blocks[0]
+                self._idle_bytes -= oldest
+                if not blocks:
+                    del self._idle[oldest]
+            blocks = self._idle.pop(nbytes, [])
+            blocks.append((block, start))
+            self._idle[nbytes] = blocks  # the size used last
+            self._idle_bytes += nbytes
 
     def maker(self, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., np.ndarray]:
         """A function making arrays of this shape and dtype, uninitialised or (``zero=True``)

@@ -114,6 +114,33 @@ def test_idle_memory_stays_under_the_limit_and_clear_frees_it():
     assert pool.idle_bytes == 0
 
 
+def test_a_full_pool_frees_the_sizes_used_longest_ago_to_keep_the_ones_in_use():
+    """Blocks of sizes a program has done with must not crowd out the sizes its loop uses now,
+    or every call of that loop faults in fresh pages."""
+    other = (BIG[0] - 1, BIG[1])  # another byte size, a little smaller
+    block = np.prod(BIG) * 8
+    pool = memory.Pool(idle_limit=3 * block)
+    done_with = [pool.empty(other, F64) for _ in range(3)]
+    del done_with
+    assert pool.idle_bytes == 3 * np.prod(other) * 8  # nearly full
+    for _ in range(3):  # a loop asking for BIG again and again
+        in_use = pool.empty(BIG, F64)
+        del in_use
+        assert block in pool._idle and pool.idle_bytes <= pool.idle_limit
+    again = pool.empty(BIG, F64)  # taken from the pool, not from fresh memory
+    assert block not in pool._idle and again.nbytes == block
+    assert pool.idle_bytes == 2 * np.prod(other) * 8  # one block of the old size made room
+
+
+def test_a_block_over_the_whole_limit_is_freed_and_the_rest_kept():
+    pool = memory.Pool(idle_limit=np.prod(BIG) * 8)
+    kept = pool.empty(BIG, F64)
+    del kept
+    huge = pool.empty((2 * BIG[0], BIG[1]), F64)
+    del huge
+    assert pool.idle_bytes == np.prod(BIG) * 8 and list(pool._idle) == [np.prod(BIG) * 8]
+
+
 def test_lent_scratch_memory_is_aligned_and_lent_again_once_given_back(pool):
     block, start = pool.lend(1000)
     where = int(memory._ffi.cast("uintptr_t", block)) + start
