@@ -33,8 +33,9 @@ symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` /
 kernels' internals change. The environment is taken as it is (``OPENBLAS_*`` and the like are
 reported, never set); only ``torch.set_num_threads`` is set, to the core count.
 
-Usage: ``python benchmarks/run.py`` (about 5 minutes on 2 idle cores) or ``--quick`` (tiny and
-small only, fewer repeats: about a minute). Set ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
+Usage: ``python benchmarks/run.py`` (about 7 minutes on 2 idle cores) or ``--quick`` (tiny and
+small only, fewer repeats: about a minute); ``--configs large`` runs one config, ``--output`` writes
+the report elsewhere. Set ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
 from __future__ import annotations
@@ -1009,12 +1010,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny and small configs only, fewer repeats")
     parser.add_argument(
+        "--configs", nargs="+", choices=list(CONFIGS), help="the configs to run (default: all, or tiny and small)"
+    )
+    parser.add_argument(
         "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: the core count)"
     )
     parser.add_argument(
         "--output", type=Path, default=HERE / "RESULTS.md", help="markdown report (default: %(default)s)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick and args.configs and not set(args.configs) <= set(QUICK_CONFIGS):
+        parser.error(f"--quick runs only {', '.join(QUICK_CONFIGS)}")
+    return args
 
 
 def build_kernels() -> dict[tuple[str, str], sg.Kernel]:
@@ -1061,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.torch_threads or core_count()
     torch.set_num_threads(threads)
     info = machine_info(jax_version(), threads)
-    configs = QUICK_CONFIGS if args.quick else tuple(CONFIGS)
+    configs = tuple(args.configs) if args.configs else QUICK_CONFIGS if args.quick else tuple(CONFIGS)
     progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {info['jax']}")
     progress("GEMM peak ...")
     peaks = gemm_gflops(5 if args.quick else 15)
