@@ -46,9 +46,12 @@ COMPILE_FLAGS = (
     "-shared",
     "-Wall",
     "-Wextra",
+    "-Werror=implicit-function-declaration",
 )
 """-O3 vectorizes the fused loops for this machine's CPU (part of the cache key). The two -fno-
-flags change no result: math functions need not set errno, and comparisons may be if-converted."""
+flags change no result: math functions need not set errno, and comparisons may be if-converted.
+A call to an undeclared function is an error: C would assume it returns an int and takes
+whatever it is given, and the kernel would crash or compute garbage at run time."""
 
 
 def compile_flags() -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -74,3 +75,17 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("SYMGATE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_module.cache_dir() == tmp_path / "xdg" / "symgate"
+
+
+def test_a_call_to_an_undeclared_function_fails_the_build(tmp_path, monkeypatch):
+    """Not a warning and a kernel that crashes when run (mkl_somatcopy, called without its
+    header, took its arguments as ints and wrote out of bounds)."""
+    import dataclasses
+
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    cell = sg.cells.get("elman_rnn")
+    source = sg.generate(cell)
+    broken = dataclasses.replace(source, c_source=source.c_source + "\nvoid sg_extra(void) { undeclared_fill(7); }\n")
+    with pytest.raises(sg.BuildError) as info:
+        build_module.compile_entry(broken, build_module.cache_key("undeclared " + cell.text(), "float64", "t"))
+    assert re.search(r"implicit declaration of function .undeclared_fill.", info.value.output)  # quotes vary
