@@ -84,9 +84,7 @@ class Pool:
         the sizes used longest ago are freed to make room: the sizes a loop asks for now are the
         ones worth keeping (kept first-come instead, blocks of sizes a program had done with
         filled the pool, and each call of a large LSTM then faulted in 40 MB of fresh pages)."""
-        nbytes = _ffi.sizeof(block) - ALIGNMENT
-        if self.idle_limit is None:
-            self.idle_limit = _idle_limit()
+        nbytes = _ffi.sizeof(block) - ALIGNMENT  # lend read the limit (and so raised any error there)
         if nbytes > self.idle_limit:
             return
         with self._lock:
