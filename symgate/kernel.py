@@ -78,7 +78,6 @@ class Run:
         "_for_backward",
         "_kernel",
         "_parts",
-        "_pointers",
         "_segment",
         "_shapes",
         "_shared",
@@ -92,13 +91,13 @@ class Run:
         shapes: Shapes,
         blocks: tuple[Block, ...],
         shared: dict[tuple[str, str], np.ndarray],
-        pointers: dict[tuple[str, str], object],
         arguments: list,
     ) -> None:
         self._kernel, self._segment, self._for_backward = kernel, segment, for_backward
         self._shapes = shapes  # of the arrays of both passes, for the backward pass
-        self._pointers = pointers  # to every array of the run, for the backward pass; ``block`` owns them
-        self._arguments = arguments  # the forward pass's pointers in its order, when one call made the run
+        # The forward pass's pointers in its order, for its first step (``blocks`` and ``shared``
+        # own what they point to): the arrays the backward pass reads first.
+        self._arguments = arguments
         self._blocks, self._shared = blocks, shared
         self._parts: dict[str, dict[str, np.ndarray]] = {}
 
@@ -171,6 +170,8 @@ class Shapes(dict):
     strides: dict[tuple[str, str], int]  # elements a step, of each (T, B, ·) array
     itemsize: int
     layouts: dict[tuple[str, ...], Layout]
+    forward_plans: dict[tuple[bool, bool], ForwardPlan]  # by (copies, keep_tape)
+    by_role: dict[str, dict[str, tuple[tuple[str, str], tuple[int, ...]]]]  # role -> name -> (key, shape)
 
     def layout(self, roles: tuple[str, ...]) -> Layout:
         """One block for every array of these roles."""
@@ -211,6 +212,7 @@ class Kernel:
         self._ffi = self._module.ffi
         self._buffer = f"{C_TYPES[dtype]}[]"
         self._pointer = f"{C_TYPES[dtype]} *"
+        self._null = self._ffi.cast(self._pointer, 0)  # for arguments a call sets itself
         self._thread = threading.local()  # its kept workspace
         self._path = str(entry.path)
         self._param_names = {p.name for p in cell.params}
@@ -289,44 +291,52 @@ class Kernel:
         initial states (no copies), and the saved values are written to scratch memory of at most
         ``INFERENCE_SCRATCH`` bytes (the sequence runs in segments when they need more).
         """
-        given = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
-        arrays, shapes = given
+        arrays, shapes = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
         steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
-        # Two blocks: what callers keep (states, outputs), and what only the backward pass reads,
-        # so that a state kept after the run is dropped does not keep the copies and tape.
-        saved = (("input", "param", "init") if copies else ("init",)) + (("tape",) if keep_tape else ())
-        kept, kept_pointers = self._block(shapes.layout(("states", "outputs")))
-        read, pointers = self._block(shapes.layout(saved))
-        pointers |= kept_pointers
+        plan = shapes.forward_plans.get((copies, keep_tape)) or self._forward_plan(shapes, copies, keep_tape)
+        kept, read = pool.empty((plan.kept.size,), self._np_dtype), pool.empty((plan.read.size,), self._np_dtype)
+        bases = (self._ffi.from_buffer(self._buffer, kept), self._ffi.from_buffer(self._buffer, read), self._null)
+        arguments = [bases[block] + offset for block, offset in plan.slots]
+        index = plan.index
         for key, a in arrays.items():
             if copies:
-                self._ffi.memmove(pointers[key], a, a.nbytes)
+                self._ffi.memmove(arguments[index[key]], a, a.nbytes)
             else:
-                pointers[key] = self._ffi.from_buffer(self._buffer, a)
+                arguments[index[key]] = self._ffi.from_buffer(self._buffer, a)
         if len(arrays) < self._arrays_given:  # initial states not given are zero
-            for s, zeros in read.views("init").items():
-                if ("init", s) not in arrays:
-                    zeros.fill(0)
+            for key, nbytes in plan.inits:
+                if key not in arrays:
+                    self._ffi.memmove(arguments[index[key]], plan.zeros, nbytes)
         segment = _segment(steps) if recompute and self._tape_names else 0
         if not backward:
             segment = _inference_segment(shapes)
-        scratch = ({}, None) if keep_tape else self._scratch(segment or steps, shapes, ("tape",))
-        for start, stop in _spans(steps, segment):
-            arguments = self._forward_span(pointers, scratch[0], start, stop, shapes)
+        if keep_tape:  # then not in segments: the tape has every step's saved values
+            self._call(self.interface.forward, arguments, steps, shapes)
+        else:
+            pointers = dict(zip(self._forward_keys, arguments, strict=True))
+            scratch, _owner = self._scratch(segment or steps, shapes, ("tape",))
+            for start, stop in _spans(steps, segment):
+                self._forward_span(pointers, scratch, start, stop, shapes)
         if copies:
-            for block in (kept, read):
-                block.array.setflags(write=False)  # and so every view of it
+            kept.setflags(write=False)  # and so every view of it
+            read.setflags(write=False)
         return Run(
             kernel=self._path,
             segment=segment if backward else 0,
             for_backward=backward,
             shapes=shapes,
-            blocks=(kept, read),
+            blocks=(Block(kept, plan.kept), Block(read, plan.read)),
             shared={} if copies else {key: arrays[key] for key in self._forward_keys if key in arrays},
-            pointers=pointers,
-            arguments=arguments if backward and not segment else [],  # one call made the whole run
+            arguments=arguments,
         )
+
+    def _forward_plan(self, shapes: Shapes, copies: bool, keep_tape: bool) -> ForwardPlan:
+        """Where a forward call's arrays go, for these sizes and this kind of run (made once)."""
+        saved = (("input", "param", "init") if copies else ("init",)) + (("tape",) if keep_tape else ())
+        plan = ForwardPlan(shapes.layout(("states", "outputs")), shapes.layout(saved), self._forward_keys)
+        shapes.forward_plans[copies, keep_tape] = plan
+        return plan
 
     def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
         """Pointers to fresh memory for the arrays of these roles over ``steps`` steps, for spans
@@ -359,7 +369,7 @@ class Kernel:
         else:
             return None
         given = {"input": inputs, "param": params, "init": init}
-        first = inputs[self._first_input]
+        first = inputs.get(self._first_input)
         if type(first) is not np.ndarray or first.ndim != 3:
             return None
         steps, batch = first.shape[:2]
@@ -373,10 +383,15 @@ class Kernel:
         dtype = self._np_dtype
         arrays = {}
         for role, group in given.items():
+            expected = shapes.by_role[role]
             for name, a in group.items():
-                if not _exactly(a, dtype, shapes[role, name]):
+                key, shape = expected[name]
+                if type(a) is not np.ndarray or a.shape != shape or (a.dtype is not dtype and a.dtype != dtype):
                     return None
-                arrays[role, name] = a
+                flags = a.flags
+                if not (flags.c_contiguous and flags.aligned):
+                    return None
+                arrays[key] = a
         return arrays, shapes
 
     def _checked_forward(self, x, params, init) -> tuple:
@@ -437,8 +452,10 @@ class Kernel:
         shapes = run._shapes
         if not self._accepted_grads(grads, shapes):
             self._check_grads(grads, shapes.steps, shapes.batch, shapes.sizes)
-        block, result_pointers = self._block(shapes.layout(("grad_inputs", "grad_init", "grad_params")))
-        results = Gradients(*(block.views(role) for role in ("grad_params", "grad_inputs", "grad_init")))
+        layout = shapes.layout(("grad_inputs", "grad_init", "grad_params"))
+        block = pool.empty((layout.size,), self._np_dtype)
+        base = self._ffi.from_buffer(self._buffer, block)
+        results = Gradients(*(layout.views(block, role) for role in ("grad_params", "grad_inputs", "grad_init")))
         final = grads.get("final", {})
         for s, carry in results.init.items():
             if s in final:
@@ -450,9 +467,10 @@ class Kernel:
             array = grads[name] if name in grads else shapes.new[role, name](zero=True)
             given[role, name] = self._ffi.from_buffer(self._buffer, array)
         if run.segment:
-            self._backward_recomputing(run, run._pointers | given | result_pointers, results, shapes)
+            pointers = dict(zip(self._forward_keys, run._arguments, strict=True)) | given | layout.pointers(base)
+            self._backward_recomputing(run, pointers, results, shapes)
         else:  # the backward pass reads the forward pass's arrays, then the given gradients, then writes the results
-            arguments = [*run._arguments, *given.values(), *result_pointers.values()]
+            arguments = [*run._arguments, *given.values(), *[base + start for start in layout.starts]]
             self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
 
@@ -584,6 +602,10 @@ class Kernel:
             shapes.strides = {key: math.prod(shape[1:]) for key, shape in shapes.items() if key[0] in STEPWISE}
             shapes.itemsize = self._np_dtype.itemsize
             shapes.layouts = {}
+            shapes.forward_plans = {}
+            shapes.by_role = {"input": {}, "param": {}, "init": {}}
+            for (role, name), shape in shapes.items():
+                shapes.by_role.setdefault(role, {})[name] = ((role, name), shape)
             self._shapes_by_size[key] = shapes
         return shapes
 
@@ -636,6 +658,7 @@ class Layout:
 
     def __init__(self, shapes: Mapping[tuple[str, str], tuple[int, ...]], itemsize: int) -> None:
         align = ALIGNMENT // itemsize
+        self.itemsize = itemsize
         self.offsets: dict[tuple[str, str], int] = {}
         self.spans_by_role: dict[str, list[tuple[str, int, int, tuple[int, ...]]]] = {}
         offset = 0
@@ -645,14 +668,37 @@ class Layout:
             self.spans_by_role.setdefault(role, []).append((name, offset, offset + count, shape))
             offset += -(-count // align) * align
         self.size = offset
+        self.starts = list(self.offsets.values())
 
     def views(self, block: np.ndarray, role: str) -> dict[str, np.ndarray]:
         """The arrays of one role, by name: views of ``block``."""
-        return {name: block[start:stop].reshape(shape) for name, start, stop, shape in self.spans_by_role.get(role, ())}
+        return {
+            name: block[start:stop] if len(shape) == 1 else block[start:stop].reshape(shape)
+            for name, start, stop, shape in self.spans_by_role.get(role, ())
+        }
 
     def pointers(self, buffer) -> dict[tuple[str, str], object]:
         """Pointers to each array, from a cffi buffer of the block (which must outlive them)."""
         return {key: buffer + start for key, start in self.offsets.items()}
+
+
+class ForwardPlan:
+    """Where each argument of a forward call lives: in the block of states and outputs (0), in
+    the block of what the backward pass reads (1), or in neither (2: a caller's array, or a tape
+    in scratch memory, which the call passes itself), at an offset."""
+
+    def __init__(self, kept: Layout, read: Layout, keys: list[tuple[str, str]]) -> None:
+        self.kept, self.read = kept, read
+        self.slots = [
+            (0, kept.offsets[key]) if key in kept.offsets else (1, read.offsets[key]) if key in read.offsets else (2, 0)
+            for key in keys
+        ]
+        self.index = {key: i for i, key in enumerate(keys)}
+        self.inits = [
+            (("init", name), (stop - start) * read.itemsize)
+            for name, start, stop, _ in read.spans_by_role.get("init", ())
+        ]
+        self.zeros = bytes(max((nbytes for _, nbytes in self.inits), default=0))  # copied to initial states not given
 
 
 class Block(NamedTuple):

@@ -28,7 +28,11 @@ import numpy as np
 
 from .errors import ArrayError
 
-POOLED_FROM = 64 * 2**10  # bytes: smaller arrays come from np.empty
+POOLED_FROM = 128 * 2**10
+"""Bytes: smaller arrays come from ``np.empty``. glibc's malloc serves them from its heap (its
+mmap threshold starts at 128 KiB), with no fresh pages once warm; the pool's bookkeeping costs
+about 2 µs a block: a tiny LSTM's forward + backward took 142-148 µs with its 73 KB block of
+copies and tape pooled, 133-140 µs without (medians of two runs each)."""
 ALIGNMENT = 64  # bytes: a cache line, and the widest vector load
 DEFAULT_IDLE_MB = 256
 

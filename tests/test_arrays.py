@@ -216,6 +216,12 @@ def test_one_array_for_two_inputs_of_a_cell():
     assert not np.shares_memory(alias.inputs["x"], alias.inputs["u"])
 
 
+def test_a_cell_without_inputs_is_refused_naming_what_is_missing():
+    k = sg.build(sg.parse("cell free\nstate h: H\nh' = tanh(U @ h)\n"))
+    with pytest.raises(sg.ArrayError, match="cell free has no inputs: nothing gives the number of steps"):
+        k.forward({}, {"U": np.eye(3)}, {"h": np.zeros((2, 3))})
+
+
 def test_read_only_memory_is_read_and_never_written(lstm, tmp_path):
     x, params, init, grads = arrays(lstm)
     expected = results(lstm, x, params, init, grads)

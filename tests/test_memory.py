@@ -18,7 +18,7 @@ from symgate import kernel as kernel_module
 from symgate import memory
 
 F64 = np.dtype(np.float64)
-BIG = (64, 256)  # 128 KiB of float64: pooled
+BIG = (64, 512)  # 256 KiB of float64: pooled
 SMALL = (4, 4)
 
 
