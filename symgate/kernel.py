@@ -646,8 +646,9 @@ class Kernel:
             return
         kept = self._thread.__dict__
         if kept.get("work_bytes", 0) < nbytes:  # no reentry: a thread runs one call of a kernel at a time
-            kept["work"] = self._ffi.new("char[]", nbytes)
-            kept["work_pointer"] = self._ffi.cast(self._pointer, kept["work"])
+            kept["work"] = self._ffi.new("char[]", nbytes + ALIGNMENT)
+            start = -int(self._ffi.cast("uintptr_t", kept["work"])) % ALIGNMENT  # as pooled memory
+            kept["work_pointer"] = self._ffi.cast(self._pointer, kept["work"] + start)
             kept["work_bytes"] = nbytes
         function(steps, shapes.batch, *dims, *arguments, kept["work_pointer"])
 
