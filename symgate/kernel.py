@@ -7,11 +7,12 @@ only); the backward pass takes that run and the loss gradients with respect to s
 outputs, and returns :class:`Gradients` for parameters, inputs and initial states.
 
 A call costs some tens of microseconds of Python on top of the C, which matters for small cells
-(a tiny LSTM's forward + backward is about 70 µs of C), so the Python does little per array: the
+(a tiny LSTM's forward + backward is about 60 µs of C), so the Python does little per array: the
 common case (plain arrays, exactly right) is accepted by a quick check, and only an array that
 fails it goes through the full check that names what is wrong; the arrays a pass makes live in
 a few blocks of memory (a run's states and outputs; its copies and tape; a backward pass's
-gradients), passed to C as pointers into them; a run makes its dicts of views when first read.
+gradients), passed to C as pointers into them, at offsets a :class:`ForwardPlan` made once per
+set of sizes; a run makes its dicts of views when first read.
 """
 
 from __future__ import annotations
