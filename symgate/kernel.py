@@ -30,7 +30,7 @@ from .cache import Entry
 from .cell import Cell
 from .errors import ArrayError, BuildError
 from .functions import SCALAR
-from .memory import ALIGNMENT, pool
+from .memory import ALIGNMENT, POOLED_FROM, pool
 from .render import Interface
 
 DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
@@ -172,6 +172,7 @@ class Shapes(dict):
     itemsize: int
     layouts: dict[tuple[str, ...], Layout]
     forward_plans: dict[tuple[bool, bool], ForwardPlan]  # by (copies, keep_tape)
+    zeros: dict[tuple[str, str], np.ndarray]  # read-only, for small loss gradients not given
     by_role: dict[str, dict[str, tuple[tuple[str, str], tuple[int, ...]]]]  # role -> name -> (key, shape)
 
     def layout(self, roles: tuple[str, ...]) -> Layout:
@@ -465,7 +466,7 @@ class Kernel:
                 carry.fill(0)
         given = {}
         for role, name in self._grads_given:
-            array = grads[name] if name in grads else shapes.new[role, name](zero=True)
+            array = grads[name] if name in grads else self._zeros(shapes, (role, name))
             given[role, name] = self._ffi.from_buffer(self._buffer, array)
         if run.segment:
             pointers = dict(zip(self._forward_keys, run._arguments, strict=True)) | given | layout.pointers(base)
@@ -474,6 +475,19 @@ class Kernel:
             arguments = [*run._arguments, *given.values(), *[base + start for start in layout.starts]]
             self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
+
+    @staticmethod
+    def _zeros(shapes: Shapes, key: tuple[str, str]) -> np.ndarray:
+        """Zeros for a loss gradient not given, which the kernel only reads: made once and kept
+        read-only with the sizes when small (making them took a tiny LSTM's backward call 3 µs),
+        made at each call when large (kept, they would hold megabytes for each set of sizes)."""
+        zeros = shapes.zeros.get(key)
+        if zeros is None:
+            zeros = shapes.new[key](zero=True)
+            if zeros.nbytes < POOLED_FROM:
+                zeros.setflags(write=False)
+                shapes.zeros[key] = zeros
+        return zeros
 
     def _backward_recomputing(self, run: Run, pointers: dict, results: Gradients, shapes: Shapes) -> None:
         """The backward pass of a run without a tape: segment by segment, latest first, each
@@ -604,6 +618,7 @@ class Kernel:
             shapes.itemsize = self._np_dtype.itemsize
             shapes.layouts = {}
             shapes.forward_plans = {}
+            shapes.zeros = {}
             shapes.by_role = {"input": {}, "param": {}, "init": {}}
             for (role, name), shape in shapes.items():
                 shapes.by_role.setdefault(role, {})[name] = ((role, name), shape)

@@ -55,6 +55,20 @@ def test_backward_shapes_and_final_gradient_equals_last_step_gradient(lstm, data
     np.testing.assert_allclose(g1.init["h"], g2.init["h"], rtol=1e-14, atol=1e-16)
 
 
+def test_loss_gradients_not_given_are_zeros_call_after_call(lstm, data):
+    """The zeros a backward pass reads for them are shared between calls: none may change them."""
+    x, params = data
+    rng = np.random.default_rng(2)
+    run = lstm.forward(x, params)
+    for _ in range(3):
+        dh = rng.standard_normal((6, 2, 4))
+        given = lstm.backward(run, {"h": dh, "c": np.zeros((6, 2, 4))})
+        left_out = lstm.backward(run, {"h": dh})
+        for part in ("params", "inputs", "init"):
+            for name, a in getattr(given, part).items():
+                np.testing.assert_array_equal(getattr(left_out, part)[name], a, err_msg=f"{part} {name}")
+
+
 def test_zero_steps(lstm, data):
     _, params = data
     init = {"h": np.ones((2, 4)), "c": np.ones((2, 4))}
