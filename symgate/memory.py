@@ -64,7 +64,8 @@ class Pool:
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
         if nbytes < POOLED_FROM:
-            return aligned_empty(count, dtype).reshape(shape)
+            array = aligned_empty(count, dtype)
+            return array if len(shape) == 1 else array.reshape(shape)
         block, start = self.lend(nbytes)
         owner = _ffi.gc(block, self._release)  # returns the block when the last view of it is gone
         return np.frombuffer(_ffi.buffer(owner, start + nbytes), dtype, math.prod(shape), start).reshape(shape)
