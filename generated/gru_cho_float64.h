@@ -58,5 +58,17 @@ void sg_gru_cho_float64_backward(int T, int B, int D, int H,
     double *grad_W_h,
     double *grad_U_h,
     double *work);
+size_t sg_gru_cho_float64_infer_work(int T, int B, int D, int H);
+void sg_gru_cho_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_r,
+    const double *U_r,
+    const double *W_z,
+    const double *U_z,
+    const double *W_h,
+    const double *U_h,
+    double *h_seq,
+    double *work);
 
 #endif

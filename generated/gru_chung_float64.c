@@ -120,6 +120,18 @@ void sg_gru_chung_float64_backward(int T, int B, int D, int H,
     double *grad_W_h,
     double *grad_U_h,
     double *work);
+size_t sg_gru_chung_float64_infer_work(int T, int B, int D, int H);
+void sg_gru_chung_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_r,
+    const double *U_r,
+    const double *W_z,
+    const double *U_z,
+    const double *W_h,
+    const double *U_h,
+    double *h_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -662,4 +674,128 @@ void sg_gru_chung_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_h);
     /* δU_h += Σ δh_tilde_pre ⊗ U_h_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+}
+
+size_t sg_gru_chung_float64_infer_work(int T, int B, int D, int H)
+{
+    return (2 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + sg_packed_count(B, 2 * H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_r (H, D): parameter W_r
+ *   U_r (H, H): parameter U_r
+ *   W_z (H, D): parameter W_z
+ *   U_z (H, H): parameter U_z
+ *   W_h (H, D): parameter W_h
+ *   U_h (H, H): parameter U_h
+ *   h_seq (T, B, H): state h after every step
+ */
+void sg_gru_chung_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_r,
+    const double *U_r,
+    const double *W_z,
+    const double *U_z,
+    const double *W_h,
+    const double *U_h,
+    double *h_seq,
+    double *work)
+{
+    const int h_products_width = 2 * H;
+    const int x_products_width = 3 * H;
+    const int U_h_arg_products_width = H;
+    /* U_r@h, U_z@h side by side */
+    double *const h_products = work;
+    /* W_r@x, W_z@x, W_h@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* U_h@U_h_arg side by side */
+    double *const U_h_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_r, U_z)ᵀ side by side, for every step */
+    double *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
+    /* (U_r, U_z) packed for BLAS, for every step */
+    double *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (U_h)ᵀ side by side, for every step */
+    double *const U_h_arg_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (U_h) packed for BLAS, for every step */
+    double *const U_h_arg_weights_blas = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_r, W_z, W_h) stacked, for all steps */
+    double *const x_weights = U_h_arg_weights_blas + sg_packed_count(B, U_h_arg_products_width, H);
+    /* U_h_arg of the current step */
+    double *const U_h_arg_row = x_weights + (size_t)D * x_products_width;
+    /* z of the current step */
+    double *const z_row = U_h_arg_row + (size_t)B * H;
+    /* (W_r, W_z, W_h) stacked */
+    memcpy(x_weights, W_r, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(double) * (size_t)H * D);
+    /* (U_r, U_z)ᵀ side by side */
+    sg_pack_t(H, H, U_r, h_weights, h_products_width);
+    sg_pack_t(H, H, U_z, h_weights + H, h_products_width);
+    const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (U_h)ᵀ side by side */
+    sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
+    const double *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
+    /* (W_r@x, W_z@x, W_h@x) = (W_r, W_z, W_h) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const U_r_h_row = h_products;
+        double *const U_z_h_row = h_products + H;
+        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const U_h_U_h_arg_row = U_h_arg_products;
+        double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        /* (U_r@h, U_z@h) = (U_r, U_z) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+
+        /* r, z, U_h_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
+            const double *const U_z_h_sample = U_z_h_row + (size_t)sample * h_products_width;
+            const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            double *const z_sample = z_row + (size_t)sample * H;
+            double *const U_h_arg_sample = U_h_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_r_h = U_r_h_sample[unit];
+                const double U_z_h = U_z_h_sample[unit];
+                const double W_r_x = W_r_x_sample[unit];
+                const double W_z_x = W_z_x_sample[unit];
+                const double h = h_sample[unit];
+                const double r = sg_sigmoid(U_r_h + W_r_x);
+                const double z = sg_sigmoid(U_z_h + W_z_x);
+                const double U_h_arg = h*r;
+                z_sample[unit] = z;
+                U_h_arg_sample[unit] = U_h_arg;
+            }
+        }
+
+        /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
+        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+
+        /* h_tilde, h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
+            const double *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const z_sample = z_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const double W_h_x = W_h_x_sample[unit];
+                const double h = h_sample[unit];
+                const double z = z_sample[unit];
+                const double h_tilde = tanh(U_h_U_h_arg + W_h_x);
+                const double h_next = h*(1 - z) + h_tilde*z;
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

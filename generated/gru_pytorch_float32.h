@@ -75,5 +75,23 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     float *grad_W_hn,
     float *grad_b_hn,
     float *work);
+size_t sg_gru_pytorch_float32_infer_work(int T, int B, int D, int H);
+void sg_gru_pytorch_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_ir,
+    const float *b_ir,
+    const float *W_hr,
+    const float *b_hr,
+    const float *W_iz,
+    const float *b_iz,
+    const float *W_hz,
+    const float *b_hz,
+    const float *W_in,
+    const float *b_in,
+    const float *W_hn,
+    const float *b_hn,
+    float *h_seq,
+    float *work);
 
 #endif

@@ -143,6 +143,24 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     double *grad_W_hn,
     double *grad_b_hn,
     double *work);
+size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H);
+void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_ir,
+    const double *b_ir,
+    const double *W_hr,
+    const double *b_hr,
+    const double *W_iz,
+    const double *b_iz,
+    const double *W_hz,
+    const double *b_hz,
+    const double *W_in,
+    const double *b_in,
+    const double *W_hn,
+    const double *b_hn,
+    double *h_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -684,4 +702,108 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights, grad_W_ir);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_iz);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_in);
+}
+
+size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H)
+{
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + sg_packed_count(B, 3 * H, H) + (size_t)D * (3 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_ir (H, D): parameter W_ir
+ *   b_ir (H): parameter b_ir
+ *   W_hr (H, H): parameter W_hr
+ *   b_hr (H): parameter b_hr
+ *   W_iz (H, D): parameter W_iz
+ *   b_iz (H): parameter b_iz
+ *   W_hz (H, H): parameter W_hz
+ *   b_hz (H): parameter b_hz
+ *   W_in (H, D): parameter W_in
+ *   b_in (H): parameter b_in
+ *   W_hn (H, H): parameter W_hn
+ *   b_hn (H): parameter b_hn
+ *   h_seq (T, B, H): state h after every step
+ */
+void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_ir,
+    const double *b_ir,
+    const double *W_hr,
+    const double *b_hr,
+    const double *W_iz,
+    const double *b_iz,
+    const double *W_hz,
+    const double *b_hz,
+    const double *W_in,
+    const double *b_in,
+    const double *W_hn,
+    const double *b_hn,
+    double *h_seq,
+    double *work)
+{
+    const int h_products_width = 3 * H;
+    const int x_products_width = 3 * H;
+    /* W_hr@h, W_hz@h, W_hn@h side by side */
+    double *const h_products = work;
+    /* W_ir@x, W_iz@x, W_in@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (W_hr, W_hz, W_hn)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_hr, W_hz, W_hn) packed for BLAS, for every step */
+    double *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_ir, W_iz, W_in) stacked, for all steps */
+    double *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_ir, W_iz, W_in) stacked */
+    memcpy(x_weights, W_ir, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_iz, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_in, sizeof(double) * (size_t)H * D);
+    /* (W_hr, W_hz, W_hn)ᵀ side by side */
+    sg_pack_t(H, H, W_hr, h_weights, h_products_width);
+    sg_pack_t(H, H, W_hz, h_weights + H, h_products_width);
+    sg_pack_t(H, H, W_hn, h_weights + 2 * H, h_products_width);
+    const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_ir@x, W_iz@x, W_in@x) = (W_ir, W_iz, W_in) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const W_hr_h_row = h_products;
+        double *const W_hz_h_row = h_products + H;
+        double *const W_hn_h_row = h_products + 2 * H;
+        double *const W_ir_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_iz_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_in_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        /* (W_hr@h, W_hz@h, W_hn@h) = (W_hr, W_hz, W_hn) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hr_h_row, h_products_width);
+
+        /* r, z, n, h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const W_hn_h_sample = W_hn_h_row + (size_t)sample * h_products_width;
+            const double *const W_hr_h_sample = W_hr_h_row + (size_t)sample * h_products_width;
+            const double *const W_hz_h_sample = W_hz_h_row + (size_t)sample * h_products_width;
+            const double *const W_in_x_sample = W_in_x_row + (size_t)sample * x_products_width;
+            const double *const W_ir_x_sample = W_ir_x_row + (size_t)sample * x_products_width;
+            const double *const W_iz_x_sample = W_iz_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double W_hn_h = W_hn_h_sample[unit];
+                const double W_hr_h = W_hr_h_sample[unit];
+                const double W_hz_h = W_hz_h_sample[unit];
+                const double W_in_x = W_in_x_sample[unit];
+                const double W_ir_x = W_ir_x_sample[unit];
+                const double W_iz_x = W_iz_x_sample[unit];
+                const double h = h_sample[unit];
+                const double r = sg_sigmoid(W_hr_h + W_ir_x + b_hr[unit] + b_ir[unit]);
+                const double z = sg_sigmoid(W_hz_h + W_iz_x + b_hz[unit] + b_iz[unit]);
+                const double n_ = tanh(W_in_x + b_in[unit] + r*(W_hn_h + b_hn[unit]));
+                const double h_next = h*z + n_*(1 - z);
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

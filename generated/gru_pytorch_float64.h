@@ -75,5 +75,23 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     double *grad_W_hn,
     double *grad_b_hn,
     double *work);
+size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H);
+void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_ir,
+    const double *b_ir,
+    const double *W_hr,
+    const double *b_hr,
+    const double *W_iz,
+    const double *b_iz,
+    const double *W_hz,
+    const double *b_hz,
+    const double *W_in,
+    const double *b_in,
+    const double *W_hn,
+    const double *b_hn,
+    double *h_seq,
+    double *work);
 
 #endif

@@ -150,6 +150,25 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
     float *grad_U_y,
     float *grad_b_y,
     float *work);
+size_t sg_intersection_rnn_float32_infer_work(int T, int B, int H);
+void sg_intersection_rnn_float32_infer(int T, int B, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_gh,
+    const float *U_gh,
+    const float *b_gh,
+    const float *W_h,
+    const float *U_h,
+    const float *b_h,
+    const float *W_gy,
+    const float *U_gy,
+    const float *b_gy,
+    const float *W_y,
+    const float *U_y,
+    const float *b_y,
+    float *h_seq,
+    float *y_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -730,4 +749,126 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_h);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_gy);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(3 * H) * H, grad_W_y);
+}
+
+size_t sg_intersection_rnn_float32_infer_work(int T, int B, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)H * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, H): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_gh (H, H): parameter W_gh
+ *   U_gh (H, H): parameter U_gh
+ *   b_gh (H): parameter b_gh
+ *   W_h (H, H): parameter W_h
+ *   U_h (H, H): parameter U_h
+ *   b_h (H): parameter b_h
+ *   W_gy (H, H): parameter W_gy
+ *   U_gy (H, H): parameter U_gy
+ *   b_gy (H): parameter b_gy
+ *   W_y (H, H): parameter W_y
+ *   U_y (H, H): parameter U_y
+ *   b_y (H): parameter b_y
+ *   h_seq (T, B, H): state h after every step
+ *   y_seq (T, B, H): output y at every step
+ */
+void sg_intersection_rnn_float32_infer(int T, int B, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_gh,
+    const float *U_gh,
+    const float *b_gh,
+    const float *W_h,
+    const float *U_h,
+    const float *b_h,
+    const float *W_gy,
+    const float *U_gy,
+    const float *b_gy,
+    const float *W_y,
+    const float *U_y,
+    const float *b_y,
+    float *h_seq,
+    float *y_seq,
+    float *work)
+{
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* U_gh@h, U_h@h, U_gy@h, U_y@h side by side */
+    float *const h_products = work;
+    /* W_gh@x, W_h@x, W_gy@x, W_y@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_gh, U_h, U_gy, U_y)ᵀ side by side, for every step */
+    float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_gh, U_h, U_gy, U_y) packed for BLAS, for every step */
+    float *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_gh, W_h, W_gy, W_y) stacked, for all steps */
+    float *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_gh, W_h, W_gy, W_y) stacked */
+    memcpy(x_weights, W_gh, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_h, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_gy, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(3 * H) * H, W_y, sizeof(float) * (size_t)H * H);
+    /* (U_gh, U_h, U_gy, U_y)ᵀ side by side */
+    sg_pack_t(H, H, U_gh, h_weights, h_products_width);
+    sg_pack_t(H, H, U_h, h_weights + H, h_products_width);
+    sg_pack_t(H, H, U_gy, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, U_y, h_weights + 3 * H, h_products_width);
+    const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_gh@x, W_h@x, W_gy@x, W_y@x) = (W_gh, W_h, W_gy, W_y) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const U_gh_h_row = h_products;
+        float *const U_h_h_row = h_products + H;
+        float *const U_gy_h_row = h_products + 2 * H;
+        float *const U_y_h_row = h_products + 3 * H;
+        float *const W_gh_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_gy_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_y_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const h_next_row = h_seq + (size_t)t * B * H;
+        float *const y_row = y_seq + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const float *const x_row = x_seq + (size_t)t * B * H;
+        /* (U_gh@h, U_h@h, U_gy@h, U_y@h) = (U_gh, U_h, U_gy, U_y) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_gh_h_row, h_products_width);
+
+        /* gh, h_tilde, gy, y_tilde, h', y */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_gh_h_sample = U_gh_h_row + (size_t)sample * h_products_width;
+            const float *const U_gy_h_sample = U_gy_h_row + (size_t)sample * h_products_width;
+            const float *const U_h_h_sample = U_h_h_row + (size_t)sample * h_products_width;
+            const float *const U_y_h_sample = U_y_h_row + (size_t)sample * h_products_width;
+            const float *const W_gh_x_sample = W_gh_x_row + (size_t)sample * x_products_width;
+            const float *const W_gy_x_sample = W_gy_x_row + (size_t)sample * x_products_width;
+            const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const float *const W_y_x_sample = W_y_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const x_sample = x_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            float *const y_sample = y_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_gh_h = U_gh_h_sample[unit];
+                const float U_gy_h = U_gy_h_sample[unit];
+                const float U_h_h = U_h_h_sample[unit];
+                const float U_y_h = U_y_h_sample[unit];
+                const float W_gh_x = W_gh_x_sample[unit];
+                const float W_gy_x = W_gy_x_sample[unit];
+                const float W_h_x = W_h_x_sample[unit];
+                const float W_y_x = W_y_x_sample[unit];
+                const float h = h_sample[unit];
+                const float x = x_sample[unit];
+                const float gh = sg_sigmoid(U_gh_h + W_gh_x + b_gh[unit]);
+                const float h_tilde = tanhf(U_h_h + W_h_x + b_h[unit]);
+                const float gy = sg_sigmoid(U_gy_h + W_gy_x + b_gy[unit]);
+                const float y_tilde = sg_relu(U_y_h + W_y_x + b_y[unit]);
+                const float h_next = gh*h + h_tilde*(1 - gh);
+                const float y = gy*x + y_tilde*(1 - gy);
+                h_next_sample[unit] = h_next;
+                y_sample[unit] = y;
+            }
+        }
+    }
 }

@@ -80,5 +80,24 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
     float *grad_U_y,
     float *grad_b_y,
     float *work);
+size_t sg_intersection_rnn_float32_infer_work(int T, int B, int H);
+void sg_intersection_rnn_float32_infer(int T, int B, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_gh,
+    const float *U_gh,
+    const float *b_gh,
+    const float *W_h,
+    const float *U_h,
+    const float *b_h,
+    const float *W_gy,
+    const float *U_gy,
+    const float *b_gy,
+    const float *W_y,
+    const float *U_y,
+    const float *b_y,
+    float *h_seq,
+    float *y_seq,
+    float *work);
 
 #endif

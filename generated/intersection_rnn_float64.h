@@ -80,5 +80,24 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     double *grad_U_y,
     double *grad_b_y,
     double *work);
+size_t sg_intersection_rnn_float64_infer_work(int T, int B, int H);
+void sg_intersection_rnn_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_gh,
+    const double *U_gh,
+    const double *b_gh,
+    const double *W_h,
+    const double *U_h,
+    const double *b_h,
+    const double *W_gy,
+    const double *U_gy,
+    const double *b_gy,
+    const double *W_y,
+    const double *U_y,
+    const double *b_y,
+    double *h_seq,
+    double *y_seq,
+    double *work);
 
 #endif

@@ -53,5 +53,17 @@ void sg_janet_float32_backward(int T, int B, int D, int H,
     float *grad_U_c,
     float *grad_b_c,
     float *work);
+size_t sg_janet_float32_infer_work(int T, int B, int D, int H);
+void sg_janet_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *W_f,
+    const float *U_f,
+    const float *b_f,
+    const float *W_c,
+    const float *U_c,
+    const float *b_c,
+    float *c_seq,
+    float *work);
 
 #endif

@@ -114,6 +114,18 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     double *grad_U_c,
     double *grad_b_c,
     double *work);
+size_t sg_janet_float64_infer_work(int T, int B, int D, int H);
+void sg_janet_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W_f,
+    const double *U_f,
+    const double *b_f,
+    const double *W_c,
+    const double *U_c,
+    const double *b_c,
+    double *c_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -563,4 +575,88 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     sg_gemm_tn(c_adjoints_width, D, T * B, c_adjoints, c_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_c);
+}
+
+size_t sg_janet_float64_infer_work(int T, int B, int D, int H)
+{
+    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H) + sg_packed_count(B, 2 * H, H) + (size_t)D * (2 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   c_init (B, H): initial state c
+ *   W_f (H, D): parameter W_f
+ *   U_f (H, H): parameter U_f
+ *   b_f (H): parameter b_f
+ *   W_c (H, D): parameter W_c
+ *   U_c (H, H): parameter U_c
+ *   b_c (H): parameter b_c
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_janet_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W_f,
+    const double *U_f,
+    const double *b_f,
+    const double *W_c,
+    const double *U_c,
+    const double *b_c,
+    double *c_seq,
+    double *work)
+{
+    const double beta = 1;
+    const int c_products_width = 2 * H;
+    const int x_products_width = 2 * H;
+    /* U_f@c, U_c@c side by side */
+    double *const c_products = work;
+    /* W_f@x, W_c@x side by side, at every step */
+    double *const x_products = c_products + (size_t)B * c_products_width;
+    /* (U_f, U_c)ᵀ side by side, for every step */
+    double *const c_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_f, U_c) packed for BLAS, for every step */
+    double *const c_weights_blas = c_weights + (size_t)H * c_products_width;
+    /* (W_f, W_c) stacked, for all steps */
+    double *const x_weights = c_weights_blas + sg_packed_count(B, c_products_width, H);
+    /* (W_f, W_c) stacked */
+    memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_c, sizeof(double) * (size_t)H * D);
+    /* (U_f, U_c)ᵀ side by side */
+    sg_pack_t(H, H, U_f, c_weights, c_products_width);
+    sg_pack_t(H, H, U_c, c_weights + H, c_products_width);
+    const double *const c_weights_packed = sg_pack_weights(B, c_products_width, H, c_weights, c_products_width, c_weights_blas);
+    /* (W_f@x, W_c@x) = (W_f, W_c) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const U_f_c_row = c_products;
+        double *const U_c_c_row = c_products + H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_c_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (U_f@c, U_c@c) = (U_f, U_c) @ c */
+        sg_gemm_packed(B, c_products_width, H, c_row, H, c_weights, c_products_width, c_weights_packed, U_f_c_row, c_products_width);
+
+        /* s, c_tilde, c' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_c_c_sample = U_c_c_row + (size_t)sample * c_products_width;
+            const double *const U_f_c_sample = U_f_c_row + (size_t)sample * c_products_width;
+            const double *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_c_c = U_c_c_sample[unit];
+                const double U_f_c = U_f_c_sample[unit];
+                const double W_c_x = W_c_x_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double c = c_sample[unit];
+                const double s = U_f_c + W_f_x + b_f[unit];
+                const double c_tilde = tanh(U_c_c + W_c_x + b_c[unit]);
+                const double c_next = c*sg_sigmoid(s) + c_tilde*(1 - sg_sigmoid(-beta + s));
+                c_next_sample[unit] = c_next;
+            }
+        }
+    }
 }

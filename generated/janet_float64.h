@@ -53,5 +53,17 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     double *grad_U_c,
     double *grad_b_c,
     double *work);
+size_t sg_janet_float64_infer_work(int T, int B, int D, int H);
+void sg_janet_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W_f,
+    const double *U_f,
+    const double *b_f,
+    const double *W_c,
+    const double *U_c,
+    const double *b_c,
+    double *c_seq,
+    double *work);
 
 #endif

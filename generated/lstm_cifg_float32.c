@@ -138,6 +138,23 @@ void sg_lstm_cifg_float32_backward(int T, int B, int D, int H,
     float *grad_U_o,
     float *grad_b_o,
     float *work);
+size_t sg_lstm_cifg_float32_infer_work(int T, int B, int D, int H);
+void sg_lstm_cifg_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *W_i,
+    const float *U_i,
+    const float *b_i,
+    const float *W_g,
+    const float *U_g,
+    const float *b_g,
+    const float *W_o,
+    const float *U_o,
+    const float *b_o,
+    float *h_seq,
+    float *c_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -646,4 +663,111 @@ void sg_lstm_cifg_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_g);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_o);
+}
+
+size_t sg_lstm_cifg_float32_infer_work(int T, int B, int D, int H)
+{
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H) + sg_packed_count(B, 3 * H, H) + (size_t)D * (3 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   c_init (B, H): initial state c
+ *   W_i (H, D): parameter W_i
+ *   U_i (H, H): parameter U_i
+ *   b_i (H): parameter b_i
+ *   W_g (H, D): parameter W_g
+ *   U_g (H, H): parameter U_g
+ *   b_g (H): parameter b_g
+ *   W_o (H, D): parameter W_o
+ *   U_o (H, H): parameter U_o
+ *   b_o (H): parameter b_o
+ *   h_seq (T, B, H): state h after every step
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_lstm_cifg_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *W_i,
+    const float *U_i,
+    const float *b_i,
+    const float *W_g,
+    const float *U_g,
+    const float *b_g,
+    const float *W_o,
+    const float *U_o,
+    const float *b_o,
+    float *h_seq,
+    float *c_seq,
+    float *work)
+{
+    const int h_products_width = 3 * H;
+    const int x_products_width = 3 * H;
+    /* U_i@h, U_g@h, U_o@h side by side */
+    float *const h_products = work;
+    /* W_i@x, W_g@x, W_o@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_i, U_g, U_o)ᵀ side by side, for every step */
+    float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_i, U_g, U_o) packed for BLAS, for every step */
+    float *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_i, W_g, W_o) stacked, for all steps */
+    float *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_i, W_g, W_o) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_g, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_o, sizeof(float) * (size_t)H * D);
+    /* (U_i, U_g, U_o)ᵀ side by side */
+    sg_pack_t(H, H, U_i, h_weights, h_products_width);
+    sg_pack_t(H, H, U_g, h_weights + H, h_products_width);
+    sg_pack_t(H, H, U_o, h_weights + 2 * H, h_products_width);
+    const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_i@x, W_g@x, W_o@x) = (W_i, W_g, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const U_i_h_row = h_products;
+        float *const U_g_h_row = h_products + H;
+        float *const U_o_h_row = h_products + 2 * H;
+        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_g_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const c_next_row = c_seq + (size_t)t * B * H;
+        float *const h_next_row = h_seq + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (U_i@h, U_g@h, U_o@h) = (U_i, U_g, U_o) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_i_h_row, h_products_width);
+
+        /* i, g, o, c', h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_g_h_sample = U_g_h_row + (size_t)sample * h_products_width;
+            const float *const U_i_h_sample = U_i_h_row + (size_t)sample * h_products_width;
+            const float *const U_o_h_sample = U_o_h_row + (size_t)sample * h_products_width;
+            const float *const W_g_x_sample = W_g_x_row + (size_t)sample * x_products_width;
+            const float *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const float *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_g_h = U_g_h_sample[unit];
+                const float U_i_h = U_i_h_sample[unit];
+                const float U_o_h = U_o_h_sample[unit];
+                const float W_g_x = W_g_x_sample[unit];
+                const float W_i_x = W_i_x_sample[unit];
+                const float W_o_x = W_o_x_sample[unit];
+                const float c = c_sample[unit];
+                const float i = sg_sigmoid(U_i_h + W_i_x + b_i[unit]);
+                const float g = tanhf(U_g_h + W_g_x + b_g[unit]);
+                const float o = sg_sigmoid(U_o_h + W_o_x + b_o[unit]);
+                const float c_next = c*(1 - i) + g*i;
+                const float h_next = o*tanhf(c_next);
+                c_next_sample[unit] = c_next;
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

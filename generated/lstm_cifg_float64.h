@@ -71,5 +71,22 @@ void sg_lstm_cifg_float64_backward(int T, int B, int D, int H,
     double *grad_U_o,
     double *grad_b_o,
     double *work);
+size_t sg_lstm_cifg_float64_infer_work(int T, int B, int D, int H);
+void sg_lstm_cifg_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *W_i,
+    const double *U_i,
+    const double *b_i,
+    const double *W_g,
+    const double *U_g,
+    const double *b_g,
+    const double *W_o,
+    const double *U_o,
+    const double *b_o,
+    double *h_seq,
+    double *c_seq,
+    double *work);
 
 #endif

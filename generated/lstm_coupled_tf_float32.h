@@ -72,5 +72,22 @@ void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
     float *grad_U_o,
     float *grad_b_o,
     float *work);
+size_t sg_lstm_coupled_tf_float32_infer_work(int T, int B, int D, int H);
+void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *W_j,
+    const float *U_j,
+    const float *b_j,
+    const float *W_f,
+    const float *U_f,
+    const float *b_f,
+    const float *W_o,
+    const float *U_o,
+    const float *b_o,
+    float *h_seq,
+    float *c_seq,
+    float *work);
 
 #endif

@@ -72,5 +72,22 @@ void sg_lstm_coupled_tf_float64_backward(int T, int B, int D, int H,
     double *grad_U_o,
     double *grad_b_o,
     double *work);
+size_t sg_lstm_coupled_tf_float64_infer_work(int T, int B, int D, int H);
+void sg_lstm_coupled_tf_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *W_j,
+    const double *U_j,
+    const double *b_j,
+    const double *W_f,
+    const double *U_f,
+    const double *b_f,
+    const double *W_o,
+    const double *U_o,
+    const double *b_o,
+    double *h_seq,
+    double *c_seq,
+    double *work);
 
 #endif

@@ -217,6 +217,44 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     double *grad_R_fo,
     double *grad_R_oo,
     double *work);
+size_t sg_lstm_greff_fgr_float64_infer_work(int T, int B, int D, int H);
+void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *y_init,
+    const double *c_init,
+    const double *i_init,
+    const double *f_init,
+    const double *o_init,
+    const double *W_z,
+    const double *R_z,
+    const double *b_z,
+    const double *W_i,
+    const double *R_i,
+    const double *p_i,
+    const double *b_i,
+    const double *R_ii,
+    const double *R_fi,
+    const double *R_oi,
+    const double *W_f,
+    const double *R_f,
+    const double *p_f,
+    const double *b_f,
+    const double *R_if,
+    const double *R_ff,
+    const double *R_of,
+    const double *W_o,
+    const double *R_o,
+    const double *p_o,
+    const double *b_o,
+    const double *R_io,
+    const double *R_fo,
+    const double *R_oo,
+    double *y_seq,
+    double *c_seq,
+    double *i_seq,
+    double *f_seq,
+    double *o_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -1069,4 +1107,246 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * H, grad_o_weights, grad_R_oi);
     sg_add((size_t)H * H, grad_o_weights + (size_t)H * H, grad_R_of);
     sg_add((size_t)H * H, grad_o_weights + (size_t)(2 * H) * H, grad_R_oo);
+}
+
+size_t sg_lstm_greff_fgr_float64_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)H * (3 * (size_t)H) + sg_packed_count(B, 3 * H, H) + (size_t)H * (3 * (size_t)H) + sg_packed_count(B, 3 * H, H) + (size_t)H * (3 * (size_t)H) + sg_packed_count(B, 3 * H, H) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   y_init (B, H): initial state y
+ *   c_init (B, H): initial state c
+ *   i_init (B, H): initial state i
+ *   f_init (B, H): initial state f
+ *   o_init (B, H): initial state o
+ *   W_z (H, D): parameter W_z
+ *   R_z (H, H): parameter R_z
+ *   b_z (H): parameter b_z
+ *   W_i (H, D): parameter W_i
+ *   R_i (H, H): parameter R_i
+ *   p_i (H): parameter p_i
+ *   b_i (H): parameter b_i
+ *   R_ii (H, H): parameter R_ii
+ *   R_fi (H, H): parameter R_fi
+ *   R_oi (H, H): parameter R_oi
+ *   W_f (H, D): parameter W_f
+ *   R_f (H, H): parameter R_f
+ *   p_f (H): parameter p_f
+ *   b_f (H): parameter b_f
+ *   R_if (H, H): parameter R_if
+ *   R_ff (H, H): parameter R_ff
+ *   R_of (H, H): parameter R_of
+ *   W_o (H, D): parameter W_o
+ *   R_o (H, H): parameter R_o
+ *   p_o (H): parameter p_o
+ *   b_o (H): parameter b_o
+ *   R_io (H, H): parameter R_io
+ *   R_fo (H, H): parameter R_fo
+ *   R_oo (H, H): parameter R_oo
+ *   y_seq (T, B, H): state y after every step
+ *   c_seq (T, B, H): state c after every step
+ *   i_seq (T, B, H): state i after every step
+ *   f_seq (T, B, H): state f after every step
+ *   o_seq (T, B, H): state o after every step
+ */
+void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *y_init,
+    const double *c_init,
+    const double *i_init,
+    const double *f_init,
+    const double *o_init,
+    const double *W_z,
+    const double *R_z,
+    const double *b_z,
+    const double *W_i,
+    const double *R_i,
+    const double *p_i,
+    const double *b_i,
+    const double *R_ii,
+    const double *R_fi,
+    const double *R_oi,
+    const double *W_f,
+    const double *R_f,
+    const double *p_f,
+    const double *b_f,
+    const double *R_if,
+    const double *R_ff,
+    const double *R_of,
+    const double *W_o,
+    const double *R_o,
+    const double *p_o,
+    const double *b_o,
+    const double *R_io,
+    const double *R_fo,
+    const double *R_oo,
+    double *y_seq,
+    double *c_seq,
+    double *i_seq,
+    double *f_seq,
+    double *o_seq,
+    double *work)
+{
+    const int y_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    const int f_products_width = 3 * H;
+    const int i_products_width = 3 * H;
+    const int o_products_width = 3 * H;
+    /* R_z@y, R_i@y, R_f@y, R_o@y side by side */
+    double *const y_products = work;
+    /* W_z@x, W_i@x, W_f@x, W_o@x side by side, at every step */
+    double *const x_products = y_products + (size_t)B * y_products_width;
+    /* R_fi@f, R_ff@f, R_fo@f side by side */
+    double *const f_products = x_products + (size_t)T * B * x_products_width;
+    /* R_ii@i, R_if@i, R_io@i side by side */
+    double *const i_products = f_products + (size_t)B * f_products_width;
+    /* R_oi@o, R_of@o, R_oo@o side by side */
+    double *const o_products = i_products + (size_t)B * i_products_width;
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side, for every step */
+    double *const y_weights = o_products + (size_t)B * o_products_width;
+    /* (R_z, R_i, R_f, R_o) packed for BLAS, for every step */
+    double *const y_weights_blas = y_weights + (size_t)H * y_products_width;
+    /* (R_fi, R_ff, R_fo)ᵀ side by side, for every step */
+    double *const f_weights = y_weights_blas + sg_packed_count(B, y_products_width, H);
+    /* (R_fi, R_ff, R_fo) packed for BLAS, for every step */
+    double *const f_weights_blas = f_weights + (size_t)H * f_products_width;
+    /* (R_ii, R_if, R_io)ᵀ side by side, for every step */
+    double *const i_weights = f_weights_blas + sg_packed_count(B, f_products_width, H);
+    /* (R_ii, R_if, R_io) packed for BLAS, for every step */
+    double *const i_weights_blas = i_weights + (size_t)H * i_products_width;
+    /* (R_oi, R_of, R_oo)ᵀ side by side, for every step */
+    double *const o_weights = i_weights_blas + sg_packed_count(B, i_products_width, H);
+    /* (R_oi, R_of, R_oo) packed for BLAS, for every step */
+    double *const o_weights_blas = o_weights + (size_t)H * o_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    double *const x_weights = o_weights_blas + sg_packed_count(B, o_products_width, H);
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side */
+    sg_pack_t(H, H, R_z, y_weights, y_products_width);
+    sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
+    sg_pack_t(H, H, R_f, y_weights + 2 * H, y_products_width);
+    sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
+    const double *const y_weights_packed = sg_pack_weights(B, y_products_width, H, y_weights, y_products_width, y_weights_blas);
+    /* (R_fi, R_ff, R_fo)ᵀ side by side */
+    sg_pack_t(H, H, R_fi, f_weights, f_products_width);
+    sg_pack_t(H, H, R_ff, f_weights + H, f_products_width);
+    sg_pack_t(H, H, R_fo, f_weights + 2 * H, f_products_width);
+    const double *const f_weights_packed = sg_pack_weights(B, f_products_width, H, f_weights, f_products_width, f_weights_blas);
+    /* (R_ii, R_if, R_io)ᵀ side by side */
+    sg_pack_t(H, H, R_ii, i_weights, i_products_width);
+    sg_pack_t(H, H, R_if, i_weights + H, i_products_width);
+    sg_pack_t(H, H, R_io, i_weights + 2 * H, i_products_width);
+    const double *const i_weights_packed = sg_pack_weights(B, i_products_width, H, i_weights, i_products_width, i_weights_blas);
+    /* (R_oi, R_of, R_oo)ᵀ side by side */
+    sg_pack_t(H, H, R_oi, o_weights, o_products_width);
+    sg_pack_t(H, H, R_of, o_weights + H, o_products_width);
+    sg_pack_t(H, H, R_oo, o_weights + 2 * H, o_products_width);
+    const double *const o_weights_packed = sg_pack_weights(B, o_products_width, H, o_weights, o_products_width, o_weights_blas);
+    /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const R_z_y_row = y_products;
+        double *const R_i_y_row = y_products + H;
+        double *const R_f_y_row = y_products + 2 * H;
+        double *const R_o_y_row = y_products + 3 * H;
+        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const R_fi_f_row = f_products;
+        double *const R_ff_f_row = f_products + H;
+        double *const R_fo_f_row = f_products + 2 * H;
+        double *const R_ii_i_row = i_products;
+        double *const R_if_i_row = i_products + H;
+        double *const R_io_i_row = i_products + 2 * H;
+        double *const R_oi_o_row = o_products;
+        double *const R_of_o_row = o_products + H;
+        double *const R_oo_o_row = o_products + 2 * H;
+        double *const i_next_row = i_seq + (size_t)t * B * H;
+        double *const f_next_row = f_seq + (size_t)t * B * H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        double *const o_next_row = o_seq + (size_t)t * B * H;
+        double *const y_next_row = y_seq + (size_t)t * B * H;
+        const double *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
+        const double *const f_row = t == 0 ? f_init : f_seq + (size_t)(t - 1) * B * H;
+        const double *const i_row = t == 0 ? i_init : i_seq + (size_t)(t - 1) * B * H;
+        const double *const o_row = t == 0 ? o_init : o_seq + (size_t)(t - 1) * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
+        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+
+        /* (R_fi@f, R_ff@f, R_fo@f) = (R_fi, R_ff, R_fo) @ f */
+        sg_gemm_packed(B, f_products_width, H, f_row, H, f_weights, f_products_width, f_weights_packed, R_fi_f_row, f_products_width);
+
+        /* (R_ii@i, R_if@i, R_io@i) = (R_ii, R_if, R_io) @ i */
+        sg_gemm_packed(B, i_products_width, H, i_row, H, i_weights, i_products_width, i_weights_packed, R_ii_i_row, i_products_width);
+
+        /* (R_oi@o, R_of@o, R_oo@o) = (R_oi, R_of, R_oo) @ o */
+        sg_gemm_packed(B, o_products_width, H, o_row, H, o_weights, o_products_width, o_weights_packed, R_oi_o_row, o_products_width);
+
+        /* z, i', f', c', o', y' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
+            const double *const R_ff_f_sample = R_ff_f_row + (size_t)sample * f_products_width;
+            const double *const R_fi_f_sample = R_fi_f_row + (size_t)sample * f_products_width;
+            const double *const R_fo_f_sample = R_fo_f_row + (size_t)sample * f_products_width;
+            const double *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
+            const double *const R_if_i_sample = R_if_i_row + (size_t)sample * i_products_width;
+            const double *const R_ii_i_sample = R_ii_i_row + (size_t)sample * i_products_width;
+            const double *const R_io_i_sample = R_io_i_row + (size_t)sample * i_products_width;
+            const double *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
+            const double *const R_of_o_sample = R_of_o_row + (size_t)sample * o_products_width;
+            const double *const R_oi_o_sample = R_oi_o_row + (size_t)sample * o_products_width;
+            const double *const R_oo_o_sample = R_oo_o_row + (size_t)sample * o_products_width;
+            const double *const R_z_y_sample = R_z_y_row + (size_t)sample * y_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const i_next_sample = i_next_row + (size_t)sample * H;
+            double *const f_next_sample = f_next_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const o_next_sample = o_next_row + (size_t)sample * H;
+            double *const y_next_sample = y_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double R_f_y = R_f_y_sample[unit];
+                const double R_ff_f = R_ff_f_sample[unit];
+                const double R_fi_f = R_fi_f_sample[unit];
+                const double R_fo_f = R_fo_f_sample[unit];
+                const double R_i_y = R_i_y_sample[unit];
+                const double R_if_i = R_if_i_sample[unit];
+                const double R_ii_i = R_ii_i_sample[unit];
+                const double R_io_i = R_io_i_sample[unit];
+                const double R_o_y = R_o_y_sample[unit];
+                const double R_of_o = R_of_o_sample[unit];
+                const double R_oi_o = R_oi_o_sample[unit];
+                const double R_oo_o = R_oo_o_sample[unit];
+                const double R_z_y = R_z_y_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double W_z_x = W_z_x_sample[unit];
+                const double c = c_sample[unit];
+                const double z = tanh(R_z_y + W_z_x + b_z[unit]);
+                const double i_next = sg_sigmoid(R_fi_f + R_i_y + R_ii_i + R_oi_o + W_i_x + b_i[unit] + c*p_i[unit]);
+                const double f_next = sg_sigmoid(R_f_y + R_ff_f + R_if_i + R_of_o + W_f_x + b_f[unit] + c*p_f[unit]);
+                const double c_next = c*f_next + i_next*z;
+                const double o_next = sg_sigmoid(R_fo_f + R_io_i + R_o_y + R_oo_o + W_o_x + b_o[unit] + c_next*p_o[unit]);
+                const double y_next = o_next*tanh(c_next);
+                i_next_sample[unit] = i_next;
+                f_next_sample[unit] = f_next;
+                c_next_sample[unit] = c_next;
+                o_next_sample[unit] = o_next;
+                y_next_sample[unit] = y_next;
+            }
+        }
+    }
 }

@@ -77,5 +77,24 @@ void sg_lstm_greff_nig_float32_backward(int T, int B, int D, int H,
     float *grad_p_o,
     float *grad_b_o,
     float *work);
+size_t sg_lstm_greff_nig_float32_infer_work(int T, int B, int D, int H);
+void sg_lstm_greff_nig_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *y_init,
+    const float *c_init,
+    const float *W_z,
+    const float *R_z,
+    const float *b_z,
+    const float *W_f,
+    const float *R_f,
+    const float *p_f,
+    const float *b_f,
+    const float *W_o,
+    const float *R_o,
+    const float *p_o,
+    const float *b_o,
+    float *y_seq,
+    float *c_seq,
+    float *work);
 
 #endif

@@ -83,5 +83,25 @@ void sg_lstm_greff_np_float64_backward(int T, int B, int D, int H,
     double *grad_R_o,
     double *grad_b_o,
     double *work);
+size_t sg_lstm_greff_np_float64_infer_work(int T, int B, int D, int H);
+void sg_lstm_greff_np_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *y_init,
+    const double *c_init,
+    const double *W_z,
+    const double *R_z,
+    const double *b_z,
+    const double *W_i,
+    const double *R_i,
+    const double *b_i,
+    const double *W_f,
+    const double *R_f,
+    const double *b_f,
+    const double *W_o,
+    const double *R_o,
+    const double *b_o,
+    double *y_seq,
+    double *c_seq,
+    double *work);
 
 #endif

@@ -166,6 +166,29 @@ void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
     float *grad_p_o,
     float *grad_b_o,
     float *work);
+size_t sg_lstm_greff_vanilla_float32_infer_work(int T, int B, int D, int H);
+void sg_lstm_greff_vanilla_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *y_init,
+    const float *c_init,
+    const float *W_z,
+    const float *R_z,
+    const float *b_z,
+    const float *W_i,
+    const float *R_i,
+    const float *p_i,
+    const float *b_i,
+    const float *W_f,
+    const float *R_f,
+    const float *p_f,
+    const float *b_f,
+    const float *W_o,
+    const float *R_o,
+    const float *p_o,
+    const float *b_o,
+    float *y_seq,
+    float *c_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -748,4 +771,132 @@ void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
+}
+
+size_t sg_lstm_greff_vanilla_float32_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   y_init (B, H): initial state y
+ *   c_init (B, H): initial state c
+ *   W_z (H, D): parameter W_z
+ *   R_z (H, H): parameter R_z
+ *   b_z (H): parameter b_z
+ *   W_i (H, D): parameter W_i
+ *   R_i (H, H): parameter R_i
+ *   p_i (H): parameter p_i
+ *   b_i (H): parameter b_i
+ *   W_f (H, D): parameter W_f
+ *   R_f (H, H): parameter R_f
+ *   p_f (H): parameter p_f
+ *   b_f (H): parameter b_f
+ *   W_o (H, D): parameter W_o
+ *   R_o (H, H): parameter R_o
+ *   p_o (H): parameter p_o
+ *   b_o (H): parameter b_o
+ *   y_seq (T, B, H): state y after every step
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_lstm_greff_vanilla_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *y_init,
+    const float *c_init,
+    const float *W_z,
+    const float *R_z,
+    const float *b_z,
+    const float *W_i,
+    const float *R_i,
+    const float *p_i,
+    const float *b_i,
+    const float *W_f,
+    const float *R_f,
+    const float *p_f,
+    const float *b_f,
+    const float *W_o,
+    const float *R_o,
+    const float *p_o,
+    const float *b_o,
+    float *y_seq,
+    float *c_seq,
+    float *work)
+{
+    const int y_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* R_z@y, R_i@y, R_f@y, R_o@y side by side */
+    float *const y_products = work;
+    /* W_z@x, W_i@x, W_f@x, W_o@x side by side, at every step */
+    float *const x_products = y_products + (size_t)B * y_products_width;
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side, for every step */
+    float *const y_weights = x_products + (size_t)T * B * x_products_width;
+    /* (R_z, R_i, R_f, R_o) packed for BLAS, for every step */
+    float *const y_weights_blas = y_weights + (size_t)H * y_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    float *const x_weights = y_weights_blas + sg_packed_count(B, y_products_width, H);
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side */
+    sg_pack_t(H, H, R_z, y_weights, y_products_width);
+    sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
+    sg_pack_t(H, H, R_f, y_weights + 2 * H, y_products_width);
+    sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
+    const float *const y_weights_packed = sg_pack_weights(B, y_products_width, H, y_weights, y_products_width, y_weights_blas);
+    /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const R_z_y_row = y_products;
+        float *const R_i_y_row = y_products + H;
+        float *const R_f_y_row = y_products + 2 * H;
+        float *const R_o_y_row = y_products + 3 * H;
+        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const c_next_row = c_seq + (size_t)t * B * H;
+        float *const y_next_row = y_seq + (size_t)t * B * H;
+        const float *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
+        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+
+        /* z, i, f, c', o, y' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
+            const float *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
+            const float *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
+            const float *const R_z_y_sample = R_z_y_row + (size_t)sample * y_products_width;
+            const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const float *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const float *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const float *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const y_next_sample = y_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float R_f_y = R_f_y_sample[unit];
+                const float R_i_y = R_i_y_sample[unit];
+                const float R_o_y = R_o_y_sample[unit];
+                const float R_z_y = R_z_y_sample[unit];
+                const float W_f_x = W_f_x_sample[unit];
+                const float W_i_x = W_i_x_sample[unit];
+                const float W_o_x = W_o_x_sample[unit];
+                const float W_z_x = W_z_x_sample[unit];
+                const float c = c_sample[unit];
+                const float z = tanhf(R_z_y + W_z_x + b_z[unit]);
+                const float i = sg_sigmoid(R_i_y + W_i_x + b_i[unit] + c*p_i[unit]);
+                const float f = sg_sigmoid(R_f_y + W_f_x + b_f[unit] + c*p_f[unit]);
+                const float c_next = c*f + i*z;
+                const float o = sg_sigmoid(R_o_y + W_o_x + b_o[unit] + c_next*p_o[unit]);
+                const float y_next = o*tanhf(c_next);
+                c_next_sample[unit] = c_next;
+                y_next_sample[unit] = y_next;
+            }
+        }
+    }
 }

@@ -166,6 +166,29 @@ void sg_lstm_greff_vanilla_float64_backward(int T, int B, int D, int H,
     double *grad_p_o,
     double *grad_b_o,
     double *work);
+size_t sg_lstm_greff_vanilla_float64_infer_work(int T, int B, int D, int H);
+void sg_lstm_greff_vanilla_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *y_init,
+    const double *c_init,
+    const double *W_z,
+    const double *R_z,
+    const double *b_z,
+    const double *W_i,
+    const double *R_i,
+    const double *p_i,
+    const double *b_i,
+    const double *W_f,
+    const double *R_f,
+    const double *p_f,
+    const double *b_f,
+    const double *W_o,
+    const double *R_o,
+    const double *p_o,
+    const double *b_o,
+    double *y_seq,
+    double *c_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -748,4 +771,132 @@ void sg_lstm_greff_vanilla_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
+}
+
+size_t sg_lstm_greff_vanilla_float64_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   y_init (B, H): initial state y
+ *   c_init (B, H): initial state c
+ *   W_z (H, D): parameter W_z
+ *   R_z (H, H): parameter R_z
+ *   b_z (H): parameter b_z
+ *   W_i (H, D): parameter W_i
+ *   R_i (H, H): parameter R_i
+ *   p_i (H): parameter p_i
+ *   b_i (H): parameter b_i
+ *   W_f (H, D): parameter W_f
+ *   R_f (H, H): parameter R_f
+ *   p_f (H): parameter p_f
+ *   b_f (H): parameter b_f
+ *   W_o (H, D): parameter W_o
+ *   R_o (H, H): parameter R_o
+ *   p_o (H): parameter p_o
+ *   b_o (H): parameter b_o
+ *   y_seq (T, B, H): state y after every step
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_lstm_greff_vanilla_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *y_init,
+    const double *c_init,
+    const double *W_z,
+    const double *R_z,
+    const double *b_z,
+    const double *W_i,
+    const double *R_i,
+    const double *p_i,
+    const double *b_i,
+    const double *W_f,
+    const double *R_f,
+    const double *p_f,
+    const double *b_f,
+    const double *W_o,
+    const double *R_o,
+    const double *p_o,
+    const double *b_o,
+    double *y_seq,
+    double *c_seq,
+    double *work)
+{
+    const int y_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* R_z@y, R_i@y, R_f@y, R_o@y side by side */
+    double *const y_products = work;
+    /* W_z@x, W_i@x, W_f@x, W_o@x side by side, at every step */
+    double *const x_products = y_products + (size_t)B * y_products_width;
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side, for every step */
+    double *const y_weights = x_products + (size_t)T * B * x_products_width;
+    /* (R_z, R_i, R_f, R_o) packed for BLAS, for every step */
+    double *const y_weights_blas = y_weights + (size_t)H * y_products_width;
+    /* (W_z, W_i, W_f, W_o) stacked, for all steps */
+    double *const x_weights = y_weights_blas + sg_packed_count(B, y_products_width, H);
+    /* (W_z, W_i, W_f, W_o) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
+    /* (R_z, R_i, R_f, R_o)ᵀ side by side */
+    sg_pack_t(H, H, R_z, y_weights, y_products_width);
+    sg_pack_t(H, H, R_i, y_weights + H, y_products_width);
+    sg_pack_t(H, H, R_f, y_weights + 2 * H, y_products_width);
+    sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
+    const double *const y_weights_packed = sg_pack_weights(B, y_products_width, H, y_weights, y_products_width, y_weights_blas);
+    /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const R_z_y_row = y_products;
+        double *const R_i_y_row = y_products + H;
+        double *const R_f_y_row = y_products + 2 * H;
+        double *const R_o_y_row = y_products + 3 * H;
+        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        double *const y_next_row = y_seq + (size_t)t * B * H;
+        const double *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
+        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+
+        /* z, i, f, c', o, y' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
+            const double *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
+            const double *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
+            const double *const R_z_y_sample = R_z_y_row + (size_t)sample * y_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const y_next_sample = y_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double R_f_y = R_f_y_sample[unit];
+                const double R_i_y = R_i_y_sample[unit];
+                const double R_o_y = R_o_y_sample[unit];
+                const double R_z_y = R_z_y_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double W_z_x = W_z_x_sample[unit];
+                const double c = c_sample[unit];
+                const double z = tanh(R_z_y + W_z_x + b_z[unit]);
+                const double i = sg_sigmoid(R_i_y + W_i_x + b_i[unit] + c*p_i[unit]);
+                const double f = sg_sigmoid(R_f_y + W_f_x + b_f[unit] + c*p_f[unit]);
+                const double c_next = c*f + i*z;
+                const double o = sg_sigmoid(R_o_y + W_o_x + b_o[unit] + c_next*p_o[unit]);
+                const double y_next = o*tanh(c_next);
+                c_next_sample[unit] = c_next;
+                y_next_sample[unit] = y_next;
+            }
+        }
+    }
 }

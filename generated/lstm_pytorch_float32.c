@@ -170,6 +170,30 @@ void sg_lstm_pytorch_float32_backward(int T, int B, int D, int H,
     float *grad_W_ho,
     float *grad_b_ho,
     float *work);
+size_t sg_lstm_pytorch_float32_infer_work(int T, int B, int D, int H);
+void sg_lstm_pytorch_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *W_ii,
+    const float *b_ii,
+    const float *W_hi,
+    const float *b_hi,
+    const float *W_if,
+    const float *b_if,
+    const float *W_hf,
+    const float *b_hf,
+    const float *W_ig,
+    const float *b_ig,
+    const float *W_hg,
+    const float *b_hg,
+    const float *W_io,
+    const float *b_io,
+    const float *W_ho,
+    const float *b_ho,
+    float *h_seq,
+    float *c_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -764,4 +788,134 @@ void sg_lstm_pytorch_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_if);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_ig);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_io);
+}
+
+size_t sg_lstm_pytorch_float32_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   c_init (B, H): initial state c
+ *   W_ii (H, D): parameter W_ii
+ *   b_ii (H): parameter b_ii
+ *   W_hi (H, H): parameter W_hi
+ *   b_hi (H): parameter b_hi
+ *   W_if (H, D): parameter W_if
+ *   b_if (H): parameter b_if
+ *   W_hf (H, H): parameter W_hf
+ *   b_hf (H): parameter b_hf
+ *   W_ig (H, D): parameter W_ig
+ *   b_ig (H): parameter b_ig
+ *   W_hg (H, H): parameter W_hg
+ *   b_hg (H): parameter b_hg
+ *   W_io (H, D): parameter W_io
+ *   b_io (H): parameter b_io
+ *   W_ho (H, H): parameter W_ho
+ *   b_ho (H): parameter b_ho
+ *   h_seq (T, B, H): state h after every step
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_lstm_pytorch_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *W_ii,
+    const float *b_ii,
+    const float *W_hi,
+    const float *b_hi,
+    const float *W_if,
+    const float *b_if,
+    const float *W_hf,
+    const float *b_hf,
+    const float *W_ig,
+    const float *b_ig,
+    const float *W_hg,
+    const float *b_hg,
+    const float *W_io,
+    const float *b_io,
+    const float *W_ho,
+    const float *b_ho,
+    float *h_seq,
+    float *c_seq,
+    float *work)
+{
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* W_hi@h, W_hf@h, W_hg@h, W_ho@h side by side */
+    float *const h_products = work;
+    /* W_ii@x, W_if@x, W_ig@x, W_io@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side, for every step */
+    float *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_hi, W_hf, W_hg, W_ho) packed for BLAS, for every step */
+    float *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_ii, W_if, W_ig, W_io) stacked, for all steps */
+    float *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_ii, W_if, W_ig, W_io) stacked */
+    memcpy(x_weights, W_ii, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_if, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_ig, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_io, sizeof(float) * (size_t)H * D);
+    /* (W_hi, W_hf, W_hg, W_ho)ᵀ side by side */
+    sg_pack_t(H, H, W_hi, h_weights, h_products_width);
+    sg_pack_t(H, H, W_hf, h_weights + H, h_products_width);
+    sg_pack_t(H, H, W_hg, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, W_ho, h_weights + 3 * H, h_products_width);
+    const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_ii@x, W_if@x, W_ig@x, W_io@x) = (W_ii, W_if, W_ig, W_io) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const W_hi_h_row = h_products;
+        float *const W_hf_h_row = h_products + H;
+        float *const W_hg_h_row = h_products + 2 * H;
+        float *const W_ho_h_row = h_products + 3 * H;
+        float *const W_ii_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_if_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_ig_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_io_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const c_next_row = c_seq + (size_t)t * B * H;
+        float *const h_next_row = h_seq + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (W_hi@h, W_hf@h, W_hg@h, W_ho@h) = (W_hi, W_hf, W_hg, W_ho) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hi_h_row, h_products_width);
+
+        /* i, f, g, o, c', h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const W_hf_h_sample = W_hf_h_row + (size_t)sample * h_products_width;
+            const float *const W_hg_h_sample = W_hg_h_row + (size_t)sample * h_products_width;
+            const float *const W_hi_h_sample = W_hi_h_row + (size_t)sample * h_products_width;
+            const float *const W_ho_h_sample = W_ho_h_row + (size_t)sample * h_products_width;
+            const float *const W_if_x_sample = W_if_x_row + (size_t)sample * x_products_width;
+            const float *const W_ig_x_sample = W_ig_x_row + (size_t)sample * x_products_width;
+            const float *const W_ii_x_sample = W_ii_x_row + (size_t)sample * x_products_width;
+            const float *const W_io_x_sample = W_io_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float W_hf_h = W_hf_h_sample[unit];
+                const float W_hg_h = W_hg_h_sample[unit];
+                const float W_hi_h = W_hi_h_sample[unit];
+                const float W_ho_h = W_ho_h_sample[unit];
+                const float W_if_x = W_if_x_sample[unit];
+                const float W_ig_x = W_ig_x_sample[unit];
+                const float W_ii_x = W_ii_x_sample[unit];
+                const float W_io_x = W_io_x_sample[unit];
+                const float c = c_sample[unit];
+                const float i = sg_sigmoid(W_hi_h + W_ii_x + b_hi[unit] + b_ii[unit]);
+                const float f = sg_sigmoid(W_hf_h + W_if_x + b_hf[unit] + b_if[unit]);
+                const float g = tanhf(W_hg_h + W_ig_x + b_hg[unit] + b_ig[unit]);
+                const float o = sg_sigmoid(W_ho_h + W_io_x + b_ho[unit] + b_io[unit]);
+                const float c_next = c*f + g*i;
+                const float h_next = o*tanhf(c_next);
+                c_next_sample[unit] = c_next;
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

@@ -73,5 +73,21 @@ void sg_lstm_slp3_float32_backward(int T, int B, int D, int H,
     float *grad_U_o,
     float *grad_W_o,
     float *work);
+size_t sg_lstm_slp3_float32_infer_work(int T, int B, int D, int H);
+void sg_lstm_slp3_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *U_f,
+    const float *W_f,
+    const float *U_g,
+    const float *W_g,
+    const float *U_i,
+    const float *W_i,
+    const float *U_o,
+    const float *W_o,
+    float *h_seq,
+    float *c_seq,
+    float *work);
 
 #endif

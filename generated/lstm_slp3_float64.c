@@ -142,6 +142,22 @@ void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
     double *grad_U_o,
     double *grad_W_o,
     double *work);
+size_t sg_lstm_slp3_float64_infer_work(int T, int B, int D, int H);
+void sg_lstm_slp3_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *U_f,
+    const double *W_f,
+    const double *U_g,
+    const double *W_g,
+    const double *U_i,
+    const double *W_i,
+    const double *U_o,
+    const double *W_o,
+    double *h_seq,
+    double *c_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -668,4 +684,120 @@ void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_g);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
+}
+
+size_t sg_lstm_slp3_float64_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   c_init (B, H): initial state c
+ *   U_f (H, H): parameter U_f
+ *   W_f (H, D): parameter W_f
+ *   U_g (H, H): parameter U_g
+ *   W_g (H, D): parameter W_g
+ *   U_i (H, H): parameter U_i
+ *   W_i (H, D): parameter W_i
+ *   U_o (H, H): parameter U_o
+ *   W_o (H, D): parameter W_o
+ *   h_seq (T, B, H): state h after every step
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_lstm_slp3_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *U_f,
+    const double *W_f,
+    const double *U_g,
+    const double *W_g,
+    const double *U_i,
+    const double *W_i,
+    const double *U_o,
+    const double *W_o,
+    double *h_seq,
+    double *c_seq,
+    double *work)
+{
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* U_f@h, U_g@h, U_i@h, U_o@h side by side */
+    double *const h_products = work;
+    /* W_f@x, W_g@x, W_i@x, W_o@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_f, U_g, U_i, U_o)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_f, U_g, U_i, U_o) packed for BLAS, for every step */
+    double *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_f, W_g, W_i, W_o) stacked, for all steps */
+    double *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_f, W_g, W_i, W_o) stacked */
+    memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_g, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(double) * (size_t)H * D);
+    /* (U_f, U_g, U_i, U_o)ᵀ side by side */
+    sg_pack_t(H, H, U_f, h_weights, h_products_width);
+    sg_pack_t(H, H, U_g, h_weights + H, h_products_width);
+    sg_pack_t(H, H, U_i, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, U_o, h_weights + 3 * H, h_products_width);
+    const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_f@x, W_g@x, W_i@x, W_o@x) = (W_f, W_g, W_i, W_o) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const U_f_h_row = h_products;
+        double *const U_g_h_row = h_products + H;
+        double *const U_i_h_row = h_products + 2 * H;
+        double *const U_o_h_row = h_products + 3 * H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_g_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (U_f@h, U_g@h, U_i@h, U_o@h) = (U_f, U_g, U_i, U_o) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_f_h_row, h_products_width);
+
+        /* f, k, g, i, j, c', o, h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
+            const double *const U_g_h_sample = U_g_h_row + (size_t)sample * h_products_width;
+            const double *const U_i_h_sample = U_i_h_row + (size_t)sample * h_products_width;
+            const double *const U_o_h_sample = U_o_h_row + (size_t)sample * h_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_g_x_sample = W_g_x_row + (size_t)sample * x_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_f_h = U_f_h_sample[unit];
+                const double U_g_h = U_g_h_sample[unit];
+                const double U_i_h = U_i_h_sample[unit];
+                const double U_o_h = U_o_h_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_g_x = W_g_x_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double c = c_sample[unit];
+                const double f = sg_sigmoid(U_f_h + W_f_x);
+                const double k = c*f;
+                const double g = tanh(U_g_h + W_g_x);
+                const double i = sg_sigmoid(U_i_h + W_i_x);
+                const double j = g*i;
+                const double c_next = j + k;
+                const double o = sg_sigmoid(U_o_h + W_o_x);
+                const double h_next = o*tanh(c_next);
+                c_next_sample[unit] = c_next;
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

@@ -115,6 +115,18 @@ void sg_mgu_float32_backward(int T, int B, int D, int H,
     float *grad_U_h,
     float *grad_b_h,
     float *work);
+size_t sg_mgu_float32_infer_work(int T, int B, int D, int H);
+void sg_mgu_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_f,
+    const float *U_f,
+    const float *b_f,
+    const float *W_h,
+    const float *U_h,
+    const float *b_h,
+    float *h_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -632,4 +644,119 @@ void sg_mgu_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_h);
     /* δU_h += Σ δh_tilde_pre ⊗ U_h_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+}
+
+size_t sg_mgu_float32_infer_work(int T, int B, int D, int H)
+{
+    return ((size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)D * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_f (H, D): parameter W_f
+ *   U_f (H, H): parameter U_f
+ *   b_f (H): parameter b_f
+ *   W_h (H, D): parameter W_h
+ *   U_h (H, H): parameter U_h
+ *   b_h (H): parameter b_h
+ *   h_seq (T, B, H): state h after every step
+ */
+void sg_mgu_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_f,
+    const float *U_f,
+    const float *b_f,
+    const float *W_h,
+    const float *U_h,
+    const float *b_h,
+    float *h_seq,
+    float *work)
+{
+    const int h_products_width = H;
+    const int x_products_width = 2 * H;
+    const int U_h_arg_products_width = H;
+    /* U_f@h side by side */
+    float *const h_products = work;
+    /* W_f@x, W_h@x side by side, at every step */
+    float *const x_products = h_products + (size_t)B * h_products_width;
+    /* U_h@U_h_arg side by side */
+    float *const U_h_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_f)ᵀ side by side, for every step */
+    float *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
+    /* (U_f) packed for BLAS, for every step */
+    float *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (U_h)ᵀ side by side, for every step */
+    float *const U_h_arg_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (U_h) packed for BLAS, for every step */
+    float *const U_h_arg_weights_blas = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_f, W_h) stacked, for all steps */
+    float *const x_weights = U_h_arg_weights_blas + sg_packed_count(B, U_h_arg_products_width, H);
+    /* U_h_arg of the current step */
+    float *const U_h_arg_row = x_weights + (size_t)D * x_products_width;
+    /* f of the current step */
+    float *const f_row = U_h_arg_row + (size_t)B * H;
+    /* (W_f, W_h) stacked */
+    memcpy(x_weights, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_h, sizeof(float) * (size_t)H * D);
+    /* (U_f)ᵀ side by side */
+    sg_pack_t(H, H, U_f, h_weights, h_products_width);
+    const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (U_h)ᵀ side by side */
+    sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
+    const float *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
+    /* (W_f@x, W_h@x) = (W_f, W_h) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const U_f_h_row = h_products;
+        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const U_h_U_h_arg_row = U_h_arg_products;
+        float *const h_next_row = h_seq + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        /* (U_f@h) = (U_f) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_f_h_row, h_products_width);
+
+        /* f, U_h_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
+            const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            float *const f_sample = f_row + (size_t)sample * H;
+            float *const U_h_arg_sample = U_h_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_f_h = U_f_h_sample[unit];
+                const float W_f_x = W_f_x_sample[unit];
+                const float h = h_sample[unit];
+                const float f = sg_sigmoid(U_f_h + W_f_x + b_f[unit]);
+                const float U_h_arg = f*h;
+                f_sample[unit] = f;
+                U_h_arg_sample[unit] = U_h_arg;
+            }
+        }
+
+        /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
+        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+
+        /* h_tilde, h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
+            const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const float W_h_x = W_h_x_sample[unit];
+                const float f = f_sample[unit];
+                const float h = h_sample[unit];
+                const float h_tilde = tanhf(U_h_U_h_arg + W_h_x + b_h[unit]);
+                const float h_next = f*h_tilde + h*(1 - f);
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

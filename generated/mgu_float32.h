@@ -55,5 +55,17 @@ void sg_mgu_float32_backward(int T, int B, int D, int H,
     float *grad_U_h,
     float *grad_b_h,
     float *work);
+size_t sg_mgu_float32_infer_work(int T, int B, int D, int H);
+void sg_mgu_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_f,
+    const float *U_f,
+    const float *b_f,
+    const float *W_h,
+    const float *U_h,
+    const float *b_h,
+    float *h_seq,
+    float *work);
 
 #endif

@@ -55,5 +55,17 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
     double *grad_U_h,
     double *grad_b_h,
     double *work);
+size_t sg_mgu_float64_infer_work(int T, int B, int D, int H);
+void sg_mgu_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_f,
+    const double *U_f,
+    const double *b_f,
+    const double *W_h,
+    const double *U_h,
+    const double *b_h,
+    double *h_seq,
+    double *work);
 
 #endif

@@ -124,6 +124,19 @@ void sg_mut1_float64_backward(int T, int B, int H,
     double *grad_U_h,
     double *grad_b_h,
     double *work);
+size_t sg_mut1_float64_infer_work(int T, int B, int H);
+void sg_mut1_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_z,
+    const double *b_z,
+    const double *W_r,
+    const double *U_r,
+    const double *b_r,
+    const double *U_h,
+    const double *b_h,
+    double *h_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -673,4 +686,131 @@ void sg_mut1_float64_backward(int T, int B, int H,
     }
     /* δU_h += Σ δh'_pre ⊗ U_h_arg, all steps */
     sg_gemm_tn(H, H, T * B, U_h_arg_adjoints, U_h_arg_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+}
+
+size_t sg_mut1_float64_infer_work(int T, int B, int H)
+{
+    return (2 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)H * (2 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, H): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_z (H, H): parameter W_z
+ *   b_z (H): parameter b_z
+ *   W_r (H, H): parameter W_r
+ *   U_r (H, H): parameter U_r
+ *   b_r (H): parameter b_r
+ *   U_h (H, H): parameter U_h
+ *   b_h (H): parameter b_h
+ *   h_seq (T, B, H): state h after every step
+ */
+void sg_mut1_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_z,
+    const double *b_z,
+    const double *W_r,
+    const double *U_r,
+    const double *b_r,
+    const double *U_h,
+    const double *b_h,
+    double *h_seq,
+    double *work)
+{
+    const int x_products_width = 2 * H;
+    const int h_products_width = H;
+    const int U_h_arg_products_width = H;
+    /* W_z@x, W_r@x side by side, at every step */
+    double *const x_products = work;
+    /* U_r@h side by side */
+    double *const h_products = x_products + (size_t)T * B * x_products_width;
+    /* U_h@U_h_arg side by side */
+    double *const U_h_arg_products = h_products + (size_t)B * h_products_width;
+    /* (U_r)ᵀ side by side, for every step */
+    double *const h_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
+    /* (U_r) packed for BLAS, for every step */
+    double *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (U_h)ᵀ side by side, for every step */
+    double *const U_h_arg_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (U_h) packed for BLAS, for every step */
+    double *const U_h_arg_weights_blas = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_z, W_r) stacked, for all steps */
+    double *const x_weights = U_h_arg_weights_blas + sg_packed_count(B, U_h_arg_products_width, H);
+    /* U_h_arg of the current step */
+    double *const U_h_arg_row = x_weights + (size_t)H * x_products_width;
+    /* z of the current step */
+    double *const z_row = U_h_arg_row + (size_t)B * H;
+    /* (W_z, W_r) stacked */
+    memcpy(x_weights, W_z, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_r, sizeof(double) * (size_t)H * H);
+    /* (U_r)ᵀ side by side */
+    sg_pack_t(H, H, U_r, h_weights, h_products_width);
+    const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (U_h)ᵀ side by side */
+    sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
+    const double *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
+    /* (W_z@x, W_r@x) = (W_z, W_r) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const U_r_h_row = h_products;
+        double *const U_h_U_h_arg_row = U_h_arg_products;
+        double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const double *const x_row = x_seq + (size_t)t * B * H;
+        /* z */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            double *const z_sample = z_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double W_z_x = W_z_x_sample[unit];
+                const double z = sg_sigmoid(W_z_x + b_z[unit]);
+                z_sample[unit] = z;
+            }
+        }
+
+        /* (U_r@h) = (U_r) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+
+        /* r, U_h_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
+            const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            double *const U_h_arg_sample = U_h_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_r_h = U_r_h_sample[unit];
+                const double W_r_x = W_r_x_sample[unit];
+                const double h = h_sample[unit];
+                const double r = sg_sigmoid(U_r_h + W_r_x + b_r[unit]);
+                const double U_h_arg = h*r;
+                U_h_arg_sample[unit] = U_h_arg;
+            }
+        }
+
+        /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
+        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+
+        /* h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const x_sample = x_row + (size_t)sample * H;
+            const double *const z_sample = z_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const double h = h_sample[unit];
+                const double x = x_sample[unit];
+                const double z = z_sample[unit];
+                const double h_next = h*(1 - z) + z*tanh(U_h_U_h_arg + b_h[unit] + tanh(x));
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

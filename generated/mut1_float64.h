@@ -60,5 +60,18 @@ void sg_mut1_float64_backward(int T, int B, int H,
     double *grad_U_h,
     double *grad_b_h,
     double *work);
+size_t sg_mut1_float64_infer_work(int T, int B, int H);
+void sg_mut1_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_z,
+    const double *b_z,
+    const double *W_r,
+    const double *U_r,
+    const double *b_r,
+    const double *U_h,
+    const double *b_h,
+    double *h_seq,
+    double *work);
 
 #endif

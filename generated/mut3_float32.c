@@ -137,6 +137,21 @@ void sg_mut3_float32_backward(int T, int B, int D, int H,
     float *grad_W_h,
     float *grad_b_h,
     float *work);
+size_t sg_mut3_float32_infer_work(int T, int B, int D, int H);
+void sg_mut3_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_z,
+    const float *U_z,
+    const float *b_z,
+    const float *W_r,
+    const float *U_r,
+    const float *b_r,
+    const float *U_h,
+    const float *W_h,
+    const float *b_h,
+    float *h_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -759,4 +774,159 @@ void sg_mut3_float32_backward(int T, int B, int D, int H,
     }
     /* δU_h += Σ δh'_pre ⊗ U_h_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+}
+
+size_t sg_mut3_float32_infer_work(int T, int B, int D, int H)
+{
+    return ((size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + ((size_t)H) * (size_t)B + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_z (H, D): parameter W_z
+ *   U_z (H, H): parameter U_z
+ *   b_z (H): parameter b_z
+ *   W_r (H, D): parameter W_r
+ *   U_r (H, H): parameter U_r
+ *   b_r (H): parameter b_r
+ *   U_h (H, H): parameter U_h
+ *   W_h (H, D): parameter W_h
+ *   b_h (H): parameter b_h
+ *   h_seq (T, B, H): state h after every step
+ */
+void sg_mut3_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_z,
+    const float *U_z,
+    const float *b_z,
+    const float *W_r,
+    const float *U_r,
+    const float *b_r,
+    const float *U_h,
+    const float *W_h,
+    const float *b_h,
+    float *h_seq,
+    float *work)
+{
+    const int U_z_arg_products_width = H;
+    const int x_products_width = 3 * H;
+    const int h_products_width = H;
+    const int U_h_arg_products_width = H;
+    /* U_z@U_z_arg side by side */
+    float *const U_z_arg_products = work;
+    /* W_z@x, W_r@x, W_h@x side by side, at every step */
+    float *const x_products = U_z_arg_products + (size_t)B * U_z_arg_products_width;
+    /* U_r@h side by side */
+    float *const h_products = x_products + (size_t)T * B * x_products_width;
+    /* U_h@U_h_arg side by side */
+    float *const U_h_arg_products = h_products + (size_t)B * h_products_width;
+    /* (U_z)ᵀ side by side, for every step */
+    float *const U_z_arg_weights = U_h_arg_products + (size_t)B * U_h_arg_products_width;
+    /* (U_z) packed for BLAS, for every step */
+    float *const U_z_arg_weights_blas = U_z_arg_weights + (size_t)H * U_z_arg_products_width;
+    /* (U_r)ᵀ side by side, for every step */
+    float *const h_weights = U_z_arg_weights_blas + sg_packed_count(B, U_z_arg_products_width, H);
+    /* (U_r) packed for BLAS, for every step */
+    float *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (U_h)ᵀ side by side, for every step */
+    float *const U_h_arg_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (U_h) packed for BLAS, for every step */
+    float *const U_h_arg_weights_blas = U_h_arg_weights + (size_t)H * U_h_arg_products_width;
+    /* (W_z, W_r, W_h) stacked, for all steps */
+    float *const x_weights = U_h_arg_weights_blas + sg_packed_count(B, U_h_arg_products_width, H);
+    /* U_z_arg of the current step */
+    float *const U_z_arg_row = x_weights + (size_t)D * x_products_width;
+    /* U_h_arg of the current step */
+    float *const U_h_arg_row = U_z_arg_row + (size_t)B * H;
+    /* z of the current step */
+    float *const z_row = U_h_arg_row + (size_t)B * H;
+    /* (W_z, W_r, W_h) stacked */
+    memcpy(x_weights, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_r, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(float) * (size_t)H * D);
+    /* (U_z)ᵀ side by side */
+    sg_pack_t(H, H, U_z, U_z_arg_weights, U_z_arg_products_width);
+    const float *const U_z_arg_weights_packed = sg_pack_weights(B, U_z_arg_products_width, H, U_z_arg_weights, U_z_arg_products_width, U_z_arg_weights_blas);
+    /* (U_r)ᵀ side by side */
+    sg_pack_t(H, H, U_r, h_weights, h_products_width);
+    const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (U_h)ᵀ side by side */
+    sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
+    const float *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
+    /* (W_z@x, W_r@x, W_h@x) = (W_z, W_r, W_h) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const U_z_U_z_arg_row = U_z_arg_products;
+        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const U_r_h_row = h_products;
+        float *const U_h_U_h_arg_row = U_h_arg_products;
+        float *const h_next_row = h_seq + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        /* U_z_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const h_sample = h_row + (size_t)sample * H;
+            float *const U_z_arg_sample = U_z_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float h = h_sample[unit];
+                const float U_z_arg = tanhf(h);
+                U_z_arg_sample[unit] = U_z_arg;
+            }
+        }
+
+        /* (U_z@U_z_arg) = (U_z) @ U_z_arg */
+        sg_gemm_packed(B, U_z_arg_products_width, H, U_z_arg_row, H, U_z_arg_weights, U_z_arg_products_width, U_z_arg_weights_packed, U_z_U_z_arg_row, U_z_arg_products_width);
+
+        /* (U_r@h) = (U_r) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+
+        /* z, r, U_h_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
+            const float *const U_z_U_z_arg_sample = U_z_U_z_arg_row + (size_t)sample * U_z_arg_products_width;
+            const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const float *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            float *const z_sample = z_row + (size_t)sample * H;
+            float *const U_h_arg_sample = U_h_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_r_h = U_r_h_sample[unit];
+                const float U_z_U_z_arg = U_z_U_z_arg_sample[unit];
+                const float W_r_x = W_r_x_sample[unit];
+                const float W_z_x = W_z_x_sample[unit];
+                const float h = h_sample[unit];
+                const float z = sg_sigmoid(U_z_U_z_arg + W_z_x + b_z[unit]);
+                const float r = sg_sigmoid(U_r_h + W_r_x + b_r[unit]);
+                const float U_h_arg = h*r;
+                z_sample[unit] = z;
+                U_h_arg_sample[unit] = U_h_arg;
+            }
+        }
+
+        /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
+        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+
+        /* h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
+            const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
+            const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const z_sample = z_row + (size_t)sample * H;
+            float *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_h_U_h_arg = U_h_U_h_arg_sample[unit];
+                const float W_h_x = W_h_x_sample[unit];
+                const float h = h_sample[unit];
+                const float z = z_sample[unit];
+                const float h_next = h*(1 - z) + z*tanhf(U_h_U_h_arg + W_h_x + b_h[unit]);
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

@@ -71,5 +71,20 @@ void sg_mut3_float32_backward(int T, int B, int D, int H,
     float *grad_W_h,
     float *grad_b_h,
     float *work);
+size_t sg_mut3_float32_infer_work(int T, int B, int D, int H);
+void sg_mut3_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_z,
+    const float *U_z,
+    const float *b_z,
+    const float *W_r,
+    const float *U_r,
+    const float *b_r,
+    const float *U_h,
+    const float *W_h,
+    const float *b_h,
+    float *h_seq,
+    float *work);
 
 #endif

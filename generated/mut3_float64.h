@@ -71,5 +71,20 @@ void sg_mut3_float64_backward(int T, int B, int D, int H,
     double *grad_W_h,
     double *grad_b_h,
     double *work);
+size_t sg_mut3_float64_infer_work(int T, int B, int D, int H);
+void sg_mut3_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_z,
+    const double *U_z,
+    const double *b_z,
+    const double *W_r,
+    const double *U_r,
+    const double *b_r,
+    const double *U_h,
+    const double *W_h,
+    const double *b_h,
+    double *h_seq,
+    double *work);
 
 #endif

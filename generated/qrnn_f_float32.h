@@ -59,5 +59,19 @@ void sg_qrnn_f_float32_backward(int T, int B, int D, int H,
     float *grad_W_f2,
     float *grad_b_f,
     float *work);
+size_t sg_qrnn_f_float32_infer_work(int T, int B, int D, int H);
+void sg_qrnn_f_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *xp_init,
+    const float *W_z1,
+    const float *W_z2,
+    const float *b_z,
+    const float *W_f1,
+    const float *W_f2,
+    const float *b_f,
+    float *h_seq,
+    float *xp_seq,
+    float *work);
 
 #endif

@@ -59,5 +59,19 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
     double *grad_W_f2,
     double *grad_b_f,
     double *work);
+size_t sg_qrnn_f_float64_infer_work(int T, int B, int D, int H);
+void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *xp_init,
+    const double *W_z1,
+    const double *W_z2,
+    const double *b_z,
+    const double *W_f1,
+    const double *W_f2,
+    const double *b_f,
+    double *h_seq,
+    double *xp_seq,
+    double *work);
 
 #endif

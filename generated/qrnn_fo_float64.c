@@ -141,6 +141,24 @@ void sg_qrnn_fo_float64_backward(int T, int B, int D, int H,
     double *grad_W_o2,
     double *grad_b_o,
     double *work);
+size_t sg_qrnn_fo_float64_infer_work(int T, int B, int D, int H);
+void sg_qrnn_fo_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *xp_init,
+    const double *W_z1,
+    const double *W_z2,
+    const double *b_z,
+    const double *W_f1,
+    const double *W_f2,
+    const double *b_f,
+    const double *W_o1,
+    const double *W_o2,
+    const double *b_o,
+    double *c_seq,
+    double *xp_seq,
+    double *h_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -683,4 +701,127 @@ void sg_qrnn_fo_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights, grad_W_z2);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f2);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_o2);
+}
+
+size_t sg_qrnn_fo_float64_infer_work(int T, int B, int D, int H)
+{
+    return (3 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + (size_t)D * (3 * (size_t)H) + sg_packed_count(B, 3 * H, D) + (size_t)D * (3 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   c_init (B, H): initial state c
+ *   xp_init (B, D): initial state xp
+ *   W_z1 (H, D): parameter W_z1
+ *   W_z2 (H, D): parameter W_z2
+ *   b_z (H): parameter b_z
+ *   W_f1 (H, D): parameter W_f1
+ *   W_f2 (H, D): parameter W_f2
+ *   b_f (H): parameter b_f
+ *   W_o1 (H, D): parameter W_o1
+ *   W_o2 (H, D): parameter W_o2
+ *   b_o (H): parameter b_o
+ *   c_seq (T, B, H): state c after every step
+ *   xp_seq (T, B, D): state xp after every step
+ *   h_seq (T, B, H): output h at every step
+ */
+void sg_qrnn_fo_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *xp_init,
+    const double *W_z1,
+    const double *W_z2,
+    const double *b_z,
+    const double *W_f1,
+    const double *W_f2,
+    const double *b_f,
+    const double *W_o1,
+    const double *W_o2,
+    const double *b_o,
+    double *c_seq,
+    double *xp_seq,
+    double *h_seq,
+    double *work)
+{
+    const int xp_products_width = 3 * H;
+    const int x_products_width = 3 * H;
+    /* W_z1@xp, W_f1@xp, W_o1@xp side by side */
+    double *const xp_products = work;
+    /* W_z2@x, W_f2@x, W_o2@x side by side, at every step */
+    double *const x_products = xp_products + (size_t)B * xp_products_width;
+    /* (W_z1, W_f1, W_o1)ᵀ side by side, for every step */
+    double *const xp_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_z1, W_f1, W_o1) packed for BLAS, for every step */
+    double *const xp_weights_blas = xp_weights + (size_t)D * xp_products_width;
+    /* (W_z2, W_f2, W_o2) stacked, for all steps */
+    double *const x_weights = xp_weights_blas + sg_packed_count(B, xp_products_width, D);
+    /* (W_z2, W_f2, W_o2) stacked */
+    memcpy(x_weights, W_z2, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f2, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_o2, sizeof(double) * (size_t)H * D);
+    /* (W_z1, W_f1, W_o1)ᵀ side by side */
+    sg_pack_t(H, D, W_z1, xp_weights, xp_products_width);
+    sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
+    sg_pack_t(H, D, W_o1, xp_weights + 2 * H, xp_products_width);
+    const double *const xp_weights_packed = sg_pack_weights(B, xp_products_width, D, xp_weights, xp_products_width, xp_weights_blas);
+    /* (W_z2@x, W_f2@x, W_o2@x) = (W_z2, W_f2, W_o2) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const W_z1_xp_row = xp_products;
+        double *const W_f1_xp_row = xp_products + H;
+        double *const W_o1_xp_row = xp_products + 2 * H;
+        double *const W_z2_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_f2_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_o2_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        double *const xp_next_row = xp_seq + (size_t)t * B * D;
+        double *const h_row = h_seq + (size_t)t * B * H;
+        const double *const xp_row = t == 0 ? xp_init : xp_seq + (size_t)(t - 1) * B * D;
+        const double *const x_row = x_seq + (size_t)t * B * D;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* xp' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const x_sample = x_row + (size_t)sample * D;
+            double *const xp_next_sample = xp_next_row + (size_t)sample * D;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < D; ++unit) {
+                const double x = x_sample[unit];
+                const double xp_next = x;
+                xp_next_sample[unit] = xp_next;
+            }
+        }
+
+        /* (W_z1@xp, W_f1@xp, W_o1@xp) = (W_z1, W_f1, W_o1) @ xp */
+        sg_gemm_packed(B, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, xp_weights_packed, W_z1_xp_row, xp_products_width);
+
+        /* z, f, o, c', h */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const W_f1_xp_sample = W_f1_xp_row + (size_t)sample * xp_products_width;
+            const double *const W_f2_x_sample = W_f2_x_row + (size_t)sample * x_products_width;
+            const double *const W_o1_xp_sample = W_o1_xp_row + (size_t)sample * xp_products_width;
+            const double *const W_o2_x_sample = W_o2_x_row + (size_t)sample * x_products_width;
+            const double *const W_z1_xp_sample = W_z1_xp_row + (size_t)sample * xp_products_width;
+            const double *const W_z2_x_sample = W_z2_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double W_f1_xp = W_f1_xp_sample[unit];
+                const double W_f2_x = W_f2_x_sample[unit];
+                const double W_o1_xp = W_o1_xp_sample[unit];
+                const double W_o2_x = W_o2_x_sample[unit];
+                const double W_z1_xp = W_z1_xp_sample[unit];
+                const double W_z2_x = W_z2_x_sample[unit];
+                const double c = c_sample[unit];
+                const double z = tanh(W_z1_xp + W_z2_x + b_z[unit]);
+                const double f = sg_sigmoid(W_f1_xp + W_f2_x + b_f[unit]);
+                const double o = sg_sigmoid(W_o1_xp + W_o2_x + b_o[unit]);
+                const double c_next = c*f + z*(1 - f);
+                const double h = c_next*o;
+                c_next_sample[unit] = c_next;
+                h_sample[unit] = h;
+            }
+        }
+    }
 }

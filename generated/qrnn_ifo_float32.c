@@ -157,6 +157,27 @@ void sg_qrnn_ifo_float32_backward(int T, int B, int D, int H,
     float *grad_W_i2,
     float *grad_b_i,
     float *work);
+size_t sg_qrnn_ifo_float32_infer_work(int T, int B, int D, int H);
+void sg_qrnn_ifo_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *xp_init,
+    const float *W_z1,
+    const float *W_z2,
+    const float *b_z,
+    const float *W_f1,
+    const float *W_f2,
+    const float *b_f,
+    const float *W_o1,
+    const float *W_o2,
+    const float *b_o,
+    const float *W_i1,
+    const float *W_i2,
+    const float *b_i,
+    float *c_seq,
+    float *xp_seq,
+    float *h_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -749,4 +770,142 @@ void sg_qrnn_ifo_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f2);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_o2);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_i2);
+}
+
+size_t sg_qrnn_ifo_float32_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)D * (4 * (size_t)H) + sg_packed_count(B, 4 * H, D) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   c_init (B, H): initial state c
+ *   xp_init (B, D): initial state xp
+ *   W_z1 (H, D): parameter W_z1
+ *   W_z2 (H, D): parameter W_z2
+ *   b_z (H): parameter b_z
+ *   W_f1 (H, D): parameter W_f1
+ *   W_f2 (H, D): parameter W_f2
+ *   b_f (H): parameter b_f
+ *   W_o1 (H, D): parameter W_o1
+ *   W_o2 (H, D): parameter W_o2
+ *   b_o (H): parameter b_o
+ *   W_i1 (H, D): parameter W_i1
+ *   W_i2 (H, D): parameter W_i2
+ *   b_i (H): parameter b_i
+ *   c_seq (T, B, H): state c after every step
+ *   xp_seq (T, B, D): state xp after every step
+ *   h_seq (T, B, H): output h at every step
+ */
+void sg_qrnn_ifo_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *xp_init,
+    const float *W_z1,
+    const float *W_z2,
+    const float *b_z,
+    const float *W_f1,
+    const float *W_f2,
+    const float *b_f,
+    const float *W_o1,
+    const float *W_o2,
+    const float *b_o,
+    const float *W_i1,
+    const float *W_i2,
+    const float *b_i,
+    float *c_seq,
+    float *xp_seq,
+    float *h_seq,
+    float *work)
+{
+    const int xp_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* W_z1@xp, W_f1@xp, W_o1@xp, W_i1@xp side by side */
+    float *const xp_products = work;
+    /* W_z2@x, W_f2@x, W_o2@x, W_i2@x side by side, at every step */
+    float *const x_products = xp_products + (size_t)B * xp_products_width;
+    /* (W_z1, W_f1, W_o1, W_i1)ᵀ side by side, for every step */
+    float *const xp_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W_z1, W_f1, W_o1, W_i1) packed for BLAS, for every step */
+    float *const xp_weights_blas = xp_weights + (size_t)D * xp_products_width;
+    /* (W_z2, W_f2, W_o2, W_i2) stacked, for all steps */
+    float *const x_weights = xp_weights_blas + sg_packed_count(B, xp_products_width, D);
+    /* (W_z2, W_f2, W_o2, W_i2) stacked */
+    memcpy(x_weights, W_z2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_f2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_o2, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W_i2, sizeof(float) * (size_t)H * D);
+    /* (W_z1, W_f1, W_o1, W_i1)ᵀ side by side */
+    sg_pack_t(H, D, W_z1, xp_weights, xp_products_width);
+    sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
+    sg_pack_t(H, D, W_o1, xp_weights + 2 * H, xp_products_width);
+    sg_pack_t(H, D, W_i1, xp_weights + 3 * H, xp_products_width);
+    const float *const xp_weights_packed = sg_pack_weights(B, xp_products_width, D, xp_weights, xp_products_width, xp_weights_blas);
+    /* (W_z2@x, W_f2@x, W_o2@x, W_i2@x) = (W_z2, W_f2, W_o2, W_i2) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const W_z1_xp_row = xp_products;
+        float *const W_f1_xp_row = xp_products + H;
+        float *const W_o1_xp_row = xp_products + 2 * H;
+        float *const W_i1_xp_row = xp_products + 3 * H;
+        float *const W_z2_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_f2_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_o2_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_i2_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const c_next_row = c_seq + (size_t)t * B * H;
+        float *const xp_next_row = xp_seq + (size_t)t * B * D;
+        float *const h_row = h_seq + (size_t)t * B * H;
+        const float *const xp_row = t == 0 ? xp_init : xp_seq + (size_t)(t - 1) * B * D;
+        const float *const x_row = x_seq + (size_t)t * B * D;
+        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* xp' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const x_sample = x_row + (size_t)sample * D;
+            float *const xp_next_sample = xp_next_row + (size_t)sample * D;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < D; ++unit) {
+                const float x = x_sample[unit];
+                const float xp_next = x;
+                xp_next_sample[unit] = xp_next;
+            }
+        }
+
+        /* (W_z1@xp, W_f1@xp, W_o1@xp, W_i1@xp) = (W_z1, W_f1, W_o1, W_i1) @ xp */
+        sg_gemm_packed(B, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, xp_weights_packed, W_z1_xp_row, xp_products_width);
+
+        /* z, f, o, i, c', h */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const W_f1_xp_sample = W_f1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_f2_x_sample = W_f2_x_row + (size_t)sample * x_products_width;
+            const float *const W_i1_xp_sample = W_i1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_i2_x_sample = W_i2_x_row + (size_t)sample * x_products_width;
+            const float *const W_o1_xp_sample = W_o1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_o2_x_sample = W_o2_x_row + (size_t)sample * x_products_width;
+            const float *const W_z1_xp_sample = W_z1_xp_row + (size_t)sample * xp_products_width;
+            const float *const W_z2_x_sample = W_z2_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float W_f1_xp = W_f1_xp_sample[unit];
+                const float W_f2_x = W_f2_x_sample[unit];
+                const float W_i1_xp = W_i1_xp_sample[unit];
+                const float W_i2_x = W_i2_x_sample[unit];
+                const float W_o1_xp = W_o1_xp_sample[unit];
+                const float W_o2_x = W_o2_x_sample[unit];
+                const float W_z1_xp = W_z1_xp_sample[unit];
+                const float W_z2_x = W_z2_x_sample[unit];
+                const float c = c_sample[unit];
+                const float z = tanhf(W_z1_xp + W_z2_x + b_z[unit]);
+                const float f = sg_sigmoid(W_f1_xp + W_f2_x + b_f[unit]);
+                const float o = sg_sigmoid(W_o1_xp + W_o2_x + b_o[unit]);
+                const float i = sg_sigmoid(W_i1_xp + W_i2_x + b_i[unit]);
+                const float c_next = c*f + i*z;
+                const float h = c_next*o;
+                c_next_sample[unit] = c_next;
+                h_sample[unit] = h;
+            }
+        }
+    }
 }

@@ -87,5 +87,26 @@ void sg_qrnn_ifo_float32_backward(int T, int B, int D, int H,
     float *grad_W_i2,
     float *grad_b_i,
     float *work);
+size_t sg_qrnn_ifo_float32_infer_work(int T, int B, int D, int H);
+void sg_qrnn_ifo_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *xp_init,
+    const float *W_z1,
+    const float *W_z2,
+    const float *b_z,
+    const float *W_f1,
+    const float *W_f2,
+    const float *b_f,
+    const float *W_o1,
+    const float *W_o2,
+    const float *b_o,
+    const float *W_i1,
+    const float *W_i2,
+    const float *b_i,
+    float *c_seq,
+    float *xp_seq,
+    float *h_seq,
+    float *work);
 
 #endif

@@ -87,5 +87,26 @@ void sg_qrnn_ifo_float64_backward(int T, int B, int D, int H,
     double *grad_W_i2,
     double *grad_b_i,
     double *work);
+size_t sg_qrnn_ifo_float64_infer_work(int T, int B, int D, int H);
+void sg_qrnn_ifo_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *xp_init,
+    const double *W_z1,
+    const double *W_z2,
+    const double *b_z,
+    const double *W_f1,
+    const double *W_f2,
+    const double *b_f,
+    const double *W_o1,
+    const double *W_o2,
+    const double *b_o,
+    const double *W_i1,
+    const double *W_i2,
+    const double *b_i,
+    double *c_seq,
+    double *xp_seq,
+    double *h_seq,
+    double *work);
 
 #endif

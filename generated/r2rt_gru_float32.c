@@ -132,6 +132,21 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H,
     float *grad_W,
     float *grad_b,
     float *work);
+size_t sg_r2rt_gru_float32_infer_work(int T, int B, int D, int H);
+void sg_r2rt_gru_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *s_init,
+    const float *U_r,
+    const float *W_r,
+    const float *b_r,
+    const float *U_z,
+    const float *W_z,
+    const float *b_z,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *s_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -697,4 +712,134 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
+}
+
+size_t sg_r2rt_gru_float32_infer_work(int T, int B, int D, int H)
+{
+    return (2 * (size_t)H) * (size_t)B + (3 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (2 * (size_t)H) + sg_packed_count(B, 2 * H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)D * (3 * (size_t)H) + (size_t)B * H + (size_t)B * H;
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   s_init (B, H): initial state s
+ *   U_r (H, H): parameter U_r
+ *   W_r (H, D): parameter W_r
+ *   b_r (H): parameter b_r
+ *   U_z (H, H): parameter U_z
+ *   W_z (H, D): parameter W_z
+ *   b_z (H): parameter b_z
+ *   U (H, H): parameter U
+ *   W (H, D): parameter W
+ *   b (H): parameter b
+ *   s_seq (T, B, H): state s after every step
+ */
+void sg_r2rt_gru_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *s_init,
+    const float *U_r,
+    const float *W_r,
+    const float *b_r,
+    const float *U_z,
+    const float *W_z,
+    const float *b_z,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *s_seq,
+    float *work)
+{
+    const int s_products_width = 2 * H;
+    const int x_products_width = 3 * H;
+    const int U_arg_products_width = H;
+    /* U_r@s, U_z@s side by side */
+    float *const s_products = work;
+    /* W_r@x, W_z@x, W@x side by side, at every step */
+    float *const x_products = s_products + (size_t)B * s_products_width;
+    /* U@U_arg side by side */
+    float *const U_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_r, U_z)ᵀ side by side, for every step */
+    float *const s_weights = U_arg_products + (size_t)B * U_arg_products_width;
+    /* (U_r, U_z) packed for BLAS, for every step */
+    float *const s_weights_blas = s_weights + (size_t)H * s_products_width;
+    /* (U)ᵀ side by side, for every step */
+    float *const U_arg_weights = s_weights_blas + sg_packed_count(B, s_products_width, H);
+    /* (U) packed for BLAS, for every step */
+    float *const U_arg_weights_blas = U_arg_weights + (size_t)H * U_arg_products_width;
+    /* (W_r, W_z, W) stacked, for all steps */
+    float *const x_weights = U_arg_weights_blas + sg_packed_count(B, U_arg_products_width, H);
+    /* U_arg of the current step */
+    float *const U_arg_row = x_weights + (size_t)D * x_products_width;
+    /* z of the current step */
+    float *const z_row = U_arg_row + (size_t)B * H;
+    /* (W_r, W_z, W) stacked */
+    memcpy(x_weights, W_r, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_z, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W, sizeof(float) * (size_t)H * D);
+    /* (U_r, U_z)ᵀ side by side */
+    sg_pack_t(H, H, U_r, s_weights, s_products_width);
+    sg_pack_t(H, H, U_z, s_weights + H, s_products_width);
+    const float *const s_weights_packed = sg_pack_weights(B, s_products_width, H, s_weights, s_products_width, s_weights_blas);
+    /* (U)ᵀ side by side */
+    sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
+    const float *const U_arg_weights_packed = sg_pack_weights(B, U_arg_products_width, H, U_arg_weights, U_arg_products_width, U_arg_weights_blas);
+    /* (W_r@x, W_z@x, W@x) = (W_r, W_z, W) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const U_r_s_row = s_products;
+        float *const U_z_s_row = s_products + H;
+        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const U_U_arg_row = U_arg_products;
+        float *const s_next_row = s_seq + (size_t)t * B * H;
+        const float *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
+        /* (U_r@s, U_z@s) = (U_r, U_z) @ s */
+        sg_gemm_packed(B, s_products_width, H, s_row, H, s_weights, s_products_width, s_weights_packed, U_r_s_row, s_products_width);
+
+        /* r, z, U_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_r_s_sample = U_r_s_row + (size_t)sample * s_products_width;
+            const float *const U_z_s_sample = U_z_s_row + (size_t)sample * s_products_width;
+            const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const float *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const z_sample = z_row + (size_t)sample * H;
+            float *const U_arg_sample = U_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_r_s = U_r_s_sample[unit];
+                const float U_z_s = U_z_s_sample[unit];
+                const float W_r_x = W_r_x_sample[unit];
+                const float W_z_x = W_z_x_sample[unit];
+                const float s = s_sample[unit];
+                const float r = sg_sigmoid(U_r_s + W_r_x + b_r[unit]);
+                const float z = sg_sigmoid(U_z_s + W_z_x + b_z[unit]);
+                const float U_arg = r*s;
+                z_sample[unit] = z;
+                U_arg_sample[unit] = U_arg;
+            }
+        }
+
+        /* (U@U_arg) = (U) @ U_arg */
+        sg_gemm_packed(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
+
+        /* s_tilde, s' */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
+            const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            const float *const z_sample = z_row + (size_t)sample * H;
+            float *const s_next_sample = s_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_U_arg = U_U_arg_sample[unit];
+                const float W_x = W_x_sample[unit];
+                const float s = s_sample[unit];
+                const float z = z_sample[unit];
+                const float s_tilde = tanhf(U_U_arg + W_x + b[unit]);
+                const float s_next = s*z + s_tilde*(1 - z);
+                s_next_sample[unit] = s_next;
+            }
+        }
+    }
 }

@@ -67,5 +67,20 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H,
     float *grad_W,
     float *grad_b,
     float *work);
+size_t sg_r2rt_gru_float32_infer_work(int T, int B, int D, int H);
+void sg_r2rt_gru_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *s_init,
+    const float *U_r,
+    const float *W_r,
+    const float *b_r,
+    const float *U_z,
+    const float *W_z,
+    const float *b_z,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *s_seq,
+    float *work);
 
 #endif

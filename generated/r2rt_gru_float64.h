@@ -67,5 +67,20 @@ void sg_r2rt_gru_float64_backward(int T, int B, int D, int H,
     double *grad_W,
     double *grad_b,
     double *work);
+size_t sg_r2rt_gru_float64_infer_work(int T, int B, int D, int H);
+void sg_r2rt_gru_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *s_init,
+    const double *U_r,
+    const double *W_r,
+    const double *b_r,
+    const double *U_z,
+    const double *W_z,
+    const double *b_z,
+    const double *U,
+    const double *W,
+    const double *b,
+    double *s_seq,
+    double *work);
 
 #endif

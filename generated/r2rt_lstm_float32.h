@@ -83,5 +83,25 @@ void sg_r2rt_lstm_float32_backward(int T, int B, int D, int H,
     float *grad_W,
     float *grad_b,
     float *work);
+size_t sg_r2rt_lstm_float32_infer_work(int T, int B, int D, int H);
+void sg_r2rt_lstm_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *c_init,
+    const float *U_i,
+    const float *W_i,
+    const float *b_i,
+    const float *U_o,
+    const float *W_o,
+    const float *b_o,
+    const float *U_f,
+    const float *W_f,
+    const float *b_f,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *h_seq,
+    float *c_seq,
+    float *work);
 
 #endif

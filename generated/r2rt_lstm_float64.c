@@ -154,6 +154,26 @@ void sg_r2rt_lstm_float64_backward(int T, int B, int D, int H,
     double *grad_W,
     double *grad_b,
     double *work);
+size_t sg_r2rt_lstm_float64_infer_work(int T, int B, int D, int H);
+void sg_r2rt_lstm_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *U_i,
+    const double *W_i,
+    const double *b_i,
+    const double *U_o,
+    const double *W_o,
+    const double *b_o,
+    const double *U_f,
+    const double *W_f,
+    const double *b_f,
+    const double *U,
+    const double *W,
+    const double *b,
+    double *h_seq,
+    double *c_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -712,4 +732,126 @@ void sg_r2rt_lstm_float64_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_o);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W);
+}
+
+size_t sg_r2rt_lstm_float64_infer_work(int T, int B, int D, int H)
+{
+    return (4 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + (size_t)H * (4 * (size_t)H) + sg_packed_count(B, 4 * H, H) + (size_t)D * (4 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   c_init (B, H): initial state c
+ *   U_i (H, H): parameter U_i
+ *   W_i (H, D): parameter W_i
+ *   b_i (H): parameter b_i
+ *   U_o (H, H): parameter U_o
+ *   W_o (H, D): parameter W_o
+ *   b_o (H): parameter b_o
+ *   U_f (H, H): parameter U_f
+ *   W_f (H, D): parameter W_f
+ *   b_f (H): parameter b_f
+ *   U (H, H): parameter U
+ *   W (H, D): parameter W
+ *   b (H): parameter b
+ *   h_seq (T, B, H): state h after every step
+ *   c_seq (T, B, H): state c after every step
+ */
+void sg_r2rt_lstm_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *U_i,
+    const double *W_i,
+    const double *b_i,
+    const double *U_o,
+    const double *W_o,
+    const double *b_o,
+    const double *U_f,
+    const double *W_f,
+    const double *b_f,
+    const double *U,
+    const double *W,
+    const double *b,
+    double *h_seq,
+    double *c_seq,
+    double *work)
+{
+    const int h_products_width = 4 * H;
+    const int x_products_width = 4 * H;
+    /* U_i@h, U_o@h, U_f@h, U@h side by side */
+    double *const h_products = work;
+    /* W_i@x, W_o@x, W_f@x, W@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_i, U_o, U_f, U)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_i, U_o, U_f, U) packed for BLAS, for every step */
+    double *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_i, W_o, W_f, W) stacked, for all steps */
+    double *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_i, W_o, W_f, W) stacked */
+    memcpy(x_weights, W_i, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_o, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(double) * (size_t)H * D);
+    /* (U_i, U_o, U_f, U)ᵀ side by side */
+    sg_pack_t(H, H, U_i, h_weights, h_products_width);
+    sg_pack_t(H, H, U_o, h_weights + H, h_products_width);
+    sg_pack_t(H, H, U_f, h_weights + 2 * H, h_products_width);
+    sg_pack_t(H, H, U, h_weights + 3 * H, h_products_width);
+    const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const U_i_h_row = h_products;
+        double *const U_o_h_row = h_products + H;
+        double *const U_f_h_row = h_products + 2 * H;
+        double *const U_h_row = h_products + 3 * H;
+        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* (U_i@h, U_o@h, U_f@h, U@h) = (U_i, U_o, U_f, U) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_i_h_row, h_products_width);
+
+        /* i, o, f, c_tilde, c', h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_h_sample = U_h_row + (size_t)sample * h_products_width;
+            const double *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
+            const double *const U_i_h_sample = U_i_h_row + (size_t)sample * h_products_width;
+            const double *const U_o_h_sample = U_o_h_row + (size_t)sample * h_products_width;
+            const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const double *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_h = U_h_sample[unit];
+                const double U_f_h = U_f_h_sample[unit];
+                const double U_i_h = U_i_h_sample[unit];
+                const double U_o_h = U_o_h_sample[unit];
+                const double W_x = W_x_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_i_x = W_i_x_sample[unit];
+                const double W_o_x = W_o_x_sample[unit];
+                const double c = c_sample[unit];
+                const double i = sg_sigmoid(U_i_h + W_i_x + b_i[unit]);
+                const double o = sg_sigmoid(U_o_h + W_o_x + b_o[unit]);
+                const double f = sg_sigmoid(U_f_h + W_f_x + b_f[unit]);
+                const double c_tilde = tanh(U_h + W_x + b[unit]);
+                const double c_next = c*f + c_tilde*i;
+                const double h_next = o*tanh(c_next);
+                c_next_sample[unit] = c_next;
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

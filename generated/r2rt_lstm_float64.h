@@ -83,5 +83,25 @@ void sg_r2rt_lstm_float64_backward(int T, int B, int D, int H,
     double *grad_W,
     double *grad_b,
     double *work);
+size_t sg_r2rt_lstm_float64_infer_work(int T, int B, int D, int H);
+void sg_r2rt_lstm_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *U_i,
+    const double *W_i,
+    const double *b_i,
+    const double *U_o,
+    const double *W_o,
+    const double *b_o,
+    const double *U_f,
+    const double *W_f,
+    const double *b_f,
+    const double *U,
+    const double *W,
+    const double *b,
+    double *h_seq,
+    double *c_seq,
+    double *work);
 
 #endif

@@ -92,5 +92,28 @@ void sg_r2rt_lstm_peephole_float64_backward(int T, int B, int D, int H,
     double *grad_p_o,
     double *grad_b_o,
     double *work);
+size_t sg_r2rt_lstm_peephole_float64_infer_work(int T, int B, int D, int H);
+void sg_r2rt_lstm_peephole_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *c_init,
+    const double *W_i,
+    const double *U_i,
+    const double *p_i,
+    const double *b_i,
+    const double *W_f,
+    const double *U_f,
+    const double *p_f,
+    const double *b_f,
+    const double *W_g,
+    const double *U_g,
+    const double *b_g,
+    const double *W_o,
+    const double *U_o,
+    const double *p_o,
+    const double *b_o,
+    double *h_seq,
+    double *c_seq,
+    double *work);
 
 #endif

@@ -87,5 +87,23 @@ void sg_r2rt_normalized_prototype_float32_backward(int T, int B, int D, int H,
     float *grad_W,
     float *grad_b,
     float *work);
+size_t sg_r2rt_normalized_prototype_float32_infer_work(int T, int B, int D, int H);
+void sg_r2rt_normalized_prototype_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *s_init,
+    const float *U_i,
+    const float *W_i,
+    const float *b_i,
+    const float *U_o,
+    const float *W_o,
+    const float *b_o,
+    const float *U_f,
+    const float *W_f,
+    const float *b_f,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *s_seq,
+    float *work);
 
 #endif

@@ -158,6 +158,25 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     float *grad_W,
     float *grad_b,
     float *work);
+size_t sg_r2rt_pseudo_lstm_float32_infer_work(int T, int B, int D, int H);
+void sg_r2rt_pseudo_lstm_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *s_init,
+    const float *U_i,
+    const float *W_i,
+    const float *b_i,
+    const float *U_o,
+    const float *W_o,
+    const float *b_o,
+    const float *U_f,
+    const float *W_f,
+    const float *b_f,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *s_seq,
+    float *out_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -823,4 +842,175 @@ void sg_r2rt_pseudo_lstm_float32_backward(int T, int B, int D, int H,
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
     sg_gemm_tn(H, H, T * B, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
+}
+
+size_t sg_r2rt_pseudo_lstm_float32_infer_work(int T, int B, int D, int H)
+{
+    return (3 * (size_t)H) * (size_t)B + (4 * (size_t)H) * (size_t)T * B + ((size_t)H) * (size_t)B + (size_t)H * (3 * (size_t)H) + sg_packed_count(B, 3 * H, H) + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)D * (4 * (size_t)H) + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H;
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   s_init (B, H): initial state s
+ *   U_i (H, H): parameter U_i
+ *   W_i (H, D): parameter W_i
+ *   b_i (H): parameter b_i
+ *   U_o (H, H): parameter U_o
+ *   W_o (H, D): parameter W_o
+ *   b_o (H): parameter b_o
+ *   U_f (H, H): parameter U_f
+ *   W_f (H, D): parameter W_f
+ *   b_f (H): parameter b_f
+ *   U (H, H): parameter U
+ *   W (H, D): parameter W
+ *   b (H): parameter b
+ *   s_seq (T, B, H): state s after every step
+ *   out_seq (T, B, H): output out at every step
+ */
+void sg_r2rt_pseudo_lstm_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *s_init,
+    const float *U_i,
+    const float *W_i,
+    const float *b_i,
+    const float *U_o,
+    const float *W_o,
+    const float *b_o,
+    const float *U_f,
+    const float *W_f,
+    const float *b_f,
+    const float *U,
+    const float *W,
+    const float *b,
+    float *s_seq,
+    float *out_seq,
+    float *work)
+{
+    const int U_i_arg_products_width = 3 * H;
+    const int x_products_width = 4 * H;
+    const int U_arg_products_width = H;
+    /* U_i@U_i_arg, U_o@U_i_arg, U_f@U_i_arg side by side */
+    float *const U_i_arg_products = work;
+    /* W_i@x, W_o@x, W_f@x, W@x side by side, at every step */
+    float *const x_products = U_i_arg_products + (size_t)B * U_i_arg_products_width;
+    /* U@U_arg side by side */
+    float *const U_arg_products = x_products + (size_t)T * B * x_products_width;
+    /* (U_i, U_o, U_f)ᵀ side by side, for every step */
+    float *const U_i_arg_weights = U_arg_products + (size_t)B * U_arg_products_width;
+    /* (U_i, U_o, U_f) packed for BLAS, for every step */
+    float *const U_i_arg_weights_blas = U_i_arg_weights + (size_t)H * U_i_arg_products_width;
+    /* (U)ᵀ side by side, for every step */
+    float *const U_arg_weights = U_i_arg_weights_blas + sg_packed_count(B, U_i_arg_products_width, H);
+    /* (U) packed for BLAS, for every step */
+    float *const U_arg_weights_blas = U_arg_weights + (size_t)H * U_arg_products_width;
+    /* (W_i, W_o, W_f, W) stacked, for all steps */
+    float *const x_weights = U_arg_weights_blas + sg_packed_count(B, U_arg_products_width, H);
+    /* U_i_arg of the current step */
+    float *const U_i_arg_row = x_weights + (size_t)D * x_products_width;
+    /* U_arg of the current step */
+    float *const U_arg_row = U_i_arg_row + (size_t)B * H;
+    /* f of the current step */
+    float *const f_row = U_arg_row + (size_t)B * H;
+    /* i of the current step */
+    float *const i_row = f_row + (size_t)B * H;
+    /* (W_i, W_o, W_f, W) stacked */
+    memcpy(x_weights, W_i, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_o, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
+    memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(float) * (size_t)H * D);
+    /* (U_i, U_o, U_f)ᵀ side by side */
+    sg_pack_t(H, H, U_i, U_i_arg_weights, U_i_arg_products_width);
+    sg_pack_t(H, H, U_o, U_i_arg_weights + H, U_i_arg_products_width);
+    sg_pack_t(H, H, U_f, U_i_arg_weights + 2 * H, U_i_arg_products_width);
+    const float *const U_i_arg_weights_packed = sg_pack_weights(B, U_i_arg_products_width, H, U_i_arg_weights, U_i_arg_products_width, U_i_arg_weights_blas);
+    /* (U)ᵀ side by side */
+    sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
+    const float *const U_arg_weights_packed = sg_pack_weights(B, U_arg_products_width, H, U_arg_weights, U_arg_products_width, U_arg_weights_blas);
+    /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const U_i_U_i_arg_row = U_i_arg_products;
+        float *const U_o_U_i_arg_row = U_i_arg_products + H;
+        float *const U_f_U_i_arg_row = U_i_arg_products + 2 * H;
+        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const U_U_arg_row = U_arg_products;
+        float *const s_next_row = s_seq + (size_t)t * B * H;
+        float *const out_row = out_seq + (size_t)t * B * H;
+        const float *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
+        /* U_i_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float s = s_sample[unit];
+                const float U_i_arg = tanhf(s);
+                U_i_arg_sample[unit] = U_i_arg;
+            }
+        }
+
+        /* (U_i@U_i_arg, U_o@U_i_arg, U_f@U_i_arg) = (U_i, U_o, U_f) @ U_i_arg */
+        sg_gemm_packed(B, U_i_arg_products_width, H, U_i_arg_row, H, U_i_arg_weights, U_i_arg_products_width, U_i_arg_weights_packed, U_i_U_i_arg_row, U_i_arg_products_width);
+
+        /* i, o, f, U_arg */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_f_U_i_arg_sample = U_f_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
+            const float *const U_i_U_i_arg_sample = U_i_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
+            const float *const U_o_U_i_arg_sample = U_o_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
+            const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const float *const W_i_x_sample = W_i_x_row + (size_t)sample * x_products_width;
+            const float *const W_o_x_sample = W_o_x_row + (size_t)sample * x_products_width;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const i_sample = i_row + (size_t)sample * H;
+            float *const f_sample = f_row + (size_t)sample * H;
+            float *const U_arg_sample = U_arg_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_f_U_i_arg = U_f_U_i_arg_sample[unit];
+                const float U_i_U_i_arg = U_i_U_i_arg_sample[unit];
+                const float U_o_U_i_arg = U_o_U_i_arg_sample[unit];
+                const float W_f_x = W_f_x_sample[unit];
+                const float W_i_x = W_i_x_sample[unit];
+                const float W_o_x = W_o_x_sample[unit];
+                const float s = s_sample[unit];
+                const float i = sg_sigmoid(U_i_U_i_arg + W_i_x + b_i[unit]);
+                const float o = sg_sigmoid(U_o_U_i_arg + W_o_x + b_o[unit]);
+                const float f = sg_sigmoid(U_f_U_i_arg + W_f_x + b_f[unit]);
+                const float U_arg = o*tanhf(s);
+                i_sample[unit] = i;
+                f_sample[unit] = f;
+                U_arg_sample[unit] = U_arg;
+            }
+        }
+
+        /* (U@U_arg) = (U) @ U_arg */
+        sg_gemm_packed(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
+
+        /* s_tilde, s', out */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
+            const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const float *const f_sample = f_row + (size_t)sample * H;
+            const float *const i_sample = i_row + (size_t)sample * H;
+            const float *const s_sample = s_row + (size_t)sample * H;
+            float *const s_next_sample = s_next_row + (size_t)sample * H;
+            float *const out_sample = out_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float U_U_arg = U_U_arg_sample[unit];
+                const float W_x = W_x_sample[unit];
+                const float f = f_sample[unit];
+                const float i = i_sample[unit];
+                const float s = s_sample[unit];
+                const float s_tilde = tanhf(U_U_arg + W_x + b[unit]);
+                const float s_next = f*s + i*s_tilde;
+                const float out = tanhf(s_next);
+                s_next_sample[unit] = s_next;
+                out_sample[unit] = out;
+            }
+        }
+    }
 }

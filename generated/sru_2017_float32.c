@@ -119,6 +119,18 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     float *grad_W_r,
     float *grad_b_r,
     float *work);
+size_t sg_sru_2017_float32_infer_work(int T, int B, int H);
+void sg_sru_2017_float32_infer(int T, int B, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *W,
+    const float *W_f,
+    const float *b_f,
+    const float *W_r,
+    const float *b_r,
+    float *c_seq,
+    float *h_seq,
+    float *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -469,4 +481,79 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     sg_add((size_t)H * H, grad_x_weights, grad_W);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_f);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_r);
+}
+
+size_t sg_sru_2017_float32_infer_work(int T, int B, int H)
+{
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, H): input x at every step
+ *   c_init (B, H): initial state c
+ *   W (H, H): parameter W
+ *   W_f (H, H): parameter W_f
+ *   b_f (H): parameter b_f
+ *   W_r (H, H): parameter W_r
+ *   b_r (H): parameter b_r
+ *   c_seq (T, B, H): state c after every step
+ *   h_seq (T, B, H): output h at every step
+ */
+void sg_sru_2017_float32_infer(int T, int B, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *W,
+    const float *W_f,
+    const float *b_f,
+    const float *W_r,
+    const float *b_r,
+    float *c_seq,
+    float *h_seq,
+    float *work)
+{
+    const int x_products_width = 3 * H;
+    /* W@x, W_f@x, W_r@x side by side, at every step */
+    float *const x_products = work;
+    /* (W, W_f, W_r) stacked, for all steps */
+    float *const x_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W, W_f, W_r) stacked */
+    memcpy(x_weights, W, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_f, sizeof(float) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(float) * (size_t)H * H);
+    /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        float *const W_x_row = x_products + (size_t)t * B * x_products_width;
+        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const c_next_row = c_seq + (size_t)t * B * H;
+        float *const h_row = h_seq + (size_t)t * B * H;
+        const float *const x_row = x_seq + (size_t)t * B * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* x_tilde, f, r, c', h */
+        for (int sample = 0; sample < B; ++sample) {
+            const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const float *const c_sample = c_row + (size_t)sample * H;
+            const float *const x_sample = x_row + (size_t)sample * H;
+            float *const c_next_sample = c_next_row + (size_t)sample * H;
+            float *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const float W_x = W_x_sample[unit];
+                const float W_f_x = W_f_x_sample[unit];
+                const float W_r_x = W_r_x_sample[unit];
+                const float c = c_sample[unit];
+                const float x = x_sample[unit];
+                const float x_tilde = W_x;
+                const float f = sg_sigmoid(W_f_x + b_f[unit]);
+                const float r = sg_sigmoid(W_r_x + b_r[unit]);
+                const float c_next = c*f + x_tilde*(1 - f);
+                const float h = r*tanhf(c_next) + x*(1 - r);
+                c_next_sample[unit] = c_next;
+                h_sample[unit] = h;
+            }
+        }
+    }
 }

@@ -56,5 +56,17 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     float *grad_W_r,
     float *grad_b_r,
     float *work);
+size_t sg_sru_2017_float32_infer_work(int T, int B, int H);
+void sg_sru_2017_float32_infer(int T, int B, int H,
+    const float *x_seq,
+    const float *c_init,
+    const float *W,
+    const float *W_f,
+    const float *b_f,
+    const float *W_r,
+    const float *b_r,
+    float *c_seq,
+    float *h_seq,
+    float *work);
 
 #endif

@@ -56,5 +56,17 @@ void sg_sru_2017_float64_backward(int T, int B, int H,
     double *grad_W_r,
     double *grad_b_r,
     double *work);
+size_t sg_sru_2017_float64_infer_work(int T, int B, int H);
+void sg_sru_2017_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W,
+    const double *W_f,
+    const double *b_f,
+    const double *W_r,
+    const double *b_r,
+    double *c_seq,
+    double *h_seq,
+    double *work);
 
 #endif

@@ -132,6 +132,20 @@ void sg_sru_float64_backward(int T, int B, int H,
     double *grad_v_r,
     double *grad_b_r,
     double *work);
+size_t sg_sru_float64_infer_work(int T, int B, int H);
+void sg_sru_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W,
+    const double *W_f,
+    const double *v_f,
+    const double *b_f,
+    const double *W_r,
+    const double *v_r,
+    const double *b_r,
+    double *c_seq,
+    double *h_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -509,4 +523,85 @@ void sg_sru_float64_backward(int T, int B, int H,
     sg_add((size_t)H * H, grad_x_weights, grad_W);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_f);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_r);
+}
+
+size_t sg_sru_float64_infer_work(int T, int B, int H)
+{
+    return (3 * (size_t)H) * (size_t)T * B + (size_t)H * (3 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, H): input x at every step
+ *   c_init (B, H): initial state c
+ *   W (H, H): parameter W
+ *   W_f (H, H): parameter W_f
+ *   v_f (H): parameter v_f
+ *   b_f (H): parameter b_f
+ *   W_r (H, H): parameter W_r
+ *   v_r (H): parameter v_r
+ *   b_r (H): parameter b_r
+ *   c_seq (T, B, H): state c after every step
+ *   h_seq (T, B, H): output h at every step
+ */
+void sg_sru_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W,
+    const double *W_f,
+    const double *v_f,
+    const double *b_f,
+    const double *W_r,
+    const double *v_r,
+    const double *b_r,
+    double *c_seq,
+    double *h_seq,
+    double *work)
+{
+    const double scale_x = 1;
+    const int x_products_width = 3 * H;
+    /* W@x, W_f@x, W_r@x side by side, at every step */
+    double *const x_products = work;
+    /* (W, W_f, W_r) stacked, for all steps */
+    double *const x_weights = x_products + (size_t)T * B * x_products_width;
+    /* (W, W_f, W_r) stacked */
+    memcpy(x_weights, W, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)H * H, W_f, sizeof(double) * (size_t)H * H);
+    memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(double) * (size_t)H * H);
+    /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const W_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        double *const c_next_row = c_seq + (size_t)t * B * H;
+        double *const h_row = h_seq + (size_t)t * B * H;
+        const double *const x_row = x_seq + (size_t)t * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        /* x_tilde, f, r, c', x_prime, h */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
+            const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
+            const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
+            const double *const c_sample = c_row + (size_t)sample * H;
+            const double *const x_sample = x_row + (size_t)sample * H;
+            double *const c_next_sample = c_next_row + (size_t)sample * H;
+            double *const h_sample = h_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double W_x = W_x_sample[unit];
+                const double W_f_x = W_f_x_sample[unit];
+                const double W_r_x = W_r_x_sample[unit];
+                const double c = c_sample[unit];
+                const double x = x_sample[unit];
+                const double x_tilde = W_x;
+                const double f = sg_sigmoid(W_f_x + b_f[unit] + c*v_f[unit]);
+                const double r = sg_sigmoid(W_r_x + b_r[unit] + c*v_r[unit]);
+                const double c_next = c*f + x_tilde*(1 - f);
+                const double x_prime = scale_x*x;
+                const double h = r*tanh(c_next) + x_prime*(1 - r);
+                c_next_sample[unit] = c_next;
+                h_sample[unit] = h;
+            }
+        }
+    }
 }

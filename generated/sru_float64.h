@@ -66,5 +66,19 @@ void sg_sru_float64_backward(int T, int B, int H,
     double *grad_v_r,
     double *grad_b_r,
     double *work);
+size_t sg_sru_float64_infer_work(int T, int B, int H);
+void sg_sru_float64_infer(int T, int B, int H,
+    const double *x_seq,
+    const double *c_init,
+    const double *W,
+    const double *W_f,
+    const double *v_f,
+    const double *b_f,
+    const double *W_r,
+    const double *v_r,
+    const double *b_r,
+    double *c_seq,
+    double *h_seq,
+    double *work);
 
 #endif

@@ -52,5 +52,17 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
     float *grad_U_g,
     float *grad_b_g,
     float *work);
+size_t sg_ugrnn_float32_infer_work(int T, int B, int D, int H);
+void sg_ugrnn_float32_infer(int T, int B, int D, int H,
+    const float *x_seq,
+    const float *h_init,
+    const float *W_c,
+    const float *U_c,
+    const float *b_c,
+    const float *W_g,
+    const float *U_g,
+    const float *b_g,
+    float *h_seq,
+    float *work);
 
 #endif

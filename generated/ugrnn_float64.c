@@ -111,6 +111,18 @@ void sg_ugrnn_float64_backward(int T, int B, int D, int H,
     double *grad_U_g,
     double *grad_b_g,
     double *work);
+size_t sg_ugrnn_float64_infer_work(int T, int B, int D, int H);
+void sg_ugrnn_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_c,
+    const double *U_c,
+    const double *b_c,
+    const double *W_g,
+    const double *U_g,
+    const double *b_g,
+    double *h_seq,
+    double *work);
 
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -552,4 +564,87 @@ void sg_ugrnn_float64_backward(int T, int B, int D, int H,
     sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_c);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_g);
+}
+
+size_t sg_ugrnn_float64_infer_work(int T, int B, int D, int H)
+{
+    return (2 * (size_t)H) * (size_t)B + (2 * (size_t)H) * (size_t)T * B + (size_t)H * (2 * (size_t)H) + sg_packed_count(B, 2 * H, H) + (size_t)D * (2 * (size_t)H);
+}
+
+/* Forward pass over T steps, saving nothing for a backward pass.
+ *   x_seq (T, B, D): input x at every step
+ *   h_init (B, H): initial state h
+ *   W_c (H, D): parameter W_c
+ *   U_c (H, H): parameter U_c
+ *   b_c (H): parameter b_c
+ *   W_g (H, D): parameter W_g
+ *   U_g (H, H): parameter U_g
+ *   b_g (H): parameter b_g
+ *   h_seq (T, B, H): state h after every step
+ */
+void sg_ugrnn_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_c,
+    const double *U_c,
+    const double *b_c,
+    const double *W_g,
+    const double *U_g,
+    const double *b_g,
+    double *h_seq,
+    double *work)
+{
+    const int h_products_width = 2 * H;
+    const int x_products_width = 2 * H;
+    /* U_c@h, U_g@h side by side */
+    double *const h_products = work;
+    /* W_c@x, W_g@x side by side, at every step */
+    double *const x_products = h_products + (size_t)B * h_products_width;
+    /* (U_c, U_g)ᵀ side by side, for every step */
+    double *const h_weights = x_products + (size_t)T * B * x_products_width;
+    /* (U_c, U_g) packed for BLAS, for every step */
+    double *const h_weights_blas = h_weights + (size_t)H * h_products_width;
+    /* (W_c, W_g) stacked, for all steps */
+    double *const x_weights = h_weights_blas + sg_packed_count(B, h_products_width, H);
+    /* (W_c, W_g) stacked */
+    memcpy(x_weights, W_c, sizeof(double) * (size_t)H * D);
+    memcpy(x_weights + (size_t)H * D, W_g, sizeof(double) * (size_t)H * D);
+    /* (U_c, U_g)ᵀ side by side */
+    sg_pack_t(H, H, U_c, h_weights, h_products_width);
+    sg_pack_t(H, H, U_g, h_weights + H, h_products_width);
+    const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
+    /* (W_c@x, W_g@x) = (W_c, W_g) @ x, all steps */
+    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    for (int t = 0; t < T; ++t) {
+        double *const U_c_h_row = h_products;
+        double *const U_g_h_row = h_products + H;
+        double *const W_c_x_row = x_products + (size_t)t * B * x_products_width;
+        double *const W_g_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        /* (U_c@h, U_g@h) = (U_c, U_g) @ h */
+        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_c_h_row, h_products_width);
+
+        /* c, g, h' */
+        for (int sample = 0; sample < B; ++sample) {
+            const double *const U_c_h_sample = U_c_h_row + (size_t)sample * h_products_width;
+            const double *const U_g_h_sample = U_g_h_row + (size_t)sample * h_products_width;
+            const double *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
+            const double *const W_g_x_sample = W_g_x_row + (size_t)sample * x_products_width;
+            const double *const h_sample = h_row + (size_t)sample * H;
+            double *const h_next_sample = h_next_row + (size_t)sample * H;
+            SG_UNITS_INDEPENDENT
+            for (int unit = 0; unit < H; ++unit) {
+                const double U_c_h = U_c_h_sample[unit];
+                const double U_g_h = U_g_h_sample[unit];
+                const double W_c_x = W_c_x_sample[unit];
+                const double W_g_x = W_g_x_sample[unit];
+                const double h = h_sample[unit];
+                const double c = tanh(U_c_h + W_c_x + b_c[unit]);
+                const double g = sg_sigmoid(U_g_h + W_g_x + b_g[unit]);
+                const double h_next = c*(1 - g) + g*h;
+                h_next_sample[unit] = h_next;
+            }
+        }
+    }
 }

@@ -52,5 +52,17 @@ void sg_ugrnn_float64_backward(int T, int B, int D, int H,
     double *grad_U_g,
     double *grad_b_g,
     double *work);
+size_t sg_ugrnn_float64_infer_work(int T, int B, int D, int H);
+void sg_ugrnn_float64_infer(int T, int B, int D, int H,
+    const double *x_seq,
+    const double *h_init,
+    const double *W_c,
+    const double *U_c,
+    const double *b_c,
+    const double *W_g,
+    const double *U_g,
+    const double *b_g,
+    double *h_seq,
+    double *work);
 
 #endif

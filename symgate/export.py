@@ -4,8 +4,8 @@ The library holds the kernels the Python :class:`~symgate.kernel.Kernel` calls, 
 same code and template (``templates/export.c.jinja`` extends ``kernel.c.jinja``, leaving out the
 BLAS and vector-math blocks and cffi's declarations), and two functions for inference:
 
-* ``infer``: the forward pass over T steps, planned without a tape (:func:`~symgate.lower.plan_forward`),
-  so it writes only states and outputs;
+* ``infer``: the forward pass over T steps, planned without a tape (``KernelPlan.infer``, the
+  pass the Python kernel runs with ``backward=False``), so it writes only states and outputs;
 * ``step``: one step of ``infer``, the states updated in place, for streaming.
 
 With trained parameters (``params=``, a ``.npz`` file or a dict of arrays) the library is for
@@ -42,9 +42,9 @@ from .cell import Cell
 from .derive import derive
 from .errors import ExportError
 from .functions import SCALAR
-from .lower import plan_forward, plan_kernel
+from .lower import plan_kernel
 from .ranges import check_numbers
-from .render import _ROLE_TEXT, C_TYPES, Argument, _Context, _environment, _mentions
+from .render import _ROLE_TEXT, C_TYPES, INFER_TITLE, Argument, _Context, _environment, _mentions
 
 EXAMPLE_STEPS, EXAMPLE_BATCH = 5, 2
 """The example program's sequence length and batch; its cell sizes are 3, 4, 5, ... in order."""
@@ -263,8 +263,7 @@ class _ExportContext(_Context):
             passes.append(self.render_pass("forward", self.plan.forward, arguments["forward"]))
             passes.append(self.render_pass("backward", self.plan.backward, arguments["backward"]))
         arguments["infer"] = self.forward_arguments(tape=False)
-        title = "Forward pass over T steps, saving nothing for a backward pass."
-        infer = self.render_pass("forward", plan_forward(self.cell), arguments["infer"], name="infer", title=title)
+        infer = self.render_pass("forward", self.plan.infer, arguments["infer"], name="infer", title=INFER_TITLE)
         passes.append(infer)
         step, arguments["step"] = self.render_step(infer, arguments["infer"])
         functions = tuple(

@@ -36,7 +36,6 @@ from .render import Interface
 DTYPES = {"float64": np.float64, "float32": np.float32, "complex128": np.complex128}
 C_TYPES = {"float64": "double", "float32": "float", "complex128": "double _Complex"}
 INT_MAX = 2**31 - 1
-INFERENCE_SCRATCH = 16 * 2**20  # bytes: at most this much of saved values exists at once with backward=False
 STEPWISE = ("input", "states", "outputs", "tape", "grad_states", "grad_outputs", "grad_inputs")  # (T, B, ·) roles
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
 # Bytes: a workspace up to this size is kept by each thread for its next call of the same kernel
@@ -163,7 +162,6 @@ class Shapes(dict):
     ``new[role, name](zero=False)``, which makes such an array (large ones from the memory pool)."""
 
     new: dict[tuple[str, str], Callable[..., np.ndarray]]
-    tape_bytes_per_step: int
     steps: int
     batch: int
     sizes: dict[str, int]  # of the cell's dimensions
@@ -171,7 +169,7 @@ class Shapes(dict):
     strides: dict[tuple[str, str], int]  # elements a step, of each (T, B, ·) array
     itemsize: int
     layouts: dict[tuple[str, ...], Layout]
-    forward_plans: dict[tuple[bool, bool], ForwardPlan]  # by (copies, keep_tape)
+    forward_plans: dict[tuple[bool, bool, bool], ForwardPlan]  # by (copies, keep_tape, backward)
     zeros: dict[tuple[str, str], np.ndarray]  # read-only, for small loss gradients not given
     by_role: dict[str, dict[str, tuple[tuple[str, str], tuple[int, ...]]]]  # role -> name -> (key, shape)
 
@@ -208,7 +206,7 @@ class Kernel:
         self._labels |= {("init", s): f"init[{s!r}]" for s in cell.states}
         self._functions = {
             p.function: (getattr(lib, p.function), getattr(lib, p.work_function))
-            for p in (self.interface.forward, self.interface.backward)
+            for p in (self.interface.forward, self.interface.backward, self.interface.infer)
             if p is not None  # a complex kernel has a forward pass only
         }
         self._ffi = self._module.ffi
@@ -226,6 +224,7 @@ class Kernel:
         self._arrays_given = len(cell.inputs) + len(cell.params) + len(cell.states)  # with every initial state
         self._grads_given = [("grad_states", s) for s in cell.states] + [("grad_outputs", y) for y in cell.outputs]
         self._forward_keys = _keys(self.interface.forward)
+        self._infer_keys = _keys(self.interface.infer)
         self._backward_keys = _keys(self.interface.backward)
         reads = len(self._forward_keys) + len(self._grads_given)
         if self._backward_keys and self._backward_keys[:reads] != self._forward_keys + self._grads_given:
@@ -289,14 +288,15 @@ class Kernel:
         forward pass.
 
         ``backward=False`` is for inference: the run will not be passed to :meth:`backward`, so
-        it keeps states and outputs only (writeable), shares the caller's inputs, parameters and
-        initial states (no copies), and the saved values are written to scratch memory of at most
-        ``INFERENCE_SCRATCH`` bytes (the sequence runs in segments when they need more).
+        it keeps states and outputs only (writeable) and shares the caller's inputs, parameters
+        and initial states (no copies); it runs the kernel's inference pass, which saves nothing
+        (no tape written, no scratch memory for one).
         """
         arrays, shapes = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
         steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
-        plan = shapes.forward_plans.get((copies, keep_tape)) or self._forward_plan(shapes, copies, keep_tape)
+        mode = (copies, keep_tape, backward)
+        plan = shapes.forward_plans.get(mode) or self._forward_plan(shapes, *mode)
         kept, read = pool.empty((plan.kept.size,), self._np_dtype), pool.empty((plan.read.size,), self._np_dtype)
         bases = (self._ffi.from_buffer(self._buffer, kept), self._ffi.from_buffer(self._buffer, read), self._null)
         arguments = [bases[block] + offset for block, offset in plan.slots]
@@ -310,14 +310,14 @@ class Kernel:
             for key, nbytes in plan.inits:
                 if key not in arrays:
                     self._ffi.memmove(arguments[index[key]], plan.zeros, nbytes)
-        segment = _segment(steps) if recompute and self._tape_names else 0
+        segment = _segment(steps) if backward and recompute and self._tape_names else 0
         if not backward:
-            segment = _inference_segment(shapes)
-        if keep_tape:  # then not in segments: the tape has every step's saved values
+            self._call(self.interface.infer, arguments, steps, shapes)
+        elif not segment:  # the tape has every step's saved values (or there are none)
             self._call(self.interface.forward, arguments, steps, shapes)
         else:
             pointers = dict(zip(self._forward_keys, arguments, strict=True))
-            scratch, _owner = self._scratch(segment or steps, shapes, ("tape",))
+            scratch, _owner = self._scratch(segment, shapes, ("tape",))
             for start, stop in _spans(steps, segment):
                 self._forward_span(pointers, scratch, start, stop, shapes)
         if copies:
@@ -325,7 +325,7 @@ class Kernel:
             read.setflags(write=False)
         return Run(
             kernel=self._path,
-            segment=segment if backward else 0,
+            segment=segment,
             for_backward=backward,
             shapes=shapes,
             blocks=(Block(kept, plan.kept), Block(read, plan.read)),
@@ -333,11 +333,12 @@ class Kernel:
             arguments=arguments,
         )
 
-    def _forward_plan(self, shapes: Shapes, copies: bool, keep_tape: bool) -> ForwardPlan:
+    def _forward_plan(self, shapes: Shapes, copies: bool, keep_tape: bool, backward: bool) -> ForwardPlan:
         """Where a forward call's arrays go, for these sizes and this kind of run (made once)."""
         saved = (("input", "param", "init") if copies else ("init",)) + (("tape",) if keep_tape else ())
-        plan = ForwardPlan(shapes.layout(("states", "outputs")), shapes.layout(saved), self._forward_keys)
-        shapes.forward_plans[copies, keep_tape] = plan
+        keys = self._forward_keys if backward else self._infer_keys
+        plan = ForwardPlan(shapes.layout(("states", "outputs")), shapes.layout(saved), keys)
+        shapes.forward_plans[copies, keep_tape, backward] = plan
         return plan
 
     def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
@@ -610,8 +611,6 @@ class Kernel:
             arguments = [a for p in (self.interface.forward, self.interface.backward) if p for a in p.arguments]
             shapes = Shapes({(a.role, a.name): tuple(extents[d] for d in a.shape) for a in arguments})
             shapes.new = {key: pool.maker(shape, self._np_dtype) for key, shape in shapes.items()}
-            tape = [shapes["tape", n] for n in self._tape_names]
-            shapes.tape_bytes_per_step = sum(math.prod(shape[1:]) for shape in tape) * self._np_dtype.itemsize
             shapes.steps, shapes.batch, shapes.sizes = steps, batch, sizes
             shapes.dims = [sizes[d] for d in self.interface.dims]
             shapes.strides = {key: math.prod(shape[1:]) for key, shape in shapes.items() if key[0] in STEPWISE}
@@ -733,15 +732,6 @@ def _segment(steps: int) -> int:
     """Steps a segment of a recomputing run: about √T, so that T/segment segments' states and
     one segment's tape are both about √T steps' worth."""
     return max(1, math.isqrt(max(steps - 1, 0)) + 1)
-
-
-def _inference_segment(shapes: Shapes) -> int:
-    """Steps a segment of a forward pass whose saved values are dropped, so that at most
-    INFERENCE_SCRATCH bytes of them exist at once; 0 (no segments) when all steps' fit."""
-    per_step = shapes.tape_bytes_per_step
-    if shapes.steps * per_step <= INFERENCE_SCRATCH:
-        return 0
-    return max(1, INFERENCE_SCRATCH // per_step)
 
 
 def _spans(steps: int, segment: int) -> list[tuple[int, int]]:

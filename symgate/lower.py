@@ -333,15 +333,18 @@ def _fuse_transposed_sums(
 
 @dataclass(frozen=True)
 class KernelPlan:
-    """Both passes of a cell, planned, and the forward values kept for the backward pass.
+    """The passes of a cell, planned, and the forward values kept for the backward pass.
 
     ``tape`` lists the intermediates and product results the backward equations read: the
-    forward pass saves exactly those (states, inputs and outputs are kept anyway).
+    forward pass saves exactly those (states, inputs and outputs are kept anyway). ``infer`` is
+    the forward pass for inference, which saves nothing: the forward pass itself when the tape
+    is empty.
     """
 
     forward: Plan
     backward: Plan
     tape: tuple[str, ...]
+    infer: Plan
 
 
 def forward_stacks(cell: Cell) -> tuple[Stack, ...]:
@@ -418,7 +421,7 @@ def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
         sizes=derivation.sizes,
         constants=frozenset(cell.constants),
     )
-    return KernelPlan(forward=forward, backward=backward, tape=tape)
+    return KernelPlan(forward=forward, backward=backward, tape=tape, infer=plan_forward(cell) if tape else forward)
 
 
 def plan_forward(cell: Cell, tape: tuple[str, ...] = ()) -> Plan:

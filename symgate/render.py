@@ -34,6 +34,7 @@ from .lower import GradientProduct, KernelPlan, Loop, Plan, Product, Reduce, Sta
 
 C_TYPES = {"float64": "double", "float32": "float"}
 COMPLEX_TYPES = {"complex128": "double _Complex"}
+INFER_TITLE = "Forward pass over T steps, saving nothing for a backward pass."
 """Forward pass only, for the complex-step check. ``_Complex``, not ``complex``: cffi reads the
 declarations too, and it knows only the keyword."""
 _ROLE_TEXT = {
@@ -84,6 +85,8 @@ class Interface:
     forward: PassInterface
     backward: PassInterface | None
     """None for a complex dtype: a forward pass only."""
+    infer: PassInterface
+    """The forward pass for inference, saving nothing: ``forward`` itself when the tape is empty."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -97,7 +100,8 @@ class Interface:
             return PassInterface(d["function"], d["work_function"], args)
 
         backward = pass_of(data["backward"]) if data["backward"] is not None else None
-        return cls(data["cell"], data["dtype"], tuple(data["dims"]), pass_of(data["forward"]), backward)
+        forward, infer = pass_of(data["forward"]), pass_of(data["infer"])
+        return cls(data["cell"], data["dtype"], tuple(data["dims"]), forward, backward, infer)
 
 
 @dataclass(frozen=True)
@@ -180,17 +184,25 @@ class _Context:
         backward_args = self.backward_arguments() if real else []
         forward = self.render_pass("forward", self.plan.forward, forward_args)
         passes = [forward]
+        forward_interface = PassInterface(forward["function"], forward["work_function"], tuple(forward_args))
         backward_interface = None
         if real:
             backward = self.render_pass("backward", self.plan.backward, backward_args)
             passes.append(backward)
             backward_interface = PassInterface(backward["function"], backward["work_function"], tuple(backward_args))
+        infer_interface = forward_interface
+        if self.plan.tape:
+            infer_args = self.forward_arguments(tape=False)
+            infer = self.render_pass("forward", self.plan.infer, infer_args, name="infer", title=INFER_TITLE)
+            passes.append(infer)
+            infer_interface = PassInterface(infer["function"], infer["work_function"], tuple(infer_args))
         interface = Interface(
             cell=cell.name,
             dtype=self.dtype,
             dims=cell.dims,
-            forward=PassInterface(forward["function"], forward["work_function"], tuple(forward_args)),
+            forward=forward_interface,
             backward=backward_interface,
+            infer=infer_interface,
         )
         return self.common() | {
             "helpers": sorted(self.helpers),

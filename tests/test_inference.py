@@ -1,6 +1,6 @@
-"""``Kernel.forward(..., backward=False)``: the states and outputs of the taped forward pass, with
-no saved values kept, no copies of the caller's arrays, and saved values written to bounded
-scratch memory (segments) while it runs; such a run is refused by the backward pass."""
+"""``Kernel.forward(..., backward=False)``: the states and outputs of the taped forward pass, from
+the kernel's inference pass, which writes no saved values; no copies of the caller's arrays; such
+a run is refused by the backward pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate import kernel as kernel_module
 
 CELLS = ["lstm_pytorch", "gru_cho", "mgu", "lstm_peephole", "elman_rnn", "intersection_rnn"]
 STEPS, BATCH = 23, 3
@@ -42,21 +41,20 @@ def test_states_and_outputs_equal_the_taped_runs_and_nothing_else_is_kept(kernel
     assert all(run.params[p] is params[p] for p in params)  # shared, not copied
 
 
-@pytest.mark.parametrize("scratch_steps", [1, 2, 5, STEPS - 1])
-def test_segments_bounded_by_the_scratch_memory_give_the_same_states(kernel, monkeypatch, scratch_steps):
-    x, params, init = case(kernel, seed=scratch_steps)
-    taped = kernel.forward(x, params, init)
-    per_step = sum(a[0].nbytes for a in taped.tape.values())
-    if not per_step:
-        pytest.skip(f"{kernel.cell.name} saves nothing")
-    monkeypatch.setattr(kernel_module, "INFERENCE_SCRATCH", scratch_steps * per_step)
-    calls = []
-    forward_span = kernel._forward_span  # (pointers, scratch, start, stop, shapes)
-    monkeypatch.setattr(kernel, "_forward_span", lambda *a: calls.append(a[3] - a[2]) or forward_span(*a))
-    run = kernel.forward(x, params, init, backward=False)
-    assert max(calls) == scratch_steps and sum(calls) == STEPS
-    for name in taped.states:
-        np.testing.assert_allclose(run.states[name], taped.states[name], rtol=1e-13, atol=1e-14, err_msg=name)
+def test_the_inference_pass_is_planned_without_a_tape(kernel):
+    """A cell that saves values for its backward pass gets a second forward pass that writes none
+    (and so needs no memory for them at any T); one that saves nothing runs its forward pass."""
+    interface = kernel.interface
+    assert all(a.role != "tape" for a in interface.infer.arguments)
+    tape = [a.c_name for a in interface.forward.arguments if a.role == "tape"]
+    if not tape:
+        assert interface.infer == interface.forward
+        return
+    assert interface.infer.function != interface.forward.function
+    source = kernel.source
+    body = source[source.index(f"void {interface.infer.function}(") :]
+    body = body[: body.index("\n}\n")]
+    assert not [c for c in tape if c in body]
 
 
 def test_the_backward_pass_refuses_such_a_run(kernel):
