@@ -297,6 +297,8 @@ class Kernel:
         copies, keep_tape = copy and backward, backward and not recompute
         mode = (copies, keep_tape, backward)
         plan = shapes.forward_plans.get(mode) or self._forward_plan(shapes, *mode)
+        # Two blocks: what callers keep (states, outputs), and what only the backward pass reads,
+        # so that a state kept after the run is dropped does not keep the copies and tape.
         kept, read = pool.empty((plan.kept.size,), self._np_dtype), pool.empty((plan.read.size,), self._np_dtype)
         bases = (self._ffi.from_buffer(self._buffer, kept), self._ffi.from_buffer(self._buffer, read), self._null)
         arguments = [bases[block] + offset for block, offset in plan.slots]
@@ -389,10 +391,7 @@ class Kernel:
             expected = shapes.by_role[role]
             for name, a in group.items():
                 key, shape = expected[name]
-                if type(a) is not np.ndarray or a.shape != shape or (a.dtype is not dtype and a.dtype != dtype):
-                    return None
-                flags = a.flags
-                if not (flags.c_contiguous and flags.aligned):
+                if not _exactly(a, dtype, shape):
                     return None
                 arrays[key] = a
         return arrays, shapes
@@ -480,7 +479,7 @@ class Kernel:
     @staticmethod
     def _zeros(shapes: Shapes, key: tuple[str, str]) -> np.ndarray:
         """Zeros for a loss gradient not given, which the kernel only reads: made once and kept
-        read-only with the sizes when small (making them took a tiny LSTM's backward call 3 µs),
+        read-only with the sizes when small (making them took a tiny LSTM's backward call 4 µs),
         made at each call when large (kept, they would hold megabytes for each set of sizes)."""
         zeros = shapes.zeros.get(key)
         if zeros is None:
