@@ -34,9 +34,9 @@ from .lower import GradientProduct, KernelPlan, Loop, Plan, Product, Reduce, Sta
 
 C_TYPES = {"float64": "double", "float32": "float"}
 COMPLEX_TYPES = {"complex128": "double _Complex"}
-INFER_TITLE = "Forward pass over T steps, saving nothing for a backward pass."
 """Forward pass only, for the complex-step check. ``_Complex``, not ``complex``: cffi reads the
 declarations too, and it knows only the keyword."""
+INFER_TITLE = "Forward pass over T steps, saving nothing for a backward pass."
 _ROLE_TEXT = {
     "input": "input {} at every step",
     "init": "initial state {}",
