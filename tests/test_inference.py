@@ -51,10 +51,13 @@ def test_the_inference_pass_is_planned_without_a_tape(kernel):
         assert interface.infer == interface.forward
         return
     assert interface.infer.function != interface.forward.function
-    source = kernel.source
-    body = source[source.index(f"void {interface.infer.function}(") :]
-    body = body[: body.index("\n}\n")]
-    assert not [c for c in tape if c in body]
+
+    def definition(function: str) -> str:  # after the declarations at the top of the file
+        text = kernel.source[kernel.source.rindex(f"void {function}(") :]
+        return text[: text.index("\n}\n")]
+
+    assert all(c in definition(interface.forward.function) for c in tape)
+    assert not [c for c in tape if c in definition(interface.infer.function)]
 
 
 def test_the_backward_pass_refuses_such_a_run(kernel):
