@@ -16,7 +16,7 @@ Anchors, all run in the same process on the same data and weights:
   backward pass;
 * JAX, when ``import jax`` works: ``jax.jit`` of a ``lax.scan`` over the same equations,
   ``value_and_grad`` for forward + backward;
-* NumPy: ``symgate.reference.forward`` (an independent NumPy interpreter of the equations) for
+* NumPy: ``symgate.verify.reference.forward`` (an independent NumPy interpreter of the equations) for
   the forward pass; it has no backward pass, so forward + backward is "n/a".
 
 Speedups are ``anchor time / symgate time`` of the same run (> 1: symgate is faster). The script
@@ -69,7 +69,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmark this checkout's symgate, installed or not
 
 import symgate as sg  # noqa: E402
-from symgate import reference  # noqa: E402
+from symgate.jit import toolchain  # noqa: E402
+from symgate.verify import reference  # noqa: E402
 
 CONFIGS: dict[str, tuple[int, int, int, int]] = {  # name -> (B, D, H, T)
     "tiny": (1, 16, 32, 100),
@@ -469,9 +470,9 @@ class Jax(Implementation):
 
 
 class NumpyReference(Implementation):
-    """``symgate.reference.forward``: forward only (no NumPy backward pass to time)."""
+    """``symgate.verify.reference.forward``: forward only (no NumPy backward pass to time)."""
 
-    label = "symgate.reference"
+    label = "symgate.verify.reference"
 
     def __init__(self, case: Case) -> None:
         self.case = case
@@ -723,17 +724,17 @@ def package_version(name: str) -> str:
 
 
 def blas_description() -> str:
-    """Which BLAS symgate's kernels call, with the sizes that choose it (see symgate.compiler)."""
-    library = sg.compiler.blas_library()
+    """Which BLAS symgate's kernels call, with the sizes that choose it (see symgate.jit.toolchain)."""
+    library = toolchain.blas_library()
     if library == "mkl":
         return (
-            f"MKL {package_version('mkl')} for products of at least {sg.compiler.mkl_threshold()} multiply-adds "
+            f"MKL {package_version('mkl')} for products of at least {toolchain.mkl_threshold()} multiply-adds "
             f"(their matrices packed once per call in the time loop), OpenBLAS from "
-            f"{sg.compiler.blas_threshold()} (core {sg.compiler.blas_core()}), loops below"
+            f"{toolchain.blas_threshold()} (core {toolchain.blas_core()}), loops below"
         )
     if library == "openblas":
         return (
-            f"OpenBLAS from {sg.compiler.blas_threshold()} multiply-adds (core {sg.compiler.blas_core()}), loops below"
+            f"OpenBLAS from {toolchain.blas_threshold()} multiply-adds (core {toolchain.blas_core()}), loops below"
         )
     return "none: generated loops for every product"
 
@@ -955,7 +956,7 @@ def report(
         "Forward runs under `torch.inference_mode()`; forward + backward is `loss.backward()` on "
         "`loss = sum(h_seq * G)`, with parameters, x, h0 (and c0) requiring grad.",
         "- **JAX**: `jax.jit` of a `lax.scan` over the same equations, `jax.value_and_grad` for forward + "
-        "backward. **NumPy**: `symgate.reference.forward` (forward only, so forward + backward is n/a).",
+        "backward. **NumPy**: `symgate.verify.reference.forward` (forward only, so forward + backward is n/a).",
         "- Each anchor entry is its median time and, in bold, the speedup `anchor time / symgate time` "
         "measured in the same run (> 1: symgate is faster). "
         f"{NOISY} marks a measurement whose slowest run took more than {SPREAD}× its fastest.",

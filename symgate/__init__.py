@@ -46,11 +46,6 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from . import cells, interop
-from .cell import Cell, Param
-from .check import define, load, parse
-from .compare import CellDiff, compare
-from .derive import Derivation, derive
 from .errors import (
     ArrayError,
     BuildError,
@@ -67,15 +62,21 @@ from .errors import (
     UnknownFunctionError,
 )
 from .export import export
-from .flow import Flow, measure_flow
-from .functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
-from .gradcheck import GradcheckReport, gradcheck
-from .interop import InteropError, from_torch, to_torch
-from .jacobian import StepJacobian
-from .kernel import Gradients, Kernel, Run
-from .opcount import OpCount
+from .frameworks import interop
+from .frameworks.interop import InteropError, from_torch, to_torch
+from .frontend import cells
+from .frontend.cell import Cell, Param
+from .frontend.check import define, load, parse
+from .frontend.functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
+from .inspect.compare import CellDiff, compare
+from .inspect.flow import Flow, measure_flow
+from .inspect.jacobian import StepJacobian
+from .inspect.plot import plot_flow
 from .pipeline import build, generate
-from .plot import plot_flow
+from .runtime.kernel import Gradients, Kernel, Run
+from .symbolic.derive import Derivation, derive
+from .symbolic.opcount import OpCount
+from .verify.gradcheck import GradcheckReport, gradcheck
 
 __all__ = [
     "ArrayError",

@@ -13,18 +13,20 @@ import sys
 import time
 from pathlib import Path
 
-from . import cache, cells
-from .c_step import step_listing
-from .cell import Cell
-from .compare import compare
-from .derive import derive
+from .dtypes import REAL_DTYPES
 from .errors import MissingExtraError, SymgateError
 from .export import export
-from .flow import flow_csv, flow_table, measure_flow
-from .forget_gate import forget_bias_problem
-from .gradcheck import gradcheck
+from .frontend import cells
+from .frontend.cell import Cell
+from .inspect.compare import compare
+from .inspect.flow import flow_csv, flow_table, measure_flow
+from .inspect.forget_gate import forget_bias_problem
+from .inspect.plot import plot_flow, plot_path
+from .inspect.step_source import step_listing
+from .jit import cache
 from .pipeline import build, generate
-from .plot import plot_flow, plot_path
+from .symbolic.derive import derive
+from .verify.gradcheck import gradcheck
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     build_cmd = commands.add_parser("build", help="generate and compile a cell's kernels")
     build_cmd.add_argument("cell", metavar="CELL")
-    build_cmd.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    build_cmd.add_argument("--dtype", choices=[*REAL_DTYPES, "both"], default="both")
     build_cmd.add_argument("--out", type=Path, help="also write the C source and header here")
     build_cmd.set_defaults(run=_build)
 
@@ -65,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="write a standalone C99 library of a cell (.c, .h, README, example program)"
     )
     export_cmd.add_argument("cell", metavar="CELL")
-    export_cmd.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
+    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float32", help="default float32")
     export_cmd.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="the directory to write")
     export_cmd.add_argument(
         "--params", type=Path, metavar="FILE.npz", help="bake these trained parameters in: an inference-only library"
@@ -159,7 +161,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     cell = cells.resolve(args.cell)
-    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    dtypes = list(REAL_DTYPES) if args.dtype == "both" else [args.dtype]
     for dtype in dtypes:
         start = time.perf_counter()
         kernel = build(cell, dtype)

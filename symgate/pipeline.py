@@ -1,15 +1,16 @@
-"""The pipeline end to end: a cell -> generated C -> a built, cached :class:`~symgate.kernel.Kernel`."""
+"""The pipeline end to end: a cell -> generated C -> a built, cached :class:`~symgate.runtime.kernel.Kernel`."""
 
 from __future__ import annotations
 
-from .cell import Cell
-from .compiler import cache_key, compile_entry, lookup
-from .derive import derive
-from .kernel import Kernel
-from .limits import guarded
-from .lower import plan_kernel
-from .ranges import check_numbers
-from .render import KernelSource, render, templates_digest
+from .codegen.lower import plan_kernel
+from .codegen.render import KernelSource, render, templates_digest
+from .dtypes import dtype as dtype_of
+from .frontend.cell import Cell
+from .frontend.limits import guarded
+from .jit.compiler import cache_key, compile_entry, lookup
+from .runtime.kernel import Kernel
+from .symbolic.derive import derive
+from .symbolic.ranges import check_numbers
 
 
 def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
@@ -24,10 +25,9 @@ def build(cell: Cell, dtype: str = "float64") -> Kernel:
     """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before.
 
     "complex128" builds the forward kernel alone, in ``double _Complex``, for the complex-step
-    check (:mod:`symgate.complex_step`).
+    check (:mod:`symgate.verify.complex_step`).
     """
-    if dtype not in ("float64", "float32", "complex128"):
-        raise ValueError(f"dtype must be 'float64', 'float32' or 'complex128', not {dtype!r}")
+    dtype_of(dtype)  # a ValueError naming the choices for an unknown one
     key = cache_key(cell.fingerprint(), dtype, templates_digest())
     entry = lookup(f"{cell.name}_{dtype}", key) or compile_entry(generate(cell, dtype), key)
     return Kernel(cell, dtype, entry)

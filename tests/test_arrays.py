@@ -152,7 +152,7 @@ def test_extents_beyond_a_c_int_are_refused_before_allocating(lstm, shape, words
 def both_paths(request, monkeypatch):
     """The kernel with generated loops for every product, or with BLAS for every product."""
     if request.param == "blas":
-        if not sg.compiler.blas_flags():
+        if not sg.jit.toolchain.blas_flags():
             pytest.skip("scipy-openblas32 is not installed")
         monkeypatch.setenv("SYMGATE_BLAS_MIN", "0")
     else:

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate import compiler
+from symgate.jit import toolchain
 
-pytestmark = pytest.mark.skipif(not compiler.blas_flags(), reason="scipy-openblas32 is a dependency of symgate")
+pytestmark = pytest.mark.skipif(not toolchain.blas_flags(), reason="scipy-openblas32 is a dependency of symgate")
 CELLS = ["lstm", "gru_pytorch", "lstmp_pytorch", "r2rt_normalized_prototype", "lstm_greff_fgr", "mgu"]
-HAS_MKL = bool(compiler._library_flags("mkl"))
+HAS_MKL = bool(toolchain._library_flags("mkl"))
 LIBRARIES = ["openblas", pytest.param("mkl", marks=pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]"))]
 # the variable that sends every product to the library, and the flag it becomes
 EVERY_PRODUCT = {"openblas": ("SYMGATE_BLAS_MIN", "-DSG_BLAS_MIN=0"), "mkl": ("SYMGATE_MKL_MIN", "-DSG_MKL_MIN=0")}
@@ -43,7 +43,7 @@ def test_gradients_through_blas_match_finite_differences(name, blas_everywhere):
     sizes = {d: s for d, s in {"D": 3, "H": 5, "P": 2}.items() if d in cell.dims}
     report = sg.gradcheck(cell, sizes, steps=4, batch=3, float32=True)
     assert report.ok, str(report)
-    assert EVERY_PRODUCT[blas_everywhere][1] in compiler.compile_flags()
+    assert EVERY_PRODUCT[blas_everywhere][1] in toolchain.compile_flags()
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -78,15 +78,15 @@ def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, library
 @pytest.mark.parametrize(("core", "threshold"), [("SkylakeX", 1), ("Haswell", 16384), ("Zen", 16384), ("", 16384)])
 def test_the_threshold_follows_the_core_openblas_runs_on_unless_given(monkeypatch, core, threshold):
     monkeypatch.delenv("SYMGATE_BLAS_MIN")
-    monkeypatch.setattr(compiler, "blas_core", lambda: core)
-    assert compiler.blas_threshold() == threshold
-    assert f"-DSG_BLAS_MIN={threshold}" in compiler.compile_flags()  # and so in the cache key
+    monkeypatch.setattr(toolchain, "blas_core", lambda: core)
+    assert toolchain.blas_threshold() == threshold
+    assert f"-DSG_BLAS_MIN={threshold}" in toolchain.compile_flags()  # and so in the cache key
     monkeypatch.setenv("SYMGATE_BLAS_MIN", "77")
-    assert compiler.blas_threshold() == 77
+    assert toolchain.blas_threshold() == 77
 
 
 def test_the_core_is_the_one_openblas_reports():
-    probe = "from symgate import compiler; print(compiler.blas_core())"
+    probe = "from symgate import compiler; print(toolchain.blas_core())"
     core = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert core  # e.g. SkylakeX or Haswell
     forced = subprocess.run(
@@ -102,7 +102,7 @@ def test_the_core_is_the_one_openblas_reports():
 def test_a_bad_threshold_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SYMGATE_BLAS_MIN", "lots")
     with pytest.raises(sg.BuildError, match="SYMGATE_BLAS_MIN"):
-        compiler.compile_flags()
+        toolchain.compile_flags()
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -111,10 +111,10 @@ def test_the_blas_and_vector_math_branches_compile_without_warnings(dtype, libra
     monkeypatch.setenv("SYMGATE_BLAS", library)
     source = tmp_path / "kernel.c"
     source.write_text(sg.generate(sg.cells.get("lstmp_pytorch"), dtype).c_source)
-    defines = [flag for flag in compiler.blas_flags() if flag.startswith(("-I", "-D"))]
+    defines = [flag for flag in toolchain.blas_flags() if flag.startswith(("-I", "-D"))]
     strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", *defines]
     # some warnings need the optimizer, and the vectorizer as the kernels are built
-    optimized = [*compiler.COMPILE_FLAGS, *compiler.vector_math_flags(), *compiler.vector_width_flags()]
+    optimized = [*toolchain.COMPILE_FLAGS, *toolchain.vector_math_flags(), *toolchain.vector_width_flags()]
     optimized = [flag for flag in optimized if flag not in ("-shared", "-lmvec")]
     command = [*strict, *optimized, "-c", str(source), "-o", str(tmp_path / "kernel.o")]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -148,24 +148,24 @@ def test_a_large_step_product_has_its_matrices_packed_once_for_mkl(monkeypatch, 
 
 def test_the_blas_library_is_chosen_by_symgate_blas(monkeypatch):
     monkeypatch.setenv("SYMGATE_BLAS", "none")
-    assert compiler.blas_library() == "none"
-    assert not any(flag.startswith(("-DSYMGATE_BLAS", "-DSYMGATE_MKL", "-DSG_")) for flag in compiler.compile_flags())
+    assert toolchain.blas_library() == "none"
+    assert not any(flag.startswith(("-DSYMGATE_BLAS", "-DSYMGATE_MKL", "-DSG_")) for flag in toolchain.compile_flags())
     monkeypatch.setenv("SYMGATE_BLAS", "OpenBLAS")
-    assert compiler.blas_library() == "openblas"
-    assert "-DSYMGATE_BLAS" in compiler.compile_flags()
-    assert "-DSYMGATE_MKL" not in compiler.compile_flags()
+    assert toolchain.blas_library() == "openblas"
+    assert "-DSYMGATE_BLAS" in toolchain.compile_flags()
+    assert "-DSYMGATE_MKL" not in toolchain.compile_flags()
     monkeypatch.delenv("SYMGATE_BLAS")
-    assert compiler.blas_library() == ("mkl" if HAS_MKL else "openblas")  # MKL when installed
+    assert toolchain.blas_library() == ("mkl" if HAS_MKL else "openblas")  # MKL when installed
 
 
 def test_a_bad_or_missing_blas_library_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SYMGATE_BLAS", "atlas")
     with pytest.raises(sg.BuildError, match="SYMGATE_BLAS must be one of mkl, openblas, none, not 'atlas'"):
-        compiler.compile_flags()
+        toolchain.compile_flags()
     monkeypatch.setenv("SYMGATE_BLAS", "mkl")
-    monkeypatch.setattr(compiler, "_library_flags", lambda library: ())  # as without MKL's wheels
+    monkeypatch.setattr(toolchain, "_library_flags", lambda library: ())  # as without MKL's wheels
     with pytest.raises(sg.BuildError, match="SYMGATE_BLAS=mkl, but it needs mkl, mkl-include"):
-        compiler.compile_flags()
+        toolchain.compile_flags()
 
 
 @pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]")
@@ -173,7 +173,7 @@ def test_a_bad_mkl_threshold_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SYMGATE_BLAS", "mkl")
     monkeypatch.setenv("SYMGATE_MKL_MIN", "2**20")
     with pytest.raises(sg.BuildError, match="SYMGATE_MKL_MIN must be a whole number"):
-        compiler.compile_flags()
+        toolchain.compile_flags()
 
 
 FORK_SCRIPT = """

@@ -11,8 +11,8 @@ import pytest
 from conftest import LSTM
 
 import symgate as sg
-import symgate.cache as cache_module
-import symgate.compiler as build_module
+import symgate.jit.cache as cache_module
+import symgate.jit.compiler as build_module
 
 
 def test_second_build_reuses_the_entry_without_compiling(monkeypatch):
@@ -33,7 +33,7 @@ def test_second_build_reuses_the_entry_without_compiling(monkeypatch):
 def test_a_new_process_loads_the_cached_kernel(kernel_cache):
     sg.build(sg.cells.get("elman_rnn"))
     script = (
-        "import symgate as sg, symgate.compiler as b\n"
+        "import symgate as sg, symgate.jit.compiler as b\n"
         "b.compiler = None  # any compile attempt would fail\n"
         "k = sg.build(sg.cells.get('elman_rnn'))\n"
         "print(k.entry.path)\n"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import symgate as sg
-from symgate.c_step import step_listing, step_sources
+from symgate.inspect.step_source import step_listing, step_sources
 
 
 def test_every_builtin_cell_shows_the_time_loop_of_both_passes():

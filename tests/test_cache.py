@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 import symgate as sg
-import symgate.cache as cache
-import symgate.compiler as compiler
+import symgate.jit.cache as cache
+import symgate.jit.compiler as compiler
 from symgate.cli import main
 
 BUILDER = """\

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import symgate as sg
-from symgate import functions
 from symgate.cli import main
+from symgate.frontend import functions
 
 NOVEL_CELL = """\
 # A cell no framework ships: a leaky unit with a learned per-unit leak.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import symgate as sg
-from symgate.compare import compare
+from symgate.inspect.compare import compare
 
 
 def changes(diff, title: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate import compiler, functions
-from symgate.complex_step import complex_step_check
+from symgate.frontend import functions
+from symgate.jit import toolchain
+from symgate.verify.complex_step import complex_step_check
 
 TOLERANCE = 1e-12
 """Normwise relative error (each element against the largest derivative); right gradients measure ~1e-15."""
@@ -133,7 +134,7 @@ def test_the_complex_c_compiles_without_warnings(name, tmp_path):
     source = tmp_path / "kernel.c"
     source.write_text(text)
     strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-DSYMGATE_BLAS"]
-    optimized = [flag for flag in compiler.COMPILE_FLAGS if flag != "-shared"]
+    optimized = [flag for flag in toolchain.COMPILE_FLAGS if flag != "-shared"]
     command = [*strict, *optimized, "-c", str(source), "-o", str(tmp_path / "kernel.o")]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

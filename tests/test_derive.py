@@ -10,8 +10,8 @@ import sympy
 from conftest import LSTM
 
 import symgate as sg
-from symgate.functions import MatVecT, sigmoid
-from symgate.notation import latex_name, math_text
+from symgate.frontend.functions import MatVecT, sigmoid
+from symgate.frontend.notation import latex_name, math_text
 
 V = sg.Var
 

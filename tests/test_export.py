@@ -22,7 +22,7 @@ import pytest
 
 import symgate as sg
 from symgate.export import Export, render_export
-from symgate.functions import SCALAR
+from symgate.frontend.functions import SCALAR
 
 CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(CC is None, reason="needs a C compiler (cc)")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate.flow import flow_csv, flow_table, gradients_to_last, measure_flow, step_jacobians
+from symgate.inspect.flow import flow_csv, flow_table, gradients_to_last, measure_flow, step_jacobians
 
 SIZES = {"D": 3, "H": 4}
 

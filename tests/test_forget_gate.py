@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import symgate as sg
-from symgate.forget_gate import forget_bias_values, forget_gates
+from symgate.inspect.forget_gate import forget_bias_values, forget_gates
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate.interop import (
+from symgate.frameworks.interop import (
     WeightLayoutError,
     from_keras_gru,
     from_keras_lstm,

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate import functions, reference
-from symgate.gradcheck import GradcheckReport, TensorCheck
+from symgate.frontend import functions
+from symgate.verify import reference
+from symgate.verify.gradcheck import GradcheckReport, TensorCheck
 
 SIZES = {"D": 3, "H": 4}
 

@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 import symgate as sg
-from symgate import reference
+from symgate.verify import reference
 
 V = sg.Var
 

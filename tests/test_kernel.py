@@ -9,7 +9,7 @@ import pytest
 from conftest import LSTM
 
 import symgate as sg
-from symgate import reference
+from symgate.verify import reference
 
 SIZES = {"D": 3, "H": 4}
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import symgate as sg
-from symgate.cell import Equation
-from symgate.compiler import cache_key, compile_entry
-from symgate.functions import MatVec, MatVecT, Var
-from symgate.kernel import Kernel
-from symgate.lower import plan_kernel
-from symgate.render import render, templates_digest
+from symgate.codegen.lower import plan_kernel
+from symgate.codegen.render import render, templates_digest
+from symgate.frontend.cell import Equation
+from symgate.frontend.functions import MatVec, MatVecT, Var
+from symgate.jit.compiler import cache_key, compile_entry
+from symgate.runtime.kernel import Kernel
 
 
 def _split(source: str, which: str) -> tuple[str, str, str]:

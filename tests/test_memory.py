@@ -14,8 +14,8 @@ import pytest
 from conftest import LSTM
 
 import symgate as sg
-from symgate import kernel as kernel_module
-from symgate import memory
+from symgate.runtime import kernel as kernel_module
+from symgate.runtime import memory
 
 F64 = np.dtype(np.float64)
 BIG = (64, 512)  # 256 KiB of float64: pooled
@@ -163,7 +163,7 @@ def test_zeros_and_copy_give_what_numpy_would(pool):
 
 
 def test_a_bad_pool_size_is_refused_naming_the_variable():
-    code = "import numpy as np; from symgate.memory import pool; pool.empty((1 << 20,), np.dtype('f8'))"
+    code = "import numpy as np; from symgate.runtime.memory import pool; pool.empty((1 << 20,), np.dtype('f8'))"
     done = subprocess.run(
         [sys.executable, "-c", code], env={"SYMGATE_POOL_MB": "lots", "PATH": ""}, capture_output=True, text=True
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import symgate as sg
-from symgate.compare import compare
-from symgate.flow import measure_flow
-from symgate.gradcheck import TensorCheck
+from symgate.inspect.compare import compare
+from symgate.inspect.flow import measure_flow
+from symgate.verify.gradcheck import TensorCheck
 
 
 def test_cells_derivations_and_jacobians_render_as_latex():

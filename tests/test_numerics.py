@@ -15,8 +15,10 @@ import pytest
 import sympy
 
 import symgate as sg
-from symgate import functions, ranges, reference
 from symgate.export import render_export
+from symgate.frontend import functions
+from symgate.symbolic import ranges
+from symgate.verify import reference
 
 DTYPES = ["float64", "float32"]
 

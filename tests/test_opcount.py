@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import symgate as sg
-from symgate.opcount import OpCount
+from symgate.symbolic.opcount import OpCount
 
 EVERY_KIND = """\
 cell every_kind

@@ -7,7 +7,7 @@ the forward outputs and every gradient of a random loss
     L = sum(out * G) + sum(h_n * G_h) [+ sum(c_n * G_c)]
 
 (all parameters, the input sequence, the initial states) agree with PyTorch's autograd in float64
-to rtol 1e-10 (atol 1e-12). The layers are wired in Python exactly as ``symgate.interop.pytorch``
+to rtol 1e-10 (atol 1e-12). The layers are wired in Python exactly as ``symgate.frameworks.interop.pytorch``
 documents: the reverse direction runs on the flipped sequence, layer 1 reads the concatenation
 [forward output, reverse output], and the backward pass chains each layer's input gradient into
 the per-step state gradients of the layer below. Also: ``to_torch`` round trips, and refusals.
@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import symgate as sg
-from symgate.interop import (
+from symgate.frameworks.interop import (
     FrameworkNotInstalledError,
     UnsupportedModuleError,
     WeightLayoutError,
@@ -399,5 +399,5 @@ def test_a_missing_torch_is_a_clear_error(monkeypatch):
 
 
 def test_symgate_interop_imports_without_torch():
-    code = "import sys, symgate.interop; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, symgate.frameworks.interop; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import symgate as sg
-from symgate import compiler, sanitize
+from symgate.jit import compiler, sanitize, toolchain
 
 ASAN = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
 pytestmark = pytest.mark.skipif(not os.path.isabs(ASAN), reason="gcc has no AddressSanitizer runtime here")
@@ -67,9 +67,9 @@ def test_a_sanitized_kernel_without_the_runtime_is_a_clear_error_not_an_abort(tm
 def test_sanitizer_flags_are_part_of_the_flags_and_the_key(monkeypatch):
     monkeypatch.delenv("SYMGATE_SANITIZE", raising=False)
     plain = compiler.cache_key("cell a", "float64", "t")
-    assert not set(sanitize.FLAGS) & set(compiler.compile_flags())
+    assert not set(sanitize.FLAGS) & set(toolchain.compile_flags())
     monkeypatch.setenv("SYMGATE_SANITIZE", "1")
-    assert compiler.compile_flags()[-len(sanitize.FLAGS) :] == sanitize.FLAGS
+    assert toolchain.compile_flags()[-len(sanitize.FLAGS) :] == sanitize.FLAGS
     assert "-fsanitize=address,undefined" in sanitize.FLAGS and "-fno-sanitize-recover=all" in sanitize.FLAGS
     assert compiler.cache_key("cell a", "float64", "t") != plain
     monkeypatch.setenv("SYMGATE_SANITIZE", "0")

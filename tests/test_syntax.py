@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symgate.errors import CellError, CellNameError, CellSyntaxError, SymgateError, UnknownFunctionError
-from symgate.functions import FUNCTIONS, MatVec, Var, next_state, sigmoid
-from symgate.syntax import CellSource, Declaration, Equation, parse_source
+from symgate.frontend.functions import FUNCTIONS, MatVec, Var, next_state, sigmoid
+from symgate.frontend.syntax import CellSource, Declaration, Equation, parse_source
 
 LSTM = """\
 # Long short-term memory (forget-gate form).
@@ -65,7 +65,7 @@ def test_lstm_expressions() -> None:
 
 
 def test_builtin_cell_files_parse() -> None:
-    for path in sorted((Path(__file__).parents[1] / "symgate" / "cells").glob("*.cell")):
+    for path in sorted((Path(__file__).parents[1] / "symgate" / "frontend" / "cells").glob("*.cell")):
         assert parse_source(path.read_text(), str(path)).equations
 
 
@@ -388,6 +388,6 @@ def test_attacks_are_refused_without_side_effects(text: str, kind: type[SymgateE
 
 
 def test_parser_never_evaluates_text() -> None:
-    code = (Path(__file__).parents[1] / "symgate" / "syntax.py").read_text()
+    code = (Path(__file__).parents[1] / "symgate" / "frontend" / "syntax.py").read_text()
     for banned in ("eval(", "exec(", "sympify(", "parse_expr(", "__import__("):
         assert banned not in code

@@ -1,0 +1,526 @@
+"""Any cell as a PyTorch module: symgate's compiled kernels behind ``torch.autograd``.
+
+:class:`CellModule` is a ``torch.nn.Module`` whose forward pass calls a cell's compiled forward
+kernel and whose backward pass calls its backpropagation-through-time kernel, through one
+``torch.autograd.Function``. Its parameters are ``nn.Parameter`` objects named as in the cell, so
+optimizers, ``state_dict``, gradient clipping, ``torch.func.functional_call`` and
+``DistributedDataParallel`` treat it like any built-in module::
+
+    import torch
+    import symgate as sg
+
+    rnn = sg.torch.from_cell("lstm", {"D": 2, "H": 64})   # a built-in name, a .cell path or a Cell
+    head = torch.nn.Linear(64, 1)
+    opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-2)
+    out, (h_n, c_n) = rnn(x)                    # x: (T, B, 2); out: (T, B, 64), h after every step
+    loss = torch.nn.functional.mse_loss(head(h_n).squeeze(1), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+
+**What a call returns.** ``module(x, init=None)`` returns ``(out, final)``, as ``nn.LSTM`` does:
+
+* ``out`` is the sequence of the module's ``output``, (T, B, size), or (B, T, size) with
+  ``batch_first=True``. ``output`` names a state or a per-step output of the cell; by default it
+  is the cell's first declared output if it has any, else its first state (``h`` for ``lstm``,
+  ``gru_cho`` and ``elman_rnn``).
+* ``final`` is a tuple of the states after the last step, in the cell's state order, each
+  (B, size): ``(h_n, c_n)`` for ``lstm``, ``(h_n,)`` for a one-state cell (a tuple even then,
+  so that code is the same for every cell). With T = 0 they are the initial states.
+
+``module.sequences(x, init=None)`` returns all of it as dicts: ``.states`` (every state's
+sequence), ``.outputs`` (every output's sequence) and ``.final``. Gradients flow from any of
+these to the inputs, the initial states and every parameter.
+
+**Arguments.** ``x`` is a tensor for a cell with one input, or a dict ``{input name: tensor}``;
+all inputs share T and B. ``init`` is ``None`` (zeros), a tensor (for a cell with one state), a
+tuple in state order whose entries may be ``None``, or a dict ``{state name: tensor}``. An
+initial state is (B, size): unlike ``nn.LSTM``'s ``h_0`` there is no leading layers axis, since
+a module is one layer in one direction. Input must be batched (3-d).
+
+**Dtypes.** The parameters' dtype (float32 or float64) chooses the kernel, which is built on
+first use and cached on disk; ``.double()`` and ``.float()`` switch it. Inputs and initial
+states must have the parameters' dtype.
+
+**Parameters** are drawn as :meth:`symgate.Kernel.init_params` draws them, each from
+U(-1/sqrt(n), 1/sqrt(n)) with n its first dimension (PyTorch's rule for its recurrent modules).
+``seed=k`` gives exactly ``Kernel.init_params(sizes, seed=k)``; without a seed, the seed is drawn
+from PyTorch's global generator, so ``torch.manual_seed`` makes construction repeatable.
+``params=`` starts from given arrays instead (for example those of ``symgate.from_torch``). A
+parameter is the module attribute of its name in the cell; a name that an ``nn.Module`` already
+uses (``train``, ``float`` ...) gets a trailing underscore, and :meth:`CellModule.param` finds a
+parameter by its cell name in every case.
+
+**Memory is shared, not copied.** C-contiguous tensors (x with ``batch_first=False``, initial
+states, parameters) are handed to the kernels as they are, and the arrays the kernels write
+become the returned tensors without copies. With ``batch_first=True`` x is transposed into a
+time-major copy, since the kernels read time-major sequences, and the returned sequences are
+transposed views. Because memory is shared, everything the backward pass reads is registered
+with ``save_for_backward``: changing one of those tensors in place between the forward and the
+backward pass raises PyTorch's usual error instead of corrupting the gradients.
+
+**Limits.** CPU tensors only (the kernels are C). The backward pass is not itself
+differentiable (no double backward, no ``create_graph`` through the module), and there is no
+forward-mode AD and no ``torch.func`` transform other than ``functional_call`` (``grad``,
+``vmap``, ``jvp``); PyTorch raises its own error for each. Bad arguments raise
+:class:`symgate.ArrayError` naming the argument.
+
+PyTorch is optional: ``import symgate`` never imports it, and ``sg.torch`` imports this module
+on first use (``pip install "symgate[torch]"`` installs the CPU build it is tested with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..dtypes import REAL_DTYPES
+from ..errors import ArrayError
+from ..frontend.cell import Cell
+from ..frontend.cells import resolve
+from ..frontend.functions import SCALAR
+from ..pipeline import build
+from ..runtime.kernel import Kernel
+from .interop import FrameworkNotInstalledError
+
+try:
+    import torch
+except ImportError as err:  # pragma: no cover - the tests run with torch installed
+    raise FrameworkNotInstalledError(
+        'symgate.torch needs PyTorch, which is not installed: pip install "symgate[torch]" '
+        "(or pip install torch==2.13.0)"
+    ) from err
+
+from torch.autograd.function import once_differentiable
+
+__all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
+
+_DTYPES = {getattr(torch, name): name for name in REAL_DTYPES}
+_KERNELS: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
+
+
+def kernel_for(cell: Cell, dtype: torch.dtype, fingerprint: str | None = None) -> Kernel:
+    """The compiled kernel of ``cell`` for a torch dtype, built (or loaded from the disk cache) once per process."""
+    if dtype not in _DTYPES:
+        raise ArrayError(f"symgate's kernels are float32 and float64, not {dtype}")
+    key = (fingerprint or cell.fingerprint(), _DTYPES[dtype])
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        kernel = _KERNELS[key] = build(cell, _DTYPES[dtype])
+    return kernel
+
+
+class Sequences(NamedTuple):
+    """Everything one pass computes: sequences of every state and output, and the final states.
+
+    ``states[s]`` and ``outputs[y]`` are (T, B, size), or (B, T, size) with ``batch_first``;
+    ``final[s]`` is (B, size).
+    """
+
+    states: dict[str, torch.Tensor]
+    outputs: dict[str, torch.Tensor]
+    final: dict[str, torch.Tensor]
+
+
+# -- the autograd Function ----------------------------------------------------------------------
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """The NumPy view of a CPU tensor: no copy when it is C-contiguous."""
+    return tensor.detach().resolve_neg().contiguous().numpy()
+
+
+class _CellFunction(torch.autograd.Function):
+    """The kernels over a whole sequence. Everything is time-major: x (T, B, size), init (B, size).
+
+    ``apply(kernel, options, *inputs, *init, *params)`` with the cell's inputs, states (``None``
+    for a zero initial state) and parameters in declaration order returns the state sequences then
+    the output sequences, in declaration order. ``options``: ``Kernel.forward``'s ``recompute``
+    and ``backward`` (false when no gradient will be taken: no saved values are kept).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        cell = kernel.cell
+        inputs, init, params = _split(cell, tensors)
+        run = kernel.forward(
+            {name: _array(t) for name, t in zip(cell.inputs, inputs, strict=True)},
+            {p.name: _array(t) for p, t in zip(cell.params, params, strict=True)},
+            {s: _array(t) for s, t in zip(cell.states, init, strict=True) if t is not None},
+            copy=False,
+            **options,
+        )
+        results = [torch.from_numpy(run.states[s]) for s in cell.states]
+        results += [torch.from_numpy(run.outputs[y]) for y in cell.outputs]
+        ctx.set_materialize_grads(False)
+        ctx.kernel, ctx.run = kernel, run
+        # The run shares these tensors' memory: saving them makes autograd's version counters
+        # refuse a backward pass after any of them was changed in place.
+        ctx.save_for_backward(*(t for t in tensors if t is not None), *results)
+        return tuple(results)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        ctx.saved_tensors  # noqa: B018 - raises if a tensor the run shares was modified in place
+        kernel: Kernel = ctx.kernel
+        cell = kernel.cell
+        names = [*cell.states, *cell.outputs]
+        given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
+        result = kernel.backward(ctx.run, given)
+        wanted = iter(ctx.needs_input_grad[2:])
+        out: list[torch.Tensor | None] = [None, None]  # the kernel and options arguments
+        for group, names_ in ((result.inputs, cell.inputs), (result.init, cell.states)):
+            out += [torch.from_numpy(group[n]) if next(wanted) else None for n in names_]
+        out += [torch.from_numpy(result.params[p.name]) if next(wanted) else None for p in cell.params]
+        return tuple(out)
+
+
+def _split(cell: Cell, tensors: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
+    n_in, n_st = len(cell.inputs), len(cell.states)
+    return tensors[:n_in], tensors[n_in : n_in + n_st], tensors[n_in + n_st :]
+
+
+# -- the module ---------------------------------------------------------------------------------
+
+
+class CellModule(torch.nn.Module):
+    """A cell run over sequences by its compiled kernels, trainable like any ``torch.nn`` module.
+
+    ``cell`` is a :class:`symgate.Cell`, a built-in cell's name or a ``.cell`` file's path;
+    ``sizes`` gives every dimension of the cell (``{"D": 2, "H": 64}``). Options:
+
+    * ``output``: the state or output whose sequence ``forward`` returns first (see the module
+      docstring; default: the first output, else the first state).
+    * ``batch_first``: sequences are (B, T, size) in and out, as in ``nn.LSTM``.
+    * ``dtype``: ``torch.float32`` or ``torch.float64`` (default: PyTorch's default dtype).
+    * ``seed``: parameters equal to ``Kernel.init_params(sizes, seed)``; ``None`` draws the seed
+      from PyTorch's generator.
+    * ``params``: initial parameter values instead, a dict of arrays or tensors by cell name.
+    * ``recompute``: keep no saved values between the passes, only states and outputs; the
+      backward pass recomputes them segment by segment (``Kernel.forward(..., recompute=True)``):
+      less memory for one more forward pass.
+
+    Under ``torch.no_grad()``, or when no input, initial state or parameter requires grad, the
+    forward pass keeps no saved values at all (``Kernel.forward(..., backward=False)``).
+
+    ``module(x, init)`` returns ``(out, final)``; ``module.sequences(x, init)`` returns every
+    sequence. The module docstring (``help(symgate.torch)``) gives the details.
+    """
+
+    def __init__(
+        self,
+        cell: Cell | str | Path,
+        sizes: Mapping[str, int],
+        *,
+        output: str | None = None,
+        batch_first: bool = False,
+        dtype: torch.dtype | None = None,
+        seed: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        recompute: bool = False,
+    ) -> None:
+        super().__init__()
+        cell = _resolve(cell)
+        if not cell.inputs:
+            raise ArrayError(f"cell {cell.name} has no inputs: nothing gives the number of steps")
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if dtype not in _DTYPES:
+            raise ArrayError(f"dtype must be torch.float32 or torch.float64 (symgate's kernels), not {dtype}")
+        self.cell = cell
+        self.sizes = _checked_sizes(cell, sizes)
+        self.output = _checked_output(cell, output)
+        self.batch_first = bool(batch_first)
+        self.recompute = bool(recompute)
+        self._fingerprint = cell.fingerprint()
+        if params is None:
+            if seed is None:
+                seed = int(torch.randint(2**62, ()).item())
+            params = self.kernel(dtype).init_params(self.sizes, seed=seed)
+        elif seed is not None:
+            raise ArrayError("pass either seed or params, not both")
+        values = _checked_params(cell, self.sizes, params)
+        self._attributes: dict[str, str] = {}
+        for p in cell.params:
+            attribute = p.name
+            while hasattr(self, attribute):
+                attribute += "_"
+            self._attributes[p.name] = attribute
+            tensor = torch.as_tensor(values[p.name]).detach().to(dtype=dtype, copy=True).contiguous()
+            self.register_parameter(attribute, torch.nn.Parameter(tensor))
+
+    # -- access -----------------------------------------------------------------------------
+    def param(self, name: str) -> torch.Tensor:
+        """The parameter the cell calls ``name`` (usually the attribute of that name)."""
+        if name not in self._attributes:
+            raise KeyError(f"cell {self.cell.name} has no parameter {name!r}; it has {list(self._attributes)}")
+        return getattr(self, self._attributes[name])
+
+    def kernel(self, dtype: torch.dtype | None = None) -> Kernel:
+        """The compiled kernel for ``dtype`` (default: the parameters' dtype), built on first use."""
+        return kernel_for(self.cell, dtype or self._param_dtype(), self._fingerprint)
+
+    def extra_repr(self) -> str:
+        sizes = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
+        recompute = ", recompute=True" if self.recompute else ""
+        return f"{self.cell.name}, {sizes}, output={self.output!r}, batch_first={self.batch_first}{recompute}"
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None) -> tuple[torch.Tensor, tuple]:
+        """``(out, final)``: the ``output`` sequence, and the final states as a tuple in state order."""
+        result = self.sequences(x, init)
+        out = result.states.get(self.output)
+        if out is None:
+            out = result.outputs[self.output]
+        return out, tuple(result.final[s] for s in self.cell.states)
+
+    def sequences(self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None) -> Sequences:
+        """Every state's and output's sequence, and the final states (see :class:`Sequences`)."""
+        cell = self.cell
+        dtype = self._param_dtype()
+        params = [self.param(p.name) for p in cell.params]
+        inputs = self._inputs(x, dtype)
+        steps, batch = next(iter(inputs.values())).shape[:2]
+        init_list = self._init(init, dtype, batch)
+        tensors = [*inputs.values(), *init_list, *params]
+        backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        options = {"recompute": self.recompute, "backward": backward}
+        results = _CellFunction.apply(self.kernel(dtype), options, *tensors)
+        states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
+        outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
+        final = {}
+        for (s, dim), start in zip(cell.states.items(), init_list, strict=True):
+            if steps:
+                final[s] = states[s][-1]
+            else:
+                final[s] = start if start is not None else torch.zeros(batch, self.sizes[dim], dtype=dtype)
+        if self.batch_first:
+            states = {n: t.transpose(0, 1) for n, t in states.items()}
+            outputs = {n: t.transpose(0, 1) for n, t in outputs.items()}
+        return Sequences(states, outputs, final)
+
+    # -- argument checks --------------------------------------------------------------------
+    def _param_dtype(self) -> torch.dtype:
+        dtypes = {}
+        for p in self.cell.params:
+            tensor = self.param(p.name)
+            if tensor.device.type != "cpu":
+                raise ArrayError(
+                    f"parameter {p.name} is on {tensor.device}, but symgate's kernels run on the CPU: "
+                    f"keep the module on the CPU (module.cpu())"
+                )
+            dtypes[p.name] = tensor.dtype
+        kinds = set(dtypes.values())
+        if len(kinds) > 1:
+            raise ArrayError(f"the parameters mix dtypes {dtypes}: convert the module with .float() or .double()")
+        dtype = kinds.pop() if kinds else torch.get_default_dtype()
+        if dtype not in _DTYPES:
+            raise ArrayError(
+                f"the parameters are {dtype}, but symgate's kernels are float32 and float64: "
+                f"convert the module with .float() or .double()"
+            )
+        return dtype
+
+    def _inputs(self, x: Any, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The inputs, checked and time-major contiguous, in the cell's input order."""
+        cell = self.cell
+        if isinstance(x, Mapping):
+            _require_exactly("x", "inputs", x, list(cell.inputs), cell)
+            given = {name: x[name] for name in cell.inputs}
+        elif len(cell.inputs) == 1:
+            given = {next(iter(cell.inputs)): x}
+        else:
+            raise ArrayError(f"cell {cell.name} has inputs {list(cell.inputs)}: pass x as a dict of tensors")
+        axes = "(B, T, {})" if self.batch_first else "(T, B, {})"
+        result, first = {}, None
+        for name, tensor in given.items():
+            label = "x" if len(cell.inputs) == 1 else f"x[{name!r}]"
+            dim = cell.inputs[name]
+            _check_tensor(label, tensor, dtype)
+            if tensor.ndim != 3 or tensor.shape[2] != self.sizes[dim]:
+                raise ArrayError(
+                    f"{label} has shape {tuple(tensor.shape)}, expected {axes.format(dim)} with "
+                    f"{dim}={self.sizes[dim]} (unbatched input is not supported: add a batch axis)"
+                )
+            if first is not None and tensor.shape[:2] != first[1].shape[:2]:
+                raise ArrayError(
+                    f"{label} has shape {tuple(tensor.shape)} but {first[0]} has {tuple(first[1].shape)}: "
+                    f"all inputs share the time and batch axes"
+                )
+            first = first or (label, tensor)
+            result[name] = (tensor.transpose(0, 1) if self.batch_first else tensor).contiguous()
+        return result
+
+    def _init(self, init: Any, dtype: torch.dtype, batch: int) -> list[torch.Tensor | None]:
+        """The initial states in state order (``None``: zeros), checked."""
+        states = list(self.cell.states)
+        if init is None:
+            given: dict[str, Any] = {}
+        elif isinstance(init, torch.Tensor):
+            if len(states) != 1:
+                raise ArrayError(
+                    f"cell {self.cell.name} has states {states}: pass init as a tuple in that order or a dict"
+                )
+            given = {states[0]: init}
+        elif isinstance(init, Mapping):
+            unknown = [k for k in init if k not in states]
+            if unknown:
+                raise ArrayError(f"init has unknown states {unknown}; cell {self.cell.name} has {states}")
+            given = {k: v for k, v in init.items() if v is not None}
+        elif isinstance(init, Sequence) and not isinstance(init, str):
+            if len(init) != len(states):
+                raise ArrayError(f"init has {len(init)} entries but cell {self.cell.name} has states {states}")
+            given = {s: v for s, v in zip(states, init, strict=True) if v is not None}
+        else:
+            raise ArrayError(f"init must be None, a tensor, a tuple or a dict of tensors, not {type(init).__name__}")
+        result: list[torch.Tensor | None] = []
+        for s, dim in self.cell.states.items():
+            tensor = given.get(s)
+            if tensor is not None:
+                label = f"init[{s!r}]"
+                _check_tensor(label, tensor, dtype)
+                if tuple(tensor.shape) != (batch, self.sizes[dim]):
+                    raise ArrayError(
+                        f"{label} has shape {tuple(tensor.shape)}, expected (B, {dim}) = ({batch}, {self.sizes[dim]})"
+                    )
+                tensor = tensor.contiguous()
+            result.append(tensor)
+        return result
+
+
+def from_cell(
+    cell: Cell | str | Path,
+    sizes: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    **options,
+) -> CellModule:
+    """A :class:`CellModule` for a cell (a ``Cell``, a built-in name or a ``.cell`` path).
+
+    ``sizes`` may be left out when ``params`` are given: they are read off the parameters' shapes.
+    A dict of arrays or tensors in the place of ``sizes`` is taken as ``params``, so a
+    ``(cell, params)`` pair unpacks into a module: ``from_cell(*symgate.from_torch(
+    torch.nn.LSTMCell(8, 16)))`` trains what the ``LSTMCell`` computes, step after step. With
+    ``params`` and no ``dtype`` option, the module is float32 if every parameter is, else float64.
+    """
+    cell = _resolve(cell)
+    if params is None and isinstance(sizes, Mapping) and any(_is_array(v) for v in sizes.values()):
+        sizes, params = None, sizes
+    if params is not None:
+        if sizes is None:
+            sizes = _sizes_of(cell, params)
+        if "dtype" not in options:
+            float32 = all(_is_array(v) and v.dtype in (np.float32, torch.float32) for v in params.values())
+            options["dtype"] = torch.float32 if float32 else torch.float64
+    if sizes is None:
+        raise ArrayError(f"pass the sizes of {list(cell.dims)} (or params to read them from)")
+    return CellModule(cell, sizes, params=params, **options)
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, torch.Tensor))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _resolve(cell: Cell | str | Path) -> Cell:
+    if isinstance(cell, (str, Path)):
+        return resolve(cell)
+    if not isinstance(cell, Cell):
+        raise TypeError(
+            f"cell must be a symgate Cell, a built-in cell's name or a .cell path, not {type(cell).__name__}"
+        )
+    return cell
+
+
+def _require_exactly(label: str, what: str, given: Mapping, expected: list[str], cell: Cell) -> None:
+    """``given`` must have exactly the ``expected`` keys; the error names the unknown and missing ones."""
+    unknown = [k for k in given if k not in expected]
+    missing = [k for k in expected if k not in given]
+    if unknown or missing:
+        raise ArrayError(
+            f"{label} must give exactly the {what} {expected} of cell {cell.name}; "
+            f"unknown: {unknown}, missing: {missing}"
+        )
+
+
+def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
+    if not isinstance(sizes, Mapping):
+        raise ArrayError(f"sizes must be a dict like {{{', '.join(repr(d) + ': ...' for d in cell.dims)}}}")
+    _require_exactly("sizes", "dimensions", sizes, list(cell.dims), cell)
+    for d in cell.dims:
+        if isinstance(sizes[d], bool) or not isinstance(sizes[d], (int, np.integer)) or sizes[d] < 1:
+            raise ArrayError(f"sizes[{d!r}] must be a positive integer, not {sizes[d]!r}")
+    return {d: int(sizes[d]) for d in cell.dims}
+
+
+def default_output(cell: Cell) -> str:
+    """The name whose sequence ``CellModule.forward`` returns by default: the first output, else the first state."""
+    return next(iter(cell.outputs), next(iter(cell.states)))
+
+
+def _checked_output(cell: Cell, output: str | None) -> str:
+    if output is None:
+        return default_output(cell)
+    if output not in cell.states and output not in cell.outputs:
+        raise ArrayError(
+            f"output={output!r} is not a state or output of cell {cell.name}; "
+            f"choose one of {[*cell.states, *cell.outputs]}"
+        )
+    return output
+
+
+def _checked_params(cell: Cell, sizes: Mapping[str, int], params: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(params, Mapping):
+        raise ArrayError(f"params must be a dict of arrays or tensors by name, not {type(params).__name__}")
+    names = [p.name for p in cell.params]
+    unknown = [k for k in params if k not in names]
+    missing = [k for k in names if k not in params]
+    if unknown or missing:
+        raise ArrayError(
+            f"params must give exactly the parameters of cell {cell.name}; unknown: {unknown}, missing: {missing}"
+        )
+    extents = {**sizes, SCALAR: 1}
+    for p in cell.params:
+        value = params[p.name]
+        shape = tuple(extents[d] for d in p.shape)
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise ArrayError(f"params[{p.name!r}] must be a NumPy array or a tensor, not {type(value).__name__}")
+        if tuple(value.shape) != shape:
+            raise ArrayError(
+                f"params[{p.name!r}] has shape {tuple(value.shape)}, expected ({', '.join(p.shape)}) = {shape}"
+            )
+    return dict(params)
+
+
+def _sizes_of(cell: Cell, params: Mapping[str, Any]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for p in cell.params:
+        if p.name not in params:
+            raise ArrayError(f"params is missing {p.name!r} (shape ({', '.join(p.shape)}))")
+        shape = tuple(params[p.name].shape)
+        if len(shape) != len(p.shape):
+            raise ArrayError(f"params[{p.name!r}] has shape {shape}, expected ({', '.join(p.shape)})")
+        for dim, extent in zip(p.shape, shape, strict=True):
+            if dim != SCALAR and sizes.setdefault(dim, int(extent)) != extent:
+                raise ArrayError(f"params[{p.name!r}] has {dim}={extent} but another parameter has {dim}={sizes[dim]}")
+    missing = [d for d in cell.dims if d not in sizes]
+    if missing:
+        raise ArrayError(f"the parameters do not give the sizes of {missing}: pass sizes")
+    return sizes
+
+
+def _check_tensor(label: str, value: Any, dtype: torch.dtype) -> None:
+    if not isinstance(value, torch.Tensor):
+        hint = f" (convert it with torch.from_numpy({label}))" if isinstance(value, np.ndarray) else ""
+        raise ArrayError(f"{label} must be a torch.Tensor, not {type(value).__name__}{hint}")
+    if value.device.type != "cpu":
+        raise ArrayError(f"{label} is on {value.device}, but symgate's kernels run on the CPU: pass {label}.cpu()")
+    if value.layout != torch.strided:
+        raise ArrayError(f"{label} is a {value.layout} tensor: pass a dense one ({label}.to_dense())")
+    if value.dtype != dtype:
+        raise ArrayError(
+            f"{label} has dtype {value.dtype} but the module's parameters are {dtype}: pass {label}.to({dtype})"
+            + (f", or convert the module with .to({value.dtype})" if value.dtype in _DTYPES else "")
+        )

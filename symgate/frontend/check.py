@@ -1,0 +1,470 @@
+"""Checking: cell source (text or SymPy) -> :class:`~symgate.frontend.cell.Cell`, every size inferred.
+
+Every rule of the cell language that is not syntax is enforced here, once, for cells written as
+text and for cells built from SymPy objects alike: each state gets exactly one update, an
+intermediate is assigned once and before it is used, only parameters multiply with ``@``, and
+sizes agree. Errors name the line (or equation number) and the symbol.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import sympy
+
+from ..errors import (
+    CellError,
+    CellNameError,
+    CellSyntaxError,
+    DimensionError,
+    EquationOrderError,
+    StateUpdateError,
+    UnknownFunctionError,
+)
+from .cell import Cell, Equation, Param, next_name
+from .functions import FUNCTIONS, PRIME, MatVec, Reduction, Var, matrix_names, step, vector_names
+from .limits import guarded
+from .notation import cell_text
+from .shapes import infer_sizes
+from .syntax import KEYWORDS, CellSource, Declaration, parse_source
+from .syntax import Equation as SourceEquation
+
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+SYMPY_SOURCE = "<sympy>"
+AXES = frozenset({"T", "B"})  # the number of steps and the batch size
+_ELEMENTWISE_FUNCTIONS = (*(f for f in FUNCTIONS.values() if isinstance(f, type)), step)
+
+
+def parse(text: str, source: str = "<string>") -> Cell:
+    """A checked cell from cell-language text."""
+    with guarded("parse"):
+        return check(parse_source(text, source))
+
+
+def load(path: str | Path) -> Cell:
+    """A checked cell from a ``.cell`` file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CellError(f"cannot read cell file: {err.strerror or err}", source=str(path)) from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        message = f"the file is not UTF-8: byte 0x{data[err.start]:02X} at column {column} ({err.reason})"
+        raise CellSyntaxError(message, line=line, source=str(path)) from None
+    return parse(text, str(path))
+
+
+def define(
+    name: str,
+    *,
+    inputs: Mapping[str, str],
+    states: Mapping[str, str],
+    equations: Sequence[tuple[sympy.Symbol | str, sympy.Expr]] | Mapping[sympy.Symbol | str, sympy.Expr],
+    outputs: Iterable[str] | Mapping[str, str] = (),
+    constants: Mapping[str, float | sympy.Number] | None = None,
+    doc: str = "",
+) -> Cell:
+    """A checked cell from SymPy objects (the Python twin of cell text).
+
+    ``equations`` are ``(target, expression)`` pairs in evaluation order; a target is a name, a
+    :class:`~symgate.frontend.functions.Var`, or ``next_state("h")`` for a state's next value. Errors name
+    the 1-based equation number as the line.
+    """
+    pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
+    output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
+    output_names = set(output_dims)
+    source_equations = []
+    for number, pair in enumerate(pairs, start=1):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise CellError("each equation must be a (target, expression) pair", line=number, source=SYMPY_SOURCE)
+        target, expr = pair
+        if not isinstance(target, (str, sympy.Symbol)):
+            raise CellNameError(f"the target {target!r} must be a name or a symbol", line=number, source=SYMPY_SOURCE)
+        target_name = target if isinstance(target, str) else target.name
+        expr = _sympy_expression(expr, f"the expression of {target_name}", number)
+        plain = {s: Var(s.name) for s in expr.free_symbols if not isinstance(s, Var)}
+        source_equations.append(
+            SourceEquation(
+                target_name, expr.xreplace(plain), number, target_name in output_names, output_dims.get(target_name)
+            )
+        )
+    unknown_outputs = output_names - {e.target for e in source_equations}
+    if unknown_outputs:
+        raise CellNameError(f"outputs {sorted(unknown_outputs)} have no equation", source=SYMPY_SOURCE)
+    declared = {"inputs": inputs, "states": states}
+    for label, names in declared.items():
+        if not isinstance(names, Mapping) or not all(isinstance(v, str) for v in [*names, *names.values()]):
+            raise CellNameError(f"{label} must map names to dimension names (strings)", source=SYMPY_SOURCE)
+    return check(
+        CellSource(
+            name=name,
+            inputs=tuple(Declaration(n, d, 0) for n, d in inputs.items()),
+            states=tuple(Declaration(n, d, 0) for n, d in states.items()),
+            equations=tuple(source_equations),
+            doc=doc,
+            source=SYMPY_SOURCE,
+            lines=(),
+            constants=tuple(
+                SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
+            ),
+        )
+    )
+
+
+def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:
+    """A SymPy expression given to ``define`` (strings are refused: text goes through ``parse``)."""
+    try:
+        return sympy.sympify(value, strict=True)
+    except (sympy.SympifyError, TypeError) as err:
+        raise CellError(
+            f"{what} must be a SymPy expression, not {type(value).__name__}; use sg.parse for cell text",
+            line=number or None,
+            source=SYMPY_SOURCE,
+        ) from err
+
+
+def check(source: CellSource) -> Cell:
+    """Checks a parsed cell and infers every size; raises a :class:`CellError` subclass if wrong."""
+    with guarded("check"):
+        return _Checker(source).run()
+
+
+class _Checker:
+    def __init__(self, source: CellSource) -> None:
+        self.src = source
+
+    def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
+        return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
+
+    def run(self) -> Cell:
+        self.check_names()
+        self.check_targets()
+        equations = [self.fold_constants(eq) for eq in self.src.equations]
+        for eq in equations:
+            self.check_symbol_names(eq)
+        self.taken = self._all_names()
+        self.lifted: dict[sympy.Expr, str] = {}
+        equations = [self.lift_products(eq) for eq in equations]
+        equations = [eq for group in equations for eq in group]
+        for eq in equations:
+            self.check_nodes(eq)
+        constants = self.check_constants()
+        params, matrices = self.check_order(equations)
+        self.check_all_used(equations)
+        for eq in equations:
+            if eq.dim is not None and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
+                raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
+        sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error)
+        kinds = {
+            e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate")
+            for e in equations
+        }
+        return Cell(
+            name=self.src.name,
+            inputs={d.name: d.dim for d in self.src.inputs},
+            states={d.name: d.dim for d in self.src.states},
+            outputs={e.target: sizes[e.target] for e in equations if e.is_output},
+            constants=constants,
+            params=tuple(Param(p, shapes[p]) for p in params),
+            equations=tuple(Equation(Var(e.target), e.expr, kinds[e.target], e.line) for e in equations),
+            sizes=sizes,
+            doc=self.src.doc,
+            source=self.src.source,
+        )
+
+    # -- names and roles ------------------------------------------------------------------
+    def check_names(self) -> None:
+        if not IDENTIFIER.match(self.src.name) or self.src.name in KEYWORDS:
+            raise self.error(CellNameError, f"invalid cell name {self.src.name!r}", None, self.src.name)
+        declared: dict[str, Declaration] = {}
+        for decl in (*self.src.inputs, *self.src.states):
+            for label, value in (("name", decl.name), ("dimension", decl.dim)):
+                if not IDENTIFIER.match(value) or value in KEYWORDS:
+                    raise self.error(CellNameError, f"invalid {label} {value!r}", decl.line, value)
+            if decl.dim in AXES:
+                raise self.error(
+                    CellNameError,
+                    f"dimension {decl.dim} is taken: T is the number of steps and B the batch size",
+                    decl.line,
+                    decl.dim,
+                )
+            if decl.name in declared:
+                first = declared[decl.name].line
+                raise self.error(
+                    CellNameError, f"{decl.name} is declared twice (first on line {first})", decl.line, decl.name
+                )
+            declared[decl.name] = decl
+        if not self.src.states:
+            raise self.error(CellNameError, "a cell needs at least one state (`state h: H`)", None, None)
+
+    def check_constants(self) -> dict[str, sympy.Expr]:
+        """``const beta = 1``: a named finite real number, distinct from every other name."""
+        taken = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+        constants: dict[str, sympy.Expr] = {}
+        for const in self.src.constants:
+            name, value = const.target, const.expr
+            if not IDENTIFIER.match(name) or name in KEYWORDS:
+                raise self.error(CellNameError, f"invalid constant name {name!r}", const.line, name)
+            if name in taken or name in constants:
+                raise self.error(CellNameError, f"{name} is defined twice", const.line, name)
+            if value.free_symbols or not (value.is_real and value.is_finite):
+                raise self.error(
+                    CellError,
+                    f"constant {name} must be a finite real number, not `{cell_text(value)}`",
+                    const.line,
+                    name,
+                )
+            constants[name] = value
+        return constants
+
+    def check_targets(self) -> None:
+        inputs = {d.name for d in self.src.inputs}
+        states = {d.name: d for d in self.src.states}
+        assigned: dict[str, SourceEquation] = {}
+        for eq in self.src.equations:
+            name, line = eq.target, eq.line
+            base = name[: -len(PRIME)] if name.endswith(PRIME) else None
+            if not IDENTIFIER.match(base or name) or (base or name) in KEYWORDS:
+                raise self.error(CellNameError, f"invalid name {name!r}", line, name)
+            if base is not None and base not in states:
+                raise self.error(
+                    CellNameError, f"{name} assigns the next value of {base}, which is not a declared state", line, name
+                )
+            if base is not None and eq.is_output:
+                raise self.error(CellNameError, f"output {name} cannot be a primed state name", line, name)
+            if base is not None and name in assigned:
+                raise self.error(
+                    StateUpdateError,
+                    f"state {base} is updated twice (first on line {assigned[name].line})",
+                    line,
+                    name,
+                )
+            if name in inputs:
+                raise self.error(CellNameError, f"{name} is an input: inputs are read, never assigned", line, name)
+            if name in states:
+                raise self.error(
+                    CellNameError, f"{name} is a state: write its next value as {name}{PRIME} = ...", line, name
+                )
+            if name in assigned:
+                raise self.error(
+                    EquationOrderError, f"{name} is assigned twice (first on line {assigned[name].line})", line, name
+                )
+            assigned[name] = eq
+        for state in states.values():
+            if next_name(state.name) not in assigned:
+                raise self.error(
+                    StateUpdateError,
+                    f"state {state.name} has no update: add `{state.name}{PRIME} = ...`",
+                    state.line or None,
+                    state.name,
+                )
+
+    def fold_constants(self, eq: SourceEquation) -> SourceEquation:
+        """Numbers such as ``pi``, ``exp(1)`` or ``sqrt(2)`` become plain floats (17 digits), and so do
+        fractions whose parts a double cannot hold exactly (``2**64``: no C integer literal either)."""
+
+        def numeric(node: sympy.Expr) -> bool:
+            if node.is_Rational:
+                return max(abs(node.p), node.q) > 2**53
+            return node.is_number and not node.is_Number and node.evalf(20).is_Number
+
+        expr = eq.expr.replace(numeric, lambda node: sympy.Float(node.evalf(20), 17))
+        for number in expr.atoms(sympy.Float):
+            if not math.isfinite(float(number)):
+                raise self.error(
+                    CellError, f"constant {number} is beyond the range of float64 (±1.8e308)", eq.line, str(number)
+                )
+        return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
+
+    def check_symbol_names(self, eq: SourceEquation) -> None:
+        """Every name is an identifier (the SymPy route can make any symbol)."""
+        for node in eq.expr.atoms(sympy.Symbol):
+            base = node.name.removesuffix(PRIME)
+            if not IDENTIFIER.match(base) or base in KEYWORDS:
+                raise self.error(CellNameError, f"invalid name {node.name!r} in {eq.target}", eq.line, node.name)
+        for product in eq.expr.atoms(MatVec):
+            if not isinstance(product.matrix, Var):
+                raise self.error(
+                    CellNameError,
+                    f"the left side of '@' must be a parameter matrix name, not `{cell_text(product.matrix)}`",
+                    eq.line,
+                    eq.target,
+                )
+
+    def check_nodes(self, eq: SourceEquation) -> None:
+        """Only the operations of the cell language may appear (guards the SymPy route)."""
+        for node in sympy.preorder_traversal(eq.expr):
+            if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec, Reduction)):
+                continue
+            if isinstance(node, sympy.Function) and not isinstance(node, _ELEMENTWISE_FUNCTIONS):
+                raise self.error(
+                    UnknownFunctionError,
+                    f"unknown function {type(node).__name__}; known: {', '.join(sorted(FUNCTIONS))}",
+                    eq.line,
+                    type(node).__name__,
+                )
+            if node.is_number:
+                invalid = node.has(sympy.nan, sympy.zoo, sympy.oo, sympy.I) or False in (node.is_real, node.is_finite)
+                if invalid:
+                    raise self.error(CellError, f"constant {node} is not a finite real number", eq.line, str(node))
+                continue
+            if isinstance(node, sympy.Pow) and node.exp.is_number:
+                continue
+            if isinstance(node, _ELEMENTWISE_FUNCTIONS):
+                continue
+            raise self.error(
+                CellError, f"`{node}` is not part of the cell language (in {eq.target})", eq.line, eq.target
+            )
+
+    def lift_products(self, eq: SourceEquation) -> list[SourceEquation]:
+        """``U @ (r*h)`` becomes ``U_arg = r*h`` and ``U @ U_arg``: products and reductions act on named
+        per-sample vectors (so ``W @ p`` with a parameter p reads ``W_arg = p``)."""
+        lifted: list[SourceEquation] = []
+        vectors = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+
+        def named(vector: sympy.Expr, name: str) -> sympy.Expr:
+            if (isinstance(vector, Var) and vector.name in vectors) or vector.is_number:
+                return vector
+            if vector not in self.lifted:  # the same vector lifted twice is computed once
+                self.lifted[vector] = _fresh(name, self.taken)
+                self.taken.add(self.lifted[vector])
+                lifted.append(SourceEquation(self.lifted[vector], vector, eq.line))
+            return Var(self.lifted[vector])
+
+        def lift(expr: sympy.Expr) -> sympy.Expr:
+            if isinstance(expr, MatVec):
+                return MatVec(expr.matrix, named(lift(expr.vector), f"{expr.matrix.name}_arg"))
+            if isinstance(expr, Reduction):
+                vector = lift(expr.vector)
+                if vector.is_number:
+                    raise self.error(
+                        DimensionError,
+                        f"`{cell_text(expr)}` reduces a constant, which has no units to reduce over",
+                        eq.line,
+                        expr.word,
+                    )
+                return expr.func(named(vector, f"{expr.word}_arg"))
+            if expr.args and not isinstance(expr, Var):
+                return expr.func(*(lift(a) for a in expr.args))
+            return expr
+
+        expr = lift(eq.expr)
+        return [*lifted, SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)]
+
+    def _all_names(self) -> set[str]:
+        names = {d.name for d in (*self.src.inputs, *self.src.states)} | {c.target for c in self.src.constants}
+        for eq in self.src.equations:
+            names.add(eq.target)
+            names.update(s.name for s in eq.expr.free_symbols)
+        return names
+
+    # -- evaluation order -----------------------------------------------------------------
+    def check_order(self, equations: list[SourceEquation]) -> tuple[list[str], set[str]]:
+        """Every name is read after it is written; everything never written is a parameter."""
+        defined = {d.name for d in (*self.src.inputs, *self.src.states)}
+        roles = {d.name: "input" for d in self.src.inputs} | {d.name: "state" for d in self.src.states}
+        roles |= {c.target: "constant" for c in self.src.constants}
+        defined |= {c.target for c in self.src.constants}
+        assigned_at = {eq.target: index for index, eq in enumerate(equations)}
+        uses = {eq.target: vector_names(eq.expr) | matrix_names(eq.expr) for eq in equations}
+        params: dict[str, tuple[int, float, str]] = {}
+        matrices: set[str] = set()
+        for index, eq in enumerate(equations):
+            line_text = self.src.line_text(eq.line) or cell_text(eq.expr)
+            for name in sorted(matrix_names(eq.expr)):
+                if name in defined or name in assigned_at:
+                    role = roles.get(name, "computed vector")
+                    raise self.error(
+                        CellNameError,
+                        f"{name} is a {role}; the left side of '@' must be a parameter matrix",
+                        eq.line,
+                        name,
+                    )
+                matrices.add(name)
+            for name in sorted(uses[eq.target]):
+                if name in defined:
+                    continue
+                if name in assigned_at:
+                    raise self.order_error(equations, eq, name, assigned_at, uses)
+                if name.endswith(PRIME):
+                    raise self.error(
+                        CellNameError,
+                        f"{name} refers to the next value of {name[:-1]}, which is not a state",
+                        eq.line,
+                        name,
+                    )
+                if name not in params:
+                    found = re.search(rf"(?<![\w']){re.escape(name)}(?![\w'])", line_text)
+                    params[name] = (index, found.start() if found else float("inf"), name)
+            defined.add(eq.target)
+            roles[eq.target] = "computed vector"
+        return sorted(params, key=params.__getitem__), matrices
+
+    def order_error(
+        self,
+        equations: list[SourceEquation],
+        eq: SourceEquation,
+        name: str,
+        assigned_at: dict[str, int],
+        uses: dict[str, set[str]],
+    ) -> CellError:
+        if name == eq.target:
+            return self.error(EquationOrderError, f"{name} is used in its own definition (a cycle)", eq.line, name)
+        later = equations[assigned_at[name]]
+        path = _dependency_path(name, eq.target, uses)
+        if path:
+            chain = " -> ".join([eq.target, *path])
+            return self.error(
+                EquationOrderError,
+                f"cycle: {chain} (each uses the next; {name} is assigned on line {later.line})",
+                eq.line,
+                name,
+            )
+        return self.error(
+            EquationOrderError,
+            f"{name} is used before it is assigned (on line {later.line}); move its equation up",
+            eq.line,
+            name,
+        )
+
+    def check_all_used(self, equations: list[SourceEquation]) -> None:
+        used = set().union(*(vector_names(eq.expr) for eq in equations))
+        for eq in equations:
+            if not eq.is_output and not eq.target.endswith(PRIME) and eq.target not in used:
+                raise self.error(
+                    CellNameError,
+                    f"intermediate {eq.target} is never used: it reaches no state and no output",
+                    eq.line,
+                    eq.target,
+                )
+
+    # -- sizes ----------------------------------------------------------------------------
+
+
+def _dependency_path(start: str, goal: str, uses: dict[str, set[str]]) -> list[str] | None:
+    """The chain of names from ``start`` that leads (through uses) to ``goal``, if any."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen = {start}
+    while stack:
+        name, path = stack.pop()
+        for used in sorted(uses.get(name, ())):
+            if used == goal:
+                return [*path, goal]
+            if used not in seen and used in uses:
+                seen.add(used)
+                stack.append((used, [*path, used]))
+    return None
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name}{number}", number + 1
+    return candidate

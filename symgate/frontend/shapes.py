@@ -1,0 +1,214 @@
+"""Size inference: every vector and parameter gets one of the cell's named dimensions.
+
+Sizes are unknowns joined by the equations: operands of ``+ - * /`` and function arguments share
+a size (numeric constants fit any size); in ``W @ v``, W's columns are v's size and its rows are
+the size the product meets. Unknowns are merged with a union-find; the declared sizes of inputs
+and states are the only constants, so a conflict is two different declared sizes meeting.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sympy
+
+from ..errors import CellError, CellNameError, DimensionError
+from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
+from .notation import cell_text
+from .syntax import CellSource
+from .syntax import Equation as SourceEquation
+
+
+@dataclass
+class SizeUnknowns:
+    """Union-find over size unknowns, each unknown resolved to at most one dimension name."""
+
+    parent: dict[str, str] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)
+
+    def new(self, key: str, dim: str | None = None) -> str:
+        self.parent.setdefault(key, key)
+        if dim is not None:
+            self.fixed[self.find(key)] = dim
+        return key
+
+    def find(self, key: str) -> str:
+        root = key
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[key] != root:
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def resolved(self, key: str) -> str | None:
+        return self.fixed.get(self.find(key))
+
+    def join(self, a: str, b: str) -> bool:
+        """Merge two unknowns; False if they were fixed to different dimensions."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        da, db = self.fixed.get(ra), self.fixed.get(rb)
+        if da is not None and db is not None and da != db:
+            return False
+        self.parent[rb] = ra
+        if da is None and db is not None:
+            self.fixed[ra] = db
+        return True
+
+
+@dataclass
+class SizeInference:
+    """Infers sizes equation by equation; ``unknown_of`` names the unknown of a vector symbol."""
+
+    unknowns: SizeUnknowns
+    unknown_of: Callable[[Var], str | None]
+    matrix_unknowns: Callable[[Var], tuple[str, str]]
+    raise_at: Callable[[str, str], DimensionError]
+
+    def size_of(self, expr: sympy.Expr) -> str | None:
+        """The unknown of ``expr``'s size, or None for a constant that fits any size.
+
+        A reduction's per-sample value has the size ``SCALAR`` and, like a constant, meets any size.
+        """
+        if isinstance(expr, MatVec):
+            rows, cols = self.matrix_unknowns(expr.matrix)
+            vector = self.size_of(expr.vector)
+            if vector is None:
+                raise self.raise_at(
+                    f"`{cell_text(expr)}` multiplies {expr.matrix.name} with a constant; "
+                    "the right side of '@' must be a vector",
+                    expr.matrix.name,
+                )
+            self._join(cols, vector, expr, expr.matrix, expr.vector, "has columns of size")
+            return rows
+        if isinstance(expr, Reduction):
+            self.size_of(expr.vector)
+            return self.unknowns.new(SCALAR, SCALAR)
+        if isinstance(expr, Var):
+            return self.unknown_of(expr)
+        if expr.is_number:
+            return None
+        if isinstance(expr, sympy.Pow):
+            return self.size_of(expr.base)
+        sized = [(arg, self.size_of(arg)) for arg in expr.args]
+        scalar = any(unknown is not None and self.unknowns.resolved(unknown) == SCALAR for _, unknown in sized)
+        sized = [(a, u) for a, u in sized if u is not None and self.unknowns.resolved(u) != SCALAR]
+        for (left, left_size), (right, right_size) in itertools.pairwise(sized):
+            self._join(left_size, right_size, expr, left, right, "has size")
+        if sized:
+            return sized[0][1]
+        return self.unknowns.new(SCALAR, SCALAR) if scalar else None
+
+    def _join(self, a: str, b: str, whole: sympy.Expr, left: sympy.Expr, right: sympy.Expr, how: str) -> None:
+        if self.unknowns.join(a, b):
+            return
+        da, db = self.unknowns.resolved(a), self.unknowns.resolved(b)
+        symbol = right.name if isinstance(right, Var) else cell_text(right)
+        raise self.raise_at(
+            f"size conflict in `{cell_text(whole)}`: `{cell_text(left)}` {how} {da} "
+            f"but `{cell_text(right)}` has size {db}",
+            symbol,
+        )
+
+
+def infer_sizes(
+    source: CellSource,
+    equations: list[SourceEquation],
+    params: list[str],
+    matrices: set[str],
+    error: Callable[[type[CellError], str, int | None, str | None], CellError],
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """The size of every vector and the shape of every parameter of a cell whose names are checked.
+
+    ``matrices`` are the parameters used with ``@``; ``error`` builds an error naming a line.
+    """
+    unknowns = SizeUnknowns()
+    for decl in (*source.inputs, *source.states):
+        unknowns.new(decl.name, decl.dim)
+    unknowns.new(SCALAR, SCALAR)
+    current: list[SourceEquation] = []
+
+    constant_names = {c.target for c in source.constants}
+
+    def unknown_of(var: Var) -> str | None:
+        name = var.name
+        if name in constant_names:
+            return None
+        if name in matrices:
+            raise error(DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name)
+        key = name[: -len(PRIME)] if name.endswith(PRIME) else name
+        return unknowns.new(key)
+
+    def matrix_unknowns(var: Var) -> tuple[str, str]:
+        return unknowns.new(var.name + "[rows]"), unknowns.new(var.name + "[cols]")
+
+    def raise_at(message: str, symbol: str) -> DimensionError:
+        return error(DimensionError, message, current[0].line, symbol)
+
+    inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at)
+    for eq in equations:
+        current[:] = [eq]
+        if eq.dim is not None:
+            unknowns.new(eq.target, eq.dim)
+        size = inference.size_of(eq.expr)
+        target = unknown_of(Var(eq.target))
+        if target is None:
+            raise error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
+        broadcast = unknowns.resolved(size or SCALAR) == SCALAR and unknowns.resolved(target) is not None
+        if size is not None and not broadcast and not unknowns.join(target, size):
+            raise error(
+                DimensionError,
+                f"{eq.target} has size {unknowns.resolved(target)} but `{cell_text(eq.expr)}` "
+                f"has size {unknowns.resolved(size)}",
+                eq.line,
+                eq.target,
+            )
+
+    first_line: dict[str, int | None] = {}
+    for eq in reversed(equations):
+        for name in vector_names(eq.expr) | matrix_names(eq.expr):
+            first_line[name] = eq.line
+
+    declared_outputs = {eq.target for eq in equations if eq.is_output}
+
+    def resolve(key: str, what: str, name: str, line: int | None) -> str:
+        dim = unknowns.resolved(key)
+        if dim is None:
+            raise error(
+                DimensionError,
+                f"cannot infer the size of {what}: it meets no input, state or vector of known size "
+                "(only constants, and reductions, which fit any size)"
+                + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else ""),
+                line,
+                name,
+            )
+        return dim
+
+    sizes: dict[str, str] = {d.name: d.dim for d in (*source.inputs, *source.states)}
+    for eq in equations:
+        sizes[eq.target] = resolve(unknown_of(Var(eq.target)), eq.target, eq.target, eq.line)
+    shapes: dict[str, tuple[str, ...]] = {}
+    known = {d.dim for d in (*source.inputs, *source.states)}
+    for name in params:
+        line = first_line.get(name)
+        if name in matrices:
+            shapes[name] = (
+                resolve(name + "[rows]", f"the rows of {name}", name, line),
+                resolve(name + "[cols]", f"the columns of {name}", name, line),
+            )
+        else:
+            shapes[name] = (resolve(name, f"parameter {name}", name, line),)
+        known.update(shapes[name])
+    for eq in equations:
+        if sizes[eq.target] not in known and sizes[eq.target] != SCALAR:
+            raise error(
+                DimensionError,
+                f"dimension {sizes[eq.target]} of {eq.target} meets no input, state or parameter, "
+                "so its size cannot be known when the kernel runs",
+                eq.line,
+                eq.target,
+            )
+    return sizes, shapes

@@ -1,0 +1,227 @@
+"""The toolchain: which C compiler, which flags, which BLAS, for this machine and environment.
+
+Everything here is a fact about the machine or the user's settings (``CC``, ``SYMGATE_BLAS``,
+``SYMGATE_BLAS_MIN``, ``SYMGATE_MKL_MIN``, ``SYMGATE_SANITIZE``), read when a kernel is built; all
+of it is part of a kernel's cache key (:func:`symgate.jit.compiler.key_inputs`), so a change in
+any of it builds new kernels instead of reusing ones built otherwise.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import functools
+import importlib.metadata
+import os
+import platform
+import shlex
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+from ..errors import BuildError
+from . import sanitize
+
+COMPILE_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fPIC",
+    "-shared",
+    "-Wall",
+    "-Wextra",
+    "-Werror=implicit-function-declaration",
+)
+"""-O3 vectorizes the fused loops for this machine's CPU (part of the cache key). The two -fno-
+flags change no result: math functions need not set errno, and comparisons may be if-converted.
+A call to an undeclared function is an error: C would assume it returns an int and takes
+whatever it is given, and the kernel would crash or compute garbage at run time."""
+
+
+def compile_flags() -> tuple[str, ...]:
+    """Flags for a Python extension module on this platform, linked to scipy-openblas32 when installed."""
+    flags = (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
+    blas = blas_flags() + ((f"-DSG_BLAS_MIN={blas_threshold()}",) if blas_flags() else ())
+    blas += (f"-DSG_MKL_MIN={mkl_threshold()}",) if blas_library() == "mkl" else ()
+    return flags + vector_math_flags() + vector_width_flags() + blas + sanitize.flags()
+
+
+SMALL_MATRIX_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
+"""OpenBLAS cores with kernels for small matrices. Measured on a Xeon (AVX-512): SkylakeX's sgemm
+takes 0.12 µs for a 1×128×32 product and 0.24 µs for 4×128×32, the generated loops 0.20 and 1.06
+µs; under ``OPENBLAS_CORETYPE=Haswell`` on the same machine it takes 0.45 and 0.74 µs, and on an
+AMD EPYC the loops won below about 16384 multiply-adds too."""
+
+
+def blas_threshold() -> int:
+    """The fewest multiply-adds a matrix product needs to go to OpenBLAS rather than the
+    generated loops: ``SYMGATE_BLAS_MIN`` if set; else 1 (always OpenBLAS) on a core with
+    small-matrix kernels, 16384 on the others."""
+    return _whole_number("SYMGATE_BLAS_MIN", 1 if blas_core() in SMALL_MATRIX_CORES else 16384)
+
+
+def _whole_number(variable: str, default: int) -> int:
+    """A count of multiply-adds from the environment variable, else ``default``."""
+    given = os.environ.get(variable, "").strip()
+    if not given:
+        return default
+    if not given.isdigit():
+        raise BuildError(f"{variable} must be a whole number of multiply-adds, not {given!r}")
+    return int(given)
+
+
+def mkl_threshold() -> int:
+    """The fewest multiply-adds a product needs to go to MKL rather than OpenBLAS when the BLAS is
+    ``mkl``; a product made at every step with the same matrix then also has that matrix packed
+    once per call. ``SYMGATE_MKL_MIN`` if set, else 2**20.
+
+    Measured on a 2-core Xeon (SkylakeX), float32 lstm_pytorch forward + backward, B, D, H, T =
+    1, 16, 32, 100: OpenBLAS alone 0.15-0.17 ms; with MKL from 65536 multiply-adds 0.18-0.20 ms
+    (each MKL call wakes its threads), from 2**20 0.17 ms. 8, 64, 128, 100: OpenBLAS alone
+    4.4-4.5 ms, from 2**20 4.4-4.6, from 2**25 6.4-7.6 (both libraries' threads then wait for work
+    on the same two cores). 64, 256, 512, 50: OpenBLAS alone 217-220 ms, from 2**20 170-172."""
+    return _whole_number("SYMGATE_MKL_MIN", 2**20)
+
+
+@functools.cache
+def blas_core() -> str:
+    """The core OpenBLAS runs its kernels for in this process (``OPENBLAS_CORETYPE`` decides it
+    when set), or "" when scipy-openblas32 is missing or cannot say."""
+    try:
+        import scipy_openblas32 as openblas
+
+        names = sorted(Path(openblas.get_lib_dir()).glob(f"lib{openblas.get_library()}.*"))
+        library = ctypes.CDLL(str(names[0]))
+        library.scipy_openblas_get_corename.restype = ctypes.c_char_p
+        return library.scipy_openblas_get_corename().decode()
+    except (ImportError, IndexError, OSError, AttributeError, UnicodeDecodeError):
+        return ""
+
+
+@functools.cache
+def vector_math_flags() -> tuple[str, ...]:
+    """Flags for glibc's SIMD math library (libmvec), which lets loops calling exp and tanh
+    vectorize; none where it is missing (other C libraries, other CPUs)."""
+    if not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
+        return ()
+    if ctypes.util.find_library("mvec") is None:
+        return ()
+    return ("-DSYMGATE_VECTOR_MATH", "-lmvec")
+
+
+@functools.cache
+def vector_width_flags() -> tuple[str, ...]:
+    """``-mprefer-vector-width=512`` on an x86-64 CPU with AVX-512, whose tuning in GCC (and
+    clang) otherwise keeps loops to 256-bit vectors: the fused loops then run 8 doubles or 16
+    floats at a time and call libmvec's AVX-512 variants of exp and tanh (``_ZGVeN8v_tanh``, not
+    ``_ZGVdN4v_tanh``). Results stay within the few ulp of libmvec. Measured on a Xeon
+    (SkylakeX), C time a step of lstm_pytorch, forward and backward: B=1 D=16 H=32 float64
+    0.64 -> 0.49 and 0.56 -> 0.48 µs, float32 0.27 -> 0.21 and 0.33 -> 0.30 µs; B=8 D=64 H=128
+    float64 36 -> 29 and 43 -> 41 µs; B=64 D=256 H=512 no slower (BLAS-bound)."""
+    if platform.machine() not in ("x86_64", "AMD64") or "avx512f" not in cpu_identity().split():
+        return ()
+    return ("-mprefer-vector-width=512",)
+
+
+@functools.cache
+def cpu_identity() -> str:
+    """What ``-march=native`` compiles for: the CPU's model and feature flags, for the cache key."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + " " + platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
+BLAS_LIBRARIES = ("mkl", "openblas", "none")
+
+
+def blas_library() -> str:
+    """The BLAS the kernels call: ``SYMGATE_BLAS`` (``mkl``, ``openblas`` or ``none``) when set;
+    else ``mkl`` when MKL's wheels are installed (``pip install symgate[mkl]``), else ``openblas``
+    (scipy-openblas32, a dependency), else ``none`` (the generated loops do every product).
+
+    ``mkl`` sends products of at least :func:`mkl_threshold` multiply-adds to MKL and the smaller
+    ones to OpenBLAS (or the loops, see :func:`blas_threshold`), which is the faster at small sizes. MKL can pack a
+    matrix once and multiply by it at every step (``cblas_?gemm_pack``, ``cblas_?gemm_compute``),
+    where OpenBLAS packs it again at each call. Measured on a 2-core Xeon (SkylakeX), float32,
+    64×512 by 512×2048 (a large LSTM step): OpenBLAS 0.65-0.72 ms, MKL 0.52-0.57 ms, MKL with the
+    matrix packed 0.41-0.43 ms; 1×32 by 32×128 (a tiny one): OpenBLAS 0.09 µs, MKL 0.31-0.67 µs.
+    """
+    given = os.environ.get("SYMGATE_BLAS", "").strip().lower()
+    if given:
+        if given not in BLAS_LIBRARIES:
+            raise BuildError(f"SYMGATE_BLAS must be one of {', '.join(BLAS_LIBRARIES)}, not {given!r}")
+        if given != "none" and not _library_flags(given):
+            wheels = "mkl, mkl-include and scipy-openblas32" if given == "mkl" else "scipy-openblas32"
+            raise BuildError(f"SYMGATE_BLAS={given}, but it needs {wheels}, which are not all installed")
+        return given
+    return next((name for name in BLAS_LIBRARIES[:2] if _library_flags(name)), "none")
+
+
+def blas_flags() -> tuple[str, ...]:
+    """Compile and link flags for the CBLAS of :func:`blas_library`; none for plain loops."""
+    library = blas_library()
+    return _library_flags(library) if library != "none" else ()
+
+
+@functools.cache
+def _library_flags(library: str) -> tuple[str, ...]:
+    """Flags for one choice of BLAS, or none when what it needs is not installed."""
+    try:
+        import scipy_openblas32 as openblas
+    except ImportError:
+        return ()
+    lib = openblas.get_lib_dir()
+    flags = (
+        "-DSYMGATE_BLAS",
+        f"-I{openblas.get_include_dir()}",
+        f"-L{lib}",
+        f"-Wl,-rpath,{lib}",
+        f"-l{openblas.get_library()}",
+    )
+    if library != "mkl":
+        return flags
+    mkl, header = _mkl_file("mkl", "libmkl_rt.so."), _mkl_file("mkl-include", "mkl_cblas.h")
+    if mkl is None or header is None:
+        return ()
+    return (
+        *flags,
+        "-DSYMGATE_MKL",
+        f"-I{header.parent}",
+        f"-L{mkl.parent}",
+        f"-Wl,-rpath,{mkl.parent}",
+        f"-l:{mkl.name}",
+    )
+
+
+def _mkl_file(distribution: str, prefix: str) -> Path | None:
+    """A file of an installed MKL wheel whose name starts with ``prefix``, or None."""
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = sorted(Path(str(f.locate())).resolve() for f in files if f.name.startswith(prefix))
+    return next((path for path in found if path.is_file()), None)
+
+
+def compiler_command() -> list[str]:
+    """The C compiler command: ``$CC``, else the one Python was built with if present, else ``cc``."""
+    if os.environ.get("CC"):
+        return shlex.split(os.environ["CC"])
+    configured = shlex.split(sysconfig.get_config_var("CC") or "")
+    return configured if configured and shutil.which(configured[0]) else ["cc"]
+
+
+def compiler() -> list[str]:
+    """The compiler command, checked to exist."""
+    words = compiler_command()
+    if not words or shutil.which(words[0]) is None:
+        raise BuildError(
+            f"no C compiler found (tried {words[0] if words else 'cc'!r}); install one, e.g. "
+            "`apt-get install gcc` on Debian/Ubuntu or Xcode's command line tools on macOS, "
+            "or point CC at it"
+        )
+    return words

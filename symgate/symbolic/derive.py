@@ -1,0 +1,456 @@
+"""Derivation: a checked cell -> the backward pass of one step, as SymPy equations.
+
+Reverse-mode differentiation over the step's equations: walking them backwards, each
+equation's adjoint (``δf``) is the sum of what its users pass back; products pass back through
+the transpose (``δh += Uᵀ @ δ(U@h)``) and give matrix gradients as outer products summed over
+batch and time. Derivatives are written in terms of forward values (``f*(1 - f)``, not
+``sigmoid(a)*(1 - sigmoid(a))``), and common subexpressions become named temporaries (``τ1``)
+by a deterministic CSE. The result is data of the same kind as the forward pass (a list of
+elementwise equations with ``@`` nodes), so the same code lowers, renders and builds both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from ..frontend.cell import Cell, Equation
+from ..frontend.functions import (
+    PRIME,
+    SCALAR,
+    Extent,
+    MatVec,
+    MatVecT,
+    ReduceMean,
+    ReduceSum,
+    Reduction,
+    Var,
+    cross_unit_nodes,
+    elementwise,
+)
+from ..frontend.limits import guarded, working_on
+from ..frontend.notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
+from ..inspect.jacobian import StepJacobian, step_jacobian, step_jacobians
+from .opcount import OpCount, count_pass
+
+ADJOINT = "δ"
+TEMPORARY = "τ"
+
+
+def adjoint_name(name: str) -> str:
+    """The adjoint of a vector: ``h`` -> ``δh``, ``c'`` -> ``δc'``."""
+    return ADJOINT + name
+
+
+def product_adjoint_name(product: MatVec) -> str:
+    """The adjoint of a product's result: ``δ(W@x)``."""
+    return f"{ADJOINT}({product.matrix.name}@{product.vector.name})"
+
+
+@dataclass(frozen=True)
+class MatrixGradient:
+    """``δW += δm ⊗ v``, summed over batch and time: the gradient of ``W`` from ``m = W @ v``."""
+
+    param: str
+    adjoint: Var
+    vector: Var
+
+
+@dataclass(frozen=True)
+class VectorGradient:
+    """``δp += expr``, summed over batch and time: the gradient of a vector parameter."""
+
+    param: str
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """The backward pass of one step of ``cell``.
+
+    Given ``seeds`` (the gradients flowing into each new state and output from later steps and
+    the loss: ``δh'``, ``δc'``, ``δy``), ``equations`` compute, in order, every adjoint the step
+    needs, ending with ``state_adjoints`` (``δh``: the gradient to pass to the previous step)
+    and ``input_adjoints`` (``δx``). ``gradients`` accumulate every parameter's gradient.
+    ``sizes`` gives the dimension of every symbol the equations assign.
+    """
+
+    cell: Cell
+    seeds: dict[str, Var]
+    equations: tuple[Equation, ...]
+    state_adjoints: dict[str, Var]
+    input_adjoints: dict[str, Var]
+    gradients: tuple[MatrixGradient | VectorGradient, ...]
+    sizes: dict[str, str]
+
+    def gradient(self, param: str) -> MatrixGradient | VectorGradient:
+        return next(g for g in self.gradients if g.param == param)
+
+    def jacobian(self, new_state: str, old_state: str) -> StepJacobian:
+        """``∂new_state/∂old_state`` over one step (``jacobian("c'", "c")`` is the LSTM's ``diag(f)``).
+
+        The block the backward pass multiplies ``δc'`` by, transposed, to reach ``δc``; see
+        :mod:`symgate.inspect.jacobian` for its form and ``structure``.
+        """
+        return step_jacobian(self.cell, new_state, old_state)
+
+    def jacobians(self) -> list[StepJacobian]:
+        """Every block ``∂s'/∂r`` of the step's state-to-state Jacobian."""
+        return step_jacobians(self.cell)
+
+    def text(self) -> str:
+        """The backward equations as Unicode math (also the comment heading the generated C)."""
+        seeds = ", ".join(s.name for s in self.seeds.values())
+        lines = [f"backward step of {self.cell.name}, given {seeds} (from later steps and the loss):"]
+        lines += [f"  {e.target.name} = {math_text(e.expr)}" for e in self.equations]
+        lines.append("parameter gradients (summed over batch and time):")
+        for g in self.gradients:
+            if isinstance(g, MatrixGradient):
+                lines.append(f"  {ADJOINT}{g.param} += {g.adjoint.name} ⊗ {g.vector.name}")
+            else:
+                lines.append(f"  {ADJOINT}{g.param} += {math_text(g.expr)}")
+        return "\n".join(lines)
+
+    def describe(self) -> str:
+        """The backward step for people: the equations, what the names mean and what one step costs."""
+        return "\n".join([self.text(), *self._legend(), f"backward, per step and sample: {self.operations()}"])
+
+    def _legend(self) -> list[str]:
+        """What the names mean, for a reader who meets ``δh'`` and ``δh`` for the first time."""
+        states = list(self.state_adjoints)
+        new, previous = ", ".join(s + PRIME for s in states), ", ".join(states)
+        plural = len(states) > 1
+        are = "are the new states" if plural else "is the new state"
+        notes = [
+            f"δv is the gradient of the loss with respect to v; {new} {are}, "
+            f"{previous} the previous {'ones' if plural else 'one'}",
+        ]
+        names = {e.target.name for e in self.equations}
+        if any(n.endswith(PRE) for n in names):
+            notes.append(
+                f"{ADJOINT}v{PRE} is the gradient with respect to v's pre-activation, the sum holding its products"
+            )
+        if any(e.kind == "temporary" for e in self.equations):
+            notes.append(f"{TEMPORARY}1, {TEMPORARY}2, … are shared subexpressions, computed once")
+        return [f"  ({note})" for note in notes]
+
+    def operations(self) -> OpCount:
+        """What one backward step costs (see :mod:`symgate.symbolic.opcount`)."""
+        vector_gradients = [g.expr for g in self.gradients if isinstance(g, VectorGradient)]
+        return count_pass(
+            [*(e.expr for e in self.equations), *vector_gradients],
+            accumulations=len(vector_gradients),
+            outer_products=len(self.gradients) - len(vector_gradients),
+        )
+
+    def latex(self) -> str:
+        """The backward equations as a LaTeX ``aligned`` block, ending with the operation count."""
+        rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
+        for g in self.gradients:
+            name = latex_name(ADJOINT + g.param)
+            if isinstance(g, MatrixGradient):
+                rhs = rf"{latex_name(g.adjoint.name)} \otimes {latex_name(g.vector.name)}"
+            else:
+                rhs = latex(g.expr)
+            rows.append(rf"{name} &\mathrel{{+}}= {rhs}")
+        return latex_rows(rows, f"backward, per step and sample: {self.operations()}")
+
+    def _repr_latex_(self) -> str:
+        return f"${self.latex()}$"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def derive(cell: Cell) -> Derivation:
+    """The backward pass of one step of ``cell`` (adjoints of states, inputs and parameters)."""
+    with guarded("derive"):
+        return _Deriver(cell).run()
+
+
+class _Deriver:
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.params = {p.name for p in cell.params}
+        self.forward_values = {
+            e.expr: e.target for e in cell.equations if not (e.expr.is_Atom or isinstance(e.expr, (MatVec, Reduction)))
+        }
+        # terms passed back so far, each with the size of the equation it came from
+        self.terms: dict[str, list[tuple[sympy.Expr, str]]] = {}
+        self.node_terms: dict[MatVec | Reduction, list[tuple[sympy.Expr, str]]] = {}
+        self.equations: list[Equation] = []
+        self.sizes: dict[str, str] = {}
+        self.product_adjoints: dict[sympy.Expr, Var] = {}
+        self.gradients: list[MatrixGradient | VectorGradient] = []
+        names = [*cell.inputs, *cell.states, *cell.sizes, *(p.name for p in cell.params), *cell.constants]
+        self.taken = {adjoint_name(n) for n in names}
+
+    def fresh(self, name: str) -> str:
+        """``name``, or ``name_``, ``name__`` ... if the cell's own adjoints already use it."""
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+    def run(self) -> Derivation:
+        cell = self.cell
+        last_use = {}
+        for index, eq in enumerate(cell.equations):
+            for node in cross_unit_nodes(eq.expr):
+                last_use.setdefault(node, index)
+        seeds = {
+            e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
+        }
+        for name, seed in seeds.items():
+            self.sizes[seed.name] = cell.sizes[name]
+        for index in reversed(range(len(cell.equations))):
+            eq = cell.equations[index]
+            working_on(cell.source, eq.line, f"{eq.target.name} = ...")
+            adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))
+            if adjoint is not None:
+                self.pass_back(eq.expr, adjoint, cell.sizes[eq.target.name])
+            for node in sorted(last_use, key=sympy.default_sort_key):
+                if last_use[node] == index:
+                    self.close_node(node)
+        state_adjoints = {s: self.collect(s, cell.states[s]) for s in cell.states}
+        input_adjoints = {x: self.collect(x, cell.inputs[x]) for x in cell.inputs}
+        vector_gradients = [
+            VectorGradient(p.name, self.total(p.name, p.shape[0], self.terms.pop(p.name, [])))
+            for p in cell.params
+            if not p.is_matrix
+        ]
+        gradients = self.order_gradients(vector_gradients)
+        self.drop_unread(state_adjoints, input_adjoints, gradients)
+        equations, gradients = self.eliminate_common_subexpressions(gradients)
+        return Derivation(
+            cell=cell,
+            seeds=seeds,
+            equations=tuple(equations),
+            state_adjoints=state_adjoints,
+            input_adjoints=input_adjoints,
+            gradients=tuple(gradients),
+            sizes=self.sizes,
+        )
+
+    def emit(self, name: str, expr: sympy.Expr, size: str) -> Var:
+        target = Var(name)
+        self.equations.append(Equation(target, expr, "adjoint"))
+        self.sizes[name] = size
+        return target
+
+    def adjoint_of(self, eq: Equation, seed: Var | None) -> Var | None:
+        """The symbol holding the total adjoint of ``eq.target``, emitting its equation."""
+        name = eq.target.name
+        terms = self.terms.pop(name, [])
+        size = self.cell.sizes[name]
+        if seed is not None:
+            if not terms:
+                return seed
+            return self.emit(self.fresh(adjoint_name(name) + TOTAL), seed + self.total(name, size, terms), size)
+        if not terms:
+            return None
+        return self.emit(adjoint_name(name), self.total(name, size, terms), size)
+
+    def total(self, name: str, size: str, terms: list[tuple[sympy.Expr, str]]) -> sympy.Expr:
+        """The sum of the terms passed back to ``name``.
+
+        A per-sample scalar (a reduction's value, size ``SCALAR``) was broadcast over the units of
+        its users, so its adjoint sums their terms over those units: ``sum(δu_parts)``.
+        """
+        if size != SCALAR:
+            return sympy.Add(*(expr for expr, _ in terms))
+        by_size: dict[str, list[sympy.Expr]] = {}
+        for expr, term_size in terms:
+            by_size.setdefault(term_size, []).append(expr)
+        parts = by_size.pop(SCALAR, [])
+        for term_size, exprs in by_size.items():
+            suffix = "" if len(by_size) == 1 else f"_{term_size}"
+            vector = self.emit(self.fresh(f"{adjoint_name(name)}_parts{suffix}"), sympy.Add(*exprs), term_size)
+            parts.append(ReduceSum(vector))
+        return sympy.Add(*parts)
+
+    def pass_back(self, expr: sympy.Expr, adjoint: Var, size: str) -> None:
+        """Adds ``adjoint * ∂expr/∂v`` to the terms of every vector ``v``, product and reduction in ``expr``."""
+        flat, back = elementwise(expr)
+        for atom in sorted(flat.free_symbols, key=sympy.default_sort_key):
+            if atom.name in self.cell.constants:
+                continue
+            partial = flat.diff(atom)
+            if partial == 0:
+                continue
+            term = adjoint * partial.xreplace(back).xreplace(self.forward_values)
+            if atom in back:
+                self.node_terms.setdefault(back[atom], []).append((term, size))
+            else:
+                self.terms.setdefault(atom.name, []).append((term, size))
+
+    def close_node(self, node: MatVec | Reduction) -> None:
+        """All users of a product or reduction are done: pass its adjoint on."""
+        if isinstance(node, Reduction):
+            self.close_reduction(node)
+        else:
+            self.close_product(node)
+
+    def close_reduction(self, reduction: Reduction) -> None:
+        """``sum(v)`` passes its adjoint to every unit of v; ``mean(v)`` passes it divided by v's size."""
+        terms = self.node_terms.pop(reduction, [])
+        if not terms:
+            return
+        name = f"{reduction.word}({reduction.vector.name})"
+        adjoint = self.emit(self.fresh(adjoint_name(name)), self.total(name, SCALAR, terms), SCALAR)
+        vector = reduction.vector.name
+        size = self.cell.sizes.get(vector) or self.cell.param(vector).shape[0]
+        scale = 1 / Extent(size) if isinstance(reduction, ReduceMean) else 1
+        self.terms.setdefault(vector, []).append((adjoint * scale, SCALAR))
+
+    def close_product(self, product: MatVec) -> None:
+        """All users of ``W @ v`` are done: pass ``Wᵀ @ δ(W@v)`` to v and ``δ(W@v) ⊗ v`` to W."""
+        expr = sympy.Add(*(e for e, _ in self.node_terms.pop(product, [])))
+        if expr == 0:
+            return
+        adjoint = self.product_adjoints.get(expr)
+        if adjoint is None:
+            rows = self.cell.param(product.matrix.name).shape[0]
+            adjoint = self.emit(self.product_adjoint_name(product), expr, rows)
+            self.product_adjoints[expr] = adjoint
+        cols = self.cell.param(product.matrix.name).shape[1]
+        self.terms.setdefault(product.vector.name, []).append((MatVecT(product.matrix, adjoint), cols))
+        self.gradients.append(MatrixGradient(product.matrix.name, adjoint, product.vector))
+
+    def product_adjoint_name(self, product: MatVec) -> str:
+        """``δf_pre`` for the products inside one equation ``f = ...``, else ``δ(W@v)``."""
+        users = [e.target.name for e in self.cell.equations if product in e.expr.atoms(MatVec)]
+        if len(users) == 1 and adjoint_name(users[0]) + PRE not in self.taken:
+            return self.fresh(adjoint_name(users[0]) + PRE)
+        return self.fresh(product_adjoint_name(product))
+
+    def collect(self, name: str, size: str) -> Var:
+        """The final adjoint of a previous state or an input (zero when it is never read)."""
+        return self.emit(adjoint_name(name), self.total(name, size, self.terms.pop(name, [])), size)
+
+    def drop_unread(
+        self,
+        state_adjoints: dict[str, Var],
+        input_adjoints: dict[str, Var],
+        gradients: list[MatrixGradient | VectorGradient],
+    ) -> None:
+        """Drops adjoints nothing reads (that of an intermediate that depends on nothing, say)."""
+        read = {v.name for v in (*state_adjoints.values(), *input_adjoints.values())}
+        for g in gradients:
+            if isinstance(g, MatrixGradient):
+                read.add(g.adjoint.name)
+            else:
+                read |= {s.name for s in g.expr.free_symbols}
+        kept = []
+        for eq in reversed(self.equations):
+            if eq.target.name in read:
+                kept.append(eq)
+                read |= {s.name for s in eq.expr.free_symbols}
+        self.equations = kept[::-1]
+
+    def order_gradients(self, vector_gradients: list[VectorGradient]) -> list[MatrixGradient | VectorGradient]:
+        """Gradients in the order of the cell's parameters (a matrix may have several products)."""
+        by_param: dict[str, list[MatrixGradient | VectorGradient]] = {}
+        for g in [*reversed(self.gradients), *vector_gradients]:
+            by_param.setdefault(g.param, []).append(g)
+        return [g for p in self.cell.params for g in by_param.get(p.name, [])]
+
+    def eliminate_common_subexpressions(
+        self, gradients: list[MatrixGradient | VectorGradient]
+    ) -> tuple[list[Equation], list[MatrixGradient | VectorGradient]]:
+        """Shared subexpressions become temporaries ``τ1, τ2, ...``, each placed before first use."""
+        vector_gradients = [g for g in gradients if isinstance(g, VectorGradient)]
+        exprs = [e.expr for e in self.equations] + [g.expr for g in vector_gradients]
+        names = (Var(f"{TEMPORARY}{i}") for i in range(1, 1_000_000))
+        temporaries, reduced = sympy.cse(exprs, symbols=names, order="canonical")
+        # A constant (`sigmoid(0)`, `1/|H|`) has no size to give a temporary: it stays inline.
+        constants: dict[sympy.Symbol, sympy.Expr] = {}
+        for temp, expr in temporaries:
+            if all(isinstance(s, Extent) for s in expr.xreplace(constants).free_symbols):
+                constants[temp] = expr.xreplace(constants)
+        temporaries = [(t, e.xreplace(constants)) for t, e in temporaries if t not in constants]
+        reduced = [e.xreplace(constants) for e in reduced]
+        # `δf_pre = τ5` is an alias: the temporary takes the adjoint's name instead.
+        alias: dict[sympy.Symbol, Var] = {}
+        temporary_names = {t for t, _ in temporaries}
+        for eq, expr in zip(self.equations, reduced, strict=False):
+            if expr in temporary_names and expr not in alias:
+                alias[expr] = eq.target
+        temporaries = [(alias.get(t, t), e.xreplace(alias)) for t, e in temporaries]
+        reduced = [e.xreplace(alias) for e in reduced]
+        kinds = {eq.target: eq.kind for eq in self.equations}
+        pending = dict(temporaries)
+        sizes = self.cell.sizes | self.sizes
+        for temp, expr in temporaries:
+            sizes[temp.name] = self.sizes[temp.name] = _size_of(expr, sizes, self.cell)
+        equations: list[Equation] = []
+
+        def place(expr: sympy.Expr) -> None:
+            for symbol in sorted(expr.free_symbols, key=sympy.default_sort_key):
+                if symbol in pending:
+                    value = pending.pop(symbol)
+                    place(value)
+                    equations.append(Equation(symbol, value, kinds.get(symbol, "temporary")))
+
+        for eq, expr in zip(self.equations, reduced, strict=False):
+            place(expr)
+            if expr != eq.target:
+                equations.append(Equation(eq.target, expr, eq.kind))
+        replaced = iter(reduced[len(self.equations) :])
+        new_gradients: list[MatrixGradient | VectorGradient] = []
+        for g in gradients:
+            if isinstance(g, VectorGradient):
+                expr = next(replaced)
+                place(expr)
+                g = VectorGradient(g.param, expr)
+            new_gradients.append(g)
+        return self.renumber(equations, new_gradients)
+
+    def renumber(
+        self, equations: list[Equation], gradients: list[MatrixGradient | VectorGradient]
+    ) -> tuple[list[Equation], list[MatrixGradient | VectorGradient]]:
+        """Temporaries numbered 1, 2, ... in the order they are computed."""
+        temporaries = [e.target for e in equations if e.kind == "temporary"]
+        new = {t: Var(f"{TEMPORARY}{i}") for i, t in enumerate(temporaries, start=1)}
+        before = dict(self.sizes)  # the renaming may be a permutation of the same names
+        for old, fresh in new.items():
+            self.sizes[fresh.name] = before[old.name]
+        equations = [Equation(new.get(e.target, e.target), e.expr.xreplace(new), e.kind) for e in equations]
+        gradients = [
+            VectorGradient(g.param, g.expr.xreplace(new)) if isinstance(g, VectorGradient) else g for g in gradients
+        ]
+        return equations, gradients
+
+
+def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:
+    """The dimension of an elementwise expression: that of any vector in it, else ``SCALAR``.
+
+    A product or reduction counts by its result, never by the vector inside it.
+    """
+    found = set()
+
+    def visit(node: sympy.Expr) -> None:
+        if isinstance(node, MatVecT):
+            found.add(cell.param(node.matrix.name).shape[1])
+        elif isinstance(node, MatVec):
+            found.add(cell.param(node.matrix.name).shape[0])
+        elif isinstance(node, Reduction):
+            found.add(SCALAR)
+        elif isinstance(node, Var) and node.name in sizes:
+            found.add(sizes[node.name])
+        elif isinstance(node, Var) and node.name in {p.name for p in cell.params}:
+            found.add(cell.param(node.name).shape[0])
+        else:
+            for arg in node.args:
+                visit(arg)
+
+    visit(expr)
+    vectors = found - {SCALAR}
+    if len(vectors) > 1:
+        raise AssertionError(f"temporary {expr} mixes sizes {sorted(vectors)}")
+    if vectors:
+        return vectors.pop()
+    if found:
+        return SCALAR
+    raise AssertionError(f"no size for temporary {expr}")

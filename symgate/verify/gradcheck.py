@@ -1,0 +1,386 @@
+"""Gradient check: the compiled kernels against finite differences of the NumPy reference.
+
+Every gradient the backward kernel returns (parameters, input sequence, initial states) is
+compared element by element with central finite differences of the loss
+``L = Σ_t <G_t, state_t> + Σ_t <G'_t, output_t>`` (random cotangents G) evaluated by
+:mod:`symgate.verify.reference`, in float64, never by the C kernel itself. The differences use the
+fourth-order stencil ``(-L(2e) + 8L(e) - 8L(-e) + L(-2e)) / 12e``, taken at e = 1e-3 and e/2 and
+Richardson-extrapolated to sixth order (strongly curved losses, such as ``tanh(4h)`` composed over
+the steps, left fourth-order truncation errors of 1e-6). An element's relative error is
+``|g - fd| / max(|fd|, 1e-3 * m, ν / tolerance)``, where m is the largest ``|fd|`` of its tensor
+and ``ν = Σ|w| ε Σ|G ⊙ y| / e`` is the rounding noise of the stencil (w its weights, ε the float64
+epsilon, y the states and outputs): elements far below the rest of their tensor are judged against
+the tensor's scale, and no element is judged finer than the differences can resolve.
+A duality test adds ``<u, VJP(G)>`` against the finite-difference directional derivative
+along a random direction u over all tensors at once, and the forward kernel is compared with
+the reference; optionally the float32 kernel is compared with the float64 one, and the
+gradients with complex steps of a complex forward kernel (:mod:`symgate.verify.complex_step`), which
+agree with a right gradient to near machine precision.
+
+Two more guards against a check that passes or fails for the wrong reason:
+
+* An element over tolerance whose two fourth-order estimates (at e and e/2) disagree by more
+  than the tolerance themselves is *unresolved*: the loss bends within the stencil, as where an
+  activation saturates, and no finite difference at this step can judge it. Such elements are
+  counted and reported, not failed.
+* The Taylor-remainder test (:mod:`symgate.verify.taylor`) along the same direction u needs no
+  tolerance: the remainder of the first-order expansion must fall with slope 2.
+
+A failure names, for every tensor over tolerance, its worst element: the time step, sample and
+unit of an input sequence, the sample and unit of an initial state, the index of a parameter.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..frontend.cell import Cell
+from ..pipeline import build
+from . import reference
+from .taylor import TaylorCheck, taylor_test
+
+if TYPE_CHECKING:
+    from .complex_step import ComplexStepCheck
+
+STEP = 1e-3
+FOURTH_ORDER = ((-2.0, 1 / 12), (-1.0, -8 / 12), (1.0, 8 / 12), (2.0, -1 / 12))  # (offset, weight), per step e
+
+
+def _richardson(stencil: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+    """``(16 D(e/2) - D(e)) / 15``: the fourth-order stencil extrapolated to sixth order."""
+    weights: dict[float, float] = {}
+    for offset, weight in stencil:
+        weights[offset] = weights.get(offset, 0.0) - weight / 15
+        weights[offset / 2] = weights.get(offset / 2, 0.0) + 16 / 15 * 2 * weight
+    return tuple(sorted(weights.items()))
+
+
+STENCIL = _richardson(FOURTH_ORDER)
+"""The derivative is ``Σ weight * L(x + offset*e) / e``."""
+_COARSE = dict(FOURTH_ORDER)
+SPREAD = tuple(_COARSE.get(o, 0.0) - 2 * _COARSE.get(2 * o, 0.0) for o, _ in STENCIL)
+"""Weights over STENCIL's offsets of ``D(e) - D(e/2)``, the two fourth-order estimates that
+Richardson extrapolation combines: their difference measures how far the stencil has converged."""
+NOISE_FACTOR = sum(abs(weight) for _, weight in STENCIL)  # rounding noise of L is amplified this much / e
+CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """The worst disagreement within one tensor."""
+
+    name: str
+    kind: str
+    elements: int
+    max_abs_error: float
+    max_rel_error: float
+    unresolved: int = 0
+    """Elements over tolerance where finite differences did not converge (left out of the errors)."""
+    worst: tuple[int, ...] = ()
+    """The index of the element with the largest relative error, and its two values."""
+    worst_kernel: float = 0.0
+    worst_differences: float = 0.0
+
+    def where(self) -> str:
+        """The worst element in words: time step, sample and unit for sequences."""
+        index = self.worst
+        if self.kind == "input" and len(index) == 3:
+            return f"{self.name} at step {index[0]}, sample {index[1]}, unit {index[2]}"
+        if self.kind == "init" and len(index) == 2:
+            return f"initial {self.name}, sample {index[0]}, unit {index[1]}"
+        return f"{self.name}[{', '.join(map(str, index))}]"
+
+
+@dataclass(frozen=True)
+class GradcheckReport:
+    """The outcome of :func:`gradcheck`; ``str()`` gives the table."""
+
+    cell: str
+    sizes: dict[str, int]
+    steps: int
+    batch: int
+    seed: int
+    tolerance: float
+    gradients: tuple[TensorCheck, ...]
+    noise: float
+    forward_rel_error: float
+    duality_rel_error: float
+    float32_rel_error: float | None = None
+    float32_tolerance: float = 1e-4
+    taylor: TaylorCheck | None = None
+    forward_worst: str = ""
+    """Where the forward kernel differs most from the reference: state or output, step, sample, unit."""
+    complex_step: ComplexStepCheck | None = None
+
+    @property
+    def max_rel_error(self) -> float:
+        """The largest relative error over every gradient, the forward pass and the duality test."""
+        return max([t.max_rel_error for t in self.gradients] + [self.forward_rel_error, self.duality_rel_error])
+
+    @property
+    def ok(self) -> bool:
+        float32_ok = self.float32_rel_error is None or self.float32_rel_error <= self.float32_tolerance
+        taylor_ok = self.taylor is None or self.taylor.ok
+        complex_ok = self.complex_step is None or self.complex_step.ok
+        return self.max_rel_error <= self.tolerance and float32_ok and taylor_ok and complex_ok
+
+    @property
+    def worst(self) -> TensorCheck:
+        """The tensor whose worst element has the largest relative error."""
+        return max(self.gradients, key=lambda t: t.max_rel_error)
+
+    def title(self) -> str:
+        sizes = " ".join(f"{d}={n}" for d, n in self.sizes.items())
+        return (
+            f"gradcheck {self.cell} (float64, {sizes}, T={self.steps}, B={self.batch}, seed {self.seed}): "
+            f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:g}, finite-difference noise {self.noise:.1e})"
+        )
+
+    @property
+    def unresolved(self) -> int:
+        """How many elements finite differences could not judge (see :func:`gradcheck`)."""
+        return sum(t.unresolved for t in self.gradients)
+
+    def checks(self) -> list[str]:
+        """The checks beside the per-tensor table: forward pass, duality, Taylor, float32 and complex step,
+        one line each."""
+        lines = []
+        if self.unresolved:
+            where = ", ".join(f"{t.name} {t.unresolved}" for t in self.gradients if t.unresolved)
+            lines.append(
+                f"unresolved: {self.unresolved} elements ({where}) where finite differences at steps e and e/2 "
+                "disagree by more than the tolerance (the loss bends within the stencil, as where an activation "
+                "saturates); not counted"
+            )
+        forward_where = f" ({self.forward_worst})" if self.forward_rel_error > self.tolerance else ""
+        lines += [
+            f"forward kernel vs NumPy reference: max rel err {self.forward_rel_error:.2e}{forward_where}",
+            f"duality <u, VJP(G)> vs directional FD: rel err {self.duality_rel_error:.2e}",
+        ]
+        if self.taylor is not None:
+            lines.append(str(self.taylor) + ("" if self.taylor.ok else "  <- the gradient is wrong along u"))
+        if self.gradients and self.worst.max_rel_error > self.tolerance:
+            worst = self.worst
+            lines.append(f"largest error: {worst.where()} (rel err {worst.max_rel_error:.2e})")
+        if self.float32_rel_error is not None:
+            lines.append(
+                f"float32 kernel vs float64 kernel: max rel err {self.float32_rel_error:.2e} "
+                f"(tolerance {self.float32_tolerance:g})"
+            )
+        if self.complex_step is not None:
+            lines.append(str(self.complex_step))
+        return lines
+
+    def __str__(self) -> str:
+        lines = [self.title(), f"  {'tensor':<14}{'kind':<8}{'elements':>9}{'max abs err':>13}{'max rel err':>13}"]
+        for t in self.gradients:
+            flag = "" if t.max_rel_error <= self.tolerance else "  <- exceeds tolerance"
+            lines.append(
+                f"  {t.name:<14}{t.kind:<8}{t.elements:>9}{t.max_abs_error:>13.2e}{t.max_rel_error:>13.2e}{flag}"
+            )
+            if flag:
+                lines.append(f"      worst: {self._worst_line(t)}")
+        lines += [f"  {line}" for line in self.checks()]
+        return "\n".join(lines)
+
+    def _worst_line(self, t: TensorCheck) -> str:
+        return f"{t.where()}: kernel {t.worst_kernel:.6e}, finite differences {t.worst_differences:.6e}"
+
+    def _repr_html_(self) -> str:
+        """The same report as HTML for notebooks, with the tensors over tolerance in bold."""
+        rows = "".join(self._html_row(t) for t in self.gradients)
+        head = "<tr><th>tensor</th><th>kind</th><th>elements</th><th>max abs err</th><th>max rel err</th></tr>"
+        checks = "".join(f"<li>{html.escape(line)}</li>" for line in self.checks())
+        return f"<p><b>{html.escape(self.title())}</b></p><table>{head}{rows}</table><ul>{checks}</ul>"
+
+    def _html_row(self, t: TensorCheck) -> str:
+        relative = f"{t.max_rel_error:.2e}"
+        if t.max_rel_error > self.tolerance:
+            relative = f"<b>{relative} exceeds tolerance</b>"
+        cells = (html.escape(t.name), t.kind, t.elements, f"{t.max_abs_error:.2e}", relative)
+        return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def gradcheck(
+    cell: Cell,
+    sizes: Mapping[str, int],
+    steps: int = 5,
+    batch: int = 2,
+    seed: int = 0,
+    tolerance: float = 1e-6,
+    float32: bool = False,
+    taylor_check: bool = True,
+    complex_step: bool = False,
+) -> GradcheckReport:
+    """Checks the compiled kernels of ``cell`` against finite differences (see the module doc).
+
+    ``complex_step=True`` also checks the gradients against complex steps (its own tolerance,
+    :data:`symgate.verify.complex_step.TOLERANCE`); it builds the cell's complex forward kernel.
+    """
+    kernel = build(cell, "float64")
+    rng = np.random.default_rng(seed + 1)
+    params = kernel.init_params(sizes, seed=seed)
+    inputs = {x: rng.standard_normal((steps, batch, sizes[d])) for x, d in cell.inputs.items()}
+    init = {s: rng.uniform(-0.5, 0.5, (batch, sizes[d])) for s, d in cell.states.items()}
+    cotangents = {n: rng.standard_normal((steps, batch, sizes[d])) for n, d in {**cell.states, **cell.outputs}.items()}
+
+    run = kernel.forward(inputs, params, init)
+    grads = kernel.backward(run, cotangents)
+    ref_states, ref_outputs = reference.forward(cell, inputs, params, init)
+    compared = [(s, run.states[s], ref_states[s]) for s in cell.states]
+    compared += [(y, run.outputs[y], ref_outputs[y]) for y in cell.outputs]
+    forward_error, forward_worst = max((_normwise(a, b), _where(name, a, b)) for name, a, b in compared)
+
+    tensors = {("param", n): a for n, a in params.items()}
+    tensors |= {("input", n): a for n, a in inputs.items()} | {("init", n): a for n, a in init.items()}
+    computed = {("param", n): a for n, a in grads.params.items()}
+    computed |= {("input", n): a for n, a in grads.inputs.items()} | {("init", n): a for n, a in grads.init.items()}
+
+    def loss(kind: str, name: str, perturbed: np.ndarray) -> np.ndarray:
+        """The loss for a stack of perturbed copies (leading axis) of one tensor."""
+        p, x, h = dict(params), dict(inputs), dict(init)
+        if kind == "param":
+            p[name] = perturbed
+        elif kind == "init":
+            h[name] = perturbed
+        else:
+            x[name] = np.moveaxis(perturbed, 0, 1)
+        states, outputs = reference.forward(cell, x, p, h)
+        return _weighted(states, outputs, cotangents, stacked=True)
+
+    magnitude = sum(
+        float(np.sum(np.abs(value * cotangents[name]))) for name, value in {**ref_states, **ref_outputs}.items()
+    )
+    noise = NOISE_FACTOR * np.finfo(np.float64).eps * magnitude / STEP
+    checks = []
+    for (kind, name), value in tensors.items():
+        fd, spread = _finite_differences(lambda stack, kind=kind, name=name: loss(kind, name, stack), value)
+        checks.append(_compare(name, kind, computed[(kind, name)], fd, spread, noise / tolerance, tolerance))
+
+    direction = {key: rng.standard_normal(value.shape) for key, value in tensors.items()}
+    length = np.sqrt(sum(float(np.sum(d * d)) for d in direction.values()))  # unit length: the same
+    direction = {key: d / length for key, d in direction.items()}  # step as the per-element checks
+    directional = (
+        sum(
+            weight * _weighted(*_shifted_forward(cell, params, inputs, init, direction, offset * STEP), cotangents)
+            for offset, weight in STENCIL
+        )
+        / STEP
+    )
+    predicted = sum(float(np.sum(direction[key] * computed[key])) for key in tensors)
+    duality = abs(predicted - directional) / max(abs(predicted), abs(directional), noise / tolerance)
+    along = lambda amount: _weighted(*_shifted_forward(cell, params, inputs, init, direction, amount), cotangents)  # noqa: E731
+    taylor = taylor_test(along, predicted, noise * STEP) if taylor_check else None
+
+    float32_error = _float32_error(cell, params, inputs, init, cotangents, run, grads) if float32 else None
+    complex_check = None
+    if complex_step:
+        from .complex_step import complex_step_check  # it reports with this module's TensorCheck
+
+        complex_check = complex_step_check(cell, params, inputs, init, cotangents, grads)
+    return GradcheckReport(
+        cell=cell.name,
+        sizes=dict(sizes),
+        steps=steps,
+        batch=batch,
+        seed=seed,
+        tolerance=tolerance,
+        gradients=tuple(checks),
+        noise=noise,
+        forward_rel_error=forward_error,
+        duality_rel_error=duality,
+        float32_rel_error=float32_error,
+        taylor=taylor,
+        forward_worst=forward_worst,
+        complex_step=complex_check,
+    )
+
+
+def _finite_differences(loss_of_stack, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The extrapolated central difference of the loss for every element of ``value``, and
+    ``|D(e) - D(e/2)|``, how much the two fourth-order estimates it combines disagree."""
+    flat = value.reshape(-1)
+    result, spread = np.zeros(flat.size), np.zeros(flat.size)
+    for start in range(0, flat.size, CHUNK // len(STENCIL)):
+        index = np.arange(start, min(start + CHUNK // len(STENCIL), flat.size))
+        stack = np.repeat(flat[None, :], len(index) * len(STENCIL), axis=0)
+        rows = np.arange(len(index) * len(STENCIL))
+        offsets = np.tile([o for o, _ in STENCIL], len(index))
+        stack[rows, np.repeat(index, len(STENCIL))] += offsets * STEP
+        losses = loss_of_stack(stack.reshape(-1, *value.shape)).reshape(len(index), len(STENCIL))
+        result[index] = losses @ np.array([w for _, w in STENCIL]) / STEP
+        spread[index] = np.abs(losses @ np.array(SPREAD)) / STEP
+    return result.reshape(value.shape), spread.reshape(value.shape)
+
+
+def _weighted(states, outputs, cotangents, stacked: bool = False) -> np.ndarray | float:
+    """``Σ <G, value>`` over states and outputs; per stacked copy when ``stacked``."""
+    total = 0.0
+    for name, value in {**states, **outputs}.items():
+        product = value * (cotangents[name][:, None] if stacked else cotangents[name])
+        total = total + (product.sum(axis=(0, 2, 3)) if stacked else float(product.sum()))
+    return total
+
+
+def _shifted_forward(cell, params, inputs, init, direction, amount):
+    shift = lambda kind, values: {n: v + amount * direction[(kind, n)] for n, v in values.items()}  # noqa: E731
+    return reference.forward(cell, shift("input", inputs), shift("param", params), shift("init", init))
+
+
+def _compare(
+    name: str, kind: str, computed: np.ndarray, fd: np.ndarray, spread: np.ndarray, resolution: float, tolerance: float
+) -> TensorCheck:
+    """The worst error in one tensor, leaving out unresolved elements: those over tolerance whose
+    two finite-difference estimates disagree by more than the tolerance themselves."""
+    error = np.abs(computed - fd)
+    scale = float(np.max(np.abs(fd))) if fd.size else 0.0
+    denominator = np.maximum(np.abs(fd), max(1e-3 * scale, resolution))
+    relative = error / denominator
+    unresolved = (relative > tolerance) & (spread > tolerance * denominator)
+    judged = np.where(unresolved, -1.0, relative)
+    worst = np.unravel_index(int(np.argmax(judged)), fd.shape) if fd.size else ()
+    return TensorCheck(
+        name=name,
+        kind=kind,
+        elements=int(fd.size),
+        max_abs_error=float(error[~unresolved].max()) if (~unresolved).any() else 0.0,
+        max_rel_error=float(relative[~unresolved].max()) if (~unresolved).any() else 0.0,
+        unresolved=int(unresolved.sum()),
+        worst=tuple(int(i) for i in worst),
+        worst_kernel=float(computed[worst]) if fd.size else 0.0,
+        worst_differences=float(fd[worst]) if fd.size else 0.0,
+    )
+
+
+def _where(name: str, a: np.ndarray, b: np.ndarray) -> str:
+    """The step, sample and unit of a sequence where ``a`` differs most from ``b``."""
+    if a.size == 0:
+        return name
+    index = np.unravel_index(int(np.argmax(np.abs(a - b))), a.shape)
+    step, sample, unit = (int(i) for i in index)
+    return f"{name} at step {step}, sample {sample}, unit {unit}: kernel {a[index]:.6e}, reference {b[index]:.6e}"
+
+
+def _normwise(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+
+def _float32_error(cell, params, inputs, init, cotangents, run64, grads64) -> float:
+    """The largest normwise relative difference of the float32 kernel from the float64 one."""
+    kernel = build(cell, "float32")
+    single = lambda values: {n: v.astype(np.float32) for n, v in values.items()}  # noqa: E731
+    run = kernel.forward(single(inputs), single(params), single(init))
+    grads = kernel.backward(run, single(cotangents))
+    pairs = [(run.states[s], run64.states[s]) for s in cell.states]
+    pairs += [(run.outputs[y], run64.outputs[y]) for y in cell.outputs]
+    pairs += [(grads.params[n], grads64.params[n]) for n in grads64.params]
+    pairs += [(grads.inputs[n], grads64.inputs[n]) for n in grads64.inputs]
+    pairs += [(grads.init[n], grads64.init[n]) for n in grads64.init]
+    return max(_normwise(a.astype(np.float64), b) for a, b in pairs)
