@@ -44,8 +44,7 @@ Quick start::
     grads = k.backward(run, {"h": dh})          # dh: (T, B, H)
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__ as __version__
 from .errors import (
     ArrayError,
     BuildError,
@@ -70,11 +69,11 @@ from .frontend.check import define, load, parse
 from .frontend.functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
 from .inspect.compare import CellDiff, compare
 from .inspect.flow import Flow, measure_flow
-from .inspect.jacobian import StepJacobian
 from .inspect.plot import plot_flow
 from .pipeline import build, generate
 from .runtime.kernel import Gradients, Kernel, Run
 from .symbolic.derive import Derivation, derive
+from .symbolic.jacobian import StepJacobian
 from .symbolic.opcount import OpCount
 from .verify.gradcheck import GradcheckReport, gradcheck
 

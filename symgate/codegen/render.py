@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import jinja2
 
-from .. import __version__
+from .._version import __version__
 from ..dtypes import dtype as dtype_of
 from ..frontend.cell import Cell
 from ..frontend.functions import SCALAR

@@ -82,7 +82,7 @@ from ..frontend.cells import resolve
 from ..frontend.functions import SCALAR
 from ..pipeline import build
 from ..runtime.kernel import Kernel
-from .interop import FrameworkNotInstalledError
+from .interop.common import FrameworkNotInstalledError
 
 try:
     import torch

@@ -18,7 +18,7 @@ orders of magnitude.
 
 This is the claim of the LSTM papers made measurable: a simple RNN's ``∂h'/∂h = diag(1 - h'²) U``
 shrinks the gradient at every step, while the LSTM's ``∂c'/∂c = diag(f)`` and the GRU's
-``diag(z)`` (:mod:`symgate.inspect.jacobian`) pass it on scaled only by a gate.
+``diag(z)`` (:mod:`symgate.symbolic.jacobian`) pass it on scaled only by a gate.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import cffi
 
-from .. import __version__
+from .._version import __version__
 from ..codegen.render import KernelSource
 from ..errors import BuildError
 from . import sanitize

@@ -31,7 +31,7 @@ from ..frontend.functions import (
 )
 from ..frontend.limits import guarded, working_on
 from ..frontend.notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
-from ..inspect.jacobian import StepJacobian, step_jacobian, step_jacobians
+from .jacobian import StepJacobian, step_jacobian, step_jacobians
 from .opcount import OpCount, count_pass
 
 ADJOINT = "δ"
@@ -91,7 +91,7 @@ class Derivation:
         """``∂new_state/∂old_state`` over one step (``jacobian("c'", "c")`` is the LSTM's ``diag(f)``).
 
         The block the backward pass multiplies ``δc'`` by, transposed, to reach ``δc``; see
-        :mod:`symgate.inspect.jacobian` for its form and ``structure``.
+        :mod:`symgate.symbolic.jacobian` for its form and ``structure``.
         """
         return step_jacobian(self.cell, new_state, old_state)
 

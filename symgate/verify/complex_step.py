@@ -34,7 +34,7 @@ import numpy as np
 from ..frontend.cell import Cell
 from ..pipeline import build
 from ..runtime.kernel import Gradients
-from .gradcheck import TensorCheck, _compare, _weighted
+from .tensor_check import TensorCheck, compare_tensor, weighted_sum
 
 STEP = 1e-20
 """The imaginary step h: small enough that O(h²) vanishes below rounding, far above underflow."""
@@ -106,13 +106,13 @@ def complex_step_check(
             for index in range(flat.size):
                 flat[index] += 1j * step
                 run = kernel.forward(arrays["input"], arrays["param"], arrays["init"], copy=False)
-                out[index] = _weighted(_imaginary(run.states), _imaginary(run.outputs), cotangents) / step
+                out[index] = weighted_sum(_imaginary(run.states), _imaginary(run.outputs), cotangents) / step
                 flat[index] = flat[index].real
             derivatives[(kind, name)] = derivative
     largest = max((float(np.max(np.abs(d))) for d in derivatives.values() if d.size), default=0.0)
     scale = max(largest, np.finfo(np.float64).tiny)  # as the resolution, it is every element's denominator
     checks = tuple(
-        _compare(name, kind, computed[kind][name], d, np.zeros(d.shape), scale, tolerance)
+        compare_tensor(name, kind, computed[kind][name], d, np.zeros(d.shape), scale, tolerance)
         for (kind, name), d in derivatives.items()
     )
     return ComplexStepCheck(gradients=checks, step=step, tolerance=tolerance)

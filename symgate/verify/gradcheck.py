@@ -35,17 +35,15 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..frontend.cell import Cell
 from ..pipeline import build
 from . import reference
+from .complex_step import ComplexStepCheck, complex_step_check
 from .taylor import TaylorCheck, taylor_test
-
-if TYPE_CHECKING:
-    from .complex_step import ComplexStepCheck
+from .tensor_check import TensorCheck, compare_tensor, weighted_sum
 
 STEP = 1e-3
 FOURTH_ORDER = ((-2.0, 1 / 12), (-1.0, -8 / 12), (1.0, 8 / 12), (2.0, -1 / 12))  # (offset, weight), per step e
@@ -68,32 +66,6 @@ SPREAD = tuple(_COARSE.get(o, 0.0) - 2 * _COARSE.get(2 * o, 0.0) for o, _ in STE
 Richardson extrapolation combines: their difference measures how far the stencil has converged."""
 NOISE_FACTOR = sum(abs(weight) for _, weight in STENCIL)  # rounding noise of L is amplified this much / e
 CHUNK = 4096
-
-
-@dataclass(frozen=True)
-class TensorCheck:
-    """The worst disagreement within one tensor."""
-
-    name: str
-    kind: str
-    elements: int
-    max_abs_error: float
-    max_rel_error: float
-    unresolved: int = 0
-    """Elements over tolerance where finite differences did not converge (left out of the errors)."""
-    worst: tuple[int, ...] = ()
-    """The index of the element with the largest relative error, and its two values."""
-    worst_kernel: float = 0.0
-    worst_differences: float = 0.0
-
-    def where(self) -> str:
-        """The worst element in words: time step, sample and unit for sequences."""
-        index = self.worst
-        if self.kind == "input" and len(index) == 3:
-            return f"{self.name} at step {index[0]}, sample {index[1]}, unit {index[2]}"
-        if self.kind == "init" and len(index) == 2:
-            return f"initial {self.name}, sample {index[0]}, unit {index[1]}"
-        return f"{self.name}[{', '.join(map(str, index))}]"
 
 
 @dataclass(frozen=True)
@@ -251,7 +223,7 @@ def gradcheck(
         else:
             x[name] = np.moveaxis(perturbed, 0, 1)
         states, outputs = reference.forward(cell, x, p, h)
-        return _weighted(states, outputs, cotangents, stacked=True)
+        return weighted_sum(states, outputs, cotangents, stacked=True)
 
     magnitude = sum(
         float(np.sum(np.abs(value * cotangents[name]))) for name, value in {**ref_states, **ref_outputs}.items()
@@ -260,27 +232,26 @@ def gradcheck(
     checks = []
     for (kind, name), value in tensors.items():
         fd, spread = _finite_differences(lambda stack, kind=kind, name=name: loss(kind, name, stack), value)
-        checks.append(_compare(name, kind, computed[(kind, name)], fd, spread, noise / tolerance, tolerance))
+        checks.append(compare_tensor(name, kind, computed[(kind, name)], fd, spread, noise / tolerance, tolerance))
 
     direction = {key: rng.standard_normal(value.shape) for key, value in tensors.items()}
     length = np.sqrt(sum(float(np.sum(d * d)) for d in direction.values()))  # unit length: the same
     direction = {key: d / length for key, d in direction.items()}  # step as the per-element checks
     directional = (
         sum(
-            weight * _weighted(*_shifted_forward(cell, params, inputs, init, direction, offset * STEP), cotangents)
+            weight * weighted_sum(*_shifted_forward(cell, params, inputs, init, direction, offset * STEP), cotangents)
             for offset, weight in STENCIL
         )
         / STEP
     )
     predicted = sum(float(np.sum(direction[key] * computed[key])) for key in tensors)
     duality = abs(predicted - directional) / max(abs(predicted), abs(directional), noise / tolerance)
-    along = lambda amount: _weighted(*_shifted_forward(cell, params, inputs, init, direction, amount), cotangents)  # noqa: E731
+    along = lambda amount: weighted_sum(*_shifted_forward(cell, params, inputs, init, direction, amount), cotangents)  # noqa: E731
     taylor = taylor_test(along, predicted, noise * STEP) if taylor_check else None
 
     float32_error = _float32_error(cell, params, inputs, init, cotangents, run, grads) if float32 else None
     complex_check = None
     if complex_step:
-        from .complex_step import complex_step_check  # it reports with this module's TensorCheck
 
         complex_check = complex_step_check(cell, params, inputs, init, cotangents, grads)
     return GradcheckReport(
@@ -318,43 +289,9 @@ def _finite_differences(loss_of_stack, value: np.ndarray) -> tuple[np.ndarray, n
     return result.reshape(value.shape), spread.reshape(value.shape)
 
 
-def _weighted(states, outputs, cotangents, stacked: bool = False) -> np.ndarray | float:
-    """``Σ <G, value>`` over states and outputs; per stacked copy when ``stacked``."""
-    total = 0.0
-    for name, value in {**states, **outputs}.items():
-        product = value * (cotangents[name][:, None] if stacked else cotangents[name])
-        total = total + (product.sum(axis=(0, 2, 3)) if stacked else float(product.sum()))
-    return total
-
-
 def _shifted_forward(cell, params, inputs, init, direction, amount):
     shift = lambda kind, values: {n: v + amount * direction[(kind, n)] for n, v in values.items()}  # noqa: E731
     return reference.forward(cell, shift("input", inputs), shift("param", params), shift("init", init))
-
-
-def _compare(
-    name: str, kind: str, computed: np.ndarray, fd: np.ndarray, spread: np.ndarray, resolution: float, tolerance: float
-) -> TensorCheck:
-    """The worst error in one tensor, leaving out unresolved elements: those over tolerance whose
-    two finite-difference estimates disagree by more than the tolerance themselves."""
-    error = np.abs(computed - fd)
-    scale = float(np.max(np.abs(fd))) if fd.size else 0.0
-    denominator = np.maximum(np.abs(fd), max(1e-3 * scale, resolution))
-    relative = error / denominator
-    unresolved = (relative > tolerance) & (spread > tolerance * denominator)
-    judged = np.where(unresolved, -1.0, relative)
-    worst = np.unravel_index(int(np.argmax(judged)), fd.shape) if fd.size else ()
-    return TensorCheck(
-        name=name,
-        kind=kind,
-        elements=int(fd.size),
-        max_abs_error=float(error[~unresolved].max()) if (~unresolved).any() else 0.0,
-        max_rel_error=float(relative[~unresolved].max()) if (~unresolved).any() else 0.0,
-        unresolved=int(unresolved.sum()),
-        worst=tuple(int(i) for i in worst),
-        worst_kernel=float(computed[worst]) if fd.size else 0.0,
-        worst_differences=float(fd[worst]) if fd.size else 0.0,
-    )
 
 
 def _where(name: str, a: np.ndarray, b: np.ndarray) -> str:

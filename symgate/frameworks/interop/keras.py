@@ -41,7 +41,7 @@ import numpy as np
 
 from ...frontend import cells
 from ...frontend.cell import Cell
-from . import Pair, WeightLayoutError, float_dtype, split_gates
+from .common import Pair, WeightLayoutError, float_dtype, split_gates
 
 # Each framework's gate order, spelled with the symgate cell's gate names (pattern "W_{}" etc.).
 _KERAS_LSTM = "ifgo"  # Keras i, f, c, o -> lstm's i, f, g, o

@@ -44,7 +44,7 @@ import numpy as np
 
 from ...frontend import cells
 from ...frontend.cell import Cell
-from . import FrameworkNotInstalledError, Pair, UnsupportedModuleError, WeightLayoutError, split_gates
+from .common import FrameworkNotInstalledError, Pair, UnsupportedModuleError, WeightLayoutError, split_gates
 
 if TYPE_CHECKING:
     import torch
