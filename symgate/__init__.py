@@ -1,39 +1,32 @@
 """symgate: recurrent cells as equations, derived and compiled into gradient-checked C kernels.
 
-The pipeline, one module a stage, each taking what the previous one returns:
+The package is laid out as its pipeline, one subpackage a stage, each taking what the previous
+one returns (``docs/architecture.md`` has the table, module by module):
 
-1. ``syntax``    cell text -> ``CellSource`` (declarations and SymPy equations, with lines)
-2. ``check``     ``CellSource`` (or SymPy objects, ``define``) -> ``Cell`` (roles, sizes inferred)
-3. ``derive``    ``Cell`` -> ``Derivation`` (backward equations of one step, CSE'd)
-4. ``lower``     both passes -> ``KernelPlan`` (products and fused loops per step)
-5. ``render``    ``KernelPlan`` -> template context -> ``KernelSource`` (C, header, interface)
-6. ``compiler``  ``KernelSource`` -> compiled cffi module, kept by ``cache`` (checksummed entries,
-                 published atomically; ``symgate cache``); ``sanitize`` adds ASan/UBSan builds
-7. ``kernel``    compiled module -> ``Kernel`` (forward / backward on NumPy arrays, checked first)
-8. ``gradcheck`` ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
-                 (with the Taylor-remainder test of ``taylor``, and optionally ``complex_step``:
-                 the gradients vs. complex steps of a ``complex128`` forward kernel)
+1. ``frontend``   cell text (``syntax``) or SymPy objects (``check.define``) -> ``Cell``: roles
+                  checked, sizes inferred (``shapes``), the language's vocabulary in ``functions``,
+                  the built-in cells in ``cells/``, time and depth bounds in ``limits``
+2. ``symbolic``   ``Cell`` -> ``Derivation``: the backward equations of one step, CSE'd
+                  (``derive``), the step Jacobians (``jacobian``), operation counts (``opcount``),
+                  and the numbers a dtype cannot hold refused by name (``ranges``)
+3. ``codegen``    ``Cell`` + ``Derivation`` -> ``KernelPlan`` (``lower``: products and fused loops)
+                  -> ``KernelSource`` (``render``: C, header and the ``Interface``, through the
+                  Jinja templates of ``templates/``; C names from ``cnames``, expressions from ``cprinter``)
+4. ``jit``        ``KernelSource`` -> a compiled cffi module (``compiler``, with the ``toolchain``'s
+                  compiler, flags and BLAS), kept by ``cache`` (checksummed, published atomically);
+                  ``sanitize`` makes ASan/UBSan builds
+5. ``runtime``    compiled module -> ``Kernel``: forward / backward on NumPy arrays, checked first
+6. ``verify``     ``Kernel`` vs. finite differences of the NumPy ``reference`` -> ``GradcheckReport``
+                  (``gradcheck``, ``taylor``, and ``complex_step`` against a complex128 forward kernel)
 
-``limits`` bounds the time and depth of the symbolic stages 1-5, so hostile text cannot hang them.
-``ranges`` refuses, before stage 5, a number the kernel's dtype cannot hold (inf or 0 in C), naming
-the constant and the equation, the derivative's own numbers included.
-
-``export`` takes a ``Cell`` (and, optionally, trained parameters) through stages 3-5 into a
-standalone C99 library: the kernels without Python, BLAS or allocation, inference functions, a
-documented header, a README and an example program (``sg.export``, ``symgate export``).
-
-``pipeline`` strings stages 2-7 together (``generate``, ``build``). ``symgate.torch`` (``sg.torch``,
-imported on first use, so PyTorch stays optional) runs the kernels inside PyTorch: a cell as a
-trainable ``torch.nn.Module``.
-
-Inspecting what the pipeline derives, each a module of its own:
-
-* ``opcount``      equations -> ``OpCount`` per step (``Cell.operations()``, ``Derivation.operations()``)
-* ``jacobian``     ``Cell`` -> ``StepJacobian`` blocks ∂s'/∂r with their structure (``Derivation.jacobian``)
-* ``forget_gate``  ``Cell`` -> its forget gates and their bias parameters, found from the equations
-* ``flow``         ``Kernel`` runs -> ``Flow``: ‖∂s_T/∂s_(T-k)‖₂ against distance; ``plot`` draws it
-* ``compare``      two ``Cell`` -> ``CellDiff`` (declarations, parameters, forward and backward terms)
-* ``c_step``       generated C -> the time loop of each pass, for reading
+Beside the pipeline: ``export`` writes a cell as a standalone C99 library (``sg.export``);
+``frameworks`` runs the kernels inside PyTorch (``symgate.torch``: a cell as a trainable
+``torch.nn.Module``, imported on first use so PyTorch stays optional) and converts weights to and
+from other frameworks (``interop``); ``inspect`` reads what the pipeline derived: ``flow``
+(‖∂s_T/∂s_(T-k)‖₂ against distance, drawn by ``plot``), ``forget_gate``, ``compare`` (two cells'
+differences) and ``step_source`` (the C of one step). ``pipeline`` strings stages 1-5 together
+(``generate``, ``build``); ``interface`` is a kernel's calling convention and ``dtypes`` the kernel
+types, both plain data read by every stage.
 
 Quick start::
 

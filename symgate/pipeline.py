@@ -17,7 +17,7 @@ def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
     """The C source, header and interface of a cell's kernels (derive, plan, render)."""
     with guarded("derive and plan"):
         derivation = derive(cell)
-        check_numbers(cell, dtype, derivation if dtype != "complex128" else None)  # complex: forward only
+        check_numbers(cell, dtype, derivation if dtype_of(dtype).real else None)  # complex: forward only
         return render(cell, derivation, plan_kernel(cell, derivation), dtype)
 
 

@@ -15,8 +15,8 @@ The time limit uses ``SIGALRM`` in the main thread of a POSIX process when no ot
 timer is running there (symgate never disturbs the caller's timer). Elsewhere (other threads, a
 main thread whose timer is in use, Windows) a watchdog thread raises the same exception in the
 working thread through CPython's ``PyThreadState_SetAsyncExc``: it costs one thread start per
-stage (0.4 ms; 1-3 % of parsing and deriving the LSTM), where checking the clock on every call
-(``sys.setprofile``) made deriving 130 % slower. Both raise again every 0.5 s, should the code in between
+stage, where checking the clock on every call (``sys.setprofile``) would slow deriving several
+times over (benchmarks/MEASUREMENTS.md, "Time limit"). Both raise again every 0.5 s, should the code in between
 swallow the exception, and neither can stop a single long call into C; without
 ``ctypes.pythonapi`` (not CPython) only the depth limit applies outside the main thread.
 """

@@ -48,10 +48,9 @@ def compile_flags() -> tuple[str, ...]:
 
 
 SMALL_MATRIX_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
-"""OpenBLAS cores with kernels for small matrices. Measured on a Xeon (AVX-512): SkylakeX's sgemm
-takes 0.12 µs for a 1×128×32 product and 0.24 µs for 4×128×32, the generated loops 0.20 and 1.06
-µs; under ``OPENBLAS_CORETYPE=Haswell`` on the same machine it takes 0.45 and 0.74 µs, and on an
-AMD EPYC the loops won below about 16384 multiply-adds too."""
+"""OpenBLAS cores with kernels for small matrices, which beat the generated loops even on a
+one-sample step; on other cores the loops win below 16384 multiply-adds (the measurements:
+benchmarks/MEASUREMENTS.md, "Small products")."""
 
 
 def blas_threshold() -> int:
@@ -74,13 +73,9 @@ def _whole_number(variable: str, default: int) -> int:
 def mkl_threshold() -> int:
     """The fewest multiply-adds a product needs to go to MKL rather than OpenBLAS when the BLAS is
     ``mkl``; a product made at every step with the same matrix then also has that matrix packed
-    once per call. ``SYMGATE_MKL_MIN`` if set, else 2**20.
-
-    Measured on a 2-core Xeon (SkylakeX), float32 lstm_pytorch forward + backward, B, D, H, T =
-    1, 16, 32, 100: OpenBLAS alone 0.15-0.17 ms; with MKL from 65536 multiply-adds 0.18-0.20 ms
-    (each MKL call wakes its threads), from 2**20 0.17 ms. 8, 64, 128, 100: OpenBLAS alone
-    4.4-4.5 ms, from 2**20 4.4-4.6, from 2**25 6.4-7.6 (both libraries' threads then wait for work
-    on the same two cores). 64, 256, 512, 50: OpenBLAS alone 217-220 ms, from 2**20 170-172."""
+    once per call. ``SYMGATE_MKL_MIN`` if set, else 2**20: below it each MKL call costs more in
+    waking its threads than it saves, above it MKL's packed products win (the measurements:
+    benchmarks/MEASUREMENTS.md, "MKL threshold")."""
     return _whole_number("SYMGATE_MKL_MIN", 2**20)
 
 
@@ -115,10 +110,8 @@ def vector_width_flags() -> tuple[str, ...]:
     """``-mprefer-vector-width=512`` on an x86-64 CPU with AVX-512, whose tuning in GCC (and
     clang) otherwise keeps loops to 256-bit vectors: the fused loops then run 8 doubles or 16
     floats at a time and call libmvec's AVX-512 variants of exp and tanh (``_ZGVeN8v_tanh``, not
-    ``_ZGVdN4v_tanh``). Results stay within the few ulp of libmvec. Measured on a Xeon
-    (SkylakeX), C time a step of lstm_pytorch, forward and backward: B=1 D=16 H=32 float64
-    0.64 -> 0.49 and 0.56 -> 0.48 µs, float32 0.27 -> 0.21 and 0.33 -> 0.30 µs; B=8 D=64 H=128
-    float64 36 -> 29 and 43 -> 41 µs; B=64 D=256 H=512 no slower (BLAS-bound)."""
+    ``_ZGVdN4v_tanh``). Results stay within the few ulp of libmvec; small and middle-sized steps
+    get faster, large ones (BLAS-bound) no slower (benchmarks/MEASUREMENTS.md, "Vector width")."""
     if platform.machine() not in ("x86_64", "AMD64") or "avx512f" not in cpu_identity().split():
         return ()
     return ("-mprefer-vector-width=512",)
@@ -146,9 +139,8 @@ def blas_library() -> str:
     ``mkl`` sends products of at least :func:`mkl_threshold` multiply-adds to MKL and the smaller
     ones to OpenBLAS (or the loops, see :func:`blas_threshold`), which is the faster at small sizes. MKL can pack a
     matrix once and multiply by it at every step (``cblas_?gemm_pack``, ``cblas_?gemm_compute``),
-    where OpenBLAS packs it again at each call. Measured on a 2-core Xeon (SkylakeX), float32,
-    64×512 by 512×2048 (a large LSTM step): OpenBLAS 0.65-0.72 ms, MKL 0.52-0.57 ms, MKL with the
-    matrix packed 0.41-0.43 ms; 1×32 by 32×128 (a tiny one): OpenBLAS 0.09 µs, MKL 0.31-0.67 µs.
+    where OpenBLAS packs it again at each call; at tiny sizes OpenBLAS is the faster
+    (benchmarks/MEASUREMENTS.md, "MKL threshold").
     """
     given = os.environ.get("SYMGATE_BLAS", "").strip().lower()
     if given:

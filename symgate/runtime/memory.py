@@ -30,9 +30,8 @@ from ..errors import ArrayError
 
 POOLED_FROM = 128 * 2**10
 """Bytes: smaller arrays come from ``np.empty``. glibc's malloc serves them from its heap (its
-mmap threshold starts at 128 KiB), with no fresh pages once warm; the pool's bookkeeping costs
-about 2 µs a block: a tiny LSTM's forward + backward took 142-148 µs with its 73 KB block of
-copies and tape pooled, 133-140 µs without (medians of two runs each)."""
+mmap threshold starts at 128 KiB), with no fresh pages once warm, so the pool's bookkeeping would
+cost more than it saves (benchmarks/MEASUREMENTS.md, "Pool threshold")."""
 ALIGNMENT = 64  # bytes: a cache line, and the widest vector load
 DEFAULT_IDLE_MB = 256
 
@@ -135,9 +134,8 @@ class Pool:
 
 def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
     """An uninitialised 1-d array of ``count`` elements from ``np.empty``, starting at a 64-byte
-    boundary: the kernels' vector loads and stores then never straddle two cache lines. malloc
-    aligns to 16 bytes; a tiny LSTM's forward pass took 25-28 µs on its arrays so placed, 20-22
-    µs on 64-byte aligned ones."""
+    boundary: the kernels' vector loads and stores then never straddle two cache lines, where
+    malloc aligns to 16 bytes only (benchmarks/MEASUREMENTS.md, "Alignment")."""
     raw = np.empty(count + ALIGNMENT // dtype.itemsize, dtype)
     start = -int(_ffi.cast("uintptr_t", _ffi.from_buffer(raw))) % ALIGNMENT // dtype.itemsize
     return raw[start : start + count]
