@@ -86,7 +86,7 @@ def test_the_threshold_follows_the_core_openblas_runs_on_unless_given(monkeypatc
 
 
 def test_the_core_is_the_one_openblas_reports():
-    probe = "from symgate import compiler; print(toolchain.blas_core())"
+    probe = "from symgate.jit import toolchain; print(toolchain.blas_core())"
     core = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert core  # e.g. SkylakeX or Haswell
     forced = subprocess.run(
