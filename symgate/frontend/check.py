@@ -186,7 +186,14 @@ class _Checker:
         declared: dict[str, Declaration] = {}
         for decl in (*self.src.inputs, *self.src.states):
             for label, value in (("name", decl.name), ("dimension", decl.dim)):
-                if not IDENTIFIER.match(value) or value in KEYWORDS:
+                if value in KEYWORDS:
+                    raise self.error(
+                        CellNameError,
+                        f"invalid {label} {value!r}: it is a keyword of the cell language",
+                        decl.line,
+                        value,
+                    )
+                if not IDENTIFIER.match(value):
                     raise self.error(CellNameError, f"invalid {label} {value!r}", decl.line, value)
             if decl.dim in AXES:
                 raise self.error(
