@@ -14,6 +14,9 @@ The pipeline, one module a stage, each taking what the previous one returns:
                  (with the Taylor-remainder test of ``taylor``, and optionally ``complex_step``:
                  the gradients vs. complex steps of a ``complex128`` forward kernel)
 
+``vocabulary`` has one record per function of the cell language (name, arity, SymPy node, C and
+complex-C spelling, NumPy reference, LaTeX, cost), read by ``syntax``, ``check``, the C printer, the
+``reference``, the notation printers and ``opcount``: a new activation is one record there.
 ``limits`` bounds the time and depth of the symbolic stages 1-5, so hostile text cannot hang them.
 ``ranges`` refuses, before stage 5, a number the kernel's dtype cannot hold (inf or 0 in C), naming
 the constant and the equation, the derivative's own numbers included.
