@@ -4,7 +4,7 @@ The package is laid out as its pipeline, one subpackage a stage, each taking wha
 one returns (``docs/architecture.md`` has the table, module by module):
 
 1. ``frontend``   cell text (``syntax``) or SymPy objects (``check.define``) -> ``Cell``: roles
-                  checked, sizes inferred (``shapes``), the language's vocabulary in ``functions``,
+                  checked, sizes inferred (``shapes``), the language's functions one record each in ``vocabulary``,
                   the built-in cells in ``cells/``, time and depth bounds in ``limits``
 2. ``symbolic``   ``Cell`` -> ``Derivation``: the backward equations of one step, CSE'd
                   (``derive``), the step Jacobians (``jacobian``), operation counts (``opcount``),

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symgate.errors import CellError, CellNameError, CellSyntaxError, SymgateError, UnknownFunctionError
-from symgate.frontend.functions import FUNCTIONS, MatVec, Var, next_state, sigmoid
+from symgate.frontend.functions import MatVec, Var, next_state, sigmoid
 from symgate.frontend.syntax import CellSource, Declaration, Equation, parse_source
+from symgate.frontend.vocabulary import FUNCTIONS
 
 LSTM = """\
 # Long short-term memory (forget-gate form).
@@ -96,7 +97,7 @@ def test_precedence(text: str, expected: sympy.Expr) -> None:
 
 def test_every_known_function_can_be_called() -> None:
     for name, function in FUNCTIONS.items():
-        assert expr(f"{name}(a + b)") == function(a + b)
+        assert expr(f"{name}(a + b)") == function.build(a + b)
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
 """SymPy -> C expressions, for one floating-point type.
 
 A strict ``C99CodePrinter``: an expression it does not know raises instead of printing garbage.
-float32 comes from the printer's type settings (``tanhf``, ``1.0F``), not from another
-template. Activations print as the stable helpers the kernel template defines; small integer
-powers print as products. complex128, the forward pass of the complex-step check, prints with
-:class:`ComplexKernelPrinter` (``ctanh``, ``sg_csigmoid``); :func:`printer_for` picks the class.
+Every function of the cell language prints as its record in :mod:`symgate.frontend.vocabulary`
+spells it: a libm function (float32 from the printer's type settings, ``tanhf``, ``1.0F``, not
+from another template) or one of the stable helpers the kernel template defines (``sg_sigmoid``).
+Any other function, libm's included (``fabs``), raises. Small integer powers print as products.
+complex128, the forward pass of the complex-step check, prints with :class:`ComplexKernelPrinter`
+(``ctanh``, ``sg_csigmoid``); :func:`printer_for` picks the class.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import sympy.codegen.ast
 from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
 
+from ..frontend.vocabulary import BY_NODE, HELPER_PREFIX, Primitive
+
 _MAX_EXPANDED_POWER = 4
-_ANALYTIC = {"exp": "cexp", "log": "clog", "tanh": "ctanh", "sqrt": "csqrt", "pow": "cpow"}
-"""The complex-analytic C99 function (<complex.h>) for each real one a cell can call."""
+_COMPLEX_POWERS = {"sqrt": "csqrt", "pow": "cpow"}
+"""The complex-analytic C99 functions (<complex.h>) that print powers (``a**(1/2)``, ``a**1.5``)."""
 
 
 class KernelPrinter(C99CodePrinter):
     """Prints elementwise expressions, each symbol as the C text ``names`` gives for it."""
 
-    helper_prefix = "sg_"
+    function_kind = "C"
 
     def __init__(self, dtype: str, names: Mapping[str, str]) -> None:
         c_type = getattr(sympy.codegen.ast, dtype)  # SymPy names its float types as symgate does
@@ -35,22 +39,22 @@ class KernelPrinter(C99CodePrinter):
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         return self.names[expr.name]
 
-    def _helper(self, name: str, expr: sympy.Function) -> str:
-        helper = self.helper_prefix + name
-        self.helpers_used.add(helper)
-        return f"{helper}({self._print(expr.args[0])})"
+    def _print_call(self, expr: sympy.Function) -> str:
+        """A call of a function of the cell language, spelled as its record says; any other raises."""
+        record = BY_NODE.get(type(expr))
+        if record is None:
+            known = ", ".join(sorted(r.name for r in BY_NODE.values()))
+            raise TypeError(f"no {self.function_kind} function for {type(expr).__name__} (known: {known})")
+        name = self._spelling(record)
+        if name.startswith(HELPER_PREFIX):
+            self.helpers_used.add(name)
+        return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
 
-    def _print_sigmoid(self, expr: sympy.Function) -> str:
-        return self._helper("sigmoid", expr)
-
-    def _print_relu(self, expr: sympy.Function) -> str:
-        return self._helper("relu", expr)
-
-    def _print_step(self, expr: sympy.Function) -> str:
-        return self._helper("step", expr)
-
-    def _print_softplus(self, expr: sympy.Function) -> str:
-        return self._helper("softplus", expr)
+    def _spelling(self, record: Primitive) -> str:
+        """The C function of ``record``: a template helper as it is named, a libm one for the type."""
+        if record.c is None:
+            raise TypeError(f"{record.name} must be lowered before printing")
+        return record.c if record.c.startswith(HELPER_PREFIX) else self._print_math_function(record.c)
 
     def _print_Pow(self, expr: sympy.Pow) -> str:
         exponent = expr.exp
@@ -77,32 +81,31 @@ class KernelPrinter(C99CodePrinter):
 class ComplexKernelPrinter(KernelPrinter):
     """Prints for ``double _Complex``, the forward pass of the complex-step check.
 
-    Functions print as their complex-analytic C99 versions (``cexp``, ``clog``, ``ctanh``,
-    ``csqrt``, ``cpow``) and activations as the template's ``sg_c*`` helpers, which branch on the
-    real part where the real function has a kink (``relu``, ``step``) and carry the imaginary part
+    Functions print as their records' complex-analytic spellings: C99 ones (``cexp``, ``ctanh``;
+    powers as ``csqrt``, ``cpow``) or the template's ``sg_c*`` helpers, which branch on the real
+    part where the real function has a kink (``relu``, ``step``) and carry the imaginary part
     through the branch taken. Numbers print as double constants. Any other function raises:
     printing a real one (``fabs``) would silently drop the imaginary part.
     """
 
-    helper_prefix = "sg_c"
+    function_kind = "complex-analytic C"
 
     def __init__(self, names: Mapping[str, str]) -> None:
         super().__init__("float64", names)
 
     def _print_math_function(self, name: str) -> str:
-        if name not in _ANALYTIC:
-            raise TypeError(f"no complex-analytic C function for {name} (known: {', '.join(sorted(_ANALYTIC))})")
-        return _ANALYTIC[name]
+        return _COMPLEX_POWERS[name]
 
-    def _print_math_func(self, expr: sympy.Function, nest: bool = False, known: str | None = None) -> str:
-        arguments = ", ".join(self._print(arg) for arg in expr.args)
-        return f"{self._print_math_function(type(expr).__name__)}({arguments})"
+    def _spelling(self, record: Primitive) -> str:
+        if record.complex_c is None:
+            raise TypeError(f"{record.name} must be lowered before printing")
+        return record.complex_c
 
 
 _MATH_FUNC = vars(C99CodePrinter)["_print_math_func"]
-for _name, _method in vars(C99CodePrinter).items():  # _print_exp, _print_Abs, ...: all through the table above
-    if _method is _MATH_FUNC and _name != "_print_math_func":
-        setattr(ComplexKernelPrinter, _name, lambda self, expr: self._print_math_func(expr))
+_CALLS = {name for name, method in vars(C99CodePrinter).items() if method is _MATH_FUNC} - {"_print_math_func"}
+for _name in sorted(_CALLS | {f"_print_{node.__name__}" for node in BY_NODE}):  # _print_exp, _print_Abs, ...
+    setattr(KernelPrinter, _name, KernelPrinter._print_call)
 
 
 def printer_for(dtype: str, names: Mapping[str, str]) -> KernelPrinter:

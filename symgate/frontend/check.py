@@ -25,17 +25,18 @@ from ..errors import (
     UnknownFunctionError,
 )
 from .cell import Cell, Equation, Param, next_name
-from .functions import FUNCTIONS, PRIME, MatVec, Reduction, Var, matrix_names, step, vector_names
+from .functions import PRIME, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
 from .notation import cell_text
 from .shapes import infer_sizes
 from .syntax import KEYWORDS, CellSource, Declaration, parse_source
 from .syntax import Equation as SourceEquation
+from .vocabulary import BY_NODE, FUNCTIONS
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 SYMPY_SOURCE = "<sympy>"
 AXES = frozenset({"T", "B"})  # the number of steps and the batch size
-_ELEMENTWISE_FUNCTIONS = (*(f for f in FUNCTIONS.values() if isinstance(f, type)), step)
+_FUNCTION_NODES = tuple(BY_NODE)
 
 
 def parse(text: str, source: str = "<string>") -> Cell:
@@ -310,7 +311,7 @@ class _Checker:
         for node in sympy.preorder_traversal(eq.expr):
             if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec, Reduction)):
                 continue
-            if isinstance(node, sympy.Function) and not isinstance(node, _ELEMENTWISE_FUNCTIONS):
+            if isinstance(node, sympy.Function) and not isinstance(node, _FUNCTION_NODES):
                 raise self.error(
                     UnknownFunctionError,
                     f"unknown function {type(node).__name__}; known: {', '.join(sorted(FUNCTIONS))}",
@@ -324,7 +325,7 @@ class _Checker:
                 continue
             if isinstance(node, sympy.Pow) and node.exp.is_number:
                 continue
-            if isinstance(node, _ELEMENTWISE_FUNCTIONS):
+            if isinstance(node, _FUNCTION_NODES):
                 continue
             raise self.error(
                 CellError, f"`{node}` is not part of the cell language (in {eq.target})", eq.line, eq.target

@@ -1,21 +1,20 @@
-"""The SymPy vocabulary of cells: vector names, matrix-vector products and activation functions.
+"""The SymPy objects of cells besides function calls: vector names, matrix-vector products, extents.
 
 Cell equations are elementwise SymPy expressions over *vector names* (``Var``): each symbol
 stands for one element of a vector, so ``f*c + i*g`` is read unit by unit. The only operations
 that mix units are matrix-vector products, kept as opaque ``MatVec(W, v)`` nodes (and their
-transposes ``MatVecT`` in the backward pass). Activations whose derivative is cheapest in terms
-of their own output carry that derivative (``sigmoid' = s*(1-s)``, ``relu' = step(relu)``), so
-the derived backward pass reuses forward values instead of recomputing transcendental calls.
+transposes ``MatVecT`` in the backward pass), and reductions. The functions a cell can call
+(activations, reductions) are records of :mod:`symgate.frontend.vocabulary`, where their SymPy
+classes are defined; the classes are importable from here too, beside the products.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sympy
 
+from .vocabulary import ReduceMean, ReduceSum, Reduction, relu, sigmoid, softplus, step, variance
+
 __all__ = [
-    "FUNCTIONS",
     "SCALAR",
     "Extent",
     "MatVec",
@@ -65,48 +64,6 @@ def next_state(name: str) -> Var:
     return Var(name + PRIME)
 
 
-class _RealFunction(sympy.Function):
-    """A real-valued elementwise function of one real argument."""
-
-    nargs = 1
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-
-class sigmoid(_RealFunction):  # noqa: N801 - named as written in cell text
-    """Logistic function ``1/(1+exp(-a))``; its derivative is written as ``s*(1-s)``."""
-
-    def _eval_is_positive(self) -> bool | None:
-        # told, so that SymPy's assumption queries (is 2 + sigmoid(a) zero?) end at once instead
-        # of recursing through the argument, exponentially in nested quotients
-        return self.args[0].is_real
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return self * (1 - self)
-
-
-class step(_RealFunction):  # noqa: N801 - named as written in cell text
-    """``1`` where the argument is positive, else ``0``: the derivative of ``relu`` at its output."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sympy.S.Zero
-
-
-class relu(_RealFunction):  # noqa: N801 - named as written in cell text
-    """``max(a, 0)``; its derivative is ``step(relu(a))`` (0 at the kink, as PyTorch)."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return step(self)
-
-
-class softplus(_RealFunction):  # noqa: N801 - named as written in cell text
-    """``log(1 + exp(a))``, evaluated stably; its derivative is ``sigmoid(a)``."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sigmoid(self.args[0])
-
-
 class MatVec(sympy.Function):
     """``W @ v``: parameter matrix ``W`` (rows x cols) times vector ``v`` (cols)."""
 
@@ -130,32 +87,6 @@ class MatVecT(MatVec):
 
 SCALAR = "1"
 """The size of a per-sample scalar (a reduction's result), which broadcasts over any dimension."""
-
-
-class Reduction(sympy.Function):
-    """A reduction of a vector over its units, one value per sample, broadcast where it is used."""
-
-    nargs = 1
-    word = ""
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    @property
-    def vector(self) -> sympy.Expr:
-        return self.args[0]
-
-
-class ReduceSum(Reduction):
-    """``sum(v)``: the sum of v's units."""
-
-    word = "sum"
-
-
-class ReduceMean(Reduction):
-    """``mean(v)``: the mean of v's units."""
-
-    word = "mean"
 
 
 class Extent(sympy.Symbol):
@@ -196,25 +127,3 @@ def elementwise(expr: sympy.Expr) -> tuple[sympy.Expr, dict[sympy.Dummy, MatVec 
 def matrix_names(expr: sympy.Expr) -> set[str]:
     """Names an expression uses as the matrix of a product."""
     return {m.matrix.name for m in expr.atoms(MatVec)}
-
-
-def variance(vector: sympy.Expr) -> sympy.Expr:
-    """``var(v)``: the population variance of v's units, ``mean((v - mean(v))**2)``."""
-    return ReduceMean((vector - ReduceMean(vector)) ** 2)
-
-
-FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
-    "sigmoid": sigmoid,
-    "tanh": sympy.tanh,
-    "relu": relu,
-    "exp": sympy.exp,
-    "log": sympy.log,
-    "sqrt": sympy.sqrt,
-    "softplus": softplus,
-    "sum": ReduceSum,
-    "mean": ReduceMean,
-    "var": variance,
-}
-"""The functions cell text may call, by name. Each takes one argument: the elementwise functions
-act unit by unit; ``sum``, ``mean`` and ``var`` reduce over the units of their argument's dimension
-and give one value per sample, which broadcasts."""

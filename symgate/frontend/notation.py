@@ -13,7 +13,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .functions import MatVec, MatVecT, Reduction
+from .functions import MatVec, MatVecT
+from .vocabulary import BY_NODE
 
 TOTAL = "_tot"
 """The suffix of an adjoint that sums a seed and what later equations pass back: ``δc'_tot``."""
@@ -41,27 +42,18 @@ class CellTextPrinter(StrPrinter):
 
     _print_MatVecT = _print_MatVec
 
-    def _print_Reduction(self, expr: Reduction) -> str:
-        return f"{expr.word}({self._print(expr.vector)})"
-
-    _print_ReduceSum = _print_ReduceMean = _print_Reduction
+    def _print_Function(self, expr: sympy.Function) -> str:
+        """A call of the language by its name in cell text (``sum``, not ``ReduceSum``); any other as SymPy's."""
+        record = BY_NODE.get(type(expr))
+        if record is None:
+            return super()._print_Function(expr)
+        return f"{record.name}({self.stringify(expr.args, ', ')})"
 
 
 class MathTextPrinter(CellTextPrinter):
     """Prints expressions as plain Unicode math for people (``W_fᵀ @ δa``)."""
 
     transpose_mark = "ᵀ"
-
-
-_LATEX_FUNCTIONS = {
-    "sigmoid": r"\sigma",
-    "relu": r"\operatorname{relu}",
-    "softplus": r"\operatorname{softplus}",
-    "step": r"\operatorname{step}",
-    "ReduceSum": r"\operatorname{sum}",
-    "ReduceMean": r"\operatorname{mean}",
-}
-"""How symgate's own functions read in LaTeX (SymPy's, such as tanh, print as SymPy prints them)."""
 
 
 class CellLatexPrinter(LatexPrinter):
@@ -99,11 +91,13 @@ class CellLatexPrinter(LatexPrinter):
     _print_MatVecT = _print_MatVec
 
     def _print_Function(self, expr: sympy.Function, exp: str | None = None) -> str:
-        name = _LATEX_FUNCTIONS.get(type(expr).__name__)
-        return self._function(name, expr, exp) if name else super()._print_Function(expr, exp)
-
-    def _function(self, name: str, expr: sympy.Function, exp: str | None) -> str:
-        text = rf"{name}\left({self._print(expr.args[0])}\right)"
+        """A call of the language by the LaTeX name of its record (``\\sigma``); SymPy's own
+        functions (``\\tanh``) and any other as SymPy prints them."""
+        record = BY_NODE.get(type(expr))
+        if record is None or record.latex is None:
+            return super()._print_Function(expr, exp)
+        arguments = ", ".join(self._print(arg) for arg in expr.args)
+        text = rf"{record.latex}\left({arguments}\right)"
         return f"{text}^{{{exp}}}" if exp else text
 
 

@@ -23,8 +23,9 @@ from fractions import Fraction
 import sympy
 
 from ..errors import CellError, CellNameError, CellSyntaxError, UnknownFunctionError
-from .functions import FUNCTIONS, MatVec, Var
+from .functions import MatVec, Var
 from .limits import working_on
+from .vocabulary import FUNCTIONS
 
 __all__ = ["CellSource", "Declaration", "Equation", "parse_source"]
 
@@ -413,14 +414,21 @@ class _Parser:
 
     def _group(self) -> sympy.Expr:
         """``'(' sum ')'``, guarding the nesting depth."""
+        return self._arguments(1)[0]
+
+    def _arguments(self, count: int) -> list[sympy.Expr]:
+        """``'(' sum (',' sum)* ')'`` with ``count`` sums (a call's arguments), guarding the nesting depth."""
         opener = self._next()
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.error(f"parentheses nested deeper than {MAX_DEPTH} levels at column {opener.col}", opener)
-        value = self._sum()
+        values = [self._sum()]
+        for _ in range(count - 1):
+            self._expect(",", f"',' before argument {len(values) + 1} of {count}")
+            values.append(self._sum())
         self._close(opener)
         self.depth -= 1
-        return value
+        return values
 
     def _atom(self) -> sympy.Expr:
         token = self._peek()
@@ -438,7 +446,8 @@ class _Parser:
             known = ", ".join(sorted(FUNCTIONS))
             message = f"unknown function {token.text!r}; known functions: {known} (column {token.col})"
             raise self.error(message, token, UnknownFunctionError)
-        return self._apply(token, FUNCTIONS[token.text], self._group())
+        function = FUNCTIONS[token.text]
+        return self._apply(token, function.build, *self._arguments(function.arity))
 
     def _number(self, token: _Token) -> sympy.Expr:
         if token.text.isdigit():

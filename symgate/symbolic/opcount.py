@@ -8,9 +8,11 @@ count alike), the products per sample:
 * every ``+``/``-`` is one add, every ``*`` one multiply, every ``/`` one divide; a negation is
   free (``a - b`` is one add); ``x**n`` for an integer n is ``|n| - 1`` multiplies (the C printer
   writes small powers as products), plus a divide when n < 0;
-* sigmoid, tanh, exp, log, softplus, sqrt and any other power are one transcendental call each;
-  relu and step are one comparison;
-* ``sum(v)`` and ``mean(v)`` are one add per unit of v;
+* a call of a function of the cell language costs what its record in
+  :mod:`symgate.frontend.vocabulary` says, plus its arguments: sigmoid, tanh, exp, log and
+  softplus one transcendental call each, relu and step one comparison, ``sum(v)`` and ``mean(v)``
+  one add per unit of v; sqrt, like any other power that is not an integer one, is one
+  transcendental call;
 * every distinct ``W @ v`` or ``Wᵀ @ v`` of a pass is one matrix-vector product, and every matrix
   gradient ``δW += δm ⊗ v`` one outer product (rows × cols multiply-adds each, not counted in the
   elementwise columns); a vector-parameter gradient ``δb += e`` costs e plus one add.
@@ -26,10 +28,8 @@ from dataclasses import dataclass, fields
 
 import sympy
 
-from ..frontend.functions import MatVec, Reduction, relu, sigmoid, softplus, step
-
-TRANSCENDENTAL = (sigmoid, sympy.tanh, sympy.exp, sympy.log, softplus)
-COMPARISONS = (relu, step)
+from ..frontend.functions import MatVec
+from ..frontend.vocabulary import BY_NODE
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,14 @@ def _elementwise(expr: sympy.Expr) -> OpCount:
     """The elementwise operations of one expression, products and reductions' vectors included."""
     if isinstance(expr, MatVec):
         return _elementwise(expr.vector)
-    if isinstance(expr, Reduction):
-        return OpCount(adds=1) + _elementwise(expr.vector)
+    if type(expr) in BY_NODE:
+        return sum((_elementwise(a) for a in expr.args), OpCount(**{BY_NODE[type(expr)].cost: 1}))
     if isinstance(expr, sympy.Add):
         return sum((_elementwise(a) for a in expr.args), OpCount(adds=len(expr.args) - 1))
     if isinstance(expr, sympy.Mul):
         return _product(expr)
     if isinstance(expr, sympy.Pow):
         return _power(expr.base, expr.exp)
-    if isinstance(expr, TRANSCENDENTAL):
-        return OpCount(transcendental=1) + _elementwise(expr.args[0])
-    if isinstance(expr, COMPARISONS):
-        return OpCount(comparisons=1) + _elementwise(expr.args[0])
     if expr.is_Atom:
         return OpCount()
     raise TypeError(f"cannot count the operations of {type(expr).__name__}: {expr}")

@@ -14,25 +14,15 @@ import numpy as np
 import sympy
 
 from ..frontend.cell import Cell
-from ..frontend.functions import SCALAR, MatVec, ReduceMean, Reduction, relu, sigmoid, softplus, step
+from ..frontend.functions import SCALAR, MatVec
+from ..frontend.vocabulary import BY_NODE
 
-_FUNCTIONS = {
-    sigmoid: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),
-    sympy.tanh: np.tanh,
-    relu: lambda a: np.maximum(a, 0.0),
-    step: lambda a: np.where(a > 0, 1.0, np.where(a <= 0, 0.0, a)),  # NaN stays NaN, as in the kernels
-    softplus: lambda a: np.logaddexp(0.0, a),
-    sympy.exp: np.exp,
-    sympy.log: np.log,
-}
+_FUNCTIONS = {node: record.numpy for node, record in BY_NODE.items()}
+"""The NumPy function of each SymPy node of the language (a dict, so a test can swap one)."""
 
 
 def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
     """The value of an elementwise expression; ``values`` maps names to arrays."""
-    if isinstance(expr, Reduction):
-        vector = evaluate(expr.vector, values)
-        reduce = np.mean if isinstance(expr, ReduceMean) else np.sum
-        return reduce(vector, axis=-1, keepdims=True)
     if isinstance(expr, MatVec):
         matrix = values[expr.matrix.name]
         vector = evaluate(expr.vector, values)
@@ -51,7 +41,7 @@ def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
     if isinstance(expr, sympy.Pow):
         base = evaluate(expr.base, values)
         return np.sqrt(base) if expr.exp == sympy.S.Half else base ** float(expr.exp)
-    return _FUNCTIONS[expr.func](evaluate(expr.args[0], values))
+    return _FUNCTIONS[expr.func](*(evaluate(arg, values) for arg in expr.args))
 
 
 def forward(
