@@ -60,7 +60,7 @@ def test_a_forward_mismatch_names_the_state_step_sample_and_unit(monkeypatch):
 
 
 def test_a_loss_linear_along_the_direction_has_no_slope_to_judge():
-    report = sg.gradcheck(sg.parse("cell lin\ninput x: D\nstate h: H\nh' = 0.5*h + 1\n"), SIZES)
+    report = sg.gradcheck(sg.parse("cell lin\ninput x: H\nstate h: H\nh' = 0.5*h + 1 + 0.5*x\n"), SIZES)
     assert report.ok and report.taylor.slope is None and report.taylor.ok
     assert "Taylor remainder at rounding level" in str(report)
 
