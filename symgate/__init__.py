@@ -57,6 +57,7 @@ from .errors import (
     MissingExtraError,
     StateUpdateError,
     SymgateError,
+    SymgateWarning,
     UnknownCellError,
     UnknownFunctionError,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "StateUpdateError",
     "StepJacobian",
     "SymgateError",
+    "SymgateWarning",
     "UnknownCellError",
     "UnknownFunctionError",
     "Var",
