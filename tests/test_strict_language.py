@@ -151,11 +151,13 @@ def test_load_and_define_take_strict(tmp_path):
     [
         ("C", "c", "only by case"),
         ("hh", "h", "by one character"),
-        ("hx", "hy", "by one character"),
+        ("xpp", "xp", "by one character"),
+        ("hx", "hy", None),  # two-character names are too close to one another to judge
+        ("b1", "a1", None),
         ("gaet", "gate", "by one character"),
         ("gat", "gate", "by one character"),
         ("b", "h", None),  # one-letter names are all one edit apart
-        ("x1", "x", None),  # a one-letter name is matched only by its case twin and its doubled letter
+        ("x1", "x", None),  # a short name is matched only by its case twin and a doubled character
         ("W_f", "f", None),
         ("h", "h", None),
     ],

@@ -5,12 +5,13 @@ the state ``c``, ``hh`` for ``h``) silently becomes a new learned vector. The ch
 vector parameter is *close* to a declared name (input, state, output, constant or intermediate):
 
 * it differs from it only by case (``C`` and ``c``), or
+* it is the name with one of its characters typed twice (``hh`` for ``h``, ``xpp`` for ``xp``), or
 * it is the name with one character added, removed or replaced, or two neighbours swapped, and
-  the shorter of the two has at least two characters (``hx`` and ``hy``), or it doubles a
-  one-letter name (``hh`` for ``h``).
+  both have at least three characters (``gaet`` for ``gate``).
 
-One-letter names are one edit apart from each other (``b`` and ``h``), and papers use them side
-by side, so a one-letter declared name is matched only by its case twin and its doubled letter.
+Short names are one edit apart from each other (``b`` and ``h``, ``b1`` and ``a1``) and papers
+use them side by side, so a name of one or two characters is matched only by its case twin and
+by a doubled character.
 Matrices are never matched: ``U @ u`` beside a vector ``u`` is the usual convention, not a slip.
 Parameters are not matched with each other either (``W_f`` beside ``W_i`` is deliberate).
 """
@@ -33,9 +34,8 @@ def how_close(parameter: str, declared: str) -> str | None:
         return None
     if parameter.lower() == declared.lower():
         return "only by case"
-    if min(len(parameter), len(declared)) >= 2 and _one_edit(parameter, declared):
-        return "by one character"
-    if len(declared) == 1 and parameter == declared * 2:
+    doubled = any(parameter == declared[:i] + declared[i] + declared[i:] for i in range(len(declared)))
+    if doubled or (min(len(parameter), len(declared)) >= 3 and _one_edit(parameter, declared)):
         return "by one character"
     return None
 
