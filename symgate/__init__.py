@@ -50,6 +50,7 @@ from .errors import (
     MissingExtraError,
     StateUpdateError,
     SymgateError,
+    SymgateWarning,
     UnknownCellError,
     UnknownFunctionError,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "StateUpdateError",
     "StepJacobian",
     "SymgateError",
+    "SymgateWarning",
     "UnknownCellError",
     "UnknownFunctionError",
     "Var",

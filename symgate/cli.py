@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .dtypes import REAL_DTYPES
-from .errors import MissingExtraError, SymgateError
+from .errors import MissingExtraError, SymgateError, SymgateWarning
 from .export import export
 from .frontend import cells
 from .frontend.cell import Cell
@@ -27,6 +28,8 @@ from .jit import cache
 from .pipeline import build, generate
 from .symbolic.derive import derive
 from .verify.gradcheck import gradcheck
+
+STRICT_HELP = "treat warnings (a parameter spelled like a declared name, or named pi, e, t) as errors"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="equations, parameter shapes and the derived backward pass")
     show.add_argument("cell", metavar="CELL")
+    show.add_argument("--strict", action="store_true", help=STRICT_HELP)
     form = show.add_mutually_exclusive_group()
     form.add_argument("--latex", action="store_true", help="print LaTeX instead of Unicode text")
     form.add_argument("--c", action="store_true", help="print the generated C of one step (float64)")
@@ -77,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="gradient-check cells; exit status 1 on failure")
     check.add_argument("cells", metavar="CELL", nargs="*")
     check.add_argument("--all", action="store_true", help="check every built-in cell")
+    check.add_argument("--strict", action="store_true", help=STRICT_HELP)
     check.add_argument("--sizes", help="dimension sizes, e.g. D=3,H=4 (default: 3, 4, 5, ... in order)")
     check.add_argument("--steps", type=int, default=5)
     check.add_argument("--batch", type=int, default=2)
@@ -132,7 +137,7 @@ def _show(args: argparse.Namespace) -> int:
         raise SymgateError("--full goes with --c: `symgate show CELL --c --full` prints the whole generated C")
     if args.jacobian and args.c:
         raise SymgateError("--jacobian prints equations, --c the generated C: choose one")
-    cell = cells.resolve(args.cell)
+    cell = _resolve(args.cell, args.strict)
     if args.c:
         print(generate(cell, "float64").c_source if args.full else step_listing(cell), end="")
         return 0
@@ -190,7 +195,7 @@ def _check(args: argparse.Namespace) -> int:
     names = cells.names() if args.all else args.cells
     if not names:
         raise SymgateError("name at least one CELL, or pass --all")
-    checked = [cells.resolve(name) for name in names]
+    checked = [_resolve(name, args.strict) for name in names]
     given = _given_sizes(args.sizes, {d for cell in checked for d in cell.dims})
     one_line = len(checked) > 1 and not args.verbose
     failed = 0
@@ -280,6 +285,19 @@ def _cache_clear(args: argparse.Namespace) -> int:
     freed = cache.format_size(sum(e.size for e in removed))
     print(f"removed {len(removed)} entries{which} ({freed}) from {cache.cache_dir()}")
     return 0
+
+
+def _resolve(name: str, strict: bool) -> Cell:
+    """The cell ``name`` names; its warnings are printed to stderr as ``symgate: warning: ...``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SymgateWarning)
+        cell = cells.resolve(name, strict=strict)
+    for warning in caught:
+        if issubclass(warning.category, SymgateWarning):
+            print(f"symgate: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return cell
 
 
 def _given_sizes(text: str | None, dims: set[str]) -> dict[str, int]:

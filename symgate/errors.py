@@ -12,12 +12,11 @@ class SymgateError(Exception):
     """Base class of every error symgate raises on bad input or a failed build."""
 
 
-class CellError(SymgateError):
-    """A cell's text or equations are wrong.
+class _Located:
+    """Mixin of messages about a cell: they start with ``source:line:`` and quote the line when it is known.
 
     ``line`` is the 1-based line of the cell text (or the 1-based equation number for a cell
     built from SymPy objects), ``symbol`` the offending name, ``source`` the file or ``<string>``.
-    The message starts with ``source:line:`` and quotes the offending line when it is known.
     """
 
     def __init__(
@@ -37,6 +36,10 @@ class CellError(SymgateError):
         where = f"{source}:{line}: " if line is not None else f"{source}: "
         quoted = f"\n    {text.strip()}" if text else ""
         super().__init__(f"{where}{message}{quoted}")
+
+
+class CellError(_Located, SymgateError):
+    """A cell's text or equations are wrong (``line``, ``symbol``, ``source`` say where)."""
 
 
 class CellSyntaxError(CellError):
@@ -61,6 +64,16 @@ class DimensionError(CellError):
 
 class UnknownFunctionError(CellError):
     """A function that symgate does not know was called."""
+
+
+class SymgateWarning(_Located, UserWarning):
+    """A cell that is valid but probably not what its author meant (a parameter spelled like a
+    declared name, a parameter named ``pi``).
+
+    Issued while a cell is checked; ``strict=True`` (``sg.parse``, ``sg.load``, ``sg.define``) or
+    ``--strict`` (``symgate show``, ``symgate check``) raise it as a :class:`CellNameError` instead.
+    It carries ``line``, ``symbol`` and ``source`` and reads as a :class:`CellError` does.
+    """
 
 
 class ArrayError(SymgateError):

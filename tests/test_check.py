@@ -39,7 +39,7 @@ def test_product_of_an_expression_is_lifted_into_a_named_vector():
 
 
 def test_sizes_of_different_vectors_may_feed_one_sum_through_products():
-    cell = sg.parse(cell_text("h' = tanh(W @ x + U @ c)", "c' = c", declarations="input x: D\nstate h: H, c: C"))
+    cell = sg.parse(cell_text("h' = tanh(W @ x + U @ c + h)", "c' = c", declarations="input x: D\nstate h: H, c: C"))
     assert cell.param("W").shape == ("H", "D") and cell.param("U").shape == ("H", "C")
 
 

@@ -60,7 +60,7 @@ def test_a_forward_mismatch_names_the_state_step_sample_and_unit(monkeypatch):
 
 
 def test_a_loss_linear_along_the_direction_has_no_slope_to_judge():
-    report = sg.gradcheck(sg.parse("cell lin\ninput x: D\nstate h: H\nh' = 0.5*h + 1\n"), SIZES)
+    report = sg.gradcheck(sg.parse("cell lin\ninput x: H\nstate h: H\nh' = 0.5*h + 1 + 0.5*x\n"), SIZES)
     assert report.ok and report.taylor.slope is None and report.taylor.ok
     assert "Taylor remainder at rounding level" in str(report)
 
@@ -86,3 +86,26 @@ def test_the_worst_element_is_described_by_its_kind():
         report
     )
     assert "largest error: v at step 3, sample 1, unit 0 (rel err 1.00e+00)" in str(report)
+
+
+SCALAR_OUTPUT = """cell s
+input x: D
+state h: H
+h' = tanh(W @ x + U @ h)
+output e = sum(h'**2)
+"""
+
+
+def test_a_per_sample_scalar_output_is_gradient_checked_in_every_way():
+    cell = sg.parse(SCALAR_OUTPUT)
+    assert cell.outputs == {"e": "1"}
+    report = sg.gradcheck(cell, SIZES, float32=True, complex_step=True)
+    assert report.ok, str(report)
+    assert 1.95 < report.taylor.slope < 2.05
+    kernel = sg.build(cell)
+    params = kernel.init_params(SIZES)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    run = kernel.forward({"x": x}, params)
+    _, outputs = reference.forward(cell, {"x": x}, params, {"h": np.zeros((2, 4))})
+    assert run.outputs["e"].shape == outputs["e"].shape == (5, 2, 1)
+    np.testing.assert_allclose(run.outputs["e"][..., 0], np.sum(run.states["h"] ** 2, axis=-1), rtol=1e-12)

@@ -91,6 +91,14 @@ def test_cell_with_two_inputs_two_states_and_an_output_passes_gradcheck():
     check_gradients(module, x, init)
 
 
+def test_a_per_sample_scalar_output_is_a_t_b_1_sequence_and_passes_gradcheck():
+    cell = sg.parse("cell s\ninput x: D\nstate h: H\nh' = tanh(W @ x + U @ h)\noutput e = sum(h'**2)\n")
+    module = from_cell(cell, {"D": 3, "H": 4}, dtype=F64, seed=1)
+    out, _ = module(randn(5, 2, 3))
+    assert module.output == "e" and out.shape == (5, 2, 1)  # as Kernel.forward returns it
+    check_gradients(module, {"x": randn(5, 2, 3)}, {"h": randn(2, 4, seed=1)})
+
+
 def test_a_recomputing_module_passes_gradcheck_and_agrees_with_the_taped_one():
     module = from_cell(sg.parse(MULTI), MULTI_SIZES, dtype=F64, seed=3, recompute=True)
     assert "recompute=True" in repr(module)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -22,16 +24,18 @@ from ..errors import (
     DimensionError,
     EquationOrderError,
     StateUpdateError,
+    SymgateWarning,
     UnknownFunctionError,
 )
 from .cell import Cell, Equation, Param, next_name
 from .functions import PRIME, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
 from .notation import cell_text
-from .shapes import infer_sizes
+from .shapes import AsWritten, infer_sizes
 from .syntax import KEYWORDS, CellSource, Declaration, parse_source
 from .syntax import Equation as SourceEquation
-from .vocabulary import BY_NODE, FUNCTIONS
+from .typos import NUMBER_NAMES, how_close
+from .vocabulary import BY_NODE, FUNCTIONS, ReduceMean, variance
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 SYMPY_SOURCE = "<sympy>"
@@ -39,14 +43,18 @@ AXES = frozenset({"T", "B"})  # the number of steps and the batch size
 _FUNCTION_NODES = tuple(BY_NODE)
 
 
-def parse(text: str, source: str = "<string>") -> Cell:
-    """A checked cell from cell-language text."""
+def parse(text: str, source: str = "<string>", strict: bool = False) -> Cell:
+    """A checked cell from cell-language text.
+
+    A name that is probably a slip (see :mod:`symgate.frontend.typos`) issues a
+    :class:`~symgate.errors.SymgateWarning`; ``strict=True`` raises it as a ``CellNameError``.
+    """
     with guarded("parse"):
-        return check(parse_source(text, source))
+        return check(parse_source(text, source), strict=strict)
 
 
-def load(path: str | Path) -> Cell:
-    """A checked cell from a ``.cell`` file."""
+def load(path: str | Path, strict: bool = False) -> Cell:
+    """A checked cell from a ``.cell`` file (``strict`` as for :func:`parse`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -59,7 +67,7 @@ def load(path: str | Path) -> Cell:
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         message = f"the file is not UTF-8: byte 0x{data[err.start]:02X} at column {column} ({err.reason})"
         raise CellSyntaxError(message, line=line, source=str(path)) from None
-    return parse(text, str(path))
+    return parse(text, str(path), strict=strict)
 
 
 def define(
@@ -71,12 +79,13 @@ def define(
     outputs: Iterable[str] | Mapping[str, str] = (),
     constants: Mapping[str, float | sympy.Number] | None = None,
     doc: str = "",
+    strict: bool = False,
 ) -> Cell:
     """A checked cell from SymPy objects (the Python twin of cell text).
 
     ``equations`` are ``(target, expression)`` pairs in evaluation order; a target is a name, a
     :class:`~symgate.frontend.functions.Var`, or ``next_state("h")`` for a state's next value. Errors name
-    the 1-based equation number as the line.
+    the 1-based equation number as the line. ``strict`` makes warnings errors, as for :func:`parse`.
     """
     pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
     output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
@@ -115,7 +124,8 @@ def define(
             constants=tuple(
                 SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
             ),
-        )
+        ),
+        strict=strict,
     )
 
 
@@ -131,18 +141,39 @@ def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:
         ) from err
 
 
-def check(source: CellSource) -> Cell:
-    """Checks a parsed cell and infers every size; raises a :class:`CellError` subclass if wrong."""
+def check(source: CellSource, strict: bool = False) -> Cell:
+    """Checks a parsed cell and infers every size; raises a :class:`CellError` subclass if wrong.
+
+    Warnings (:class:`~symgate.errors.SymgateWarning`) are issued once the cell is valid, or raised
+    as :class:`~symgate.errors.CellNameError` if ``strict``.
+    """
     with guarded("check"):
-        return _Checker(source).run()
+        return _Checker(source, strict).run()
 
 
 class _Checker:
-    def __init__(self, source: CellSource) -> None:
+    def __init__(self, source: CellSource, strict: bool = False) -> None:
         self.src = source
+        self.strict = strict
+        self.lifted_from: dict[str, str] = {}  # a lifted vector's name -> the target of the equation it came from
+        self.lifted_vectors: dict[str, sympy.Expr] = {}  # a lifted vector's name -> the expression as written
+        self.lifted_places: dict[str, str] = {}  # a lifted vector's name -> where it was written
+        self.param_lines: dict[str, int] = {}
 
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
         return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
+
+    def warn(self, message: str, line: int | None, symbol: str) -> None:
+        """A :class:`SymgateWarning` at the line of the user's code that asked for this cell (an error if strict)."""
+        if self.strict:
+            raise self.error(CellNameError, message, line, symbol)
+        warning = SymgateWarning(
+            message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line)
+        )
+        level, frame = 1, sys._getframe(0)
+        while frame is not None and frame.f_globals.get("__name__", "").startswith("symgate."):
+            level, frame = level + 1, frame.f_back
+        warnings.warn(warning, stacklevel=level)
 
     def run(self) -> Cell:
         self.check_names()
@@ -162,7 +193,12 @@ class _Checker:
         for eq in equations:
             if eq.dim is not None and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
                 raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
-        sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error)
+        vectors = [p for p in params if p not in matrices]
+        self.param_lines = {p: next(eq.line for eq in equations if p in vector_names(eq.expr)) for p in vectors}
+        written = AsWritten(self.lifted_vectors, self.lifted_places, self.typo_hint)
+        sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error, written)
+        self.check_declarations_read(equations)
+        self.warn_about_parameters()
         kinds = {
             e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate")
             for e in equations
@@ -337,18 +373,25 @@ class _Checker:
         lifted: list[SourceEquation] = []
         vectors = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
 
-        def named(vector: sympy.Expr, name: str) -> sympy.Expr:
+        means = eq.expr.atoms(ReduceMean)  # var(v) is mean((v - mean(v))**2): its inner mean was written var
+        variances = {m.vector for node in means for m in node.vector.atoms(ReduceMean) if variance(m.vector) == node}
+
+        def named(vector: sympy.Expr, name: str, written: sympy.Expr, place: str) -> sympy.Expr:
             if (isinstance(vector, Var) and vector.name in vectors) or vector.is_number:
                 return vector
             if vector not in self.lifted:  # the same vector lifted twice is computed once
                 self.lifted[vector] = _fresh(name, self.taken)
                 self.taken.add(self.lifted[vector])
                 lifted.append(SourceEquation(self.lifted[vector], vector, eq.line))
+                self.lifted_from[self.lifted[vector]] = eq.target
+                self.lifted_vectors[self.lifted[vector]] = written
+                self.lifted_places[self.lifted[vector]] = place
             return Var(self.lifted[vector])
 
         def lift(expr: sympy.Expr) -> sympy.Expr:
             if isinstance(expr, MatVec):
-                return MatVec(expr.matrix, named(lift(expr.vector), f"{expr.matrix.name}_arg"))
+                place = f"the right side of `{cell_text(expr)}`"
+                return MatVec(expr.matrix, named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place))
             if isinstance(expr, Reduction):
                 vector = lift(expr.vector)
                 if vector.is_number:
@@ -358,7 +401,9 @@ class _Checker:
                         eq.line,
                         expr.word,
                     )
-                return expr.func(named(vector, f"{expr.word}_arg"))
+                word = "var" if isinstance(expr, ReduceMean) and expr.vector in variances else expr.word
+                place = f"the argument of `{word}({cell_text(expr.vector)})`"
+                return expr.func(named(vector, f"{expr.word}_arg", expr.vector, place))
             if expr.args and not isinstance(expr, Var):
                 return expr.func(*(lift(a) for a in expr.args))
             return expr
@@ -391,7 +436,8 @@ class _Checker:
                     role = roles.get(name, "computed vector")
                     raise self.error(
                         CellNameError,
-                        f"{name} is a {role}; the left side of '@' must be a parameter matrix",
+                        f"{name} is {'an' if role[0] in 'aeiou' else 'a'} {role}; the left side of '@' must be a "
+                        "parameter matrix",
                         eq.line,
                         name,
                     )
@@ -423,12 +469,14 @@ class _Checker:
         assigned_at: dict[str, int],
         uses: dict[str, set[str]],
     ) -> CellError:
-        if name == eq.target:
+        target = self.lifted_from.get(eq.target, eq.target)  # a lifted vector is part of the user's equation
+        if name == target:
             return self.error(EquationOrderError, f"{name} is used in its own definition (a cycle)", eq.line, name)
         later = equations[assigned_at[name]]
         path = _dependency_path(name, eq.target, uses)
         if path:
-            chain = " -> ".join([eq.target, *path])
+            written = [self.lifted_from.get(n, n) for n in [eq.target, *path]]
+            chain = " -> ".join(n for i, n in enumerate(written) if i == 0 or n != written[i - 1])
             return self.error(
                 EquationOrderError,
                 f"cycle: {chain} (each uses the next; {name} is assigned on line {later.line})",
@@ -453,6 +501,71 @@ class _Checker:
                     eq.target,
                 )
 
+    # -- names that are probably slips -----------------------------------------------------
+    def declared_names(self) -> dict[str, tuple[str, int | None]]:
+        """Every name the author declared or assigned: its role and line (None when unknown)."""
+        names: dict[str, tuple[str, int | None]] = {}
+        for eq in self.src.equations:
+            if not eq.target.endswith(PRIME):
+                names[eq.target] = ("output" if eq.is_output else "intermediate", eq.line or None)
+        names |= {c.target: ("constant", c.line or None) for c in self.src.constants}
+        names |= {d.name: ("state", d.line or None) for d in self.src.states}
+        names |= {d.name: ("input", d.line or None) for d in self.src.inputs}
+        return names
+
+    def close_parameters(self, name: str) -> list[tuple[str, str]]:
+        """The vector parameters that look like a slip for ``name``, with how close each is."""
+        found = [(p, how_close(p, name)) for p in self.param_lines]
+        return [(p, how) for p, how in found if how is not None]
+
+    def typo_hint(self, parameter: str) -> str:
+        """``; did you mean state h (line 3)?`` for a parameter spelled like a declared name, else ``""``."""
+        close = [(n, role, line) for n, (role, line) in self.declared_names().items() if how_close(parameter, n)]
+        if parameter not in self.param_lines or not close:
+            return ""
+        name, role, line = close[0]
+        return f"; {parameter} is not declared, so it is a parameter: did you mean {role} {name}{_on_line(line)}?"
+
+    def check_declarations_read(self, equations: list[SourceEquation]) -> None:
+        """Every input and state is read by some equation: one nobody reads is usually a misspelling."""
+        read = set().union(*(vector_names(eq.expr) for eq in equations))
+        for role, declarations in (("input", self.src.inputs), ("state", self.src.states)):
+            for decl in declarations:
+                if decl.name in read:
+                    continue
+                close = self.close_parameters(decl.name)
+                if close:
+                    parameter, how = close[0]
+                    message = (
+                        f"{role} {decl.name} is never read; the parameter {parameter} in line "
+                        f"{self.param_lines[parameter]} differs from it {how}: write {decl.name} there if it is meant"
+                    )
+                elif role == "input":
+                    message = f"input {decl.name} is never read: no equation uses it; use it or remove it"
+                else:
+                    message = (
+                        f"state {decl.name} is never read: no equation uses its previous value, so it carries nothing "
+                        f"from step to step; use it, or compute the value as an output (`output {decl.name} = ...`)"
+                    )
+                raise self.error(CellNameError, message, decl.line or None, decl.name)
+
+    def warn_about_parameters(self) -> None:
+        """Warns of vector parameters spelled like a declared name, or like a number or the time."""
+        declared = self.declared_names()
+        for parameter, line in self.param_lines.items():
+            if parameter in NUMBER_NAMES:
+                meaning, fix = NUMBER_NAMES[parameter]
+                message = f"parameter {parameter} (line {line}) is a learned vector, not {meaning}: {fix}"
+                self.warn(message, line, parameter)
+            for name, (role, declared_line) in declared.items():
+                how = how_close(parameter, name)
+                if how is not None:
+                    message = (
+                        f"parameter {parameter} (line {line}) differs from {role} {name}{_on_line(declared_line)} "
+                        f"{how}: write {name} if it is meant, or rename the parameter"
+                    )
+                    self.warn(message, line, parameter)
+
     # -- sizes ----------------------------------------------------------------------------
 
 
@@ -469,6 +582,10 @@ def _dependency_path(start: str, goal: str, uses: dict[str, set[str]]) -> list[s
                 seen.add(used)
                 stack.append((used, [*path, used]))
     return None
+
+
+def _on_line(line: int | None) -> str:
+    return f" (line {line})" if line else ""
 
 
 def _fresh(name: str, taken: set[str]) -> str:

@@ -9,7 +9,7 @@ and states are the only constants, so a conflict is two different declared sizes
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import sympy
@@ -59,6 +59,31 @@ class SizeUnknowns:
         return True
 
 
+@dataclass(frozen=True)
+class AsWritten:
+    """How messages name what the author wrote: the checker gives ``U @ (r*h)``'s right side a name
+    of its own (``U_arg``), which the author never wrote, so messages print it as ``r*h`` again.
+
+    ``expressions`` maps such a name to the expression as written, ``places`` to where it was
+    written (``the right side of `U @ (r*h)` ``); ``hint`` adds to a parameter's message (a name
+    it is probably a slip for).
+    """
+
+    expressions: Mapping[str, sympy.Expr] = field(default_factory=dict)
+    places: Mapping[str, str] = field(default_factory=dict)
+    hint: Callable[[str], str] = lambda name: ""
+
+    def text(self, expr: sympy.Expr) -> str:
+        """``expr`` as cell text, every lifted name replaced by what it stands for."""
+        return cell_text(expr.xreplace({Var(n): e for n, e in self.expressions.items()}))
+
+    def what(self, name: str) -> str:
+        """A vector's name, or for a lifted one its expression and where it was written."""
+        if name not in self.places:
+            return name
+        return f"`{self.text(Var(name))}` ({self.places[name]})"
+
+
 @dataclass
 class SizeInference:
     """Infers sizes equation by equation; ``unknown_of`` names the unknown of a vector symbol."""
@@ -67,6 +92,7 @@ class SizeInference:
     unknown_of: Callable[[Var], str | None]
     matrix_unknowns: Callable[[Var], tuple[str, str]]
     raise_at: Callable[[str, str], DimensionError]
+    written: AsWritten = field(default_factory=AsWritten)
 
     def size_of(self, expr: sympy.Expr) -> str | None:
         """The unknown of ``expr``'s size, or None for a constant that fits any size.
@@ -78,7 +104,7 @@ class SizeInference:
             vector = self.size_of(expr.vector)
             if vector is None:
                 raise self.raise_at(
-                    f"`{cell_text(expr)}` multiplies {expr.matrix.name} with a constant; "
+                    f"`{self.written.text(expr)}` multiplies {expr.matrix.name} with a constant; "
                     "the right side of '@' must be a vector",
                     expr.matrix.name,
                 )
@@ -106,11 +132,10 @@ class SizeInference:
         if self.unknowns.join(a, b):
             return
         da, db = self.unknowns.resolved(a), self.unknowns.resolved(b)
-        symbol = right.name if isinstance(right, Var) else cell_text(right)
+        text = self.written.text
         raise self.raise_at(
-            f"size conflict in `{cell_text(whole)}`: `{cell_text(left)}` {how} {da} "
-            f"but `{cell_text(right)}` has size {db}",
-            symbol,
+            f"size conflict in `{text(whole)}`: `{text(left)}` {how} {da} but `{text(right)}` has size {db}",
+            text(right),
         )
 
 
@@ -120,11 +145,14 @@ def infer_sizes(
     params: list[str],
     matrices: set[str],
     error: Callable[[type[CellError], str, int | None, str | None], CellError],
+    written: AsWritten | None = None,
 ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """The size of every vector and the shape of every parameter of a cell whose names are checked.
 
-    ``matrices`` are the parameters used with ``@``; ``error`` builds an error naming a line.
+    ``matrices`` are the parameters used with ``@``; ``error`` builds an error naming a line;
+    ``written`` says how to name the vectors the checker lifted out of products and reductions.
     """
+    written = written or AsWritten()
     unknowns = SizeUnknowns()
     for decl in (*source.inputs, *source.states):
         unknowns.new(decl.name, decl.dim)
@@ -148,7 +176,7 @@ def infer_sizes(
     def raise_at(message: str, symbol: str) -> DimensionError:
         return error(DimensionError, message, current[0].line, symbol)
 
-    inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at)
+    inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at, written)
     for eq in equations:
         current[:] = [eq]
         if eq.dim is not None:
@@ -161,7 +189,7 @@ def infer_sizes(
         if size is not None and not broadcast and not unknowns.join(target, size):
             raise error(
                 DimensionError,
-                f"{eq.target} has size {unknowns.resolved(target)} but `{cell_text(eq.expr)}` "
+                f"{eq.target} has size {unknowns.resolved(target)} but `{written.text(eq.expr)}` "
                 f"has size {unknowns.resolved(size)}",
                 eq.line,
                 eq.target,
@@ -181,7 +209,8 @@ def infer_sizes(
                 DimensionError,
                 f"cannot infer the size of {what}: it meets no input, state or vector of known size "
                 "(only constants, and reductions, which fit any size)"
-                + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else ""),
+                + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else "")
+                + written.hint(name),
                 line,
                 name,
             )
@@ -189,7 +218,8 @@ def infer_sizes(
 
     sizes: dict[str, str] = {d.name: d.dim for d in (*source.inputs, *source.states)}
     for eq in equations:
-        sizes[eq.target] = resolve(unknown_of(Var(eq.target)), eq.target, eq.target, eq.line)
+        symbol = written.text(Var(eq.target))
+        sizes[eq.target] = resolve(unknown_of(Var(eq.target)), written.what(eq.target), symbol, eq.line)
     shapes: dict[str, tuple[str, ...]] = {}
     known = {d.dim for d in (*source.inputs, *source.states)}
     for name in params:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..frontend.cell import Cell
+from ..frontend.functions import SCALAR
 from ..pipeline import build
 from . import reference
 from .complex_step import ComplexStepCheck, complex_step_check
@@ -199,7 +200,10 @@ def gradcheck(
     params = kernel.init_params(sizes, seed=seed)
     inputs = {x: rng.standard_normal((steps, batch, sizes[d])) for x, d in cell.inputs.items()}
     init = {s: rng.uniform(-0.5, 0.5, (batch, sizes[d])) for s, d in cell.states.items()}
-    cotangents = {n: rng.standard_normal((steps, batch, sizes[d])) for n, d in {**cell.states, **cell.outputs}.items()}
+    extents = {**sizes, SCALAR: 1}  # a per-sample scalar output is (T, B, 1), as the kernel returns it
+    cotangents = {
+        n: rng.standard_normal((steps, batch, extents[d])) for n, d in {**cell.states, **cell.outputs}.items()
+    }
 
     run = kernel.forward(inputs, params, init)
     grads = kernel.backward(run, cotangents)

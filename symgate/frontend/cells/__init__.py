@@ -30,16 +30,16 @@ def path(name: str) -> Path:
     return _DIRECTORY / f"{name}.cell"
 
 
-def get(name: str) -> Cell:
-    """A built-in cell, checked."""
-    return load(path(name))
+def get(name: str, strict: bool = False) -> Cell:
+    """A built-in cell, checked (``strict``: warnings are errors, see :func:`symgate.parse`)."""
+    return load(path(name), strict=strict)
 
 
-def resolve(name_or_path: str | Path) -> Cell:
+def resolve(name_or_path: str | Path, strict: bool = False) -> Cell:
     """A built-in cell by name, or a cell from a ``.cell`` file path."""
     candidate = Path(name_or_path)
     if str(name_or_path) in names():
-        return get(str(name_or_path))
+        return get(str(name_or_path), strict)
     if candidate.suffix == ".cell" or candidate.exists() or "/" in str(name_or_path):
-        return load(candidate)
-    return get(str(name_or_path))
+        return load(candidate, strict=strict)
+    return get(str(name_or_path), strict)
