@@ -208,7 +208,8 @@ ERRORS = [
     ("f = sigmoid(W_f @ x", CellSyntaxError, 2, "expected ')' to close '(' opened at column 12, found end of line"),
     ("f = sigmoid(\nW_f @ x", CellSyntaxError, 3, "opened at line 2, column 12, found end of text"),
     ("f = tanh(x\ng = 1", CellSyntaxError, 3, "opened at line 2, column 9, found 'g' at column 1"),
-    ("f = tanh(a, b)", CellSyntaxError, 2, "found ',' at column 11"),
+    ("f = tanh(a, b)", CellSyntaxError, 2, "tanh takes 1 argument, not 2 (column 5): call it as tanh(a)"),
+    ("f = sum(a, b, c)", CellSyntaxError, 2, "sum takes 1 argument, not 3 (column 5): call it as sum(a)"),
     ("f = x)", CellSyntaxError, 2, "unmatched ')' at column 6"),
     ("f = ()", CellSyntaxError, 2, "expected a name, number, function call or '(' after '(', found ')'"),
     ("f = a b", CellSyntaxError, 2, "expected an operator or end of line, found 'b' at column 7"),
@@ -392,3 +393,4 @@ def test_parser_never_evaluates_text() -> None:
     code = (Path(__file__).parents[1] / "symgate" / "frontend" / "syntax.py").read_text()
     for banned in ("eval(", "exec(", "sympify(", "parse_expr(", "__import__("):
         assert banned not in code
+

@@ -411,23 +411,38 @@ class _Parser:
             where = f"line {opener.line}, column {opener.col}" if opener.line != token.line else f"column {opener.col}"
             raise self.error(f"expected ')' to close '(' opened at {where}, found {_found(token)}", token)
         self._next()
+        self.depth -= 1
 
     def _group(self) -> sympy.Expr:
         """``'(' sum ')'``, guarding the nesting depth."""
-        return self._arguments(1)[0]
+        opener = self._open()
+        value = self._sum()
+        self._close(opener)
+        return value
 
-    def _arguments(self, count: int) -> list[sympy.Expr]:
-        """``'(' sum (',' sum)* ')'`` with ``count`` sums (a call's arguments), guarding the nesting depth."""
+    def _open(self) -> _Token:
+        """Takes a ``(``, guarding the nesting depth (``_close`` gives the level back)."""
         opener = self._next()
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.error(f"parentheses nested deeper than {MAX_DEPTH} levels at column {opener.col}", opener)
+        return opener
+
+    def _arguments(self, name: _Token, count: int) -> list[sympy.Expr]:
+        """``'(' sum (',' sum)* ')'``: the arguments of a call of ``name``, which must be ``count``."""
+        opener = self._open()
         values = [self._sum()]
-        for _ in range(count - 1):
-            self._expect(",", f"',' before argument {len(values) + 1} of {count}")
+        while self._peek().text == ",":
+            self._next()
             values.append(self._sum())
+        if len(values) != count:
+            takes = f"{count} argument{'s' if count != 1 else ''}"
+            raise self.error(
+                f"{name.text} takes {takes}, not {len(values)} (column {name.col}): call it as "
+                f"{name.text}({', '.join('abcdefgh'[:count])})",
+                name,
+            )
         self._close(opener)
-        self.depth -= 1
         return values
 
     def _atom(self) -> sympy.Expr:
@@ -447,7 +462,7 @@ class _Parser:
             message = f"unknown function {token.text!r}; known functions: {known} (column {token.col})"
             raise self.error(message, token, UnknownFunctionError)
         function = FUNCTIONS[token.text]
-        return self._apply(token, function.build, *self._arguments(function.arity))
+        return self._apply(token, function.build, *self._arguments(token, function.arity))
 
     def _number(self, token: _Token) -> sympy.Expr:
         if token.text.isdigit():
