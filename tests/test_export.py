@@ -306,7 +306,7 @@ def test_baked_parameters_give_an_inference_library_equal_to_the_kernel(dtype, t
 
 def test_baked_values_read_back_exactly():
     """The printed constants are the shortest decimals that round-trip in the library's dtype."""
-    from symgate.export import _c_number
+    from symgate.export.context import c_number as _c_number
 
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.standard_normal(200) * 10.0 ** rng.integers(-30, 30, 200), [0.0, -0.0, 1.0, 1e-300]])
