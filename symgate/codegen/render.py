@@ -54,6 +54,17 @@ def template_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "templates"
 
 
+RUNTIME_HEADER = "symgate_runtime.h"
+"""The plain C header of the helpers every generated file shares, beside the templates: each file
+defines its number type's macros and includes it, the build puts its directory on the include
+path, an export copies it beside the library's ``.c``."""
+
+
+def runtime_header() -> Path:
+    """The path of :data:`RUNTIME_HEADER`."""
+    return template_dir() / RUNTIME_HEADER
+
+
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
@@ -67,9 +78,9 @@ def _environment() -> jinja2.Environment:
 
 
 def templates_digest() -> str:
-    """A hash of every template, part of the build cache key."""
+    """A hash of every template and of the runtime header, part of the build cache key."""
     digest = hashlib.sha256()
-    for path in sorted(template_dir().glob("*.jinja")):
+    for path in sorted([*template_dir().glob("*.jinja"), runtime_header()]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -151,17 +162,20 @@ class _Context:
             "stem": f"{cell.name}_{self.dtype}",
             "version": __version__,
             "real": self.real,
-            "zero": self.type.literal("0.0"),
-            "one": self.type.literal("1.0"),
-            "suffix": self.type.math_suffix,
-            "blas": self.type.blas,
+            "runtime_header": RUNTIME_HEADER,
+            "runtime_macros": [  # each "NAME" or "NAME value", as symgate_runtime.h reads them
+                f"SG_REAL {self.real}",
+                f"SG_MATH_SUFFIX {self.type.math_suffix}".rstrip(),
+                f"SG_LITERAL_SUFFIX {self.type.literal_suffix}".rstrip(),
+                *([] if real else ["SG_COMPLEX"]),
+                *([f"SG_BLAS_LETTER {self.type.blas}", "SG_ACCELERATED"] if self.accelerated else []),
+            ],
             "headers": ["math.h", "stddef.h", "string.h"] if real else ["complex.h", "math.h", "stddef.h", "string.h"],
             "guard": f"SYMGATE_{cell.name.upper()}_{self.dtype.upper()}_H",
             "cell_lines": [_comment_safe(line) for line in cell.text().splitlines()],
             "backward_lines": [_comment_safe(line) for line in self.derivation.text().splitlines()],
             "tape": [f"{name} ({self.plan.forward.sizes[name]})" for name in self.plan.tape],
             "dims": [self.dim_c[d] for d in cell.dims if d not in self.fixed],
-            "accelerated": self.accelerated,
         }
 
     # -- arguments ------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codegen.lower import plan_kernel
-from ..codegen.render import INFER_TITLE, _Context, _environment, _mentions
+from ..codegen.render import INFER_TITLE, RUNTIME_HEADER, _Context, _environment, _mentions, runtime_header
 from ..dtypes import DTYPES, REAL_DTYPES
 from ..errors import ExportError
 from ..frontend import cells
@@ -162,6 +162,7 @@ def render_export(
         f"{stem}.c": env.get_template("export.c.jinja").render(context),
         "README.md": env.get_template("export_readme.md.jinja").render(context),
         "example.c": env.get_template("export_example.c.jinja").render(context),
+        RUNTIME_HEADER: runtime_header().read_text(encoding="utf-8"),
     }
     return Export(
         cell=cell.name,
@@ -282,7 +283,6 @@ class _ExportContext(_Context):
         works.append("(" + " + ".join([*counts, f"{functions[-2].work}({', '.join(['1', 'B', *self.runtime])})"]) + ")")
         size_args = ", ".join(["T", "B", *self.runtime])
         return self.common() | {
-            "accelerated": False,
             "cell": self.cell.name,
             "dtype": self.dtype,
             "names": {f.name.removeprefix(self.prefix + "_"): f.name for f in functions},
