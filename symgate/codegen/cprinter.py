@@ -2,8 +2,8 @@
 
 A strict ``C99CodePrinter``: an expression it does not know raises instead of printing garbage.
 float32 comes from the printer's type settings (``tanhf``, ``1.0F``), not from another
-template. Activations print as the stable helpers the kernel template defines; small integer
-powers print as products. complex128, the forward pass of the complex-step check, prints with
+template. Activations print as the stable helpers of the runtime header (``symgate_runtime.h``);
+small integer powers print as products. complex128, the forward pass of the complex-step check, prints with
 :class:`ComplexKernelPrinter` (``ctanh``, ``sg_csigmoid``); :func:`printer_for` picks the class.
 """
 
@@ -78,7 +78,7 @@ class ComplexKernelPrinter(KernelPrinter):
     """Prints for ``double _Complex``, the forward pass of the complex-step check.
 
     Functions print as their complex-analytic C99 versions (``cexp``, ``clog``, ``ctanh``,
-    ``csqrt``, ``cpow``) and activations as the template's ``sg_c*`` helpers, which branch on the
+    ``csqrt``, ``cpow``) and activations as the runtime header's ``sg_c*`` helpers, which branch on the
     real part where the real function has a kink (``relu``, ``step``) and carry the imaginary part
     through the branch taken. Numbers print as double constants. Any other function raises:
     printing a real one (``fabs``) would silently drop the imaginary part.

@@ -1,8 +1,10 @@
-"""Export: a cell -> a standalone C99 library (one ``.c``, one ``.h``, a README and an example).
+"""Export: a cell -> a standalone C99 library (one ``.c``, one ``.h``, the runtime header, a README
+and an example).
 
 The library holds the kernels the Python :class:`~symgate.runtime.kernel.Kernel` calls, rendered by the
-same code and template (``templates/export.c.jinja`` extends ``kernel.c.jinja``, leaving out the
-BLAS and vector-math blocks and cffi's declarations), and two functions for inference:
+same code and template (``templates/export.c.jinja`` extends ``kernel.c.jinja``, leaving out cffi's
+declarations and the switch to the runtime header's BLAS and vector-math paths), and two functions
+for inference:
 
 * ``infer``: the forward pass over T steps, planned without a tape (``KernelPlan.infer``, the
   pass the Python kernel runs with ``backward=False``), so it writes only states and outputs;

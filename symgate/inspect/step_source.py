@@ -1,10 +1,10 @@
 """The C of one step: the time loops of a cell's generated kernels, cut out for reading.
 
 The generated file (``symgate show CELL --c --full``) holds both kernels in full: declarations,
-helpers, the work-space layout and, in each pass, a loop over the time steps whose body is one
-step. This module finds that loop in the rendered source (the function is named by the kernel's
-interface, the loop's end by matching braces outside comments), and shows it with its place in
-the file and the pass's operation count. The C is cut, never changed.
+the work-space layout and, in each pass, a loop over the time steps whose body is one step. This
+module finds that loop in the rendered source (the function is named by the kernel's interface,
+the loop's end by matching braces outside comments), and shows it with its place in the file and
+the pass's operation count. The C is cut, never changed.
 """
 
 from __future__ import annotations
