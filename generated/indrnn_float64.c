@@ -23,47 +23,15 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
-#ifdef SYMGATE_MKL
-#include <stdint.h>
-#include <mkl_cblas.h>
-/* scipy-openblas32's functions, for products under SG_MKL_MIN and transpositions (its cblas.h
- * declares MKL's enums again) */
-void scipy_cblas_dgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
-    int k, double alpha, const double *A, int lda, const double *B, int ldb, double beta, double *C,
-    int ldc);
-void scipy_cblas_domatcopy(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int rows, int cols, double alpha,
-    const double *A, int lda, double *B, int ldb);
-#elif defined(SYMGATE_BLAS)
-#include <cblas.h>
-#endif
 
-/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
- * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
-#ifndef SG_BLAS_MIN
-#define SG_BLAS_MIN 16384
-#endif
-
-/* Built with SYMGATE_MKL, products of at least this many multiply-adds go to MKL instead, and
- * the matrix of such a product made at every step is packed once per call (sg_pack_weights). */
-#ifndef SG_MKL_MIN
-#define SG_MKL_MIN 1048576
-#endif
-
-/* The units of a fused loop never depend on each other (every array is distinct): tell the
- * compiler, so it vectorizes without run-time overlap checks. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
-#else
-#define SG_UNITS_INDEPENDENT
-#endif
-
-#ifdef SYMGATE_VECTOR_MATH
-/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
- * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
-__attribute__((simd("notinbranch"))) double exp(double);
-__attribute__((simd("notinbranch"))) double tanh(double);
-__attribute__((simd("notinbranch"))) double log1p(double);
-#endif
+/* The number type of this file, for the helpers every generated file shares (symgate_runtime.h,
+ * shipped with symgate): activations, reductions, matrix products. */
+#define SG_REAL double
+#define SG_MATH_SUFFIX
+#define SG_LITERAL_SUFFIX
+#define SG_BLAS_LETTER d
+#define SG_ACCELERATED
+#include "symgate_runtime.h"
 
 size_t sg_indrnn_float64_forward_work(int T, int B, int D, int H);
 void sg_indrnn_float64_forward(int T, int B, int D, int H,
@@ -89,115 +57,6 @@ void sg_indrnn_float64_backward(int T, int B, int D, int H,
     double *grad_u,
     double *grad_b,
     double *work);
-
-/* max(a, 0), with NaN kept as NaN (a comparison with NaN is false). */
-static double sg_relu(double a)
-{
-    return a < 0.0 ? 0.0 : a;
-}
-
-/* Derivative of relu at its output: 1 where positive, 0 where not, NaN at NaN. */
-static double sg_step(double a)
-{
-    return a > 0.0 ? 1.0 : a <= 0.0 ? 0.0 : a;
-}
-
-/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
-static void sg_gemm_nn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
-    double *C, int ldc, int accumulate)
-{
-#ifdef SYMGATE_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
-            accumulate ? 1.0 : 0.0, C, ldc);
-        return;
-    }
-#endif
-#ifdef SYMGATE_BLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
-            accumulate ? 1.0 : 0.0, C, ldc);
-        return;
-    }
-#endif
-
-    for (int i = 0; i < m; ++i) {
-        double *const c_i = C + (size_t)i * ldc;
-        if (!accumulate) {
-            for (int j = 0; j < n; ++j) {
-                c_i[j] = 0.0;
-            }
-        }
-        for (int p = 0; p < k; ++p) {
-            const double a_ip = A[(size_t)i * lda + p];
-            const double *const b_p = B + (size_t)p * ldb;
-            for (int j = 0; j < n; ++j) {
-                c_i[j] += a_ip * b_p[j];
-            }
-        }
-    }
-}
-
-/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
-static void sg_gemm_nt(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
-    double *C, int ldc, int accumulate)
-{
-#ifdef SYMGATE_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
-            accumulate ? 1.0 : 0.0, C, ldc);
-        return;
-    }
-#endif
-#ifdef SYMGATE_BLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, A, lda, B, ldb,
-            accumulate ? 1.0 : 0.0, C, ldc);
-        return;
-    }
-#endif
-
-    for (int i = 0; i < m; ++i) {
-        for (int j = 0; j < n; ++j) {
-            double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
-            for (int p = 0; p < k; ++p) {
-                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
-            }
-            C[(size_t)i * ldc + j] = acc;
-        }
-    }
-}
-
-/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
-static void sg_gemm_tn(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
-    double *C, int ldc)
-{
-#ifdef SYMGATE_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
-            1.0, C, ldc);
-        return;
-    }
-#endif
-#ifdef SYMGATE_BLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
-        scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, lda, B, ldb,
-            1.0, C, ldc);
-        return;
-    }
-#endif
-
-    for (int p = 0; p < k; ++p) {
-        const double *const b_p = B + (size_t)p * ldb;
-        for (int i = 0; i < m; ++i) {
-            const double a_pi = A[(size_t)p * lda + i];
-            double *const c_i = C + (size_t)i * ldc;
-            for (int j = 0; j < n; ++j) {
-                c_i[j] += a_pi * b_p[j];
-            }
-        }
-    }
-}
 
 size_t sg_indrnn_float64_forward_work(int T, int B, int D, int H)
 {

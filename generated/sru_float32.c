@@ -43,47 +43,15 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
-#ifdef SYMGATE_MKL
-#include <stdint.h>
-#include <mkl_cblas.h>
-/* scipy-openblas32's functions, for products under SG_MKL_MIN and transpositions (its cblas.h
- * declares MKL's enums again) */
-void scipy_cblas_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
-    int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-    int ldc);
-void scipy_cblas_somatcopy(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int rows, int cols, float alpha,
-    const float *A, int lda, float *B, int ldb);
-#elif defined(SYMGATE_BLAS)
-#include <cblas.h>
-#endif
 
-/* Matrix products of at least this many multiply-adds go to BLAS when built with SYMGATE_BLAS
- * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
-#ifndef SG_BLAS_MIN
-#define SG_BLAS_MIN 16384
-#endif
-
-/* Built with SYMGATE_MKL, products of at least this many multiply-adds go to MKL instead, and
- * the matrix of such a product made at every step is packed once per call (sg_pack_weights). */
-#ifndef SG_MKL_MIN
-#define SG_MKL_MIN 1048576
-#endif
-
-/* The units of a fused loop never depend on each other (every array is distinct): tell the
- * compiler, so it vectorizes without run-time overlap checks. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
-#else
-#define SG_UNITS_INDEPENDENT
-#endif
-
-#ifdef SYMGATE_VECTOR_MATH
-/* glibc's libmvec has SIMD versions of these functions (same results to within a few ulp, the
- * same handling of inf and NaN); declaring them lets the compiler vectorize the fused loops. */
-__attribute__((simd("notinbranch"))) float expf(float);
-__attribute__((simd("notinbranch"))) float tanhf(float);
-__attribute__((simd("notinbranch"))) float log1pf(float);
-#endif
+/* The number type of this file, for the helpers every generated file shares (symgate_runtime.h,
+ * shipped with symgate): activations, reductions, matrix products. */
+#define SG_REAL float
+#define SG_MATH_SUFFIX f
+#define SG_LITERAL_SUFFIX F
+#define SG_BLAS_LETTER s
+#define SG_ACCELERATED
+#include "symgate_runtime.h"
 
 size_t sg_sru_float32_forward_work(int T, int B, int H);
 void sg_sru_float32_forward(int T, int B, int H,
@@ -146,120 +114,6 @@ void sg_sru_float32_infer(int T, int B, int H,
     float *c_seq,
     float *h_seq,
     float *work);
-
-/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
- * calling it vectorize. */
-static float sg_sigmoid(float a)
-{
-    const float e = expf(-fabsf(a));
-    const float s = 1.0F / (1.0F + e);
-    return a >= 0.0F ? s : e * s;
-}
-
-/* out[n] += v[n] for n < count */
-static void sg_add(size_t count, const float *v, float *out)
-{
-    for (size_t n = 0; n < count; ++n) {
-        out[n] += v[n];
-    }
-}
-
-/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
-static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
-    float *C, int ldc, int accumulate)
-{
-#ifdef SYMGATE_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
-            accumulate ? 1.0F : 0.0F, C, ldc);
-        return;
-    }
-#endif
-#ifdef SYMGATE_BLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
-            accumulate ? 1.0F : 0.0F, C, ldc);
-        return;
-    }
-#endif
-
-    for (int i = 0; i < m; ++i) {
-        float *const c_i = C + (size_t)i * ldc;
-        if (!accumulate) {
-            for (int j = 0; j < n; ++j) {
-                c_i[j] = 0.0F;
-            }
-        }
-        for (int p = 0; p < k; ++p) {
-            const float a_ip = A[(size_t)i * lda + p];
-            const float *const b_p = B + (size_t)p * ldb;
-            for (int j = 0; j < n; ++j) {
-                c_i[j] += a_ip * b_p[j];
-            }
-        }
-    }
-}
-
-/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
-static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
-    float *C, int ldc, int accumulate)
-{
-#ifdef SYMGATE_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
-            accumulate ? 1.0F : 0.0F, C, ldc);
-        return;
-    }
-#endif
-#ifdef SYMGATE_BLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0F, A, lda, B, ldb,
-            accumulate ? 1.0F : 0.0F, C, ldc);
-        return;
-    }
-#endif
-
-    for (int i = 0; i < m; ++i) {
-        for (int j = 0; j < n; ++j) {
-            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
-            for (int p = 0; p < k; ++p) {
-                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
-            }
-            C[(size_t)i * ldc + j] = acc;
-        }
-    }
-}
-
-/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
-static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
-    float *C, int ldc)
-{
-#ifdef SYMGATE_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
-            1.0F, C, ldc);
-        return;
-    }
-#endif
-#ifdef SYMGATE_BLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
-        scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0F, A, lda, B, ldb,
-            1.0F, C, ldc);
-        return;
-    }
-#endif
-
-    for (int p = 0; p < k; ++p) {
-        const float *const b_p = B + (size_t)p * ldb;
-        for (int i = 0; i < m; ++i) {
-            const float a_pi = A[(size_t)p * lda + i];
-            float *const c_i = C + (size_t)i * ldc;
-            for (int j = 0; j < n; ++j) {
-                c_i[j] += a_pi * b_p[j];
-            }
-        }
-    }
-}
 
 size_t sg_sru_float32_forward_work(int T, int B, int H)
 {

@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .codegen.render import RUNTIME_HEADER, runtime_header
 from .dtypes import REAL_DTYPES
 from .errors import MissingExtraError, SymgateError, SymgateWarning
 from .export import export
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     build_cmd = commands.add_parser("build", help="generate and compile a cell's kernels")
     build_cmd.add_argument("cell", metavar="CELL")
     build_cmd.add_argument("--dtype", choices=[*REAL_DTYPES, "both"], default="both")
-    build_cmd.add_argument("--out", type=Path, help="also write the C source and header here")
+    build_cmd.add_argument("--out", type=Path, help="also write the C source, its header and symgate_runtime.h here")
     build_cmd.set_defaults(run=_build)
 
     export_cmd = commands.add_parser(
@@ -175,8 +176,10 @@ def _build(args: argparse.Namespace) -> int:
         if args.out:
             source = generate(cell, dtype)
             args.out.mkdir(parents=True, exist_ok=True)
-            for suffix, text in ((".c", source.c_source), (".h", source.header)):
-                target = args.out / f"{source.stem}{suffix}"
+            files = {f"{source.stem}.c": source.c_source, f"{source.stem}.h": source.header}
+            files[RUNTIME_HEADER] = runtime_header().read_text(encoding="utf-8")  # the .c includes it
+            for name, text in files.items():
+                target = args.out / name
                 target.write_text(text)
                 print(f"  wrote {target}")
     return 0

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
+from symgate.codegen.render import runtime_header
 from symgate.jit import toolchain
 
 pytestmark = pytest.mark.skipif(not toolchain.blas_flags(), reason="scipy-openblas32 is a dependency of symgate")
@@ -112,7 +113,7 @@ def test_the_blas_and_vector_math_branches_compile_without_warnings(dtype, libra
     source = tmp_path / "kernel.c"
     source.write_text(sg.generate(sg.cells.get("lstmp_pytorch"), dtype).c_source)
     defines = [flag for flag in toolchain.blas_flags() if flag.startswith(("-I", "-D"))]
-    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", *defines]
+    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{runtime_header().parent}", *defines]
     # some warnings need the optimizer, and the vectorizer as the kernels are built
     optimized = [*toolchain.COMPILE_FLAGS, *toolchain.vector_math_flags(), *toolchain.vector_width_flags()]
     optimized = [flag for flag in optimized if flag not in ("-shared", "-lmvec")]

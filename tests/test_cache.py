@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
+import symgate.codegen.render as render
 import symgate.jit.cache as cache
 import symgate.jit.compiler as compiler
 from symgate.cli import main
@@ -417,6 +419,17 @@ def test_the_key_covers_everything_that_determines_the_binary(monkeypatch):
     assert compiler.cache_key("cell a", "float32", "templates") != base
     assert compiler.cache_key("cell a", "float64", "other templates") != base
     assert compiler.cache_key("cell a", "float64", "templates") == base
+
+
+def test_editing_the_runtime_header_changes_the_templates_digest(tmp_path, monkeypatch):
+    """Every kernel includes symgate_runtime.h: a change in it must build new kernels."""
+    copy = tmp_path / "templates"
+    shutil.copytree(render.template_dir(), copy)
+    monkeypatch.setattr(render, "template_dir", lambda: copy)
+    before = render.templates_digest()
+    header = copy / render.RUNTIME_HEADER
+    header.write_text(header.read_text() + "/* edited */\n")
+    assert render.templates_digest() != before
 
 
 def test_the_key_is_the_canonical_cell_not_its_spelling(isolated):

@@ -123,6 +123,7 @@ def test_build_writes_source_and_header(capsys, tmp_path):
     code, out, _ = run(capsys, "build", "elman_rnn", "--out", str(tmp_path))
     assert code == 0
     assert (tmp_path / "elman_rnn_float64.c").exists() and (tmp_path / "elman_rnn_float32.h").exists()
+    assert (tmp_path / "symgate_runtime.h").exists()  # which the .c includes
     assert "cached at" in out
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
+from symgate.codegen.render import runtime_header
 from symgate.frontend import functions
 from symgate.jit import toolchain
 from symgate.verify.complex_step import complex_step_check
@@ -126,14 +127,15 @@ def test_the_complex_kernel_is_the_forward_pass_in_complex_arithmetic():
 
 @pytest.mark.parametrize("name", ["lstmp_pytorch", "intersection_rnn", "r2rt_normalized_prototype", "mixed"])
 def test_the_complex_c_compiles_without_warnings(name, tmp_path):
-    """With the build's optimizer flags (some warnings need them) and SYMGATE_BLAS defined: the
-    complex kernel has no BLAS or vector-math block to enable."""
+    """With the build's optimizer flags (some warnings need them) and the BLAS and vector-math
+    switches defined: the complex kernel has no BLAS or vector-math block to enable."""
     cell = sg.parse(MIXED) if name == "mixed" else sg.cells.get(name)
     text = sg.generate(cell, "complex128").c_source
     assert "cblas" not in text and "SYMGATE_VECTOR_MATH" not in text and "_backward" not in text
     source = tmp_path / "kernel.c"
     source.write_text(text)
-    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-DSYMGATE_BLAS"]
+    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{runtime_header().parent}"]
+    strict += ["-DSYMGATE_BLAS", "-DSYMGATE_MKL", "-DSYMGATE_VECTOR_MATH"]
     optimized = [flag for flag in toolchain.COMPILE_FLAGS if flag != "-shared"]
     command = [*strict, *optimized, "-c", str(source), "-o", str(tmp_path / "kernel.o")]
     result = subprocess.run(command, capture_output=True, text=True)

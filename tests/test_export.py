@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
+from symgate.codegen.render import runtime_header
 from symgate.export import Export, render_export
 from symgate.frontend.functions import SCALAR
 
@@ -349,7 +350,8 @@ def test_params_from_npz_are_checked_and_named(tmp_path):
 def test_export_writes_a_self_contained_library(tmp_path):
     library = sg.export("lstm", tmp_path / "lstm", dtype="float32")
     assert sorted(p.name for p in (tmp_path / "lstm").iterdir()) == sorted(library.files)
-    assert sorted(library.files) == ["README.md", "example.c", "lstm_float32.c", "lstm_float32.h"]
+    assert sorted(library.files) == ["README.md", "example.c", "lstm_float32.c", "lstm_float32.h", "symgate_runtime.h"]
+    assert library.files["symgate_runtime.h"] == runtime_header().read_text()
     source, header = library.files["lstm_float32.c"], library.files["lstm_float32.h"]
     for banned in (r"\b(malloc|calloc|realloc|alloca|free)\s*\(", "cblas", "SYMGATE_BLAS", "__attribute__", "Python"):
         assert not re.search(banned, source + header), banned
@@ -357,6 +359,7 @@ def test_export_writes_a_self_contained_library(tmp_path):
         "#include <math.h>",
         "#include <stddef.h>",
         "#include <string.h>",
+        '#include "symgate_runtime.h"',
         '#include "lstm_float32.h"',
     ]
     assert [f.name for f in library.functions] == [
@@ -443,6 +446,10 @@ def test_example_builds_with_the_readme_command_and_runs(tmp_path):
         [CC, *STRICT, "-c", "example.c", "mixed_float64.c"], cwd=tmp_path, capture_output=True, text=True
     )
     assert strict.returncode == 0, strict.stderr
+    switches = ["-DSYMGATE_BLAS", "-DSYMGATE_MKL", "-DSYMGATE_VECTOR_MATH"]  # BLAS stays off whatever cc is told
+    plain = subprocess.run([CC, *switches, "-E", "mixed_float64.c"], cwd=tmp_path, capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr
+    assert "cblas" not in plain.stdout and 'simd("notinbranch")' not in plain.stdout
     header_alone = subprocess.run([CC, *STRICT, "-fsyntax-only", "mixed_float64.h"], cwd=tmp_path, capture_output=True)
     assert header_alone.returncode == 0
     cxx = shutil.which("c++")

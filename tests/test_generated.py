@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import symgate as sg
+from symgate.codegen.render import runtime_header
 from symgate.export import render_export
 
 GENERATED = Path(__file__).resolve().parent.parent / "generated"
@@ -64,7 +65,8 @@ def test_generated_c_compiles_without_warnings(name, dtype, tmp_path):
     source = sg.generate(sg.cells.get(name), dtype)
     (tmp_path / f"{source.stem}.c").write_text(source.c_source)
     (tmp_path / f"{source.stem}.h").write_text(source.header)
-    command = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c", f"{source.stem}.c"]
+    strict = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{runtime_header().parent}"]
+    command = [*strict, "-c", f"{source.stem}.c"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     header_only = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only", f"{source.stem}.h"]

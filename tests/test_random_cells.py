@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import symgate as sg
+from symgate.codegen.render import runtime_header
 
 SIZES = {"D": 3, "E": 2, "H": 4}
 UNARY = (
@@ -139,6 +140,7 @@ def test_random_cells_pass_the_gradient_check(text, tmp_path_factory):
     assert report.ok, f"{text}\n{report}"
     source = tmp_path_factory.mktemp("c") / "random.c"
     source.write_text(c_source)
-    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only", str(source)]
+    strict = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{runtime_header().parent}"]
+    strict += ["-fsyntax-only", str(source)]
     compiled = subprocess.run(strict, capture_output=True, text=True)
     assert compiled.returncode == 0, f"{text}\n{compiled.stderr}"

@@ -48,104 +48,14 @@
 #include <stddef.h>
 #include <string.h>
 
-/* The units of a fused loop never depend on each other (every array is distinct): tell the
- * compiler, so it vectorizes without run-time overlap checks. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define SG_UNITS_INDEPENDENT _Pragma("GCC ivdep")
-#else
-#define SG_UNITS_INDEPENDENT
-#endif
+/* The number type of this file, for the helpers every generated file shares (symgate_runtime.h,
+ * shipped with symgate): activations, reductions, matrix products. */
+#define SG_REAL float
+#define SG_MATH_SUFFIX f
+#define SG_LITERAL_SUFFIX F
+#include "symgate_runtime.h"
 
 #include "lstm_float32.h"
-
-/* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
- * calling it vectorize. */
-static float sg_sigmoid(float a)
-{
-    const float e = expf(-fabsf(a));
-    const float s = 1.0F / (1.0F + e);
-    return a >= 0.0F ? s : e * s;
-}
-
-/* out[n] += v[n] for n < count */
-static void sg_add(size_t count, const float *v, float *out)
-{
-    for (size_t n = 0; n < count; ++n) {
-        out[n] += v[n];
-    }
-}
-
-/* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo
- * apart): OpenBLAS's omatcopy where linked, else 32 x 32 tiles, each written row by row, so that
- * a large matrix's transposition does not miss the cache at every element. Measured for four
- * 512 x 512 matrices: 5.4 ms element by element, 0.62 ms in tiles, 0.43 ms by omatcopy. */
-static void sg_pack_t(int rows, int cols, const float *W, float *out, int ldo)
-{
-    const int tile = 32;
-    for (int i0 = 0; i0 < rows; i0 += tile) {
-        const int i1 = rows - i0 < tile ? rows : i0 + tile;
-        for (int j0 = 0; j0 < cols; j0 += tile) {
-            const int j1 = cols - j0 < tile ? cols : j0 + tile;
-            for (int j = j0; j < j1; ++j) {
-                for (int i = i0; i < i1; ++i) {
-                    out[(size_t)j * ldo + i] = W[(size_t)i * cols + j];
-                }
-            }
-        }
-    }
-}
-
-/* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
-static void sg_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
-    float *C, int ldc, int accumulate)
-{
-    for (int i = 0; i < m; ++i) {
-        float *const c_i = C + (size_t)i * ldc;
-        if (!accumulate) {
-            for (int j = 0; j < n; ++j) {
-                c_i[j] = 0.0F;
-            }
-        }
-        for (int p = 0; p < k; ++p) {
-            const float a_ip = A[(size_t)i * lda + p];
-            const float *const b_p = B + (size_t)p * ldb;
-            for (int j = 0; j < n; ++j) {
-                c_i[j] += a_ip * b_p[j];
-            }
-        }
-    }
-}
-
-/* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
-static void sg_gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
-    float *C, int ldc, int accumulate)
-{
-    for (int i = 0; i < m; ++i) {
-        for (int j = 0; j < n; ++j) {
-            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0F;
-            for (int p = 0; p < k; ++p) {
-                acc += A[(size_t)i * lda + p] * B[(size_t)j * ldb + p];
-            }
-            C[(size_t)i * ldc + j] = acc;
-        }
-    }
-}
-
-/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
-static void sg_gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
-    float *C, int ldc)
-{
-    for (int p = 0; p < k; ++p) {
-        const float *const b_p = B + (size_t)p * ldb;
-        for (int i = 0; i < m; ++i) {
-            const float a_pi = A[(size_t)p * lda + i];
-            float *const c_i = C + (size_t)i * ldc;
-            for (int j = 0; j < n; ++j) {
-                c_i[j] += a_pi * b_p[j];
-            }
-        }
-    }
-}
 
 size_t sg_lstm_float32_forward_work(int T, int B, int D, int H)
 {

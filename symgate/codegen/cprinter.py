@@ -3,7 +3,8 @@
 A strict ``C99CodePrinter``: an expression it does not know raises instead of printing garbage.
 Every function of the cell language prints as its record in :mod:`symgate.frontend.vocabulary`
 spells it: a libm function (float32 from the printer's type settings, ``tanhf``, ``1.0F``, not
-from another template) or one of the stable helpers the kernel template defines (``sg_sigmoid``).
+from another template) or one of the stable helpers of the runtime header
+(``symgate_runtime.h``: ``sg_sigmoid``).
 Any other function, libm's included (``fabs``), raises. Small integer powers print as products.
 complex128, the forward pass of the complex-step check, prints with :class:`ComplexKernelPrinter`
 (``ctanh``, ``sg_csigmoid``); :func:`printer_for` picks the class.
@@ -34,7 +35,6 @@ class KernelPrinter(C99CodePrinter):
         c_type = getattr(sympy.codegen.ast, dtype)  # SymPy names its float types as symgate does
         super().__init__({"type_aliases": {real: c_type}, "strict": True})
         self.names = names
-        self.helpers_used: set[str] = set()
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         return self.names[expr.name]
@@ -46,8 +46,6 @@ class KernelPrinter(C99CodePrinter):
             known = ", ".join(sorted(r.name for r in BY_NODE.values()))
             raise TypeError(f"no {self.function_kind} function for {type(expr).__name__} (known: {known})")
         name = self._spelling(record)
-        if name.startswith(HELPER_PREFIX):
-            self.helpers_used.add(name)
         return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
 
     def _spelling(self, record: Primitive) -> str:
@@ -82,7 +80,7 @@ class ComplexKernelPrinter(KernelPrinter):
     """Prints for ``double _Complex``, the forward pass of the complex-step check.
 
     Functions print as their records' complex-analytic spellings: C99 ones (``cexp``, ``ctanh``;
-    powers as ``csqrt``, ``cpow``) or the template's ``sg_c*`` helpers, which branch on the real
+    powers as ``csqrt``, ``cpow``) or the runtime header's ``sg_c*`` helpers, which branch on the real
     part where the real function has a kink (``relu``, ``step``) and carry the imaginary part
     through the branch taken. Numbers print as double constants. Any other function raises:
     printing a real one (``fabs``) would silently drop the imaginary part.

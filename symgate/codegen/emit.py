@@ -59,7 +59,7 @@ def _rows_from(buffer: str, offset: Code, cols: str) -> Code:
 
 
 class Emitter:
-    """Renders the ops of one cell's passes; records in the scope the helpers they call."""
+    """Renders the ops of one cell's passes."""
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
@@ -79,7 +79,6 @@ class Emitter:
             offset = scope.int_sum(m.rows for m in op.stack.members[:index])
             matrix, rows = self.param(member.matrix), self.dim_c[member.rows]
             if transposed_packing(op):
-                scope.helpers.add("sg_pack_t")
                 target = c("{b} + {o}", b=buffer, o=offset) if offset.text != "0" else c("{b}", b=buffer)
                 lines.append(
                     c("sg_pack_t({r}, {cols}, {m}, {t}, {w});", r=rows, cols=cols, m=matrix, t=target, w=width)
@@ -96,7 +95,6 @@ class Emitter:
                     )
                 )
         if op.stack in layout.blas_packed:
-            scope.helpers.add("sg_gemm_packed")
             space, pointer = layout.blas_packed[op.stack]
             sizes, _ = step_product_sizes(scope, op, width)
             lines.append(
@@ -119,7 +117,6 @@ class Emitter:
             return self.loop(op, layout)
         if isinstance(op, Reduce):
             helper = "sg_mean" if op.mean else "sg_sum"
-            self.scope.helpers.add(helper)
             vector = rows[op.vector]
             line = c(
                 helper + "({B}, {d}, {v}, {vw}, {out});",
@@ -131,7 +128,6 @@ class Emitter:
             )
             return _call(op.out, [line])
         if isinstance(op, Product):
-            self.scope.helpers.add("sg_gemm_nn")
             vector, out = rows[op.vector], rows[op.out]
             line = c(
                 "sg_gemm_nn({B}, {cols}, {rows}, {v}, {vw}, {m}, {cols}, {out}, {ow}, 0);",
@@ -150,7 +146,7 @@ class Emitter:
         return self.stack_product(op, layout)
 
     def stack_product(self, op: StackProduct, layout: Layout) -> Emitted:
-        stack, helpers = op.stack, self.scope.helpers
+        stack = op.stack
         cols = self.dim_c[stack.cols]
         values = ", ".join(stack.panel)
         if op.transposed:
@@ -158,7 +154,6 @@ class Emitter:
         else:
             comment = f"({values}) = ({stack.matrices}) @ {stack.vector}"
         if stack in layout.packed:  # one product per step, with the packed matrices
-            helpers.add("sg_gemm_nn")
             panel = layout.panel(stack).start
             packed_c = layout.packed[stack]
             if op.transposed:
@@ -187,7 +182,6 @@ class Emitter:
             matrix, rows = self.param(member.matrix), self.dim_c[member.rows]
             values_c, width = layout.sequences[member.value]
         if op.transposed:
-            helpers.add("sg_gemm_nn")
             out, ld = layout.sequences[op.out]
             line = c(
                 "sg_gemm_nn({T} * {B}, {cols}, {rows}, {v}, {w}, {m}, {cols}, {out}, {ld}, "
@@ -203,7 +197,6 @@ class Emitter:
                 ld=ld,
             )
         else:
-            helpers.add("sg_gemm_nt")
             vector, ld = layout.sequences[stack.vector]
             line = c(
                 "sg_gemm_nt({T} * {B}, {rows}, {cols}, {x}, {ld}, {m}, {cols}, {v}, {w}, 0);",
@@ -223,7 +216,6 @@ class Emitter:
         """``δW_k += Σ δ_k ⊗ v``: one product over all steps, into the stack's gradients side by
         side when it has several matrices (then added to each), or straight into the one."""
         scope = self.scope
-        scope.helpers.add("sg_gemm_tn")
         stack = op.stack
         cols = self.dim_c[stack.cols]
         first = stack.members[0]
@@ -239,7 +231,6 @@ class Emitter:
             )
         panel = layout.panel(stack)
         buffer = layout.packed_gradients[stack]
-        scope.helpers.add("sg_add")
         lines = [
             c("memset({b}, 0, sizeof(" + scope.real + ") * (size_t){w} * {cols});", b=buffer, w=panel.width, cols=cols)
         ]
@@ -323,7 +314,6 @@ class Emitter:
             grad = scope.names("grad_params", g.param)
             names.add(grad)
             statements.append(f"{grad}[unit] += {printer.doprint(g.expr)};")
-        scope.helpers |= printer.helpers_used
         identifiers = {**params, **constants, **extents, **locals_}
         names |= {identifiers[symbol] for symbol in read.looked_up}
         targets = [e.target.name for e in loop.equations] + [f"{ADJOINT}{g.param}" for g in loop.gradients]

@@ -69,6 +69,17 @@ def template_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "templates"
 
 
+RUNTIME_HEADER = "symgate_runtime.h"
+"""The plain C header of the helpers every generated file shares, beside the templates: each file
+defines its number type's macros and includes it, the build puts its directory on the include
+path, an export copies it beside the library's ``.c``."""
+
+
+def runtime_header() -> Path:
+    """The path of :data:`RUNTIME_HEADER`."""
+    return template_dir() / RUNTIME_HEADER
+
+
 @cache
 def environment() -> jinja2.Environment:
     """The strict Jinja environment of every template (undefined names raise)."""
@@ -83,9 +94,9 @@ def environment() -> jinja2.Environment:
 
 
 def templates_digest() -> str:
-    """A hash of every template, part of the build cache key."""
+    """A hash of every template and of the runtime header, part of the build cache key."""
     digest = hashlib.sha256()
-    for path in sorted(template_dir().glob("*.jinja")):
+    for path in sorted([*template_dir().glob("*.jinja"), runtime_header()]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -138,7 +149,6 @@ def kernel_context(scope: Scope) -> dict:
         infer=infer_interface,
     )
     return common_context(scope) | {
-        "helpers": sorted(scope.helpers),
         "passes": with_time_loops(scope, passes),
         "interface": interface,
     }
@@ -151,17 +161,20 @@ def common_context(scope: Scope) -> dict:
         "stem": f"{cell.name}_{scope.dtype}",
         "version": __version__,
         "real": scope.real,
-        "zero": kind.literal("0.0"),
-        "one": kind.literal("1.0"),
-        "suffix": kind.math_suffix,
-        "blas": kind.blas,
+        "runtime_header": RUNTIME_HEADER,
+        "runtime_macros": [  # each "NAME" or "NAME value", as symgate_runtime.h reads them
+            f"SG_REAL {scope.real}",
+            f"SG_MATH_SUFFIX {kind.math_suffix}".rstrip(),
+            f"SG_LITERAL_SUFFIX {kind.literal_suffix}".rstrip(),
+            *([] if kind.real else ["SG_COMPLEX"]),
+            *([f"SG_BLAS_LETTER {kind.blas}", "SG_ACCELERATED"] if scope.accelerated else []),
+        ],
         "headers": ["math.h", "stddef.h", "string.h"] if kind.real else ["complex.h", "math.h", "stddef.h", "string.h"],
         "guard": f"SYMGATE_{cell.name.upper()}_{scope.dtype.upper()}_H",
         "cell_lines": [comment_safe(line) for line in cell.text().splitlines()],
         "backward_lines": [comment_safe(line) for line in scope.derivation.text().splitlines()],
         "tape": [f"{name} ({scope.plan.forward.sizes[name]})" for name in scope.plan.tape],
         "dims": scope.runtime,
-        "accelerated": scope.accelerated,
     }
 
 

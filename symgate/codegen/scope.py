@@ -1,5 +1,5 @@
-"""What every stage of rendering one cell shares: the cell, its plan, the target, the C names
-handed out so far and the helpers the statements call."""
+"""What every stage of rendering one cell shares: the cell, its plan, the target and the C names
+handed out so far."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ class Scope:
     """One cell in one dtype for one target, while it is rendered.
 
     ``names`` hands out every C identifier (one per kind and name, in order of first use, so the
-    order of rendering fixes the text); ``helpers`` collects the template's helper functions the
-    statements call; ``dim_c`` is the C name of each dimension (``1`` for a per-sample scalar).
+    order of rendering fixes the text); ``dim_c`` is the C name of each dimension (``1`` for a per-sample scalar).
     """
 
     def __init__(
@@ -31,7 +30,6 @@ class Scope:
         self.accelerated = target.accelerated(dtype)
         self.real = self.type.c_type
         self.names = CNames()
-        self.helpers: set[str] = set()
         self.prefix = f"sg_{cell.name}_{dtype}"
         self.dim_c = {d: self.names("dim", d) for d in cell.dims} | {SCALAR: "1"}
         self.state_adjoints = {v.name: s for s, v in derivation.state_adjoints.items()}

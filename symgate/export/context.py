@@ -79,13 +79,11 @@ def library_context(
     counts = [target.macro_body(count, scope.dim_c) for count in step_counts]
     works.append("(" + " + ".join([*counts, f"{functions[-2].work}({', '.join(['1', 'B', *scope.runtime])})"]) + ")")
     return common_context(scope) | {
-        "accelerated": False,
         "cell": cell.name,
         "dtype": dtype,
         "names": {f.name.removeprefix(scope.prefix + "_"): f.name for f in functions},
         "build_command": f"cc -std=c99 -O2 -o example example.c {cell.name}_{dtype}.c -lm && ./example",
         "prefix": macro,
-        "helpers": sorted(scope.helpers),
         "passes": with_time_loops(scope, rendered),
         "step": step,
         "functions": functions,

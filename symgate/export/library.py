@@ -1,8 +1,10 @@
-"""Export: a cell -> a standalone C99 library (one ``.c``, one ``.h``, a README and an example).
+"""Export: a cell -> a standalone C99 library (one ``.c``, one ``.h``, the runtime header, a README
+and an example).
 
 The library holds the kernels the Python :class:`~symgate.runtime.kernel.Kernel` calls, rendered by the
-same code and template (``templates/export.c.jinja`` extends ``kernel.c.jinja``, leaving out the
-BLAS and vector-math blocks and cffi's declarations), and two functions for inference:
+same code and template (``templates/export.c.jinja`` extends ``kernel.c.jinja``, leaving out cffi's
+declarations and the switch to the runtime header's BLAS and vector-math paths), and two functions
+for inference:
 
 * ``infer``: the forward pass over T steps, planned without a tape (``KernelPlan.infer``, the
   pass the Python kernel runs with ``backward=False``), so it writes only states and outputs;
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codegen.lower import plan_kernel
-from ..codegen.render import environment, render_placed
+from ..codegen.render import RUNTIME_HEADER, environment, render_placed, runtime_header
 from ..dtypes import REAL_DTYPES
 from ..errors import ExportError
 from ..frontend import cells
@@ -140,6 +142,7 @@ def render_export(
         f"{stem}.c": render_placed("export.c.jinja", context)[0],
         "README.md": env.get_template("export_readme.md.jinja").render(context),
         "example.c": env.get_template("export_example.c.jinja").render(context),
+        RUNTIME_HEADER: runtime_header().read_text(encoding="utf-8"),
     }
     return Export(
         cell=cell.name,

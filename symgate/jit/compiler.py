@@ -3,11 +3,12 @@
 cffi API mode, out-of-line: cffi writes the extension's C (our kernel plus its wrappers) and we
 compile it with the system C compiler in one call, keeping the command and its output for the
 error message. The entry's key (:func:`cache_key`) covers everything that determines the binary:
-the cell's canonical text, the dtype, symgate's version and code, the templates, the compiler, its
-version and flags (sanitizer builds included, see :mod:`symgate.jit.sanitize`), the CPU (the code is
-compiled for it), cffi and the Python ABI. :mod:`symgate.jit.cache` keeps the entries: each is built
-in a private directory and published with one atomic rename, verified against its checksums
-before it is loaded, and concurrent builders of one entry wait for the first instead of
+the cell's canonical text, the dtype, symgate's version and code, the templates and the runtime
+header the kernel includes (its directory is on the compile command's include path), the compiler,
+its version and flags (sanitizer builds included, see :mod:`symgate.jit.sanitize`), the CPU (the
+code is compiled for it), cffi and the Python ABI. :mod:`symgate.jit.cache` keeps the entries:
+each is built in a private directory and published with one atomic rename, verified against its
+checksums before it is loaded, and concurrent builders of one entry wait for the first instead of
 compiling it again.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import cffi
 
 from .._version import __version__
-from ..codegen.render import KernelSource
+from ..codegen.render import KernelSource, runtime_header
 from ..errors import BuildError
 from . import sanitize
 from .cache import Entry, cache_dir, ext_suffix, lookup, reserve
@@ -103,6 +104,7 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
             *cc,
             *[flag for flag in flags if flag not in link],
             f"-I{sysconfig.get_paths()['include']}",
+            f"-I{runtime_header().parent}",
             str(wrapper),
             "-o",
             str(slot.work / f"{module_name}{ext_suffix()}"),
