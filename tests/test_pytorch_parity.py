@@ -386,4 +386,3 @@ def test_to_torch_refuses_inconsistent_pairs():
         to_torch((lstm[0], mixed))
     with pytest.raises(WeightLayoutError, match="3 pairs cannot be bidirectional"):
         to_torch(symgate_pairs("gru_pytorch", 3, 1), bidirectional=True)
-
