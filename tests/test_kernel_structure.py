@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from functools import cache
 
 import numpy as np
 import pytest
 
 import symgate as sg
-from symgate.codegen.lower import GradientProduct, Product, StackProduct, plan_kernel
+from symgate.codegen.lower import GradientProduct, KernelPlan, Product, StackProduct, plan_kernel
 from symgate.codegen.render import render, templates_digest
 from symgate.frontend.cell import Equation
 from symgate.frontend.functions import MatVec, MatVecT, Var
 from symgate.jit.compiler import cache_key, compile_entry
 from symgate.runtime.kernel import Kernel
+from symgate.symbolic.derive import Derivation
 
 PER_STEP = [("lstm", 1), ("gru_pytorch", 1), ("lstm_peephole", 1), ("mgu", 2), ("elman_rnn", 1), ("gru_cho", 2)]
 """Built-in cells and the number of vectors their recurrence multiplies: h, and r*h for the GRUs
 that gate it."""
+
+
+@cache
+def planned(name: str) -> tuple[sg.Cell, Derivation, KernelPlan]:
+    """A built-in cell, derived and planned once for the tests of its plan and of its C."""
+    cell = sg.cells.get(name)
+    derivation = sg.derive(cell)
+    return cell, derivation, plan_kernel(cell, derivation)
 
 
 def _products(ops: tuple, kind: type) -> list:
@@ -32,9 +42,7 @@ def _products(ops: tuple, kind: type) -> list:
 
 @pytest.mark.parametrize(("name", "per_step"), PER_STEP)
 def test_each_step_runs_one_product_per_vector_the_recurrence_multiplies(name, per_step):
-    cell = sg.cells.get(name)
-    derivation = sg.derive(cell)
-    plan = plan_kernel(cell, derivation)
+    cell, derivation, plan = planned(name)
     matrices_of: dict[str, set[str]] = {}  # vector -> the matrices that multiply it
     for eq in cell.equations:
         for node in eq.expr.atoms(MatVec):
@@ -86,8 +94,8 @@ def test_the_c_packs_each_step_product_once_and_sums_a_state_gradient_from_its_i
     of each product made at every step are packed once per call, before the time loop (for MKL, if
     it is used), and a matrix gradient over a state's vector is summed over its initial value, then
     over the sequence of the later ones. These are facts of the C text, so this test reads it."""
-    cell = sg.cells.get(name)
-    source = sg.generate(cell, "float32").c_source
+    cell, derivation, plan = planned(name)
+    source = render(cell, derivation, plan, "float32").c_source
     for which in ("forward", "backward"):
         before, loop, _ = _split(source, which)
         assert _calls(loop, "sg_gemm_packed") == per_step
