@@ -9,17 +9,71 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from functools import cache
 
 import numpy as np
 import pytest
 
 import symgate as sg
-from symgate.codegen.lower import plan_kernel
+from symgate.codegen.lower import GradientProduct, KernelPlan, Product, StackProduct, plan_kernel
 from symgate.codegen.render import render, templates_digest
 from symgate.frontend.cell import Equation
 from symgate.frontend.functions import MatVec, MatVecT, Var
 from symgate.jit.compiler import cache_key, compile_entry
 from symgate.runtime.kernel import Kernel
+from symgate.symbolic.derive import Derivation
+
+PER_STEP = [("lstm", 1), ("gru_pytorch", 1), ("lstm_peephole", 1), ("mgu", 2), ("elman_rnn", 1), ("gru_cho", 2)]
+"""Built-in cells and the number of vectors their recurrence multiplies: h, and r*h for the GRUs
+that gate it."""
+
+
+@cache
+def planned(name: str) -> tuple[sg.Cell, Derivation, KernelPlan]:
+    """A built-in cell, derived and planned once for the tests of its plan and of its C."""
+    cell = sg.cells.get(name)
+    derivation = sg.derive(cell)
+    return cell, derivation, plan_kernel(cell, derivation)
+
+
+def _products(ops: tuple, kind: type) -> list:
+    return [op for op in ops if isinstance(op, kind)]
+
+
+@pytest.mark.parametrize(("name", "per_step"), PER_STEP)
+def test_each_step_runs_one_product_per_vector_the_recurrence_multiplies(name, per_step):
+    cell, derivation, plan = planned(name)
+    matrices_of: dict[str, set[str]] = {}  # vector -> the matrices that multiply it
+    for eq in cell.equations:
+        for node in eq.expr.atoms(MatVec):
+            matrices_of.setdefault(node.vector.name, set()).add(node.matrix.name)
+    (x,) = cell.inputs
+
+    forward = plan.forward
+    step = _products(forward.step, StackProduct)
+    assert len(step) == per_step and not _products(forward.step, Product)  # h (and r*h) only
+    assert all(not op.stack.hoisted and op.stack.vector not in cell.inputs for op in step)
+    (before,) = forward.before  # every product of x, all steps at once
+    assert isinstance(before, StackProduct) and before.stack.hoisted and not before.transposed
+    assert before.stack.vector == x and {m.matrix for m in before.stack.members} == matrices_of[x]
+    assert not _products(forward.after, StackProduct)
+
+    backward = plan.backward
+    step = _products(backward.step, StackProduct)
+    assert len(step) == per_step and not _products(backward.step, Product)
+    assert all(op.transposed and op.stack.vector not in cell.inputs for op in step)
+    assert not _products(backward.step, GradientProduct) and not backward.before  # no weight gradient inside the loop
+    # the input's gradient, all steps at once
+    (input_gradient,) = _products(backward.after, StackProduct)
+    assert input_gradient.transposed and input_gradient.stack.vector == x
+    assert input_gradient.out == derivation.input_adjoints[x].name
+    assert not _products(backward.after, Product)
+    # the gradients of all the matrices that multiply one vector: one product over all steps
+    gradients = _products(backward.after, GradientProduct)
+    assert {op.stack.vector: {m.matrix for m in op.stack.members} for op in gradients} == matrices_of
+    assert len(gradients) == len(matrices_of)
+    summed = {m.matrix for op in gradients for m in op.stack.members}
+    assert summed == {p.name for p in cell.params if p.is_matrix}
 
 
 def _split(source: str, which: str) -> tuple[str, str, str]:
@@ -34,28 +88,21 @@ def _calls(code: str, helper: str) -> int:
     return len(re.findall(rf"\b{helper}\(", code))
 
 
-@pytest.mark.parametrize(
-    ("name", "per_step"),
-    [("lstm", 1), ("gru_pytorch", 1), ("lstm_peephole", 1), ("mgu", 2), ("elman_rnn", 1), ("gru_cho", 2)],
-)
-def test_each_step_runs_one_product_per_vector_the_recurrence_multiplies(name, per_step):
-    cell = sg.cells.get(name)
-    source = sg.generate(cell, "float32").c_source
-    before, loop, after = _split(source, "forward")
-    assert _calls(loop, "sg_gemm_packed") == per_step  # h (and r*h for the GRUs that gate it) only
-    assert _calls(loop, "sg_gemm_nn") == 0
-    assert _calls(before, "sg_pack_weights") == per_step  # their matrices packed for MKL once, if it is used
-    assert _calls(before, "sg_gemm_nt") == 1 and "x_seq" in before  # every product of x, all steps at once
-    before, loop, after = _split(source, "backward")
-    assert _calls(loop, "sg_gemm_packed") == per_step
-    assert _calls(before, "sg_pack_weights") == per_step
-    assert _calls(loop, "sg_gemm_tn") == 0  # no weight gradient inside the loop
-    assert _calls(after, "sg_gemm_nn") == 1 and "grad_x_seq" in after  # the input's gradient, all steps at once
-    # the gradients of all the matrices that multiply one vector: one product over all steps
-    # (two for a state: its initial value, then the sequence)
+@pytest.mark.parametrize(("name", "per_step"), PER_STEP)
+def test_the_c_packs_each_step_product_once_and_sums_a_state_gradient_from_its_initial_value(name, per_step):
+    """How the C carries out the plan's products, which the plan leaves to the renderer: the matrices
+    of each product made at every step are packed once per call, before the time loop (for MKL, if
+    it is used), and a matrix gradient over a state's vector is summed over its initial value, then
+    over the sequence of the later ones. These are facts of the C text, so this test reads it."""
+    cell, derivation, plan = planned(name)
+    source = render(cell, derivation, plan, "float32").c_source
+    for which in ("forward", "backward"):
+        before, loop, _ = _split(source, which)
+        assert _calls(loop, "sg_gemm_packed") == per_step
+        assert _calls(before, "sg_pack_weights") == per_step
     vectors = {node.vector.name for eq in cell.equations for node in eq.expr.atoms(MatVec)}
+    after = _split(source, "backward")[2]
     assert _calls(after, "sg_gemm_tn") == sum(2 if v in cell.states else 1 for v in vectors)
-    assert all(f"grad_{p.name}" in after for p in cell.params if p.is_matrix)
 
 
 def test_a_product_sum_split_apart_still_gives_the_same_gradients(tmp_path, monkeypatch):
@@ -74,8 +121,11 @@ def test_a_product_sum_split_apart_still_gives_the_same_gradients(tmp_path, monk
         else:
             equations.append(eq)
     split = dataclasses.replace(derivation, equations=tuple(equations), sizes=sizes)
-    source = render(cell, split, plan_kernel(cell, split), "float64")
-    assert _calls(_split(source.c_source, "backward")[1], "sg_gemm_nn") == 4  # one product per matrix
+    plan = plan_kernel(cell, split)
+    products = _products(plan.backward.step, Product)  # one product per matrix
+    assert sorted(op.matrix for op in products) == ["U_f", "U_g", "U_i", "U_o"]
+    assert not [op for op in plan.backward.step if isinstance(op, StackProduct) and op.stack.vector == "h"]
+    source = render(cell, split, plan, "float64")
     kernel = Kernel(
         cell, "float64", compile_entry(source, cache_key("split " + cell.text(), "float64", templates_digest()))
     )

@@ -16,10 +16,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import symgate as sg
-from symgate.torch import CellModule, from_cell
+
+torch = pytest.importorskip("torch")
+from symgate.torch import CellModule, from_cell  # noqa: E402  (it imports torch: after the skip)
 
 F64 = torch.float64
 
