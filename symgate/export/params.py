@@ -51,9 +51,10 @@ def load_params(
             raise ExportError(f"{label} has dtype {array.dtype}; parameters must be floating point (float32, float64)")
         if array.ndim != len(p.shape):
             raise ExportError(f"{label} has shape {array.shape}; it must be ({', '.join(p.shape)})")
-        if any(extent < 1 for extent in array.shape):
-            raise ExportError(f"{label} has shape {array.shape}; every size must be at least 1")
         mismatch = sizes.read(p.name, array.shape, p.shape)
+        read = array.shape if mismatch is None else array.shape[: mismatch.axis + 1]  # axes in order, as read
+        if any(extent < 1 for extent in read):
+            raise ExportError(f"{label} has shape {array.shape}; every size must be at least 1")
         if mismatch is not None:
             raise ExportError(
                 f"{label} has shape {array.shape}, but {mismatch.dim} = {mismatch.expected} (from {mismatch.source}); "

@@ -63,11 +63,12 @@ def shape_of(dims: tuple[str, ...], sizes: Mapping[str, int]) -> tuple[int, ...]
 
 @dataclass(frozen=True)
 class Mismatch:
-    """An array whose extent along ``dim`` is not the size read before from ``source``."""
+    """An array whose extent along ``dim`` (its axis ``axis``) is not the size read before from ``source``."""
 
     label: str
     shape: tuple[int, ...]
     dims: tuple[str, ...]
+    axis: int
     dim: str
     expected: int
     source: str
@@ -92,12 +93,12 @@ class Sizes:
     def read(self, source: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> Mismatch | None:
         """Records the sizes the array ``source`` of ``shape`` over ``dims`` gives; returns the
         first dimension that disagrees with a size read before, if any, as a mismatch."""
-        for dim, extent in zip(dims, shape, strict=True):
+        for axis, (dim, extent) in enumerate(zip(dims, shape, strict=True)):
             expected = _SCALAR_SOURCE if dim == SCALAR else self.read_from.get(dim)
             if expected is None:
                 self.read_from[dim] = (extent, source)
             elif expected[0] != extent:
-                return Mismatch(source, shape, dims, dim, expected[0], expected[1])
+                return Mismatch(source, shape, dims, axis, dim, expected[0], expected[1])
         return None
 
     def values(self) -> dict[str, int]:
