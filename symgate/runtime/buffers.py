@@ -98,6 +98,7 @@ class Shapes:
     dims: tuple[int, ...]
     """The sizes of the kernels' dimension arguments, in their order."""
     dtype: np.dtype
+    itemsize: int
     of: dict[Key, tuple[int, ...]]
     """Every array's shape, by (role, name), in the order of the passes' arguments."""
     by_role: dict[str, dict[str, tuple[Key, tuple[int, ...]]]]
@@ -121,11 +122,7 @@ class Shapes:
             by_role.setdefault(role, {})[name] = ((role, name), shape)
         strides = {key: math.prod(shape[1:]) for key, shape in of.items() if key[0] in STEPWISE_ROLES}
         dims = tuple(sizes[d] for d in interface.dims)
-        return cls(steps, batch, sizes, dims, dtype, of, by_role, strides)
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
+        return cls(steps, batch, sizes, dims, dtype, dtype.itemsize, of, by_role, strides)
 
     def layout(self, roles: tuple[str, ...]) -> Layout:
         """One block for every array of these roles."""
