@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +42,10 @@ from ..dtypes import REAL_DTYPES
 from ..errors import ExportError
 from ..frontend import cells
 from ..frontend.cell import Cell
-from ..frontend.functions import SCALAR
 from ..symbolic.derive import derive
 from ..symbolic.ranges import check_numbers
 from .context import CFunction, library_context
+from .params import load_params
 
 
 @dataclass(frozen=True)
@@ -157,69 +156,3 @@ def render_export(
     )
 
 
-def load_params(
-    cell: Cell, source: Mapping[str, np.ndarray] | str | os.PathLike, dtype: str
-) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Trained parameters checked against the cell: (arrays in ``dtype``, the sizes they fix).
-
-    Every parameter must be there under its name, with the cell's shape (sizes consistent
-    across arrays, at least 1), a floating-point dtype and finite values once in ``dtype``.
-    """
-    where, arrays = _read_arrays(source)
-    expected = [p.name for p in cell.params]
-    missing = [n for n in expected if n not in arrays]
-    unknown = [n for n in arrays if n not in expected]
-    if missing or unknown:
-        parts = [f"missing {', '.join(missing)}"] if missing else []
-        parts += [f"unknown {', '.join(unknown)}"] if unknown else []
-        shapes = ", ".join(f"{p.name} ({', '.join(p.shape)})" for p in cell.params)
-        raise ExportError(f"{where}: {'; '.join(parts)}; cell {cell.name} has parameters {shapes}")
-    sizes: dict[str, tuple[int, str]] = {}
-    out = {}
-    for p in cell.params:
-        array = np.asarray(arrays[p.name])
-        label = f"{where}: {p.name}"
-        if array.dtype.kind != "f":
-            raise ExportError(f"{label} has dtype {array.dtype}; parameters must be floating point (float32, float64)")
-        if array.ndim != len(p.shape):
-            raise ExportError(f"{label} has shape {array.shape}; it must be ({', '.join(p.shape)})")
-        for dim, extent in zip(p.shape, array.shape, strict=True):
-            known = (1, "a per-sample scalar") if dim == SCALAR else sizes.get(dim)
-            if extent < 1:
-                raise ExportError(f"{label} has shape {array.shape}; every size must be at least 1")
-            if known and known[0] != extent:
-                raise ExportError(
-                    f"{label} has shape {array.shape}, but {dim} = {known[0]} (from {known[1]}); "
-                    f"{p.name} is ({', '.join(p.shape)})"
-                )
-            sizes.setdefault(dim, (extent, p.name))
-        with np.errstate(over="ignore"):  # a value too large for float32 becomes inf, refused below
-            converted = np.ascontiguousarray(array, dtype=np.dtype(dtype))
-        bad = np.argwhere(~np.isfinite(converted))
-        if len(bad):
-            raise ExportError(f"{label} is not finite in {dtype} at index {tuple(int(i) for i in bad[0])}")
-        out[p.name] = converted
-    return out, {d: n for d, (n, _) in sizes.items() if d != SCALAR}
-
-
-def _read_arrays(source) -> tuple[str, dict]:
-    """(a label for messages, name -> array) from a dict or a ``.npz`` file."""
-    if isinstance(source, Mapping):
-        return "params", dict(source)
-    path = Path(source)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no such file (--params takes a .npz file of the cell's parameters)") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ExportError(f"{path}: not a NumPy .npz file ({err})") from err
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ExportError(f"{path}: holds one array, not a .npz archive of arrays named as the cell's parameters")
-    with data:
-        arrays = {}
-        for name in data.files:
-            try:
-                arrays[name] = data[name]
-            except (OSError, ValueError, zipfile.BadZipFile) as err:
-                raise ExportError(f"{path}: cannot read {name}: {err}") from err
-    return str(path), arrays

@@ -79,8 +79,8 @@ from ..dtypes import REAL_DTYPES
 from ..errors import ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import resolve
-from ..frontend.functions import SCALAR
 from ..pipeline import build
+from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
 from .interop.common import FrameworkNotInstalledError
 
@@ -333,9 +333,10 @@ class CellModule(torch.nn.Module):
         else:
             raise ArrayError(f"cell {cell.name} has inputs {list(cell.inputs)}: pass x as a dict of tensors")
         axes = "(B, T, {})" if self.batch_first else "(T, B, {})"
+        labels = given_arrays(cell)
         result, first = {}, None
         for name, tensor in given.items():
-            label = "x" if len(cell.inputs) == 1 else f"x[{name!r}]"
+            label = labels["input", name][0]
             dim = cell.inputs[name]
             _check_tensor(label, tensor, dtype)
             if tensor.ndim != 3 or tensor.shape[2] != self.sizes[dim]:
@@ -374,11 +375,12 @@ class CellModule(torch.nn.Module):
             given = {s: v for s, v in zip(states, init, strict=True) if v is not None}
         else:
             raise ArrayError(f"init must be None, a tensor, a tuple or a dict of tensors, not {type(init).__name__}")
+        labels = given_arrays(self.cell)
         result: list[torch.Tensor | None] = []
         for s, dim in self.cell.states.items():
             tensor = given.get(s)
             if tensor is not None:
-                label = f"init[{s!r}]"
+                label = labels["init", s][0]
                 _check_tensor(label, tensor, dtype)
                 if tuple(tensor.shape) != (batch, self.sizes[dim]):
                     raise ArrayError(
@@ -481,34 +483,35 @@ def _checked_params(cell: Cell, sizes: Mapping[str, int], params: Mapping[str, A
         raise ArrayError(
             f"params must give exactly the parameters of cell {cell.name}; unknown: {unknown}, missing: {missing}"
         )
-    extents = {**sizes, SCALAR: 1}
+    labels = given_arrays(cell)
     for p in cell.params:
-        value = params[p.name]
-        shape = tuple(extents[d] for d in p.shape)
+        value, label = params[p.name], labels["param", p.name][0]
+        shape = shape_of(p.shape, sizes)
         if not isinstance(value, (np.ndarray, torch.Tensor)):
-            raise ArrayError(f"params[{p.name!r}] must be a NumPy array or a tensor, not {type(value).__name__}")
+            raise ArrayError(f"{label} must be a NumPy array or a tensor, not {type(value).__name__}")
         if tuple(value.shape) != shape:
-            raise ArrayError(
-                f"params[{p.name!r}] has shape {tuple(value.shape)}, expected ({', '.join(p.shape)}) = {shape}"
-            )
+            raise ArrayError(f"{label} has shape {tuple(value.shape)}, expected ({', '.join(p.shape)}) = {shape}")
     return dict(params)
 
 
 def _sizes_of(cell: Cell, params: Mapping[str, Any]) -> dict[str, int]:
-    sizes: dict[str, int] = {}
+    """The sizes the parameters' shapes give (a conflict names both parameters)."""
+    labels = given_arrays(cell)
+    sizes = Sizes()
     for p in cell.params:
         if p.name not in params:
             raise ArrayError(f"params is missing {p.name!r} (shape ({', '.join(p.shape)}))")
-        shape = tuple(params[p.name].shape)
+        label, shape = labels["param", p.name][0], tuple(int(n) for n in params[p.name].shape)
         if len(shape) != len(p.shape):
-            raise ArrayError(f"params[{p.name!r}] has shape {shape}, expected ({', '.join(p.shape)})")
-        for dim, extent in zip(p.shape, shape, strict=True):
-            if dim != SCALAR and sizes.setdefault(dim, int(extent)) != extent:
-                raise ArrayError(f"params[{p.name!r}] has {dim}={extent} but another parameter has {dim}={sizes[dim]}")
-    missing = [d for d in cell.dims if d not in sizes]
+            raise ArrayError(f"{label} has shape {shape}, expected ({', '.join(p.shape)})")
+        mismatch = sizes.read(label, shape, p.shape)
+        if mismatch is not None:
+            raise ArrayError(str(mismatch))
+    read = sizes.values()
+    missing = [d for d in cell.dims if d not in read]
     if missing:
         raise ArrayError(f"the parameters do not give the sizes of {missing}: pass sizes")
-    return sizes
+    return read
 
 
 def _check_tensor(label: str, value: Any, dtype: torch.dtype) -> None:

@@ -21,7 +21,6 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable
 
 import cffi
 import numpy as np
@@ -105,11 +104,6 @@ class Pool:
             blocks.append((block, start))
             self._idle[nbytes] = blocks  # the size used last
             self._idle_bytes += nbytes
-
-    def maker(self, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., np.ndarray]:
-        """A function making arrays of this shape and dtype, uninitialised or (``zero=True``)
-        zeros."""
-        return lambda zero=False: (self.zeros if zero else self.empty)(shape, dtype)
 
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         array = self.empty(shape, dtype)

@@ -1,0 +1,138 @@
+"""A forward pass's result (:class:`Run`) and a backward pass's (:class:`Gradients`).
+
+A run holds every state, output and saved value of a forward pass, in blocks of memory the pass
+made (:mod:`symgate.runtime.buffers`), and the C pointers its backward pass reads first; its dicts
+of views of those blocks are made when first read (most callers read the states and never the
+tape or the copies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .buffers import Block, Key, Shapes
+
+
+def _role(role: str, doc: str) -> property:
+    """A read-only attribute of a :class:`Run`: its arrays of one role, by name."""
+
+    def arrays(run: Run) -> dict[str, np.ndarray]:
+        return run._part(role)
+
+    return property(arrays, doc=doc)
+
+
+class Run:
+    """The result of a forward pass, and what its backward pass needs.
+
+    ``states[s]`` is (T, B, size): the state after each step; ``final[s]`` the last one (the
+    initial state when T = 0); ``outputs[y]`` is (T, B, size). Every array is read-only, and the
+    inputs, parameters and initial states are copies, so changing the caller's arrays after the
+    forward pass cannot corrupt the backward pass. ``Kernel.forward(..., copy=False)`` skips
+    those copies and the read-only marking: the run then shares the caller's arrays, and the
+    caller must not change them (or the run's) before the backward pass. A run made with
+    ``recompute=True`` has an empty ``tape`` and a ``segment`` length: its backward pass
+    recomputes the saved values. A run made with ``backward=False`` has no tape, shares the
+    caller's arrays, has writeable states and outputs, and ``for_backward`` false: it cannot be
+    passed to the backward pass.
+
+    The arrays a run made live in two blocks of memory, one for the states and outputs, one for
+    what only the backward pass reads; the dicts of views of them are made when first read (most
+    callers read the states and never the tape or the copies). A run holds C pointers into its
+    blocks for its backward pass, so it cannot be pickled or copied: its arrays can.
+    """
+
+    __slots__ = (
+        "_arguments",
+        "_blocks",
+        "_for_backward",
+        "_kernel",
+        "_parts",
+        "_segment",
+        "_shapes",
+        "_shared",
+    )
+
+    def __init__(
+        self,
+        kernel: str,
+        segment: int,
+        for_backward: bool,
+        shapes: Shapes,
+        blocks: tuple[Block, ...],
+        shared: dict[Key, np.ndarray],
+        arguments: list,
+    ) -> None:
+        self._kernel, self._segment, self._for_backward = kernel, segment, for_backward
+        self._shapes = shapes  # of the arrays of both passes, for the backward pass
+        # The forward pass's pointers in its order, for its first step (``blocks`` and ``shared``
+        # own what they point to): the arrays the backward pass reads first.
+        self._arguments = arguments
+        self._blocks, self._shared = blocks, shared
+        self._parts: dict[str, dict[str, np.ndarray]] = {}
+
+    @property
+    def kernel(self) -> str:
+        """The cache entry of the kernel that made it."""
+        return self._kernel
+
+    @property
+    def segment(self) -> int:
+        """With ``recompute=True``: the steps a backward segment recomputes; 0 = taped."""
+        return self._segment
+
+    @property
+    def for_backward(self) -> bool:
+        """False when made with ``backward=False``: no tape kept or recomputable."""
+        return self._for_backward
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """T, B and the size of each of the cell's dimensions."""
+        return {"T": self._shapes.steps, "B": self._shapes.batch, **self._shapes.sizes}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
+        return f"<symgate.Run {shown}{'' if self.for_backward else ', inference'}>"
+
+    def __reduce__(self):
+        raise TypeError(
+            "a symgate Run holds C pointers into its kernel's memory and cannot be pickled or copied; "
+            "pickle or copy its arrays (run.states, run.outputs, ...) instead"
+        )
+
+    def _part(self, role: str) -> dict[str, np.ndarray]:
+        part = self._parts.get(role)
+        if part is None:
+            part = {name: a for block in self._blocks for name, a in block.views(role).items()}
+            part |= {name: a for (r, name), a in self._shared.items() if r == role}
+            self._parts[role] = part
+        return part
+
+    inputs = _role("input", "Copies of the inputs (the caller's with copy=False).")
+    params = _role("param", "Copies of the parameters (the caller's with copy=False).")
+    init = _role("init", "The initial states: copies, or zeros where none was given.")
+    states = _role("states", "(T, B, size) arrays: each state after each step.")
+    outputs = _role("outputs", "(T, B, size) arrays: each output at each step.")
+    tape = _role("tape", "The saved values the backward pass reads, by name.")
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes this run keeps for its backward pass beyond the caller's arrays: states,
+        outputs and the tape of saved values."""
+        return sum(a.nbytes for part in (self.states, self.outputs, self.tape) for a in part.values())
+
+    @property
+    def final(self) -> dict[str, np.ndarray]:
+        return {s: (seq[-1] if len(seq) else self.init[s]) for s, seq in self.states.items()}
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """Gradients of the loss: ``params[name]``, ``inputs[name]`` (T, B, size), ``init[state]`` (B, size)."""
+
+    params: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray]
+    init: dict[str, np.ndarray]
