@@ -15,7 +15,7 @@
 enum { T = 5, B = 2, D = 3, H = 4 };
 
 /* A function may need no workspace, and C has no arrays of size 0. */
-#define EXAMPLE_AT_LEAST_1(n) ((n) > 0 ? (n) : 1)
+#define SG_AT_LEAST_1(n) ((n) > 0 ? (n) : 1)
 
 /* Smooth numbers in [-scale, scale], so the example reads no file. */
 static void example_fill(float *a, size_t n, double scale, double phase)
@@ -86,10 +86,10 @@ int main(void)
     static float grad_b_o[SG_LSTM_FLOAT32_SIZE_grad_b_o(T, B, D, H)];
     static float h_state[SG_LSTM_FLOAT32_SIZE_h_state(T, B, D, H)];
     static float c_state[SG_LSTM_FLOAT32_SIZE_c_state(T, B, D, H)];
-    static float work_forward[EXAMPLE_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_forward(T, B, D, H))];
-    static float work_backward[EXAMPLE_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_backward(T, B, D, H))];
-    static float work_infer[EXAMPLE_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_infer(T, B, D, H))];
-    static float work_step[EXAMPLE_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_step(T, B, D, H))];
+    static float work_forward[SG_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_forward(T, B, D, H))];
+    static float work_backward[SG_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_backward(T, B, D, H))];
+    static float work_infer[SG_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_infer(T, B, D, H))];
+    static float work_step[SG_AT_LEAST_1(SG_LSTM_FLOAT32_WORK_step(T, B, D, H))];
 
     /* Inputs, initial states and parameters: built-in numbers. */
     example_fill(x_seq, SG_LSTM_FLOAT32_SIZE_x_seq(T, B, D, H), 1.0, 0.0);
@@ -242,9 +242,9 @@ int main(void)
             b_o,
             work_step);
     }
-    double largest = 0.0;
-    largest = example_largest_difference(h_state, h_seq + SG_LSTM_FLOAT32_SIZE_h_seq(T - 1, B, D, H), SG_LSTM_FLOAT32_SIZE_h_state(T, B, D, H), largest);
-    largest = example_largest_difference(c_state, c_seq + SG_LSTM_FLOAT32_SIZE_c_seq(T - 1, B, D, H), SG_LSTM_FLOAT32_SIZE_c_state(T, B, D, H), largest);
-    printf("step by step, the states differ from infer's by at most %g\n", largest);
+    double example_largest = 0.0;
+    example_largest = example_largest_difference(h_state, h_seq + SG_LSTM_FLOAT32_SIZE_h_seq(T - 1, B, D, H), SG_LSTM_FLOAT32_SIZE_h_state(T, B, D, H), example_largest);
+    example_largest = example_largest_difference(c_state, c_seq + SG_LSTM_FLOAT32_SIZE_c_seq(T - 1, B, D, H), SG_LSTM_FLOAT32_SIZE_c_state(T, B, D, H), example_largest);
+    printf("step by step, the states differ from infer's by at most %g\n", example_largest);
     return 0;
 }

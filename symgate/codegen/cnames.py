@@ -113,6 +113,7 @@ LIBM = frozenset(
         "HUGE_VAL",
         "memset",
         "memcpy",
+        "printf",
     ]
 )
 LIBM_FLOAT = frozenset(name + "f" for name in LIBM if name.islower())
