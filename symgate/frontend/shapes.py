@@ -209,7 +209,8 @@ def infer_sizes(
             first_line[name] = eq.line
     declared.apply(params, first_line, error)
 
-    targets = {eq.target: eq for eq in equations if not eq.target.endswith(PRIME)}
+    # what the author assigned, not a state's next value nor a vector lifted out of a product
+    targets = {eq.target: eq for eq in equations if not eq.target.endswith(PRIME) and eq.target not in written.places}
 
     def resolve(key: str, what: str, name: str, line: int | None) -> str:
         dim = unknowns.resolved(key)
