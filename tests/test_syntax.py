@@ -241,7 +241,12 @@ ERRORS = [
     ("state h': H", CellSyntaxError, 2, "without a prime"),
     ("output y' = 1", CellSyntaxError, 2, "expected an output name without a prime"),
     ("f x", CellSyntaxError, 2, "expected '=' after 'f', found 'x' at column 3"),
-    ("= x", CellSyntaxError, 2, "expected a statement (cell, input, state, const, output or NAME = ...), found '='"),
+    (
+        "= x",
+        CellSyntaxError,
+        2,
+        "expected a statement (cell, input, state, param, const, output or NAME = ...), found '='",
+    ),
     ("cell u", CellSyntaxError, 2, "a second 'cell' statement; the cell was named on line 1"),
     ("f = " + "x" * 2000, CellSyntaxError, 2, "the line is 2004 characters long; the limit is 2000"),
     ("f = " + NEST, CellSyntaxError, 66, "parentheses nested deeper than 64 levels"),

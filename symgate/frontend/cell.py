@@ -17,6 +17,7 @@ import sympy
 from ..symbolic.opcount import OpCount, count_pass
 from .functions import PRIME, SCALAR, Var
 from .notation import cell_text, latex, latex_name, latex_rows, math_text
+from .shapes import shape_text
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Equation:
     expr: sympy.Expr
     kind: Literal["intermediate", "next", "output", "adjoint", "temporary"]
     line: int | None = None
+    sized: bool = False  # an intermediate whose size the author wrote (``m: M = ...``)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Cell:
     doc: str = ""
     source: str = "<string>"
     constants: dict[str, sympy.Expr] = field(default_factory=dict)
+    params_declared: bool = False  # the author declared every parameter (``param W: H x D``)
 
     @cached_property
     def dims(self) -> tuple[str, ...]:
@@ -78,9 +81,13 @@ class Cell:
         if self.inputs:
             lines.append("input " + ", ".join(f"{n}: {d}" for n, d in self.inputs.items()))
         lines.append("state " + ", ".join(f"{n}: {d}" for n, d in self.states.items()))
+        if self.params_declared:
+            lines += [f"param {p.name}: {shape_text(p.shape)}" for p in self.params]
         lines += [f"const {n} = {cell_text(v)}" for n, v in self.constants.items()]
         for eq in self.equations:
-            target = f"output {eq.target.name}: {self.sizes[eq.target.name]}" if eq.kind == "output" else eq.target.name
+            target = eq.target.name
+            if eq.kind == "output" or eq.sized:
+                target = f"{'output ' if eq.kind == 'output' else ''}{target}: {self.sizes[target]}"
             lines.append(f"{target} = {cell_text(eq.expr)}")
         return "\n".join(lines) + "\n"
 

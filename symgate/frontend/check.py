@@ -28,11 +28,11 @@ from ..errors import (
     UnknownFunctionError,
 )
 from .cell import Cell, Equation, Param, next_name
-from .functions import PRIME, MatVec, Reduction, Var, matrix_names, vector_names
+from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
 from .notation import cell_text
-from .shapes import AsWritten, infer_sizes
-from .syntax import KEYWORDS, CellSource, Declaration, parse_source
+from .shapes import AsWritten, infer_sizes, shape_text
+from .syntax import KEYWORDS, CellSource, Declaration, ParamDeclaration, parse_source
 from .syntax import Equation as SourceEquation
 from .typos import NUMBER_NAMES, how_close
 from .vocabulary import BY_NODE, FUNCTIONS, ReduceMean, variance
@@ -78,6 +78,7 @@ def define(
     equations: Sequence[tuple[sympy.Symbol | str, sympy.Expr]] | Mapping[sympy.Symbol | str, sympy.Expr],
     outputs: Iterable[str] | Mapping[str, str] = (),
     constants: Mapping[str, float | sympy.Number] | None = None,
+    params: Mapping[str, Sequence[str]] | None = None,
     doc: str = "",
     strict: bool = False,
 ) -> Cell:
@@ -85,7 +86,9 @@ def define(
 
     ``equations`` are ``(target, expression)`` pairs in evaluation order; a target is a name, a
     :class:`~symgate.frontend.functions.Var`, or ``next_state("h")`` for a state's next value. Errors name
-    the 1-based equation number as the line. ``strict`` makes warnings errors, as for :func:`parse`.
+    the 1-based equation number as the line. ``params`` declares the parameters' shapes, as ``param``
+    lines do (``{"W": ("H", "D"), "b": ("H",)}``): then every parameter must be declared.
+    ``strict`` makes warnings errors, as for :func:`parse`.
     """
     pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
     output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
@@ -112,6 +115,16 @@ def define(
     for label, names in declared.items():
         if not isinstance(names, Mapping) or not all(isinstance(v, str) for v in [*names, *names.values()]):
             raise CellNameError(f"{label} must map names to dimension names (strings)", source=SYMPY_SOURCE)
+    params = {} if params is None else params
+    shapes_given = isinstance(params, Mapping) and all(
+        isinstance(n, str) and isinstance(s, (tuple, list)) and len(s) in (1, 2) and all(isinstance(d, str) for d in s)
+        for n, s in params.items()
+    )
+    if not shapes_given:
+        raise CellNameError(
+            'params must map names to shapes of one or two dimension names: {"W": ("H", "D"), "b": ("H",)}',
+            source=SYMPY_SOURCE,
+        )
     return check(
         CellSource(
             name=name,
@@ -124,6 +137,7 @@ def define(
             constants=tuple(
                 SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
             ),
+            params=tuple(ParamDeclaration(n, tuple(shape), 0) for n, shape in params.items()),
         ),
         strict=strict,
     )
@@ -158,6 +172,7 @@ class _Checker:
         self.lifted_from: dict[str, str] = {}  # a lifted vector's name -> the target of the equation it came from
         self.lifted_vectors: dict[str, sympy.Expr] = {}  # a lifted vector's name -> the expression as written
         self.lifted_places: dict[str, str] = {}  # a lifted vector's name -> where it was written
+        self.lifted_enclosing: dict[str, sympy.Expr] = {}  # a lifted vector's name -> the node that reads it
         self.param_lines: dict[str, int] = {}
 
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
@@ -189,16 +204,21 @@ class _Checker:
             self.check_nodes(eq)
         constants = self.check_constants()
         params, matrices = self.check_order(equations)
+        if self.src.params:  # declared parameters come in the order of their declarations
+            order = {d.name: index for index, d in enumerate(self.src.params)}
+            params.sort(key=lambda name: order.get(name, len(order)))
         self.check_all_used(equations)
         for eq in equations:
             if eq.dim is not None and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
                 raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
         vectors = [p for p in params if p not in matrices]
         self.param_lines = {p: next(eq.line for eq in equations if p in vector_names(eq.expr)) for p in vectors}
-        written = AsWritten(self.lifted_vectors, self.lifted_places, self.typo_hint)
+        written = AsWritten(self.lifted_vectors, self.lifted_places, self.typo_hint, self.lifted_enclosing)
         sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error, written)
         self.check_declarations_read(equations)
-        self.warn_about_parameters()
+        self.check_params_used(params)
+        if not self.src.params:
+            self.warn_about_parameters()
         kinds = {
             e.target: ("output" if e.is_output else "next" if e.target.endswith(PRIME) else "intermediate")
             for e in equations
@@ -210,10 +230,13 @@ class _Checker:
             outputs={e.target: sizes[e.target] for e in equations if e.is_output},
             constants=constants,
             params=tuple(Param(p, shapes[p]) for p in params),
-            equations=tuple(Equation(Var(e.target), e.expr, kinds[e.target], e.line) for e in equations),
+            equations=tuple(
+                Equation(Var(e.target), e.expr, kinds[e.target], e.line, sized=e.dim is not None) for e in equations
+            ),
             sizes=sizes,
             doc=self.src.doc,
             source=self.src.source,
+            params_declared=bool(self.src.params),
         )
 
     # -- names and roles ------------------------------------------------------------------
@@ -245,12 +268,43 @@ class _Checker:
                     CellNameError, f"{decl.name} is declared twice (first on line {first})", decl.line, decl.name
                 )
             declared[decl.name] = decl
+        for param in self.src.params:
+            self.check_param_declaration(param, declared)
         if not self.src.states:
             raise self.error(CellNameError, "a cell needs at least one state (`state h: H`)", None, None)
 
+    def check_param_declaration(self, param: ParamDeclaration, declared: dict[str, Declaration]) -> None:
+        """``param W: H x D``: a new name, one or two dimension names or ``1``."""
+        line = param.line or None
+        if param.name in KEYWORDS or not IDENTIFIER.match(param.name):
+            raise self.error(CellNameError, f"invalid parameter name {param.name!r}", line, param.name)
+        for dim in param.shape:
+            if dim != SCALAR and (dim in KEYWORDS or not IDENTIFIER.match(dim)):
+                raise self.error(CellNameError, f"invalid dimension {dim!r} of parameter {param.name}", line, dim)
+            if dim in AXES:
+                raise self.error(
+                    CellNameError,
+                    f"dimension {dim} is taken: T is the number of steps and B the batch size",
+                    line,
+                    dim,
+                )
+        if param.name in declared:
+            first = declared[param.name].line
+            where = f" (first on line {first})" if first else ""
+            raise self.error(CellNameError, f"{param.name} is declared twice{where}", line, param.name)
+        if SCALAR in param.shape:
+            raise self.error(
+                CellError,
+                f"scalar parameters are not supported yet (`param {param.name}: {shape_text(param.shape)}`)",
+                line,
+                param.name,
+            )
+        declared[param.name] = Declaration(param.name, shape_text(param.shape), param.line)
+
     def check_constants(self) -> dict[str, sympy.Expr]:
         """``const beta = 1``: a named finite real number, distinct from every other name."""
-        taken = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+        taken = {d.name for d in (*self.src.inputs, *self.src.states, *self.src.params)}
+        taken |= {e.target for e in self.src.equations}
         constants: dict[str, sympy.Expr] = {}
         for const in self.src.constants:
             name, value = const.target, const.expr
@@ -271,6 +325,7 @@ class _Checker:
     def check_targets(self) -> None:
         inputs = {d.name for d in self.src.inputs}
         states = {d.name: d for d in self.src.states}
+        params = {d.name: d.line or None for d in self.src.params}
         assigned: dict[str, SourceEquation] = {}
         for eq in self.src.equations:
             name, line = eq.target, eq.line
@@ -292,6 +347,13 @@ class _Checker:
                 )
             if name in inputs:
                 raise self.error(CellNameError, f"{name} is an input: inputs are read, never assigned", line, name)
+            if name in params:
+                raise self.error(
+                    CellNameError,
+                    f"{name} is a parameter{_on_line(params[name])}: parameters are learned, never assigned",
+                    line,
+                    name,
+                )
             if name in states:
                 raise self.error(
                     CellNameError, f"{name} is a state: write its next value as {name}{PRIME} = ...", line, name
@@ -391,7 +453,9 @@ class _Checker:
         def lift(expr: sympy.Expr) -> sympy.Expr:
             if isinstance(expr, MatVec):
                 place = f"the right side of `{cell_text(expr)}`"
-                return MatVec(expr.matrix, named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place))
+                vector = named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place)
+                self.lifted_enclosing.setdefault(vector.name, MatVec(expr.matrix, vector))
+                return MatVec(expr.matrix, vector)
             if isinstance(expr, Reduction):
                 vector = lift(expr.vector)
                 if vector.is_number:
@@ -403,7 +467,9 @@ class _Checker:
                     )
                 word = "var" if isinstance(expr, ReduceMean) and expr.vector in variances else expr.word
                 place = f"the argument of `{word}({cell_text(expr.vector)})`"
-                return expr.func(named(vector, f"{expr.word}_arg", expr.vector, place))
+                reduced = named(vector, f"{expr.word}_arg", expr.vector, place)
+                self.lifted_enclosing.setdefault(reduced.name, expr.func(reduced))
+                return expr.func(reduced)
             if expr.args and not isinstance(expr, Var):
                 return expr.func(*(lift(a) for a in expr.args))
             return expr
@@ -548,6 +614,17 @@ class _Checker:
                         f"from step to step; use it, or compute the value as an output (`output {decl.name} = ...`)"
                     )
                 raise self.error(CellNameError, message, decl.line or None, decl.name)
+
+    def check_params_used(self, params: list[str]) -> None:
+        """Every declared parameter is used: a declaration no equation reads is an error, as an unread input is."""
+        for param in self.src.params:
+            if param.name not in params:
+                raise self.error(
+                    CellNameError,
+                    f"parameter {param.name} is never used: no equation reads it; use it or remove its declaration",
+                    param.line or None,
+                    param.name,
+                )
 
     def warn_about_parameters(self) -> None:
         """Warns of vector parameters spelled like a declared name, or like a number or the time."""

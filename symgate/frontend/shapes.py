@@ -2,8 +2,12 @@
 
 Sizes are unknowns joined by the equations: operands of ``+ - * /`` and function arguments share
 a size (numeric constants fit any size); in ``W @ v``, W's columns are v's size and its rows are
-the size the product meets. Unknowns are merged with a union-find; the declared sizes of inputs
-and states are the only constants, so a conflict is two different declared sizes meeting.
+the size the product meets. Unknowns are merged with a union-find; the declared sizes of inputs,
+states, outputs and sized intermediates (``m: M = ...``) are its constants, so a conflict is two
+different declared sizes meeting. Declared parameter shapes (``param W: H x D``) are checked
+against what the equations imply once the equations are read, so that a conflict can name both the
+declaration and the equation; they then give the sizes the equations leave open (the rank R of
+``P @ (Q @ h)``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sympy
 from ..errors import CellError, CellNameError, DimensionError
 from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
 from .notation import cell_text
-from .syntax import CellSource
+from .syntax import CellSource, ParamDeclaration
 from .syntax import Equation as SourceEquation
 
 
@@ -72,6 +76,8 @@ class AsWritten:
     expressions: Mapping[str, sympy.Expr] = field(default_factory=dict)
     places: Mapping[str, str] = field(default_factory=dict)
     hint: Callable[[str], str] = lambda name: ""
+    enclosing: Mapping[str, sympy.Expr] = field(default_factory=dict)
+    """A lifted name -> the product or reduction it was lifted out of, which reads it (``P @ P_arg``)."""
 
     def text(self, expr: sympy.Expr) -> str:
         """``expr`` as cell text, every lifted name replaced by what it stands for."""
@@ -177,6 +183,7 @@ def infer_sizes(
         return error(DimensionError, message, current[0].line, symbol)
 
     inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at, written)
+    declared = _Declared(source.params, matrices, unknowns)
     for eq in equations:
         current[:] = [eq]
         if eq.dim is not None:
@@ -194,27 +201,36 @@ def infer_sizes(
                 eq.line,
                 eq.target,
             )
+        declared.note_resolved(eq.line)
 
     first_line: dict[str, int | None] = {}
     for eq in reversed(equations):
         for name in vector_names(eq.expr) | matrix_names(eq.expr):
             first_line[name] = eq.line
+    declared.apply(params, first_line, error)
 
-    declared_outputs = {eq.target for eq in equations if eq.is_output}
+    # what the author assigned, not a state's next value nor a vector lifted out of a product
+    targets = {eq.target: eq for eq in equations if not eq.target.endswith(PRIME) and eq.target not in written.places}
 
     def resolve(key: str, what: str, name: str, line: int | None) -> str:
         dim = unknowns.resolved(key)
+        if dim is None and isinstance(written.expressions.get(key), MatVec):
+            raise error(DimensionError, _unsized_product(key, what, written, taken, dims), line, name)
         if dim is None:
+            sized = f"output {name}" if name in targets and targets[name].is_output else name
             raise error(
                 DimensionError,
                 f"cannot infer the size of {what}: it meets no input, state or vector of known size "
                 "(only constants, and reductions, which fit any size)"
-                + (f"; declare it: `output {name}: DIM = ...`" if name in declared_outputs else "")
+                + (f"; declare it: `{sized}: DIM = ...`" if name in targets else "")
                 + written.hint(name),
                 line,
                 name,
             )
         return dim
+
+    taken = {*targets, *first_line, *(d.name for d in (*source.inputs, *source.states))}
+    dims = set(unknowns.fixed.values())
 
     sizes: dict[str, str] = {d.name: d.dim for d in (*source.inputs, *source.states)}
     for eq in equations:
@@ -242,3 +258,103 @@ def infer_sizes(
                 eq.target,
             )
     return sizes, shapes
+
+
+def shape_text(shape: tuple[str, ...]) -> str:
+    """A parameter's shape as a ``param`` line writes it: ``H x D``, ``H`` or ``1``."""
+    return " x ".join(shape)
+
+
+class _Declared:
+    """The ``param`` declarations of a cell, met with the sizes the equations imply.
+
+    Equations are read first, as for a cell without declarations; ``note_resolved`` records, after
+    each equation, which declared axes it resolved, so that a conflict names the equation's line.
+    """
+
+    def __init__(self, declarations: tuple[ParamDeclaration, ...], matrices: set[str], unknowns: SizeUnknowns):
+        self.by_name = {d.name: d for d in declarations}
+        self.matrices = matrices
+        self.unknowns = unknowns
+        self.resolved_on: dict[str, int] = {}
+
+    def keys(self, name: str) -> tuple[str, ...]:
+        """The size unknowns of a parameter: rows and columns of a matrix, or its one size."""
+        return (f"{name}[rows]", f"{name}[cols]") if name in self.matrices else (name,)
+
+    def note_resolved(self, line: int) -> None:
+        for name in self.by_name:
+            for key in self.keys(name):
+                if key not in self.resolved_on and key in self.unknowns.parent and self.unknowns.resolved(key):
+                    self.resolved_on[key] = line
+
+    def implied(self, name: str, placeholders: tuple[str, ...]) -> tuple[str, ...]:
+        """The shape the equations give ``name``, a placeholder for each size they leave open."""
+        keys = self.keys(name)
+        return tuple(self.unknowns.resolved(self.unknowns.new(k)) or p for k, p in zip(keys, placeholders, strict=True))
+
+    def apply(
+        self,
+        params: list[str],
+        first_line: Mapping[str, int | None],
+        error: Callable[[type[CellError], str, int | None, str | None], CellError],
+    ) -> None:
+        """Every parameter is declared (if any is), as a matrix or a vector as it is used, with the
+        shape the equations imply; the declared sizes then fix the sizes the equations leave open."""
+        if not self.by_name:
+            return
+        for name in params:
+            if name not in self.by_name:
+                placeholders = ("ROWS", "COLS") if name in self.matrices else ("DIM",)
+                shape = shape_text(self.implied(name, placeholders))
+                raise error(
+                    CellNameError,
+                    f"{name} is not declared: this cell declares its parameters (`param` lines) and {name} is not "
+                    "one of them, nor an input, state, constant or assigned name; declare it "
+                    f"(`param {name}: {shape}`) or, if it is a slip, write the name it stands for",
+                    first_line[name],
+                    name,
+                )
+        for name in params:
+            declaration, keys = self.by_name[name], self.keys(name)
+            where = _line_note(declaration.line)
+            declared = f"`param {name}: {shape_text(declaration.shape)}`{where}"
+            if len(keys) != len(declaration.shape):
+                used = "a matrix (on the left of '@')" if name in self.matrices else "a vector"
+                raise error(
+                    DimensionError,
+                    f"{name} is declared {declared} but used as {used} in line {first_line[name]}",
+                    first_line[name],
+                    name,
+                )
+            implied = self.implied(name, ("?",) * len(keys))
+            for key, dim, implied_dim in zip(keys, declaration.shape, implied, strict=True):
+                if implied_dim not in ("?", dim):
+                    line = self.resolved_on.get(key, first_line[name])
+                    raise error(
+                        DimensionError,
+                        f"{name} is declared {declared} but the equations make it {shape_text(implied)} "
+                        f"(line {line}): change the declaration or the equations",
+                        line,
+                        name,
+                    )
+                self.unknowns.new(key, dim)
+
+
+def _line_note(line: int) -> str:
+    return f" (line {line})" if line else ""
+
+
+def _unsized_product(name: str, what: str, written: AsWritten, taken: set[str], dims: set[str]) -> str:
+    """Why a product written inside another (``P @ (Q @ h)``) has no size, and how to give it one."""
+    fresh, dim = _unused("r", taken), _unused("R", dims)
+    outer = written.text(written.enclosing[name].xreplace({Var(name): Var(fresh)}))
+    return (
+        f"the size of {what} cannot be inferred: name it with its size, e.g. "
+        f"`{fresh}: {dim} = {written.text(Var(name))}`, then write `{outer}`"
+    )
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    """``name``, or the first of ``name2``, ``name3`` ... not in ``taken``."""
+    return next(n for n in itertools.chain([name], (f"{name}{i}" for i in itertools.count(2))) if n not in taken)

@@ -27,9 +27,9 @@ from .functions import MatVec, Var
 from .limits import working_on
 from .vocabulary import FUNCTIONS
 
-__all__ = ["CellSource", "Declaration", "Equation", "parse_source"]
+__all__ = ["CellSource", "Declaration", "Equation", "ParamDeclaration", "parse_source"]
 
-KEYWORDS = frozenset({"cell", "input", "state", "output", "const"})
+KEYWORDS = frozenset({"cell", "input", "state", "param", "output", "const"})
 MAX_NAME = 64
 MAX_LINE = 2000
 MAX_DEPTH = 64
@@ -59,6 +59,15 @@ class Declaration:
 
 
 @dataclass(frozen=True)
+class ParamDeclaration:
+    """``name: H x D`` (a matrix), ``name: H`` (a vector) or ``name: 1`` (a scalar) from a ``param`` line."""
+
+    name: str
+    shape: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
 class Equation:
     """``target = expr``; the target of a state's next value is primed (``"c'"``)."""
 
@@ -66,7 +75,7 @@ class Equation:
     expr: sympy.Expr
     line: int
     is_output: bool = False
-    dim: str | None = None  # an output's declared size (``output y: O = ...``)
+    dim: str | None = None  # a declared size: ``output y: O = ...`` or an intermediate's ``m: M = ...``
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class CellSource:
     source: str
     lines: tuple[str, ...]
     constants: tuple[Equation, ...] = ()  # ``const beta = 1``: named numbers
+    params: tuple[ParamDeclaration, ...] = ()  # ``param W: H x D``: once one is declared, all are
 
     def line_text(self, line: int | None) -> str | None:
         """The raw text of a 1-based line, or None if there is no such line."""
@@ -166,6 +176,7 @@ class _Parser:
         states: list[Declaration] = []
         equations: list[Equation] = []
         constants: list[Equation] = []
+        params: list[ParamDeclaration] = []
         for tokens in self._statements():
             self.tokens, self.pos = tokens, 1
             first = tokens[0]
@@ -183,6 +194,9 @@ class _Parser:
             elif first.text in ("input", "state"):
                 (inputs if first.text == "input" else states).extend(self._declarations())
                 self._end("',' or end of line")
+            elif first.text == "param":
+                params.extend(self._param_declarations())
+                self._end("',' or end of line")
             elif first.text == "const":
                 target = self._name("a constant name")
                 self._expect("=", "'='")
@@ -197,7 +211,15 @@ class _Parser:
         doc = "\n".join(raw.strip().removeprefix("#").removeprefix(" ") for raw in self.lines[: cell_line - 1])
         doc = doc.strip("\n")
         return CellSource(
-            name, tuple(inputs), tuple(states), tuple(equations), doc, self.source, self.lines, tuple(constants)
+            name,
+            tuple(inputs),
+            tuple(states),
+            tuple(equations),
+            doc,
+            self.source,
+            self.lines,
+            tuple(constants),
+            tuple(params),
         )
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -291,15 +313,42 @@ class _Parser:
                 return declarations
             self._next()
 
+    def _param_declarations(self) -> list[ParamDeclaration]:
+        """``NAME: DIM [x DIM] (, NAME: DIM [x DIM])*``; a dimension is a name or ``1`` (a scalar)."""
+        declarations = []
+        while True:
+            name = self._name("a parameter name")
+            self._expect(":", "':' (parameters are declared as 'NAME: ROWS x COLS' or 'NAME: DIM')")
+            shape = [self._param_dimension()]
+            if self._peek().text == "x":
+                self._next()
+                shape.append(self._param_dimension())
+            declarations.append(ParamDeclaration(name.text, tuple(shape), name.line))
+            if self._peek().text != ",":
+                return declarations
+            self._next()
+
+    def _param_dimension(self) -> str:
+        """A dimension name, or ``1`` for a scalar."""
+        if self._peek().text == "1":
+            return self._next().text
+        return self._name("a dimension name or 1").text
+
     def _equation(self) -> Equation:
         first = self.tokens[0]
         is_output = first.text == "output"
         self.pos = int(is_output)
         if first.kind != "name":
-            raise self._unexpected("a statement (cell, input, state, const, output or NAME = ...)")
+            raise self._unexpected("a statement (cell, input, state, param, const, output or NAME = ...)")
         target = self._name("an output name" if is_output else "a name", primed=not is_output)
         dim = None
-        if is_output and self._peek().text == ":":
+        if self._peek().text == ":":
+            if target.text.endswith("'"):
+                state = target.text.rstrip("'")
+                raise self.error(
+                    f"{target.text} is the next value of state {state} and has its size; write {target.text} = ...",
+                    target,
+                )
             self._next()
             dim = self._name("a dimension name").text
         self._expect("=", "'=' (or ': DIM =' to give an output's size)" if is_output else "'='")
