@@ -150,9 +150,10 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
             if scope.accelerated:
                 _add_blas_packed(scope, op, layout)
     for op in [*plan.before, *plan.after]:  # over all steps: one product for several matrices
-        if isinstance(op, StackProduct) and len(op.stack.members) > 1:
+        # a transposed member is always packed: the products read every member as rows x cols
+        if isinstance(op, StackProduct) and (len(op.stack.members) > 1 or op.stack.has_transposed):
             layout.stacked[op.stack] = _add_packed(scope, op, layout, "stacked, for all steps")
-        if isinstance(op, GradientProduct) and len(op.stack.members) > 1:
+        if isinstance(op, GradientProduct) and (len(op.stack.members) > 1 or op.stack.has_transposed):
             stack = op.stack
             buffer = names("gradients", stack.vector, "grad_{}_weights")
             cols = dim_c[stack.cols]

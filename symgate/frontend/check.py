@@ -30,6 +30,7 @@ from ..errors import (
 from .cell import Cell, Equation, Param, next_name
 from .functions import PRIME, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
+from .matrix_terms import expand_matrix_products
 from .notation import cell_text
 from .shapes import AsWritten, infer_sizes
 from .syntax import KEYWORDS, CellSource, Declaration, parse_source
@@ -178,7 +179,7 @@ class _Checker:
     def run(self) -> Cell:
         self.check_names()
         self.check_targets()
-        equations = [self.fold_constants(eq) for eq in self.src.equations]
+        equations = [self.expand_matrices(self.fold_constants(eq)) for eq in self.src.equations]
         for eq in equations:
             self.check_symbol_names(eq)
         self.taken = self._all_names()
@@ -327,6 +328,16 @@ class _Checker:
                 )
         return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
 
+    def expand_matrices(self, eq: SourceEquation) -> SourceEquation:
+        """``(W - W.T) @ h`` becomes ``W @ h - W.T @ h`` (see :mod:`symgate.frontend.matrix_terms`)."""
+        constants = {c.target for c in self.src.constants}
+
+        def fail(message: str, symbol: str) -> CellError:
+            return self.error(CellError, message, eq.line, symbol)
+
+        expr = expand_matrix_products(eq.expr, constants, fail)
+        return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
+
     def check_symbol_names(self, eq: SourceEquation) -> None:
         """Every name is an identifier (the SymPy route can make any symbol)."""
         for node in eq.expr.atoms(sympy.Symbol):
@@ -391,7 +402,8 @@ class _Checker:
         def lift(expr: sympy.Expr) -> sympy.Expr:
             if isinstance(expr, MatVec):
                 place = f"the right side of `{cell_text(expr)}`"
-                return MatVec(expr.matrix, named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place))
+                vector = named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place)
+                return expr.func(expr.matrix, vector)
             if isinstance(expr, Reduction):
                 vector = lift(expr.vector)
                 if vector.is_number:

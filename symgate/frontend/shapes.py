@@ -2,7 +2,8 @@
 
 Sizes are unknowns joined by the equations: operands of ``+ - * /`` and function arguments share
 a size (numeric constants fit any size); in ``W @ v``, W's columns are v's size and its rows are
-the size the product meets. Unknowns are merged with a union-find; the declared sizes of inputs
+the size the product meets (in ``W.T @ v`` the other way round, so ``W @ h`` and ``W.T @ h`` in one
+cell make W square). Unknowns are merged with a union-find; the declared sizes of inputs
 and states are the only constants, so a conflict is two different declared sizes meeting.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..errors import CellError, CellNameError, DimensionError
-from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
+from .functions import PRIME, SCALAR, MatVec, MatVecT, Reduction, Transposed, Var, matrix_names, vector_names
 from .notation import cell_text
 from .syntax import CellSource
 from .syntax import Equation as SourceEquation
@@ -101,14 +102,17 @@ class SizeInference:
         """
         if isinstance(expr, MatVec):
             rows, cols = self.matrix_unknowns(expr.matrix)
+            left: sympy.Expr = expr.matrix
+            if isinstance(expr, MatVecT):  # W.T @ v: v has W's rows, the result W's columns
+                rows, cols, left = cols, rows, Transposed(expr.matrix)
             vector = self.size_of(expr.vector)
             if vector is None:
                 raise self.raise_at(
-                    f"`{self.written.text(expr)}` multiplies {expr.matrix.name} with a constant; "
+                    f"`{self.written.text(expr)}` multiplies {cell_text(left)} with a constant; "
                     "the right side of '@' must be a vector",
                     expr.matrix.name,
                 )
-            self._join(cols, vector, expr, expr.matrix, expr.vector, "has columns of size")
+            self._join(cols, vector, expr, left, expr.vector, "has columns of size")
             return rows
         if isinstance(expr, Reduction):
             self.size_of(expr.vector)
@@ -166,7 +170,15 @@ def infer_sizes(
         if name in constant_names:
             return None
         if name in matrices:
-            raise error(DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name)
+            used = next(eq.line for eq in equations if name in matrix_names(eq.expr))
+            raise error(
+                DimensionError,
+                f"{name} is used as a matrix (on the left of '@', line {used}) and as a vector: a parameter is one "
+                f"or the other; to add the vector {name} to a product, write it beside the product "
+                f"(W @ h + {name}), else rename one of them",
+                current[0].line,
+                name,
+            )
         key = name[: -len(PRIME)] if name.endswith(PRIME) else name
         return unknowns.new(key)
 
