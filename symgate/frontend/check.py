@@ -160,6 +160,7 @@ class _Checker:
         self.lifted_vectors: dict[str, sympy.Expr] = {}  # a lifted vector's name -> the expression as written
         self.lifted_places: dict[str, str] = {}  # a lifted vector's name -> where it was written
         self.param_lines: dict[str, int] = {}
+        self.written_products: dict[sympy.Expr, sympy.Expr] = {}  # an expanded product -> as written
 
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
         return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
@@ -196,7 +197,7 @@ class _Checker:
                 raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
         vectors = [p for p in params if p not in matrices]
         self.param_lines = {p: next(eq.line for eq in equations if p in vector_names(eq.expr)) for p in vectors}
-        written = AsWritten(self.lifted_vectors, self.lifted_places, self.typo_hint)
+        written = AsWritten(self.lifted_vectors, self.lifted_places, self.typo_hint, self.written_products)
         sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error, written)
         self.check_declarations_read(equations)
         self.warn_about_parameters()
@@ -335,7 +336,7 @@ class _Checker:
         def fail(message: str, symbol: str) -> CellError:
             return self.error(CellError, message, eq.line, symbol)
 
-        expr = expand_matrix_products(eq.expr, constants, fail)
+        expr = expand_matrix_products(eq.expr, constants, fail, self.written_products)
         return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
 
     def check_symbol_names(self, eq: SourceEquation) -> None:

@@ -16,7 +16,7 @@ and need its own gradient path back to ``W``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import sympy
 
@@ -28,13 +28,16 @@ Fail = Callable[[str, str], CellError]
 """Builds the error for a message and the symbol it names, at the equation being expanded."""
 
 
-def expand_matrix_products(expr: sympy.Expr, constants: set[str], fail: Fail) -> sympy.Expr:
+def expand_matrix_products(
+    expr: sympy.Expr, constants: set[str], fail: Fail, written: dict[sympy.Expr, sympy.Expr]
+) -> sympy.Expr:
     """``expr`` with every product whose left side is a matrix expression expanded by linearity.
 
     ``constants`` are the names that scale a matrix (``beta`` in ``beta*W``); every other name on
-    the left of ``@`` is a matrix. A ``W.T`` anywhere but there is an error.
+    the left of ``@`` is a matrix. A ``W.T`` anywhere but there is an error. ``written`` receives
+    each expansion and the product as written, for messages (:func:`as_written`).
     """
-    expanded = _rebuild(expr, constants, fail)
+    expanded = _rebuild(expr, constants, fail, written)
     stray = sorted(expanded.atoms(Transposed), key=sympy.default_sort_key)
     if stray:
         written = cell_text(stray[0])
@@ -45,18 +48,34 @@ def expand_matrix_products(expr: sympy.Expr, constants: set[str], fail: Fail) ->
     return expanded
 
 
-def _rebuild(node: sympy.Expr, constants: set[str], fail: Fail) -> sympy.Expr:
+def as_written(expr: sympy.Expr, written: Mapping[sympy.Expr, sympy.Expr]) -> sympy.Expr:
+    """``expr`` with every expanded product put back as written: ``W @ h - W.T @ h + b`` reads
+    ``(W - W.T) @ h + b`` again."""
+    if not written or not expr.args:
+        return expr
+    expr = expr.func(*(as_written(arg, written) for arg in expr.args))
+    if not isinstance(expr, sympy.Add):
+        return written.get(expr, expr)
+    terms = list(expr.args)
+    for expanded, product in written.items():
+        parts = sympy.Add.make_args(expanded)
+        if all(part in terms for part in parts):
+            terms = [term for term in terms if term not in parts] + [product]
+    return sympy.Add(*terms)
+
+
+def _rebuild(node: sympy.Expr, constants: set[str], fail: Fail, written: dict[sympy.Expr, sympy.Expr]) -> sympy.Expr:
     if not node.args or isinstance(node, Var):
         return node
-    args = [_rebuild(arg, constants, fail) for arg in node.args]
+    args = [_rebuild(arg, constants, fail, written) for arg in node.args]
     if isinstance(node, MatVec) and not isinstance(args[0], Var):
-        return _linear(node.func, args[0], args[1], constants, fail)
+        expanded = _linear(node.func, args[0], args[1], constants, fail)
+        written[expanded] = MatVec(args[0], args[1])
+        return expanded
     return node.func(*args)
 
 
-def _linear(
-    product: type[MatVec], left: sympy.Expr, vector: sympy.Expr, constants: set[str], fail: Fail
-) -> sympy.Expr:
+def _linear(product: type[MatVec], left: sympy.Expr, vector: sympy.Expr, constants: set[str], fail: Fail) -> sympy.Expr:
     """``left @ vector`` as a sum of products, one per matrix and transposition."""
     written = cell_text(MatVec(left, vector))
     if product is MatVecT:
@@ -103,7 +122,7 @@ def _split(
     if len(matrices) > 1:
         text = cell_text(sympy.Mul(*matrices))
         names = [m.name for m in matrices if isinstance(m, Var)]
-        hint = f"; if {names[0]} is a number, declare it: `const {names[0]} = ...`" if names else ""
+        hint = f"; if {' or '.join(names)} is a number, declare it with `const`" if names else ""
         raise fail(
             f"`{text}` in `{written}` multiplies matrices; each term of the left side of '@' is one matrix "
             f"(W or W.T) times numbers and constants{hint}",

@@ -17,6 +17,7 @@ import sympy
 
 from ..errors import CellError, CellNameError, DimensionError
 from .functions import PRIME, SCALAR, MatVec, MatVecT, Reduction, Transposed, Var, matrix_names, vector_names
+from .matrix_terms import as_written
 from .notation import cell_text
 from .syntax import CellSource
 from .syntax import Equation as SourceEquation
@@ -67,16 +68,20 @@ class AsWritten:
 
     ``expressions`` maps such a name to the expression as written, ``places`` to where it was
     written (``the right side of `U @ (r*h)` ``); ``hint`` adds to a parameter's message (a name
-    it is probably a slip for).
+    it is probably a slip for); ``products`` maps each expanded matrix expression to the product as
+    written (``(W - W.T) @ h``).
     """
 
     expressions: Mapping[str, sympy.Expr] = field(default_factory=dict)
     places: Mapping[str, str] = field(default_factory=dict)
     hint: Callable[[str], str] = lambda name: ""
+    products: Mapping[sympy.Expr, sympy.Expr] = field(default_factory=dict)
 
     def text(self, expr: sympy.Expr) -> str:
-        """``expr`` as cell text, every lifted name replaced by what it stands for."""
-        return cell_text(expr.xreplace({Var(n): e for n, e in self.expressions.items()}))
+        """``expr`` as cell text, every lifted name replaced by what it stands for and every
+        expanded product (``products``: ``W @ h - W.T @ h``) by the product as written."""
+        expr = expr.xreplace({Var(n): e for n, e in self.expressions.items()})
+        return cell_text(as_written(expr, self.products))
 
     def what(self, name: str) -> str:
         """A vector's name, or for a lifted one its expression and where it was written."""
