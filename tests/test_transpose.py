@@ -8,6 +8,9 @@ papers write them and checked against NumPy steps written here, independently of
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -268,3 +271,10 @@ def test_torch_module_gradients_through_a_transposed_product():
         return out
 
     assert torch.autograd.gradcheck(f, (x, h0, *leaves))
+
+
+def test_the_readme_example_is_the_paper_cell():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"\n  ```\n(.+?)\n  ```\n", readme, re.S) if "W.T" in b]
+    text = "\n".join(line.removeprefix("  ") for line in block.splitlines()) + "\n"
+    assert sg.parse(text).fingerprint() == sg.parse(ANTISYMMETRIC).fingerprint()
