@@ -17,6 +17,7 @@ import pytest
 import symgate as sg
 from symgate.errors import CellError, CellNameError, CellSyntaxError, DimensionError
 from symgate.frontend.functions import MatVec, MatVecT, Var
+from symgate.jit import toolchain
 from symgate.symbolic.derive import MatrixGradient
 
 # Chang, Chen, Haber, Chi, "AntisymmetricRNN: a dynamical system view on recurrent neural networks"
@@ -278,3 +279,14 @@ def test_the_readme_example_is_the_paper_cell():
     (block,) = [b for b in re.findall(r"\n  ```\n(.+?)\n  ```\n", readme, re.S) if "W.T" in b]
     text = "\n".join(line.removeprefix("  ") for line in block.splitlines()) + "\n"
     assert sg.parse(text).fingerprint() == sg.parse(ANTISYMMETRIC).fingerprint()
+
+
+@pytest.mark.skipif(not toolchain.blas_flags(), reason="scipy-openblas32 is a dependency of symgate")
+@pytest.mark.parametrize("text", [ANTISYMMETRIC, TIED], ids=["antisymmetric", "tied"])
+def test_transposed_products_through_openblas(text, monkeypatch, tmp_path):
+    """Every product through OpenBLAS, the packing of transposed members by its omatcopy."""
+    monkeypatch.setenv("SYMGATE_BLAS", "openblas")
+    monkeypatch.setenv("SYMGATE_BLAS_MIN", "0")
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    report = sg.gradcheck(sg.parse(text), SIZES, steps=4, batch=3, float32=True)
+    assert report.ok, str(report)
