@@ -290,3 +290,19 @@ def test_transposed_products_through_openblas(text, monkeypatch, tmp_path):
     monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
     report = sg.gradcheck(sg.parse(text), SIZES, steps=4, batch=3, float32=True)
     assert report.ok, str(report)
+
+
+SMALL = {
+    # (W + W.T) @ h: both products get one adjoint, which the backward panel holds twice
+    "symmetric": "h' = tanh((W + W.T) @ h + U @ x)",
+    "alone": "h' = tanh(W.T @ h + U @ x)",
+    "lifted": "r = sigmoid(U @ x + W @ h)\nh' = tanh(W.T @ (r*h) + V @ x)\noutput y = 2*(U.T @ r)",
+    "output": "h' = tanh(V @ x + (W - 0.5*W.T) @ h)\noutput y = (W.T @ h')*h'",
+}
+
+
+@pytest.mark.parametrize("equations", SMALL.values(), ids=SMALL)
+def test_transposed_products_in_every_position_pass_gradcheck(equations):
+    cell = sg.parse(f"cell small\ninput x: D\nstate h: H\n{equations}\n")
+    assert sg.parse(cell.text()).fingerprint() == cell.fingerprint()
+    assert sg.gradcheck(cell, SIZES, complex_step=True).ok
