@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import symgate as sg
+from symgate.codegen import lower
 from symgate.errors import CellError, CellNameError, CellSyntaxError, DimensionError
 from symgate.frontend.functions import MatVec, MatVecT, Var
 from symgate.jit import toolchain
@@ -306,3 +307,14 @@ def test_transposed_products_in_every_position_pass_gradcheck(equations):
     cell = sg.parse(f"cell small\ninput x: D\nstate h: H\n{equations}\n")
     assert sg.parse(cell.text()).fingerprint() == cell.fingerprint()
     assert sg.gradcheck(cell, SIZES, complex_step=True).ok
+
+
+def test_unfused_backward_products_of_both_kinds(monkeypatch):
+    """Where no backward sum is fused into a stacked product, each ``W @ δ`` and ``Wᵀ @ δ`` is a
+    product of its own (``Product``): the path a sum split by CSE takes."""
+    monkeypatch.setattr(lower, "_fuse_transposed_sums", lambda equations, stacks, inputs: (equations, {}, []))
+    cell = sg.parse(ANTISYMMETRIC)
+    plan = lower.plan_kernel(cell, sg.derive(cell))
+    products = [op for op in plan.backward.step if isinstance(op, lower.Product)]
+    assert sorted(op.transposed for op in products) == [False, True, True]
+    assert sg.gradcheck(cell, SIZES).ok
