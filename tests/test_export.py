@@ -43,11 +43,23 @@ output y: O = relu(Q @ h')
 """
 """Two inputs, states of different sizes, an output, a reduction, a constant and a parameter named
 like a C keyword (``int``, renamed ``int_`` in C)."""
+TRANSPOSED = """\
+cell transposed
+input x: D
+state h: H
+h' = tanh((W - W.T) @ h + V.T @ x + b)
+output y = V @ h'
+"""
+"""Transposed products: W and W.T on the same vector, V.T over all steps and V at every step."""
 GIVEN = ("input", "init", "param", "grad_states", "grad_outputs", "grad_init")
 
 
 def _cell(name: str) -> sg.Cell:
-    return sg.parse(MIXED) if name == "mixed" else sg.cells.get(name)
+    return (
+        sg.parse({"mixed": MIXED, "transposed": TRANSPOSED}[name])
+        if name in ("mixed", "transposed")
+        else sg.cells.get(name)
+    )
 
 
 def _sizes(cell: sg.Cell) -> dict[str, int]:
@@ -239,7 +251,7 @@ def _largest_relative_error(results) -> float:
 
 # -- 3. results equal the Python kernel's, from a separate program ----------------------------------
 @needs_cc
-@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed"])
+@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed", "transposed"])
 def test_exported_float64_equals_the_python_kernel(name, tmp_path):
     case = _Case(name, "float64")
     program = _build(case.library, tmp_path, _driver(case.library, case.cell, case.sizes), STRICT, "driver")
@@ -256,7 +268,10 @@ def test_exported_float32_equals_the_python_kernel(name, tmp_path):
     assert error <= 1e-5, f"{name}: exported C differs from the Python kernel by {error:.1e} (relative)"
 
 
-@pytest.mark.parametrize(("name", "dtype", "baked"), [("lstm", "float64", False), ("mixed", "float64", True)])
+@pytest.mark.parametrize(
+    ("name", "dtype", "baked"),
+    [("lstm", "float64", False), ("mixed", "float64", True), ("transposed", "float64", False)],
+)
 def test_exported_code_runs_clean_under_address_and_undefined_behaviour_sanitizers(name, dtype, baked, tmp_path):
     reason = _sanitizer_reason()
     if reason:

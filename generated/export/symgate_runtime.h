@@ -182,10 +182,32 @@ static inline void sg_add(size_t count, const SG_REAL *v, SG_REAL *out)
     }
 }
 
+/* out[j, i] += v[i, j]: a (rows, cols) block added transposed to a (cols, rows) matrix (the
+ * gradient of W from the stacked gradient of W.T) */
+static inline void sg_add_t(int rows, int cols, const SG_REAL *v, SG_REAL *out)
+{
+    for (int j = 0; j < cols; ++j) {
+        for (int i = 0; i < rows; ++i) {
+            out[(size_t)j * rows + i] += v[(size_t)i * cols + j];
+        }
+    }
+}
+
+/* out[i, j] = W[i, j]: a (rows, cols) matrix copied row by row into rows of out ldo apart (the
+ * transpose of W.T, for a product with W.T packed as columns side by side) */
+static inline void sg_pack(int rows, int cols, const SG_REAL *W, SG_REAL *out, int ldo)
+{
+    for (int i = 0; i < rows; ++i) {
+        for (int j = 0; j < cols; ++j) {
+            out[(size_t)i * ldo + j] = W[(size_t)i * cols + j];
+        }
+    }
+}
+
 /* out[j, i] = W[i, j]: a (rows, cols) matrix written transposed into columns of out (rows ldo
  * apart): OpenBLAS's omatcopy where linked, else 32 x 32 tiles, each written row by row, so that
- * a large matrix's transposition does not miss the cache at every element. Measured for four
- * 512 x 512 matrices: 5.4 ms element by element, 0.62 ms in tiles, 0.43 ms by omatcopy. */
+ * a large matrix's transposition does not miss the cache at every element (benchmarks/
+ * MEASUREMENTS.md, "Transposition"). */
 static inline void sg_pack_t(int rows, int cols, const SG_REAL *W, SG_REAL *out, int ldo)
 {
 #ifdef SG_WITH_OPENBLAS
@@ -276,8 +298,8 @@ static inline size_t sg_packed_count(int m, int n, int k)
 }
 
 /* W (k, n) packed for C = A W with (m, k) A's into space (sg_packed_count numbers), or NULL
- * when W is used as it is. Measured for a float32 64×512 by 512×2048 step on a 2-core Xeon:
- * 0.41-0.43 ms packed, 0.52-0.57 ms not (MKL), 0.65-0.72 ms by OpenBLAS. */
+ * when W is used as it is: a large step product is faster packed once per call than packed by
+ * each call (benchmarks/MEASUREMENTS.md, "MKL threshold"). */
 static inline const SG_REAL *sg_pack_weights(int m, int n, int k, const SG_REAL *W, int ldw, SG_REAL *space)
 {
     if (sg_packed_count(m, n, k) == 0) {

@@ -69,7 +69,11 @@ class Emitter:
         return self.scope.names("param", matrix)
 
     def packing(self, op: StackProduct, layout: Layout) -> Emitted:
-        """Copies a stack's matrices side by side once per call, so one product serves them all."""
+        """Copies a stack's matrices side by side once per call, so one product serves them all.
+
+        A transposed member (``W.T``) is written transposed: as W's rows where the others' rows
+        become columns, as W's columns where the others are copied row by row.
+        """
         scope = self.scope
         buffer = layout.packed.get(op.stack) or layout.stacked[op.stack]
         cols = self.dim_c[op.stack.cols]
@@ -79,10 +83,13 @@ class Emitter:
             offset = scope.int_sum(m.rows for m in op.stack.members[:index])
             matrix, rows = self.param(member.matrix), self.dim_c[member.rows]
             if transposed_packing(op):
+                helper = "sg_pack" if member.transposed else "sg_pack_t"
                 target = c("{b} + {o}", b=buffer, o=offset) if offset.text != "0" else c("{b}", b=buffer)
-                lines.append(
-                    c("sg_pack_t({r}, {cols}, {m}, {t}, {w});", r=rows, cols=cols, m=matrix, t=target, w=width)
-                )
+                shape = {"r": cols, "cols": rows} if member.transposed else {"r": rows, "cols": cols}
+                lines.append(c(helper + "({r}, {cols}, {m}, {t}, {w});", m=matrix, t=target, w=width, **shape))
+            elif member.transposed:
+                target = _rows_from(buffer, offset, cols)
+                lines.append(c("sg_pack_t({r}, {cols}, {m}, {t}, {r});", r=cols, cols=rows, m=matrix, t=target))
             else:
                 target = _rows_from(buffer, offset, cols)
                 lines.append(
@@ -127,6 +134,20 @@ class Emitter:
                 out=rows[op.out].c,
             )
             return _call(op.out, [line])
+        if isinstance(op, Product) and not op.transposed:
+            vector, out = rows[op.vector], rows[op.out]
+            line = c(
+                "sg_gemm_nt({B}, {rows}, {cols}, {v}, {vw}, {m}, {cols}, {out}, {ow}, 0);",
+                B="B",
+                cols=self.dim_c[op.cols],
+                rows=self.dim_c[op.rows],
+                v=vector.c,
+                vw=vector.width,
+                m=self.param(op.matrix),
+                out=out.c,
+                ow=out.width,
+            )
+            return _call(f"{op.matrix} @ {op.vector}", [line])
         if isinstance(op, Product):
             vector, out = rows[op.vector], rows[op.out]
             line = c(
@@ -219,7 +240,7 @@ class Emitter:
         stack = op.stack
         cols = self.dim_c[stack.cols]
         first = stack.members[0]
-        matrices, adjoints = (first.matrix, first.value)
+        matrices, adjoints = (first.label, first.value)
         if len(stack.members) > 1:
             matrices, adjoints = f"({stack.matrices})", f"({', '.join(stack.panel)})"
         comment = f"{ADJOINT}{matrices} += Σ {adjoints} ⊗ {stack.vector}, all steps"
@@ -238,9 +259,10 @@ class Emitter:
         for index, member in enumerate(stack.members):
             source = _rows_from(buffer, scope.int_sum(m.rows for m in stack.members[:index]), cols)
             grad = scope.names("grad_params", member.matrix)
-            lines.append(
-                c("sg_add((size_t){r} * {cols}, {s}, {g});", r=self.dim_c[member.rows], cols=cols, s=source, g=grad)
-            )
+            helper = "sg_add_t" if member.transposed else "sg_add"
+            count = "{r}, {cols}" if member.transposed else "(size_t){r} * {cols}"
+            rows = self.dim_c[member.rows]
+            lines.append(c(helper + "(" + count + ", {s}, {g});", r=rows, cols=cols, s=source, g=grad))
         return _call(comment, lines)
 
     def sum_over_steps(

@@ -105,6 +105,7 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
         return c("{a} + (size_t)t * {B} * {d}", a=arg.c_name, B="B", d=dim_c[dim])
 
     # panels: vectors side by side, in the order the stacks read or write them
+    mirrored: set[str] = set()
     for stack in plan.panels:
         all_steps = which == "backward" or stack.hoisted
         key = (stack.panel, all_steps)
@@ -138,7 +139,11 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
                 if all_steps:
                     layout.sequences[member.value] = (whole, width)
             elif place.init != layout.rows[member.value].init:
-                place = Row(names("mirror", f"{member.value}:{buffer}", "{}_row"), *place[1:])
+                key = f"{member.value}:{buffer}"
+                if key in mirrored:  # twice in one panel: W @ h and W.T @ h with one adjoint
+                    key += f":{index}"
+                mirrored.add(key)
+                place = Row(names("mirror", key, "{}_row"), *place[1:])
                 layout.mirrors.setdefault(member.value, []).append(place)
             else:
                 place = layout.rows[member.value]
@@ -150,9 +155,10 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
             if scope.accelerated:
                 _add_blas_packed(scope, op, layout)
     for op in [*plan.before, *plan.after]:  # over all steps: one product for several matrices
-        if isinstance(op, StackProduct) and len(op.stack.members) > 1:
+        # a transposed member is always packed: the products read every member as rows x cols
+        if isinstance(op, StackProduct) and (len(op.stack.members) > 1 or op.stack.has_transposed):
             layout.stacked[op.stack] = _add_packed(scope, op, layout, "stacked, for all steps")
-        if isinstance(op, GradientProduct) and len(op.stack.members) > 1:
+        if isinstance(op, GradientProduct) and (len(op.stack.members) > 1 or op.stack.has_transposed):
             stack = op.stack
             buffer = names("gradients", stack.vector, "grad_{}_weights")
             cols = dim_c[stack.cols]

@@ -39,11 +39,21 @@ def product_name(node: MatVec | Reduction) -> str:
 @dataclass(frozen=True)
 class Member:
     """One matrix of a stack, and the vector of the panel that goes with it: the result of
-    ``matrix @ vector`` in the forward pass, its adjoint in the backward pass."""
+    ``matrix @ vector`` in the forward pass, its adjoint in the backward pass.
+
+    ``transposed``: the member is ``matrix.T`` (the author wrote ``W.T @ v``); ``rows`` are then
+    the parameter's columns. Packing writes it transposed, so the products treat it as any other.
+    """
 
     matrix: str
     rows: str
     value: str
+    transposed: bool = False
+
+    @property
+    def label(self) -> str:
+        """``W``, or ``Wᵀ`` for a transposed member."""
+        return self.matrix + ("ᵀ" if self.transposed else "")
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,12 @@ class Stack:
 
     @property
     def matrices(self) -> str:
-        return ", ".join(m.matrix for m in self.members)
+        return ", ".join(m.label for m in self.members)
+
+    @property
+    def has_transposed(self) -> bool:
+        """Some member is a transposed matrix: its products go through a packed copy."""
+        return any(m.transposed for m in self.members)
 
     @property
     def transposed_name(self) -> str:
@@ -88,13 +103,15 @@ class StackProduct:
 
 @dataclass(frozen=True)
 class Product:
-    """``out = Wᵀ @ v`` for every sample: a backward product whose sum could not be fused."""
+    """``out = Wᵀ @ v`` (or ``W @ v``, not ``transposed``) for every sample: a backward product
+    whose sum could not be fused; ``rows`` and ``cols`` are W's."""
 
     out: str
     matrix: str
     vector: str
     rows: str
     cols: str
+    transposed: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,12 +223,12 @@ def lower(
             expr, g_level = namer.name(gradient.expr)
             key = (g_level, shapes[gradient.param][0])
             loops.setdefault(key, Loop(dim=key[1], level=key[0])).gradients.append(VectorGradient(gradient.param, expr))
-    products = {(g.param, g.vector.name) for g in gradients if isinstance(g, MatrixGradient)}
+    products = {(g.param, g.vector.name, g.transposed) for g in gradients if isinstance(g, MatrixGradient)}
     for stack in stacks:
-        members = tuple(m for m in stack.members if (m.matrix, stack.vector) in products)
+        members = tuple(m for m in stack.members if (m.matrix, stack.vector, m.transposed) in products)
         if members:
             after.append(GradientProduct(Stack(stack.vector, stack.cols, members, stack.hoisted)))
-            products -= {(m.matrix, stack.vector) for m in members}
+            products -= {(m.matrix, stack.vector, m.transposed) for m in members}
     if products:
         raise ValueError(f"matrix gradients {sorted(products)} belong to no stack of products")
 
@@ -284,8 +301,9 @@ class _ProductNamer:
             self.sizes[name] = SCALAR
         else:
             rows, cols = self.shapes[node.matrix.name]
-            self.ops[name] = Product(name, node.matrix.name, vector, rows, cols)
-            self.sizes[name] = cols
+            transposed = isinstance(node, MatVecT)
+            self.ops[name] = Product(name, node.matrix.name, vector, rows, cols, transposed)
+            self.sizes[name] = cols if transposed else rows
         self.level[name] = self.level.get(vector, 0) + 1
 
     def add_fused(self, name: str) -> None:
@@ -305,18 +323,19 @@ def _fuse_transposed_sums(
 
     An input's gradient is not needed by the recurrence, so its stack's product runs after the
     time loop over all steps at once; the loop computes only the rest of that gradient, if any.
-    A sum that CSE split apart stays as separate products.
+    A sum that CSE split apart stays as separate products. A transposed member (``W.T @ v`` in
+    the forward pass) passes back ``W @ δ``, a plain product.
     """
     equations = list(equations)
     fused: dict[str, StackProduct] = {}
     after: list[Op] = []
     for stack in stacks:
-        wanted = {(m.matrix, m.value) for m in stack.members}
+        wanted = {(MatVec if m.transposed else MatVecT, m.matrix, m.value) for m in stack.members}
         for index, eq in enumerate(equations):
             if eq is None:
                 continue
             args = sympy.Add.make_args(eq.expr)
-            terms = [a for a in args if isinstance(a, MatVecT) and (a.matrix.name, a.vector.name) in wanted]
+            terms = [a for a in args if isinstance(a, MatVec) and (type(a), a.matrix.name, a.vector.name) in wanted]
             if len(terms) != len(wanted):
                 continue
             rest = sympy.Add(*(a for a in args if a not in terms))
@@ -350,15 +369,17 @@ class KernelPlan:
 def forward_stacks(cell: Cell) -> tuple[Stack, ...]:
     """The cell's products grouped by the vector they multiply, in order of first use."""
     by_vector: dict[str, list[Member]] = {}
+    cols: dict[str, str] = {}
     for eq in cell.equations:
         for node in sorted(eq.expr.atoms(MatVec), key=sympy.default_sort_key):
+            transposed = isinstance(node, MatVecT)
+            rows, cols[node.vector.name] = cell.param(node.matrix.name).shape[:: -1 if transposed else 1]
             members = by_vector.setdefault(node.vector.name, [])
-            member = Member(node.matrix.name, cell.param(node.matrix.name).shape[0], product_name(node))
+            member = Member(node.matrix.name, rows, product_name(node), transposed)
             if member not in members:
                 members.append(member)
     return tuple(
-        Stack(vector, cell.param(members[0].matrix).shape[1], tuple(members), vector in cell.inputs)
-        for vector, members in by_vector.items()
+        Stack(vector, cols[vector], tuple(members), vector in cell.inputs) for vector, members in by_vector.items()
     )
 
 
@@ -367,13 +388,15 @@ def backward_stacks(
 ) -> tuple[Stack, ...]:
     """The forward stacks with each product's adjoint in place of its result (products with no
     gradient, because nothing depends on them, drop out)."""
-    adjoint = {(g.param, g.vector.name): g.adjoint.name for g in gradients if isinstance(g, MatrixGradient)}
+    adjoint = {
+        (g.param, g.vector.name, g.transposed): g.adjoint.name for g in gradients if isinstance(g, MatrixGradient)
+    }
     stacks = []
     for stack in forward:
         members = tuple(
-            Member(m.matrix, m.rows, adjoint[(m.matrix, stack.vector)])
+            Member(m.matrix, m.rows, adjoint[(m.matrix, stack.vector, m.transposed)], m.transposed)
             for m in stack.members
-            if (m.matrix, stack.vector) in adjoint
+            if (m.matrix, stack.vector, m.transposed) in adjoint
         )
         if members:
             stacks.append(Stack(stack.vector, stack.cols, members, stack.hoisted))

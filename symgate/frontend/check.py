@@ -30,6 +30,7 @@ from ..errors import (
 from .cell import Cell, Equation, Param, next_name
 from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
+from .matrix_terms import expand_matrix_products
 from .notation import cell_text
 from .shapes import AsWritten, infer_sizes, shape_text
 from .syntax import KEYWORDS, CellSource, Declaration, ParamDeclaration, parse_source
@@ -174,6 +175,7 @@ class _Checker:
         self.lifted_places: dict[str, str] = {}  # a lifted vector's name -> where it was written
         self.lifted_enclosing: dict[str, sympy.Expr] = {}  # a lifted vector's name -> the node that reads it
         self.param_lines: dict[str, int] = {}
+        self.written_products: dict[sympy.Expr, sympy.Expr] = {}  # an expanded product -> as written
 
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
         return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
@@ -193,7 +195,7 @@ class _Checker:
     def run(self) -> Cell:
         self.check_names()
         self.check_targets()
-        equations = [self.fold_constants(eq) for eq in self.src.equations]
+        equations = [self.expand_matrices(self.fold_constants(eq)) for eq in self.src.equations]
         for eq in equations:
             self.check_symbol_names(eq)
         self.taken = self._all_names()
@@ -213,7 +215,9 @@ class _Checker:
                 raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
         vectors = [p for p in params if p not in matrices]
         self.param_lines = {p: next(eq.line for eq in equations if p in vector_names(eq.expr)) for p in vectors}
-        written = AsWritten(self.lifted_vectors, self.lifted_places, self.typo_hint, self.lifted_enclosing)
+        written = AsWritten(
+            self.lifted_vectors, self.lifted_places, self.typo_hint, self.lifted_enclosing, self.written_products
+        )
         sizes, shapes = infer_sizes(self.src, equations, params, matrices, self.error, written)
         self.check_declarations_read(equations)
         self.check_params_used(params)
@@ -389,6 +393,16 @@ class _Checker:
                 )
         return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
 
+    def expand_matrices(self, eq: SourceEquation) -> SourceEquation:
+        """``(W - W.T) @ h`` becomes ``W @ h - W.T @ h`` (see :mod:`symgate.frontend.matrix_terms`)."""
+        constants = {c.target for c in self.src.constants}
+
+        def fail(message: str, symbol: str) -> CellError:
+            return self.error(CellError, message, eq.line, symbol)
+
+        expr = expand_matrix_products(eq.expr, constants, fail, self.written_products)
+        return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
+
     def check_symbol_names(self, eq: SourceEquation) -> None:
         """Every name is an identifier (the SymPy route can make any symbol)."""
         for node in eq.expr.atoms(sympy.Symbol):
@@ -454,8 +468,8 @@ class _Checker:
             if isinstance(expr, MatVec):
                 place = f"the right side of `{cell_text(expr)}`"
                 vector = named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place)
-                self.lifted_enclosing.setdefault(vector.name, MatVec(expr.matrix, vector))
-                return MatVec(expr.matrix, vector)
+                self.lifted_enclosing.setdefault(vector.name, expr.func(expr.matrix, vector))
+                return expr.func(expr.matrix, vector)
             if isinstance(expr, Reduction):
                 vector = lift(expr.vector)
                 if vector.is_number:

@@ -2,10 +2,11 @@
 
 Cell equations are elementwise SymPy expressions over *vector names* (``Var``): each symbol
 stands for one element of a vector, so ``f*c + i*g`` is read unit by unit. The only operations
-that mix units are matrix-vector products, kept as opaque ``MatVec(W, v)`` nodes (and their
-transposes ``MatVecT`` in the backward pass), and reductions. The functions a cell can call
-(activations, reductions) are records of :mod:`symgate.frontend.vocabulary`, where their SymPy
-classes are defined; the classes are importable from here too, beside the products.
+that mix units are matrix-vector products, kept as opaque ``MatVec(W, v)`` nodes (and
+``MatVecT(W, v)`` for ``W.T @ v``, written by the author or by the backward pass), and reductions.
+The functions a cell can call (activations, reductions) are records of
+:mod:`symgate.frontend.vocabulary`, where their SymPy classes are defined; the classes are
+importable from here too, beside the products.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "ReduceMean",
     "ReduceSum",
     "Reduction",
+    "Transposed",
     "Var",
     "cross_unit_nodes",
     "matrix_names",
@@ -53,6 +55,11 @@ class Var(sympy.Symbol):
     def __matmul__(self, other: sympy.Expr) -> MatVec:
         return MatVec(self, sympy.sympify(other, strict=True))
 
+    @property
+    def T(self) -> Transposed:
+        """``W.T``: this matrix transposed, for the left side of ``@`` (``(W - W.T) @ h``)."""
+        return Transposed(self)
+
 
 def symbols(names: str) -> tuple[Var, ...]:
     """``symbols("W x h")`` gives one :class:`Var` per space-separated name."""
@@ -82,7 +89,28 @@ class MatVec(sympy.Function):
 
 
 class MatVecT(MatVec):
-    """``W^T @ v``: the transposed product that carries adjoints back through ``W @ v``."""
+    """``W.T @ v``: the transposed product, written by the author or by the backward pass, which
+    carries adjoints back through ``W @ v`` (and through ``W.T @ v`` with a plain ``MatVec``)."""
+
+
+class Transposed(sympy.Function):
+    """``W.T`` as written: a transposed matrix, only ever a term of the left side of ``@``.
+
+    The checker expands ``(W - W.T) @ h`` by linearity into ``W @ h - W.T @ h`` (``MatVec`` and
+    ``MatVecT``), so no equation of a checked cell holds this node.
+    """
+
+    nargs = 1
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    @property
+    def matrix(self) -> sympy.Expr:
+        return self.args[0]
+
+    def __matmul__(self, other: sympy.Expr) -> MatVec:
+        return MatVec(self, sympy.sympify(other, strict=True))
 
 
 SCALAR = "1"

@@ -1,6 +1,6 @@
 """How cell expressions read: as cell text (parseable again), as Unicode math, and as LaTeX.
 
-One place decides how ``W @ x``, ``W^T @ v``, primed states and adjoint names look, so the cell
+One place decides how ``W @ x``, ``W.T @ v``, primed states and adjoint names look, so the cell
 file, ``symgate show``, the LaTeX rendering and the C comments all agree.
 """
 
@@ -13,7 +13,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .functions import MatVec, MatVecT
+from .functions import MatVec, MatVecT, Transposed
 from .vocabulary import BY_NODE
 
 TOTAL = "_tot"
@@ -30,17 +30,22 @@ MatVec.precedence = MATVEC_PRECEDENCE
 class CellTextPrinter(StrPrinter):
     """Prints expressions in the cell language, so that parsing the output gives them back."""
 
-    transpose_mark = "^T"
+    transpose_mark = ".T"
 
     def _print_Float(self, expr: sympy.Float) -> str:
         return repr(float(expr))
 
     def _print_MatVec(self, expr: MatVec) -> str:
+        matrix = self._print(expr.matrix)
+        matrix = matrix if isinstance(expr.matrix, (sympy.Symbol, Transposed)) else f"({matrix})"
         vector = self.parenthesize(expr.vector, MATVEC_PRECEDENCE + 1)
         mark = self.transpose_mark if isinstance(expr, MatVecT) else ""
-        return f"{self._print(expr.matrix)}{mark} @ {vector}"
+        return f"{matrix}{mark} @ {vector}"
 
     _print_MatVecT = _print_MatVec
+
+    def _print_Transposed(self, expr: Transposed) -> str:
+        return f"{self._print(expr.matrix)}{self.transpose_mark}"
 
     def _print_Function(self, expr: sympy.Function) -> str:
         """A call of the language by its name in cell text (``sum``, not ``ReduceSum``); any other as SymPy's."""
@@ -64,9 +69,11 @@ class CellLatexPrinter(LatexPrinter):
         prefix = ""
         if name.startswith("δ"):
             prefix, name = r"\delta ", name[1:]
-        product = re.fullmatch(r"\((\w+)@(\w+'*)\)", name)
+        product = re.fullmatch(r"\((\w+?)(ᵀ?)@(\w+'*)\)", name)
         if product:
-            return prefix + rf"({self._plain_name(product[1], style)} {self._plain_name(product[2], style)})"
+            mark = r"^{\top}" if product[2] else ""
+            matrix, vector = self._plain_name(product[1], style), self._plain_name(product[3], style)
+            return prefix + rf"({matrix}{mark} {vector})"
         return prefix + self._plain_name(name, style)
 
     def _plain_name(self, name: str, style: str) -> str:
@@ -83,12 +90,19 @@ class CellLatexPrinter(LatexPrinter):
         return text + (rf"{glue}_{{\mathrm{{{rest.lstrip('_')}}}}}" if rest else "")
 
     def _print_MatVec(self, expr: MatVec, exp: str | None = None) -> str:
+        matrix = self._print(expr.matrix)
+        if not isinstance(expr.matrix, (sympy.Symbol, Transposed)):
+            matrix = rf"\left({matrix}\right)"
         vector = self.parenthesize(expr.vector, PRECEDENCE["Mul"])
         mark = r"^{\top}" if isinstance(expr, MatVecT) else ""
-        text = rf"{self._print(expr.matrix)}{mark} {vector}"
+        text = rf"{matrix}{mark} {vector}"
         return rf"\left({text}\right)^{{{exp}}}" if exp else text
 
     _print_MatVecT = _print_MatVec
+
+    def _print_Transposed(self, expr: Transposed, exp: str | None = None) -> str:
+        text = rf"{self._print(expr.matrix)}^{{\top}}"
+        return rf"\left({text}\right)^{{{exp}}}" if exp else text
 
     def _print_Function(self, expr: sympy.Function, exp: str | None = None) -> str:
         """A call of the language by the LaTeX name of its record (``\\sigma``); SymPy's own

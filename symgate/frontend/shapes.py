@@ -2,12 +2,12 @@
 
 Sizes are unknowns joined by the equations: operands of ``+ - * /`` and function arguments share
 a size (numeric constants fit any size); in ``W @ v``, W's columns are v's size and its rows are
-the size the product meets. Unknowns are merged with a union-find; the declared sizes of inputs,
-states, outputs and sized intermediates (``m: M = ...``) are its constants, so a conflict is two
-different declared sizes meeting. Declared parameter shapes (``param W: H x D``) are checked
-against what the equations imply once the equations are read, so that a conflict can name both the
-declaration and the equation; they then give the sizes the equations leave open (the rank R of
-``P @ (Q @ h)``).
+the size the product meets (in ``W.T @ v`` the other way round, so ``W @ h`` and ``W.T @ h`` in one
+cell make W square). Unknowns are merged with a union-find; the declared sizes of inputs, states,
+outputs and sized intermediates (``m: M = ...``) are its constants, so a conflict is two different
+declared sizes meeting. Declared parameter shapes (``param W: H x D``) are checked against what the
+equations imply once the equations are read, so that a conflict can name both the declaration and
+the equation; they then give the sizes the equations leave open (the rank R of ``P @ (Q @ h)``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..errors import CellError, CellNameError, DimensionError
-from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
+from .functions import PRIME, SCALAR, MatVec, MatVecT, Reduction, Transposed, Var, matrix_names, vector_names
+from .matrix_terms import as_written
 from .notation import cell_text
 from .syntax import CellSource, ParamDeclaration
 from .syntax import Equation as SourceEquation
@@ -70,7 +71,8 @@ class AsWritten:
 
     ``expressions`` maps such a name to the expression as written, ``places`` to where it was
     written (``the right side of `U @ (r*h)` ``); ``hint`` adds to a parameter's message (a name
-    it is probably a slip for).
+    it is probably a slip for); ``products`` maps each expanded matrix expression to the product as
+    written (``(W - W.T) @ h``).
     """
 
     expressions: Mapping[str, sympy.Expr] = field(default_factory=dict)
@@ -78,10 +80,13 @@ class AsWritten:
     hint: Callable[[str], str] = lambda name: ""
     enclosing: Mapping[str, sympy.Expr] = field(default_factory=dict)
     """A lifted name -> the product or reduction it was lifted out of, which reads it (``P @ P_arg``)."""
+    products: Mapping[sympy.Expr, sympy.Expr] = field(default_factory=dict)
 
     def text(self, expr: sympy.Expr) -> str:
-        """``expr`` as cell text, every lifted name replaced by what it stands for."""
-        return cell_text(expr.xreplace({Var(n): e for n, e in self.expressions.items()}))
+        """``expr`` as cell text, every lifted name replaced by what it stands for and every
+        expanded product (``products``: ``W @ h - W.T @ h``) by the product as written."""
+        expr = expr.xreplace({Var(n): e for n, e in self.expressions.items()})
+        return cell_text(as_written(expr, self.products))
 
     def what(self, name: str) -> str:
         """A vector's name, or for a lifted one its expression and where it was written."""
@@ -107,14 +112,17 @@ class SizeInference:
         """
         if isinstance(expr, MatVec):
             rows, cols = self.matrix_unknowns(expr.matrix)
+            left: sympy.Expr = expr.matrix
+            if isinstance(expr, MatVecT):  # W.T @ v: v has W's rows, the result W's columns
+                rows, cols, left = cols, rows, Transposed(expr.matrix)
             vector = self.size_of(expr.vector)
             if vector is None:
                 raise self.raise_at(
-                    f"`{self.written.text(expr)}` multiplies {expr.matrix.name} with a constant; "
+                    f"`{self.written.text(expr)}` multiplies {cell_text(left)} with a constant; "
                     "the right side of '@' must be a vector",
                     expr.matrix.name,
                 )
-            self._join(cols, vector, expr, expr.matrix, expr.vector, "has columns of size")
+            self._join(cols, vector, expr, left, expr.vector, "has columns of size")
             return rows
         if isinstance(expr, Reduction):
             self.size_of(expr.vector)
@@ -172,7 +180,15 @@ def infer_sizes(
         if name in constant_names:
             return None
         if name in matrices:
-            raise error(DimensionError, f"{name} is used as a matrix (with '@') and as a vector", current[0].line, name)
+            used = next(eq.line for eq in equations if name in matrix_names(eq.expr))
+            raise error(
+                DimensionError,
+                f"{name} is used as a matrix (on the left of '@', line {used}) and as a vector: a parameter is one "
+                f"or the other; to add the vector {name} to a product, write it beside the product "
+                f"(W @ h + {name}), else rename one of them",
+                current[0].line,
+                name,
+            )
         key = name[: -len(PRIME)] if name.endswith(PRIME) else name
         return unknowns.new(key)
 

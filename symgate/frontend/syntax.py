@@ -23,7 +23,7 @@ from fractions import Fraction
 import sympy
 
 from ..errors import CellError, CellNameError, CellSyntaxError, UnknownFunctionError
-from .functions import MatVec, Var
+from .functions import PRIME, MatVec, Transposed, Var
 from .limits import working_on
 from .vocabulary import FUNCTIONS
 
@@ -39,12 +39,16 @@ MAX_BYTES = 1_000_000
 MAX_DIGITS = 30
 MAX_EXPONENT = 64
 MAX_CONSTANT_BITS = 1024
+LEFT_OF_MATMUL = (
+    "the left side of '@' must be a parameter matrix name, its transpose (W.T) "
+    "or a parenthesized sum of their multiples ((W - W.T) @ h)"
+)
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _TOKEN = re.compile(
     r"(?P<space>[ \t]+)|(?P<comment>#.*)"
     r"|(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![\w.])|(?P<badnumber>\.?\d[\w.]*)"
-    r"|(?P<name>[A-Za-z_]\w*'?)|(?P<op>\*\*|[-+*/@()=:,])|(?P<other>.)",
+    r"|(?P<name>[A-Za-z_]\w*'?)|(?P<op>\*\*|[-+*/@()=:,.])|(?P<other>.)",
     re.ASCII,
 )
 
@@ -387,23 +391,40 @@ class _Parser:
         return -value if negative else value
 
     def _matmul(self) -> sympy.Expr:
+        """``left @ right``: ``left`` is a matrix name, ``W.T``, or a parenthesized sum of their
+        multiples (``(W - W.T)``), which the checker expands by linearity."""
         start = self.pos
         value = self._power()
         while self._peek().text == "@":
-            left, at = self.tokens[start], self._peek()
-            if self.pos - start > 1 or left.kind != "name" or left.text.endswith("'"):
-                found = _quote(self._abridged(start))
-                raise self.error(
-                    f"the left side of '@' must be a parameter matrix name, found {found} (column {at.col})", at
-                )
+            at = self._peek()
+            written = self._abridged(start)
+            if written != "(...)" and not re.fullmatch(r"[A-Za-z]\w*(\.T)?", written):
+                raise self.error(f"{LEFT_OF_MATMUL}, found {_quote(written)} (column {at.col})", at)
             self._next()
-            value = MatVec(value, self._power())
+            right_start = self.pos
+            right = self._power()
+            if written == "(...)" and value.has(MatVec):
+                left_text, right_text = self._written(start, right_start - 1), self._written(right_start, self.pos)
+                raise self.error(
+                    f"the left side of '@' is `{left_text}`, a vector (column {at.col}): it must be a parameter "
+                    f"matrix (W), its transpose (W.T) or a sum of their multiples ((W - W.T)); to multiply "
+                    f"elementwise, write {left_text}*{right_text}",
+                    at,
+                )
+            value = MatVec(value, right)
         return value
 
-    def _abridged(self, start: int) -> str:
-        """The tokens from ``start`` to the current one as text, parenthesized parts as ``(...)``."""
+    def _written(self, start: int, stop: int) -> str:
+        """The source text of the tokens from ``start`` up to ``stop``, as the author wrote it."""
+        first, last = self.tokens[start], self.tokens[stop - 1]
+        if first.line != last.line:
+            return self._abridged(start, stop)
+        return self.lines[first.line - 1][first.col - 1 : last.col - 1 + len(last.text)]
+
+    def _abridged(self, start: int, stop: int | None = None) -> str:
+        """The tokens from ``start`` to ``stop`` (the current one) as text, parenthesized parts as ``(...)``."""
         parts, depth = [], 0
-        for token in self.tokens[start : self.pos]:
+        for token in self.tokens[start : self.pos if stop is None else stop]:
             depth -= token.text == ")"
             if not depth:
                 spaced = token.text in ("@", "**")
@@ -504,6 +525,8 @@ class _Parser:
             raise self._unexpected("a name, number, function call or '('")
         self._check_keyword(token)
         self._next()
+        if self._peek().text == ".":
+            return self._transpose(token)
         if self._peek().text != "(" or token.text.endswith("'"):
             return Var(token.text)
         if token.text not in FUNCTIONS:
@@ -512,6 +535,33 @@ class _Parser:
             raise self.error(message, token, UnknownFunctionError)
         function = FUNCTIONS[token.text]
         return self._apply(token, function.build, *self._arguments(token, function.arity))
+
+    def _transpose(self, name: _Token) -> sympy.Expr:
+        """``W.T``: the transpose of the matrix ``W`` (only on the left of ``@``; the checker says so)."""
+        dot = self._next()
+        mark = self.tokens[self.pos]  # not _peek: 'x.__class__' says what '.' is for, not that the name is bad
+        base = name.text.rstrip(PRIME)
+        if mark.text != "T":
+            raise self.error(
+                f"expected T after '.' at column {dot.col} ({base}.T is the transpose of {base}), found {_found(mark)}",
+                mark,
+            )
+        if name.text.endswith(PRIME):
+            raise self.error(
+                f"{name.text}.T at column {name.col}: only a parameter matrix can be transposed, and {name.text} is "
+                f"the next value of state {base}",
+                name,
+            )
+        if dot.col != name.col + len(name.text) or mark.col != dot.col + 1:
+            raise self.error(f"write {base}.T without spaces (column {dot.col})", dot)
+        self._next()
+        if self._peek().text == "." and self.tokens[self.pos + 1].text == "T":
+            raise self.error(
+                f"{name.text}.T.T at column {name.col} transposes twice, which gives {name.text} back: "
+                f"write {name.text}",
+                self._peek(),
+            )
+        return Transposed(Var(name.text))
 
     def _number(self, token: _Token) -> sympy.Expr:
         if token.text.isdigit():

@@ -132,10 +132,7 @@ def _gradients(derivation: Derivation) -> dict[str, sympy.Expr]:
     values = {eq.target: eq.expr for eq in derivation.equations if eq.kind == "temporary"}
     terms: dict[str, list[sympy.Expr]] = {}
     for g in derivation.gradients:
-        if isinstance(g, MatrixGradient):
-            term = sympy.Symbol(f"{g.adjoint.name} ⊗ {g.vector.name}")
-        else:
-            term = g.expr.xreplace(values)
+        term = sympy.Symbol(g.outer) if isinstance(g, MatrixGradient) else g.expr.xreplace(values)
         terms.setdefault(ADJOINT + g.param, []).append(term)
     return {name: sympy.Add(*parts) for name, parts in terms.items()}
 

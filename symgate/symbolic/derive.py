@@ -44,17 +44,26 @@ def adjoint_name(name: str) -> str:
 
 
 def product_adjoint_name(product: MatVec) -> str:
-    """The adjoint of a product's result: ``δ(W@x)``."""
-    return f"{ADJOINT}({product.matrix.name}@{product.vector.name})"
+    """The adjoint of a product's result: ``δ(W@x)``, ``δ(Wᵀ@h)``."""
+    mark = "ᵀ" if isinstance(product, MatVecT) else ""
+    return f"{ADJOINT}({product.matrix.name}{mark}@{product.vector.name})"
 
 
 @dataclass(frozen=True)
 class MatrixGradient:
-    """``δW += δm ⊗ v``, summed over batch and time: the gradient of ``W`` from ``m = W @ v``."""
+    """``δW += δm ⊗ v``, summed over batch and time: the gradient of ``W`` from ``m = W @ v``;
+    ``transposed``: from ``m = W.T @ v``, whose gradient is ``v ⊗ δm``."""
 
     param: str
     adjoint: Var
     vector: Var
+    transposed: bool = False
+
+    @property
+    def outer(self) -> str:
+        """The outer product as text: ``δm ⊗ v`` (``v ⊗ δm`` when transposed)."""
+        pair = (self.vector, self.adjoint) if self.transposed else (self.adjoint, self.vector)
+        return " ⊗ ".join(v.name for v in pair)
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class Derivation:
         lines.append("parameter gradients (summed over batch and time):")
         for g in self.gradients:
             if isinstance(g, MatrixGradient):
-                lines.append(f"  {ADJOINT}{g.param} += {g.adjoint.name} ⊗ {g.vector.name}")
+                lines.append(f"  {ADJOINT}{g.param} += {g.outer}")
             else:
                 lines.append(f"  {ADJOINT}{g.param} += {math_text(g.expr)}")
         return "\n".join(lines)
@@ -150,7 +159,8 @@ class Derivation:
         for g in self.gradients:
             name = latex_name(ADJOINT + g.param)
             if isinstance(g, MatrixGradient):
-                rhs = rf"{latex_name(g.adjoint.name)} \otimes {latex_name(g.vector.name)}"
+                pair = (g.vector, g.adjoint) if g.transposed else (g.adjoint, g.vector)
+                rhs = r" \otimes ".join(latex_name(v.name) for v in pair)
             else:
                 rhs = latex(g.expr)
             rows.append(rf"{name} &\mathrel{{+}}= {rhs}")
@@ -305,18 +315,20 @@ class _Deriver:
         self.terms.setdefault(vector, []).append((adjoint * scale, SCALAR))
 
     def close_product(self, product: MatVec) -> None:
-        """All users of ``W @ v`` are done: pass ``Wᵀ @ δ(W@v)`` to v and ``δ(W@v) ⊗ v`` to W."""
+        """All users of ``W @ v`` are done: pass ``Wᵀ @ δ(W@v)`` to v and ``δ(W@v) ⊗ v`` to W
+        (for ``W.T @ v``: ``W @ δ(Wᵀ@v)`` to v and ``v ⊗ δ(Wᵀ@v)`` to W)."""
         expr = sympy.Add(*(e for e, _ in self.node_terms.pop(product, [])))
         if expr == 0:
             return
+        transposed = isinstance(product, MatVecT)
+        rows, cols = self.cell.param(product.matrix.name).shape[:: -1 if transposed else 1]
         adjoint = self.product_adjoints.get(expr)
         if adjoint is None:
-            rows = self.cell.param(product.matrix.name).shape[0]
             adjoint = self.emit(self.product_adjoint_name(product), expr, rows)
             self.product_adjoints[expr] = adjoint
-        cols = self.cell.param(product.matrix.name).shape[1]
-        self.terms.setdefault(product.vector.name, []).append((MatVecT(product.matrix, adjoint), cols))
-        self.gradients.append(MatrixGradient(product.matrix.name, adjoint, product.vector))
+        back = (MatVec if transposed else MatVecT)(product.matrix, adjoint)
+        self.terms.setdefault(product.vector.name, []).append((back, cols))
+        self.gradients.append(MatrixGradient(product.matrix.name, adjoint, product.vector, transposed))
 
     def product_adjoint_name(self, product: MatVec) -> str:
         """``δf_pre`` for the products inside one equation ``f = ...``, else ``δ(W@v)``."""
@@ -364,10 +376,11 @@ class _Deriver:
         exprs = [e.expr for e in self.equations] + [g.expr for g in vector_gradients]
         names = (Var(f"{TEMPORARY}{i}") for i in range(1, 1_000_000))
         temporaries, reduced = sympy.cse(exprs, symbols=names, order="canonical")
-        # A constant (`sigmoid(0)`, `1/|H|`) has no size to give a temporary: it stays inline.
+        # A constant (`sigmoid(0)`, `1/|H|`, `1 - 2*beta`) has no size to give a temporary: it stays inline.
         constants: dict[sympy.Symbol, sympy.Expr] = {}
         for temp, expr in temporaries:
-            if all(isinstance(s, Extent) for s in expr.xreplace(constants).free_symbols):
+            symbols = expr.xreplace(constants).free_symbols
+            if all(isinstance(s, Extent) or s.name in self.cell.constants for s in symbols):
                 constants[temp] = expr.xreplace(constants)
         temporaries = [(t, e.xreplace(constants)) for t, e in temporaries if t not in constants]
         reduced = [e.xreplace(constants) for e in reduced]

@@ -24,12 +24,24 @@ import sympy
 
 from ..errors import ArrayError, CellNameError
 from ..frontend.cell import Cell, next_name
-from ..frontend.functions import PRIME, SCALAR, Extent, MatVec, ReduceMean, Reduction, Var, cross_unit_nodes
+from ..frontend.functions import (
+    PRIME,
+    SCALAR,
+    Extent,
+    MatVec,
+    MatVecT,
+    ReduceMean,
+    Reduction,
+    Var,
+    cross_unit_nodes,
+)
 from ..frontend.notation import latex, latex_name, math_text
 from ..verify import reference
 
 ONES = "𝟏𝟏ᵀ"
 """The matrix of a reduction: ``sum(v)`` broadcast back over the units is ``𝟏𝟏ᵀ v``."""
+TRANSPOSE = "ᵀ"
+"""The mark of a path through a transposed parameter matrix (``W.T @ h``): ``Wᵀ``."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,7 @@ class LinearMap:
         for p in self.paths:
             inner = p.inner.evaluate(values, cols)
             # a reduction sums the rows of the inner block and broadcasts the sum back
-            through = np.sum(inner, axis=-2, keepdims=True) if p.matrix == ONES else values[p.matrix] @ inner
+            through = np.sum(inner, axis=-2, keepdims=True) if p.matrix == ONES else _matrix(p.matrix, values) @ inner
             result = result + _column(p.coefficient, values) * through
         return result
 
@@ -123,7 +135,7 @@ class Style:
 UNICODE = Style(math_text, str, " · ", "diag({})", "({})")
 LATEX = Style(
     latex,
-    lambda m: r"\mathbf{1}\mathbf{1}^{\top}" if m == ONES else latex_name(m),
+    lambda m: r"\mathbf{1}\mathbf{1}^{\top}" if m == ONES else _latex_matrix(m),
     r" \, ",
     r"\operatorname{{diag}}\left({}\right)",
     r"\left({}\right)",
@@ -274,11 +286,25 @@ def _through(cell: Cell, node: sympy.Expr, maps: dict[str, LinearMap], values: d
     if inner.is_zero:
         return ZERO
     if isinstance(node, MatVec):
-        return LinearMap(paths=(Path(sympy.S.One, node.matrix.name, inner),))
+        mark = TRANSPOSE if isinstance(node, MatVecT) else ""
+        return LinearMap(paths=(Path(sympy.S.One, node.matrix.name + mark, inner),))
     vector = node.args[0]
     size = cell.sizes.get(vector.name, SCALAR) if isinstance(vector, Var) else SCALAR
     scale = 1 / Extent(size) if isinstance(node, ReduceMean) and size != SCALAR else sympy.S.One
     return LinearMap(paths=(Path(scale, ONES, inner),))
+
+
+def _matrix(name: str, values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The numbers of a path's matrix: a parameter, or ``Wᵀ`` a parameter transposed."""
+    if name.endswith(TRANSPOSE):
+        return np.swapaxes(values[name.removesuffix(TRANSPOSE)], -1, -2)
+    return values[name]
+
+
+def _latex_matrix(name: str) -> str:
+    if name.endswith(TRANSPOSE):
+        return latex_name(name.removesuffix(TRANSPOSE)) + r"^{\top}"
+    return latex_name(name)
 
 
 def _column(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import sympy
 
 from ..frontend.cell import Cell
-from ..frontend.functions import SCALAR, MatVec
+from ..frontend.functions import SCALAR, MatVec, MatVecT
 from ..frontend.vocabulary import BY_NODE
 
 _FUNCTIONS = {node: record.numpy for node, record in BY_NODE.items()}
@@ -26,7 +26,7 @@ def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
     if isinstance(expr, MatVec):
         matrix = values[expr.matrix.name]
         vector = evaluate(expr.vector, values)
-        return np.einsum("...ij,...bj->...bi", matrix, vector)
+        return np.einsum("...ji,...bj->...bi" if isinstance(expr, MatVecT) else "...ij,...bj->...bi", matrix, vector)
     if expr.is_Symbol:
         return values[expr.name]
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol):
