@@ -28,7 +28,7 @@ from ..errors import (
     UnknownFunctionError,
 )
 from .cell import Cell, Equation, Param, next_name
-from .functions import PRIME, MatVec, Reduction, Var, matrix_names, vector_names
+from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
 from .notation import cell_text
 from .shapes import AsWritten, infer_sizes
@@ -191,7 +191,7 @@ class _Checker:
         params, matrices = self.check_order(equations)
         self.check_all_used(equations)
         for eq in equations:
-            if eq.dim is not None and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
+            if eq.dim not in (None, SCALAR) and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
                 raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
         vectors = [p for p in params if p not in matrices]
         self.param_lines = {p: next(eq.line for eq in equations if p in vector_names(eq.expr)) for p in vectors}
@@ -222,7 +222,8 @@ class _Checker:
             raise self.error(CellNameError, f"invalid cell name {self.src.name!r}", None, self.src.name)
         declared: dict[str, Declaration] = {}
         for decl in (*self.src.inputs, *self.src.states):
-            for label, value in (("name", decl.name), ("dimension", decl.dim)):
+            labelled = (("name", decl.name), ("dimension", decl.dim)) if decl.dim != SCALAR else (("name", decl.name),)
+            for label, value in labelled:
                 if value in KEYWORDS:
                     raise self.error(
                         CellNameError,
