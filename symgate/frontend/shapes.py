@@ -3,7 +3,9 @@
 Sizes are unknowns joined by the equations: operands of ``+ - * /`` and function arguments share
 a size (numeric constants fit any size); in ``W @ v``, W's columns are v's size and its rows are
 the size the product meets. Unknowns are merged with a union-find; the declared sizes of inputs
-and states are the only constants, so a conflict is two different declared sizes meeting.
+and states are the only constants, so a conflict is two different declared sizes meeting. The
+size ``SCALAR`` (a reduction's value, or a name declared ``: 1``) meets any size, as a constant
+does: ``dt*h`` has h's size, and a parameter gets the size ``SCALAR`` only by meeting nothing else.
 """
 
 from __future__ import annotations
@@ -187,10 +189,12 @@ def infer_sizes(
             raise error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
         broadcast = unknowns.resolved(size or SCALAR) == SCALAR and unknowns.resolved(target) is not None
         if size is not None and not broadcast and not unknowns.join(target, size):
+            scalar = unknowns.resolved(target) == SCALAR
             raise error(
                 DimensionError,
                 f"{eq.target} has size {unknowns.resolved(target)} but `{written.text(eq.expr)}` "
-                f"has size {unknowns.resolved(size)}",
+                f"has size {unknowns.resolved(size)}"
+                + ("; a per-sample scalar takes one value per sample: reduce the vector (sum, mean)" if scalar else ""),
                 eq.line,
                 eq.target,
             )
