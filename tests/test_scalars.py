@@ -294,3 +294,15 @@ def test_the_readme_example_of_scalars_is_checked_as_described():
     assert cell.inputs["dt"] == "1" and cell.states["m"] == "1" and cell.outputs["e"] == "1"
     assert cell.param("w").shape == ("H",) and cell.param("a").shape == ("1",)
     assert_gradcheck(cell)
+
+
+def test_the_kernel_refuses_a_scalar_of_the_wrong_shape_naming_it():
+    cell = sg.parse(STABILISED)
+    params, inputs, init = data(cell)
+    kernel = sg.build(cell)
+    with pytest.raises(sg.ArrayError) as info:
+        kernel.forward(inputs, params, {**init, "m": np.zeros((BATCH, 2))})
+    assert str(info.value) == "init['m'] has shape (3, 2), expected (B, 1): its axis 1 is a scalar's, of size 1"
+    with pytest.raises(sg.ArrayError) as info:
+        kernel.forward(inputs, {**params, "a": np.zeros(2)}, init)
+    assert str(info.value) == "params['a'] has shape (2,), expected (1): its axis 0 is a scalar's, of size 1"
