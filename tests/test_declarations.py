@@ -161,13 +161,6 @@ def test_declared_parameters_are_not_suspected_of_being_slips(recwarn):
             "b is declared `param b: H x H` (line 5) but used as a vector in line 6",
         ),
         (
-            HEAD + "param W: H x D, dt: 1\nh' = h + dt*tanh(W @ x)\n",
-            sg.CellError,
-            4,
-            "dt",
-            "scalar parameters are not supported yet (`param dt: 1`)",
-        ),
-        (
             HEAD + "param W: H x D\nW = x\nh' = tanh(W @ x)\n",
             sg.CellNameError,
             5,
@@ -218,7 +211,11 @@ def test_declaration_mistakes_name_the_line_the_symbol_and_the_fix(text, error, 
 @pytest.mark.parametrize(
     ("declaration", "message"),
     [
-        ("param W: H x 2", "expected a dimension name or 1 after 'x', found '2' at column 14"),
+        (
+            "param W: H x 2",
+            "expected a dimension name after 'x', found '2' at column 14: "
+            "sizes are named and given when the kernel runs; 1 declares a per-sample scalar",
+        ),
         (
             "param W H",
             "expected ':' (parameters are declared as 'NAME: ROWS x COLS' or 'NAME: DIM') after 'W', "
@@ -332,3 +329,11 @@ def test_sized_intermediates_compute_the_equations_and_their_gradients(text, siz
         states = step(params, xs[t], *states)
         for name, value in zip(cell.states, states, strict=True):
             np.testing.assert_allclose(run.states[name][t], value, rtol=0, atol=1e-10)
+
+
+def test_a_declared_scalar_parameter_is_one_learned_number_that_broadcasts():
+    cell = sg.parse(HEAD + "param W: H x D, dt: 1\nh' = h + dt*tanh(W @ x)\n")
+    assert {p.name: p.shape for p in cell.params} == {"W": ("H", "D"), "dt": ("1",)}
+    assert sg.parse(cell.text()).fingerprint() == cell.fingerprint()
+    report = sg.gradcheck(cell, sizes={"D": 2, "H": 3}, steps=3, batch=2, seed=0)
+    assert report.ok, str(report)

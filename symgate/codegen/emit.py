@@ -294,10 +294,12 @@ class Emitter:
         rows = layout.rows
         locals_ = {name: scope.names("local", name) for name in loop.loads + [e.target.name for e in loop.equations]}
         params = {p.name: scope.names("param", p.name) for p in scope.cell.params if not p.is_matrix}
+        # a scalar parameter (shape (1,)) is one number that every unit reads
+        unit_of = {p.name: "0" if p.shape == (SCALAR,) else "unit" for p in scope.cell.params if not p.is_matrix}
         constants = {name: scope.names("const", name) for name in scope.cell.constants}
         extents = {f"|{d}|": c for d, c in self.dim_c.items()}
         spelled = {
-            **{n: f"{p}[unit]" for n, p in params.items()},
+            **{n: f"{p}[{unit_of[n]}]" for n, p in params.items()},
             **constants,
             **{n: f"(({scope.real}){c})" for n, c in extents.items()},
             **locals_,
@@ -335,7 +337,7 @@ class Emitter:
         for g in loop.gradients:
             grad = scope.names("grad_params", g.param)
             names.add(grad)
-            statements.append(f"{grad}[unit] += {printer.doprint(g.expr)};")
+            statements.append(f"{grad}[{unit_of[g.param]}] += {printer.doprint(g.expr)};")
         identifiers = {**params, **constants, **extents, **locals_}
         names |= {identifiers[symbol] for symbol in read.looked_up}
         targets = [e.target.name for e in loop.equations] + [f"{ADJOINT}{g.param}" for g in loop.gradients]

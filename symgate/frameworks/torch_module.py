@@ -294,7 +294,8 @@ class CellModule(torch.nn.Module):
             if steps:
                 final[s] = states[s][-1]
             else:
-                final[s] = start if start is not None else torch.zeros(batch, self.sizes[dim], dtype=dtype)
+                zeros = torch.zeros(batch, *shape_of((dim,), self.sizes), dtype=dtype)
+                final[s] = start if start is not None else zeros
         if self.batch_first:
             states = {n: t.transpose(0, 1) for n, t in states.items()}
             outputs = {n: t.transpose(0, 1) for n, t in outputs.items()}
@@ -338,11 +339,12 @@ class CellModule(torch.nn.Module):
         for name, tensor in given.items():
             label = labels["input", name][0]
             dim = cell.inputs[name]
+            (extent,) = shape_of((dim,), self.sizes)
             _check_tensor(label, tensor, dtype)
-            if tensor.ndim != 3 or tensor.shape[2] != self.sizes[dim]:
+            if tensor.ndim != 3 or tensor.shape[2] != extent:
                 raise ArrayError(
                     f"{label} has shape {tuple(tensor.shape)}, expected {axes.format(dim)} with "
-                    f"{dim}={self.sizes[dim]} (unbatched input is not supported: add a batch axis)"
+                    f"{dim}={extent} (unbatched input is not supported: add a batch axis)"
                 )
             if first is not None and tensor.shape[:2] != first[1].shape[:2]:
                 raise ArrayError(
@@ -382,9 +384,10 @@ class CellModule(torch.nn.Module):
             if tensor is not None:
                 label = labels["init", s][0]
                 _check_tensor(label, tensor, dtype)
-                if tuple(tensor.shape) != (batch, self.sizes[dim]):
+                (extent,) = shape_of((dim,), self.sizes)
+                if tuple(tensor.shape) != (batch, extent):
                     raise ArrayError(
-                        f"{label} has shape {tuple(tensor.shape)}, expected (B, {dim}) = ({batch}, {self.sizes[dim]})"
+                        f"{label} has shape {tuple(tensor.shape)}, expected (B, {dim}) = ({batch}, {extent})"
                     )
                 tensor = tensor.contiguous()
             result.append(tensor)

@@ -92,9 +92,11 @@ class Cell:
         return "\n".join(lines) + "\n"
 
     def fingerprint(self) -> str:
-        """The canonical text plus the exact SymPy form of every expression: what a kernel depends on."""
+        """The canonical text plus the exact SymPy form of every expression and the parameters'
+        shapes (a scalar parameter is read unlike a vector one): what a kernel depends on."""
         exact = [sympy.srepr(e.expr) for e in self.equations] + [sympy.srepr(v) for v in self.constants.values()]
-        return self.text() + "\n".join(exact)
+        shapes = [f"{p.name}: {' x '.join(p.shape)}" for p in self.params]
+        return self.text() + "\n".join(exact + shapes)
 
     def describe(self) -> str:
         """Equations and parameter shapes as Unicode text, for ``symgate show``."""

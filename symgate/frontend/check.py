@@ -211,7 +211,7 @@ class _Checker:
             params.sort(key=lambda name: order.get(name, len(order)))
         self.check_all_used(equations)
         for eq in equations:
-            if eq.dim is not None and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
+            if eq.dim not in (None, SCALAR) and (not IDENTIFIER.match(eq.dim) or eq.dim in KEYWORDS | AXES):
                 raise self.error(CellNameError, f"invalid dimension {eq.dim!r}", eq.line, eq.dim)
         vectors = [p for p in params if p not in matrices]
         self.param_lines = {p: next(eq.line for eq in equations if p in vector_names(eq.expr)) for p in vectors}
@@ -249,7 +249,8 @@ class _Checker:
             raise self.error(CellNameError, f"invalid cell name {self.src.name!r}", None, self.src.name)
         declared: dict[str, Declaration] = {}
         for decl in (*self.src.inputs, *self.src.states):
-            for label, value in (("name", decl.name), ("dimension", decl.dim)):
+            labelled = (("name", decl.name), ("dimension", decl.dim)) if decl.dim != SCALAR else (("name", decl.name),)
+            for label, value in labelled:
                 if value in KEYWORDS:
                     raise self.error(
                         CellNameError,
@@ -296,13 +297,6 @@ class _Checker:
             first = declared[param.name].line
             where = f" (first on line {first})" if first else ""
             raise self.error(CellNameError, f"{param.name} is declared twice{where}", line, param.name)
-        if SCALAR in param.shape:
-            raise self.error(
-                CellError,
-                f"scalar parameters are not supported yet (`param {param.name}: {shape_text(param.shape)}`)",
-                line,
-                param.name,
-            )
         declared[param.name] = Declaration(param.name, shape_text(param.shape), param.line)
 
     def check_constants(self) -> dict[str, sympy.Expr]:

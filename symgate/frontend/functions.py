@@ -114,7 +114,9 @@ class Transposed(sympy.Function):
 
 
 SCALAR = "1"
-"""The size of a per-sample scalar (a reduction's result), which broadcasts over any dimension."""
+"""The size of a per-sample scalar, which broadcasts over any dimension: a reduction's result, or a
+name declared with the dimension ``1`` (``input dt: 1``, ``state m: 1``, ``output e: 1 = ...``); a
+parameter that meets only such scalars is one learned number, shape ``(1,)``."""
 
 
 class Extent(sympy.Symbol):

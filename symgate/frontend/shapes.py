@@ -8,6 +8,9 @@ outputs and sized intermediates (``m: M = ...``) are its constants, so a conflic
 declared sizes meeting. Declared parameter shapes (``param W: H x D``) are checked against what the
 equations imply once the equations are read, so that a conflict can name both the declaration and
 the equation; they then give the sizes the equations leave open (the rank R of ``P @ (Q @ h)``).
+The size ``SCALAR`` (a reduction's value, or a name declared ``: 1``) meets any size, as a constant
+does: ``dt*h`` has h's size, and a parameter gets the size ``SCALAR`` only by meeting nothing else
+or by its declaration (``param dt: 1``).
 """
 
 from __future__ import annotations
@@ -171,6 +174,9 @@ def infer_sizes(
     for decl in (*source.inputs, *source.states):
         unknowns.new(decl.name, decl.dim)
     unknowns.new(SCALAR, SCALAR)
+    for param in source.params:  # a declared scalar meets any size: fixed before the equations
+        if param.shape == (SCALAR,) and param.name not in matrices:
+            unknowns.new(param.name, SCALAR)
     current: list[SourceEquation] = []
 
     constant_names = {c.target for c in source.constants}
@@ -210,10 +216,12 @@ def infer_sizes(
             raise error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
         broadcast = unknowns.resolved(size or SCALAR) == SCALAR and unknowns.resolved(target) is not None
         if size is not None and not broadcast and not unknowns.join(target, size):
+            scalar = unknowns.resolved(target) == SCALAR
             raise error(
                 DimensionError,
                 f"{eq.target} has size {unknowns.resolved(target)} but `{written.text(eq.expr)}` "
-                f"has size {unknowns.resolved(size)}",
+                f"has size {unknowns.resolved(size)}"
+                + ("; a per-sample scalar takes one value per sample: reduce the vector (sum, mean)" if scalar else ""),
                 eq.line,
                 eq.target,
             )

@@ -23,7 +23,7 @@ from fractions import Fraction
 import sympy
 
 from ..errors import CellError, CellNameError, CellSyntaxError, UnknownFunctionError
-from .functions import PRIME, MatVec, Transposed, Var
+from .functions import PRIME, SCALAR, MatVec, Transposed, Var
 from .limits import working_on
 from .vocabulary import FUNCTIONS
 
@@ -311,8 +311,7 @@ class _Parser:
         while True:
             name = self._name("a name")
             self._expect(":", "':' (declarations read 'NAME: DIM')")
-            dim = self._name("a dimension name")
-            declarations.append(Declaration(name.text, dim.text, name.line))
+            declarations.append(Declaration(name.text, self._dimension(), name.line))
             if self._peek().text != ",":
                 return declarations
             self._next()
@@ -323,20 +322,26 @@ class _Parser:
         while True:
             name = self._name("a parameter name")
             self._expect(":", "':' (parameters are declared as 'NAME: ROWS x COLS' or 'NAME: DIM')")
-            shape = [self._param_dimension()]
+            shape = [self._dimension()]
             if self._peek().text == "x":
                 self._next()
-                shape.append(self._param_dimension())
+                shape.append(self._dimension())
             declarations.append(ParamDeclaration(name.text, tuple(shape), name.line))
             if self._peek().text != ",":
                 return declarations
             self._next()
 
-    def _param_dimension(self) -> str:
-        """A dimension name, or ``1`` for a scalar."""
-        if self._peek().text == "1":
+
+    def _dimension(self) -> str:
+        """A dimension name, or ``1`` for a per-sample scalar (``SCALAR``), which broadcasts over any size."""
+        token = self._peek()
+        if token.kind == "number" and token.text == SCALAR:
             return self._next().text
-        return self._name("a dimension name or 1").text
+        if token.kind == "number":
+            unexpected = self._unexpected("a dimension name").reason
+            why = f"sizes are named and given when the kernel runs; {SCALAR} declares a per-sample scalar"
+            raise self.error(f"{unexpected}: {why}", token)
+        return self._name("a dimension name").text
 
     def _equation(self) -> Equation:
         first = self.tokens[0]
@@ -354,7 +359,7 @@ class _Parser:
                     target,
                 )
             self._next()
-            dim = self._name("a dimension name").text
+            dim = self._dimension()
         self._expect("=", "'=' (or ': DIM =' to give an output's size)" if is_output else "'='")
         return Equation(target.text, self._sum(), first.line, is_output, dim)
 

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import SymgateError
 from ..frontend.cell import Cell
 from ..pipeline import build
+from ..runtime.arrays import shape_of
 from ..runtime.kernel import Kernel, Run
 from .forget_gate import forget_bias_values
 
@@ -43,7 +44,7 @@ SHOWN_DISTANCES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 def step_jacobians(kernel: Kernel, run: Run) -> np.ndarray:
     """``∂s_{t+1}/∂s_t`` for every step of ``run``: (T, B, N, N), states concatenated in declared order."""
     cell = kernel.cell
-    size = sum(run.sizes[dim] for dim in cell.states.values())
+    size = sum(shape_of(tuple(cell.states.values()), run.sizes))
     jacobians = np.empty((run.sizes["T"], run.sizes["B"], size, size))
     for span, chunk in _jacobian_chunks(kernel, run):
         jacobians[span] = chunk
@@ -65,7 +66,7 @@ def _jacobian_chunks(kernel: Kernel, run: Run, latest_first: bool = False) -> It
     """
     cell = kernel.cell
     steps, batch = run.sizes["T"], run.sizes["B"]
-    widths = [run.sizes[dim] for dim in cell.states.values()]
+    widths = list(shape_of(tuple(cell.states.values()), run.sizes))
     size = sum(widths)
     before = {s: np.concatenate([run.init[s][None], run.states[s][:-1]]) for s in cell.states}
     unit = np.split(np.eye(size, dtype=run.init[next(iter(cell.states))].dtype), np.cumsum(widths)[:-1], axis=1)
@@ -157,7 +158,7 @@ def measure_flow(
     biases = forget_bias_values(cell, forget_bias) if forget_bias is not None else {}
     params |= {name: np.full_like(params[name], value) for name, value in biases.items()}
     rng = np.random.default_rng(seed + 1)
-    inputs = {x: rng.standard_normal((steps, samples, sizes[dim])) for x, dim in cell.inputs.items()}
+    inputs = {x: rng.standard_normal((steps, samples, *shape_of((dim,), sizes))) for x, dim in cell.inputs.items()}
     run = kernel.forward(inputs, params)
     chain = _chain(_jacobian_chunks(kernel, run, latest_first=True))
     norms = [np.ones(samples), *(np.linalg.norm(g, ord=2, axis=(-2, -1)) for g in chain)]

@@ -74,10 +74,10 @@ class Mismatch:
     source: str
 
     def __str__(self) -> str:
-        return (
-            f"{self.label} has shape {self.shape}, expected ({', '.join(self.dims)}) with "
-            f"{self.dim}={self.expected} (from {self.source})"
-        )
+        expected = f"{self.label} has shape {self.shape}, expected ({', '.join(self.dims)})"
+        if self.dim == SCALAR:
+            return f"{expected}: its axis {self.axis} is a scalar's, of size {SCALAR}"
+        return f"{expected} with {self.dim}={self.expected} (from {self.source})"
 
 
 class Sizes:

@@ -198,9 +198,9 @@ def gradcheck(
     kernel = build(cell, "float64")
     rng = np.random.default_rng(seed + 1)
     params = kernel.init_params(sizes, seed=seed)
-    inputs = {x: rng.standard_normal((steps, batch, sizes[d])) for x, d in cell.inputs.items()}
-    init = {s: rng.uniform(-0.5, 0.5, (batch, sizes[d])) for s, d in cell.states.items()}
-    extents = {**sizes, SCALAR: 1}  # a per-sample scalar output is (T, B, 1), as the kernel returns it
+    extents = {**sizes, SCALAR: 1}  # a per-sample scalar is (T, B, 1) or (B, 1), as the kernel takes and returns it
+    inputs = {x: rng.standard_normal((steps, batch, extents[d])) for x, d in cell.inputs.items()}
+    init = {s: rng.uniform(-0.5, 0.5, (batch, extents[d])) for s, d in cell.states.items()}
     cotangents = {
         n: rng.standard_normal((steps, batch, extents[d])) for n, d in {**cell.states, **cell.outputs}.items()
     }
