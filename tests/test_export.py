@@ -43,11 +43,24 @@ output y: O = relu(Q @ h')
 """
 """Two inputs, states of different sizes, an output, a reduction, a constant and a parameter named
 like a C keyword (``int``, renamed ``int_`` in C)."""
+KINKS = """\
+cell kinks
+input x: D
+state h: H, m: H
+const lo = -0.5
+a = W @ x + U @ h + b
+m' = max(a, m) - min(a, 0.5*m) + 0.1*abs(m)
+h' = clip(a, lo, 1)*cos(h) + sin(m') + 0.1*floor(2*h) + mod(a, 0.75)
+"""
+"""The functions with kinks, whose C helpers the exported runtime header carries."""
 GIVEN = ("input", "init", "param", "grad_states", "grad_outputs", "grad_init")
 
 
+TEXTS = {"mixed": MIXED, "kinks": KINKS}
+
+
 def _cell(name: str) -> sg.Cell:
-    return sg.parse(MIXED) if name == "mixed" else sg.cells.get(name)
+    return sg.parse(TEXTS[name]) if name in TEXTS else sg.cells.get(name)
 
 
 def _sizes(cell: sg.Cell) -> dict[str, int]:
@@ -239,7 +252,7 @@ def _largest_relative_error(results) -> float:
 
 # -- 3. results equal the Python kernel's, from a separate program ----------------------------------
 @needs_cc
-@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed"])
+@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed", "kinks"])
 def test_exported_float64_equals_the_python_kernel(name, tmp_path):
     case = _Case(name, "float64")
     program = _build(case.library, tmp_path, _driver(case.library, case.cell, case.sizes), STRICT, "driver")
@@ -248,7 +261,7 @@ def test_exported_float64_equals_the_python_kernel(name, tmp_path):
 
 
 @needs_cc
-@pytest.mark.parametrize("name", ["lstm", "mixed"])
+@pytest.mark.parametrize("name", ["lstm", "mixed", "kinks"])
 def test_exported_float32_equals_the_python_kernel(name, tmp_path):
     case = _Case(name, "float32")
     program = _build(case.library, tmp_path, _driver(case.library, case.cell, case.sizes), STRICT, "driver")

@@ -270,7 +270,7 @@ static inline SG_REAL sg_cfloor(SG_REAL a)
 static inline SG_REAL sg_cmod(SG_REAL a, SG_REAL b)
 {
     const SG_RE q = sg_floordiv(creal(a), creal(b));
-    return sg_mod(creal(a), creal(b)) + (cimag(a) - q * cimag(b)) * I;
+    return sg_mod(creal(a), creal(b)) + (cimag(a) - q * cimag(b)) * (SG_REAL)I;
 }
 
 /* The derivatives of the functions with kinks, of complex arguments: their values at the real

@@ -117,8 +117,9 @@ class absolute(_Piecewise):  # noqa: N801 - named as NumPy names it
 
 
 class clip(_Piecewise):  # noqa: N801 - named as written in cell text
-    """``clip(a, lo, hi)``: a limited to [lo, hi], NaN kept; its derivative by a is 1 on [lo, hi], bounds
-    included. The bounds are constants in a cell; by a bound, the derivative is 1 where a is beyond it."""
+    """``clip(a, lo, hi)``: ``min(max(a, lo), hi)`` (hi where lo > hi, as ``torch.clamp``), NaN kept; its
+    derivative by a is 1 on [lo, hi], bounds included. The bounds are constants in a cell; by a bound,
+    the derivative is 1 where a is beyond it."""
 
     nargs = 3
 
