@@ -7,6 +7,7 @@
  *   SG_LITERAL_SUFFIX  the suffix of its literals (F for float; empty otherwise)
  * and, where they apply:
  *   SG_COMPLEX         the type is complex: the sg_c* activations instead of the real ones
+ *                      (the real helpers of functions with kinks stay, on real parts: SG_RE)
  *   SG_ACCELERATED     a kernel built for Python: BLAS (SYMGATE_BLAS, SYMGATE_MKL) and glibc's
  *                      libmvec (SYMGATE_VECTOR_MATH) where the compiler is told to use them, with
  *   SG_BLAS_LETTER     the letter of BLAS's routines for the type (d, s).
@@ -93,6 +94,84 @@ __attribute__((simd("notinbranch"))) SG_REAL SG_MATH(tanh)(SG_REAL);
 __attribute__((simd("notinbranch"))) SG_REAL SG_MATH(log1p)(SG_REAL);
 #endif
 
+/* The real numbers of the kernel: SG_REAL, or the real parts (double) of a complex kernel's. */
+#ifdef SG_COMPLEX
+#define SG_RE double
+#else
+#define SG_RE SG_REAL
+#endif
+
+/* The functions with kinks or jumps and their derivatives (symgate/frontend/piecewise.py), as
+ * PyTorch computes and differentiates them. NaN is kept, in values and in derivatives: C's fmax and
+ * fmin would return the other number and hide a diverged step. */
+
+/* max(a, b); NaN if either is (as torch.maximum, not fmax). */
+static inline SG_RE sg_max(SG_RE a, SG_RE b)
+{
+    return a < b || b != b ? b : a;
+}
+
+/* min(a, b); NaN if either is (as torch.minimum, not fmin). */
+static inline SG_RE sg_min(SG_RE a, SG_RE b)
+{
+    return b < a || b != b ? b : a;
+}
+
+/* a limited to [lo, hi], NaN kept: min(max(a, lo), hi), so hi where lo > hi (as torch.clamp). */
+static inline SG_RE sg_clip(SG_RE a, SG_RE lo, SG_RE hi)
+{
+    const SG_RE m = a < lo ? lo : a;
+    return m > hi ? hi : m;
+}
+
+/* a - b floor(a/b), with the sign of b, as torch.remainder computes it: fmod is exact, and the sign
+ * fix adds b once, where a - b*floor(a/b) would lose the digits of a large quotient. */
+static inline SG_RE sg_mod(SG_RE a, SG_RE b)
+{
+    const SG_RE r = SG_MATH(fmod)(a, b);
+    return r != SG_ZERO && (r < SG_ZERO) != (b < SG_ZERO) ? r + b : r;
+}
+
+/* floor(a/b) as torch.div(a, b, rounding_mode="floor") computes it: (a - fmod(a, b))/b, one less
+ * where sg_mod adds b, rounded to the nearest integer (the division can land a rounding error
+ * beside it); so a - b*sg_floordiv(a, b) is sg_mod(a, b). Minus the derivative of sg_mod by b. */
+static inline SG_RE sg_floordiv(SG_RE a, SG_RE b)
+{
+    if (b == SG_ZERO) {
+        return a / b;
+    }
+    const SG_RE r = SG_MATH(fmod)(a, b);
+    SG_RE q = (a - r) / b;
+    if (r != SG_ZERO && (r < SG_ZERO) != (b < SG_ZERO)) {
+        q -= SG_ONE;
+    }
+    if (q == SG_ZERO) {
+        return SG_MATH(copysign)(SG_ZERO, a / b);
+    }
+    const SG_RE f = SG_MATH(floor)(q);
+    return q - f > SG_LITERAL(0.5) ? f + SG_ONE : f;
+}
+
+/* Derivative of max(a, b) by a: 1 where a > b, 1/2 on a tie (torch.maximum splits it), 0 where
+ * a < b; NaN at NaN. */
+static inline SG_RE sg_above(SG_RE a, SG_RE b)
+{
+    return a > b ? SG_ONE : a < b ? SG_ZERO : a == b ? SG_LITERAL(0.5) : a + b;
+}
+
+/* Derivative of abs(a): 1, -1, or 0 at 0 (as torch.abs); NaN at NaN. */
+static inline SG_RE sg_sign(SG_RE a)
+{
+    return a > SG_ZERO ? SG_ONE : a < SG_ZERO ? -SG_ONE : a == SG_ZERO ? SG_ZERO : a;
+}
+
+/* Derivative of clip(a, lo, hi) by a: 1 on [lo, hi], bounds included (as torch.clamp), else 0;
+ * NaN at NaN. */
+static inline SG_RE sg_within(SG_RE a, SG_RE lo, SG_RE hi)
+{
+    return a < lo || a > hi ? SG_ZERO : a == a ? SG_ONE : a;
+}
+
 #ifndef SG_COMPLEX
 /* Logistic function; calls exp only with -|a|, so it cannot overflow. Branch-free, so loops
  * calling it vectorize. */
@@ -147,6 +226,73 @@ static inline SG_REAL sg_cstep(SG_REAL a)
 static inline SG_REAL sg_csoftplus(SG_REAL a)
 {
     return creal(a) > SG_ZERO ? a + clog(SG_ONE + cexp(-a)) : clog(SG_ONE + cexp(a));
+}
+
+/* The functions with kinks of a complex argument: the branch of the real part, the imaginary part
+ * carried through it, so that the complex step sees the derivative the backward pass takes. */
+
+/* sg_max of complex arguments: the one with the larger real part; on a tie the mean of both, whose
+ * imaginary part takes 1/2 of each, as the derivative does. */
+static inline SG_REAL sg_cmax(SG_REAL a, SG_REAL b)
+{
+    return creal(a) > creal(b) ? a : creal(a) < creal(b) ? b : a + SG_LITERAL(0.5) * (b - a);
+}
+
+/* sg_min of complex arguments: the one with the smaller real part; on a tie the mean of both. */
+static inline SG_REAL sg_cmin(SG_REAL a, SG_REAL b)
+{
+    return creal(a) < creal(b) ? a : creal(a) > creal(b) ? b : a + SG_LITERAL(0.5) * (b - a);
+}
+
+/* fabs of a complex argument: a or -a by the sign of the real part; at 0 no imaginary part (the
+ * derivative is 0 there). */
+static inline SG_REAL sg_cabs(SG_REAL a)
+{
+    return creal(a) > SG_ZERO ? a : creal(a) < SG_ZERO ? -a : SG_MATH(fabs)(creal(a));
+}
+
+/* sg_clip of a complex argument: a bound where the real part is beyond it, else a (bounds
+ * included, where the derivative is 1). */
+static inline SG_REAL sg_cclip(SG_REAL a, SG_REAL lo, SG_REAL hi)
+{
+    const SG_REAL m = creal(a) < creal(lo) ? lo : a;
+    return creal(m) > creal(hi) ? hi : m;
+}
+
+/* floor of a complex argument: floor of the real part, no imaginary part (the derivative is 0). */
+static inline SG_REAL sg_cfloor(SG_REAL a)
+{
+    return SG_MATH(floor)(creal(a));
+}
+
+/* sg_mod of complex arguments: sg_mod of the real parts; the imaginary parts carried by the
+ * derivatives, 1 by a and -floordiv(a, b) by b. */
+static inline SG_REAL sg_cmod(SG_REAL a, SG_REAL b)
+{
+    const SG_RE q = sg_floordiv(creal(a), creal(b));
+    return sg_mod(creal(a), creal(b)) + (cimag(a) - q * cimag(b)) * (SG_REAL)I;
+}
+
+/* The derivatives of the functions with kinks, of complex arguments: their values at the real
+ * parts, with no imaginary part (they are flat). */
+static inline SG_REAL sg_cabove(SG_REAL a, SG_REAL b)
+{
+    return sg_above(creal(a), creal(b));
+}
+
+static inline SG_REAL sg_csign(SG_REAL a)
+{
+    return sg_sign(creal(a));
+}
+
+static inline SG_REAL sg_cwithin(SG_REAL a, SG_REAL lo, SG_REAL hi)
+{
+    return sg_within(creal(a), creal(lo), creal(hi));
+}
+
+static inline SG_REAL sg_cfloordiv(SG_REAL a, SG_REAL b)
+{
+    return sg_floordiv(creal(a), creal(b));
 }
 #endif /* SG_COMPLEX */
 

@@ -51,15 +51,26 @@ h' = tanh((W - W.T) @ h + V.T @ x + b)
 output y = V @ h'
 """
 """Transposed products: W and W.T on the same vector, V.T over all steps and V at every step."""
+
+
+KINKS = """\
+cell kinks
+input x: D
+state h: H, m: H
+const lo = -0.5
+a = W @ x + U @ h + b
+m' = max(a, m) - min(a, 0.5*m) + 0.1*abs(m)
+h' = clip(a, lo, 1)*cos(h) + sin(m') + 0.1*floor(2*h) + mod(a, 0.75)
+"""
+"""The functions with kinks, whose C helpers the exported runtime header carries."""
 GIVEN = ("input", "init", "param", "grad_states", "grad_outputs", "grad_init")
 
 
+TEXTS = {"mixed": MIXED, "transposed": TRANSPOSED, "kinks": KINKS}
+
+
 def _cell(name: str) -> sg.Cell:
-    return (
-        sg.parse({"mixed": MIXED, "transposed": TRANSPOSED}[name])
-        if name in ("mixed", "transposed")
-        else sg.cells.get(name)
-    )
+    return sg.parse(TEXTS[name]) if name in TEXTS else sg.cells.get(name)
 
 
 def _sizes(cell: sg.Cell) -> dict[str, int]:
@@ -251,7 +262,9 @@ def _largest_relative_error(results) -> float:
 
 # -- 3. results equal the Python kernel's, from a separate program ----------------------------------
 @needs_cc
-@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed", "transposed"])
+@pytest.mark.parametrize(
+    "name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed", "transposed", "kinks"]
+)
 def test_exported_float64_equals_the_python_kernel(name, tmp_path):
     case = _Case(name, "float64")
     program = _build(case.library, tmp_path, _driver(case.library, case.cell, case.sizes), STRICT, "driver")
@@ -260,7 +273,7 @@ def test_exported_float64_equals_the_python_kernel(name, tmp_path):
 
 
 @needs_cc
-@pytest.mark.parametrize("name", ["lstm", "mixed"])
+@pytest.mark.parametrize("name", ["lstm", "mixed", "kinks"])
 def test_exported_float32_equals_the_python_kernel(name, tmp_path):
     case = _Case(name, "float32")
     program = _build(case.library, tmp_path, _driver(case.library, case.cell, case.sizes), STRICT, "driver")

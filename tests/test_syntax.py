@@ -97,7 +97,8 @@ def test_precedence(text: str, expected: sympy.Expr) -> None:
 
 def test_every_known_function_can_be_called() -> None:
     for name, function in FUNCTIONS.items():
-        assert expr(f"{name}(a + b)") == function.build(a + b)
+        arguments = ", ".join(["a + b"] * function.arity)
+        assert expr(f"{name}({arguments})") == function.build(*[a + b] * function.arity)
 
 
 @pytest.mark.parametrize(
@@ -190,8 +191,8 @@ ERRORS = [
         "f = sigmod(x)",
         UnknownFunctionError,
         2,
-        "unknown function 'sigmod'; known functions: exp, log, mean, relu, sigmoid, softplus, sqrt, sum, tanh, var "
-        "(column 5)",
+        "unknown function 'sigmod'; known functions: abs, clip, cos, exp, floor, log, max, mean, min, mod, relu, "
+        "sigmoid, sin, softplus, sqrt, sum, tanh, var (column 5)",
     ),
     ("f = h'(x)", CellSyntaxError, 2, "found '(' at column 7"),
     ("input state: H", CellNameError, 2, "'state' at column 7 is a keyword"),

@@ -79,10 +79,11 @@ class KernelPrinter(C99CodePrinter):
 class ComplexKernelPrinter(KernelPrinter):
     """Prints for ``double _Complex``, the forward pass of the complex-step check.
 
-    Functions print as their records' complex-analytic spellings: C99 ones (``cexp``, ``ctanh``;
-    powers as ``csqrt``, ``cpow``) or the runtime header's ``sg_c*`` helpers, which branch on the real
-    part where the real function has a kink (``relu``, ``step``) and carry the imaginary part
-    through the branch taken. Numbers print as double constants. Any other function raises:
+    Functions print as their records' complex-analytic spellings: C99 ones (``cexp``, ``ctanh``,
+    ``ccos``; powers as ``csqrt``, ``cpow``) or the runtime header's ``sg_c*`` helpers, which branch
+    on the real part where the real function has a kink or a jump (``relu``, ``max``, ``clip``,
+    ``mod``, ``step``) and carry the imaginary part through the branch taken (none through a flat
+    one: ``floor``). Numbers print as double constants. Any other function raises:
     printing a real one (``fabs``) would silently drop the imaginary part.
     """
 

@@ -198,6 +198,7 @@ class _Checker:
         equations = [self.expand_matrices(self.fold_constants(eq)) for eq in self.src.equations]
         for eq in equations:
             self.check_symbol_names(eq)
+            self.check_constant_arguments(eq)
         self.taken = self._all_names()
         self.lifted: dict[sympy.Expr, str] = {}
         equations = [self.lift_products(eq) for eq in equations]
@@ -410,6 +411,30 @@ class _Checker:
                     f"the left side of '@' must be a parameter matrix name, not `{cell_text(product.matrix)}`",
                     eq.line,
                     eq.target,
+                )
+
+    def check_constant_arguments(self, eq: SourceEquation) -> None:
+        """Arguments a function takes as constants (``clip``'s bounds) are numbers or ``const`` names."""
+        constants = {c.target for c in self.src.constants}
+        declared = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+        for node in sympy.preorder_traversal(eq.expr):
+            record = BY_NODE.get(type(node))
+            for position in record.constant_arguments if record else ():
+                argument = node.args[position]
+                varying = sorted(s.name for s in argument.free_symbols if s.name not in constants)
+                if not varying:
+                    continue
+                what = f"`{cell_text(argument)}`"
+                if not isinstance(argument, Var):
+                    what += f", which reads {', '.join(varying)},"
+                undeclared = [n for n in varying if n not in declared]
+                fix = f"declare `const {undeclared[0]} = ...`" if undeclared else "use a `const` name"
+                raise self.error(
+                    CellError,
+                    f"argument {position + 1} of `{cell_text(node)}`, {what} is not constant: {record.name} takes a "
+                    f"number or a `const` name there; write a number, or {fix}",
+                    eq.line,
+                    varying[0],
                 )
 
     def check_nodes(self, eq: SourceEquation) -> None:

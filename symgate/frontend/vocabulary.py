@@ -6,17 +6,21 @@ complex-step kernel, its NumPy reference, its LaTeX, and what it costs in the op
 The parser (names, arities), the checker, the C printer, the NumPy reference, the notation
 printers and the operation count read :data:`FUNCTIONS` and :data:`BY_NODE` instead of naming
 functions themselves. So adding an activation is its record below, with its SymPy class when
-SymPy has none (whose ``fdiff`` is the derivative the backward pass uses), the C helper when libm
-has none (``sg_...`` in templates/kernel.c.jinja, beside the others) and its case in
-tests/test_functions.py, which checks every record against the compiled kernels.
+SymPy has none or SymPy's is not the function meant (whose ``fdiff`` is the derivative the backward
+pass uses: the functions with kinks are in :mod:`symgate.frontend.piecewise`), the C helper when
+libm has none (``sg_...`` in templates/symgate_runtime.h, beside the others); tests/test_functions.py
+makes its cases from this table, so the new record is checked against the compiled kernels with
+no line added there.
 
 Activations whose derivative is cheapest in terms of their own output carry that derivative
 (``sigmoid' = s*(1-s)``, ``relu' = step(relu)``), so the derived backward pass reuses forward
-values instead of recomputing transcendental calls. ``step`` exists for that: backward passes use
-it, cell text cannot call it. Two functions are composites, built of others: ``sqrt(a)`` is the
-power ``a**(1/2)`` (printed, evaluated and counted as a power) and ``var(v)`` is
-``mean((v - mean(v))**2)``. The matrix-vector product ``W @ v`` is an operator, not a call: it is
-:class:`~symgate.frontend.functions.MatVec`, lowered to loops or BLAS before anything is printed.
+values instead of recomputing transcendental calls. ``step`` exists for that, and ``above``,
+``sign``, ``within`` and ``floordiv`` are the derivatives of ``max``/``min``, ``abs``, ``clip``
+and ``mod``: backward passes use them, cell text cannot call them. Two functions are composites,
+built of others: ``sqrt(a)`` is the power ``a**(1/2)`` (printed, evaluated and counted as a
+power) and ``var(v)`` is ``mean((v - mean(v))**2)``. The matrix-vector product ``W @ v`` is an
+operator, not a call: it is :class:`~symgate.frontend.functions.MatVec`, lowered to loops or BLAS
+before anything is printed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,20 @@ from typing import Literal
 
 import numpy as np
 import sympy
+
+from .piecewise import (
+    above,
+    absolute,
+    clip,
+    floor_quotient,
+    floored,
+    maximum,
+    minimum,
+    remainder,
+    signum,
+    step,
+    within,
+)
 
 __all__ = [
     "BY_NODE",
@@ -48,7 +66,7 @@ __all__ = [
 ]
 
 HELPER_PREFIX = "sg_"
-"""A C spelling starting so is a helper of the kernel template, not a libm function."""
+"""A C spelling starting so is a helper of the runtime header (templates/symgate_runtime.h), not a libm function."""
 
 
 class _RealFunction(sympy.Function):
@@ -70,13 +88,6 @@ class sigmoid(_RealFunction):  # noqa: N801 - named as written in cell text
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return self * (1 - self)
-
-
-class step(_RealFunction):  # noqa: N801 - named as written in cell text
-    """``1`` where the argument is positive, else ``0``: the derivative of ``relu`` at its output."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sympy.S.Zero
 
 
 class relu(_RealFunction):  # noqa: N801 - named as written in cell text
@@ -138,7 +149,8 @@ class Primitive:
     reduction, which is lowered to loops before printing. ``numpy`` is the reference the kernels
     are checked against (arrays ``(..., B, size)``), ``latex`` its LaTeX name (None: as SymPy
     prints it, ``\\tanh``, ``e^{a}``), ``cost`` what one call costs. ``in_cell_text`` is False for
-    a function only derivatives make (``step``).
+    a function only derivatives make (``step``). ``constant_arguments`` are the positions (from 0)
+    of the arguments a cell must give as constants, numbers or ``const`` names (``clip``'s bounds).
     """
 
     name: str
@@ -150,6 +162,7 @@ class Primitive:
     latex: str | None = None
     arity: int = 1
     in_cell_text: bool = True
+    constant_arguments: tuple[int, ...] = ()
 
     @property
     def build(self) -> Callable[..., sympy.Expr]:
@@ -166,10 +179,19 @@ class Composite:
     build: Callable[..., sympy.Expr]
     arity: int = 1
     in_cell_text: bool = True
+    constant_arguments: tuple[int, ...] = ()
 
 
 def _step(a: np.ndarray) -> np.ndarray:
     return np.where(a > 0, 1.0, np.where(a <= 0, 0.0, a))  # NaN stays NaN, as in the kernels
+
+
+def _above(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(a > b, 1.0, np.where(a < b, 0.0, np.where(a == b, 0.5, a + b)))  # a + b: NaN
+
+
+def _within(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.where((lo <= a) & (a <= hi), 1.0, np.where(np.isnan(a), a, 0.0))
 
 
 VOCABULARY: tuple[Primitive | Composite, ...] = (
@@ -215,6 +237,110 @@ VOCABULARY: tuple[Primitive | Composite, ...] = (
         latex=r"\operatorname{softplus}",
     ),
     Primitive(
+        name="max",
+        node=maximum,
+        c="sg_max",
+        complex_c="sg_cmax",
+        numpy=np.maximum,
+        cost="comparisons",
+        latex=r"\max",
+        arity=2,
+    ),
+    Primitive(
+        name="min",
+        node=minimum,
+        c="sg_min",
+        complex_c="sg_cmin",
+        numpy=np.minimum,
+        cost="comparisons",
+        latex=r"\min",
+        arity=2,
+    ),
+    Primitive(
+        name="abs",
+        node=absolute,
+        c="fabs",
+        complex_c="sg_cabs",
+        numpy=np.abs,
+        cost="comparisons",
+        latex=r"\operatorname{abs}",
+    ),
+    Primitive(
+        name="clip",
+        node=clip,
+        c="sg_clip",
+        complex_c="sg_cclip",
+        numpy=np.clip,
+        cost="comparisons",
+        latex=r"\operatorname{clip}",
+        arity=3,
+        constant_arguments=(1, 2),
+    ),
+    Primitive(name="cos", node=sympy.cos, c="cos", complex_c="ccos", numpy=np.cos, cost="transcendental"),
+    Primitive(name="sin", node=sympy.sin, c="sin", complex_c="csin", numpy=np.sin, cost="transcendental"),
+    Primitive(
+        name="floor",
+        node=floored,
+        c="floor",
+        complex_c="sg_cfloor",
+        numpy=np.floor,
+        cost="comparisons",
+        latex=r"\operatorname{floor}",
+    ),
+    Primitive(
+        name="mod",
+        node=remainder,
+        c="sg_mod",
+        complex_c="sg_cmod",
+        numpy=np.remainder,
+        cost="transcendental",
+        latex=r"\operatorname{mod}",
+        arity=2,
+    ),
+    Primitive(
+        name="above",
+        node=above,
+        c="sg_above",
+        complex_c="sg_cabove",
+        numpy=_above,
+        cost="comparisons",
+        latex=r"\operatorname{above}",
+        arity=2,
+        in_cell_text=False,
+    ),
+    Primitive(
+        name="sign",
+        node=signum,
+        c="sg_sign",
+        complex_c="sg_csign",
+        numpy=np.sign,
+        cost="comparisons",
+        latex=r"\operatorname{sign}",
+        in_cell_text=False,
+    ),
+    Primitive(
+        name="within",
+        node=within,
+        c="sg_within",
+        complex_c="sg_cwithin",
+        numpy=_within,
+        cost="comparisons",
+        latex=r"\operatorname{within}",
+        arity=3,
+        in_cell_text=False,
+    ),
+    Primitive(
+        name="floordiv",
+        node=floor_quotient,
+        c="sg_floordiv",
+        complex_c="sg_cfloordiv",
+        numpy=np.floor_divide,
+        cost="transcendental",
+        latex=r"\operatorname{floordiv}",
+        arity=2,
+        in_cell_text=False,
+    ),
+    Primitive(
         name="sum",
         node=ReduceSum,
         c=None,
@@ -234,9 +360,9 @@ VOCABULARY: tuple[Primitive | Composite, ...] = (
     ),
     Composite(name="var", build=variance),
 )
-"""Every function of the cell language. The elementwise ones act unit by unit; ``sum``, ``mean``
-and ``var`` reduce over the units of their argument's dimension and give one value per sample,
-which broadcasts."""
+"""Every function of the cell language. The elementwise ones act unit by unit (``max``, ``min``,
+``clip`` and ``mod`` too, argument by argument); ``sum``, ``mean`` and ``var`` reduce over the
+units of their argument's dimension and give one value per sample, which broadcasts."""
 
 FUNCTIONS: dict[str, Primitive | Composite] = {f.name: f for f in VOCABULARY if f.in_cell_text}
 """The functions cell text may call, by name."""

@@ -9,10 +9,11 @@ count alike), the products per sample:
   free (``a - b`` is one add); ``x**n`` for an integer n is ``|n| - 1`` multiplies (the C printer
   writes small powers as products), plus a divide when n < 0;
 * a call of a function of the cell language costs what its record in
-  :mod:`symgate.frontend.vocabulary` says, plus its arguments: sigmoid, tanh, exp, log and
-  softplus one transcendental call each, relu and step one comparison, ``sum(v)`` and ``mean(v)``
-  one add per unit of v; sqrt, like any other power that is not an integer one, is one
-  transcendental call;
+  :mod:`symgate.frontend.vocabulary` says, plus its arguments: sigmoid, tanh, exp, log, softplus,
+  cos, sin and mod (an ``fmod``) one transcendental call each; relu, max, min, abs, clip and floor
+  (one rounding instruction), and the steps of derivatives, one comparison; ``sum(v)`` and
+  ``mean(v)`` one add per unit of v; sqrt, like any other power that is not an integer one, is
+  one transcendental call;
 * every distinct ``W @ v`` or ``Wᵀ @ v`` of a pass is one matrix-vector product, and every matrix
   gradient ``δW += δm ⊗ v`` one outer product (rows × cols multiply-adds each, not counted in the
   elementwise columns); a vector-parameter gradient ``δb += e`` costs e plus one add.

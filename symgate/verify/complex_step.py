@@ -5,8 +5,9 @@ For a loss ``L`` analytic in an element ``θ_k``, ``L(θ + ih e_k) = L(θ) + ih 
 truncation error is far below rounding, and a right gradient agrees to near machine precision,
 where finite differences stop near 1e-10. The complex forward kernel is the real kernel's forward
 pass in ``double _Complex`` (``build(cell, "complex128")``); where a function has a kink (relu,
-step) it follows the branch of the real part, the convention that makes the check agree with
-the derivative the backward pass uses.
+max, min, abs, clip, mod, step) it follows the branch of the real part, the convention that makes
+the check agree with the derivative the backward pass uses (on a tie of ``max``, the mean of both
+arguments, whose imaginary part is half of each, as the derivative splits it).
 
 The loss is the gradient check's, ``Σ_t <G_t, state_t> + Σ_t <G'_t, output_t>`` with real
 cotangents G, so ``Im L = Σ <G, Im state> + Σ <G', Im output>``. Every element of every
