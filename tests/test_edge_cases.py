@@ -52,7 +52,7 @@ def test_numbers_are_folded_so_the_cache_key_is_exact():
     [
         (lambda W, x, h: [(sg.next_state("h"), "tanh(x)")], sg.CellError, "SymPy expression"),
         (lambda W, x, h: [(h + 1, h)], sg.CellNameError, "must be a name"),
-        (lambda W, x, h: [(sg.next_state("h"), sg.MatVec(2 * W, x))], sg.CellNameError, "parameter matrix"),
+        (lambda W, x, h: [(sg.next_state("h"), sg.MatVec(sympy.tanh(W), x))], sg.CellError, "may only add, subtract"),
         (lambda W, x, h: [(sg.next_state("h"), sg.Var("τ1") * h)], sg.CellNameError, "invalid name"),
         (lambda W, x, h: [(sg.next_state("h"), sympy.atan(h))], sg.UnknownFunctionError, "atan"),
     ],
