@@ -96,7 +96,8 @@ def phased_lstm(p, x, s):
     gate = {k: mv(p[f"W_{k}"], x_t) + mv(p[f"U_{k}"], h) + p[f"b_{k}"] for k in "ifoc"}
     c_tilde = torch.sigmoid(gate["f"]) * c + torch.sigmoid(gate["i"]) * torch.tanh(gate["c"])
     h_tilde = torch.sigmoid(gate["o"]) * torch.tanh(c_tilde)
-    phi = torch.remainder(x["t"] - p["s"], p["tau"]) / p["tau"]
+    tau = torch.exp(p["log_tau"])
+    phi = torch.remainder(x["t"] - p["s"], tau) / tau
     k = torch.where(phi < r_on / 2, 2 * phi / r_on, torch.where(phi < r_on, 2 - 2 * phi / r_on, alpha * phi))
     return {"h": k * h_tilde + (1 - k) * h, "c": k * c_tilde + (1 - k) * c}
 
@@ -134,7 +135,7 @@ STEPS = {
     )
 }
 PLACES = {  # parameters a paper keeps in a range: drawn there
-    "phased_lstm": {"tau": (1.0, 3.0), "s": (0.0, 1.0)},
+    "phased_lstm": {"log_tau": (0.0, 1.1), "s": (0.0, 1.0)},
     "cornn": {"dt": (0.02, 0.05)},
 }
 INPUT_RANGES = {"t": (0.0, 10.0), "dt": (0.1, 1.5)}
@@ -193,3 +194,11 @@ def test_the_kernels_agree_with_an_independent_pytorch_step(name):
     for kind, ours in (("param", grads.params), ("input", grads.inputs), ("init", grads.init)):
         for n, value in ours.items():
             agree(f"gradient of {kind} {n}", value, tensor[kind][n].grad)
+
+
+def test_the_page_shows_each_cell_as_its_file_holds_it():
+    page = (CELLS.parents[1] / "docs" / "cells-from-papers.md").read_text()
+    for name in STEPS:
+        assert (CELLS / f"{name}.cell").read_text().rstrip() in page, name
+        assert f"$ symgate check examples/cells/{name}.cell --strict" in page, name
+    assert "docs/cells-from-papers.md" in (CELLS.parents[1] / "README.md").read_text()
