@@ -3,7 +3,7 @@
 The package is laid out as its pipeline, one subpackage a stage, each taking what the previous
 one returns (``docs/architecture.md`` has the table, module by module):
 
-1. ``frontend``   cell text (``syntax``) or SymPy objects (``check.define``) -> ``Cell``: roles
+1. ``frontend``   cell text (``syntax``) or SymPy objects (``define``) -> ``Cell``: roles
                   checked, sizes inferred (``shapes``), the language's functions one record each in ``vocabulary``,
                   the built-in cells in ``cells/``, time and depth bounds in ``limits``
 2. ``symbolic``   ``Cell`` -> ``Derivation``: the backward equations of one step, CSE'd
@@ -59,7 +59,8 @@ from .frameworks import interop
 from .frameworks.interop import InteropError, from_torch, to_torch
 from .frontend import cells
 from .frontend.cell import Cell, Param
-from .frontend.check import define, load, parse
+from .frontend.check import load, parse
+from .frontend.define import define
 from .frontend.functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
 from .inspect.compare import CellDiff, compare
 from .inspect.flow import Flow, measure_flow

@@ -12,7 +12,6 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import sympy
@@ -69,91 +68,6 @@ def load(path: str | Path, strict: bool = False) -> Cell:
         message = f"the file is not UTF-8: byte 0x{data[err.start]:02X} at column {column} ({err.reason})"
         raise CellSyntaxError(message, line=line, source=str(path)) from None
     return parse(text, str(path), strict=strict)
-
-
-def define(
-    name: str,
-    *,
-    inputs: Mapping[str, str],
-    states: Mapping[str, str],
-    equations: Sequence[tuple[sympy.Symbol | str, sympy.Expr]] | Mapping[sympy.Symbol | str, sympy.Expr],
-    outputs: Iterable[str] | Mapping[str, str] = (),
-    constants: Mapping[str, float | sympy.Number] | None = None,
-    params: Mapping[str, Sequence[str]] | None = None,
-    doc: str = "",
-    strict: bool = False,
-) -> Cell:
-    """A checked cell from SymPy objects (the Python twin of cell text).
-
-    ``equations`` are ``(target, expression)`` pairs in evaluation order; a target is a name, a
-    :class:`~symgate.frontend.functions.Var`, or ``next_state("h")`` for a state's next value. Errors name
-    the 1-based equation number as the line. ``params`` declares the parameters' shapes, as ``param``
-    lines do (``{"W": ("H", "D"), "b": ("H",)}``): then every parameter must be declared.
-    ``strict`` makes warnings errors, as for :func:`parse`.
-    """
-    pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
-    output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
-    output_names = set(output_dims)
-    source_equations = []
-    for number, pair in enumerate(pairs, start=1):
-        if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise CellError("each equation must be a (target, expression) pair", line=number, source=SYMPY_SOURCE)
-        target, expr = pair
-        if not isinstance(target, (str, sympy.Symbol)):
-            raise CellNameError(f"the target {target!r} must be a name or a symbol", line=number, source=SYMPY_SOURCE)
-        target_name = target if isinstance(target, str) else target.name
-        expr = _sympy_expression(expr, f"the expression of {target_name}", number)
-        plain = {s: Var(s.name) for s in expr.free_symbols if not isinstance(s, Var)}
-        source_equations.append(
-            SourceEquation(
-                target_name, expr.xreplace(plain), number, target_name in output_names, output_dims.get(target_name)
-            )
-        )
-    unknown_outputs = output_names - {e.target for e in source_equations}
-    if unknown_outputs:
-        raise CellNameError(f"outputs {sorted(unknown_outputs)} have no equation", source=SYMPY_SOURCE)
-    declared = {"inputs": inputs, "states": states}
-    for label, names in declared.items():
-        if not isinstance(names, Mapping) or not all(isinstance(v, str) for v in [*names, *names.values()]):
-            raise CellNameError(f"{label} must map names to dimension names (strings)", source=SYMPY_SOURCE)
-    params = {} if params is None else params
-    shapes_given = isinstance(params, Mapping) and all(
-        isinstance(n, str) and isinstance(s, (tuple, list)) and len(s) in (1, 2) and all(isinstance(d, str) for d in s)
-        for n, s in params.items()
-    )
-    if not shapes_given:
-        raise CellNameError(
-            'params must map names to shapes of one or two dimension names: {"W": ("H", "D"), "b": ("H",)}',
-            source=SYMPY_SOURCE,
-        )
-    return check(
-        CellSource(
-            name=name,
-            inputs=tuple(Declaration(n, d, 0) for n, d in inputs.items()),
-            states=tuple(Declaration(n, d, 0) for n, d in states.items()),
-            equations=tuple(source_equations),
-            doc=doc,
-            source=SYMPY_SOURCE,
-            lines=(),
-            constants=tuple(
-                SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
-            ),
-            params=tuple(ParamDeclaration(n, tuple(shape), 0) for n, shape in params.items()),
-        ),
-        strict=strict,
-    )
-
-
-def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:
-    """A SymPy expression given to ``define`` (strings are refused: text goes through ``parse``)."""
-    try:
-        return sympy.sympify(value, strict=True)
-    except (sympy.SympifyError, TypeError) as err:
-        raise CellError(
-            f"{what} must be a SymPy expression, not {type(value).__name__}; use sg.parse for cell text",
-            line=number or None,
-            source=SYMPY_SOURCE,
-        ) from err
 
 
 def check(source: CellSource, strict: bool = False) -> Cell:
