@@ -93,9 +93,12 @@ class Cell:
 
     def fingerprint(self) -> str:
         """The canonical text plus the exact SymPy form of every expression and the parameters'
-        shapes (a scalar parameter is read unlike a vector one): what a kernel depends on."""
+        shapes (a scalar parameter is read unlike a vector one): what a kernel depends on. The
+        shapes are in name order: the order of the parameters follows where the text names them
+        first, which the canonical text's term order may change, and a kernel takes its arrays by
+        name through its interface, so that order is not part of what it computes."""
         exact = [sympy.srepr(e.expr) for e in self.equations] + [sympy.srepr(v) for v in self.constants.values()]
-        shapes = [f"{p.name}: {' x '.join(p.shape)}" for p in self.params]
+        shapes = sorted(f"{p.name}: {' x '.join(p.shape)}" for p in self.params)
         return self.text() + "\n".join(exact + shapes)
 
     def describe(self) -> str:
