@@ -134,10 +134,14 @@ class Emitter:
                 out=rows[op.out].c,
             )
             return _call(op.out, [line])
-        if isinstance(op, Product) and not op.transposed:
+        if isinstance(op, Product):  # W @ v reads W's rows (A Bᵀ), the backward pass's Wᵀ @ v its columns (A B)
             vector, out = rows[op.vector], rows[op.out]
+            if op.transposed:
+                call, sizes, comment = "sg_gemm_nn", "{cols}, {rows}", f"{op.matrix}ᵀ @ {op.vector}"
+            else:
+                call, sizes, comment = "sg_gemm_nt", "{rows}, {cols}", f"{op.matrix} @ {op.vector}"
             line = c(
-                "sg_gemm_nt({B}, {rows}, {cols}, {v}, {vw}, {m}, {cols}, {out}, {ow}, 0);",
+                call + "({B}, " + sizes + ", {v}, {vw}, {m}, {cols}, {out}, {ow}, 0);",
                 B="B",
                 cols=self.dim_c[op.cols],
                 rows=self.dim_c[op.rows],
@@ -147,21 +151,7 @@ class Emitter:
                 out=out.c,
                 ow=out.width,
             )
-            return _call(f"{op.matrix} @ {op.vector}", [line])
-        if isinstance(op, Product):
-            vector, out = rows[op.vector], rows[op.out]
-            line = c(
-                "sg_gemm_nn({B}, {cols}, {rows}, {v}, {vw}, {m}, {cols}, {out}, {ow}, 0);",
-                B="B",
-                cols=self.dim_c[op.cols],
-                rows=self.dim_c[op.rows],
-                v=vector.c,
-                vw=vector.width,
-                m=self.param(op.matrix),
-                out=out.c,
-                ow=out.width,
-            )
-            return _call(f"{op.matrix}ᵀ @ {op.vector}", [line])
+            return _call(comment, [line])
         if isinstance(op, GradientProduct):
             return self.gradient_product(op, layout)
         return self.stack_product(op, layout)
