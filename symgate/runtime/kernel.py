@@ -105,7 +105,10 @@ class Kernel:
         for p in self.cell.params:
             shape = shape_of(p.shape, sizes)
             bound = 1.0 / np.sqrt(max(shape[0], 1))
-            params[p.name] = rng.uniform(-bound, bound, size=shape).astype(self._np_dtype)
+            try:
+                params[p.name] = rng.uniform(-bound, bound, size=shape).astype(self._np_dtype)
+            except (ValueError, MemoryError) as err:  # NumPy's "array is too big" and "unable to allocate"
+                raise ArrayError(f"cannot allocate parameter {p.name} of shape {shape}: {err}") from None
         return params
 
     def _sizes_given(self, sizes: Mapping[str, int]) -> dict[str, int]:

@@ -89,6 +89,7 @@ def from_keras_gru(
     reset gate multiplies the recurrent product, bias included, as in PyTorch; with ``False`` bias
     is (3H,) and the reset gate multiplies h before the recurrent product (Cho's form).
     """
+    reset_after = _flag("Keras GRU", "reset_after", reset_after)
     fmt = f"Keras GRU(reset_after={reset_after})"
     dtype = float_dtype(*_given(kernel, recurrent_kernel, bias))
     h, kernel, recurrent_kernel = _keras_kernels(fmt, kernel, recurrent_kernel, 3, dtype)
@@ -111,6 +112,7 @@ def from_tf1_lstm(kernel: np.ndarray, bias: np.ndarray | None = None, forget_bia
     bias; here it is folded into ``b_f``, so the returned cell needs no offset.
     """
     fmt = "TF1 LSTMCell"
+    forget_bias = _finite_number(fmt, "forget_bias", forget_bias)
     dtype = float_dtype(*_given(kernel, bias))
     kernel = _matrix(fmt, "kernel", kernel, dtype)
     if kernel.shape[1] % 4 or not 0 < kernel.shape[1] // 4 < kernel.shape[0]:
@@ -160,11 +162,12 @@ def from_onnx_gru(
     only ever entering as a sum). A leading num_directions axis is accepted, ``direction``
     picking one.
     """
+    linear_before_reset = _flag("ONNX GRU", "linear_before_reset", linear_before_reset)
     fmt = f"ONNX GRU(linear_before_reset={int(linear_before_reset)})"
     dtype = float_dtype(*_given(w, r, b))
     h, w, r = _onnx_weights(fmt, w, r, 3, direction, dtype)
     b = _vector(fmt, "B", _direction(fmt, "B", b, direction, 2), (6 * h,), "(6H,) = [Wb; Rb]", dtype)
-    return _gru(w, r, b[: 3 * h], b[3 * h :], linear_before_reset=bool(linear_before_reset))
+    return _gru(w, r, b[: 3 * h], b[3 * h :], linear_before_reset=linear_before_reset)
 
 
 # -- shared -----------------------------------------------------------------------------------
@@ -213,8 +216,30 @@ def _given(*arrays: np.ndarray | None) -> list[np.ndarray]:
     return [np.asarray(a) for a in arrays if a is not None]
 
 
+def _floats(fmt: str, name: str, array: object, dtype: np.dtype) -> np.ndarray:
+    """``array`` as an array of ``dtype``, or an error naming it when it holds no numbers."""
+    try:
+        return np.asarray(array, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise WeightLayoutError(f"{fmt}: {name} must be an array of numbers ({err})") from None
+
+
+def _finite_number(fmt: str, name: str, value: object) -> float:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and np.isfinite(value)):
+        raise WeightLayoutError(f"{fmt}: {name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _flag(fmt: str, name: str, value: object) -> bool:
+    """A yes/no attribute: a bool, or ONNX's integer 0 or 1."""
+    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1))):
+        raise WeightLayoutError(f"{fmt}: {name} must be True or False (or 0 or 1), not {value!r}")
+    return bool(value)
+
+
 def _matrix(fmt: str, name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    array = np.asarray(array, dtype=dtype)
+    array = _floats(fmt, name, array, dtype)
     if array.ndim != 2:
         raise WeightLayoutError(f"{fmt}: {name} must be a matrix, got shape {array.shape}")
     return array
@@ -226,7 +251,7 @@ def _vector(
     """The bias, zeros when it is absent, checked against its layout."""
     if array is None:
         return np.zeros(shape, dtype)
-    array = np.asarray(array, dtype=dtype)
+    array = _floats(fmt, name, array, dtype)
     if array.shape != shape:
         raise WeightLayoutError(f"{fmt}: {name} has shape {array.shape}, expected {layout} = {shape}")
     return array
@@ -266,6 +291,8 @@ def _onnx_weights(
 
 def _direction(fmt: str, name: str, array: np.ndarray | None, direction: int, ndim: int) -> np.ndarray | None:
     """One direction of an ONNX input that has the leading num_directions axis (``ndim`` axes in all)."""
+    if isinstance(direction, bool) or not isinstance(direction, (int, np.integer)):
+        raise WeightLayoutError(f"{fmt}: direction must be an integer (0 forward, 1 reverse), not {direction!r}")
     if array is None:
         return None
     array = np.asarray(array)
