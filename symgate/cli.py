@@ -2,13 +2,16 @@
 gradient flow, and manage the build cache.
 
 CELL is a built-in name (``symgate list``) or a path to a ``.cell`` file. Errors in the user's
-input print one clear message and exit with status 2; a failed gradient check exits with 1.
+input print one clear message and exit with status 2; a failed gradient check exits with 1. Any
+other exception is a bug in symgate: one line saying so and status 3 (``SYMGATE_DEBUG=1`` shows
+the traceback). A closed pipe (``symgate show lstm | head``) ends the command quietly.
 The work is done by the modules named in each command; this one only reads the command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -30,6 +33,7 @@ from .pipeline import build, generate
 from .symbolic.derive import derive
 from .verify.gradcheck import gradcheck
 
+DEBUG_VARIABLE = "SYMGATE_DEBUG"
 STRICT_HELP = "treat warnings (a parameter spelled like a declared name, or named pi, e, t) as errors"
 
 
@@ -41,6 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     except SymgateError as err:
         print(f"symgate: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `symgate ... | head` closed the pipe: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error flushing stdout at exit
+        return 0
+    except KeyboardInterrupt:
+        print("symgate: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug in symgate, not in the input: one line, the traceback on request
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(
+            f"symgate: internal error (a bug in symgate; please report it with the command and the cell): "
+            f"{type(err).__name__}: {err}; set {DEBUG_VARIABLE}=1 for the traceback",
+            file=sys.stderr,
+        )
+        return 3
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -167,3 +167,28 @@ def test_checking_several_cells_prints_one_line_each_and_shares_sizes(capsys):
     assert code == 0 and len(lines) == 3
     assert lines[0].startswith("ok") and "elman_rnn" in lines[0] and "D=3 H=5" in lines[0]
     assert "mut1" in lines[1] and "H=5" in lines[1] and lines[2].startswith("2 passed, 0 failed")
+
+
+def test_a_bug_in_symgate_is_one_line_and_exit_3(capsys, monkeypatch):
+    """An exception that is not a SymgateError is a bug: one line that says so, no traceback."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an invariant broke")
+
+    monkeypatch.delenv("SYMGATE_DEBUG", raising=False)
+    monkeypatch.setattr(sg.cells, "names", broken)
+    code, out, err = run(capsys, "list")
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and "a bug in symgate" in err and "RuntimeError: an invariant broke" in err
+    monkeypatch.setenv("SYMGATE_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="an invariant broke"):
+        main(["list"])
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    """`symgate show lstm | true`: the reader is gone before the first line; no BrokenPipeError traceback."""
+    import subprocess
+
+    script = f"{sys.executable} -m symgate.cli show lstm | true"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
