@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ArgumentError
+
 
 @dataclass(frozen=True)
 class DType:
@@ -66,8 +68,9 @@ REAL_DTYPES = tuple(name for name, d in DTYPES.items() if d.real)
 
 
 def dtype(name: str, *, real_only: bool = False) -> DType:
-    """The record of ``name``; a ``ValueError`` naming the choices for any other string."""
+    """The record of ``name``; an :class:`~symgate.errors.ArgumentError` (a ``ValueError``) naming the
+    choices for anything else."""
     choices = REAL_DTYPES if real_only else tuple(DTYPES)
     if name not in choices:
-        raise ValueError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {name!r}")
+        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {name!r}")
     return DTYPES[name]

@@ -76,6 +76,14 @@ class SymgateWarning(_Located, UserWarning):
     """
 
 
+class ArgumentError(SymgateError, TypeError, ValueError):
+    """An argument of a public function has the wrong type or value; the message names it.
+
+    It is also a ``TypeError`` and a ``ValueError``, as Python's own functions raise for such
+    arguments, so ``except TypeError`` keeps working.
+    """
+
+
 class ArrayError(SymgateError):
     """An array passed to a kernel has the wrong name, shape, dtype or memory layout."""
 

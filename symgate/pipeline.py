@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from .codegen.lower import plan_kernel
 from .codegen.render import KernelSource, render, templates_digest
 from .dtypes import dtype as dtype_of
 from .frontend.cell import Cell
+from .frontend.cells import cell_argument
 from .frontend.limits import guarded
 from .jit.compiler import cache_key, compile_entry, lookup
 from .runtime.kernel import Kernel
@@ -13,21 +16,28 @@ from .symbolic.derive import derive
 from .symbolic.ranges import check_numbers
 
 
-def generate(cell: Cell, dtype: str = "float64") -> KernelSource:
-    """The C source, header and interface of a cell's kernels (derive, plan, render)."""
+def generate(cell: Cell | str | os.PathLike, dtype: str = "float64") -> KernelSource:
+    """The C source, header and interface of a cell's kernels (derive, plan, render).
+
+    ``cell`` is a :class:`Cell`, a built-in cell's name or a ``.cell`` path, as for :func:`build`.
+    """
+    cell = cell_argument(cell)
     with guarded("derive and plan"):
         derivation = derive(cell)
         check_numbers(cell, dtype, derivation if dtype_of(dtype).real else None)  # complex: forward only
         return render(cell, derivation, plan_kernel(cell, derivation), dtype)
 
 
-def build(cell: Cell, dtype: str = "float64") -> Kernel:
+def build(cell: Cell | str | os.PathLike, dtype: str = "float64") -> Kernel:
     """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before.
+
+    ``cell`` is a :class:`Cell`, a built-in cell's name (``"lstm"``) or the path of a ``.cell`` file.
 
     "complex128" builds the forward kernel alone, in ``double _Complex``, for the complex-step
     check (:mod:`symgate.verify.complex_step`).
     """
-    dtype_of(dtype)  # a ValueError naming the choices for an unknown one
+    cell = cell_argument(cell)
+    dtype_of(dtype)  # an ArgumentError naming the choices for an unknown one
     key = cache_key(cell.fingerprint(), dtype, templates_digest())
     entry = lookup(f"{cell.name}_{dtype}", key) or compile_entry(generate(cell, dtype), key)
     return Kernel(cell, dtype, entry)

@@ -36,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arguments import path_argument
 from ..codegen.lower import plan_kernel
 from ..codegen.render import RUNTIME_HEADER, environment, render_placed, runtime_header
 from ..dtypes import REAL_DTYPES
 from ..errors import ExportError
-from ..frontend import cells
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..symbolic.derive import derive
 from ..symbolic.ranges import check_numbers
 from .context import CFunction, library_context
@@ -114,6 +115,7 @@ def export(
     all; into an existing one, each file is replaced atomically. Bad input raises
     :class:`~symgate.errors.ExportError` (or the cell's own error) naming what is wrong.
     """
+    out = path_argument(out, "out")
     library = render_export(cell, dtype=dtype, params=params)
     library.write(out)
     return library
@@ -126,8 +128,7 @@ def render_export(
     params: Mapping[str, np.ndarray] | str | os.PathLike | None = None,
 ) -> Export:
     """The exported library's files as text, without writing them (same input, same bytes)."""
-    if not isinstance(cell, Cell):
-        cell = cells.resolve(cell)
+    cell = cell_argument(cell)
     if dtype not in REAL_DTYPES:
         raise ExportError(f"dtype must be one of {', '.join(REAL_DTYPES)}, not {dtype!r}")
     baked = None if params is None else load_params(cell, params, dtype)

@@ -45,8 +45,11 @@ def load_params(
     sizes = Sizes()
     out = {}
     for p in cell.params:
-        array = np.asarray(arrays[p.name])
         label = f"{where}: {p.name}"
+        try:
+            array = np.asarray(arrays[p.name])
+        except ValueError as err:  # ragged nested lists
+            raise ExportError(f"{label} is not an array: {err}") from None
         if array.dtype.kind != "f":
             raise ExportError(f"{label} has dtype {array.dtype}; parameters must be floating point (float32, float64)")
         if array.ndim != len(p.shape):
@@ -73,6 +76,8 @@ def _read_arrays(source: Mapping[str, np.ndarray] | str | os.PathLike) -> tuple[
     """(a label for messages, name -> array) from a dict or a ``.npz`` file."""
     if isinstance(source, Mapping):
         return "params", dict(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ExportError(f"params must be a dict of arrays or a .npz path, not {type(source).__name__}")
     path = Path(source)
     try:
         data = np.load(path, allow_pickle=False)

@@ -75,10 +75,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..arguments import count_argument, flag_argument
 from ..dtypes import REAL_DTYPES
 from ..errors import ArrayError
 from ..frontend.cell import Cell
-from ..frontend.cells import resolve
+from ..frontend.cells import cell_argument
 from ..pipeline import build
 from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
@@ -222,21 +223,22 @@ class CellModule(torch.nn.Module):
         recompute: bool = False,
     ) -> None:
         super().__init__()
-        cell = _resolve(cell)
+        cell = cell_argument(cell)
         if not cell.inputs:
             raise ArrayError(f"cell {cell.name} has no inputs: nothing gives the number of steps")
         dtype = torch.get_default_dtype() if dtype is None else dtype
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
             raise ArrayError(f"dtype must be torch.float32 or torch.float64 (symgate's kernels), not {dtype}")
         self.cell = cell
         self.sizes = _checked_sizes(cell, sizes)
         self.output = _checked_output(cell, output)
-        self.batch_first = bool(batch_first)
-        self.recompute = bool(recompute)
+        self.batch_first = flag_argument(batch_first, "batch_first")
+        self.recompute = flag_argument(recompute, "recompute")
         self._fingerprint = cell.fingerprint()
         if params is None:
             if seed is None:
                 seed = int(torch.randint(2**62, ()).item())
+            seed = count_argument(seed, "seed", minimum=0, maximum=2**63 - 1)
             params = self.kernel(dtype).init_params(self.sizes, seed=seed)
         elif seed is not None:
             raise ArrayError("pass either seed or params, not both")
@@ -408,10 +410,12 @@ def from_cell(
     torch.nn.LSTMCell(8, 16)))`` trains what the ``LSTMCell`` computes, step after step. With
     ``params`` and no ``dtype`` option, the module is float32 if every parameter is, else float64.
     """
-    cell = _resolve(cell)
+    cell = cell_argument(cell)
     if params is None and isinstance(sizes, Mapping) and any(_is_array(v) for v in sizes.values()):
         sizes, params = None, sizes
     if params is not None:
+        if not isinstance(params, Mapping):
+            raise ArrayError(f"params must be a dict of arrays or tensors by name, not {type(params).__name__}")
         if sizes is None:
             sizes = _sizes_of(cell, params)
         if "dtype" not in options:
@@ -427,16 +431,6 @@ def _is_array(value: Any) -> bool:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _resolve(cell: Cell | str | Path) -> Cell:
-    if isinstance(cell, (str, Path)):
-        return resolve(cell)
-    if not isinstance(cell, Cell):
-        raise TypeError(
-            f"cell must be a symgate Cell, a built-in cell's name or a .cell path, not {type(cell).__name__}"
-        )
-    return cell
 
 
 def _require_exactly(label: str, what: str, given: Mapping, expected: list[str], cell: Cell) -> None:
@@ -468,7 +462,7 @@ def default_output(cell: Cell) -> str:
 def _checked_output(cell: Cell, output: str | None) -> str:
     if output is None:
         return default_output(cell)
-    if output not in cell.states and output not in cell.outputs:
+    if not isinstance(output, str) or (output not in cell.states and output not in cell.outputs):
         raise ArrayError(
             f"output={output!r} is not a state or output of cell {cell.name}; "
             f"choose one of {[*cell.states, *cell.outputs]}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sympy
 
+from ..arguments import flag_argument, path_argument, text_argument
 from ..errors import (
     CellError,
     CellNameError,
@@ -49,13 +50,15 @@ def parse(text: str, source: str = "<string>", strict: bool = False) -> Cell:
     A name that is probably a slip (see :mod:`symgate.frontend.typos`) issues a
     :class:`~symgate.errors.SymgateWarning`; ``strict=True`` raises it as a ``CellNameError``.
     """
+    text, source = text_argument(text, "text"), text_argument(source, "source")
+    strict = flag_argument(strict, "strict")
     with guarded("parse"):
         return check(parse_source(text, source), strict=strict)
 
 
 def load(path: str | Path, strict: bool = False) -> Cell:
     """A checked cell from a ``.cell`` file (``strict`` as for :func:`parse`)."""
-    path = Path(path)
+    path, strict = path_argument(path, "path"), flag_argument(strict, "strict")
     try:
         data = path.read_bytes()
     except OSError as err:

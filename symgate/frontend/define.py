@@ -39,6 +39,7 @@ def define(
     lines do (``{"W": ("H", "D"), "b": ("H",)}``): then every parameter must be declared.
     ``strict`` makes warnings errors, as for :func:`parse`.
     """
+    _check_arguments(name, equations, outputs, constants, doc, strict)
     pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
     output_dims = dict(outputs) if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
     output_names = set(output_dims)
@@ -90,6 +91,29 @@ def define(
         ),
         strict=strict,
     )
+
+
+def _check_arguments(
+    name: object, equations: object, outputs: object, constants: object, doc: object, strict: object
+) -> None:
+    """Refuses arguments of the wrong kind by name, before anything iterates over them."""
+    problems = []
+    if not isinstance(name, str):
+        problems.append(f"the cell name must be a string, not {type(name).__name__}")
+    if isinstance(equations, (str, bytes)) or not isinstance(equations, (Mapping, Iterable)):
+        problems.append(f"equations must be (target, expression) pairs or a mapping, not {type(equations).__name__}")
+    if isinstance(outputs, (str, bytes)) or not isinstance(outputs, (Mapping, Iterable)):
+        problems.append(f"outputs must be names or a mapping of names to sizes, not {type(outputs).__name__}")
+    elif not all(isinstance(n, str) for n in outputs):
+        problems.append("outputs must be names (strings)")
+    if constants is not None and not (isinstance(constants, Mapping) and all(isinstance(n, str) for n in constants)):
+        problems.append("constants must map names (strings) to numbers")
+    if not isinstance(doc, str):
+        problems.append(f"doc must be a string, not {type(doc).__name__}")
+    if not isinstance(strict, bool):
+        problems.append(f"strict must be True or False, not {strict!r}")
+    if problems:
+        raise CellError("; ".join(problems), source=SYMPY_SOURCE)
 
 
 def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sympy
 
+from ..arguments import text_argument
 from .vocabulary import ReduceMean, ReduceSum, Reduction, relu, sigmoid, softplus, step, variance
 
 __all__ = [
@@ -63,12 +64,12 @@ class Var(sympy.Symbol):
 
 def symbols(names: str) -> tuple[Var, ...]:
     """``symbols("W x h")`` gives one :class:`Var` per space-separated name."""
-    return tuple(Var(name) for name in names.split())
+    return tuple(Var(name) for name in text_argument(names, "names").split())
 
 
 def next_state(name: str) -> Var:
     """The symbol of a state's next value, written ``h'`` in cell text."""
-    return Var(name + PRIME)
+    return Var(text_argument(name, "name") + PRIME)
 
 
 class MatVec(sympy.Function):

@@ -12,12 +12,14 @@ are compared with the shared temporaries written out, because ``τ1`` of one cel
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sympy
 
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..frontend.notation import math_text
 from ..symbolic.derive import ADJOINT, Derivation, MatrixGradient, derive
 
@@ -76,11 +78,13 @@ class CellDiff:
         return self.text()
 
 
-def compare(first: Cell, second: Cell) -> CellDiff:
+def compare(first: Cell | str | os.PathLike, second: Cell | str | os.PathLike) -> CellDiff:
     """The differences between two cells, from declarations down to the parameter gradients.
 
-    The cells are called by their names, or by their files when the names are the same.
+    Each cell is a :class:`Cell`, a built-in cell's name or a ``.cell`` path. The diff calls
+    them by their names, or by their files when the names are the same.
     """
+    first, second = cell_argument(first, "first"), cell_argument(second, "second")
     d1, d2 = derive(first), derive(second)
     declarations = _compare_texts(_declarations(first), _declarations(second))
     parameters = _compare_texts(_parameters(first), _parameters(second))

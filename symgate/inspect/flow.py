@@ -24,13 +24,16 @@ shrinks the gradient at every step, while the LSTM's ``∂c'/∂c = diag(f)`` an
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SymgateError
+from ..arguments import count_argument, number_argument, sizes_argument
+from ..errors import ArgumentError, SymgateError
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..pipeline import build
 from ..runtime.arrays import shape_of
 from ..runtime.kernel import Kernel, Run
@@ -136,7 +139,7 @@ class Flow:
 
 
 def measure_flow(
-    cell: Cell,
+    cell: Cell | str | os.PathLike,
     steps: int = 100,
     sizes: Mapping[str, int] | None = None,
     samples: int = 4,
@@ -150,10 +153,14 @@ def measure_flow(
     parameters are drawn with ``seed`` and multiplied by ``scale``; ``forget_bias``, when given, is
     the total bias of the cell's forget gates (a :class:`SymgateError` when it has none).
     """
-    if steps < 1 or samples < 1:
-        raise SymgateError(f"gradient flow of {cell.name} needs steps >= 1 and samples >= 1, got {steps} and {samples}")
+    cell = cell_argument(cell)
+    subject = f"gradient flow of {cell.name}"
+    steps, samples = (count_argument(n, what, subject=subject) for n, what in ((steps, "steps"), (samples, "samples")))
+    seed, scale = count_argument(seed, "seed", minimum=0), number_argument(scale, "scale")
+    sizes = sizes_argument({} if sizes is None else sizes)
+    forget_bias = None if forget_bias is None else number_argument(forget_bias, "forget_bias")
     kernel = build(cell, "float64")
-    sizes = {dim: (sizes or {}).get(dim, 32) for dim in cell.dims}
+    sizes = {dim: sizes.get(dim, 32) for dim in cell.dims}
     params = {name: value * scale for name, value in kernel.init_params(sizes, seed=seed).items()}
     biases = forget_bias_values(cell, forget_bias) if forget_bias is not None else {}
     params |= {name: np.full_like(params[name], value) for name, value in biases.items()}
@@ -211,6 +218,8 @@ def flow_html(flows: Sequence[Flow]) -> str:
 
 def check_comparable(flows: Sequence[Flow]) -> None:
     """Flows shown side by side must exist and cover the same distances."""
+    if isinstance(flows, Flow) or not isinstance(flows, Sequence) or not all(isinstance(f, Flow) for f in flows):
+        raise ArgumentError(f"flows must be a list of Flow (from sg.measure_flow), not {type(flows).__name__}")
     if not flows:
         raise SymgateError("no gradient flows to show")
     if len({f.steps for f in flows}) > 1:

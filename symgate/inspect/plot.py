@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..arguments import path_argument
 from ..errors import MissingExtraError, SymgateError
 from .flow import Flow, check_comparable
 
@@ -19,7 +20,7 @@ SUFFIXES = (".png", ".svg", ".pdf")
 
 def plot_path(path: str | Path) -> Path:
     """``path`` as a plot file, or a :class:`SymgateError` when it is not a .png, .svg or .pdf."""
-    path = Path(path)
+    path = path_argument(path, "path")
     if path.suffix.lower() not in SUFFIXES:
         raise SymgateError(f"{path}: a plot must be a .png, .svg or .pdf file")
     return path

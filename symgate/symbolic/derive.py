@@ -11,11 +11,13 @@ elementwise equations with ``@`` nodes), so the same code lowers, renders and bu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import sympy
 
 from ..frontend.cell import Cell, Equation
+from ..frontend.cells import cell_argument
 from ..frontend.functions import (
     PRIME,
     SCALAR,
@@ -173,8 +175,12 @@ class Derivation:
         return self.describe()
 
 
-def derive(cell: Cell) -> Derivation:
-    """The backward pass of one step of ``cell`` (adjoints of states, inputs and parameters)."""
+def derive(cell: Cell | str | os.PathLike) -> Derivation:
+    """The backward pass of one step of ``cell`` (adjoints of states, inputs and parameters).
+
+    ``cell`` is a :class:`Cell`, a built-in cell's name or a ``.cell`` path.
+    """
+    cell = cell_argument(cell)
     with guarded("derive"):
         return _Deriver(cell).run()
 

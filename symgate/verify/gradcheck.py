@@ -33,12 +33,15 @@ unit of an input sequence, the sample and unit of an initial state, the index of
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..arguments import count_argument, flag_argument, number_argument, sizes_argument
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..frontend.functions import SCALAR
 from ..pipeline import build
 from . import reference
@@ -180,7 +183,7 @@ class GradcheckReport:
 
 
 def gradcheck(
-    cell: Cell,
+    cell: Cell | str | os.PathLike,
     sizes: Mapping[str, int],
     steps: int = 5,
     batch: int = 2,
@@ -195,6 +198,11 @@ def gradcheck(
     ``complex_step=True`` also checks the gradients against complex steps (its own tolerance,
     :data:`symgate.verify.complex_step.TOLERANCE`); it builds the cell's complex forward kernel.
     """
+    cell, sizes = cell_argument(cell), sizes_argument(sizes)
+    steps, batch = count_argument(steps, "steps"), count_argument(batch, "batch")
+    seed, tolerance = count_argument(seed, "seed", minimum=0), number_argument(tolerance, "tolerance")
+    float32, taylor_check = flag_argument(float32, "float32"), flag_argument(taylor_check, "taylor_check")
+    complex_step = flag_argument(complex_step, "complex_step")
     kernel = build(cell, "float64")
     rng = np.random.default_rng(seed + 1)
     params = kernel.init_params(sizes, seed=seed)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...arguments import flag_argument
 from ...frontend import cells
 from ...frontend.cell import Cell
 from .common import FrameworkNotInstalledError, Pair, UnsupportedModuleError, WeightLayoutError, split_gates
@@ -239,13 +240,18 @@ def to_torch(
     """
     torch = _torch()
     single = _is_pair(pairs)
+    if not (single or isinstance(pairs, (list, tuple))):
+        raise WeightLayoutError(f"to_torch takes a (cell, params) pair or a list of them, not {type(pairs).__name__}")
     pair_list: list[Pair] = [pairs] if single else list(pairs)  # type: ignore[list-item]
+    module = None if module is None else flag_argument(module, "module")
+    bidirectional = None if bidirectional is None else flag_argument(bidirectional, "bidirectional")
+    bias, batch_first = flag_argument(bias, "bias"), flag_argument(batch_first, "batch_first")
     if not pair_list:
         raise WeightLayoutError("to_torch needs at least one (cell, params) pair")
     whole = (not single) if module is None else module
     if not whole and len(pair_list) > 1:
         raise WeightLayoutError(f"module=False builds a single ...Cell, but {len(pair_list)} pairs were given")
-    checked = [_check_pair(k, cell, params, bias) for k, (cell, params) in enumerate(pair_list)]
+    checked = [_check_pair(k, pair, bias) for k, pair in enumerate(pair_list)]
     family, dtype, sizes = checked[0]
     for k, (other_family, other_dtype, other_sizes) in enumerate(checked[1:], start=1):
         if other_family != family:
@@ -300,8 +306,11 @@ def _is_pair(value: Any) -> bool:
     return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], Cell)
 
 
-def _check_pair(k: int, cell: Any, params: Any, bias: bool) -> tuple[_Family, np.dtype, dict[str, int]]:
+def _check_pair(k: int, pair: Any, bias: bool) -> tuple[_Family, np.dtype, dict[str, int]]:
     """The family, dtype and sizes of pair ``k``, or an error saying what does not fit."""
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise WeightLayoutError(f"pair {k} must be a (Cell, params) pair, not {type(pair).__name__}")
+    cell, params = pair
     if not isinstance(cell, Cell):
         raise WeightLayoutError(f"pair {k} must be (Cell, params), got {type(cell).__name__} first")
     family = _FAMILIES.get(cell.name)

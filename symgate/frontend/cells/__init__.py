@@ -7,9 +7,10 @@ but their location. Each file's header comment gives its source, conventions and
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
-from ...errors import UnknownCellError
+from ...errors import ArgumentError, UnknownCellError
 from ..cell import Cell
 from ..check import load
 
@@ -43,3 +44,14 @@ def resolve(name_or_path: str | Path, strict: bool = False) -> Cell:
     if candidate.suffix == ".cell" or candidate.exists() or "/" in str(name_or_path):
         return load(candidate, strict=strict)
     return get(str(name_or_path), strict)
+
+
+def cell_argument(value: object, what: str = "cell") -> Cell:
+    """``value`` as a cell: a :class:`Cell`, a built-in cell's name, or the path of a ``.cell`` file."""
+    if isinstance(value, Cell):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return resolve(os.fspath(value))
+    raise ArgumentError(
+        f"{what} must be a symgate Cell, a built-in cell's name or a .cell path, not {type(value).__name__}"
+    )
