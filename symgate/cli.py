@@ -278,14 +278,11 @@ def _cache_verify(args: argparse.Namespace) -> int:
         verdict = "ok " if entry.ok else f"BAD: {entry.problem}"
         print(f"{entry.cell:<24} {entry.dtype:<8} {entry.path.name:<44} {verdict}")
     for stray in others:
-        print(f"{stray.path.name:<78} {'BAD' if stray.ours else 'not symgate' + chr(39) + 's'}: {stray.problem}")
+        print(f"{stray.path.name:<78} {cache.stray_status(stray)}: {stray.problem}")
     bad = sum(not entry.ok for entry in found) + sum(stray.ours for stray in others)
     print(f"{len(found)} entries in {root}, {bad} bad")
     if bad or others:
-        print(
-            "(left in place: the next build of a bad entry replaces it; `symgate cache clear` removes bad entries "
-            "and symgate's debris now, a link without its target, and leaves what symgate did not make alone)"
-        )
+        print(f"({cache.HEALING_NOTE})")
     return 1 if bad else 0
 
 

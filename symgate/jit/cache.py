@@ -78,6 +78,10 @@ FORMAT = 1
 STALE_AFTER = 600.0
 """Seconds after which a ``.build-`` or ``.trash-`` directory with a free owner lock is removed."""
 LOCKS = ".locks"
+HEALING_NOTE = (
+    "left in place: the next build of a bad entry replaces it; `symgate cache clear` removes bad entries and "
+    "symgate's debris now (a link, never its target), and leaves what symgate did not make alone"
+)
 
 _ENTRY_NAME = re.compile(r"^(?P<stem>[A-Za-z][A-Za-z0-9_]*)-(?P<key>[0-9a-f]{20})$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -615,13 +619,13 @@ def untrusted_lines(found: list[EntryInfo], others: list[Stray]) -> list[str]:
     """One line for each entry that cannot be trusted and each stray, saying why and what
     happens to it: ``list`` and ``verify`` change nothing."""
     lines = [f"  BAD {e.path.name}: {e.problem}; left in place" for e in found if not e.ok]
-    lines += [f"  {'BAD' if s.ours else 'not symgate' + chr(39) + 's'} {s.path.name}: {s.problem}" for s in others]
-    if lines:
-        lines.append(
-            "  (the next build of a bad entry replaces it; `symgate cache clear` removes bad entries and "
-            "symgate's debris now, a link without its target, and leaves what symgate did not make alone)"
-        )
-    return lines
+    lines += [f"  {stray_status(s)} {s.path.name}: {s.problem}" for s in others]
+    return [*lines, f"  ({HEALING_NOTE})"] if lines else []
+
+
+def stray_status(stray: Stray) -> str:
+    """How ``symgate cache`` marks a stray: BAD if it is symgate's debris."""
+    return "BAD" if stray.ours else "not symgate's"
 
 
 def format_size(size: float) -> str:
