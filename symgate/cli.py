@@ -285,28 +285,40 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _cache_list(args: argparse.Namespace) -> int:
-    print(cache.describe(cache.entries(), cache.cache_dir()))
+    root = cache.cache_dir()
+    print(cache.describe(cache.entries(root), root, cache.strays(root)))
     return 0
 
 
 def _cache_verify(args: argparse.Namespace) -> int:
-    found = cache.entries()
+    root = cache.cache_dir()
+    found, others = cache.entries(root), cache.strays(root)
     for entry in found:
         verdict = "ok " if entry.ok else f"BAD: {entry.problem}"
         print(f"{entry.cell:<24} {entry.dtype:<8} {entry.path.name:<44} {verdict}")
-    bad = sum(not entry.ok for entry in found)
-    print(f"{len(found)} entries in {cache.cache_dir()}, {bad} bad")
-    if bad:
-        print("(the next build of a bad entry replaces it; `symgate cache clear --cell NAME` removes it now)")
+    for stray in others:
+        print(f"{stray.path.name:<78} {cache.stray_status(stray)}: {stray.problem}")
+    bad = sum(not entry.ok for entry in found) + sum(stray.ours for stray in others)
+    print(f"{len(found)} entries in {root}, {bad} bad")
+    if bad or others:
+        print(f"({cache.HEALING_NOTE})")
     return 1 if bad else 0
 
 
 def _cache_clear(args: argparse.Namespace) -> int:
-    removed = cache.clear(args.cell)
+    root = cache.cache_dir()
+    cleared = cache.clear(args.cell, root)
     which = f" of cell {args.cell}" if args.cell else ""
-    freed = cache.format_size(sum(e.size for e in removed))
-    print(f"removed {len(removed)} entries{which} ({freed}) from {cache.cache_dir()}")
-    return 0
+    freed = cache.format_size(sum(e.size for e in cleared.removed))
+    print(f"removed {len(cleared.removed)} entries{which} ({freed}) from {root}")
+    untrusted = [(e.path, e.problem) for e in cleared.removed if not e.ok]
+    for path, problem in untrusted + [(s.path, s.problem) for s in cleared.debris]:
+        print(f"  removed {path.name}, which could not be trusted: {problem}")
+    for stray in cleared.left:
+        print(f"  left {stray.path.name}: {stray.problem}")
+    if untrusted or cleared.debris:
+        print("  (a symbolic link is removed itself, never what it points to)")
+    return 1 if any(stray.ours for stray in cleared.left) else 0
 
 
 def _resolve(name: str, strict: bool) -> Cell:

@@ -152,6 +152,29 @@ def test_a_damaged_entry_is_reported_by_verify_and_rebuilt_by_the_next_build(iso
     assert not list(isolated.glob(".trash-*")) and not list(isolated.glob(".build-*"))
 
 
+def test_four_processes_meeting_one_damaged_entry_rebuild_it_once_and_all_succeed(isolated):
+    """Healing under concurrency: the damaged entry is replaced under its lock, so one process
+    rebuilds it and the others load that rebuild (none deletes another's entry or build)."""
+    text = new_cell()
+    first = run_builder(text).stdout
+    (entry,) = published(isolated)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["files"]["kernel.c"] = "damaged"  # the record the issue found making every command fail
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    processes = [builder(text) for _ in range(4)]
+    for process in processes:
+        assert process.stdout.readline() == "ready\n", process.stderr.read()
+    for process in processes:
+        process.stdin.write("go")
+        process.stdin.close()
+    results = [(process.wait(timeout=300), process.stdout.read(), process.stderr.read()) for process in processes]
+    assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
+    assert {out for _, out, _ in results} == {first.removeprefix("ready\n")}
+    assert published(isolated) == [entry] and compiles(isolated) == 2
+    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
+
+
 def publish_after_a_rival(monkeypatch, text: str, damage=None) -> list[str]:
     """Makes the next in-process publish lose a race: just before it renames its build into place,
     its lock file is removed (as ``cache clear`` does), so a builder process takes a new lock and

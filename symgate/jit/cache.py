@@ -10,15 +10,19 @@ Layout of the cache directory (``$SYMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sy
                                  SHA-256 of every other file, the cell, the dtype, the flags)
     .build-lstm_float64-XXXX/    one process's build in progress; the process holds a lock on
                                  its ``owner`` file, which the kernel releases if it dies
-    .trash-lstm_float64-XXXX/    an entry taken out of use (damaged or cleared), being deleted
+    .trash-lstm_float64-XXXX     an entry taken out of use (damaged or cleared), being deleted
     .locks/lstm_float64-<key>    builders of the same entry queue on this file's lock, so one
                                  compiles and the others find its entry
 
 * **Publishing** is one ``rename`` of a complete directory: readers see a whole entry or none.
   The locks only save duplicate work; correctness never depends on them.
-* **Lookup** checks every file against the manifest before the module is loaded. A truncated or
-  altered entry is reported as missing, then moved aside and rebuilt by the next build (under
-  its lock, so a concurrent rebuild is never thrown away).
+* **Lookup** trusts an entry only if it is a real directory holding exactly the regular files its
+  manifest lists, with their sizes and SHA-256 (:meth:`Entry.problem`). Anything else found under
+  an entry's name (a damaged manifest, a FIFO or a link among its files, a link or a file in its
+  place, a file nobody may read) is reported as missing, then renamed aside and deleted by the
+  next build of that entry, under its lock, so a concurrent rebuild is never thrown away.
+  Files are read through :mod:`symgate.jit.safe_files`: never through a link, never blocking on
+  a special file, and a link is removed, never its target.
 * **Killed builds** leave a ``.build-`` directory that nothing reads. Builds sweep away those
   older than :data:`STALE_AFTER` whose owner lock is free; a live build keeps its lock and is
   never touched.
@@ -28,6 +32,9 @@ Layout of the cache directory (``$SYMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sy
 * **An unwritable cache directory** raises :class:`~symgate.errors.BuildError` naming it and
   ``SYMGATE_CACHE_DIR`` when a kernel must be built; kernels already in a read-only cache are
   still found and loaded.
+* **Listing, verifying, clearing** (``symgate cache``) never stop part-way: each entry that cannot
+  be trusted, and each thing in the directory that is not an entry, is named with the reason.
+  ``clear`` removes symgate's own debris and leaves names symgate never makes alone.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ import importlib.util
 import json
 import os
 import re
-import shutil
+import secrets
+import stat
 import sysconfig
 import tempfile
 import threading
@@ -52,6 +60,7 @@ from types import ModuleType
 from ..errors import BuildError
 from ..interface import Interface
 from . import sanitize, toolchain
+from .safe_files import UntrustedError, describe_node, digest, open_lock_file, read_regular, remove
 
 try:
     import fcntl
@@ -63,13 +72,23 @@ except ImportError:  # not Windows
     msvcrt = None
 
 MANIFEST = "manifest.json"
+MANIFEST_LIMIT = 1 << 20
+"""Bytes a manifest may have (one is about 1 kB): a larger one is damaged, and not read."""
 FORMAT = 1
 STALE_AFTER = 600.0
 """Seconds after which a ``.build-`` or ``.trash-`` directory with a free owner lock is removed."""
+LOCKS = ".locks"
+HEALING_NOTE = (
+    "left in place: the next build of a bad entry replaces it; `symgate cache clear` removes bad entries and "
+    "symgate's debris now (a link, never its target), and leaves what symgate did not make alone"
+)
 
 _ENTRY_NAME = re.compile(r"^(?P<stem>[A-Za-z][A-Za-z0-9_]*)-(?P<key>[0-9a-f]{20})$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _loaded: dict[Path, ModuleType] = {}
-_verified: set[Path] = set()
+_verified: set[tuple[Path, tuple]] = set()
+"""Entries verified in this process, each with its :func:`_signature` then: a later lookup reads
+no file again unless ``lstat`` sees a change."""
 _lock = threading.Lock()
 
 
@@ -100,7 +119,10 @@ class Entry:
 
     @property
     def manifest(self) -> dict:
-        return json.loads(self._read(MANIFEST))
+        try:
+            return _checked_manifest(read_regular(self.path / MANIFEST, MANIFEST_LIMIT))
+        except UntrustedError as err:
+            raise BuildError(f"cannot use the kernel {self.path}: {err}; build it again to replace it") from err
 
     @property
     def interface(self) -> Interface:
@@ -112,33 +134,44 @@ class Entry:
 
     def _read(self, name: str) -> str:
         try:
-            return (self.path / name).read_text()
-        except OSError as err:
-            raise BuildError(f"cannot read {self.path / name} ({err.strerror}); was the cache cleared?") from err
+            return read_regular(self.path / name).decode()
+        except (UntrustedError, UnicodeDecodeError) as err:
+            raise BuildError(f"cannot read {self.path / name} ({err}); was the cache cleared?") from err
 
     def problem(self) -> str | None:
-        """Why this entry must not be used, or None if every file matches the manifest."""
+        """Why this entry must not be used, or None if it holds exactly the files its manifest
+        lists, each a regular file of the size and SHA-256 the manifest gives."""
         try:
-            manifest = json.loads((self.path / MANIFEST).read_text())
-            files = manifest["files"]
-            if manifest.get("format") != FORMAT or not isinstance(files, dict):
-                return "its manifest is of another format"
-        except FileNotFoundError:
-            return "it has no manifest (an incomplete or foreign directory)"
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            return f"its manifest cannot be read ({err})"
-        if self.library.name not in files:
-            return f"its manifest does not list {self.library.name}"
-        for name, expected in sorted(files.items()):
-            try:
-                data = (self.path / name).read_bytes()
-            except OSError as err:
-                return f"{name} cannot be read ({err.strerror})"
-            if len(data) != expected.get("size"):
-                return f"{name} has {len(data)} bytes, the manifest says {expected.get('size')} (truncated?)"
-            if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
-                return f"{name} does not match its SHA-256 checksum (altered or corrupted)"
+            self._verify()
+        except UntrustedError as err:
+            return str(err)
         return None
+
+    def _verify(self) -> None:
+        try:
+            info = os.lstat(self.path)
+        except OSError as err:
+            raise UntrustedError(f"it cannot be examined ({err.strerror})") from err
+        if not stat.S_ISDIR(info.st_mode):
+            raise UntrustedError(f"it is {describe_node(self.path, info)}, not a directory")
+        try:
+            names = set(os.listdir(self.path))
+        except OSError as err:
+            raise UntrustedError(f"it cannot be listed ({err.strerror})") from err
+        if MANIFEST not in names:
+            raise UntrustedError("it has no manifest (an incomplete or foreign directory)")
+        files = _checked_manifest(read_regular(self.path / MANIFEST, MANIFEST_LIMIT))["files"]
+        if self.library.name not in files:
+            raise UntrustedError(f"its manifest does not list {self.library.name}")
+        unlisted = sorted(names - set(files) - {MANIFEST})
+        if unlisted:
+            raise UntrustedError(f"it holds {unlisted[0]!r}, which its manifest does not list")
+        for name, expected in sorted(files.items()):
+            size, sha256 = digest(self.path / name, expected["size"])
+            if size != expected["size"]:
+                raise UntrustedError(f"{name} has {size} bytes, the manifest says {expected['size']} (truncated?)")
+            if sha256 != expected["sha256"]:
+                raise UntrustedError(f"{name} does not match its SHA-256 checksum (altered or corrupted)")
 
     def load(self) -> ModuleType:
         """The compiled extension module, loaded once per process."""
@@ -156,21 +189,61 @@ class Entry:
             return _loaded[self.path]
 
 
+def _checked_manifest(data: bytes) -> dict:
+    """The manifest in ``data`` if every field an entry is checked or loaded by has its type: a
+    record of each file's size and SHA-256 under a plain file name; :class:`UntrustedError` if not."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as err:  # RecursionError: nested too deep to parse
+        raise UntrustedError(f"its manifest is not JSON ({str(err)[:80]})") from err
+    if not isinstance(manifest, dict) or type(manifest.get("format")) is not int or manifest["format"] != FORMAT:
+        raise UntrustedError("its manifest is of another format")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise UntrustedError("its manifest has no record of its files")
+    for name, record in files.items():
+        if name in ("", ".", "..", MANIFEST) or len(name) > 255 or set(name) & set("/\\\0"):
+            raise UntrustedError(f"its manifest lists {name[:80]!r}, which is not a file name inside the entry")
+        size, sha256 = (record.get("size"), record.get("sha256")) if isinstance(record, dict) else (None, None)
+        if type(size) is not int or size < 0 or not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise UntrustedError(f"its manifest's record of {name} is damaged: {repr(record)[:80]}")
+    if not isinstance(manifest.get("sanitize", False), bool):
+        raise UntrustedError("its manifest's sanitize flag is damaged")
+    return manifest
+
+
 def entry_for(stem: str, key: str, root: Path | None = None) -> Entry:
     return Entry((root or cache_dir()) / f"{stem}-{key}", f"_symgate_{key}")
+
+
+def _signature(path: Path) -> tuple | None:
+    """How a directory and the files in it look to ``lstat`` (kind, inode, size, times), or
+    None if it is not a real directory: a verified entry changed since differs."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return None
+        names = sorted(os.listdir(path))
+        found = [(name, os.lstat(path / name)) for name in [".", *names]]
+    except OSError:
+        return None
+    return tuple((name, i.st_mode, i.st_dev, i.st_ino, i.st_size, i.st_mtime_ns, i.st_ctime_ns) for name, i in found)
+
+
+def _forget(path: Path) -> None:
+    """Drops what this process verified of ``path``."""
+    _verified.difference_update([seen for seen in _verified if seen[0] == path])
 
 
 def lookup(stem: str, key: str) -> Entry | None:
     """The published entry for ``key`` if it exists and every file matches its manifest."""
     entry = entry_for(stem, key)
-    if not entry.path.is_dir():
-        _verified.discard(entry.path)
-        return None
-    if entry.path in _verified:
+    signature = _signature(entry.path)
+    if signature is not None and (entry.path, signature) in _verified:
         return entry
-    if entry.problem() is not None:
+    _forget(entry.path)
+    if signature is None or entry.problem() is not None:
         return None
-    _verified.add(entry.path)
+    _verified.add((entry.path, signature))
     return entry
 
 
@@ -200,7 +273,7 @@ class Slot:
         try:
             os.rename(self.work, entry.path)
         except OSError as err:
-            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
                 raise BuildError(f"cannot publish the kernel {entry.path} ({err.strerror})") from err
             # another process published the same key first (without waiting on the lock, e.g.
             # after a `cache clear` removed it): its entry is as good as ours if it verifies
@@ -210,7 +283,8 @@ class Slot:
                     f"cannot publish the kernel {entry.path}: another process published it first, but {problem}; "
                     "build again to replace it"
                 ) from err
-        _verified.add(entry.path)
+        _forget(entry.path)
+        _verified.add((entry.path, _signature(entry.path)))
         return entry
 
 
@@ -219,7 +293,7 @@ def writable_root() -> Path:
     root = cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        (root / ".locks").mkdir(exist_ok=True)
+        _lock_directory(root)
         with tempfile.TemporaryFile(dir=root):
             pass
     except OSError as err:
@@ -228,6 +302,19 @@ def writable_root() -> Path:
             "set SYMGATE_CACHE_DIR to a writable directory"
         ) from err
     return root
+
+
+def _lock_directory(root: Path) -> Path:
+    """``root/.locks``, made a real directory: a link or a file in its place is removed first."""
+    locks = root / LOCKS
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISDIR(os.lstat(locks).st_mode):
+            _discard(locks)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(locks)
+    if not stat.S_ISDIR(os.lstat(locks).st_mode):
+        raise OSError(errno.ENOTDIR, f"{locks} was replaced while the cache was opened")
+    return locks
 
 
 @contextlib.contextmanager
@@ -239,14 +326,17 @@ def reserve(stem: str, key: str) -> Iterator[Slot]:
     """
     root = writable_root()
     sweep(root)
-    with _flock(root / ".locks" / f"{stem}-{key}", blocking=True):
+    with _flock(root / LOCKS / f"{stem}-{key}", blocking=True):
         entry = lookup(stem, key)
         if entry is not None:
             yield Slot(stem, key, entry, None)
             return
         existing = entry_for(stem, key, root)
-        if existing.path.exists():  # damaged: nobody else may publish it while we hold the lock
-            _discard(existing.path)
+        if os.path.lexists(existing.path):  # untrusted: nobody else may publish it while we hold the lock
+            try:
+                _discard(existing.path)
+            except OSError as err:
+                raise BuildError(f"cannot replace the damaged kernel {existing.path} ({err.strerror})") from err
         with _private_directory(root, f".build-{stem}-") as tmp:
             work = tmp / "entry"
             work.mkdir()
@@ -267,13 +357,14 @@ def _private_directory(root: Path, prefix: str) -> Iterator[Path]:
             assert held, "a directory just made cannot be locked by anyone else"
             yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # a partial removal is finished by a later sweep
+        remove(tmp)  # what cannot be removed now is finished by a later sweep
 
 
 @contextlib.contextmanager
 def _flock(path: Path, blocking: bool) -> Iterator[bool]:
-    """Holds an exclusive lock on ``path`` (created if missing); yields whether it was taken."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Holds an exclusive lock on the regular file ``path`` (created if missing, replacing anything
+    else of that name); yields whether it was taken."""
+    fd = open_lock_file(path)
     try:
         yield _lock_file(fd, path, blocking)
     finally:
@@ -305,16 +396,18 @@ def _lock_file(fd: int, path: Path, blocking: bool) -> bool:
     )
 
 
-def _discard(path: Path) -> None:
-    """Takes a directory out of use at once (a rename), then deletes it."""
-    with _private_directory(path.parent, f".trash-{path.name.split('-')[0]}-") as trash:
-        try:
-            os.rename(path, trash / "entry")
-        except FileNotFoundError:
-            return
-        _loaded.pop(path, None)
-        _verified.discard(path)
-        shutil.rmtree(trash / "entry")
+def _discard(path: Path) -> str | None:
+    """Takes ``path`` (an entry, or whatever has its name) out of use at once, renaming it to a
+    ``.trash-`` name beside it, then deletes it without following links. Returns what could not
+    be deleted (left for a later sweep), or None; an OSError if it could not be renamed."""
+    trash = path.parent / f".trash-{path.name.lstrip('.').split('-')[0]}-{secrets.token_hex(6)}"
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return None  # another process took it out first
+    _loaded.pop(path, None)
+    _forget(path)
+    return remove(trash)
 
 
 def sweep(root: Path, older_than: float = STALE_AFTER) -> list[Path]:
@@ -322,22 +415,36 @@ def sweep(root: Path, older_than: float = STALE_AFTER) -> list[Path]:
 
     A directory is removed only if it is older than ``older_than`` seconds and its ``owner``
     lock is free: a build in progress holds the lock, and one younger than the limit may not
-    have taken it yet.
+    have taken it yet. Anything else under such a name (a link, a file) was made by no build,
+    and is removed at once (a link, never its target).
     """
     removed = []
     now = time.time()
-    for path in sorted(root.glob(".build-*")) + sorted(root.glob(".trash-*")):
+    for path in (root / name for name in _names(root) if name.startswith((".build-", ".trash-"))):
         try:
-            if now - path.stat().st_mtime < older_than:
-                continue
-            with _flock(path / "owner", blocking=False) as free:
-                if not free:
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                if now - info.st_mtime < older_than:
                     continue
-                shutil.rmtree(path, ignore_errors=True)  # another sweeper may remove it at the same time
-        except OSError:  # gone already, or a file where a directory was expected
+                with _flock(path / "owner", blocking=False) as free:
+                    if not free or remove(path) is not None:
+                        continue
+            elif remove(path) is not None:
+                continue
+        except OSError:  # gone already, or a directory this process may not enter
             continue
         removed.append(path)
     return removed
+
+
+def _names(root: Path) -> list[str]:
+    """The names in the cache directory, sorted; none if it does not exist."""
+    try:
+        return sorted(os.listdir(root))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as err:
+        raise BuildError(f"cannot list the kernel cache directory {root} ({err.strerror})") from err
 
 
 # -- listing, verifying, clearing --------------------------------------------------------------
@@ -345,7 +452,7 @@ def sweep(root: Path, older_than: float = STALE_AFTER) -> list[Path]:
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """One directory of the cache as ``symgate cache`` shows it."""
+    """One entry of the cache (or whatever has taken an entry's name) as ``symgate cache`` shows it."""
 
     path: Path
     cell: str
@@ -359,48 +466,166 @@ class EntryInfo:
         return self.problem is None
 
 
+@dataclass(frozen=True)
+class Stray:
+    """Something in the cache directory that is no entry: symgate's own debris in a form no build
+    makes (``ours``: a link where the lock directory belongs, a FIFO among the lock files), or a
+    name symgate never makes, which it leaves alone."""
+
+    path: Path
+    problem: str
+    ours: bool
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """What :func:`clear` did: the entries and debris it removed, and what it left, with why
+    (``ours`` in :attr:`left`: symgate's, and it could not be removed)."""
+
+    removed: list[EntryInfo]
+    debris: list[Stray]
+    left: list[Stray]
+
+
 def entries(root: Path | None = None) -> list[EntryInfo]:
-    """Every published entry in the cache, sorted by cell and dtype, each verified."""
+    """Every entry in the cache, trusted or not, sorted by cell and dtype, each verified."""
     root = root or cache_dir()
     found = []
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
-        match = _ENTRY_NAME.match(path.name)
-        if not match or not path.is_dir():
+    for name in _names(root):
+        match = _ENTRY_NAME.match(name)
+        if not match:
             continue
-        entry = entry_for(match["stem"], match["key"], root)
+        path = root / name
+        try:
+            size, newest = _usage(path)
+        except FileNotFoundError:  # removed meanwhile
+            continue
         cell, _, dtype = match["stem"].rpartition("_")
-        files = [p for p in path.rglob("*") if p.is_file()]
-        size = sum(p.stat().st_size for p in files)
-        age = time.time() - max([p.stat().st_mtime for p in files] or [path.stat().st_mtime])
-        found.append(EntryInfo(path, cell, dtype, size, age, entry.problem()))
+        problem = entry_for(match["stem"], match["key"], root).problem()
+        found.append(EntryInfo(path, cell, dtype, size, time.time() - newest, problem))
     return sorted(found, key=lambda e: (e.cell, e.dtype, e.path.name))
 
 
-def clear(cell: str | None = None, root: Path | None = None) -> list[EntryInfo]:
-    """Removes every entry (or ``cell``'s) and stale build directories; returns the entries removed."""
+def _usage(top: Path) -> tuple[int, float]:
+    """The bytes of the regular files under ``top`` and the newest one's time (``top``'s if it
+    has none), walked without following a link; what cannot be read counts nothing."""
+    info = os.lstat(top)
+    size, times, todo = 0, [], [top] if stat.S_ISDIR(info.st_mode) else []
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as found:
+                for item in found:
+                    if item.is_dir(follow_symlinks=False):
+                        todo.append(Path(item.path))
+                    elif item.is_file(follow_symlinks=False):
+                        item_info = item.stat(follow_symlinks=False)
+                        size += item_info.st_size
+                        times.append(item_info.st_mtime)
+        except OSError:
+            continue
+    return size, max(times, default=info.st_mtime)
+
+
+def strays(root: Path | None = None) -> list[Stray]:
+    """Everything in the cache directory that is neither an entry's name, nor a real build, trash
+    or lock directory, nor a regular lock file."""
     root = root or cache_dir()
-    removed = [e for e in entries(root) if cell is None or e.cell == cell]
-    for entry in removed:
-        _discard(entry.path)
+    found = []
+    for name in _names(root):
+        path = root / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        what = describe_node(path, info)
+        if _ENTRY_NAME.match(name):
+            continue
+        if name == LOCKS and stat.S_ISDIR(info.st_mode):
+            found += [Stray(lock, f"{lock.name} is {what}, not a lock file", True) for lock, what in _bad_locks(path)]
+        elif name == LOCKS:
+            found.append(Stray(path, f"it is {what}, not the directory of locks", True))
+        elif name.startswith((".build-", ".trash-")) and not stat.S_ISDIR(info.st_mode):
+            found.append(Stray(path, f"it is {what}, not a build directory", True))
+        elif not name.startswith((".build-", ".trash-")):
+            found.append(Stray(path, f"it is {what} that symgate did not make", False))
+    return found
+
+
+def _bad_locks(locks: Path) -> list[tuple[Path, str]]:
+    """The names in the lock directory that are not regular files, with what each is."""
+    try:
+        names = sorted(os.listdir(locks))
+    except OSError as err:
+        return [(locks, f"a directory that cannot be listed ({err.strerror})")]
+    found = []
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(locks / name)
+            if not stat.S_ISREG(info.st_mode):
+                found.append((locks / name, describe_node(locks / name, info)))
+    return found
+
+
+def clear(cell: str | None = None, root: Path | None = None) -> Cleared:
+    """Removes every entry (or ``cell``'s), trusted or not, and with no ``cell`` symgate's debris
+    and stale build directories too; names symgate never makes are left alone. Never stops
+    part-way: what it cannot remove is reported in :attr:`Cleared.left`."""
+    root = root or cache_dir()
+    removed, left = [], []
+    for entry in (e for e in entries(root) if cell is None or e.cell == cell):
+        try:
+            leftover = _discard(entry.path)
+        except OSError as err:
+            left.append(Stray(entry.path, f"it cannot be renamed out of use ({err.strerror})", True))
+            continue
+        removed.append(entry)
+        if leftover is not None:
+            left.append(Stray(entry.path, f"it is out of use, but not all of it could be deleted ({leftover})", True))
         # its lock file too; a builder holding it meanwhile only risks compiling twice (see Slot.publish)
-        (root / ".locks" / entry.path.name).unlink(missing_ok=True)
-    if root.is_dir() and cell is None:
+        locks = root / LOCKS
+        if os.path.isdir(locks) and not os.path.islink(locks):
+            remove(locks / entry.path.name)
+    debris = []
+    for stray in strays(root) if cell is None else []:
+        if not stray.ours:
+            left.append(Stray(stray.path, f"{stray.problem}: left alone (remove it yourself if unneeded)", False))
+            continue
+        failure = remove(stray.path)
+        if failure is None:
+            debris.append(stray)
+        else:
+            left.append(Stray(stray.path, f"{stray.problem}, and it cannot be removed ({failure})", True))
+    if cell is None:
         sweep(root)
-    return removed
+    return Cleared(removed, debris, left)
 
 
-def describe(found: list[EntryInfo], root: Path) -> str:
-    """The table of ``symgate cache list``."""
+def describe(found: list[EntryInfo], root: Path, others: list[Stray] | None = None) -> str:
+    """The table of ``symgate cache list``, then why each bad entry (and each stray) is not trusted."""
     lines = [f"kernel cache {root}: {len(found)} entries, {format_size(sum(e.size for e in found))}"]
     if found:
         lines.append(f"  {'cell':<24}{'dtype':<9}{'size':>9}{'age':>8}  {'status':<7}entry")
     for e in found:
         status = "ok" if e.ok else "BAD"
         lines.append(f"  {e.cell:<24}{e.dtype:<9}{format_size(e.size):>9}{_age(e.age):>8}  {status:<7}{e.path.name}")
-    builds = sorted(root.glob(".build-*")) if root.is_dir() else []
+    builds = [name for name in _names(root) if name.startswith(".build-") and os.path.isdir(root / name)]
     if builds:
         lines.append(f"  {len(builds)} build directories (in progress, or left by killed builds)")
+    lines += untrusted_lines(found, others or [])
     return "\n".join(lines)
+
+
+def untrusted_lines(found: list[EntryInfo], others: list[Stray]) -> list[str]:
+    """One line for each entry that cannot be trusted and each stray, saying why and what
+    happens to it: ``list`` and ``verify`` change nothing."""
+    lines = [f"  BAD {e.path.name}: {e.problem}; left in place" for e in found if not e.ok]
+    lines += [f"  {stray_status(s)} {s.path.name}: {s.problem}" for s in others]
+    return [*lines, f"  ({HEALING_NOTE})"] if lines else []
+
+
+def stray_status(stray: Stray) -> str:
+    """How ``symgate cache`` marks a stray: BAD if it is symgate's debris."""
+    return "BAD" if stray.ours else "not symgate's"
 
 
 def format_size(size: float) -> str:
