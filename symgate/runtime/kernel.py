@@ -335,26 +335,25 @@ class Kernel:
             self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
 
-    def _final_spelling(self, grads, final) -> tuple:
+    def _final_spelling(self, grads, final) -> tuple[object, object, str]:
         """``(grads, final, label)``: every step's gradients, the final states' (``{}`` when none)
         and the label errors name the latter by, from either spelling: ``final=...``, or the older
         ``grads["final"]`` where no state or output is named ``final``."""
-        if not isinstance(grads, Mapping) or "final" not in grads:
-            return grads, {} if final is None else final, "final"
-        if not self._old_final:
+        if isinstance(grads, Mapping) and "final" in grads:
+            if self._old_final:
+                if final is not None:
+                    raise ArrayError(
+                        "the final states' gradients are given twice, as grads['final'] and as final=; "
+                        "pass them once, as final="
+                    )
+                return {k: v for k, v in grads.items() if k != "final"}, grads["final"], "grads['final']"
             if isinstance(grads["final"], Mapping):
                 name = "state" if "final" in self.cell.states else "output"
                 raise ArrayError(
                     f"grads['final'] is the gradient for every step of the {name} 'final' of cell {self.cell.name}, "
                     f"a (T, B, size) array; pass the final states' gradients as backward(run, grads, final={{...}})"
                 )
-            return grads, {} if final is None else final, "final"
-        if final is not None:
-            raise ArrayError(
-                "the final states' gradients are given twice, as grads['final'] and as final=; pass them once, "
-                "as final="
-            )
-        return {k: v for k, v in grads.items() if k != "final"}, grads["final"], "grads['final']"
+        return grads, {} if final is None else final, "final"
 
     def _accepted_grads(self, grads, final, shapes: Shapes) -> bool:
         """Whether the loss gradients are exactly as the kernel needs (the quick check)."""
