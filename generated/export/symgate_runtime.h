@@ -308,7 +308,8 @@ static inline void sg_sum(int batch, int n, const SG_REAL *v, int ldv, SG_REAL *
     }
 }
 
-/* out[b] = mean_j v[b, j] (rows of v ldv apart) */
+/* out[b] = mean_j v[b, j] (rows of v ldv apart); the mean of no units (n = 0) is NaN, as in NumPy
+   and PyTorch, where the sum of none (sg_sum) is 0 */
 static inline void sg_mean(int batch, int n, const SG_REAL *v, int ldv, SG_REAL *out)
 {
     for (int b = 0; b < batch; ++b) {
@@ -316,7 +317,7 @@ static inline void sg_mean(int batch, int n, const SG_REAL *v, int ldv, SG_REAL 
         for (int j = 0; j < n; ++j) {
             acc += v[(size_t)b * ldv + j];
         }
-        out[b] = n > 0 ? acc / (SG_REAL)n : SG_ZERO;
+        out[b] = n > 0 ? acc / (SG_REAL)n : (SG_REAL)NAN;
     }
 }
 

@@ -445,12 +445,17 @@ def _require_exactly(label: str, what: str, given: Mapping, expected: list[str],
 
 
 def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
+    """The sizes as ints: positive for a dimension of a parameter (a module has something to learn
+    in every parameter), non-negative for the others (an input of no units is valid: a reduction
+    over it gives what NumPy's and torch's do, 0 for ``sum``, NaN for ``mean`` and ``var``)."""
     if not isinstance(sizes, Mapping):
         raise ArrayError(f"sizes must be a dict like {{{', '.join(repr(d) + ': ...' for d in cell.dims)}}}")
     _require_exactly("sizes", "dimensions", sizes, list(cell.dims), cell)
+    learned = {d for p in cell.params for d in p.shape}
     for d in cell.dims:
-        if isinstance(sizes[d], bool) or not isinstance(sizes[d], (int, np.integer)) or sizes[d] < 1:
-            raise ArrayError(f"sizes[{d!r}] must be a positive integer, not {sizes[d]!r}")
+        least, kind = (1, "positive") if d in learned else (0, "non-negative")
+        if isinstance(sizes[d], bool) or not isinstance(sizes[d], (int, np.integer)) or sizes[d] < least:
+            raise ArrayError(f"sizes[{d!r}] must be a {kind} integer, not {sizes[d]!r}")
     return {d: int(sizes[d]) for d in cell.dims}
 
 

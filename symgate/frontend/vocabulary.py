@@ -194,6 +194,14 @@ def _within(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where((lo <= a) & (a <= hi), 1.0, np.where(np.isnan(a), a, 0.0))
 
 
+def _mean(v: np.ndarray) -> np.ndarray:
+    """The mean of the units: NaN over none, as in the kernels, NumPy and PyTorch (without NumPy's
+    warning, since NaN is the defined result)."""
+    if not v.shape[-1]:
+        return np.full((*v.shape[:-1], 1), np.nan)
+    return np.mean(v, axis=-1, keepdims=True)
+
+
 VOCABULARY: tuple[Primitive | Composite, ...] = (
     Primitive(
         name="sigmoid",
@@ -354,7 +362,7 @@ VOCABULARY: tuple[Primitive | Composite, ...] = (
         node=ReduceMean,
         c=None,
         complex_c=None,
-        numpy=functools.partial(np.mean, axis=-1, keepdims=True),
+        numpy=_mean,
         cost="adds",
         latex=r"\operatorname{mean}",
     ),

@@ -82,7 +82,7 @@ def _jacobian_chunks(kernel: Kernel, run: Run, latest_first: bool = False) -> It
         inputs = {x: np.repeat(a[span].reshape(copies, -1), size, axis=0)[None] for x, a in run.inputs.items()}
         one_step = kernel.forward(inputs, run.params, init)
         final = {s: np.tile(u, (copies, 1)) for s, u in zip(cell.states, unit, strict=True)}
-        grads = kernel.backward(one_step, {"final": final})
+        grads = kernel.backward(one_step, final=final)
         rows = np.concatenate([grads.init[s] for s in cell.states], axis=1)
         yield span, rows.reshape(len(span), batch, size, size)
 

@@ -70,7 +70,9 @@ class Kernel:
         self._first_input = next(iter(cell.inputs), "")
         self._single_input = self._first_input if len(cell.inputs) == 1 else ""
         self._dims = cell.dims
-        self._grad_names = {*cell.states, *cell.outputs, "final"}
+        self._grad_names = {*cell.states, *cell.outputs}  # what grads may hold: every step's gradients
+        # The old spelling grads["final"] for the final states' gradients, where no state or output has that name.
+        self._old_final = "final" not in self._grad_names
         self._arrays_given = len(self._given)  # with every initial state
         self._forward_keys = _keys(self.interface.forward)
         self._infer_keys = _keys(self.interface.infer)
@@ -271,12 +273,24 @@ class Kernel:
         return {next(iter(names)): value}
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, run: Run, grads: Mapping[str, np.ndarray]) -> Gradients:
+    def backward(
+        self,
+        run: Run,
+        grads: Mapping[str, np.ndarray] | None = None,
+        *,
+        final: Mapping[str, np.ndarray] | None = None,
+    ) -> Gradients:
         """Backpropagation through time.
 
         ``grads[s]`` (T, B, size) is the loss gradient with respect to each step's state ``s``
-        and ``grads[y]`` with respect to each step's output ``y``; missing ones are zero.
-        ``grads["final"]`` may map states to (B, size) gradients with respect to ``run.final``.
+        and ``grads[y]`` with respect to each step's output ``y``; ``final[s]`` (B, size) with
+        respect to ``run.final[s]``; missing ones are zero. Example::
+
+            k.backward(run, {"y": dy}, final={"h": dh_last})
+
+        Final-state gradients are a keyword of their own so that a state or output may be named
+        ``final``. The older spelling ``grads["final"] = {...}`` still works in a cell with no
+        state or output of that name (in one with it, ``grads["final"]`` is that name's gradient).
         """
         if self.interface.backward is None:
             raise ArrayError(
@@ -295,13 +309,13 @@ class Kernel:
                 f"pass a Run from this {self.cell.name} {self.dtype} kernel's forward"
             )
         shapes = run._shapes
-        if not self._accepted_grads(grads, shapes):
-            self._check_grads(grads, shapes)
+        grads, final, label = self._final_spelling({} if grads is None else grads, final)
+        if not self._accepted_grads(grads, final, shapes):
+            self._check_grads(grads, final, label, shapes)
         layout = shapes.layout(RESULT_ROLES)
         block = pool.empty((layout.size,), self._np_dtype)
         base = self._ffi.from_buffer(self._buffer, block)
         results = Gradients(*(layout.views(block, role) for role in ("grad_params", "grad_inputs", "grad_init")))
-        final = grads.get("final", {})
         for s, carry in results.init.items():
             if s in final:
                 carry[...] = final[s]
@@ -324,12 +338,31 @@ class Kernel:
             self._call(self.interface.backward, arguments, shapes.steps, shapes)
         return results
 
-    def _accepted_grads(self, grads, shapes: Shapes) -> bool:
+    def _final_spelling(self, grads, final) -> tuple[object, object, str]:
+        """``(grads, final, label)``: every step's gradients, the final states' (``{}`` when none)
+        and the label errors name the latter by, from either spelling: ``final=...``, or the older
+        ``grads["final"]`` where no state or output is named ``final``."""
+        if isinstance(grads, Mapping) and "final" in grads:
+            if self._old_final:
+                if final is not None:
+                    raise ArrayError(
+                        "the final states' gradients are given twice, as grads['final'] and as final=; "
+                        "pass them once, as final="
+                    )
+                return {k: v for k, v in grads.items() if k != "final"}, grads["final"], "grads['final']"
+            if isinstance(grads["final"], Mapping):
+                name = "state" if "final" in self.cell.states else "output"
+                raise ArrayError(
+                    f"grads['final'] is the gradient for every step of the {name} 'final' of cell {self.cell.name}, "
+                    f"a (T, B, size) array; pass the final states' gradients as backward(run, grads, final={{...}})"
+                )
+        return grads, {} if final is None else final, "final"
+
+    def _accepted_grads(self, grads, final, shapes: Shapes) -> bool:
         """Whether the loss gradients are exactly as the kernel needs (the quick check)."""
         if type(grads) is not dict or not grads.keys() <= self._grad_names:
             return False
-        final = grads.get("final", {})
-        if type(final) is not dict or not final.keys() <= self.cell.states.keys():
+        if type(final) is not dict or not final.keys() <= self._state_names:
             return False
         dtype = self._np_dtype
         of = shapes.of
@@ -338,12 +371,12 @@ class Kernel:
                 return False
         return not final or all(exactly(a, dtype, of["grad_init", s]) for s, a in final.items())
 
-    def _check_grads(self, grads, shapes: Shapes) -> None:
-        """Checks the loss gradients, with an error naming the one that is wrong."""
+    def _check_grads(self, grads, final, label: str, shapes: Shapes) -> None:
+        """Checks the loss gradients, with an error naming the one that is wrong (the final
+        states' by ``label``, the spelling they were given in)."""
         cell = self.cell
-        check_names("grads", grads, [*cell.states, *cell.outputs, "final"])
-        final = grads.get("final", {})
-        check_names("grads['final']", final, list(cell.states))
+        check_names("grads", grads, [*cell.states, *cell.outputs])
+        check_names(label, final, list(cell.states))
         run = {d: (n, "the run") for d, n in shapes.sizes.items()}
         sizes = Sizes({"T": (shapes.steps, "x"), "B": (shapes.batch, "x"), **run})
         for name, dim in [*cell.states.items(), *cell.outputs.items()]:
@@ -351,7 +384,7 @@ class Kernel:
                 check_array(f"grads[{name!r}]", grads[name], ("T", "B", dim), sizes, self._dtype)
         for s, dim in cell.states.items():
             if s in final:
-                check_array(f"grads['final'][{s!r}]", final[s], ("B", dim), sizes, self._dtype)
+                check_array(f"{label}[{s!r}]", final[s], ("B", dim), sizes, self._dtype)
 
     # -- memory and calls -----------------------------------------------------------------
     def _shapes(self, steps: int, batch: int, sizes: dict[str, int]) -> Shapes:

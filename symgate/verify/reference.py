@@ -40,7 +40,12 @@ def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
         return result
     if isinstance(expr, sympy.Pow):
         base = evaluate(expr.base, values)
-        return np.sqrt(base) if expr.exp == sympy.S.Half else base ** float(expr.exp)
+        if expr.exp == sympy.S.Half:
+            return np.sqrt(base)
+        if isinstance(base, float):  # a number, such as a size in 1/|E|: 1/0 is inf, as in C, not an exception
+            with np.errstate(divide="ignore"):
+                return float(np.float64(base) ** float(expr.exp))
+        return base ** float(expr.exp)
     return _FUNCTIONS[expr.func](*(evaluate(arg, values) for arg in expr.args))
 
 
