@@ -12,7 +12,7 @@ The hypothesis test draws cells built to make such subexpressions: a few product
 literals and constant expressions of them, summed and subtracted, in intermediates that reuse
 each other, inside elementwise functions. Each is gradient-checked in float64 against central
 finite differences at :data:`TOLERANCE`. ``SYMGATE_RANDOM_CELLS`` (see tests/test_random_cells.py)
-sets how many: half as many as the random cells there, since each example compiles a kernel.
+sets how many: a third as many as the random cells there, since each example compiles a kernel.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def shared_subexpression_cells(draw) -> str:
 
 
 @settings(
-    max_examples=max(1, EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+    max_examples=max(1, EXAMPLES // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 @given(text=shared_subexpression_cells())
 def test_cells_with_constant_weighted_shared_subexpressions_pass_the_gradient_check(text):
