@@ -109,3 +109,18 @@ class MissingExtraError(SymgateError):
 
 class ExportError(SymgateError):
     """A cell cannot be exported as asked: bad parameters (file, names, shapes, dtype) or output directory."""
+
+
+class InternalError(SymgateError):
+    """symgate contradicted itself: a bug in symgate, never in the input.
+
+    Raised where an invariant on symgate's own data fails, in place of an ``assert`` (which
+    ``python -O`` would skip); the message asks for a report with the cell's text.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"internal error: {detail}. This is a bug in symgate, not in your input; "
+            "please report it with the text of the cell that caused it"
+        )

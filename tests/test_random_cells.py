@@ -143,19 +143,13 @@ def symbolic_time_limit():
             del os.environ["SYMGATE_SYMBOLIC_SECONDS"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
-@given(text=cells(), declare=st.booleans())
-def test_random_cells_pass_the_gradient_check(text, declare, tmp_path_factory):
+@contextlib.contextmanager
+def refusals_set_aside():
+    """Runs a drawn cell's checks, setting aside (``assume``) the cells the checker rightly refuses
+    and those over the symbolic time limit; any other error fails the example."""
     try:
         with symbolic_time_limit():
-            cell = sg.parse(text)
-            if declare:  # every parameter declared: the same cell
-                text = declared(cell)
-                with_declarations = sg.parse(text)
-                assert [(p.name, p.shape) for p in with_declarations.params] == [(p.name, p.shape) for p in cell.params]
-                cell = with_declarations
-            report = sg.gradcheck(cell, SIZES, steps=4, batch=2, seed=0)
-            c_source = sg.generate(cell, "float32").c_source
+            yield
     except (sg.CellNameError, sg.DimensionError) as err:
         # SymPy may cancel a term (`a - a`), leaving an intermediate unused, a size unknowable or
         # a reduction of a constant (`mean(0.5 - h + h)`): the checker refuses such a cell, and it
@@ -167,6 +161,20 @@ def test_random_cells_pass_the_gradient_check(text, declare, tmp_path_factory):
             raise
         event("set aside: over the symbolic time limit")
         assume(False)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+@given(text=cells(), declare=st.booleans())
+def test_random_cells_pass_the_gradient_check(text, declare, tmp_path_factory):
+    with refusals_set_aside():
+        cell = sg.parse(text)
+        if declare:  # every parameter declared: the same cell
+            text = declared(cell)
+            with_declarations = sg.parse(text)
+            assert [(p.name, p.shape) for p in with_declarations.params] == [(p.name, p.shape) for p in cell.params]
+            cell = with_declarations
+        report = sg.gradcheck(cell, SIZES, steps=4, batch=2, seed=0)
+        c_source = sg.generate(cell, "float32").c_source
     assert report.ok, f"{text}\n{report}"
     source = tmp_path_factory.mktemp("c") / "random.c"
     source.write_text(c_source)

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..errors import BuildError
+from ..errors import BuildError, InternalError
 from ..interface import Interface
 from . import sanitize, toolchain
 from .safe_files import UntrustedError, describe_node, digest, open_lock_file, read_regular, remove
@@ -354,7 +354,8 @@ def _private_directory(root: Path, prefix: str) -> Iterator[Path]:
         # written before it is locked: a Windows lock would refuse this write through another handle
         (tmp / "owner").write_text(f"{os.getpid()}\n")
         with _flock(tmp / "owner", blocking=False) as held:
-            assert held, "a directory just made cannot be locked by anyone else"
+            if not held:
+                raise InternalError(f"the build directory {tmp}, just made, was locked by another process")
             yield tmp
     finally:
         remove(tmp)  # what cannot be removed now is finished by a later sweep
@@ -633,7 +634,7 @@ def format_size(size: float) -> str:
         if size < 1000 or unit == "MB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
-    raise AssertionError("unreachable")
+    raise InternalError(f"format_size found no unit for {size}")
 
 
 def _age(seconds: float) -> str:

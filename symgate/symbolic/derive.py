@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from ..errors import InternalError
 from ..frontend.cell import Cell, Equation
 from ..frontend.cells import cell_argument
 from ..frontend.functions import (
@@ -382,13 +383,21 @@ class _Deriver:
         exprs = [e.expr for e in self.equations] + [g.expr for g in vector_gradients]
         names = (Var(f"{TEMPORARY}{i}") for i in range(1, 1_000_000))
         temporaries, reduced = sympy.cse(exprs, symbols=names, order="canonical")
-        # A constant (`sigmoid(0)`, `1/|H|`, `1 - 2*beta`) has no size to give a temporary: it stays inline.
+        # A subexpression that reads no vector (`sigmoid(0)`, `1/|H|`, `2*c - 1` from `c*(A@h) -
+        # (1 - c)*(A@h)`) is a constant: it stays inline, where it reads as the cell wrote it
+        # (`δa*(2*c - 1)`) and the C compiler folds it, every `const` being a C constant.
+        sizes = self.cell.sizes | self.sizes
         constants: dict[sympy.Symbol, sympy.Expr] = {}
+        kept: list[tuple[sympy.Symbol, sympy.Expr]] = []
         for temp, expr in temporaries:
-            symbols = expr.xreplace(constants).free_symbols
-            if all(isinstance(s, Extent) or s.name in self.cell.constants for s in symbols):
-                constants[temp] = expr.xreplace(constants)
-        temporaries = [(t, e.xreplace(constants)) for t, e in temporaries if t not in constants]
+            expr = expr.xreplace(constants)
+            size = _size_of(expr, sizes, self.cell)
+            if size is None:
+                constants[temp] = expr
+            else:
+                sizes[temp.name] = size
+                kept.append((temp, expr))
+        temporaries = kept
         reduced = [e.xreplace(constants) for e in reduced]
         # `δf_pre = τ5` is an alias: the temporary takes the adjoint's name instead.
         alias: dict[sympy.Symbol, Var] = {}
@@ -396,13 +405,12 @@ class _Deriver:
         for eq, expr in zip(self.equations, reduced, strict=False):
             if expr in temporary_names and expr not in alias:
                 alias[expr] = eq.target
+        for temp, _ in temporaries:
+            self.sizes[alias.get(temp, temp).name] = sizes[temp.name]
         temporaries = [(alias.get(t, t), e.xreplace(alias)) for t, e in temporaries]
         reduced = [e.xreplace(alias) for e in reduced]
         kinds = {eq.target: eq.kind for eq in self.equations}
         pending = dict(temporaries)
-        sizes = self.cell.sizes | self.sizes
-        for temp, expr in temporaries:
-            sizes[temp.name] = self.sizes[temp.name] = _size_of(expr, sizes, self.cell)
         equations: list[Equation] = []
 
         def place(expr: sympy.Expr) -> None:
@@ -442,8 +450,9 @@ class _Deriver:
         return equations, gradients
 
 
-def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:
-    """The dimension of an elementwise expression: that of any vector in it, else ``SCALAR``.
+def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str | None:
+    """The dimension of an elementwise expression: that of any vector in it, ``SCALAR`` when it
+    reads only per-sample scalars, ``None`` when it reads nothing with a size (a constant).
 
     A product or reduction counts by its result, never by the vector inside it.
     """
@@ -467,9 +476,7 @@ def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str:
     visit(expr)
     vectors = found - {SCALAR}
     if len(vectors) > 1:
-        raise AssertionError(f"temporary {expr} mixes sizes {sorted(vectors)}")
+        raise InternalError(f"the shared subexpression {expr} of the backward pass mixes sizes {sorted(vectors)}")
     if vectors:
         return vectors.pop()
-    if found:
-        return SCALAR
-    raise AssertionError(f"no size for temporary {expr}")
+    return SCALAR if found else None

@@ -39,6 +39,7 @@ from functools import cache
 
 import numpy as np
 
+from ...errors import InternalError
 from ...frontend import cells
 from ...frontend.cell import Cell
 from .common import Pair, WeightLayoutError, float_dtype, split_gates
@@ -208,7 +209,8 @@ def _cell(name: str) -> Cell:
 
 def _pair(cell_name: str, params: dict[str, np.ndarray]) -> Pair:
     cell = _cell(cell_name)
-    assert set(params) == {p.name for p in cell.params}, (cell_name, sorted(params))
+    if set(params) != {p.name for p in cell.params}:
+        raise InternalError(f"the converted weights {sorted(params)} are not the parameters of the cell {cell_name}")
     return cell, {p.name: params[p.name] for p in cell.params}
 
 
