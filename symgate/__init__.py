@@ -39,6 +39,7 @@ Quick start::
 
 from ._version import __version__ as __version__
 from .errors import (
+    ArgumentError,
     ArrayError,
     BuildError,
     CellError,
@@ -47,6 +48,7 @@ from .errors import (
     DimensionError,
     EquationOrderError,
     ExportError,
+    InternalError,
     MissingExtraError,
     StateUpdateError,
     SymgateError,
@@ -73,6 +75,7 @@ from .symbolic.opcount import OpCount
 from .verify.gradcheck import GradcheckReport, gradcheck
 
 __all__ = [
+    "ArgumentError",
     "ArrayError",
     "BuildError",
     "Cell",
@@ -87,6 +90,7 @@ __all__ = [
     "Flow",
     "GradcheckReport",
     "Gradients",
+    "InternalError",
     "InteropError",
     "Kernel",
     "MatVec",
