@@ -1,5 +1,7 @@
-"""The symbolic stages' time limit (``SYMGATE_SYMBOLIC_SECONDS``, symgate/frontend/limits.py) stops
-work in any thread without ever hanging the process. (Its tests on hostile text are in test_attacks.py.)"""
+"""The time limits: the symbolic stages' (``SYMGATE_SYMBOLIC_SECONDS``, symgate/frontend/limits.py)
+stops work in any thread without ever hanging the process, and the C compile's
+(``SYMGATE_COMPILE_SECONDS``, symgate/jit/compiler.py) stops a compiler and everything it started,
+leaving nothing in the cache. (The tests of the limit on hostile text are in test_attacks.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import sympy
@@ -121,3 +124,56 @@ def test_a_time_limit_that_is_not_a_number_of_seconds_is_refused(monkeypatch, va
     with pytest.raises(sg.SymgateError, match=r"SYMGATE_SYMBOLIC_SECONDS must be a number of seconds .*" + value):
         sg.cells.get("elman_rnn")
 
+
+SLOW_COMPILER = """\
+#!/bin/sh
+# a compiler that never finishes, and starts a process of its own as gcc starts cc1
+[ "$1" = "--version" ] && echo "slow cc 1" && exit 0
+sleep 120 &
+echo $! > "{pid_file}"
+wait
+"""
+
+TINY = "cell tiny\ninput x: D\nstate h: H\nh' = tanh(W @ x + U @ h)\n"
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, killed but not yet reaped by init, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a shell-script compiler, /proc")
+def test_a_compile_past_its_time_limit_is_stopped_whole_and_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    pid_file = tmp_path / "pid"
+    slow = tmp_path / "slow-cc"
+    slow.write_text(SLOW_COMPILER.format(pid_file=pid_file))
+    slow.chmod(0o755)
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(slow))
+    monkeypatch.setenv("SYMGATE_COMPILE_SECONDS", "0.5")
+    cell = sg.parse(TINY)
+    started = time.monotonic()
+    stopped = r"compiling the tiny_float64 kernel took over 0.5 s \(SYMGATE_COMPILE_SECONDS\) and was stopped"
+    with pytest.raises(sg.BuildError, match=stopped):
+        sg.build(cell)
+    assert time.monotonic() - started < 30
+    assert not _alive(int(pid_file.read_text()))  # what the compiler started was killed with it
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".locks"]  # no entry, no build directory
+
+    monkeypatch.delenv("CC")
+    monkeypatch.delenv("SYMGATE_COMPILE_SECONDS")
+    sg.build(cell)
+    assert [p.name.split("-")[0] for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")] == [
+        "tiny_float64"
+    ]
+
+
+@pytest.mark.parametrize("value", ["nan", "later"])
+def test_a_compile_time_limit_that_is_not_a_number_of_seconds_is_refused(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SYMGATE_COMPILE_SECONDS", value)
+    with pytest.raises(sg.SymgateError, match=f"SYMGATE_COMPILE_SECONDS must be a number of seconds .*{value}"):
+        sg.build(sg.parse(TINY))
