@@ -216,7 +216,7 @@ print("\\n".join(outcome))
 
 
 def test_the_time_limit_stops_sympy_in_other_threads_too(tmp_path):
-    """A watchdog thread, not SIGALRM, stops it."""
+    """Not SIGALRM, which reaches only the main thread: the checks between equations stop it."""
     path = tmp_path / "long.cell"
     long_cell(path)
     env = {**os.environ, "SYMGATE_SYMBOLIC_SECONDS": "1"}

@@ -10,6 +10,13 @@ code is compiled for it), cffi and the Python ABI. :mod:`symgate.jit.cache` keep
 each is built in a private directory and published with one atomic rename, verified against its
 checksums before it is loaded, and concurrent builders of one entry wait for the first instead of
 compiling it again.
+
+The compile has a time limit, ``SYMGATE_COMPILE_SECONDS`` (default 600; ``0`` or ``inf``: none),
+so a compiler that never finishes cannot hold up a build, nor the builders queued behind it,
+forever. The compiler runs in a process group of its own; past the limit, or when the caller is
+interrupted, the whole group is killed (the driver and the ``cc1``, ``as`` and ``ld`` it started),
+and the private build directory goes with the error: nothing is published. The limit is not part
+of the key, as it changes no binary.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import contextlib
 import functools
 import hashlib
 import io
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -29,11 +38,16 @@ import cffi
 from .._version import __version__
 from ..codegen.render import KernelSource, runtime_header
 from ..errors import BuildError
+from ..frontend.limits import seconds_setting
 from . import sanitize
 from .cache import Entry, cache_dir, ext_suffix, lookup, reserve
 from .toolchain import compile_flags, compiler, compiler_command, cpu_identity
 
 __all__ = ["Entry", "cache_dir", "cache_key", "compile_entry", "lookup"]
+
+COMPILE_SECONDS = "SYMGATE_COMPILE_SECONDS"
+DEFAULT_COMPILE_SECONDS = 600.0
+
 
 @functools.cache
 def source_digest() -> str:
@@ -111,10 +125,7 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
             *link,
             "-lm",
         ]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-        except OSError as err:
-            raise BuildError(f"cannot run the C compiler: {err}", command=shlex.join(command)) from err
+        result = _run_compiler(command, source.stem)
         if result.returncode != 0:
             raise BuildError(
                 f"compiling the {source.stem} kernel failed", command=shlex.join(command), output=result.stderr
@@ -123,3 +134,37 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
         (slot.work / "kernel.h").write_text(source.header)
         (slot.work / "interface.json").write_text(source.interface.to_json())
         return slot.publish({"compiler": shlex.join(cc), "flags": shlex.join(flags), "sanitize": sanitize.enabled()})
+
+
+def _run_compiler(command: list[str], stem: str) -> subprocess.CompletedProcess:
+    """Runs the compiler within ``SYMGATE_COMPILE_SECONDS``, in a process group of its own that is
+    killed whole when the time is up or the caller is interrupted."""
+    seconds = seconds_setting(COMPILE_SECONDS, DEFAULT_COMPILE_SECONDS)
+    group = {"process_group": 0} if os.name == "posix" else {}
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **group)
+    except OSError as err:
+        raise BuildError(f"cannot run the C compiler: {err}", command=shlex.join(command)) from err
+    with process:  # on the way out: the pipes closed, the compiler waited for
+        try:
+            stdout, stderr = process.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            raise BuildError(
+                f"compiling the {stem} kernel took over {seconds:g} s ({COMPILE_SECONDS}) and was stopped; "
+                f"set {COMPILE_SECONDS} higher (0: no limit) for a kernel this large",
+                command=shlex.join(command),
+            ) from None
+        except BaseException:
+            _kill(process)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """Kills the compiler and, on POSIX, every process it started (its process group)."""
+    if os.name != "posix":
+        process.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(process.pid, signal.SIGKILL)
