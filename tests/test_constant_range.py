@@ -113,9 +113,13 @@ def test_a_defined_cell_with_a_constant_beyond_float64_is_refused_naming_it():
     with pytest.raises(sg.CellError, match=r"^<sympy>: constant k = exp\(800\) ≈ 2\.72637457211256\d*E\+347 is beyond"):
         sg.define("a", inputs={"x": "D"}, states={"h": "D"}, equations=[("h'", sympy.tanh(k * h + x))],
                   constants={"k": sympy.exp(800)})  # fmt: skip
-    big = sympy.Integer(10) ** 5000  # beyond what symgate evaluates, and beyond what str() prints
-    with pytest.raises(sg.CellError, match=r"constant 10\^\(5\.0e\+3\) is beyond the range of float64"):
-        sg.define("a", inputs={"x": "D"}, states={"h": "D"}, equations=[("h'", sympy.tanh(big * h + x))])
+    for big, words in [
+        (sympy.Integer(10) ** 5000, r"constant 10\^\(5\.0e\+3\) is beyond the range of float64"),
+        (sympy.Rational(1, 10**5000), r"constant 10\^\(-5\.0e\+3\) is below the range of float64"),
+        (sympy.Rational(3, 2**1080), r"constant 2\.3159327148808432E-325 is below the range of float64"),
+    ]:  # beyond what symgate evaluates, and beyond what str() prints; a rational that is not an integer
+        with pytest.raises(sg.CellError, match=words):
+            sg.define("a", inputs={"x": "D"}, states={"h": "D"}, equations=[("h'", sympy.tanh(big * h + x))])
 
 
 def test_the_command_names_a_huge_constant_in_one_message_without_a_traceback(tmp_path, capsys):

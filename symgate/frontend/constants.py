@@ -80,12 +80,12 @@ def unfit(value: sympy.Expr, dtype: str) -> str | None:
 
 
 def number_text(value: sympy.Expr) -> str:
-    """A number as messages write it: exact for a small rational, ``1.00000000000000E+39`` for a
-    float, and ``10^(4.3e+299)`` for a magnitude no decimal string can spell out (``exp(1e300)``)."""
+    """A Float or Rational as messages write it: exact for a small rational, ``1.00000000000000E+39``
+    for a float, and ``10^(4.3e+299)`` for a magnitude no decimal string can spell out (``exp(1e300)``)."""
     if value.is_Rational and max(abs(value.p), value.q) <= _EXACT_PARTS:
         return str(value)
-    if not value.is_Float:
-        value = sympy.Float(value.evalf(_WORKING_DIGITS), DIGITS)
+    if value.is_Rational:
+        value = value.evalf(DIGITS)
     if not value or abs(_binary_exponent(value)) <= MAGNITUDE_BITS:
         return f"{value}"
     sign, exponent = "-" if value < 0 else "", mpmath.log10(abs(mpmath.mpf(value._mpf_)))

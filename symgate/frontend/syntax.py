@@ -378,8 +378,8 @@ class _Parser:
                 check_bounded(arg, fail)
         try:
             return function(*args)
-        except (ArithmeticError, ValueError, RecursionError) as exc:
-            raise fail(f"{type(exc).__name__}", at.text) from None
+        except (ArithmeticError, ValueError) as exc:  # the text of one may not print: its type names it
+            raise fail(type(exc).__name__, at.text) from None
 
     def _sum(self) -> sympy.Expr:
         terms = [self._product()]
