@@ -2,7 +2,13 @@
 ``symgate`` command, ``sg.build``): each is refused with a ``SymgateError`` that names the line, or
 is harmless data, and nothing runs, gets imported, or hangs.
 
-(``tests/test_syntax.py`` has the parser-level cases and the random-text properties.)
+It runs 53 hostile texts (15 payloads that would run Python, each parsed and loaded through the
+command; 3 docs with C in comments; 10 with C syntax; 15 enormous or tiny numbers, exponents and
+constant expressions; 1 of dangerous names; 1 nested too deeply; 1 that keeps SymPy busy; 7 files
+with bad bytes) and 150 fuzzed ones (1 to 3 of 21 fragments inserted anywhere in the LSTM).
+
+(``tests/test_syntax.py`` has the parser-level cases and the random-text properties;
+``tests/test_constant_range.py`` fuzzes 120 cells with extreme numbers in functions and powers.)
 """
 
 from __future__ import annotations
@@ -134,6 +140,14 @@ def test_c_syntax_in_names_and_equations_is_refused_by_line(text, line):
         ("h' = tanh(2 ** 2 ** 2 + W @ x)", "follows an exponent"),
         ("h' = tanh((2 ** 60) ** 60 * h + W @ x)", "over 1024 bits"),
         ("h' = tanh(1/0*h + W @ x)", "not a finite real number"),
+        ("h' = tanh(W @ x + U @ h)*exp(1e300)", "constant 10^(4.3e+299) is beyond the range of float64"),
+        ("h' = tanh(W @ x + U @ h)*exp(-1e300)", "constant 10^(-4.3e+299) is below the range of float64"),
+        ("h' = tanh(W @ x + U @ h)*floor(exp(1e300))", "cannot evaluate the constants at column 26 ('floor')"),
+        ("h' = tanh(W @ x + U @ h)*sin(exp(1e10))", "constant 10^(4.3e+9) is beyond the range of float64"),
+        ("h' = tanh(W @ x + U @ h)*exp(exp(exp(710)))", "constant exp(exp(710)) ≈ 10^(9.7e+307) is beyond"),
+        ("h' = tanh(W @ x + U @ h)*1e-300**2", "constant 1.00000000000000E-600 is below the range of float64"),
+        ("const a = exp(-746)\nh' = tanh(W @ x + U @ h)*a", "constant a = exp(-746) ≈ 1.038284809515828"),
+        ("h' = tanh(W @ x + U @ h)*abs(-exp(710))", "constant -exp(710) ≈ -2.2339947661617110E+308 is beyond"),
     ],
 )
 def test_enormous_numbers_and_exponents_are_refused_by_line(body, words):
@@ -296,6 +310,9 @@ FRAGMENTS = [
     "{",
     "9" * 40,
     "1e999",
+    "*exp(1e300)",
+    "*exp(-746)",
+    "*1e-300**2",
     "** 99",
     "(" * 70,
     "lambda:",

@@ -62,6 +62,12 @@ class Cell:
     source: str = "<string>"
     constants: dict[str, sympy.Expr] = field(default_factory=dict)
     params_declared: bool = False  # the author declared every parameter (``param W: H x D``)
+    lines: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the text's lines, for errors to quote
+    constant_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # const name -> line
+
+    def line_text(self, line: int | None) -> str | None:
+        """The text of a 1-based line as the author wrote it, or None (a cell from SymPy objects has none)."""
+        return self.lines[line - 1] if line is not None and 1 <= line <= len(self.lines) else None
 
     @cached_property
     def dims(self) -> tuple[str, ...]:

@@ -8,7 +8,6 @@ sizes agree. Errors name the line (or equation number) and the symbol.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 import warnings
@@ -28,6 +27,7 @@ from ..errors import (
     UnknownFunctionError,
 )
 from .cell import Cell, Equation, Param, next_name
+from .constants import Fail, constant_values, described, shown, unfit
 from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
 from .limits import guarded
 from .matrix_terms import expand_matrix_products
@@ -97,6 +97,10 @@ class _Checker:
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
         return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
 
+    def failure(self, line: int | None) -> Fail:
+        """Makes :class:`CellError` s at ``line`` from a message and a symbol (for :mod:`.constants`)."""
+        return lambda message, symbol: self.error(CellError, message, line, symbol)
+
     def warn(self, message: str, line: int | None, symbol: str) -> None:
         """A :class:`SymgateWarning` at the line of the user's code that asked for this cell (an error if strict)."""
         if self.strict:
@@ -159,6 +163,8 @@ class _Checker:
             doc=self.src.doc,
             source=self.src.source,
             params_declared=bool(self.src.params),
+            lines=self.src.lines,
+            constant_lines={c.target: c.line for c in self.src.constants if c.line},
         )
 
     # -- names and roles ------------------------------------------------------------------
@@ -223,19 +229,19 @@ class _Checker:
         taken |= {e.target for e in self.src.equations}
         constants: dict[str, sympy.Expr] = {}
         for const in self.src.constants:
-            name, value = const.target, const.expr
+            name, value, line = const.target, const.expr, const.line or None
             if not IDENTIFIER.match(name) or name in KEYWORDS:
-                raise self.error(CellNameError, f"invalid constant name {name!r}", const.line, name)
+                raise self.error(CellNameError, f"invalid constant name {name!r}", line, name)
             if name in taken or name in constants:
-                raise self.error(CellNameError, f"{name} is defined twice", const.line, name)
+                raise self.error(CellNameError, f"{name} is defined twice", line, name)
             if value.free_symbols or not (value.is_real and value.is_finite):
                 raise self.error(
                     CellError,
                     f"constant {name} must be a finite real number, not `{cell_text(value)}`",
-                    const.line,
+                    line,
                     name,
                 )
-            constants[name] = value
+            constants[name] = _folded(value, self.failure(line), name)
         return constants
 
     def check_targets(self) -> None:
@@ -289,21 +295,9 @@ class _Checker:
                 )
 
     def fold_constants(self, eq: SourceEquation) -> SourceEquation:
-        """Numbers such as ``pi``, ``exp(1)`` or ``sqrt(2)`` become plain floats (17 digits), and so do
-        fractions whose parts a double cannot hold exactly (``2**64``: no C integer literal either)."""
-
-        def numeric(node: sympy.Expr) -> bool:
-            if node.is_Rational:
-                return max(abs(node.p), node.q) > 2**53
-            return node.is_number and not node.is_Number and node.evalf(20).is_Number
-
-        expr = eq.expr.replace(numeric, lambda node: sympy.Float(node.evalf(20), 17))
-        for number in expr.atoms(sympy.Float):
-            if not math.isfinite(float(number)):
-                raise self.error(
-                    CellError, f"constant {number} is beyond the range of float64 (±1.8e308)", eq.line, str(number)
-                )
-        return SourceEquation(eq.target, expr, eq.line, eq.is_output, eq.dim)
+        """Every constant part (``pi``, ``exp(710)``, ``2**64``) becomes one number, refused here if no
+        kernel type can hold it (see :mod:`symgate.frontend.constants`)."""
+        return SourceEquation(eq.target, _folded(eq.expr, self.failure(eq.line)), eq.line, eq.is_output, eq.dim)
 
     def expand_matrices(self, eq: SourceEquation) -> SourceEquation:
         """``(W - W.T) @ h`` becomes ``W @ h - W.T @ h`` (see :mod:`symgate.frontend.matrix_terms`)."""
@@ -609,6 +603,20 @@ def _dependency_path(start: str, goal: str, uses: dict[str, set[str]]) -> list[s
                 seen.add(used)
                 stack.append((used, [*path, used]))
     return None
+
+
+def _folded(expr: sympy.Expr, fail: Fail, name: str | None = None) -> sympy.Expr:
+    """``expr`` (the value of the ``const`` ``name``, if given) with every constant part replaced by
+    its value (:func:`~symgate.frontend.constants.constant_values`); ``fail`` makes the error for a
+    part that float64, the widest kernel type, cannot hold (a narrower one is asked at build)."""
+    values = {}
+    for part, value in constant_values(expr, fail):
+        why = unfit(value, "float64")
+        if why:
+            named = f"{name} = " if name else ""
+            raise fail(f"constant {named}{described(part, value)} is {why}; rescale the equation", name or shown(part))
+        values[part] = value
+    return expr.xreplace(values)
 
 
 def _on_line(line: int | None) -> str:

@@ -23,6 +23,7 @@ from fractions import Fraction
 import sympy
 
 from ..errors import CellError, CellNameError, CellSyntaxError, UnknownFunctionError
+from .constants import check_bounded
 from .functions import PRIME, SCALAR, MatVec, Transposed, Var
 from .limits import working_on
 from .vocabulary import FUNCTIONS
@@ -366,11 +367,19 @@ class _Parser:
     # -- expressions ----------------------------------------------------------------------------
 
     def _apply(self, at: _Token, function: Callable[..., sympy.Expr], *args: sympy.Expr) -> sympy.Expr:
-        """``function(*args)``, reporting SymPy's failure to evaluate constants (``exp(exp(1e300))``)."""
+        """``function(*args)``, reporting SymPy's failure to evaluate constants (``exp(exp(1e300))``)
+        and refusing a constant argument too large to evaluate a function of (``sin(exp(1e10))``)."""
+
+        def fail(message: str, symbol: str) -> CellError:
+            return self.error(f"cannot evaluate the constants at column {at.col} ({at.text!r}): {message}", at)
+
+        for arg in args:
+            if arg.is_number:
+                check_bounded(arg, fail)
         try:
             return function(*args)
-        except (ArithmeticError, ValueError) as exc:
-            raise self.error(f"cannot evaluate the constants at column {at.col} ({at.text!r}): {exc}", at) from None
+        except (ArithmeticError, ValueError) as exc:  # the text of one may not print: its type names it
+            raise fail(type(exc).__name__, at.text) from None
 
     def _sum(self) -> sympy.Expr:
         terms = [self._product()]
