@@ -223,7 +223,7 @@ class _Deriver:
             self.sizes[seed.name] = cell.sizes[name]
         for index in reversed(range(len(cell.equations))):
             eq = cell.equations[index]
-            working_on(cell.source, eq.line, f"{eq.target.name} = ...")
+            working_on(cell.source, eq.line, cell.line_text(eq.line) or f"{eq.target.name} = ...")
             adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))
             if adjoint is not None:
                 self.pass_back(eq.expr, adjoint, cell.sizes[eq.target.name])
