@@ -32,6 +32,7 @@ from .limits import guarded
 from .matrix_terms import expand_matrix_products
 from .notation import cell_text
 from .shapes import AsWritten, infer_sizes, shape_text
+from .source_file import read_cell_file
 from .syntax import KEYWORDS, CellSource, Declaration, ParamDeclaration, parse_source
 from .syntax import Equation as SourceEquation
 from .typos import NUMBER_NAMES, how_close
@@ -56,10 +57,7 @@ def parse(text: str, source: str = "<string>", strict: bool = False) -> Cell:
 def load(path: str | Path, strict: bool = False) -> Cell:
     """A checked cell from a ``.cell`` file (``strict`` as for :func:`parse`)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise CellError(f"cannot read cell file: {err.strerror or err}", source=str(path)) from err
+    data = read_cell_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
