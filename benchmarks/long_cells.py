@@ -138,12 +138,15 @@ def report(results: dict[str, dict[int, dict[str, float]]], stages: Sequence[str
     header = ["family", "stage", *(f"N = {n}" for n in sizes), "exponent"]
     rows = []
     for family, by_size in results.items():
+        everywhere = [s for s in stages if all(s in by_size.get(n, {}) for n in sizes)]
         for stage in (*stages, "total"):
-            times = {n: sum(by_size[n].values()) if stage == "total" else by_size[n].get(stage) for n in sizes}
-            measured = {n: t for n, t in times.items() if t is not None and n in by_size}
-            slope = f"{exponent(list(measured), list(measured.values())):.2f}" if len(measured) > 1 else "—"
-            cells = [f"{times[n]:.2f} s" if n in measured else "—" for n in sizes]
-            rows.append([family, stage, *cells, slope])
+            picked = everywhere if stage == "total" else [stage]
+            times = {
+                n: sum(by_size[n][s] for s in picked) for n in sizes if all(s in by_size.get(n, {}) for s in picked)
+            }
+            if times:
+                slope = f"{exponent(list(times), list(times.values())):.2f}" if len(times) > 1 else "—"
+                rows.append([family, stage, *(f"{times[n]:.2f} s" if n in times else "—" for n in sizes), slope])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(
@@ -155,8 +158,8 @@ def report(results: dict[str, dict[int, dict[str, float]]], stages: Sequence[str
             "",
             "CPU seconds per stage for cells of N one-line equations (float64, each cell in a fresh process, "
             "cold kernel cache); *exponent* is the slope of log(time) against log(N): 1 is linear. "
-            "The families and stages are described in the script's docstring; — where a stage was not run "
-            "(the total then leaves it out).",
+            "The families and stages are described in the script's docstring; — where a stage was not run; "
+            "*total* sums the stages run at every N.",
             "",
             *lines,
             END,
