@@ -249,12 +249,17 @@ def lower(
     for loop in loops.values():
         loop.stores = [e.target.name for e in loop.equations if e.target.name in arrays]
 
+    ops_at: dict[int, list[Op]] = {}  # a level -> its products, in the order they were named
+    for name, op in namer.ops.items():
+        ops_at.setdefault(level[name], []).append(op)
+    loops_at: dict[int, list[Loop]] = {}
+    for key, loop in loops.items():
+        loops_at.setdefault(key[0], []).append(loop)
     step: list[Op] = []
     for current in range(max([0, *level.values()]) + 1):
-        step += list(dict.fromkeys(op for name, op in namer.ops.items() if level[name] == current))
+        step += list(dict.fromkeys(ops_at.get(current, [])))
         # per-sample scalars first: vectors of the same level may read them, never the reverse
-        level_loops = [loop for key, loop in loops.items() if key[0] == current]
-        step += sorted(level_loops, key=lambda loop: loop.dim != SCALAR)
+        step += sorted(loops_at.get(current, []), key=lambda loop: loop.dim != SCALAR)
     panels = tuple(dict.fromkeys(s for s in stacks if any(m.value in arrays for m in s.members)))
     return Plan(tuple(before), tuple(step), tuple(after), tuple(arrays), panels, sizes)
 
@@ -329,9 +334,15 @@ def _fuse_transposed_sums(
     equations = list(equations)
     fused: dict[str, StackProduct] = {}
     after: list[Op] = []
+    holding: dict[tuple[type, str, str], set[int]] = {}  # a product term -> the equations summing it
+    for index, eq in enumerate(equations):
+        for arg in sympy.Add.make_args(eq.expr):
+            if isinstance(arg, MatVec):
+                holding.setdefault((type(arg), arg.matrix.name, arg.vector.name), set()).add(index)
     for stack in stacks:
         wanted = {(MatVec if m.transposed else MatVecT, m.matrix, m.value) for m in stack.members}
-        for index, eq in enumerate(equations):
+        for index in sorted(set.intersection(*(holding.get(term, set()) for term in wanted))):
+            eq = equations[index]
             if eq is None:
                 continue
             args = sympy.Add.make_args(eq.expr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import warnings
+from functools import cached_property
 from pathlib import Path
 
 import sympy
@@ -33,6 +34,7 @@ from .limits import guarded
 from .matrix_terms import expand_matrix_products
 from .notation import cell_text
 from .shapes import AsWritten, infer_sizes, shape_text
+from .source_file import read_cell_file
 from .syntax import KEYWORDS, CellSource, Declaration, ParamDeclaration, parse_source
 from .syntax import Equation as SourceEquation
 from .typos import NUMBER_NAMES, how_close
@@ -59,10 +61,7 @@ def parse(text: str, source: str = "<string>", strict: bool = False) -> Cell:
 def load(path: str | Path, strict: bool = False) -> Cell:
     """A checked cell from a ``.cell`` file (``strict`` as for :func:`parse`)."""
     path, strict = path_argument(path, "path"), flag_argument(strict, "strict")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise CellError(f"cannot read cell file: {err.strerror or err}", source=str(path)) from err
+    data = read_cell_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -93,6 +92,12 @@ class _Checker:
         self.lifted_enclosing: dict[str, sympy.Expr] = {}  # a lifted vector's name -> the node that reads it
         self.param_lines: dict[str, int] = {}
         self.written_products: dict[sympy.Expr, sympy.Expr] = {}  # an expanded product -> as written
+
+    @cached_property
+    def declared_vectors(self) -> frozenset[str]:
+        """The inputs, states and targets of the equations as written (made once: every equation reads them)."""
+        declared = (*self.src.inputs, *self.src.states)
+        return frozenset({d.name for d in declared} | {e.target for e in self.src.equations})
 
     def error(self, kind: type[CellError], message: str, line: int | None, symbol: str | None) -> CellError:
         return kind(message, line=line, symbol=symbol, source=self.src.source, text=self.src.line_text(line))
@@ -327,7 +332,7 @@ class _Checker:
     def check_constant_arguments(self, eq: SourceEquation) -> None:
         """Arguments a function takes as constants (``clip``'s bounds) are numbers or ``const`` names."""
         constants = {c.target for c in self.src.constants}
-        declared = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+        declared = self.declared_vectors
         for node in sympy.preorder_traversal(eq.expr):
             record = BY_NODE.get(type(node))
             for position in record.constant_arguments if record else ():
@@ -377,7 +382,7 @@ class _Checker:
         """``U @ (r*h)`` becomes ``U_arg = r*h`` and ``U @ U_arg``: products and reductions act on named
         per-sample vectors (so ``W @ p`` with a parameter p reads ``W_arg = p``)."""
         lifted: list[SourceEquation] = []
-        vectors = {d.name for d in (*self.src.inputs, *self.src.states)} | {e.target for e in self.src.equations}
+        vectors = self.declared_vectors
 
         means = eq.expr.atoms(ReduceMean)  # var(v) is mean((v - mean(v))**2): its inner mean was written var
         variances = {m.vector for node in means for m in node.vector.atoms(ReduceMean) if variance(m.vector) == node}

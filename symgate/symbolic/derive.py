@@ -200,6 +200,7 @@ class _Deriver:
         self.sizes: dict[str, str] = {}
         self.product_adjoints: dict[sympy.Expr, Var] = {}
         self.gradients: list[MatrixGradient | VectorGradient] = []
+        self.product_users: dict[MatVec, list[str]] = {}  # a product -> the targets of the equations using it
         names = [*cell.inputs, *cell.states, *cell.sizes, *(p.name for p in cell.params), *cell.constants]
         self.taken = {adjoint_name(n) for n in names}
 
@@ -212,10 +213,9 @@ class _Deriver:
 
     def run(self) -> Derivation:
         cell = self.cell
-        last_use = {}
-        for index, eq in enumerate(cell.equations):
-            for node in cross_unit_nodes(eq.expr):
-                last_use.setdefault(node, index)
+        closed_at: dict[int, list[MatVec | Reduction]] = {}  # equation index -> the nodes last read there
+        for node, index in self._last_use().items():
+            closed_at.setdefault(index, []).append(node)
         seeds = {
             e.target.name: Var(adjoint_name(e.target.name)) for e in cell.equations if e.kind in ("next", "output")
         }
@@ -227,9 +227,8 @@ class _Deriver:
             adjoint = self.adjoint_of(eq, seeds.get(eq.target.name))
             if adjoint is not None:
                 self.pass_back(eq.expr, adjoint, cell.sizes[eq.target.name])
-            for node in sorted(last_use, key=sympy.default_sort_key):
-                if last_use[node] == index:
-                    self.close_node(node)
+            for node in sorted(closed_at.get(index, ()), key=sympy.default_sort_key):
+                self.close_node(node)
         state_adjoints = {s: self.collect(s, cell.states[s]) for s in cell.states}
         input_adjoints = {x: self.collect(x, cell.inputs[x]) for x in cell.inputs}
         vector_gradients = [
@@ -249,6 +248,17 @@ class _Deriver:
             gradients=tuple(gradients),
             sizes=self.sizes,
         )
+
+    def _last_use(self) -> dict[MatVec | Reduction, int]:
+        """Each product and reduction -> the index of the equation that reads it last in the
+        backward walk (the first in the cell); also records the equations each product is in."""
+        last_use: dict[MatVec | Reduction, int] = {}
+        for index, eq in enumerate(self.cell.equations):
+            for node in cross_unit_nodes(eq.expr):
+                last_use.setdefault(node, index)
+                if isinstance(node, MatVec):
+                    self.product_users.setdefault(node, []).append(eq.target.name)
+        return last_use
 
     def emit(self, name: str, expr: sympy.Expr, size: str) -> Var:
         target = Var(name)
@@ -339,7 +349,7 @@ class _Deriver:
 
     def product_adjoint_name(self, product: MatVec) -> str:
         """``δf_pre`` for the products inside one equation ``f = ...``, else ``δ(W@v)``."""
-        users = [e.target.name for e in self.cell.equations if product in e.expr.atoms(MatVec)]
+        users = self.product_users.get(product, [])
         if len(users) == 1 and adjoint_name(users[0]) + PRE not in self.taken:
             return self.fresh(adjoint_name(users[0]) + PRE)
         return self.fresh(product_adjoint_name(product))
