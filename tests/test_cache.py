@@ -497,6 +497,18 @@ def test_cache_list_verify_and_clear(isolated, capsys):
     assert "0 entries" in capsys.readouterr().out
 
 
+def test_cache_list_counts_real_build_directories_and_not_a_link_to_one(tmp_path, monkeypatch, capsys):
+    root, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    (root / ".build-fresh_float64-live").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / ".build-fresh_float64-link").symlink_to(elsewhere)
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(root))
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "  1 build directories" in out
+    assert "BAD .build-fresh_float64-link: it is a symbolic link" in out
+
+
 def test_the_manifest_records_what_was_built(isolated):
     kernel = sg.build(sg.parse(new_cell()), "float32")
     manifest = json.loads((kernel.entry.path / "manifest.json").read_text())

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InternalError
 from .cache import BUILD_PREFIX, ENTRY_NAME, LOCKS, TRASH_PREFIX, cache_dir, discard, entry_for, names
 from .safe_files import describe_node, remove
 from .slots import sweep
@@ -145,6 +144,14 @@ def _bad_locks(locks: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def _real_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory itself, not a link to one (a link is never followed)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def clear(cell: str | None = None, root: Path | None = None) -> Cleared:
     """Removes every entry (or ``cell``'s), trusted or not, and with no ``cell`` symgate's debris
     and stale build directories too; names symgate never makes are left alone. Never stops
@@ -161,9 +168,8 @@ def clear(cell: str | None = None, root: Path | None = None) -> Cleared:
         if leftover is not None:
             left.append(Stray(entry.path, f"it is out of use, but not all of it could be deleted ({leftover})", True))
         # its lock file too; a builder holding it meanwhile only risks compiling twice (see Slot.publish)
-        locks = root / LOCKS
-        if os.path.isdir(locks) and not os.path.islink(locks):
-            remove(locks / entry.path.name)
+        if _real_directory(root / LOCKS):
+            remove(root / LOCKS / entry.path.name)
     debris = []
     for stray in strays(root) if cell is None else []:
         if not stray.ours:
@@ -187,7 +193,7 @@ def describe(found: list[EntryInfo], root: Path, others: list[Stray] | None = No
     for e in found:
         status = "ok" if e.ok else "BAD"
         lines.append(f"  {e.cell:<24}{e.dtype:<9}{format_size(e.size):>9}{_age(e.age):>8}  {status:<7}{e.path.name}")
-    builds = [name for name in names(root) if name.startswith(BUILD_PREFIX) and os.path.isdir(root / name)]
+    builds = [name for name in names(root) if name.startswith(BUILD_PREFIX) and _real_directory(root / name)]
     if builds:
         lines.append(f"  {len(builds)} build directories (in progress, or left by killed builds)")
     lines += untrusted_lines(found, others or [])
@@ -209,11 +215,11 @@ def stray_status(stray: Stray) -> str:
 
 def format_size(size: float) -> str:
     """``size`` bytes for people: "512 B", "1.5 kB", "42.0 MB" (MB for anything larger)."""
-    for unit in ("B", "kB", "MB"):
-        if size < 1000 or unit == "MB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise InternalError(f"format_size found no unit for {size}")
+    if size < 1000:
+        return f"{size:.0f} B"
+    if size / 1000 < 1000:
+        return f"{size / 1000:.1f} kB"
+    return f"{size / 1000 / 1000:.1f} MB"
 
 
 def _age(seconds: float) -> str:
