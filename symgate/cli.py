@@ -28,7 +28,7 @@ from .inspect.flow import flow_csv, flow_table, measure_flow
 from .inspect.forget_gate import forget_bias_problem
 from .inspect.plot import plot_flow, plot_path
 from .inspect.step_source import step_listing
-from .jit import cache
+from .jit import cache, housekeeping
 from .pipeline import build, generate
 from .symbolic.derive import derive
 from .verify.gradcheck import gradcheck
@@ -286,30 +286,30 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _cache_list(args: argparse.Namespace) -> int:
     root = cache.cache_dir()
-    print(cache.describe(cache.entries(root), root, cache.strays(root)))
+    print(housekeeping.describe(housekeeping.entries(root), root, housekeeping.strays(root)))
     return 0
 
 
 def _cache_verify(args: argparse.Namespace) -> int:
     root = cache.cache_dir()
-    found, others = cache.entries(root), cache.strays(root)
+    found, others = housekeeping.entries(root), housekeeping.strays(root)
     for entry in found:
         verdict = "ok " if entry.ok else f"BAD: {entry.problem}"
         print(f"{entry.cell:<24} {entry.dtype:<8} {entry.path.name:<44} {verdict}")
     for stray in others:
-        print(f"{stray.path.name:<78} {cache.stray_status(stray)}: {stray.problem}")
+        print(f"{stray.path.name:<78} {housekeeping.stray_status(stray)}: {stray.problem}")
     bad = sum(not entry.ok for entry in found) + sum(stray.ours for stray in others)
     print(f"{len(found)} entries in {root}, {bad} bad")
     if bad or others:
-        print(f"({cache.HEALING_NOTE})")
+        print(f"({housekeeping.HEALING_NOTE})")
     return 1 if bad else 0
 
 
 def _cache_clear(args: argparse.Namespace) -> int:
     root = cache.cache_dir()
-    cleared = cache.clear(args.cell, root)
+    cleared = housekeeping.clear(args.cell, root)
     which = f" of cell {args.cell}" if args.cell else ""
-    freed = cache.format_size(sum(e.size for e in cleared.removed))
+    freed = housekeeping.format_size(sum(e.size for e in cleared.removed))
     print(f"removed {len(cleared.removed)} entries{which} ({freed}) from {root}")
     untrusted = [(e.path, e.problem) for e in cleared.removed if not e.ok]
     for path, problem in untrusted + [(s.path, s.problem) for s in cleared.debris]:

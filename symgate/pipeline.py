@@ -10,7 +10,8 @@ from .dtypes import dtype as dtype_of
 from .frontend.cell import Cell
 from .frontend.cells import cell_argument
 from .frontend.limits import guarded
-from .jit.compiler import cache_key, compile_entry, lookup
+from .jit.cache import lookup
+from .jit.compiler import cache_key, compile_entry
 from .runtime.kernel import Kernel
 from .symbolic.derive import derive
 from .symbolic.ranges import check_numbers

@@ -27,6 +27,9 @@ import symgate as sg
 import symgate.codegen.render as render
 import symgate.jit.cache as cache
 import symgate.jit.compiler as compiler
+import symgate.jit.housekeeping as housekeeping
+import symgate.jit.locks as locks
+import symgate.jit.slots as slots
 from symgate.cli import main
 
 BUILDER = """\
@@ -105,7 +108,7 @@ def test_eight_processes_building_one_new_cell_at_once_all_succeed_with_one_entr
     assert len({out for _, out, _ in results}) == 1  # the same entry, and the same numbers
     (entry,) = published(isolated)
     assert results[0][1].split()[0] == str(entry)
-    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert [e.ok for e in housekeeping.entries(isolated)] == [True]
     assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
     assert compiles(isolated) == 1  # the others waited for the first instead of compiling again
 
@@ -171,7 +174,7 @@ def test_four_processes_meeting_one_damaged_entry_rebuild_it_once_and_all_succee
     assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
     assert {out for _, out, _ in results} == {first.removeprefix("ready\n")}
     assert published(isolated) == [entry] and compiles(isolated) == 2
-    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert [e.ok for e in housekeeping.entries(isolated)] == [True]
     assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
 
 
@@ -181,9 +184,9 @@ def publish_after_a_rival(monkeypatch, text: str, damage=None) -> list[str]:
     publishes the same key first; ``damage`` is then done to that entry's module. Returns the
     rival's entry path and result once it has run."""
     rival = []
-    publish = cache.Slot.publish
+    publish = slots.Slot.publish
 
-    def losing(slot: cache.Slot, details: dict) -> cache.Entry:
+    def losing(slot: slots.Slot, details: dict) -> cache.Entry:
         root = slot.work.parent.parent
         (root / ".locks" / f"{slot.stem}-{slot.key}").unlink()
         rival.extend(run_builder(text).stdout.split()[1:])  # after 'ready'
@@ -191,7 +194,7 @@ def publish_after_a_rival(monkeypatch, text: str, damage=None) -> list[str]:
             damage(cache.entry_for(slot.stem, slot.key, root).library)
         return publish(slot, details)
 
-    monkeypatch.setattr(cache.Slot, "publish", losing)
+    monkeypatch.setattr(slots.Slot, "publish", losing)
     return rival
 
 
@@ -203,7 +206,7 @@ def test_a_build_that_loses_the_race_to_publish_uses_the_winners_entry(isolated,
     assert compiles(isolated) == 2 and rival[0] == str(entry) == str(kernel.entry.path)
     run = kernel.forward(np.ones((3, 2, 2)), kernel.init_params({"D": 2, "H": 3}, seed=0))
     assert float(run.states["h"].sum()).hex() == rival[1]  # the winner's module, loaded and run
-    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert [e.ok for e in housekeeping.entries(isolated)] == [True]
     assert not list(isolated.glob(".build-*")) and not list(isolated.glob(".trash-*"))
 
 
@@ -220,18 +223,18 @@ def test_a_build_that_loses_the_race_to_a_damaged_entry_says_so_and_the_next_bui
     assert not list(isolated.glob(".build-*"))  # the loser's own build is gone with it
     assert main(["cache", "verify"]) == 1
     assert run_builder(text).stdout.split()[1] == str(published(isolated)[0])
-    assert [e.ok for e in cache.entries(isolated)] == [True] and compiles(isolated) == 3
+    assert [e.ok for e in housekeeping.entries(isolated)] == [True] and compiles(isolated) == 3
 
 
 def test_a_publish_refused_by_the_file_system_names_the_entry(isolated, monkeypatch):
-    publish = cache.Slot.publish
+    publish = slots.Slot.publish
 
-    def refused(slot: cache.Slot, details: dict) -> cache.Entry:
+    def refused(slot: slots.Slot, details: dict) -> cache.Entry:
         with monkeypatch.context() as patch:  # only the rename into place (cffi renames files too)
-            patch.setattr(cache.os, "rename", read_only_error)
+            patch.setattr(slots.os, "rename", read_only_error)
             return publish(slot, details)
 
-    monkeypatch.setattr(cache.Slot, "publish", refused)
+    monkeypatch.setattr(slots.Slot, "publish", refused)
     with pytest.raises(sg.BuildError, match=r"cannot publish the kernel .*fresh_float64-\w+ \(Permission denied\)$"):
         sg.build(sg.parse(new_cell()))
     assert not published(isolated) and not list(isolated.glob(".build-*"))
@@ -253,10 +256,10 @@ def test_a_build_killed_halfway_neither_blocks_nor_poisons_the_next(isolated, tm
     (leftover,) = isolated.glob(".build-*")
 
     run_builder(text, timeout=60)  # the lock died with its holder: no wait, no stale state read
-    assert [e.ok for e in cache.entries(isolated)] == [True]
+    assert [e.ok for e in housekeeping.entries(isolated)] == [True]
     assert leftover.exists()  # too young to be judged dead by age
 
-    old = time.time() - 2 * cache.STALE_AFTER
+    old = time.time() - 2 * slots.STALE_AFTER
     os.utime(leftover, (old, old))
     run_builder(new_cell("b"))  # any build sweeps old build directories whose owner is gone
     assert not leftover.exists()
@@ -274,7 +277,7 @@ def test_a_live_build_is_never_swept_however_old(isolated, tmp_path):
             assert time.monotonic() < deadline and live.poll() is None, live.stderr.read()
             time.sleep(0.05)
         (building,) = isolated.glob(".build-*")
-        old = time.time() - 10 * cache.STALE_AFTER
+        old = time.time() - 10 * slots.STALE_AFTER
         os.utime(building, (old, old))
         run_builder(new_cell("b"))
         assert main(["cache", "clear"]) == 0
@@ -311,21 +314,21 @@ class FakeMsvcrt:
 
 def test_without_fcntl_the_cache_locks_with_msvcrt(isolated, monkeypatch):
     fake = FakeMsvcrt()
-    monkeypatch.setattr(cache, "fcntl", None)
-    monkeypatch.setattr(cache, "msvcrt", fake)
+    monkeypatch.setattr(locks, "fcntl", None)
+    monkeypatch.setattr(locks, "msvcrt", fake)
     sg.build(sg.parse(new_cell()))
-    assert [e.ok for e in cache.entries(isolated)] == [True] and not list(isolated.glob(".build-*"))
+    assert [e.ok for e in housekeeping.entries(isolated)] == [True] and not list(isolated.glob(".build-*"))
     assert set(fake.calls) == {fake.LK_LOCK, fake.LK_NBLCK}
 
-    with cache._private_directory(isolated, ".build-held-") as live:  # a live build is never swept
-        old = time.time() - 10 * cache.STALE_AFTER
+    with slots._private_directory(isolated, ".build-held-") as live:  # a live build is never swept
+        old = time.time() - 10 * slots.STALE_AFTER
         os.utime(live, (old, old))
-        assert cache.sweep(isolated) == [] and live.exists()
+        assert slots.sweep(isolated) == [] and live.exists()
 
     path, taken, release = isolated / ".locks" / "queue", threading.Event(), threading.Event()
 
     def holder() -> None:
-        with cache._flock(path, blocking=True):
+        with locks.hold(path, blocking=True):
             taken.set()
             release.wait()
 
@@ -334,7 +337,7 @@ def test_without_fcntl_the_cache_locks_with_msvcrt(isolated, monkeypatch):
     taken.wait()
     threading.Timer(0.5, release.set).start()
     started = time.monotonic()
-    with cache._flock(path, blocking=True) as held:  # waits beyond LK_LOCK giving up, until released
+    with locks.hold(path, blocking=True) as held:  # waits beyond LK_LOCK giving up, until released
         assert held and time.monotonic() - started >= 0.5 and fake.gave_up >= 2
     thread.join()
 
@@ -383,8 +386,8 @@ def test_a_read_only_cache_serves_its_kernels_and_refuses_new_ones_clearly(monke
     for path in [root, root / ".locks", built.entry.path]:
         path.chmod(0o555)
     if os.access(root, os.W_OK):  # root ignores permissions: refuse writes as the kernel would
-        monkeypatch.setattr(cache.tempfile, "mkdtemp", read_only_error)
-        monkeypatch.setattr(cache.tempfile, "TemporaryFile", read_only_error)
+        monkeypatch.setattr(slots.tempfile, "mkdtemp", read_only_error)
+        monkeypatch.setattr(slots.tempfile, "TemporaryFile", read_only_error)
     monkeypatch.setattr(cache, "_verified", set())
     try:
         assert sg.build(known).entry.path == built.entry.path
@@ -486,12 +489,24 @@ def test_cache_list_verify_and_clear(isolated, capsys):
 
     assert main(["cache", "clear", "--cell", "freshkept_x"]) == 0  # not a prefix match
     assert "removed 1 entries of cell freshkept_x" in capsys.readouterr().out
-    assert [(e.cell, e.dtype) for e in cache.entries()] == [("freshkept", "float32"), ("freshkept", "float64")]
+    assert [(e.cell, e.dtype) for e in housekeeping.entries()] == [("freshkept", "float32"), ("freshkept", "float64")]
     assert main(["cache", "clear"]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
     assert not published(isolated) and not list((isolated / ".locks").iterdir())
     assert main(["cache", "list"]) == 0
     assert "0 entries" in capsys.readouterr().out
+
+
+def test_cache_list_counts_real_build_directories_and_not_a_link_to_one(tmp_path, monkeypatch, capsys):
+    root, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    (root / ".build-fresh_float64-live").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / ".build-fresh_float64-link").symlink_to(elsewhere)
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(root))
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "  1 build directories" in out
+    assert "BAD .build-fresh_float64-link: it is a symbolic link" in out
 
 
 def test_the_manifest_records_what_was_built(isolated):

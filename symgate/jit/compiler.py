@@ -6,10 +6,10 @@ error message. The entry's key (:func:`cache_key`) covers everything that determ
 the cell's canonical text, the dtype, symgate's version and code, the templates and the runtime
 header the kernel includes (its directory is on the compile command's include path), the compiler,
 its version and flags (sanitizer builds included, see :mod:`symgate.jit.sanitize`), the CPU (the
-code is compiled for it), cffi and the Python ABI. :mod:`symgate.jit.cache` keeps the entries:
-each is built in a private directory and published with one atomic rename, verified against its
-checksums before it is loaded, and concurrent builders of one entry wait for the first instead of
-compiling it again.
+code is compiled for it), cffi and the Python ABI. :mod:`symgate.jit.slots` builds each entry in
+a private directory and publishes it with one atomic rename, concurrent builders of one entry
+waiting for the first instead of compiling it again; :mod:`symgate.jit.cache` verifies an entry
+against its checksums before it is loaded.
 
 The compile has a time limit, ``SYMGATE_COMPILE_SECONDS`` (default 600; ``0`` or ``inf``: none),
 so a compiler that never finishes cannot hold up a build, nor the builders queued behind it,
@@ -40,10 +40,11 @@ from ..codegen.render import KernelSource, runtime_header
 from ..errors import BuildError
 from ..frontend.limits import seconds_setting
 from . import sanitize
-from .cache import Entry, cache_dir, ext_suffix, lookup, reserve
+from .cache import Entry, ext_suffix
+from .slots import reserve
 from .toolchain import compile_flags, compiler, compiler_command, cpu_identity
 
-__all__ = ["Entry", "cache_dir", "cache_key", "compile_entry", "lookup"]
+__all__ = ["cache_key", "compile_entry", "key_inputs"]
 
 COMPILE_SECONDS = "SYMGATE_COMPILE_SECONDS"
 DEFAULT_COMPILE_SECONDS = 600.0

@@ -5,7 +5,7 @@ a FIFO where a module was, a directory nobody may read. Everything here looks at
 ``lstat`` before it acts, opens only regular files (with ``O_NOFOLLOW | O_NONBLOCK``, so a file
 swapped in between cannot redirect or block the open), and removes a link rather than what it
 points at. A file it will not read raises :class:`UntrustedError` with the reason, for
-:mod:`symgate.jit.cache` to report and heal.
+:mod:`symgate.jit.cache` and :mod:`symgate.jit.housekeeping` to report and heal.
 """
 
 from __future__ import annotations
