@@ -17,6 +17,7 @@ import pytest
 import symgate as sg
 from symgate.codegen.lower import GradientProduct, KernelPlan, Product, StackProduct, plan_kernel
 from symgate.codegen.render import render, templates_digest
+from symgate.export.library import render_export
 from symgate.frontend.cell import Equation
 from symgate.frontend.functions import MatVec, MatVecT, Var
 from symgate.jit.compiler import cache_key, compile_entry
@@ -139,3 +140,42 @@ def test_a_product_sum_split_apart_still_gives_the_same_gradients(tmp_path, monk
         np.testing.assert_allclose(got.params[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
     np.testing.assert_allclose(got.inputs["x"], expected.inputs["x"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(got.init["h"], expected.init["h"], rtol=1e-12, atol=1e-14)
+
+
+DEEP = """cell deep
+input x: D
+state h: H
+a1 = tanh(W @ x + U @ h)
+a2 = tanh(V @ a1)
+a3 = tanh(V @ a2) * h
+h' = tanh(V @ a3 + h)
+"""
+"""Three products by V in one step, each waiting for the one before: three stacks, one matrix."""
+
+
+def _code(c_text: str) -> str:
+    """C without its comments, so that only statements name the parameters."""
+    return re.sub(r"/\*.*?\*/", "", c_text, flags=re.S)
+
+
+def test_products_by_the_same_matrix_read_one_packed_copy_of_it():
+    """V is packed (transposed for the forward products, copied for the backward ones) once per
+    call, into one buffer of the workspace, which all three products of each step read: in the
+    kernels and in the exported library alike."""
+    cell = sg.parse(DEEP)
+    derivation = sg.derive(cell)
+    kernel = render(cell, derivation, plan_kernel(cell, derivation), "float64").c_source
+    library = render_export(cell, dtype="float64")
+    exported = library.files[f"{library.stem}.c"]
+    for source, blas_packings in ((kernel, 2), (exported, 0)):  # the library links no BLAS
+        for which in ("forward", "backward", "infer"):
+            before, loop, _ = (_code(part) for part in _split(source, which))
+            assert len(re.findall(r"\bV\b", before)) == 1, which  # one sg_pack_t or memcpy of V
+            assert len(re.findall(r"\*const \w+_weights = ", before)) == 2, which  # U's copy and V's
+            assert _calls(before, "sg_pack_weights") == blas_packings, which
+            assert _calls(loop, "sg_gemm_packed") + _calls(loop, "sg_gemm_nn") == 4, which  # U @ h, then V thrice
+
+
+def test_gradients_of_a_cell_with_products_by_the_same_matrix_check():
+    report = sg.gradcheck(sg.parse(DEEP), {"D": 3, "H": 4}, steps=3, batch=2, taylor_check=False)
+    assert report.ok, report

@@ -75,7 +75,7 @@ class Emitter:
         become columns, as W's columns where the others are copied row by row.
         """
         scope = self.scope
-        buffer = layout.packed.get(op.stack) or layout.stacked[op.stack]
+        buffer = layout.weights(op.stack)
         cols = self.dim_c[op.stack.cols]
         width = layout.panel(op.stack).width
         lines = []

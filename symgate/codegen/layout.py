@@ -65,6 +65,7 @@ class Layout:
     packed: dict[Stack, str] = field(default_factory=dict)  # matrices of a product in the time loop
     blas_packed: dict[Stack, tuple[str, str]] = field(default_factory=dict)  # their BLAS layout: space, pointer
     stacked: dict[Stack, str] = field(default_factory=dict)  # matrices of a product over all steps
+    fillers: dict[str, StackProduct] = field(default_factory=dict)  # a packed buffer -> the product that packs it
     packed_gradients: dict[Stack, str] = field(default_factory=dict)
     widths: list[Width] = field(default_factory=list)
     buffers: list[Buffer] = field(default_factory=list)
@@ -73,6 +74,23 @@ class Layout:
     def panel(self, stack: Stack) -> Panel:
         """The panel a stack's products write (forward) or read (backward)."""
         return self.panels[(stack.panel, self.backward or stack.hoisted)]
+
+    def packings(self, ops: list) -> list[StackProduct]:
+        """The stack products among ``ops`` that pack a buffer of matrices, in the order of ``ops``:
+        one per buffer, however many products read it."""
+        return [op for op in ops if isinstance(op, StackProduct) and self.fillers.get(self.weights(op.stack)) is op]
+
+    def weights(self, stack: Stack) -> str | None:
+        """The buffer a stack's product reads its matrices from, if not the parameter itself."""
+        return self.packed.get(stack) or self.stacked.get(stack)
+
+
+def packing_key(op: StackProduct) -> tuple:
+    """What fixes a packed copy of a stack's matrices: the matrices (each as itself or transposed,
+    in order), the columns, and whether the product reads them as columns or rows. Products with
+    the same key (``V @ a2`` and ``V @ a4``) read one copy, packed once per call."""
+    members = tuple((m.matrix, m.rows, m.transposed) for m in op.stack.members)
+    return members, op.stack.cols, op.stack.hoisted, op.transposed
 
 
 def transposed_packing(op: StackProduct) -> bool:
@@ -149,15 +167,14 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
                 place = layout.rows[member.value]
             if index == 0:
                 panel.start = place
+    shared: dict[tuple, StackProduct] = {}  # a packing key -> the first product with it
     for op in plan.step:  # a stack product inside the time loop reads its matrices packed side by side
         if isinstance(op, StackProduct):
-            layout.packed[op.stack] = _add_packed(scope, op, layout, "side by side, for every step")
-            if scope.accelerated:
-                _add_blas_packed(scope, op, layout)
+            _pack(scope, op, layout, shared, layout.packed, "side by side, for every step")
     for op in [*plan.before, *plan.after]:  # over all steps: one product for several matrices
         # a transposed member is always packed: the products read every member as rows x cols
         if isinstance(op, StackProduct) and (len(op.stack.members) > 1 or op.stack.has_transposed):
-            layout.stacked[op.stack] = _add_packed(scope, op, layout, "stacked, for all steps")
+            _pack(scope, op, layout, shared, layout.stacked, "stacked, for all steps")
         if isinstance(op, GradientProduct) and (len(op.stack.members) > 1 or op.stack.has_transposed):
             stack = op.stack
             buffer = names("gradients", stack.vector, "grad_{}_weights")
@@ -229,6 +246,22 @@ def _place_arrays(scope: Scope, which: str, plan: Plan, by_role, layout: Layout,
             layout.rows[name] = Row(buffer, Code(), True, dim, dim_c[dim])
 
 
+def _pack(
+    scope: Scope, op: StackProduct, layout: Layout, shared: dict[tuple, StackProduct], into: dict, comment: str
+) -> None:
+    """The buffer ``op`` reads its matrices from, in ``into``: the first product's with the same
+    :func:`packing_key`, else a new one (and its BLAS layout, for a step product when accelerated)."""
+    first = shared.setdefault(packing_key(op), op)
+    if first is not op:
+        into[op.stack] = into[first.stack]
+        if first.stack in layout.blas_packed:
+            layout.blas_packed[op.stack] = layout.blas_packed[first.stack]
+        return
+    into[op.stack] = _add_packed(scope, op, layout, comment)
+    if scope.accelerated and into is layout.packed:
+        _add_blas_packed(scope, op, layout)
+
+
 def _add_packed(scope: Scope, op: StackProduct, layout: Layout, comment: str) -> str:
     """A workspace buffer for the stack's matrices side by side (transposed for a forward product
     in the time loop, row after row otherwise)."""
@@ -244,6 +277,7 @@ def _add_packed(scope: Scope, op: StackProduct, layout: Layout, comment: str) ->
             f"({stack.matrices}){mark} {comment}",
         )
     )
+    layout.fillers[buffer] = op
     return buffer
 
 

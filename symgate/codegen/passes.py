@@ -15,7 +15,7 @@ from .ccode import Code, c, join, names_of
 from .cprinter import printer_for
 from .emit import Emitted, Emitter
 from .layout import plan_layout
-from .lower import Plan, StackProduct
+from .lower import Plan
 from .scope import Scope
 
 INFER_TITLE = "Forward pass over T steps, saving nothing for a backward pass."
@@ -88,11 +88,7 @@ def render_pass(
     layout = plan_layout(scope, which, plan, by_role)
     rows = layout.rows
     emit = Emitter(scope)
-    packing = [
-        emit.packing(op, layout)
-        for op in [*plan.before, *plan.step, *plan.after]
-        if isinstance(op, StackProduct) and (op.stack in layout.packed or op.stack in layout.stacked)
-    ]
+    packing = [emit.packing(op, layout) for op in layout.packings([*plan.before, *plan.step, *plan.after])]
     before = [emit.op(op, layout) for op in plan.before]
     body = [emit.op(op, layout) for op in plan.step]
     after = [emit.op(op, layout) for op in plan.after]
