@@ -14,7 +14,8 @@
  * Without SG_ACCELERATED (an exported library, the complex-step kernel) every helper is plain C
  * with libm, whatever the compiler is told.
  *
- * Every helper is static inline, so a file compiles without warnings whichever helpers it calls.
+ * Every helper is static inline (the matrix products static and marked unused), so a file compiles
+ * without warnings whichever helpers it calls.
  * Every name defined here starts with sg_, SG_ or SYMGATE_, which no name of a cell takes in C.
  */
 #ifndef SYMGATE_RUNTIME_H
@@ -400,8 +401,17 @@ static inline int sg_gemm_by_blas(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans
 }
 #endif
 
+/* The matrix products stay out of line: inlined at each of a long cell's products, their loops
+ * made the C compiler's time grow faster than the cell (register allocation over one huge
+ * function), for no speed a product of that size can see. */
+#if defined(__GNUC__)
+#define SG_OUT_OF_LINE __attribute__((noinline, unused)) static
+#else
+#define SG_OUT_OF_LINE static inline
+#endif
+
 /* C = A B, or C += A B when accumulate: A (m, k), B (k, n), C (m, n); rows lda, ldb, ldc apart */
-static inline void sg_gemm_nn(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
+SG_OUT_OF_LINE void sg_gemm_nn(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
     SG_REAL *C, int ldc, int accumulate)
 {
 #ifdef SG_WITH_CBLAS
@@ -466,7 +476,7 @@ static inline const SG_REAL *sg_pack_weights(int m, int n, int k, const SG_REAL 
 
 /* C = A W: A (m, k), W (k, n), C (m, n); rows lda, ldw, ldc apart; with W as sg_pack_weights
  * packed it unless that gave NULL. */
-static inline void sg_gemm_packed(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *W, int ldw,
+SG_OUT_OF_LINE void sg_gemm_packed(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *W, int ldw,
     const SG_REAL *packed, SG_REAL *C, int ldc)
 {
 #ifdef SG_WITH_MKL
@@ -482,7 +492,7 @@ static inline void sg_gemm_packed(int m, int n, int k, const SG_REAL *A, int lda
 }
 
 /* C = A Bᵀ, or C += A Bᵀ when accumulate: A (m, k), B (n, k), C (m, n); rows lda, ldb, ldc apart */
-static inline void sg_gemm_nt(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
+SG_OUT_OF_LINE void sg_gemm_nt(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
     SG_REAL *C, int ldc, int accumulate)
 {
 #ifdef SG_WITH_CBLAS
@@ -503,7 +513,7 @@ static inline void sg_gemm_nt(int m, int n, int k, const SG_REAL *A, int lda, co
 }
 
 /* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
-static inline void sg_gemm_tn(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
+SG_OUT_OF_LINE void sg_gemm_tn(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
     SG_REAL *C, int ldc)
 {
 #ifdef SG_WITH_CBLAS
