@@ -109,3 +109,13 @@ def test_a_per_sample_scalar_output_is_gradient_checked_in_every_way():
     _, outputs = reference.forward(cell, {"x": x}, params, {"h": np.zeros((2, 4))})
     assert run.outputs["e"].shape == outputs["e"].shape == (5, 2, 1)
     np.testing.assert_allclose(run.outputs["e"][..., 0], np.sum(run.states["h"] ** 2, axis=-1), rtol=1e-12)
+
+
+def test_a_nan_loss_fails_the_taylor_check_instead_of_reading_as_linear():
+    """A NaN remainder is never 'clear of the noise', so it once read as a loss linear along u."""
+    from symgate.verify.taylor import taylor_test
+
+    linear = taylor_test(lambda step: 1.0 + 3.0 * step, 3.0, 1e-16)
+    assert linear.ok and linear.slope is None and "linear along u" in str(linear)
+    broken = taylor_test(lambda step: float("nan"), 3.0, 1e-16)
+    assert not broken.ok and "not finite" in str(broken)

@@ -41,11 +41,18 @@ class TaylorCheck:
     """The largest and smallest step the slope was fitted over."""
 
     @property
+    def finite(self) -> bool:
+        """Whether every remainder is a number: a NaN or inf loss or gradient along u has no slope to judge."""
+        return bool(np.all(np.isfinite(self.remainders)))
+
+    @property
     def ok(self) -> bool:
-        """A slope near 2 (at least :data:`MIN_SLOPE`), or a remainder at rounding level throughout."""
-        return self.slope is None or self.slope >= MIN_SLOPE
+        """Finite remainders, with a slope near 2 (at least :data:`MIN_SLOPE`) or at rounding level throughout."""
+        return self.finite and (self.slope is None or self.slope >= MIN_SLOPE)
 
     def __str__(self) -> str:
+        if not self.finite:
+            return "Taylor remainder |L(θ+εu) - L(θ) - ε<g,u>| is not finite: the loss or the gradient is NaN or inf"
         if self.slope is None:
             return f"Taylor remainder at rounding level (≤ {CLEAR:g} × {self.noise:.1e}) at every step: linear along u"
         return (
