@@ -95,15 +95,21 @@ def published(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if not p.name.startswith("."))
 
 
-def test_eight_processes_building_one_new_cell_at_once_all_succeed_with_one_entry(isolated):
-    text = new_cell()
-    processes = [builder(text) for _ in range(8)]
+def build_at_once(text: str, count: int) -> list[tuple[int, str, str]]:
+    """``count`` builder processes of ``text``, released together once all are ready: (exit code, stdout, stderr)."""
+    processes = [builder(text) for _ in range(count)]
     for process in processes:
         assert process.stdout.readline() == "ready\n", process.stderr.read()
     for process in processes:
         process.stdin.write("go")
         process.stdin.close()
     results = [(process.wait(timeout=300), process.stdout.read(), process.stderr.read()) for process in processes]
+    return results
+
+
+def test_eight_processes_building_one_new_cell_at_once_all_succeed_with_one_entry(isolated):
+    text = new_cell()
+    results = build_at_once(text, 8)
     assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
     assert len({out for _, out, _ in results}) == 1  # the same entry, and the same numbers
     (entry,) = published(isolated)
@@ -164,13 +170,7 @@ def test_four_processes_meeting_one_damaged_entry_rebuild_it_once_and_all_succee
     manifest = json.loads((entry / "manifest.json").read_text())
     manifest["files"]["kernel.c"] = "damaged"  # the record the issue found making every command fail
     (entry / "manifest.json").write_text(json.dumps(manifest))
-    processes = [builder(text) for _ in range(4)]
-    for process in processes:
-        assert process.stdout.readline() == "ready\n", process.stderr.read()
-    for process in processes:
-        process.stdin.write("go")
-        process.stdin.close()
-    results = [(process.wait(timeout=300), process.stdout.read(), process.stderr.read()) for process in processes]
+    results = build_at_once(text, 4)
     assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
     assert {out for _, out, _ in results} == {first.removeprefix("ready\n")}
     assert published(isolated) == [entry] and compiles(isolated) == 2
