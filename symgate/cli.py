@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+from ._version import __version__
 from .codegen.render import RUNTIME_HEADER, runtime_header
 from .dtypes import REAL_DTYPES
 from .errors import MissingExtraError, SymgateError, SymgateWarning
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symgate", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"symgate {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     listing = commands.add_parser("list", help="list the built-in cells")

@@ -192,3 +192,9 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     script = f"{sys.executable} -m symgate.cli show lstm | true"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"symgate {sg.__version__}\n"

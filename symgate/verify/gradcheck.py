@@ -105,6 +105,10 @@ class GradcheckReport:
         complex_ok = self.complex_step is None or self.complex_step.ok
         return self.max_rel_error <= self.tolerance and float32_ok and taylor_ok and complex_ok
 
+    def __bool__(self) -> bool:
+        """Whether the check passed (:attr:`ok`), so ``assert sg.gradcheck(...)`` means what it reads."""
+        return self.ok
+
     @property
     def worst(self) -> TensorCheck:
         """The tensor whose worst element has the largest relative error."""
