@@ -67,10 +67,29 @@ REAL_DTYPES = tuple(name for name, d in DTYPES.items() if d.real)
 """The types users build and train in: ``("float64", "float32")``."""
 
 
-def dtype(name: str, *, real_only: bool = False) -> DType:
-    """The record of ``name``; an :class:`~symgate.errors.ArgumentError` (a ``ValueError``) naming the
-    choices for anything else."""
+def dtype(name: object, *, real_only: bool = False) -> DType:
+    """The record of the type ``name`` (any spelling :func:`dtype_name` takes)."""
+    return DTYPES[dtype_name(name, real_only=real_only)]
+
+
+def dtype_name(value: object, *, real_only: bool = False) -> str:
+    """The name of a kernel type, given as its name (``"float32"``), a NumPy type (``np.float32``,
+    ``np.dtype("float32")``) or a PyTorch one (``torch.float32``): the spellings users reach for.
+    Anything else is an :class:`~symgate.errors.ArgumentError` (a ``ValueError``) naming the choices."""
     choices = REAL_DTYPES if real_only else tuple(DTYPES)
+    name = value if isinstance(value, str) else _spelled(value)
     if name not in choices:
-        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {name!r}")
-    return DTYPES[name]
+        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+    return name
+
+
+def _spelled(value: object) -> str | None:
+    """The name of a NumPy or PyTorch type (``torch.float32`` prints as such), else None."""
+    if value is None:  # np.dtype(None) is float64: a missing dtype is not a choice
+        return None
+    if str(value).startswith("torch."):
+        return str(value).removeprefix("torch.")
+    try:
+        return np.dtype(value).name
+    except (TypeError, ValueError):
+        return None

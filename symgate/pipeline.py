@@ -7,6 +7,7 @@ import os
 from .codegen.lower import plan_kernel
 from .codegen.render import KernelSource, render, templates_digest
 from .dtypes import dtype as dtype_of
+from .dtypes import dtype_name
 from .frontend.cell import Cell
 from .frontend.cells import cell_argument
 from .frontend.limits import guarded
@@ -17,28 +18,28 @@ from .symbolic.derive import derive
 from .symbolic.ranges import check_numbers
 
 
-def generate(cell: Cell | str | os.PathLike, dtype: str = "float64") -> KernelSource:
+def generate(cell: Cell | str | os.PathLike, dtype: object = "float64") -> KernelSource:
     """The C source, header and interface of a cell's kernels (derive, plan, render).
 
     ``cell`` is a :class:`Cell`, a built-in cell's name or a ``.cell`` path, as for :func:`build`.
     """
-    cell = cell_argument(cell)
+    cell, dtype = cell_argument(cell), dtype_name(dtype)
     with guarded("derive and plan"):
         derivation = derive(cell)
         check_numbers(cell, dtype, derivation if dtype_of(dtype).real else None)  # complex: forward only
         return render(cell, derivation, plan_kernel(cell, derivation), dtype)
 
 
-def build(cell: Cell | str | os.PathLike, dtype: str = "float64") -> Kernel:
+def build(cell: Cell | str | os.PathLike, dtype: object = "float64") -> Kernel:
     """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before.
 
-    ``cell`` is a :class:`Cell`, a built-in cell's name (``"lstm"``) or the path of a ``.cell`` file.
+    ``cell`` is a :class:`Cell`, a built-in cell's name (``"lstm"``) or the path of a ``.cell`` file;
+    ``dtype`` a name, a NumPy type (``np.float32``) or a PyTorch one.
 
     "complex128" builds the forward kernel alone, in ``double _Complex``, for the complex-step
     check (:mod:`symgate.verify.complex_step`).
     """
-    cell = cell_argument(cell)
-    dtype_of(dtype)  # an ArgumentError naming the choices for an unknown one
+    cell, dtype = cell_argument(cell), dtype_name(dtype)
     key = cache_key(cell.fingerprint(), dtype, templates_digest())
     entry = lookup(f"{cell.name}_{dtype}", key) or compile_entry(generate(cell, dtype), key)
     return Kernel(cell, dtype, entry)

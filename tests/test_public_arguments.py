@@ -127,3 +127,21 @@ def test_anything_that_is_not_a_cell_is_refused_by_name(value: object) -> None:
     for call in (lambda: sg.derive(value), lambda: sg.compare(CELL, value)):
         with pytest.raises(sg.SymgateError):
             call()
+
+
+def test_a_dtype_may_be_spelled_as_numpy_and_torch_spell_it():
+    """``np.float32``, ``np.dtype("float32")`` and ``torch.float32`` name the same kernels as ``"float32"``."""
+    from symgate.dtypes import dtype_name
+
+    assert {dtype_name(v) for v in ("float32", np.float32, np.dtype("float32"))} == {"float32"}
+    assert sg.build(CELL, np.float32).dtype == sg.build(CELL, "float32").dtype == "float32"
+    assert sg.build(CELL, np.dtype("float64")).dtype == "float64"
+    for refused in (None, np.float16, "float16", int, 5):
+        with pytest.raises(ArgumentError, match="dtype must be one of"):
+            dtype_name(refused)
+    torch = pytest.importorskip("torch")
+    from symgate.torch import from_cell
+
+    assert dtype_name(torch.float64) == "float64"
+    assert from_cell(CELL, {"D": 2, "H": 3}, dtype="float64", seed=0).W.dtype == torch.float64
+    assert from_cell(CELL, {"D": 2, "H": 3}, dtype=np.float32, seed=0).W.dtype == torch.float32

@@ -39,8 +39,8 @@ import numpy as np
 from ..arguments import path_argument
 from ..codegen.lower import plan_kernel
 from ..codegen.render import RUNTIME_HEADER, environment, render_placed, runtime_header
-from ..dtypes import REAL_DTYPES
-from ..errors import ExportError
+from ..dtypes import dtype_name
+from ..errors import ArgumentError, ExportError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
 from ..symbolic.derive import derive
@@ -129,8 +129,10 @@ def render_export(
 ) -> Export:
     """The exported library's files as text, without writing them (same input, same bytes)."""
     cell = cell_argument(cell)
-    if dtype not in REAL_DTYPES:
-        raise ExportError(f"dtype must be one of {', '.join(REAL_DTYPES)}, not {dtype!r}")
+    try:
+        dtype = dtype_name(dtype, real_only=True)
+    except ArgumentError as err:
+        raise ExportError(str(err)) from None
     baked = None if params is None else load_params(cell, params, dtype)
     derivation = derive(cell)
     check_numbers(cell, dtype, None if baked is not None else derivation)  # inference only: no backward pass

@@ -76,8 +76,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..arguments import count_argument, flag_argument
-from ..dtypes import REAL_DTYPES
-from ..errors import ArrayError
+from ..dtypes import REAL_DTYPES, dtype_name
+from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
 from ..pipeline import build
@@ -226,9 +226,7 @@ class CellModule(torch.nn.Module):
         cell = cell_argument(cell)
         if not cell.inputs:
             raise ArrayError(f"cell {cell.name} has no inputs: nothing gives the number of steps")
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
-            raise ArrayError(f"dtype must be torch.float32 or torch.float64 (symgate's kernels), not {dtype}")
+        dtype = torch.get_default_dtype() if dtype is None else _torch_dtype(dtype)
         self.cell = cell
         self.sizes = _checked_sizes(cell, sizes)
         self.output = _checked_output(cell, output)
@@ -442,6 +440,16 @@ def _require_exactly(label: str, what: str, given: Mapping, expected: list[str],
             f"{label} must give exactly the {what} {expected} of cell {cell.name}; "
             f"unknown: {unknown}, missing: {missing}"
         )
+
+
+def _torch_dtype(value: Any) -> torch.dtype:
+    """``torch.float32``/``torch.float64`` from that or any spelling :func:`~symgate.dtypes.dtype_name` takes."""
+    try:
+        return getattr(torch, dtype_name(value, real_only=True))
+    except ArgumentError:
+        raise ArrayError(
+            f"dtype must be torch.float32 or torch.float64 (symgate's kernels) or their names, not {value}"
+        ) from None
 
 
 def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
