@@ -27,8 +27,8 @@ from ..errors import BuildError
 
 FLAGS = ("-O0", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g")
 """-O0: every access the C writes is made and checked, none optimised away; and a kernel compiles
-three times faster than at -O1 (0.29 s against 0.92 s for the LSTM), which is most of a
-sanitized test run's time, the sizes tested being small."""
+several times faster than at -O1, which is most of a sanitized test run's time, the sizes tested
+being small (benchmarks/MEASUREMENTS.md, "Sanitizer builds")."""
 
 
 def enabled() -> bool:
