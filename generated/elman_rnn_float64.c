@@ -34,7 +34,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_elman_rnn_float64_forward_work(int T, int B, int D, int H);
-void sg_elman_rnn_float64_forward(int T, int B, int D, int H,
+void sg_elman_rnn_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W,
@@ -43,7 +43,7 @@ void sg_elman_rnn_float64_forward(int T, int B, int D, int H,
     double *h_seq,
     double *work);
 size_t sg_elman_rnn_float64_backward_work(int T, int B, int D, int H);
-void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
+void sg_elman_rnn_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W,
@@ -65,6 +65,7 @@ size_t sg_elman_rnn_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W (H, D): parameter W
@@ -72,7 +73,7 @@ size_t sg_elman_rnn_float64_forward_work(int T, int B, int D, int H)
  *   b (H): parameter b
  *   h_seq (T, B, H): state h after every step
  */
-void sg_elman_rnn_float64_forward(int T, int B, int D, int H,
+void sg_elman_rnn_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W,
@@ -81,6 +82,7 @@ void sg_elman_rnn_float64_forward(int T, int B, int D, int H,
     double *h_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = H;
     const int x_products_width = H;
     /* U@h side by side */
@@ -95,17 +97,20 @@ void sg_elman_rnn_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U, h_weights, h_products_width);
     const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W@x) = (W) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, H, D, x_seq, D, W, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_h_row = h_products;
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        double *const W_x_row = x_products + step_row * x_products_width;
+        double *const h_next_row = h_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U@h) = (U) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_h_row, h_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_h_sample = U_h_row + (size_t)sample * h_products_width;
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             double *const h_next_sample = h_next_row + (size_t)sample * H;
@@ -117,6 +122,7 @@ void sg_elman_rnn_float64_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -127,6 +133,7 @@ size_t sg_elman_rnn_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W (H, D): parameter W
@@ -140,7 +147,7 @@ size_t sg_elman_rnn_float64_backward_work(int T, int B, int D, int H)
  *   grad_U (H, H): result: gradient with respect to U
  *   grad_b (H): result: gradient with respect to b
  */
-void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
+void sg_elman_rnn_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W,
@@ -156,6 +163,7 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
     double *work)
 {
     (void)b;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = H;
     /* δh'_pre side by side, at every step */
     double *const h_adjoints = work;
@@ -171,16 +179,19 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
     /* (U) stacked */
     memcpy(h_weights, U, sizeof(double) * (size_t)H * H);
     const double *const h_weights_packed = sg_pack_weights(B, H, h_adjoints_width, h_weights, H, h_weights_blas);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_h_next_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        double *const d_h_next_pre_row = h_adjoints + step_row * h_adjoints_width;
         double *const d_h_row = grad_h_init;
-        const double *const h_next_row = h_seq + (size_t)t * B * H;
+        const double *const h_next_row = h_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δh'_pre, δb */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const h_next_sample = h_next_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
             double *const d_h_next_pre_sample = d_h_next_pre_row + (size_t)sample * h_adjoints_width;
@@ -195,15 +206,12 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H,
         }
 
         /* δh = (U)ᵀ @ (δh'_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_h_next_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_h_next_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_row, H);
     }
     /* δx = (W)ᵀ @ (δh'_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, H, h_adjoints, h_adjoints_width, W, D, grad_x_seq, D, 0);
     /* δU += Σ δh'_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U, H);
-    }
+    sg_gemm_tn_previous(H, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_U, H);
     /* δW += Σ δh'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W, D);
+    sg_gemm_tn(H, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_W, D);
 }

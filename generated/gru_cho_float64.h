@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_gru_cho_float64_forward_work(int T, int B, int D, int H);
-void sg_gru_cho_float64_forward(int T, int B, int D, int H,
+void sg_gru_cho_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_r,
@@ -34,7 +34,7 @@ void sg_gru_cho_float64_forward(int T, int B, int D, int H,
     double *h_tilde_tape,
     double *work);
 size_t sg_gru_cho_float64_backward_work(int T, int B, int D, int H);
-void sg_gru_cho_float64_backward(int T, int B, int D, int H,
+void sg_gru_cho_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_r,
@@ -59,7 +59,7 @@ void sg_gru_cho_float64_backward(int T, int B, int D, int H,
     double *grad_U_h,
     double *work);
 size_t sg_gru_cho_float64_infer_work(int T, int B, int D, int H);
-void sg_gru_cho_float64_infer(int T, int B, int D, int H,
+void sg_gru_cho_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_r,

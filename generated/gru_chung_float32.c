@@ -48,7 +48,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_gru_chung_float32_forward_work(int T, int B, int D, int H);
-void sg_gru_chung_float32_forward(int T, int B, int D, int H,
+void sg_gru_chung_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -64,7 +64,7 @@ void sg_gru_chung_float32_forward(int T, int B, int D, int H,
     float *h_tilde_tape,
     float *work);
 size_t sg_gru_chung_float32_backward_work(int T, int B, int D, int H);
-void sg_gru_chung_float32_backward(int T, int B, int D, int H,
+void sg_gru_chung_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -89,7 +89,7 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
     float *grad_U_h,
     float *work);
 size_t sg_gru_chung_float32_infer_work(int T, int B, int D, int H);
-void sg_gru_chung_float32_infer(int T, int B, int D, int H,
+void sg_gru_chung_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -107,6 +107,7 @@ size_t sg_gru_chung_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_r (H, D): parameter W_r
@@ -121,7 +122,7 @@ size_t sg_gru_chung_float32_forward_work(int T, int B, int D, int H)
  *   U_h_arg_tape (T, B, H): U_h_arg at every step, kept for the backward pass
  *   h_tilde_tape (T, B, H): h_tilde at every step, kept for the backward pass
  */
-void sg_gru_chung_float32_forward(int T, int B, int D, int H,
+void sg_gru_chung_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -137,6 +138,7 @@ void sg_gru_chung_float32_forward(int T, int B, int D, int H,
     float *h_tilde_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 2 * H;
     const int x_products_width = 3 * H;
     const int U_h_arg_products_width = H;
@@ -168,25 +170,28 @@ void sg_gru_chung_float32_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const float *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_r@x, W_z@x, W_h@x) = (W_r, W_z, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_r_h_row = h_products;
         float *const U_z_h_row = h_products + H;
-        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_r_x_row = x_products + step_row * x_products_width;
+        float *const W_z_x_row = x_products + step_row * x_products_width + H;
+        float *const W_h_x_row = x_products + step_row * x_products_width + 2 * H;
         float *const U_h_U_h_arg_row = U_h_arg_products;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        float *const r_row = r_tape + (size_t)t * B * H;
-        float *const z_row = z_tape + (size_t)t * B * H;
-        float *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
-        float *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        float *const h_next_row = h_seq + step_row * H;
+        float *const r_row = r_tape + step_row * H;
+        float *const z_row = z_tape + step_row * H;
+        float *const U_h_arg_row = U_h_arg_tape + step_row * H;
+        float *const h_tilde_row = h_tilde_tape + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U_r@h, U_z@h) = (U_r, U_z) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
 
         /* r, z, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
             const float *const U_z_h_sample = U_z_h_row + (size_t)sample * h_products_width;
             const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
@@ -212,10 +217,10 @@ void sg_gru_chung_float32_forward(int T, int B, int D, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h_tilde, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
             const float *const h_sample = h_row + (size_t)sample * H;
@@ -234,6 +239,7 @@ void sg_gru_chung_float32_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -243,6 +249,7 @@ size_t sg_gru_chung_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_r (H, D): parameter W_r
@@ -266,7 +273,7 @@ size_t sg_gru_chung_float32_backward_work(int T, int B, int D, int H)
  *   grad_W_h (H, D): result: gradient with respect to W_h
  *   grad_U_h (H, H): result: gradient with respect to U_h
  */
-void sg_gru_chung_float32_backward(int T, int B, int D, int H,
+void sg_gru_chung_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -291,6 +298,7 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
     float *grad_U_h,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 2 * H;
     const int x_adjoints_width = 3 * H;
     const int U_h_arg_adjoints_width = H;
@@ -339,24 +347,28 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
     memcpy(x_weights, W_r, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_z, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_h, sizeof(float) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        float *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
-        float *const d_h_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_r_pre_row = h_adjoints + step_row * h_adjoints_width;
+        float *const d_z_pre_row = h_adjoints + step_row * h_adjoints_width + H;
+        float *const d_h_tilde_pre_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
         float *const d_h_row = grad_h_init;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
-        const float *const z_row = z_tape + (size_t)t * B * H;
-        const float *const r_row = r_tape + (size_t)t * B * H;
-        float *const d_r_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        float *const d_z_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
-        float *const d_h_tilde_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + (size_t)t * B * U_h_arg_adjoints_width;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const h_tilde_row = h_tilde_tape + step_row * H;
+        const float *const z_row = z_tape + step_row * H;
+        const float *const r_row = r_tape + step_row * H;
+        float *const d_r_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
+        float *const d_z_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
+        float *const d_h_tilde_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + step_row * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δh_tilde, δh_tilde_pre, δz, τ1, δz_pre */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const h_sample = h_row + (size_t)sample * H;
             const float *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
             const float *const z_sample = z_row + (size_t)sample * H;
@@ -386,10 +398,10 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
         }
 
         /* δU_h_arg = (U_h)ᵀ @ (δh_tilde_pre) */
-        sg_gemm_packed(B, H, U_h_arg_adjoints_width, d_h_tilde_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_h_arg_adjoints_width, d_h_tilde_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
 
         /* δr, δr_pre */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const h_sample = h_row + (size_t)sample * H;
             const float *const r_sample = r_row + (size_t)sample * H;
             const float *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
@@ -408,10 +420,10 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
         }
 
         /* δh_matmul = (U_r, U_z)ᵀ @ (δr_pre, δz_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_r_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_r_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const r_sample = r_row + (size_t)sample * H;
             const float *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
             const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
@@ -431,23 +443,20 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_r, W_z, W_h)ᵀ @ (δr_pre, δz_pre, δh_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(U_r, U_z) += Σ (δr_pre, δz_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
-        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_h_weights, H);
     sg_add((size_t)H * H, grad_h_weights, grad_U_r);
     sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_z);
     /* δ(W_r, W_z, W_h) += Σ (δr_pre, δz_pre, δh_tilde_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * D);
-    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(x_adjoints_width, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_r);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_z);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_h);
     /* δU_h += Σ δh_tilde_pre ⊗ U_h_arg, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + 2 * H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+    sg_gemm_tn(H, H, all_rows, x_adjoints + 2 * H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
 }
 
 size_t sg_gru_chung_float32_infer_work(int T, int B, int D, int H)
@@ -456,6 +465,7 @@ size_t sg_gru_chung_float32_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_r (H, D): parameter W_r
@@ -466,7 +476,7 @@ size_t sg_gru_chung_float32_infer_work(int T, int B, int D, int H)
  *   U_h (H, H): parameter U_h
  *   h_seq (T, B, H): state h after every step
  */
-void sg_gru_chung_float32_infer(int T, int B, int D, int H,
+void sg_gru_chung_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -478,6 +488,7 @@ void sg_gru_chung_float32_infer(int T, int B, int D, int H,
     float *h_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 2 * H;
     const int x_products_width = 3 * H;
     const int U_h_arg_products_width = H;
@@ -513,21 +524,24 @@ void sg_gru_chung_float32_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const float *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_r@x, W_z@x, W_h@x) = (W_r, W_z, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_r_h_row = h_products;
         float *const U_z_h_row = h_products + H;
-        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
+        float *const W_r_x_row = x_products + step_row * x_products_width;
+        float *const W_z_x_row = x_products + step_row * x_products_width + H;
+        float *const W_h_x_row = x_products + step_row * x_products_width + 2 * H;
         float *const U_h_U_h_arg_row = U_h_arg_products;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        float *const h_next_row = h_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U_r@h, U_z@h) = (U_r, U_z) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
 
         /* r, z, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
             const float *const U_z_h_sample = U_z_h_row + (size_t)sample * h_products_width;
             const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
@@ -551,10 +565,10 @@ void sg_gru_chung_float32_infer(int T, int B, int D, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h_tilde, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
             const float *const h_sample = h_row + (size_t)sample * H;
@@ -571,5 +585,6 @@ void sg_gru_chung_float32_infer(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

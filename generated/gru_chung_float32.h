@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_gru_chung_float32_forward_work(int T, int B, int D, int H);
-void sg_gru_chung_float32_forward(int T, int B, int D, int H,
+void sg_gru_chung_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -34,7 +34,7 @@ void sg_gru_chung_float32_forward(int T, int B, int D, int H,
     float *h_tilde_tape,
     float *work);
 size_t sg_gru_chung_float32_backward_work(int T, int B, int D, int H);
-void sg_gru_chung_float32_backward(int T, int B, int D, int H,
+void sg_gru_chung_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,
@@ -59,7 +59,7 @@ void sg_gru_chung_float32_backward(int T, int B, int D, int H,
     float *grad_U_h,
     float *work);
 size_t sg_gru_chung_float32_infer_work(int T, int B, int D, int H);
-void sg_gru_chung_float32_infer(int T, int B, int D, int H,
+void sg_gru_chung_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_r,

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_gru_pytorch_float32_forward_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
+void sg_gru_pytorch_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ir,
@@ -39,7 +39,7 @@ void sg_gru_pytorch_float32_forward(int T, int B, int D, int H,
     float *W_hn_h_tape,
     float *work);
 size_t sg_gru_pytorch_float32_backward_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
+void sg_gru_pytorch_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ir,
@@ -76,7 +76,7 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H,
     float *grad_b_hn,
     float *work);
 size_t sg_gru_pytorch_float32_infer_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float32_infer(int T, int B, int D, int H,
+void sg_gru_pytorch_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ir,

@@ -53,7 +53,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_gru_pytorch_float64_forward_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -75,7 +75,7 @@ void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
     double *W_hn_h_tape,
     double *work);
 size_t sg_gru_pytorch_float64_backward_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -112,7 +112,7 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     double *grad_b_hn,
     double *work);
 size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -136,6 +136,7 @@ size_t sg_gru_pytorch_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_ir (H, D): parameter W_ir
@@ -156,7 +157,7 @@ size_t sg_gru_pytorch_float64_forward_work(int T, int B, int D, int H)
  *   n_tape (T, B, H): n at every step, kept for the backward pass
  *   W_hn_h_tape (T, B, H): W_hn@h at every step, kept for the backward pass
  */
-void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -178,6 +179,7 @@ void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
     double *W_hn_h_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 3 * H;
     const int x_products_width = 3 * H;
     /* W_hr@h, W_hz@h, W_hn@h side by side */
@@ -200,25 +202,28 @@ void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, W_hn, h_weights + 2 * H, h_products_width);
     const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_ir@x, W_iz@x, W_in@x) = (W_ir, W_iz, W_in) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const W_hr_h_row = h_products;
         double *const W_hz_h_row = h_products + H;
         double *const W_hn_h_row = h_products + 2 * H;
-        double *const W_ir_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_iz_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_in_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const r_row = r_tape + (size_t)t * B * H;
-        double *const z_row = z_tape + (size_t)t * B * H;
-        double *const n_row = n_tape + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        double *const W_hn_h_tape_row = W_hn_h_tape + (size_t)t * B * H;
+        double *const W_ir_x_row = x_products + step_row * x_products_width;
+        double *const W_iz_x_row = x_products + step_row * x_products_width + H;
+        double *const W_in_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const r_row = r_tape + step_row * H;
+        double *const z_row = z_tape + step_row * H;
+        double *const n_row = n_tape + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        double *const W_hn_h_tape_row = W_hn_h_tape + step_row * H;
         /* (W_hr@h, W_hz@h, W_hn@h) = (W_hr, W_hz, W_hn) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hr_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hr_h_row, h_products_width);
 
         /* r, z, n, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hn_h_sample = W_hn_h_row + (size_t)sample * h_products_width;
             const double *const W_hr_h_sample = W_hr_h_row + (size_t)sample * h_products_width;
             const double *const W_hz_h_sample = W_hz_h_row + (size_t)sample * h_products_width;
@@ -251,6 +256,7 @@ void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
                 W_hn_h_tape_sample[unit] = W_hn_h;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -260,6 +266,7 @@ size_t sg_gru_pytorch_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_ir (H, D): parameter W_ir
@@ -295,7 +302,7 @@ size_t sg_gru_pytorch_float64_backward_work(int T, int B, int D, int H)
  *   grad_W_hn (H, H): result: gradient with respect to W_hn
  *   grad_b_hn (H): result: gradient with respect to b_hn
  */
-void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -337,6 +344,7 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     (void)b_iz;
     (void)b_hz;
     (void)b_in;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 3 * H;
     const int x_adjoints_width = 3 * H;
     /* δr_pre, δz_pre, δn_pre side by side, at every step */
@@ -378,25 +386,29 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     memcpy(x_weights, W_ir, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_iz, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_in, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        double *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
-        double *const d_n_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
-        double *const d_W_in_x_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_r_pre_row = h_adjoints + step_row * h_adjoints_width;
+        double *const d_z_pre_row = h_adjoints + step_row * h_adjoints_width + H;
+        double *const d_n_pre_row = h_adjoints + step_row * h_adjoints_width + 2 * H;
+        double *const d_W_in_x_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
         double *const d_h_row = grad_h_init;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const W_hn_h_row = W_hn_h_tape + (size_t)t * B * H;
-        const double *const n_row = n_tape + (size_t)t * B * H;
-        const double *const r_row = r_tape + (size_t)t * B * H;
-        const double *const z_row = z_tape + (size_t)t * B * H;
-        double *const d_r_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        double *const d_z_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const W_hn_h_row = W_hn_h_tape + step_row * H;
+        const double *const n_row = n_tape + step_row * H;
+        const double *const r_row = r_tape + step_row * H;
+        const double *const z_row = z_tape + step_row * H;
+        double *const d_r_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
+        double *const d_z_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* τ1, δn, δ(W_in@x), δn_pre, δz, δz_pre, δr, δr_pre, δb_ir, δb_hr, δb_iz, δb_hz, δb_in, δb_hn */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hn_h_sample = W_hn_h_row + (size_t)sample * H;
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const n_sample = n_row + (size_t)sample * H;
@@ -441,10 +453,10 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
         }
 
         /* δh_matmul = (W_hr, W_hz, W_hn)ᵀ @ (δr_pre, δz_pre, δn_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_r_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_r_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const z_sample = z_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
             const double *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
@@ -460,19 +472,16 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_ir, W_iz, W_in)ᵀ @ (δr_pre, δz_pre, δ(W_in@x)), all steps */
-    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(W_hr, W_hz, W_hn) += Σ (δr_pre, δz_pre, δn_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(double) * (size_t)h_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
-        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_h_weights, H);
     sg_add((size_t)H * H, grad_h_weights, grad_W_hr);
     sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_W_hz);
     sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_W_hn);
     /* δ(W_ir, W_iz, W_in) += Σ (δr_pre, δz_pre, δ(W_in@x)) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * D);
-    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(x_adjoints_width, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_ir);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_iz);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_in);
@@ -484,6 +493,7 @@ size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_ir (H, D): parameter W_ir
@@ -500,7 +510,7 @@ size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H)
  *   b_hn (H): parameter b_hn
  *   h_seq (T, B, H): state h after every step
  */
-void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -518,6 +528,7 @@ void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
     double *h_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 3 * H;
     const int x_products_width = 3 * H;
     /* W_hr@h, W_hz@h, W_hn@h side by side */
@@ -540,21 +551,24 @@ void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, W_hn, h_weights + 2 * H, h_products_width);
     const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_ir@x, W_iz@x, W_in@x) = (W_ir, W_iz, W_in) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const W_hr_h_row = h_products;
         double *const W_hz_h_row = h_products + H;
         double *const W_hn_h_row = h_products + 2 * H;
-        double *const W_ir_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_iz_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_in_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        double *const W_ir_x_row = x_products + step_row * x_products_width;
+        double *const W_iz_x_row = x_products + step_row * x_products_width + H;
+        double *const W_in_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const h_next_row = h_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (W_hr@h, W_hz@h, W_hn@h) = (W_hr, W_hz, W_hn) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hr_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hr_h_row, h_products_width);
 
         /* r, z, n, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hn_h_sample = W_hn_h_row + (size_t)sample * h_products_width;
             const double *const W_hr_h_sample = W_hr_h_row + (size_t)sample * h_products_width;
             const double *const W_hz_h_sample = W_hz_h_row + (size_t)sample * h_products_width;
@@ -579,5 +593,6 @@ void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

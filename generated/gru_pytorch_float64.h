@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_gru_pytorch_float64_forward_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -39,7 +39,7 @@ void sg_gru_pytorch_float64_forward(int T, int B, int D, int H,
     double *W_hn_h_tape,
     double *work);
 size_t sg_gru_pytorch_float64_backward_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,
@@ -76,7 +76,7 @@ void sg_gru_pytorch_float64_backward(int T, int B, int D, int H,
     double *grad_b_hn,
     double *work);
 size_t sg_gru_pytorch_float64_infer_work(int T, int B, int D, int H);
-void sg_gru_pytorch_float64_infer(int T, int B, int D, int H,
+void sg_gru_pytorch_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_ir,

@@ -34,7 +34,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_indrnn_float32_forward_work(int T, int B, int D, int H);
-void sg_indrnn_float32_forward(int T, int B, int D, int H,
+void sg_indrnn_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W,
@@ -43,7 +43,7 @@ void sg_indrnn_float32_forward(int T, int B, int D, int H,
     float *h_seq,
     float *work);
 size_t sg_indrnn_float32_backward_work(int T, int B, int D, int H);
-void sg_indrnn_float32_backward(int T, int B, int D, int H,
+void sg_indrnn_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W,
@@ -65,6 +65,7 @@ size_t sg_indrnn_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W (H, D): parameter W
@@ -72,7 +73,7 @@ size_t sg_indrnn_float32_forward_work(int T, int B, int D, int H)
  *   b (H): parameter b
  *   h_seq (T, B, H): state h after every step
  */
-void sg_indrnn_float32_forward(int T, int B, int D, int H,
+void sg_indrnn_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W,
@@ -81,17 +82,21 @@ void sg_indrnn_float32_forward(int T, int B, int D, int H,
     float *h_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_products_width = H;
     /* W@x side by side, at every step */
     float *const x_products = work;
     /* (W@x) = (W) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, H, D, x_seq, D, W, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        float *const W_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const W_x_row = x_products + step_row * x_products_width;
+        float *const h_next_row = h_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const float *const h_sample = h_row + (size_t)sample * H;
             float *const h_next_sample = h_next_row + (size_t)sample * H;
@@ -103,6 +108,7 @@ void sg_indrnn_float32_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -113,6 +119,7 @@ size_t sg_indrnn_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W (H, D): parameter W
@@ -126,7 +133,7 @@ size_t sg_indrnn_float32_backward_work(int T, int B, int D, int H)
  *   grad_u (H): result: gradient with respect to u
  *   grad_b (H): result: gradient with respect to b
  */
-void sg_indrnn_float32_backward(int T, int B, int D, int H,
+void sg_indrnn_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W,
@@ -142,6 +149,7 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H,
     float *work)
 {
     (void)b;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_adjoints_width = H;
     /* δh'_pre side by side, at every step */
     float *const x_adjoints = work;
@@ -150,17 +158,21 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H,
     memset(grad_W, 0, sizeof(float) * (size_t)H * (size_t)D);
     memset(grad_u, 0, sizeof(float) * (size_t)H);
     memset(grad_b, 0, sizeof(float) * (size_t)H);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_h_next_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_h_next_pre_row = x_adjoints + step_row * x_adjoints_width;
         float *const d_h_row = grad_h_init;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const h_next_row = h_seq + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const h_next_row = h_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δh'_pre, δh, δu, δb */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const h_sample = h_row + (size_t)sample * H;
             const float *const h_next_sample = h_next_row + (size_t)sample * H;
             const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
@@ -181,7 +193,7 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W)ᵀ @ (δh'_pre), all steps */
-    sg_gemm_nn(T * B, D, H, x_adjoints, x_adjoints_width, W, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, H, x_adjoints, x_adjoints_width, W, D, grad_x_seq, D, 0);
     /* δW += Σ δh'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_W, D);
+    sg_gemm_tn(H, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_W, D);
 }

@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 size_t sg_indrnn_float64_forward_work(int T, int B, int D, int H);
-void sg_indrnn_float64_forward(int T, int B, int D, int H,
+void sg_indrnn_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W,
@@ -23,7 +23,7 @@ void sg_indrnn_float64_forward(int T, int B, int D, int H,
     double *h_seq,
     double *work);
 size_t sg_indrnn_float64_backward_work(int T, int B, int D, int H);
-void sg_indrnn_float64_backward(int T, int B, int D, int H,
+void sg_indrnn_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W,

@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 size_t sg_intersection_rnn_float32_forward_work(int T, int B, int H);
-void sg_intersection_rnn_float32_forward(int T, int B, int H,
+void sg_intersection_rnn_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_gh,
@@ -42,7 +42,7 @@ void sg_intersection_rnn_float32_forward(int T, int B, int H,
     float *y_tilde_tape,
     float *work);
 size_t sg_intersection_rnn_float32_backward_work(int T, int B, int H);
-void sg_intersection_rnn_float32_backward(int T, int B, int H,
+void sg_intersection_rnn_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_gh,
@@ -81,7 +81,7 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H,
     float *grad_b_y,
     float *work);
 size_t sg_intersection_rnn_float32_infer_work(int T, int B, int H);
-void sg_intersection_rnn_float32_infer(int T, int B, int H,
+void sg_intersection_rnn_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_gh,

@@ -57,7 +57,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H);
-void sg_intersection_rnn_float64_forward(int T, int B, int H,
+void sg_intersection_rnn_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -80,7 +80,7 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     double *y_tilde_tape,
     double *work);
 size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H);
-void sg_intersection_rnn_float64_backward(int T, int B, int H,
+void sg_intersection_rnn_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -119,7 +119,7 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     double *grad_b_y,
     double *work);
 size_t sg_intersection_rnn_float64_infer_work(int T, int B, int H);
-void sg_intersection_rnn_float64_infer(int T, int B, int H,
+void sg_intersection_rnn_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -144,6 +144,7 @@ size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_gh (H, H): parameter W_gh
@@ -165,7 +166,7 @@ size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H)
  *   gy_tape (T, B, H): gy at every step, kept for the backward pass
  *   y_tilde_tape (T, B, H): y_tilde at every step, kept for the backward pass
  */
-void sg_intersection_rnn_float64_forward(int T, int B, int H,
+void sg_intersection_rnn_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -188,6 +189,7 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     double *y_tilde_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 4 * H;
     const int x_products_width = 4 * H;
     /* U_gh@h, U_h@h, U_gy@h, U_y@h side by side */
@@ -212,29 +214,32 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     sg_pack_t(H, H, U_y, h_weights + 3 * H, h_products_width);
     const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_gh@x, W_h@x, W_gy@x, W_y@x) = (W_gh, W_h, W_gy, W_y) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_gh_h_row = h_products;
         double *const U_h_h_row = h_products + H;
         double *const U_gy_h_row = h_products + 2 * H;
         double *const U_y_h_row = h_products + 3 * H;
-        double *const W_gh_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_gy_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_y_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const y_row = y_seq + (size_t)t * B * H;
-        double *const gh_row = gh_tape + (size_t)t * B * H;
-        double *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
-        double *const gy_row = gy_tape + (size_t)t * B * H;
-        double *const y_tilde_row = y_tilde_tape + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
+        double *const W_gh_x_row = x_products + step_row * x_products_width;
+        double *const W_h_x_row = x_products + step_row * x_products_width + H;
+        double *const W_gy_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_y_x_row = x_products + step_row * x_products_width + 3 * H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const y_row = y_seq + step_row * H;
+        double *const gh_row = gh_tape + step_row * H;
+        double *const h_tilde_row = h_tilde_tape + step_row * H;
+        double *const gy_row = gy_tape + step_row * H;
+        double *const y_tilde_row = y_tilde_tape + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const x_row = x_seq + step_row * H;
         /* (U_gh@h, U_h@h, U_gy@h, U_y@h) = (U_gh, U_h, U_gy, U_y) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_gh_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_gh_h_row, h_products_width);
 
         /* gh, h_tilde, gy, y_tilde, h', y */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_gh_h_sample = U_gh_h_row + (size_t)sample * h_products_width;
             const double *const U_gy_h_sample = U_gy_h_row + (size_t)sample * h_products_width;
             const double *const U_h_h_sample = U_h_h_row + (size_t)sample * h_products_width;
@@ -277,6 +282,7 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
                 y_sample[unit] = y;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -286,6 +292,7 @@ size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_gh (H, H): parameter W_gh
@@ -323,7 +330,7 @@ size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H)
  *   grad_U_y (H, H): result: gradient with respect to U_y
  *   grad_b_y (H): result: gradient with respect to b_y
  */
-void sg_intersection_rnn_float64_backward(int T, int B, int H,
+void sg_intersection_rnn_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -367,6 +374,7 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     (void)b_gy;
     (void)b_y;
     (void)y_seq;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 4 * H;
     /* δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre side by side, at every step */
     double *const h_adjoints = work;
@@ -407,26 +415,30 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     memcpy(x_weights + (size_t)H * H, W_h, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_gy, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)(3 * H) * H, W_y, sizeof(double) * (size_t)H * H);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_gh_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        double *const d_h_tilde_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
-        double *const d_gy_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
-        double *const d_y_tilde_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 3 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_gh_pre_row = h_adjoints + step_row * h_adjoints_width;
+        double *const d_h_tilde_pre_row = h_adjoints + step_row * h_adjoints_width + H;
+        double *const d_gy_pre_row = h_adjoints + step_row * h_adjoints_width + 2 * H;
+        double *const d_y_tilde_pre_row = h_adjoints + step_row * h_adjoints_width + 3 * H;
         double *const d_h_row = grad_h_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
-        const double *const gh_row = gh_tape + (size_t)t * B * H;
-        const double *const gy_row = gy_tape + (size_t)t * B * H;
-        const double *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
-        const double *const y_tilde_row = y_tilde_tape + (size_t)t * B * H;
-        const double *const d_y_row = grad_y_seq + (size_t)t * B * H;
+        double *const d_x_row = grad_x_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const x_row = x_seq + step_row * H;
+        const double *const gh_row = gh_tape + step_row * H;
+        const double *const gy_row = gy_tape + step_row * H;
+        const double *const h_tilde_row = h_tilde_tape + step_row * H;
+        const double *const y_tilde_row = y_tilde_tape + step_row * H;
+        const double *const d_y_row = grad_y_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* τ1, δy_tilde, δy_tilde_pre, δgy, δgy_pre, τ2, δh_tilde, δh_tilde_pre, δgh, δgh_pre, δx, δb_gh, δb_h, δb_gy, δb_y */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const gh_sample = gh_row + (size_t)sample * H;
             const double *const gy_sample = gy_row + (size_t)sample * H;
             const double *const h_sample = h_row + (size_t)sample * H;
@@ -474,10 +486,10 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
         }
 
         /* δh_matmul = (U_gh, U_h, U_gy, U_y)ᵀ @ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_gh_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_gh_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const gh_sample = gh_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
             const double *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
@@ -493,20 +505,17 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
         }
     }
     /* δx += (W_gh, W_h, W_gy, W_y)ᵀ @ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre), all steps */
-    sg_gemm_nn(T * B, H, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    sg_gemm_nn(all_rows, H, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, H, grad_x_seq, H, 1);
     /* δ(U_gh, U_h, U_gy, U_y) += Σ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(double) * (size_t)h_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
-        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_h_weights, H);
     sg_add((size_t)H * H, grad_h_weights, grad_U_gh);
     sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_h);
     sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_U_gy);
     sg_add((size_t)H * H, grad_h_weights + (size_t)(3 * H) * H, grad_U_y);
     /* δ(W_gh, W_h, W_gy, W_y) += Σ (δgh_pre, δh_tilde_pre, δgy_pre, δy_tilde_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)h_adjoints_width * H);
-    sg_gemm_tn(h_adjoints_width, H, T * B, h_adjoints, h_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_gemm_tn(h_adjoints_width, H, all_rows, h_adjoints, h_adjoints_width, x_seq, H, grad_x_weights, H);
     sg_add((size_t)H * H, grad_x_weights, grad_W_gh);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_h);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_gy);
@@ -519,6 +528,7 @@ size_t sg_intersection_rnn_float64_infer_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_gh (H, H): parameter W_gh
@@ -536,7 +546,7 @@ size_t sg_intersection_rnn_float64_infer_work(int T, int B, int H)
  *   h_seq (T, B, H): state h after every step
  *   y_seq (T, B, H): output y at every step
  */
-void sg_intersection_rnn_float64_infer(int T, int B, int H,
+void sg_intersection_rnn_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -555,6 +565,7 @@ void sg_intersection_rnn_float64_infer(int T, int B, int H,
     double *y_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 4 * H;
     const int x_products_width = 4 * H;
     /* U_gh@h, U_h@h, U_gy@h, U_y@h side by side */
@@ -579,25 +590,28 @@ void sg_intersection_rnn_float64_infer(int T, int B, int H,
     sg_pack_t(H, H, U_y, h_weights + 3 * H, h_products_width);
     const double *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_gh@x, W_h@x, W_gy@x, W_y@x) = (W_gh, W_h, W_gy, W_y) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_gh_h_row = h_products;
         double *const U_h_h_row = h_products + H;
         double *const U_gy_h_row = h_products + 2 * H;
         double *const U_y_h_row = h_products + 3 * H;
-        double *const W_gh_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_gy_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_y_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const y_row = y_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
+        double *const W_gh_x_row = x_products + step_row * x_products_width;
+        double *const W_h_x_row = x_products + step_row * x_products_width + H;
+        double *const W_gy_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_y_x_row = x_products + step_row * x_products_width + 3 * H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const y_row = y_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const x_row = x_seq + step_row * H;
         /* (U_gh@h, U_h@h, U_gy@h, U_y@h) = (U_gh, U_h, U_gy, U_y) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_gh_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_gh_h_row, h_products_width);
 
         /* gh, h_tilde, gy, y_tilde, h', y */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_gh_h_sample = U_gh_h_row + (size_t)sample * h_products_width;
             const double *const U_gy_h_sample = U_gy_h_row + (size_t)sample * h_products_width;
             const double *const U_h_h_sample = U_h_h_row + (size_t)sample * h_products_width;
@@ -632,5 +646,6 @@ void sg_intersection_rnn_float64_infer(int T, int B, int H,
                 y_sample[unit] = y;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 size_t sg_intersection_rnn_float64_forward_work(int T, int B, int H);
-void sg_intersection_rnn_float64_forward(int T, int B, int H,
+void sg_intersection_rnn_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -42,7 +42,7 @@ void sg_intersection_rnn_float64_forward(int T, int B, int H,
     double *y_tilde_tape,
     double *work);
 size_t sg_intersection_rnn_float64_backward_work(int T, int B, int H);
-void sg_intersection_rnn_float64_backward(int T, int B, int H,
+void sg_intersection_rnn_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,
@@ -81,7 +81,7 @@ void sg_intersection_rnn_float64_backward(int T, int B, int H,
     double *grad_b_y,
     double *work);
 size_t sg_intersection_rnn_float64_infer_work(int T, int B, int H);
-void sg_intersection_rnn_float64_infer(int T, int B, int H,
+void sg_intersection_rnn_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_gh,

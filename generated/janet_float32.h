@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_janet_float32_forward_work(int T, int B, int D, int H);
-void sg_janet_float32_forward(int T, int B, int D, int H,
+void sg_janet_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W_f,
@@ -31,7 +31,7 @@ void sg_janet_float32_forward(int T, int B, int D, int H,
     float *c_tilde_tape,
     float *work);
 size_t sg_janet_float32_backward_work(int T, int B, int D, int H);
-void sg_janet_float32_backward(int T, int B, int D, int H,
+void sg_janet_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W_f,
@@ -54,7 +54,7 @@ void sg_janet_float32_backward(int T, int B, int D, int H,
     float *grad_b_c,
     float *work);
 size_t sg_janet_float32_infer_work(int T, int B, int D, int H);
-void sg_janet_float32_infer(int T, int B, int D, int H,
+void sg_janet_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W_f,

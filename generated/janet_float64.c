@@ -46,7 +46,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_janet_float64_forward_work(int T, int B, int D, int H);
-void sg_janet_float64_forward(int T, int B, int D, int H,
+void sg_janet_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -60,7 +60,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *c_tilde_tape,
     double *work);
 size_t sg_janet_float64_backward_work(int T, int B, int D, int H);
-void sg_janet_float64_backward(int T, int B, int D, int H,
+void sg_janet_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -83,7 +83,7 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     double *grad_b_c,
     double *work);
 size_t sg_janet_float64_infer_work(int T, int B, int D, int H);
-void sg_janet_float64_infer(int T, int B, int D, int H,
+void sg_janet_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -101,6 +101,7 @@ size_t sg_janet_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   c_init (B, H): initial state c
  *   W_f (H, D): parameter W_f
@@ -113,7 +114,7 @@ size_t sg_janet_float64_forward_work(int T, int B, int D, int H)
  *   s_tape (T, B, H): s at every step, kept for the backward pass
  *   c_tilde_tape (T, B, H): c_tilde at every step, kept for the backward pass
  */
-void sg_janet_float64_forward(int T, int B, int D, int H,
+void sg_janet_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -127,6 +128,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *c_tilde_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const double beta = 1;
     const int c_products_width = 2 * H;
     const int x_products_width = 2 * H;
@@ -148,21 +150,24 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U_c, c_weights + H, c_products_width);
     const double *const c_weights_packed = sg_pack_weights(B, c_products_width, H, c_weights, c_products_width, c_weights_blas);
     /* (W_f@x, W_c@x) = (W_f, W_c) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_f_c_row = c_products;
         double *const U_c_c_row = c_products + H;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_c_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const c_next_row = c_seq + (size_t)t * B * H;
-        double *const s_row = s_tape + (size_t)t * B * H;
-        double *const c_tilde_row = c_tilde_tape + (size_t)t * B * H;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        double *const W_f_x_row = x_products + step_row * x_products_width;
+        double *const W_c_x_row = x_products + step_row * x_products_width + H;
+        double *const c_next_row = c_seq + step_row * H;
+        double *const s_row = s_tape + step_row * H;
+        double *const c_tilde_row = c_tilde_tape + step_row * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (U_f@c, U_c@c) = (U_f, U_c) @ c */
-        sg_gemm_packed(B, c_products_width, H, c_row, H, c_weights, c_products_width, c_weights_packed, U_f_c_row, c_products_width);
+        sg_gemm_packed(step_batch, c_products_width, H, c_row, H, c_weights, c_products_width, c_weights_packed, U_f_c_row, c_products_width);
 
         /* s, c_tilde, c' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_c_c_sample = U_c_c_row + (size_t)sample * c_products_width;
             const double *const U_f_c_sample = U_f_c_row + (size_t)sample * c_products_width;
             const double *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
@@ -186,6 +191,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
                 c_next_sample[unit] = c_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -195,6 +201,7 @@ size_t sg_janet_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   c_init (B, H): initial state c
  *   W_f (H, D): parameter W_f
@@ -216,7 +223,7 @@ size_t sg_janet_float64_backward_work(int T, int B, int D, int H)
  *   grad_U_c (H, H): result: gradient with respect to U_c
  *   grad_b_c (H): result: gradient with respect to b_c
  */
-void sg_janet_float64_backward(int T, int B, int D, int H,
+void sg_janet_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -241,6 +248,7 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
 {
     (void)b_f;
     (void)b_c;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const double beta = 1;
     const int c_adjoints_width = 2 * H;
     /* δs_pre, δc_tilde_pre side by side, at every step */
@@ -274,19 +282,23 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     /* (W_f, W_c) stacked */
     memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_c, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_s_pre_row = c_adjoints + (size_t)t * B * c_adjoints_width;
-        double *const d_c_tilde_pre_row = c_adjoints + (size_t)t * B * c_adjoints_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_s_pre_row = c_adjoints + step_row * c_adjoints_width;
+        double *const d_c_tilde_pre_row = c_adjoints + step_row * c_adjoints_width + H;
         double *const d_c_row = grad_c_init;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const double *const c_tilde_row = c_tilde_tape + (size_t)t * B * H;
-        const double *const s_row = s_tape + (size_t)t * B * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const double *const c_tilde_row = c_tilde_tape + step_row * H;
+        const double *const s_row = s_tape + step_row * H;
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* τ1, τ2, δc_tilde, δc_tilde_pre, τ3, δs, δs_pre, δb_f, δb_c */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const c_sample = c_row + (size_t)sample * H;
             const double *const c_tilde_sample = c_tilde_row + (size_t)sample * H;
             const double *const s_sample = s_row + (size_t)sample * H;
@@ -316,10 +328,10 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
         }
 
         /* δc_matmul = (U_f, U_c)ᵀ @ (δs_pre, δc_tilde_pre) */
-        sg_gemm_packed(B, H, c_adjoints_width, d_s_pre_row, c_adjoints_width, c_weights, H, c_weights_packed, d_c_matmul_row, H);
+        sg_gemm_packed(step_batch, H, c_adjoints_width, d_s_pre_row, c_adjoints_width, c_weights, H, c_weights_packed, d_c_matmul_row, H);
 
         /* δc */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const d_c_next_sample = d_c_next_row + (size_t)sample * H;
             const double *const d_c_matmul_sample = d_c_matmul_row + (size_t)sample * H;
             const double *const tmp3_sample = tmp3_row + (size_t)sample * H;
@@ -335,18 +347,15 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_f, W_c)ᵀ @ (δs_pre, δc_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, c_adjoints_width, c_adjoints, c_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, c_adjoints_width, c_adjoints, c_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(U_f, U_c) += Σ (δs_pre, δc_tilde_pre) ⊗ c, all steps */
     memset(grad_c_weights, 0, sizeof(double) * (size_t)c_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(c_adjoints_width, H, B, c_adjoints, c_adjoints_width, c_init, H, grad_c_weights, H);
-        sg_gemm_tn(c_adjoints_width, H, (T - 1) * B, c_adjoints + (size_t)B * c_adjoints_width, c_adjoints_width, c_seq, H, grad_c_weights, H);
-    }
+    sg_gemm_tn_previous(c_adjoints_width, H, T, B, batch_sizes, c_adjoints, c_adjoints_width, c_init, c_seq, H, grad_c_weights, H);
     sg_add((size_t)H * H, grad_c_weights, grad_U_f);
     sg_add((size_t)H * H, grad_c_weights + (size_t)H * H, grad_U_c);
     /* δ(W_f, W_c) += Σ (δs_pre, δc_tilde_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)c_adjoints_width * D);
-    sg_gemm_tn(c_adjoints_width, D, T * B, c_adjoints, c_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(c_adjoints_width, D, all_rows, c_adjoints, c_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_c);
 }
@@ -357,6 +366,7 @@ size_t sg_janet_float64_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   c_init (B, H): initial state c
  *   W_f (H, D): parameter W_f
@@ -367,7 +377,7 @@ size_t sg_janet_float64_infer_work(int T, int B, int D, int H)
  *   b_c (H): parameter b_c
  *   c_seq (T, B, H): state c after every step
  */
-void sg_janet_float64_infer(int T, int B, int D, int H,
+void sg_janet_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -379,6 +389,7 @@ void sg_janet_float64_infer(int T, int B, int D, int H,
     double *c_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const double beta = 1;
     const int c_products_width = 2 * H;
     const int x_products_width = 2 * H;
@@ -400,19 +411,22 @@ void sg_janet_float64_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U_c, c_weights + H, c_products_width);
     const double *const c_weights_packed = sg_pack_weights(B, c_products_width, H, c_weights, c_products_width, c_weights_blas);
     /* (W_f@x, W_c@x) = (W_f, W_c) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_f_c_row = c_products;
         double *const U_c_c_row = c_products + H;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_c_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const c_next_row = c_seq + (size_t)t * B * H;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        double *const W_f_x_row = x_products + step_row * x_products_width;
+        double *const W_c_x_row = x_products + step_row * x_products_width + H;
+        double *const c_next_row = c_seq + step_row * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (U_f@c, U_c@c) = (U_f, U_c) @ c */
-        sg_gemm_packed(B, c_products_width, H, c_row, H, c_weights, c_products_width, c_weights_packed, U_f_c_row, c_products_width);
+        sg_gemm_packed(step_batch, c_products_width, H, c_row, H, c_weights, c_products_width, c_weights_packed, U_f_c_row, c_products_width);
 
         /* s, c_tilde, c' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_c_c_sample = U_c_c_row + (size_t)sample * c_products_width;
             const double *const U_f_c_sample = U_f_c_row + (size_t)sample * c_products_width;
             const double *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
@@ -432,5 +446,6 @@ void sg_janet_float64_infer(int T, int B, int D, int H,
                 c_next_sample[unit] = c_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

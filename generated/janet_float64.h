@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_janet_float64_forward_work(int T, int B, int D, int H);
-void sg_janet_float64_forward(int T, int B, int D, int H,
+void sg_janet_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -31,7 +31,7 @@ void sg_janet_float64_forward(int T, int B, int D, int H,
     double *c_tilde_tape,
     double *work);
 size_t sg_janet_float64_backward_work(int T, int B, int D, int H);
-void sg_janet_float64_backward(int T, int B, int D, int H,
+void sg_janet_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,
@@ -54,7 +54,7 @@ void sg_janet_float64_backward(int T, int B, int D, int H,
     double *grad_b_c,
     double *work);
 size_t sg_janet_float64_infer_work(int T, int B, int D, int H);
-void sg_janet_float64_infer(int T, int B, int D, int H,
+void sg_janet_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W_f,

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_lstm_cifg_float32_forward_work(int T, int B, int D, int H);
-void sg_lstm_cifg_float32_forward(int T, int B, int D, int H,
+void sg_lstm_cifg_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -38,7 +38,7 @@ void sg_lstm_cifg_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work);
 size_t sg_lstm_cifg_float32_backward_work(int T, int B, int D, int H);
-void sg_lstm_cifg_float32_backward(int T, int B, int D, int H,
+void sg_lstm_cifg_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -72,7 +72,7 @@ void sg_lstm_cifg_float32_backward(int T, int B, int D, int H,
     float *grad_b_o,
     float *work);
 size_t sg_lstm_cifg_float32_infer_work(int T, int B, int D, int H);
-void sg_lstm_cifg_float32_infer(int T, int B, int D, int H,
+void sg_lstm_cifg_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,

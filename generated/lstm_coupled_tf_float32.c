@@ -55,7 +55,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_lstm_coupled_tf_float32_forward_work(int T, int B, int D, int H);
-void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H,
+void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -75,7 +75,7 @@ void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work);
 size_t sg_lstm_coupled_tf_float32_backward_work(int T, int B, int D, int H);
-void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
+void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -109,7 +109,7 @@ void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
     float *grad_b_o,
     float *work);
 size_t sg_lstm_coupled_tf_float32_infer_work(int T, int B, int D, int H);
-void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H,
+void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -132,6 +132,7 @@ size_t sg_lstm_coupled_tf_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   c_init (B, H): initial state c
@@ -150,7 +151,7 @@ size_t sg_lstm_coupled_tf_float32_forward_work(int T, int B, int D, int H)
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   o_tape (T, B, H): o at every step, kept for the backward pass
  */
-void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H,
+void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -170,6 +171,7 @@ void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const float forget_bias = 1;
     const int h_products_width = 3 * H;
     const int x_products_width = 3 * H;
@@ -193,26 +195,29 @@ void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U_o, h_weights + 2 * H, h_products_width);
     const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_j@x, W_f@x, W_o@x) = (W_j, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_j_h_row = h_products;
         float *const U_f_h_row = h_products + H;
         float *const U_o_h_row = h_products + 2 * H;
-        float *const W_j_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        float *const j_row = j_tape + (size_t)t * B * H;
-        float *const f_row = f_tape + (size_t)t * B * H;
-        float *const o_row = o_tape + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        float *const W_j_x_row = x_products + step_row * x_products_width;
+        float *const W_f_x_row = x_products + step_row * x_products_width + H;
+        float *const W_o_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const h_next_row = h_seq + step_row * H;
+        float *const j_row = j_tape + step_row * H;
+        float *const f_row = f_tape + step_row * H;
+        float *const o_row = o_tape + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (U_j@h, U_f@h, U_o@h) = (U_j, U_f, U_o) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_j_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_j_h_row, h_products_width);
 
         /* j, f, o, c', h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
             const float *const U_j_h_sample = U_j_h_row + (size_t)sample * h_products_width;
             const float *const U_o_h_sample = U_o_h_row + (size_t)sample * h_products_width;
@@ -246,6 +251,7 @@ void sg_lstm_coupled_tf_float32_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -255,6 +261,7 @@ size_t sg_lstm_coupled_tf_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   c_init (B, H): initial state c
@@ -287,7 +294,7 @@ size_t sg_lstm_coupled_tf_float32_backward_work(int T, int B, int D, int H)
  *   grad_U_o (H, H): result: gradient with respect to U_o
  *   grad_b_o (H): result: gradient with respect to b_o
  */
-void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
+void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -324,6 +331,7 @@ void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
     (void)b_j;
     (void)b_f;
     (void)b_o;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 3 * H;
     /* δj_pre, δf_pre, δo_pre side by side, at every step */
     float *const h_adjoints = work;
@@ -359,27 +367,31 @@ void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
     memcpy(x_weights, W_j, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_f, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_o, sizeof(float) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_j_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        float *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
-        float *const d_o_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_j_pre_row = h_adjoints + step_row * h_adjoints_width;
+        float *const d_f_pre_row = h_adjoints + step_row * h_adjoints_width + H;
+        float *const d_o_pre_row = h_adjoints + step_row * h_adjoints_width + 2 * H;
         float *const d_h_row = grad_h_init;
         float *const d_c_row = grad_c_init;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const float *const c_next_row = c_seq + (size_t)t * B * H;
-        const float *const f_row = f_tape + (size_t)t * B * H;
-        const float *const j_row = j_tape + (size_t)t * B * H;
-        const float *const o_row = o_tape + (size_t)t * B * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const float *const c_next_row = c_seq + step_row * H;
+        const float *const f_row = f_tape + step_row * H;
+        const float *const j_row = j_tape + step_row * H;
+        const float *const o_row = o_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* τ1, δc'_tot, δo, δo_pre, τ2, δf, τ3, δf_pre, δj, δj_pre, δc, δb_j, δb_f, δb_o */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const c_sample = c_row + (size_t)sample * H;
             const float *const c_next_sample = c_next_row + (size_t)sample * H;
             const float *const f_sample = f_row + (size_t)sample * H;
@@ -422,22 +434,19 @@ void sg_lstm_coupled_tf_float32_backward(int T, int B, int D, int H,
         }
 
         /* δh = (U_j, U_f, U_o)ᵀ @ (δj_pre, δf_pre, δo_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_j_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_j_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_row, H);
     }
     /* δx = (W_j, W_f, W_o)ᵀ @ (δj_pre, δf_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(U_j, U_f, U_o) += Σ (δj_pre, δf_pre, δo_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
-        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_h_weights, H);
     sg_add((size_t)H * H, grad_h_weights, grad_U_j);
     sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_f);
     sg_add((size_t)H * H, grad_h_weights + (size_t)(2 * H) * H, grad_U_o);
     /* δ(W_j, W_f, W_o) += Σ (δj_pre, δf_pre, δo_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)h_adjoints_width * D);
-    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(h_adjoints_width, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_j);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_o);
@@ -449,6 +458,7 @@ size_t sg_lstm_coupled_tf_float32_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   c_init (B, H): initial state c
@@ -464,7 +474,7 @@ size_t sg_lstm_coupled_tf_float32_infer_work(int T, int B, int D, int H)
  *   h_seq (T, B, H): state h after every step
  *   c_seq (T, B, H): state c after every step
  */
-void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H,
+void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -481,6 +491,7 @@ void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H,
     float *c_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const float forget_bias = 1;
     const int h_products_width = 3 * H;
     const int x_products_width = 3 * H;
@@ -504,23 +515,26 @@ void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U_o, h_weights + 2 * H, h_products_width);
     const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_j@x, W_f@x, W_o@x) = (W_j, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_j_h_row = h_products;
         float *const U_f_h_row = h_products + H;
         float *const U_o_h_row = h_products + 2 * H;
-        float *const W_j_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        float *const W_j_x_row = x_products + step_row * x_products_width;
+        float *const W_f_x_row = x_products + step_row * x_products_width + H;
+        float *const W_o_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const h_next_row = h_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (U_j@h, U_f@h, U_o@h) = (U_j, U_f, U_o) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_j_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_j_h_row, h_products_width);
 
         /* j, f, o, c', h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
             const float *const U_j_h_sample = U_j_h_row + (size_t)sample * h_products_width;
             const float *const U_o_h_sample = U_o_h_row + (size_t)sample * h_products_width;
@@ -548,5 +562,6 @@ void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -73,7 +73,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_lstm_greff_fgr_float32_forward_work(int T, int B, int D, int H);
-void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -112,7 +112,7 @@ void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
     float *z_tape,
     float *work);
 size_t sg_lstm_greff_fgr_float32_backward_work(int T, int B, int D, int H);
-void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -186,7 +186,7 @@ void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H,
     float *grad_R_oo,
     float *work);
 size_t sg_lstm_greff_fgr_float32_infer_work(int T, int B, int D, int H);
-void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -230,6 +230,7 @@ size_t sg_lstm_greff_fgr_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   y_init (B, H): initial state y
  *   c_init (B, H): initial state c
@@ -267,7 +268,7 @@ size_t sg_lstm_greff_fgr_float32_forward_work(int T, int B, int D, int H)
  *   o_seq (T, B, H): state o after every step
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  */
-void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -306,6 +307,7 @@ void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
     float *z_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int y_products_width = 4 * H;
     const int x_products_width = 4 * H;
     const int f_products_width = 3 * H;
@@ -366,16 +368,19 @@ void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, R_oo, o_weights + 2 * H, o_products_width);
     const float *const o_weights_packed = sg_pack_weights(B, o_products_width, H, o_weights, o_products_width, o_weights_blas);
     /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const R_z_y_row = y_products;
         float *const R_i_y_row = y_products + H;
         float *const R_f_y_row = y_products + 2 * H;
         float *const R_o_y_row = y_products + 3 * H;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const W_z_x_row = x_products + step_row * x_products_width;
+        float *const W_i_x_row = x_products + step_row * x_products_width + H;
+        float *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const W_o_x_row = x_products + step_row * x_products_width + 3 * H;
         float *const R_fi_f_row = f_products;
         float *const R_ff_f_row = f_products + H;
         float *const R_fo_f_row = f_products + 2 * H;
@@ -385,31 +390,31 @@ void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
         float *const R_oi_o_row = o_products;
         float *const R_of_o_row = o_products + H;
         float *const R_oo_o_row = o_products + 2 * H;
-        float *const i_next_row = i_seq + (size_t)t * B * H;
-        float *const f_next_row = f_seq + (size_t)t * B * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const o_next_row = o_seq + (size_t)t * B * H;
-        float *const y_next_row = y_seq + (size_t)t * B * H;
-        float *const z_row = z_tape + (size_t)t * B * H;
-        const float *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const float *const f_row = t == 0 ? f_init : f_seq + (size_t)(t - 1) * B * H;
-        const float *const i_row = t == 0 ? i_init : i_seq + (size_t)(t - 1) * B * H;
-        const float *const o_row = t == 0 ? o_init : o_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        float *const i_next_row = i_seq + step_row * H;
+        float *const f_next_row = f_seq + step_row * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const o_next_row = o_seq + step_row * H;
+        float *const y_next_row = y_seq + step_row * H;
+        float *const z_row = z_tape + step_row * H;
+        const float *const y_row = t == 0 ? y_init : y_seq + previous_row * H;
+        const float *const f_row = t == 0 ? f_init : f_seq + previous_row * H;
+        const float *const i_row = t == 0 ? i_init : i_seq + previous_row * H;
+        const float *const o_row = t == 0 ? o_init : o_seq + previous_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
-        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+        sg_gemm_packed(step_batch, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
 
         /* (R_fi@f, R_ff@f, R_fo@f) = (R_fi, R_ff, R_fo) @ f */
-        sg_gemm_packed(B, f_products_width, H, f_row, H, f_weights, f_products_width, f_weights_packed, R_fi_f_row, f_products_width);
+        sg_gemm_packed(step_batch, f_products_width, H, f_row, H, f_weights, f_products_width, f_weights_packed, R_fi_f_row, f_products_width);
 
         /* (R_ii@i, R_if@i, R_io@i) = (R_ii, R_if, R_io) @ i */
-        sg_gemm_packed(B, i_products_width, H, i_row, H, i_weights, i_products_width, i_weights_packed, R_ii_i_row, i_products_width);
+        sg_gemm_packed(step_batch, i_products_width, H, i_row, H, i_weights, i_products_width, i_weights_packed, R_ii_i_row, i_products_width);
 
         /* (R_oi@o, R_of@o, R_oo@o) = (R_oi, R_of, R_oo) @ o */
-        sg_gemm_packed(B, o_products_width, H, o_row, H, o_weights, o_products_width, o_weights_packed, R_oi_o_row, o_products_width);
+        sg_gemm_packed(step_batch, o_products_width, H, o_row, H, o_weights, o_products_width, o_weights_packed, R_oi_o_row, o_products_width);
 
         /* z, i', f', c', o', y' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
             const float *const R_ff_f_sample = R_ff_f_row + (size_t)sample * f_products_width;
             const float *const R_fi_f_sample = R_fi_f_row + (size_t)sample * f_products_width;
@@ -468,6 +473,7 @@ void sg_lstm_greff_fgr_float32_forward(int T, int B, int D, int H,
                 y_next_sample[unit] = y_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -477,6 +483,7 @@ size_t sg_lstm_greff_fgr_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   y_init (B, H): initial state y
  *   c_init (B, H): initial state c
@@ -549,7 +556,7 @@ size_t sg_lstm_greff_fgr_float32_backward_work(int T, int B, int D, int H)
  *   grad_R_fo (H, H): result: gradient with respect to R_fo
  *   grad_R_oo (H, H): result: gradient with respect to R_oo
  */
-void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -627,6 +634,7 @@ void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H,
     (void)b_i;
     (void)b_f;
     (void)b_o;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int y_adjoints_width = 4 * H;
     const int f_adjoints_width = 3 * H;
     /* δz_pre, δi'_pre, δf'_pre, δo'_pre side by side, at every step */
@@ -721,47 +729,51 @@ void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H,
     memcpy(x_weights + (size_t)H * D, W_i, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_z_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width;
-        float *const d_i_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + H;
-        float *const d_f_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 2 * H;
-        float *const d_o_next_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 3 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_z_pre_row = y_adjoints + step_row * y_adjoints_width;
+        float *const d_i_next_pre_row = y_adjoints + step_row * y_adjoints_width + H;
+        float *const d_f_next_pre_row = y_adjoints + step_row * y_adjoints_width + 2 * H;
+        float *const d_o_next_pre_row = y_adjoints + step_row * y_adjoints_width + 3 * H;
         float *const d_y_row = grad_y_init;
         float *const d_c_row = grad_c_init;
         float *const d_i_row = grad_i_init;
         float *const d_f_row = grad_f_init;
         float *const d_o_row = grad_o_init;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const float *const c_next_row = c_seq + (size_t)t * B * H;
-        const float *const f_next_row = f_seq + (size_t)t * B * H;
-        const float *const i_next_row = i_seq + (size_t)t * B * H;
-        const float *const o_next_row = o_seq + (size_t)t * B * H;
-        const float *const z_row = z_tape + (size_t)t * B * H;
-        float *const d_i_next_pre_f_adjoints_row = f_adjoints + (size_t)t * B * f_adjoints_width;
-        float *const d_f_next_pre_f_adjoints_row = f_adjoints + (size_t)t * B * f_adjoints_width + H;
-        float *const d_o_next_pre_f_adjoints_row = f_adjoints + (size_t)t * B * f_adjoints_width + 2 * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const float *const c_next_row = c_seq + step_row * H;
+        const float *const f_next_row = f_seq + step_row * H;
+        const float *const i_next_row = i_seq + step_row * H;
+        const float *const o_next_row = o_seq + step_row * H;
+        const float *const z_row = z_tape + step_row * H;
+        float *const d_i_next_pre_f_adjoints_row = f_adjoints + step_row * f_adjoints_width;
+        float *const d_f_next_pre_f_adjoints_row = f_adjoints + step_row * f_adjoints_width + H;
+        float *const d_o_next_pre_f_adjoints_row = f_adjoints + step_row * f_adjoints_width + 2 * H;
         /* δy': gradient into y' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_y_next_row[n] = grad_y_init[n] + grad_y_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_y_next_row[n] = grad_y_init[n] + grad_y_seq[step_row * H + n];
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* δi': gradient into i' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_i_next_row[n] = grad_i_init[n] + grad_i_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_i_next_row[n] = grad_i_init[n] + grad_i_seq[step_row * H + n];
         }
         /* δf': gradient into f' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_f_next_row[n] = grad_f_init[n] + grad_f_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_f_next_row[n] = grad_f_init[n] + grad_f_seq[step_row * H + n];
         }
         /* δo': gradient into o' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_o_next_row[n] = grad_o_init[n] + grad_o_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_o_next_row[n] = grad_o_init[n] + grad_o_seq[step_row * H + n];
         }
         /* τ1, δo'_tot, δo'_pre, δc'_tot, δf'_tot, δf'_pre, δi'_tot, δi'_pre, δz, δz_pre, δc, δb_z, δp_i, δb_i, δp_f, δb_f, δp_o, δb_o */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const c_sample = c_row + (size_t)sample * H;
             const float *const c_next_sample = c_next_row + (size_t)sample * H;
             const float *const f_next_sample = f_next_row + (size_t)sample * H;
@@ -824,60 +836,48 @@ void sg_lstm_greff_fgr_float32_backward(int T, int B, int D, int H,
         }
 
         /* δy = (R_z, R_i, R_f, R_o)ᵀ @ (δz_pre, δi'_pre, δf'_pre, δo'_pre) */
-        sg_gemm_packed(B, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, y_weights_packed, d_y_row, H);
+        sg_gemm_packed(step_batch, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, y_weights_packed, d_y_row, H);
 
         /* δf = (R_fi, R_ff, R_fo)ᵀ @ (δi'_pre, δf'_pre, δo'_pre) */
-        sg_gemm_packed(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, f_weights, H, f_weights_packed, d_f_row, H);
+        sg_gemm_packed(step_batch, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, f_weights, H, f_weights_packed, d_f_row, H);
 
         /* δi = (R_ii, R_if, R_io)ᵀ @ (δi'_pre, δf'_pre, δo'_pre) */
-        sg_gemm_packed(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, i_weights, H, i_weights_packed, d_i_row, H);
+        sg_gemm_packed(step_batch, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, i_weights, H, i_weights_packed, d_i_row, H);
 
         /* δo = (R_oi, R_of, R_oo)ᵀ @ (δi'_pre, δf'_pre, δo'_pre) */
-        sg_gemm_packed(B, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, o_weights, H, o_weights_packed, d_o_row, H);
+        sg_gemm_packed(step_batch, H, f_adjoints_width, d_i_next_pre_f_adjoints_row, f_adjoints_width, o_weights, H, o_weights_packed, d_o_row, H);
     }
     /* δx = (W_z, W_i, W_f, W_o)ᵀ @ (δz_pre, δi'_pre, δf'_pre, δo'_pre), all steps */
-    sg_gemm_nn(T * B, D, y_adjoints_width, y_adjoints, y_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, y_adjoints_width, y_adjoints, y_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(R_z, R_i, R_f, R_o) += Σ (δz_pre, δi'_pre, δf'_pre, δo'_pre) ⊗ y, all steps */
     memset(grad_y_weights, 0, sizeof(float) * (size_t)y_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(y_adjoints_width, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_y_weights, H);
-        sg_gemm_tn(y_adjoints_width, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_y_weights, H);
-    }
+    sg_gemm_tn_previous(y_adjoints_width, H, T, B, batch_sizes, y_adjoints, y_adjoints_width, y_init, y_seq, H, grad_y_weights, H);
     sg_add((size_t)H * H, grad_y_weights, grad_R_z);
     sg_add((size_t)H * H, grad_y_weights + (size_t)H * H, grad_R_i);
     sg_add((size_t)H * H, grad_y_weights + (size_t)(2 * H) * H, grad_R_f);
     sg_add((size_t)H * H, grad_y_weights + (size_t)(3 * H) * H, grad_R_o);
     /* δ(W_z, W_i, W_f, W_o) += Σ (δz_pre, δi'_pre, δf'_pre, δo'_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)y_adjoints_width * D);
-    sg_gemm_tn(y_adjoints_width, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(y_adjoints_width, D, all_rows, y_adjoints, y_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_z);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_o);
     /* δ(R_fi, R_ff, R_fo) += Σ (δi'_pre, δf'_pre, δo'_pre) ⊗ f, all steps */
     memset(grad_f_weights, 0, sizeof(float) * (size_t)f_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(f_adjoints_width, H, B, f_adjoints, f_adjoints_width, f_init, H, grad_f_weights, H);
-        sg_gemm_tn(f_adjoints_width, H, (T - 1) * B, f_adjoints + (size_t)B * f_adjoints_width, f_adjoints_width, f_seq, H, grad_f_weights, H);
-    }
+    sg_gemm_tn_previous(f_adjoints_width, H, T, B, batch_sizes, f_adjoints, f_adjoints_width, f_init, f_seq, H, grad_f_weights, H);
     sg_add((size_t)H * H, grad_f_weights, grad_R_fi);
     sg_add((size_t)H * H, grad_f_weights + (size_t)H * H, grad_R_ff);
     sg_add((size_t)H * H, grad_f_weights + (size_t)(2 * H) * H, grad_R_fo);
     /* δ(R_ii, R_if, R_io) += Σ (δi'_pre, δf'_pre, δo'_pre) ⊗ i, all steps */
     memset(grad_i_weights, 0, sizeof(float) * (size_t)f_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(f_adjoints_width, H, B, f_adjoints, f_adjoints_width, i_init, H, grad_i_weights, H);
-        sg_gemm_tn(f_adjoints_width, H, (T - 1) * B, f_adjoints + (size_t)B * f_adjoints_width, f_adjoints_width, i_seq, H, grad_i_weights, H);
-    }
+    sg_gemm_tn_previous(f_adjoints_width, H, T, B, batch_sizes, f_adjoints, f_adjoints_width, i_init, i_seq, H, grad_i_weights, H);
     sg_add((size_t)H * H, grad_i_weights, grad_R_ii);
     sg_add((size_t)H * H, grad_i_weights + (size_t)H * H, grad_R_if);
     sg_add((size_t)H * H, grad_i_weights + (size_t)(2 * H) * H, grad_R_io);
     /* δ(R_oi, R_of, R_oo) += Σ (δi'_pre, δf'_pre, δo'_pre) ⊗ o, all steps */
     memset(grad_o_weights, 0, sizeof(float) * (size_t)f_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(f_adjoints_width, H, B, f_adjoints, f_adjoints_width, o_init, H, grad_o_weights, H);
-        sg_gemm_tn(f_adjoints_width, H, (T - 1) * B, f_adjoints + (size_t)B * f_adjoints_width, f_adjoints_width, o_seq, H, grad_o_weights, H);
-    }
+    sg_gemm_tn_previous(f_adjoints_width, H, T, B, batch_sizes, f_adjoints, f_adjoints_width, o_init, o_seq, H, grad_o_weights, H);
     sg_add((size_t)H * H, grad_o_weights, grad_R_oi);
     sg_add((size_t)H * H, grad_o_weights + (size_t)H * H, grad_R_of);
     sg_add((size_t)H * H, grad_o_weights + (size_t)(2 * H) * H, grad_R_oo);
@@ -889,6 +889,7 @@ size_t sg_lstm_greff_fgr_float32_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   y_init (B, H): initial state y
  *   c_init (B, H): initial state c
@@ -925,7 +926,7 @@ size_t sg_lstm_greff_fgr_float32_infer_work(int T, int B, int D, int H)
  *   f_seq (T, B, H): state f after every step
  *   o_seq (T, B, H): state o after every step
  */
-void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -963,6 +964,7 @@ void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H,
     float *o_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int y_products_width = 4 * H;
     const int x_products_width = 4 * H;
     const int f_products_width = 3 * H;
@@ -1023,16 +1025,19 @@ void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, R_oo, o_weights + 2 * H, o_products_width);
     const float *const o_weights_packed = sg_pack_weights(B, o_products_width, H, o_weights, o_products_width, o_weights_blas);
     /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const R_z_y_row = y_products;
         float *const R_i_y_row = y_products + H;
         float *const R_f_y_row = y_products + 2 * H;
         float *const R_o_y_row = y_products + 3 * H;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        float *const W_z_x_row = x_products + step_row * x_products_width;
+        float *const W_i_x_row = x_products + step_row * x_products_width + H;
+        float *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const W_o_x_row = x_products + step_row * x_products_width + 3 * H;
         float *const R_fi_f_row = f_products;
         float *const R_ff_f_row = f_products + H;
         float *const R_fo_f_row = f_products + 2 * H;
@@ -1042,30 +1047,30 @@ void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H,
         float *const R_oi_o_row = o_products;
         float *const R_of_o_row = o_products + H;
         float *const R_oo_o_row = o_products + 2 * H;
-        float *const i_next_row = i_seq + (size_t)t * B * H;
-        float *const f_next_row = f_seq + (size_t)t * B * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const o_next_row = o_seq + (size_t)t * B * H;
-        float *const y_next_row = y_seq + (size_t)t * B * H;
-        const float *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const float *const f_row = t == 0 ? f_init : f_seq + (size_t)(t - 1) * B * H;
-        const float *const i_row = t == 0 ? i_init : i_seq + (size_t)(t - 1) * B * H;
-        const float *const o_row = t == 0 ? o_init : o_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        float *const i_next_row = i_seq + step_row * H;
+        float *const f_next_row = f_seq + step_row * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const o_next_row = o_seq + step_row * H;
+        float *const y_next_row = y_seq + step_row * H;
+        const float *const y_row = t == 0 ? y_init : y_seq + previous_row * H;
+        const float *const f_row = t == 0 ? f_init : f_seq + previous_row * H;
+        const float *const i_row = t == 0 ? i_init : i_seq + previous_row * H;
+        const float *const o_row = t == 0 ? o_init : o_seq + previous_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
-        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+        sg_gemm_packed(step_batch, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
 
         /* (R_fi@f, R_ff@f, R_fo@f) = (R_fi, R_ff, R_fo) @ f */
-        sg_gemm_packed(B, f_products_width, H, f_row, H, f_weights, f_products_width, f_weights_packed, R_fi_f_row, f_products_width);
+        sg_gemm_packed(step_batch, f_products_width, H, f_row, H, f_weights, f_products_width, f_weights_packed, R_fi_f_row, f_products_width);
 
         /* (R_ii@i, R_if@i, R_io@i) = (R_ii, R_if, R_io) @ i */
-        sg_gemm_packed(B, i_products_width, H, i_row, H, i_weights, i_products_width, i_weights_packed, R_ii_i_row, i_products_width);
+        sg_gemm_packed(step_batch, i_products_width, H, i_row, H, i_weights, i_products_width, i_weights_packed, R_ii_i_row, i_products_width);
 
         /* (R_oi@o, R_of@o, R_oo@o) = (R_oi, R_of, R_oo) @ o */
-        sg_gemm_packed(B, o_products_width, H, o_row, H, o_weights, o_products_width, o_weights_packed, R_oi_o_row, o_products_width);
+        sg_gemm_packed(step_batch, o_products_width, H, o_row, H, o_weights, o_products_width, o_weights_packed, R_oi_o_row, o_products_width);
 
         /* z, i', f', c', o', y' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
             const float *const R_ff_f_sample = R_ff_f_row + (size_t)sample * f_products_width;
             const float *const R_fi_f_sample = R_fi_f_row + (size_t)sample * f_products_width;
@@ -1122,5 +1127,6 @@ void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H,
                 y_next_sample[unit] = y_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 size_t sg_lstm_greff_fgr_float64_forward_work(int T, int B, int D, int H);
-void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *y_init,
     const double *c_init,
@@ -58,7 +58,7 @@ void sg_lstm_greff_fgr_float64_forward(int T, int B, int D, int H,
     double *z_tape,
     double *work);
 size_t sg_lstm_greff_fgr_float64_backward_work(int T, int B, int D, int H);
-void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *y_init,
     const double *c_init,
@@ -132,7 +132,7 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H,
     double *grad_R_oo,
     double *work);
 size_t sg_lstm_greff_fgr_float64_infer_work(int T, int B, int D, int H);
-void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H,
+void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *y_init,
     const double *c_init,

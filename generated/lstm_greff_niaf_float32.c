@@ -61,7 +61,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_lstm_greff_niaf_float32_forward_work(int T, int B, int D, int H);
-void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H,
+void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -88,7 +88,7 @@ void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work);
 size_t sg_lstm_greff_niaf_float32_backward_work(int T, int B, int D, int H);
-void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H,
+void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -135,7 +135,7 @@ void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H,
     float *grad_b_o,
     float *work);
 size_t sg_lstm_greff_niaf_float32_infer_work(int T, int B, int D, int H);
-void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H,
+void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -164,6 +164,7 @@ size_t sg_lstm_greff_niaf_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   y_init (B, H): initial state y
  *   c_init (B, H): initial state c
@@ -189,7 +190,7 @@ size_t sg_lstm_greff_niaf_float32_forward_work(int T, int B, int D, int H)
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   o_tape (T, B, H): o at every step, kept for the backward pass
  */
-void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H,
+void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -216,6 +217,7 @@ void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int y_products_width = 4 * H;
     const int x_products_width = 4 * H;
     /* R_z@y, R_i@y, R_f@y, R_o@y side by side */
@@ -240,29 +242,32 @@ void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
     const float *const y_weights_packed = sg_pack_weights(B, y_products_width, H, y_weights, y_products_width, y_weights_blas);
     /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const R_z_y_row = y_products;
         float *const R_i_y_row = y_products + H;
         float *const R_f_y_row = y_products + 2 * H;
         float *const R_o_y_row = y_products + 3 * H;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const y_next_row = y_seq + (size_t)t * B * H;
-        float *const z_row = z_tape + (size_t)t * B * H;
-        float *const i_row = i_tape + (size_t)t * B * H;
-        float *const f_row = f_tape + (size_t)t * B * H;
-        float *const o_row = o_tape + (size_t)t * B * H;
-        const float *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        float *const W_z_x_row = x_products + step_row * x_products_width;
+        float *const W_i_x_row = x_products + step_row * x_products_width + H;
+        float *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const W_o_x_row = x_products + step_row * x_products_width + 3 * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const y_next_row = y_seq + step_row * H;
+        float *const z_row = z_tape + step_row * H;
+        float *const i_row = i_tape + step_row * H;
+        float *const f_row = f_tape + step_row * H;
+        float *const o_row = o_tape + step_row * H;
+        const float *const y_row = t == 0 ? y_init : y_seq + previous_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
-        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+        sg_gemm_packed(step_batch, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
 
         /* z, i, f, c', o, y' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
             const float *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
             const float *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
@@ -303,6 +308,7 @@ void sg_lstm_greff_niaf_float32_forward(int T, int B, int D, int H,
                 y_next_sample[unit] = y_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -312,6 +318,7 @@ size_t sg_lstm_greff_niaf_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   y_init (B, H): initial state y
  *   c_init (B, H): initial state c
@@ -357,7 +364,7 @@ size_t sg_lstm_greff_niaf_float32_backward_work(int T, int B, int D, int H)
  *   grad_p_o (H): result: gradient with respect to p_o
  *   grad_b_o (H): result: gradient with respect to b_o
  */
-void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H,
+void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -408,6 +415,7 @@ void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H,
     (void)b_i;
     (void)b_f;
     (void)b_o;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int y_adjoints_width = 4 * H;
     /* δz_pre, δi_pre, δf_pre, δo_pre side by side, at every step */
     float *const y_adjoints = work;
@@ -451,29 +459,33 @@ void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H,
     memcpy(x_weights + (size_t)H * D, W_i, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)(3 * H) * D, W_o, sizeof(float) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_z_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width;
-        float *const d_i_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + H;
-        float *const d_f_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 2 * H;
-        float *const d_o_pre_row = y_adjoints + (size_t)t * B * y_adjoints_width + 3 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_z_pre_row = y_adjoints + step_row * y_adjoints_width;
+        float *const d_i_pre_row = y_adjoints + step_row * y_adjoints_width + H;
+        float *const d_f_pre_row = y_adjoints + step_row * y_adjoints_width + 2 * H;
+        float *const d_o_pre_row = y_adjoints + step_row * y_adjoints_width + 3 * H;
         float *const d_y_row = grad_y_init;
         float *const d_c_row = grad_c_init;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const float *const c_next_row = c_seq + (size_t)t * B * H;
-        const float *const f_row = f_tape + (size_t)t * B * H;
-        const float *const i_row = i_tape + (size_t)t * B * H;
-        const float *const o_row = o_tape + (size_t)t * B * H;
-        const float *const z_row = z_tape + (size_t)t * B * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const float *const c_next_row = c_seq + step_row * H;
+        const float *const f_row = f_tape + step_row * H;
+        const float *const i_row = i_tape + step_row * H;
+        const float *const o_row = o_tape + step_row * H;
+        const float *const z_row = z_tape + step_row * H;
         /* δy': gradient into y' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_y_next_row[n] = grad_y_init[n] + grad_y_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_y_next_row[n] = grad_y_init[n] + grad_y_seq[step_row * H + n];
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* τ1, δo, δo_pre, δc'_tot, δf, δf_pre, δi, δi_pre, δz, δz_pre, δc, δb_z, δp_i, δb_i, δp_f, δb_f, δp_o, δb_o */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const c_sample = c_row + (size_t)sample * H;
             const float *const c_next_sample = c_next_row + (size_t)sample * H;
             const float *const f_sample = f_row + (size_t)sample * H;
@@ -524,23 +536,20 @@ void sg_lstm_greff_niaf_float32_backward(int T, int B, int D, int H,
         }
 
         /* δy = (R_z, R_i, R_f, R_o)ᵀ @ (δz_pre, δi_pre, δf_pre, δo_pre) */
-        sg_gemm_packed(B, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, y_weights_packed, d_y_row, H);
+        sg_gemm_packed(step_batch, H, y_adjoints_width, d_z_pre_row, y_adjoints_width, y_weights, H, y_weights_packed, d_y_row, H);
     }
     /* δx = (W_z, W_i, W_f, W_o)ᵀ @ (δz_pre, δi_pre, δf_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, y_adjoints_width, y_adjoints, y_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, y_adjoints_width, y_adjoints, y_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(R_z, R_i, R_f, R_o) += Σ (δz_pre, δi_pre, δf_pre, δo_pre) ⊗ y, all steps */
     memset(grad_y_weights, 0, sizeof(float) * (size_t)y_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(y_adjoints_width, H, B, y_adjoints, y_adjoints_width, y_init, H, grad_y_weights, H);
-        sg_gemm_tn(y_adjoints_width, H, (T - 1) * B, y_adjoints + (size_t)B * y_adjoints_width, y_adjoints_width, y_seq, H, grad_y_weights, H);
-    }
+    sg_gemm_tn_previous(y_adjoints_width, H, T, B, batch_sizes, y_adjoints, y_adjoints_width, y_init, y_seq, H, grad_y_weights, H);
     sg_add((size_t)H * H, grad_y_weights, grad_R_z);
     sg_add((size_t)H * H, grad_y_weights + (size_t)H * H, grad_R_i);
     sg_add((size_t)H * H, grad_y_weights + (size_t)(2 * H) * H, grad_R_f);
     sg_add((size_t)H * H, grad_y_weights + (size_t)(3 * H) * H, grad_R_o);
     /* δ(W_z, W_i, W_f, W_o) += Σ (δz_pre, δi_pre, δf_pre, δo_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)y_adjoints_width * D);
-    sg_gemm_tn(y_adjoints_width, D, T * B, y_adjoints, y_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(y_adjoints_width, D, all_rows, y_adjoints, y_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_z);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
@@ -553,6 +562,7 @@ size_t sg_lstm_greff_niaf_float32_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   y_init (B, H): initial state y
  *   c_init (B, H): initial state c
@@ -574,7 +584,7 @@ size_t sg_lstm_greff_niaf_float32_infer_work(int T, int B, int D, int H)
  *   y_seq (T, B, H): state y after every step
  *   c_seq (T, B, H): state c after every step
  */
-void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H,
+void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -597,6 +607,7 @@ void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H,
     float *c_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int y_products_width = 4 * H;
     const int x_products_width = 4 * H;
     /* R_z@y, R_i@y, R_f@y, R_o@y side by side */
@@ -621,25 +632,28 @@ void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, R_o, y_weights + 3 * H, y_products_width);
     const float *const y_weights_packed = sg_pack_weights(B, y_products_width, H, y_weights, y_products_width, y_weights_blas);
     /* (W_z@x, W_i@x, W_f@x, W_o@x) = (W_z, W_i, W_f, W_o) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const R_z_y_row = y_products;
         float *const R_i_y_row = y_products + H;
         float *const R_f_y_row = y_products + 2 * H;
         float *const R_o_y_row = y_products + 3 * H;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_i_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const W_o_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const y_next_row = y_seq + (size_t)t * B * H;
-        const float *const y_row = t == 0 ? y_init : y_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        float *const W_z_x_row = x_products + step_row * x_products_width;
+        float *const W_i_x_row = x_products + step_row * x_products_width + H;
+        float *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const W_o_x_row = x_products + step_row * x_products_width + 3 * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const y_next_row = y_seq + step_row * H;
+        const float *const y_row = t == 0 ? y_init : y_seq + previous_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (R_z@y, R_i@y, R_f@y, R_o@y) = (R_z, R_i, R_f, R_o) @ y */
-        sg_gemm_packed(B, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
+        sg_gemm_packed(step_batch, y_products_width, H, y_row, H, y_weights, y_products_width, y_weights_packed, R_z_y_row, y_products_width);
 
         /* z, i, f, c', o, y' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const R_f_y_sample = R_f_y_row + (size_t)sample * y_products_width;
             const float *const R_i_y_sample = R_i_y_row + (size_t)sample * y_products_width;
             const float *const R_o_y_sample = R_o_y_row + (size_t)sample * y_products_width;
@@ -672,5 +686,6 @@ void sg_lstm_greff_niaf_float32_infer(int T, int B, int D, int H,
                 y_next_sample[unit] = y_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_lstm_greff_nog_float64_forward_work(int T, int B, int D, int H);
-void sg_lstm_greff_nog_float64_forward(int T, int B, int D, int H,
+void sg_lstm_greff_nog_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *y_init,
     const double *c_init,
@@ -40,7 +40,7 @@ void sg_lstm_greff_nog_float64_forward(int T, int B, int D, int H,
     double *f_tape,
     double *work);
 size_t sg_lstm_greff_nog_float64_backward_work(int T, int B, int D, int H);
-void sg_lstm_greff_nog_float64_backward(int T, int B, int D, int H,
+void sg_lstm_greff_nog_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *y_init,
     const double *c_init,
@@ -78,7 +78,7 @@ void sg_lstm_greff_nog_float64_backward(int T, int B, int D, int H,
     double *grad_b_f,
     double *work);
 size_t sg_lstm_greff_nog_float64_infer_work(int T, int B, int D, int H);
-void sg_lstm_greff_nog_float64_infer(int T, int B, int D, int H,
+void sg_lstm_greff_nog_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *y_init,
     const double *c_init,

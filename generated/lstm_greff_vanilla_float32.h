@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 size_t sg_lstm_greff_vanilla_float32_forward_work(int T, int B, int D, int H);
-void sg_lstm_greff_vanilla_float32_forward(int T, int B, int D, int H,
+void sg_lstm_greff_vanilla_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -46,7 +46,7 @@ void sg_lstm_greff_vanilla_float32_forward(int T, int B, int D, int H,
     float *o_tape,
     float *work);
 size_t sg_lstm_greff_vanilla_float32_backward_work(int T, int B, int D, int H);
-void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
+void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,
@@ -93,7 +93,7 @@ void sg_lstm_greff_vanilla_float32_backward(int T, int B, int D, int H,
     float *grad_b_o,
     float *work);
 size_t sg_lstm_greff_vanilla_float32_infer_work(int T, int B, int D, int H);
-void sg_lstm_greff_vanilla_float32_infer(int T, int B, int D, int H,
+void sg_lstm_greff_vanilla_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *y_init,
     const float *c_init,

@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 size_t sg_lstm_slp3_float64_forward_work(int T, int B, int D, int H);
-void sg_lstm_slp3_float64_forward(int T, int B, int D, int H,
+void sg_lstm_slp3_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -41,7 +41,7 @@ void sg_lstm_slp3_float64_forward(int T, int B, int D, int H,
     double *o_tape,
     double *work);
 size_t sg_lstm_slp3_float64_backward_work(int T, int B, int D, int H);
-void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
+void sg_lstm_slp3_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -74,7 +74,7 @@ void sg_lstm_slp3_float64_backward(int T, int B, int D, int H,
     double *grad_W_o,
     double *work);
 size_t sg_lstm_slp3_float64_infer_work(int T, int B, int D, int H);
-void sg_lstm_slp3_float64_infer(int T, int B, int D, int H,
+void sg_lstm_slp3_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,

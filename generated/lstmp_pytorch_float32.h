@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 size_t sg_lstmp_pytorch_float32_forward_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -50,7 +50,7 @@ void sg_lstmp_pytorch_float32_forward(int T, int B, int D, int P, int H,
     float *W_hr_arg_tape,
     float *work);
 size_t sg_lstmp_pytorch_float32_backward_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -102,7 +102,7 @@ void sg_lstmp_pytorch_float32_backward(int T, int B, int D, int P, int H,
     float *grad_W_hr,
     float *work);
 size_t sg_lstmp_pytorch_float32_infer_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float32_infer(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float32_infer(int T, int B, int D, int P, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,

@@ -66,7 +66,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_lstmp_pytorch_float64_forward_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -96,7 +96,7 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
     double *W_hr_arg_tape,
     double *work);
 size_t sg_lstmp_pytorch_float64_backward_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -148,7 +148,7 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
     double *grad_W_hr,
     double *work);
 size_t sg_lstmp_pytorch_float64_infer_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -179,6 +179,7 @@ size_t sg_lstmp_pytorch_float64_forward_work(int T, int B, int D, int P, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, P): initial state h
  *   c_init (B, H): initial state c
@@ -207,7 +208,7 @@ size_t sg_lstmp_pytorch_float64_forward_work(int T, int B, int D, int P, int H)
  *   o_tape (T, B, H): o at every step, kept for the backward pass
  *   W_hr_arg_tape (T, B, H): W_hr_arg at every step, kept for the backward pass
  */
-void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -237,6 +238,7 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
     double *W_hr_arg_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 4 * H;
     const int x_products_width = 4 * H;
     const int W_hr_arg_products_width = P;
@@ -271,31 +273,34 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
     sg_pack_t(P, H, W_hr, W_hr_arg_weights, W_hr_arg_products_width);
     const double *const W_hr_arg_weights_packed = sg_pack_weights(B, W_hr_arg_products_width, H, W_hr_arg_weights, W_hr_arg_products_width, W_hr_arg_weights_blas);
     /* (W_ii@x, W_if@x, W_ig@x, W_io@x) = (W_ii, W_if, W_ig, W_io) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const W_hi_h_row = h_products;
         double *const W_hf_h_row = h_products + H;
         double *const W_hg_h_row = h_products + 2 * H;
         double *const W_ho_h_row = h_products + 3 * H;
-        double *const W_ii_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_if_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_ig_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_io_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const W_ii_x_row = x_products + step_row * x_products_width;
+        double *const W_if_x_row = x_products + step_row * x_products_width + H;
+        double *const W_ig_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_io_x_row = x_products + step_row * x_products_width + 3 * H;
         double *const W_hr_W_hr_arg_row = W_hr_arg_products;
-        double *const c_next_row = c_seq + (size_t)t * B * H;
-        double *const h_next_row = h_seq + (size_t)t * B * P;
-        double *const i_row = i_tape + (size_t)t * B * H;
-        double *const f_row = f_tape + (size_t)t * B * H;
-        double *const g_row = g_tape + (size_t)t * B * H;
-        double *const o_row = o_tape + (size_t)t * B * H;
-        double *const W_hr_arg_row = W_hr_arg_tape + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * P;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        double *const c_next_row = c_seq + step_row * H;
+        double *const h_next_row = h_seq + step_row * P;
+        double *const i_row = i_tape + step_row * H;
+        double *const f_row = f_tape + step_row * H;
+        double *const g_row = g_tape + step_row * H;
+        double *const o_row = o_tape + step_row * H;
+        double *const W_hr_arg_row = W_hr_arg_tape + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * P;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (W_hi@h, W_hf@h, W_hg@h, W_ho@h) = (W_hi, W_hf, W_hg, W_ho) @ h */
-        sg_gemm_packed(B, h_products_width, P, h_row, P, h_weights, h_products_width, h_weights_packed, W_hi_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, P, h_row, P, h_weights, h_products_width, h_weights_packed, W_hi_h_row, h_products_width);
 
         /* i, f, g, o, c', W_hr_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hf_h_sample = W_hf_h_row + (size_t)sample * h_products_width;
             const double *const W_hg_h_sample = W_hg_h_row + (size_t)sample * h_products_width;
             const double *const W_hi_h_sample = W_hi_h_row + (size_t)sample * h_products_width;
@@ -338,10 +343,10 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
         }
 
         /* (W_hr@W_hr_arg) = (W_hr) @ W_hr_arg */
-        sg_gemm_packed(B, W_hr_arg_products_width, H, W_hr_arg_row, H, W_hr_arg_weights, W_hr_arg_products_width, W_hr_arg_weights_packed, W_hr_W_hr_arg_row, W_hr_arg_products_width);
+        sg_gemm_packed(step_batch, W_hr_arg_products_width, H, W_hr_arg_row, H, W_hr_arg_weights, W_hr_arg_products_width, W_hr_arg_weights_packed, W_hr_W_hr_arg_row, W_hr_arg_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hr_W_hr_arg_sample = W_hr_W_hr_arg_row + (size_t)sample * W_hr_arg_products_width;
             double *const h_next_sample = h_next_row + (size_t)sample * P;
             SG_UNITS_INDEPENDENT
@@ -351,6 +356,7 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -360,6 +366,7 @@ size_t sg_lstmp_pytorch_float64_backward_work(int T, int B, int D, int P, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, P): initial state h
  *   c_init (B, H): initial state c
@@ -410,7 +417,7 @@ size_t sg_lstmp_pytorch_float64_backward_work(int T, int B, int D, int P, int H)
  *   grad_b_ho (H): result: gradient with respect to b_ho
  *   grad_W_hr (P, H): result: gradient with respect to W_hr
  */
-void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -470,6 +477,7 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
     (void)b_hg;
     (void)b_io;
     (void)b_ho;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 4 * H;
     const int W_hr_arg_adjoints_width = P;
     /* δi_pre, δf_pre, δg_pre, δo_pre side by side, at every step */
@@ -529,30 +537,34 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
     memcpy(x_weights + (size_t)H * D, W_if, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_ig, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(3 * H) * D, W_io, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_i_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
-        double *const d_g_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 2 * H;
-        double *const d_o_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + 3 * H;
-        double *const d_h_next_pre_row = W_hr_arg_adjoints + (size_t)t * B * W_hr_arg_adjoints_width;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_i_pre_row = h_adjoints + step_row * h_adjoints_width;
+        double *const d_f_pre_row = h_adjoints + step_row * h_adjoints_width + H;
+        double *const d_g_pre_row = h_adjoints + step_row * h_adjoints_width + 2 * H;
+        double *const d_o_pre_row = h_adjoints + step_row * h_adjoints_width + 3 * H;
+        double *const d_h_next_pre_row = W_hr_arg_adjoints + step_row * W_hr_arg_adjoints_width;
         double *const d_h_row = grad_h_init;
         double *const d_c_row = grad_c_init;
-        const double *const c_next_row = c_seq + (size_t)t * B * H;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const g_row = g_tape + (size_t)t * B * H;
-        const double *const i_row = i_tape + (size_t)t * B * H;
-        const double *const o_row = o_tape + (size_t)t * B * H;
+        const double *const c_next_row = c_seq + step_row * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const double *const f_row = f_tape + step_row * H;
+        const double *const g_row = g_tape + step_row * H;
+        const double *const i_row = i_tape + step_row * H;
+        const double *const o_row = o_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * P; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * P + n];
+        for (size_t n = 0; n < (size_t)step_batch * P; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * P + n];
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* δh'_pre */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * P;
             double *const d_h_next_pre_sample = d_h_next_pre_row + (size_t)sample * W_hr_arg_adjoints_width;
             SG_UNITS_INDEPENDENT
@@ -564,7 +576,7 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
         }
 
         /* τ1 */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const c_next_sample = c_next_row + (size_t)sample * H;
             double *const tmp1_sample = tmp1_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
@@ -576,10 +588,10 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
         }
 
         /* δW_hr_arg = (W_hr)ᵀ @ (δh'_pre) */
-        sg_gemm_packed(B, H, W_hr_arg_adjoints_width, d_h_next_pre_row, W_hr_arg_adjoints_width, W_hr_arg_weights, H, W_hr_arg_weights_packed, d_W_hr_arg_row, H);
+        sg_gemm_packed(step_batch, H, W_hr_arg_adjoints_width, d_h_next_pre_row, W_hr_arg_adjoints_width, W_hr_arg_weights, H, W_hr_arg_weights_packed, d_W_hr_arg_row, H);
 
         /* δc'_tot, δo, δo_pre, δg, δg_pre, δf, δf_pre, δi, δi_pre, δc, δb_ii, δb_hi, δb_if, δb_hf, δb_ig, δb_hg, δb_io, δb_ho */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const c_sample = c_row + (size_t)sample * H;
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const g_sample = g_row + (size_t)sample * H;
@@ -630,29 +642,26 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
         }
 
         /* δh = (W_hi, W_hf, W_hg, W_ho)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre) */
-        sg_gemm_packed(B, P, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, P, h_weights_packed, d_h_row, P);
+        sg_gemm_packed(step_batch, P, h_adjoints_width, d_i_pre_row, h_adjoints_width, h_weights, P, h_weights_packed, d_h_row, P);
     }
     /* δx = (W_ii, W_if, W_ig, W_io)ᵀ @ (δi_pre, δf_pre, δg_pre, δo_pre), all steps */
-    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(W_hi, W_hf, W_hg, W_ho) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(double) * (size_t)h_adjoints_width * P);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, P, B, h_adjoints, h_adjoints_width, h_init, P, grad_h_weights, P);
-        sg_gemm_tn(h_adjoints_width, P, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, P, grad_h_weights, P);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, P, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, P, grad_h_weights, P);
     sg_add((size_t)H * P, grad_h_weights, grad_W_hi);
     sg_add((size_t)H * P, grad_h_weights + (size_t)H * P, grad_W_hf);
     sg_add((size_t)H * P, grad_h_weights + (size_t)(2 * H) * P, grad_W_hg);
     sg_add((size_t)H * P, grad_h_weights + (size_t)(3 * H) * P, grad_W_ho);
     /* δ(W_ii, W_if, W_ig, W_io) += Σ (δi_pre, δf_pre, δg_pre, δo_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)h_adjoints_width * D);
-    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(h_adjoints_width, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_ii);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_if);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_ig);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W_io);
     /* δW_hr += Σ δh'_pre ⊗ W_hr_arg, all steps */
-    sg_gemm_tn(P, H, T * B, W_hr_arg_adjoints, W_hr_arg_adjoints_width, W_hr_arg_tape, H, grad_W_hr, H);
+    sg_gemm_tn(P, H, all_rows, W_hr_arg_adjoints, W_hr_arg_adjoints_width, W_hr_arg_tape, H, grad_W_hr, H);
 }
 
 size_t sg_lstmp_pytorch_float64_infer_work(int T, int B, int D, int P, int H)
@@ -661,6 +670,7 @@ size_t sg_lstmp_pytorch_float64_infer_work(int T, int B, int D, int P, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, P): initial state h
  *   c_init (B, H): initial state c
@@ -684,7 +694,7 @@ size_t sg_lstmp_pytorch_float64_infer_work(int T, int B, int D, int P, int H)
  *   h_seq (T, B, P): state h after every step
  *   c_seq (T, B, H): state c after every step
  */
-void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -709,6 +719,7 @@ void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
     double *c_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 4 * H;
     const int x_products_width = 4 * H;
     const int W_hr_arg_products_width = P;
@@ -745,26 +756,29 @@ void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
     sg_pack_t(P, H, W_hr, W_hr_arg_weights, W_hr_arg_products_width);
     const double *const W_hr_arg_weights_packed = sg_pack_weights(B, W_hr_arg_products_width, H, W_hr_arg_weights, W_hr_arg_products_width, W_hr_arg_weights_blas);
     /* (W_ii@x, W_if@x, W_ig@x, W_io@x) = (W_ii, W_if, W_ig, W_io) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const W_hi_h_row = h_products;
         double *const W_hf_h_row = h_products + H;
         double *const W_hg_h_row = h_products + 2 * H;
         double *const W_ho_h_row = h_products + 3 * H;
-        double *const W_ii_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_if_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_ig_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_io_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const W_ii_x_row = x_products + step_row * x_products_width;
+        double *const W_if_x_row = x_products + step_row * x_products_width + H;
+        double *const W_ig_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_io_x_row = x_products + step_row * x_products_width + 3 * H;
         double *const W_hr_W_hr_arg_row = W_hr_arg_products;
-        double *const c_next_row = c_seq + (size_t)t * B * H;
-        double *const h_next_row = h_seq + (size_t)t * B * P;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * P;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        double *const c_next_row = c_seq + step_row * H;
+        double *const h_next_row = h_seq + step_row * P;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * P;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* (W_hi@h, W_hf@h, W_hg@h, W_ho@h) = (W_hi, W_hf, W_hg, W_ho) @ h */
-        sg_gemm_packed(B, h_products_width, P, h_row, P, h_weights, h_products_width, h_weights_packed, W_hi_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, P, h_row, P, h_weights, h_products_width, h_weights_packed, W_hi_h_row, h_products_width);
 
         /* i, f, g, o, c', W_hr_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hf_h_sample = W_hf_h_row + (size_t)sample * h_products_width;
             const double *const W_hg_h_sample = W_hg_h_row + (size_t)sample * h_products_width;
             const double *const W_hi_h_sample = W_hi_h_row + (size_t)sample * h_products_width;
@@ -799,10 +813,10 @@ void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
         }
 
         /* (W_hr@W_hr_arg) = (W_hr) @ W_hr_arg */
-        sg_gemm_packed(B, W_hr_arg_products_width, H, W_hr_arg_row, H, W_hr_arg_weights, W_hr_arg_products_width, W_hr_arg_weights_packed, W_hr_W_hr_arg_row, W_hr_arg_products_width);
+        sg_gemm_packed(step_batch, W_hr_arg_products_width, H, W_hr_arg_row, H, W_hr_arg_weights, W_hr_arg_products_width, W_hr_arg_weights_packed, W_hr_W_hr_arg_row, W_hr_arg_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_hr_W_hr_arg_sample = W_hr_W_hr_arg_row + (size_t)sample * W_hr_arg_products_width;
             double *const h_next_sample = h_next_row + (size_t)sample * P;
             SG_UNITS_INDEPENDENT
@@ -812,5 +826,6 @@ void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 size_t sg_lstmp_pytorch_float64_forward_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -50,7 +50,7 @@ void sg_lstmp_pytorch_float64_forward(int T, int B, int D, int P, int H,
     double *W_hr_arg_tape,
     double *work);
 size_t sg_lstmp_pytorch_float64_backward_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,
@@ -102,7 +102,7 @@ void sg_lstmp_pytorch_float64_backward(int T, int B, int D, int P, int H,
     double *grad_W_hr,
     double *work);
 size_t sg_lstmp_pytorch_float64_infer_work(int T, int B, int D, int P, int H);
-void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H,
+void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *c_init,

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_mgu_float32_forward_work(int T, int B, int D, int H);
-void sg_mgu_float32_forward(int T, int B, int D, int H,
+void sg_mgu_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_f,
@@ -32,7 +32,7 @@ void sg_mgu_float32_forward(int T, int B, int D, int H,
     float *h_tilde_tape,
     float *work);
 size_t sg_mgu_float32_backward_work(int T, int B, int D, int H);
-void sg_mgu_float32_backward(int T, int B, int D, int H,
+void sg_mgu_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_f,
@@ -56,7 +56,7 @@ void sg_mgu_float32_backward(int T, int B, int D, int H,
     float *grad_b_h,
     float *work);
 size_t sg_mgu_float32_infer_work(int T, int B, int D, int H);
-void sg_mgu_float32_infer(int T, int B, int D, int H,
+void sg_mgu_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_f,

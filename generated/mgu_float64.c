@@ -45,7 +45,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_mgu_float64_forward_work(int T, int B, int D, int H);
-void sg_mgu_float64_forward(int T, int B, int D, int H,
+void sg_mgu_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_f,
@@ -60,7 +60,7 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
     double *h_tilde_tape,
     double *work);
 size_t sg_mgu_float64_backward_work(int T, int B, int D, int H);
-void sg_mgu_float64_backward(int T, int B, int D, int H,
+void sg_mgu_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_f,
@@ -84,7 +84,7 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
     double *grad_b_h,
     double *work);
 size_t sg_mgu_float64_infer_work(int T, int B, int D, int H);
-void sg_mgu_float64_infer(int T, int B, int D, int H,
+void sg_mgu_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_f,
@@ -102,6 +102,7 @@ size_t sg_mgu_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_f (H, D): parameter W_f
@@ -115,7 +116,7 @@ size_t sg_mgu_float64_forward_work(int T, int B, int D, int H)
  *   U_h_arg_tape (T, B, H): U_h_arg at every step, kept for the backward pass
  *   h_tilde_tape (T, B, H): h_tilde at every step, kept for the backward pass
  */
-void sg_mgu_float64_forward(int T, int B, int D, int H,
+void sg_mgu_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_f,
@@ -130,6 +131,7 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
     double *h_tilde_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = H;
     const int x_products_width = 2 * H;
     const int U_h_arg_products_width = H;
@@ -159,22 +161,25 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const double *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_f@x, W_h@x) = (W_f, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_f_h_row = h_products;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_f_x_row = x_products + step_row * x_products_width;
+        double *const W_h_x_row = x_products + step_row * x_products_width + H;
         double *const U_h_U_h_arg_row = U_h_arg_products;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const f_row = f_tape + (size_t)t * B * H;
-        double *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
-        double *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const f_row = f_tape + step_row * H;
+        double *const U_h_arg_row = U_h_arg_tape + step_row * H;
+        double *const h_tilde_row = h_tilde_tape + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U_f@h) = (U_f) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_f_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_f_h_row, h_products_width);
 
         /* f, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
             const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
             const double *const h_sample = h_row + (size_t)sample * H;
@@ -193,10 +198,10 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h_tilde, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const double *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -215,6 +220,7 @@ void sg_mgu_float64_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -224,6 +230,7 @@ size_t sg_mgu_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_f (H, D): parameter W_f
@@ -246,7 +253,7 @@ size_t sg_mgu_float64_backward_work(int T, int B, int D, int H)
  *   grad_U_h (H, H): result: gradient with respect to U_h
  *   grad_b_h (H): result: gradient with respect to b_h
  */
-void sg_mgu_float64_backward(int T, int B, int D, int H,
+void sg_mgu_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_f,
@@ -272,6 +279,7 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
 {
     (void)b_f;
     (void)b_h;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = H;
     const int x_adjoints_width = 2 * H;
     const int U_h_arg_adjoints_width = H;
@@ -316,21 +324,25 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
     /* (W_f, W_h) stacked */
     memcpy(x_weights, W_f, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_h, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_f_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        double *const d_h_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_f_pre_row = h_adjoints + step_row * h_adjoints_width;
+        double *const d_h_tilde_pre_row = x_adjoints + step_row * x_adjoints_width + H;
         double *const d_h_row = grad_h_init;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const h_tilde_row = h_tilde_tape + (size_t)t * B * H;
-        double *const d_f_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        double *const d_h_tilde_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + (size_t)t * B * U_h_arg_adjoints_width;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const f_row = f_tape + step_row * H;
+        const double *const h_tilde_row = h_tilde_tape + step_row * H;
+        double *const d_f_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
+        double *const d_h_tilde_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + step_row * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δh_tilde, δh_tilde_pre, τ1, δb_h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
@@ -353,10 +365,10 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
         }
 
         /* δU_h_arg = (U_h)ᵀ @ (δh_tilde_pre) */
-        sg_gemm_packed(B, H, U_h_arg_adjoints_width, d_h_tilde_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_h_arg_adjoints_width, d_h_tilde_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
 
         /* δf, δf_pre, δb_f */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const h_tilde_sample = h_tilde_row + (size_t)sample * H;
@@ -382,10 +394,10 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
         }
 
         /* δh_matmul = (U_f)ᵀ @ (δf_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_f_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_f_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
@@ -405,19 +417,16 @@ void sg_mgu_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_f, W_h)ᵀ @ (δf_pre, δh_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δU_f += Σ δf_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_U_f, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_U_f, H);
-    }
+    sg_gemm_tn_previous(H, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_U_f, H);
     /* δ(W_f, W_h) += Σ (δf_pre, δh_tilde_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * D);
-    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(x_adjoints_width, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_h);
     /* δU_h += Σ δh_tilde_pre ⊗ U_h_arg, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+    sg_gemm_tn(H, H, all_rows, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
 }
 
 size_t sg_mgu_float64_infer_work(int T, int B, int D, int H)
@@ -426,6 +435,7 @@ size_t sg_mgu_float64_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_f (H, D): parameter W_f
@@ -436,7 +446,7 @@ size_t sg_mgu_float64_infer_work(int T, int B, int D, int H)
  *   b_h (H): parameter b_h
  *   h_seq (T, B, H): state h after every step
  */
-void sg_mgu_float64_infer(int T, int B, int D, int H,
+void sg_mgu_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_f,
@@ -448,6 +458,7 @@ void sg_mgu_float64_infer(int T, int B, int D, int H,
     double *h_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = H;
     const int x_products_width = 2 * H;
     const int U_h_arg_products_width = H;
@@ -481,19 +492,22 @@ void sg_mgu_float64_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const double *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_f@x, W_h@x) = (W_f, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_f_h_row = h_products;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        double *const W_f_x_row = x_products + step_row * x_products_width;
+        double *const W_h_x_row = x_products + step_row * x_products_width + H;
         double *const U_h_U_h_arg_row = U_h_arg_products;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        double *const h_next_row = h_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U_f@h) = (U_f) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_f_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_f_h_row, h_products_width);
 
         /* f, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_f_h_sample = U_f_h_row + (size_t)sample * h_products_width;
             const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
             const double *const h_sample = h_row + (size_t)sample * H;
@@ -512,10 +526,10 @@ void sg_mgu_float64_infer(int T, int B, int D, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h_tilde, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const double *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -532,5 +546,6 @@ void sg_mgu_float64_infer(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_mut1_float32_forward_work(int T, int B, int H);
-void sg_mut1_float32_forward(int T, int B, int H,
+void sg_mut1_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -34,7 +34,7 @@ void sg_mut1_float32_forward(int T, int B, int H,
     float *U_h_U_h_arg_tape,
     float *work);
 size_t sg_mut1_float32_backward_work(int T, int B, int H);
-void sg_mut1_float32_backward(int T, int B, int H,
+void sg_mut1_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -61,7 +61,7 @@ void sg_mut1_float32_backward(int T, int B, int H,
     float *grad_b_h,
     float *work);
 size_t sg_mut1_float32_infer_work(int T, int B, int H);
-void sg_mut1_float32_infer(int T, int B, int H,
+void sg_mut1_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,

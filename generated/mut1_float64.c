@@ -49,7 +49,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_mut1_float64_forward_work(int T, int B, int H);
-void sg_mut1_float64_forward(int T, int B, int H,
+void sg_mut1_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_z,
@@ -66,7 +66,7 @@ void sg_mut1_float64_forward(int T, int B, int H,
     double *U_h_U_h_arg_tape,
     double *work);
 size_t sg_mut1_float64_backward_work(int T, int B, int H);
-void sg_mut1_float64_backward(int T, int B, int H,
+void sg_mut1_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_z,
@@ -93,7 +93,7 @@ void sg_mut1_float64_backward(int T, int B, int H,
     double *grad_b_h,
     double *work);
 size_t sg_mut1_float64_infer_work(int T, int B, int H);
-void sg_mut1_float64_infer(int T, int B, int H,
+void sg_mut1_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_z,
@@ -112,6 +112,7 @@ size_t sg_mut1_float64_forward_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_z (H, H): parameter W_z
@@ -127,7 +128,7 @@ size_t sg_mut1_float64_forward_work(int T, int B, int H)
  *   U_h_arg_tape (T, B, H): U_h_arg at every step, kept for the backward pass
  *   U_h_U_h_arg_tape (T, B, H): U_h@U_h_arg at every step, kept for the backward pass
  */
-void sg_mut1_float64_forward(int T, int B, int H,
+void sg_mut1_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_z,
@@ -144,6 +145,7 @@ void sg_mut1_float64_forward(int T, int B, int H,
     double *U_h_U_h_arg_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_products_width = 2 * H;
     const int h_products_width = H;
     const int U_h_arg_products_width = H;
@@ -173,21 +175,24 @@ void sg_mut1_float64_forward(int T, int B, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const double *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_z@x, W_r@x) = (W_z, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const W_z_x_row = x_products + step_row * x_products_width;
+        double *const W_r_x_row = x_products + step_row * x_products_width + H;
         double *const U_r_h_row = h_products;
         double *const U_h_U_h_arg_row = U_h_arg_products;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const z_row = z_tape + (size_t)t * B * H;
-        double *const r_row = r_tape + (size_t)t * B * H;
-        double *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
-        double *const U_h_U_h_arg_tape_row = U_h_U_h_arg_tape + (size_t)t * B * H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const z_row = z_tape + step_row * H;
+        double *const r_row = r_tape + step_row * H;
+        double *const U_h_arg_row = U_h_arg_tape + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const x_row = x_seq + step_row * H;
+        double *const U_h_U_h_arg_tape_row = U_h_U_h_arg_tape + step_row * H;
         /* z */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
             double *const z_sample = z_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
@@ -199,10 +204,10 @@ void sg_mut1_float64_forward(int T, int B, int H,
         }
 
         /* (U_r@h) = (U_r) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
 
         /* r, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
             const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
             const double *const h_sample = h_row + (size_t)sample * H;
@@ -221,10 +226,10 @@ void sg_mut1_float64_forward(int T, int B, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const x_sample = x_row + (size_t)sample * H;
@@ -242,6 +247,7 @@ void sg_mut1_float64_forward(int T, int B, int H,
                 U_h_U_h_arg_tape_sample[unit] = U_h_U_h_arg;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -251,6 +257,7 @@ size_t sg_mut1_float64_backward_work(int T, int B, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_z (H, H): parameter W_z
@@ -276,7 +283,7 @@ size_t sg_mut1_float64_backward_work(int T, int B, int H)
  *   grad_U_h (H, H): result: gradient with respect to U_h
  *   grad_b_h (H): result: gradient with respect to b_h
  */
-void sg_mut1_float64_backward(int T, int B, int H,
+void sg_mut1_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_z,
@@ -305,6 +312,7 @@ void sg_mut1_float64_backward(int T, int B, int H,
 {
     (void)b_z;
     (void)b_r;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_adjoints_width = 2 * H;
     const int h_adjoints_width = H;
     const int U_h_arg_adjoints_width = H;
@@ -350,24 +358,28 @@ void sg_mut1_float64_backward(int T, int B, int H,
     /* (W_z, W_r) stacked */
     memcpy(x_weights, W_z, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)H * H, W_r, sizeof(double) * (size_t)H * H);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_z_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        double *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
-        double *const d_h_next_pre_row = U_h_arg_adjoints + (size_t)t * B * U_h_arg_adjoints_width;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_z_pre_row = x_adjoints + step_row * x_adjoints_width;
+        double *const d_r_pre_row = x_adjoints + step_row * x_adjoints_width + H;
+        double *const d_h_next_pre_row = U_h_arg_adjoints + step_row * U_h_arg_adjoints_width;
         double *const d_h_row = grad_h_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const U_h_U_h_arg_row = U_h_U_h_arg_tape + (size_t)t * B * H;
-        const double *const z_row = z_tape + (size_t)t * B * H;
-        const double *const r_row = r_tape + (size_t)t * B * H;
-        double *const d_r_pre_h_adjoints_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        double *const d_x_row = grad_x_seq + step_row * H;
+        const double *const x_row = x_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const U_h_U_h_arg_row = U_h_U_h_arg_tape + step_row * H;
+        const double *const z_row = z_tape + step_row * H;
+        const double *const r_row = r_tape + step_row * H;
+        double *const d_r_pre_h_adjoints_row = h_adjoints + step_row * h_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* τ1, τ2, δh'_pre, δz, τ3, δz_pre, δx, δb_z, δb_h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * H;
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const x_sample = x_row + (size_t)sample * H;
@@ -401,10 +413,10 @@ void sg_mut1_float64_backward(int T, int B, int H,
         }
 
         /* δU_h_arg = (U_h)ᵀ @ (δh'_pre) */
-        sg_gemm_packed(B, H, U_h_arg_adjoints_width, d_h_next_pre_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_h_arg_adjoints_width, d_h_next_pre_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
 
         /* δr, δr_pre, δb_r */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const r_sample = r_row + (size_t)sample * H;
             const double *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
@@ -424,10 +436,10 @@ void sg_mut1_float64_backward(int T, int B, int H,
         }
 
         /* δh_matmul = (U_r)ᵀ @ (δr_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_r_pre_h_adjoints_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_r_pre_h_adjoints_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const r_sample = r_row + (size_t)sample * H;
             const double *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
@@ -447,19 +459,16 @@ void sg_mut1_float64_backward(int T, int B, int H,
         }
     }
     /* δx += (W_z, W_r)ᵀ @ (δz_pre, δr_pre), all steps */
-    sg_gemm_nn(T * B, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    sg_gemm_nn(all_rows, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
     /* δ(W_z, W_r) += Σ (δz_pre, δr_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * H);
-    sg_gemm_tn(x_adjoints_width, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_gemm_tn(x_adjoints_width, H, all_rows, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
     sg_add((size_t)H * H, grad_x_weights, grad_W_z);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_r);
     /* δU_r += Σ δr_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, x_adjoints + H, x_adjoints_width, h_init, H, grad_U_r, H);
-        sg_gemm_tn(H, H, (T - 1) * B, x_adjoints + H + (size_t)B * x_adjoints_width, x_adjoints_width, h_seq, H, grad_U_r, H);
-    }
+    sg_gemm_tn_previous(H, H, T, B, batch_sizes, x_adjoints + H, x_adjoints_width, h_init, h_seq, H, grad_U_r, H);
     /* δU_h += Σ δh'_pre ⊗ U_h_arg, all steps */
-    sg_gemm_tn(H, H, T * B, U_h_arg_adjoints, U_h_arg_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+    sg_gemm_tn(H, H, all_rows, U_h_arg_adjoints, U_h_arg_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
 }
 
 size_t sg_mut1_float64_infer_work(int T, int B, int H)
@@ -468,6 +477,7 @@ size_t sg_mut1_float64_infer_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_z (H, H): parameter W_z
@@ -479,7 +489,7 @@ size_t sg_mut1_float64_infer_work(int T, int B, int H)
  *   b_h (H): parameter b_h
  *   h_seq (T, B, H): state h after every step
  */
-void sg_mut1_float64_infer(int T, int B, int H,
+void sg_mut1_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_z,
@@ -492,6 +502,7 @@ void sg_mut1_float64_infer(int T, int B, int H,
     double *h_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_products_width = 2 * H;
     const int h_products_width = H;
     const int U_h_arg_products_width = H;
@@ -525,17 +536,20 @@ void sg_mut1_float64_infer(int T, int B, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const double *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_z@x, W_r@x) = (W_z, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        double *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const W_z_x_row = x_products + step_row * x_products_width;
+        double *const W_r_x_row = x_products + step_row * x_products_width + H;
         double *const U_r_h_row = h_products;
         double *const U_h_U_h_arg_row = U_h_arg_products;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
+        double *const h_next_row = h_seq + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const x_row = x_seq + step_row * H;
         /* z */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
             double *const z_sample = z_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
@@ -547,10 +561,10 @@ void sg_mut1_float64_infer(int T, int B, int H,
         }
 
         /* (U_r@h) = (U_r) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_r_h_row, h_products_width);
 
         /* r, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
             const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
             const double *const h_sample = h_row + (size_t)sample * H;
@@ -567,10 +581,10 @@ void sg_mut1_float64_infer(int T, int B, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const x_sample = x_row + (size_t)sample * H;
@@ -586,5 +600,6 @@ void sg_mut1_float64_infer(int T, int B, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

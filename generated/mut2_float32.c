@@ -49,7 +49,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_mut2_float32_forward_work(int T, int B, int H);
-void sg_mut2_float32_forward(int T, int B, int H,
+void sg_mut2_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -68,7 +68,7 @@ void sg_mut2_float32_forward(int T, int B, int H,
     float *W_h_x_tape,
     float *work);
 size_t sg_mut2_float32_backward_work(int T, int B, int H);
-void sg_mut2_float32_backward(int T, int B, int H,
+void sg_mut2_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -98,7 +98,7 @@ void sg_mut2_float32_backward(int T, int B, int H,
     float *grad_b_h,
     float *work);
 size_t sg_mut2_float32_infer_work(int T, int B, int H);
-void sg_mut2_float32_infer(int T, int B, int H,
+void sg_mut2_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -118,6 +118,7 @@ size_t sg_mut2_float32_forward_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_z (H, H): parameter W_z
@@ -135,7 +136,7 @@ size_t sg_mut2_float32_forward_work(int T, int B, int H)
  *   U_h_U_h_arg_tape (T, B, H): U_h@U_h_arg at every step, kept for the backward pass
  *   W_h_x_tape (T, B, H): W_h@x at every step, kept for the backward pass
  */
-void sg_mut2_float32_forward(int T, int B, int H,
+void sg_mut2_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -154,6 +155,7 @@ void sg_mut2_float32_forward(int T, int B, int H,
     float *W_h_x_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 2 * H;
     const int x_products_width = 2 * H;
     const int U_h_arg_products_width = H;
@@ -184,26 +186,29 @@ void sg_mut2_float32_forward(int T, int B, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const float *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_z@x, W_h@x) = (W_z, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_z_h_row = h_products;
         float *const U_r_h_row = h_products + H;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_z_x_row = x_products + step_row * x_products_width;
+        float *const W_h_x_row = x_products + step_row * x_products_width + H;
         float *const U_h_U_h_arg_row = U_h_arg_products;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        float *const z_row = z_tape + (size_t)t * B * H;
-        float *const r_row = r_tape + (size_t)t * B * H;
-        float *const U_h_arg_row = U_h_arg_tape + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
-        float *const U_h_U_h_arg_tape_row = U_h_U_h_arg_tape + (size_t)t * B * H;
-        float *const W_h_x_tape_row = W_h_x_tape + (size_t)t * B * H;
+        float *const h_next_row = h_seq + step_row * H;
+        float *const z_row = z_tape + step_row * H;
+        float *const r_row = r_tape + step_row * H;
+        float *const U_h_arg_row = U_h_arg_tape + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const x_row = x_seq + step_row * H;
+        float *const U_h_U_h_arg_tape_row = U_h_U_h_arg_tape + step_row * H;
+        float *const W_h_x_tape_row = W_h_x_tape + step_row * H;
         /* (U_z@h, U_r@h) = (U_z, U_r) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_z_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_z_h_row, h_products_width);
 
         /* z, r, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
             const float *const U_z_h_sample = U_z_h_row + (size_t)sample * h_products_width;
             const float *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
@@ -229,10 +234,10 @@ void sg_mut2_float32_forward(int T, int B, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
             const float *const h_sample = h_row + (size_t)sample * H;
@@ -252,6 +257,7 @@ void sg_mut2_float32_forward(int T, int B, int H,
                 W_h_x_tape_sample[unit] = W_h_x;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -261,6 +267,7 @@ size_t sg_mut2_float32_backward_work(int T, int B, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_z (H, H): parameter W_z
@@ -289,7 +296,7 @@ size_t sg_mut2_float32_backward_work(int T, int B, int H)
  *   grad_W_h (H, H): result: gradient with respect to W_h
  *   grad_b_h (H): result: gradient with respect to b_h
  */
-void sg_mut2_float32_backward(int T, int B, int H,
+void sg_mut2_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -321,6 +328,7 @@ void sg_mut2_float32_backward(int T, int B, int H,
 {
     (void)b_z;
     (void)b_r;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 2 * H;
     const int x_adjoints_width = 2 * H;
     const int U_h_arg_adjoints_width = H;
@@ -370,25 +378,29 @@ void sg_mut2_float32_backward(int T, int B, int H,
     /* (W_z, W_h) stacked */
     memcpy(x_weights, W_z, sizeof(float) * (size_t)H * H);
     memcpy(x_weights + (size_t)H * H, W_h, sizeof(float) * (size_t)H * H);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_z_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        float *const d_r_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
-        float *const d_h_next_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_z_pre_row = h_adjoints + step_row * h_adjoints_width;
+        float *const d_r_pre_row = h_adjoints + step_row * h_adjoints_width + H;
+        float *const d_h_next_pre_row = x_adjoints + step_row * x_adjoints_width + H;
         float *const d_h_row = grad_h_init;
-        float *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const U_h_U_h_arg_row = U_h_U_h_arg_tape + (size_t)t * B * H;
-        const float *const W_h_x_row = W_h_x_tape + (size_t)t * B * H;
-        const float *const z_row = z_tape + (size_t)t * B * H;
-        const float *const r_row = r_tape + (size_t)t * B * H;
-        float *const d_z_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        float *const d_h_next_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + (size_t)t * B * U_h_arg_adjoints_width;
+        float *const d_x_row = grad_x_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const U_h_U_h_arg_row = U_h_U_h_arg_tape + step_row * H;
+        const float *const W_h_x_row = W_h_x_tape + step_row * H;
+        const float *const z_row = z_tape + step_row * H;
+        const float *const r_row = r_tape + step_row * H;
+        float *const d_z_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
+        float *const d_h_next_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + step_row * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* τ1, δh'_pre, δz, τ2, δz_pre, δb_z, δb_h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * H;
             const float *const W_h_x_sample = W_h_x_row + (size_t)sample * H;
             const float *const h_sample = h_row + (size_t)sample * H;
@@ -422,10 +434,10 @@ void sg_mut2_float32_backward(int T, int B, int H,
         }
 
         /* δU_h_arg = (U_h)ᵀ @ (δh'_pre) */
-        sg_gemm_packed(B, H, U_h_arg_adjoints_width, d_h_next_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_h_arg_adjoints_width, d_h_next_pre_U_h_arg_adjoints_row, U_h_arg_adjoints_width, U_h_arg_weights, H, U_h_arg_weights_packed, d_U_h_arg_row, H);
 
         /* δr, δr_pre, δx, δb_r */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const h_sample = h_row + (size_t)sample * H;
             const float *const r_sample = r_row + (size_t)sample * H;
             const float *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
@@ -446,10 +458,10 @@ void sg_mut2_float32_backward(int T, int B, int H,
         }
 
         /* δh_matmul = (U_z, U_r)ᵀ @ (δz_pre, δr_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_z_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_z_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const r_sample = r_row + (size_t)sample * H;
             const float *const d_U_h_arg_sample = d_U_h_arg_row + (size_t)sample * H;
             const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
@@ -469,22 +481,19 @@ void sg_mut2_float32_backward(int T, int B, int H,
         }
     }
     /* δx += (W_z, W_h)ᵀ @ (δz_pre, δh'_pre), all steps */
-    sg_gemm_nn(T * B, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    sg_gemm_nn(all_rows, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
     /* δ(U_z, U_r) += Σ (δz_pre, δr_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
-        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_h_weights, H);
     sg_add((size_t)H * H, grad_h_weights, grad_U_z);
     sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_r);
     /* δ(W_z, W_h) += Σ (δz_pre, δh'_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * H);
-    sg_gemm_tn(x_adjoints_width, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_gemm_tn(x_adjoints_width, H, all_rows, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
     sg_add((size_t)H * H, grad_x_weights, grad_W_z);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_h);
     /* δU_h += Σ δh'_pre ⊗ U_h_arg, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
+    sg_gemm_tn(H, H, all_rows, x_adjoints + H, x_adjoints_width, U_h_arg_tape, H, grad_U_h, H);
 }
 
 size_t sg_mut2_float32_infer_work(int T, int B, int H)
@@ -493,6 +502,7 @@ size_t sg_mut2_float32_infer_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   h_init (B, H): initial state h
  *   W_z (H, H): parameter W_z
@@ -505,7 +515,7 @@ size_t sg_mut2_float32_infer_work(int T, int B, int H)
  *   b_h (H): parameter b_h
  *   h_seq (T, B, H): state h after every step
  */
-void sg_mut2_float32_infer(int T, int B, int H,
+void sg_mut2_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -519,6 +529,7 @@ void sg_mut2_float32_infer(int T, int B, int H,
     float *h_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 2 * H;
     const int x_products_width = 2 * H;
     const int U_h_arg_products_width = H;
@@ -553,21 +564,24 @@ void sg_mut2_float32_infer(int T, int B, int H,
     sg_pack_t(H, H, U_h, U_h_arg_weights, U_h_arg_products_width);
     const float *const U_h_arg_weights_packed = sg_pack_weights(B, U_h_arg_products_width, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_blas);
     /* (W_z@x, W_h@x) = (W_z, W_h) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_z_h_row = h_products;
         float *const U_r_h_row = h_products + H;
-        float *const W_z_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_h_x_row = x_products + (size_t)t * B * x_products_width + H;
+        float *const W_z_x_row = x_products + step_row * x_products_width;
+        float *const W_h_x_row = x_products + step_row * x_products_width + H;
         float *const U_h_U_h_arg_row = U_h_arg_products;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
+        float *const h_next_row = h_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const x_row = x_seq + step_row * H;
         /* (U_z@h, U_r@h) = (U_z, U_r) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_z_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_z_h_row, h_products_width);
 
         /* z, r, U_h_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_r_h_sample = U_r_h_row + (size_t)sample * h_products_width;
             const float *const U_z_h_sample = U_z_h_row + (size_t)sample * h_products_width;
             const float *const W_z_x_sample = W_z_x_row + (size_t)sample * x_products_width;
@@ -591,10 +605,10 @@ void sg_mut2_float32_infer(int T, int B, int H,
         }
 
         /* (U_h@U_h_arg) = (U_h) @ U_h_arg */
-        sg_gemm_packed(B, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
+        sg_gemm_packed(step_batch, U_h_arg_products_width, H, U_h_arg_row, H, U_h_arg_weights, U_h_arg_products_width, U_h_arg_weights_packed, U_h_U_h_arg_row, U_h_arg_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_h_U_h_arg_sample = U_h_U_h_arg_row + (size_t)sample * U_h_arg_products_width;
             const float *const W_h_x_sample = W_h_x_row + (size_t)sample * x_products_width;
             const float *const h_sample = h_row + (size_t)sample * H;
@@ -610,5 +624,6 @@ void sg_mut2_float32_infer(int T, int B, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

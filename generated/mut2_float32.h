@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_mut2_float32_forward_work(int T, int B, int H);
-void sg_mut2_float32_forward(int T, int B, int H,
+void sg_mut2_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -36,7 +36,7 @@ void sg_mut2_float32_forward(int T, int B, int H,
     float *W_h_x_tape,
     float *work);
 size_t sg_mut2_float32_backward_work(int T, int B, int H);
-void sg_mut2_float32_backward(int T, int B, int H,
+void sg_mut2_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -66,7 +66,7 @@ void sg_mut2_float32_backward(int T, int B, int H,
     float *grad_b_h,
     float *work);
 size_t sg_mut2_float32_infer_work(int T, int B, int H);
-void sg_mut2_float32_infer(int T, int B, int H,
+void sg_mut2_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,

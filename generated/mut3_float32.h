@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_mut3_float32_forward_work(int T, int B, int D, int H);
-void sg_mut3_float32_forward(int T, int B, int D, int H,
+void sg_mut3_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -39,7 +39,7 @@ void sg_mut3_float32_forward(int T, int B, int D, int H,
     float *W_h_x_tape,
     float *work);
 size_t sg_mut3_float32_backward_work(int T, int B, int D, int H);
-void sg_mut3_float32_backward(int T, int B, int D, int H,
+void sg_mut3_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,
@@ -72,7 +72,7 @@ void sg_mut3_float32_backward(int T, int B, int D, int H,
     float *grad_b_h,
     float *work);
 size_t sg_mut3_float32_infer_work(int T, int B, int D, int H);
-void sg_mut3_float32_infer(int T, int B, int D, int H,
+void sg_mut3_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_z,

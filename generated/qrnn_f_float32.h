@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_qrnn_f_float32_forward_work(int T, int B, int D, int H);
-void sg_qrnn_f_float32_forward(int T, int B, int D, int H,
+void sg_qrnn_f_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *xp_init,
@@ -33,7 +33,7 @@ void sg_qrnn_f_float32_forward(int T, int B, int D, int H,
     float *f_tape,
     float *work);
 size_t sg_qrnn_f_float32_backward_work(int T, int B, int D, int H);
-void sg_qrnn_f_float32_backward(int T, int B, int D, int H,
+void sg_qrnn_f_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *xp_init,
@@ -60,7 +60,7 @@ void sg_qrnn_f_float32_backward(int T, int B, int D, int H,
     float *grad_b_f,
     float *work);
 size_t sg_qrnn_f_float32_infer_work(int T, int B, int D, int H);
-void sg_qrnn_f_float32_infer(int T, int B, int D, int H,
+void sg_qrnn_f_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *xp_init,

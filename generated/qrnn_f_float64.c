@@ -45,7 +45,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_qrnn_f_float64_forward_work(int T, int B, int D, int H);
-void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
+void sg_qrnn_f_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -61,7 +61,7 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
     double *f_tape,
     double *work);
 size_t sg_qrnn_f_float64_backward_work(int T, int B, int D, int H);
-void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
+void sg_qrnn_f_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -88,7 +88,7 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
     double *grad_b_f,
     double *work);
 size_t sg_qrnn_f_float64_infer_work(int T, int B, int D, int H);
-void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
+void sg_qrnn_f_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -108,6 +108,7 @@ size_t sg_qrnn_f_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   xp_init (B, D): initial state xp
@@ -122,7 +123,7 @@ size_t sg_qrnn_f_float64_forward_work(int T, int B, int D, int H)
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  */
-void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
+void sg_qrnn_f_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -138,6 +139,7 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
     double *f_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int xp_products_width = 2 * H;
     const int x_products_width = 2 * H;
     /* W_z1@xp, W_f1@xp side by side */
@@ -158,21 +160,24 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
     const double *const xp_weights_packed = sg_pack_weights(B, xp_products_width, D, xp_weights, xp_products_width, xp_weights_blas);
     /* (W_z2@x, W_f2@x) = (W_z2, W_f2) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const W_z1_xp_row = xp_products;
         double *const W_f1_xp_row = xp_products + H;
-        double *const W_z2_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_f2_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const xp_next_row = xp_seq + (size_t)t * B * D;
-        double *const z_row = z_tape + (size_t)t * B * H;
-        double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const xp_row = t == 0 ? xp_init : xp_seq + (size_t)(t - 1) * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        double *const W_z2_x_row = x_products + step_row * x_products_width;
+        double *const W_f2_x_row = x_products + step_row * x_products_width + H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const xp_next_row = xp_seq + step_row * D;
+        double *const z_row = z_tape + step_row * H;
+        double *const f_row = f_tape + step_row * H;
+        const double *const xp_row = t == 0 ? xp_init : xp_seq + previous_row * D;
+        const double *const x_row = x_seq + step_row * D;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* xp' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const x_sample = x_row + (size_t)sample * D;
             double *const xp_next_sample = xp_next_row + (size_t)sample * D;
             SG_UNITS_INDEPENDENT
@@ -184,10 +189,10 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
         }
 
         /* (W_z1@xp, W_f1@xp) = (W_z1, W_f1) @ xp */
-        sg_gemm_packed(B, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, xp_weights_packed, W_z1_xp_row, xp_products_width);
+        sg_gemm_packed(step_batch, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, xp_weights_packed, W_z1_xp_row, xp_products_width);
 
         /* z, f, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_f1_xp_sample = W_f1_xp_row + (size_t)sample * xp_products_width;
             const double *const W_f2_x_sample = W_f2_x_row + (size_t)sample * x_products_width;
             const double *const W_z1_xp_sample = W_z1_xp_row + (size_t)sample * xp_products_width;
@@ -211,6 +216,7 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -220,6 +226,7 @@ size_t sg_qrnn_f_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   xp_init (B, D): initial state xp
@@ -245,7 +252,7 @@ size_t sg_qrnn_f_float64_backward_work(int T, int B, int D, int H)
  *   grad_W_f2 (H, D): result: gradient with respect to W_f2
  *   grad_b_f (H): result: gradient with respect to b_f
  */
-void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
+void sg_qrnn_f_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -274,6 +281,7 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
 {
     (void)b_z;
     (void)b_f;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int xp_adjoints_width = 2 * H;
     /* δz_pre, δf_pre side by side, at every step */
     double *const xp_adjoints = work;
@@ -304,25 +312,29 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
     /* (W_z2, W_f2) stacked */
     memcpy(x_weights, W_z2, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_f2, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_z_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width;
-        double *const d_f_pre_row = xp_adjoints + (size_t)t * B * xp_adjoints_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_z_pre_row = xp_adjoints + step_row * xp_adjoints_width;
+        double *const d_f_pre_row = xp_adjoints + step_row * xp_adjoints_width + H;
         double *const d_h_row = grad_h_init;
         double *const d_xp_row = grad_xp_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * D;
-        const double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const double *const z_row = z_tape + (size_t)t * B * H;
+        double *const d_x_row = grad_x_seq + step_row * D;
+        const double *const f_row = f_tape + step_row * H;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const double *const z_row = z_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δxp': gradient into xp' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * D; ++n) {
-            d_xp_next_row[n] = grad_xp_init[n] + grad_xp_seq[(size_t)t * B * D + n];
+        for (size_t n = 0; n < (size_t)step_batch * D; ++n) {
+            d_xp_next_row[n] = grad_xp_init[n] + grad_xp_seq[step_row * D + n];
         }
         /* δf, τ1, δf_pre, δz, δz_pre, δh, δb_z, δb_f */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const h_sample = h_row + (size_t)sample * H;
             const double *const z_sample = z_row + (size_t)sample * H;
@@ -351,7 +363,7 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
         }
 
         /* δx */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const d_xp_next_sample = d_xp_next_row + (size_t)sample * D;
             double *const d_x_sample = d_x_row + (size_t)sample * D;
             SG_UNITS_INDEPENDENT
@@ -363,21 +375,18 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
         }
 
         /* δxp = (W_z1, W_f1)ᵀ @ (δz_pre, δf_pre) */
-        sg_gemm_packed(B, D, xp_adjoints_width, d_z_pre_row, xp_adjoints_width, xp_weights, D, xp_weights_packed, d_xp_row, D);
+        sg_gemm_packed(step_batch, D, xp_adjoints_width, d_z_pre_row, xp_adjoints_width, xp_weights, D, xp_weights_packed, d_xp_row, D);
     }
     /* δx += (W_z2, W_f2)ᵀ @ (δz_pre, δf_pre), all steps */
-    sg_gemm_nn(T * B, D, xp_adjoints_width, xp_adjoints, xp_adjoints_width, x_weights, D, grad_x_seq, D, 1);
+    sg_gemm_nn(all_rows, D, xp_adjoints_width, xp_adjoints, xp_adjoints_width, x_weights, D, grad_x_seq, D, 1);
     /* δ(W_z1, W_f1) += Σ (δz_pre, δf_pre) ⊗ xp, all steps */
     memset(grad_xp_weights, 0, sizeof(double) * (size_t)xp_adjoints_width * D);
-    if (T > 0) {
-        sg_gemm_tn(xp_adjoints_width, D, B, xp_adjoints, xp_adjoints_width, xp_init, D, grad_xp_weights, D);
-        sg_gemm_tn(xp_adjoints_width, D, (T - 1) * B, xp_adjoints + (size_t)B * xp_adjoints_width, xp_adjoints_width, xp_seq, D, grad_xp_weights, D);
-    }
+    sg_gemm_tn_previous(xp_adjoints_width, D, T, B, batch_sizes, xp_adjoints, xp_adjoints_width, xp_init, xp_seq, D, grad_xp_weights, D);
     sg_add((size_t)H * D, grad_xp_weights, grad_W_z1);
     sg_add((size_t)H * D, grad_xp_weights + (size_t)H * D, grad_W_f1);
     /* δ(W_z2, W_f2) += Σ (δz_pre, δf_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)xp_adjoints_width * D);
-    sg_gemm_tn(xp_adjoints_width, D, T * B, xp_adjoints, xp_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(xp_adjoints_width, D, all_rows, xp_adjoints, xp_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_z2);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_f2);
 }
@@ -388,6 +397,7 @@ size_t sg_qrnn_f_float64_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   xp_init (B, D): initial state xp
@@ -400,7 +410,7 @@ size_t sg_qrnn_f_float64_infer_work(int T, int B, int D, int H)
  *   h_seq (T, B, H): state h after every step
  *   xp_seq (T, B, D): state xp after every step
  */
-void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
+void sg_qrnn_f_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -414,6 +424,7 @@ void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
     double *xp_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int xp_products_width = 2 * H;
     const int x_products_width = 2 * H;
     /* W_z1@xp, W_f1@xp side by side */
@@ -434,19 +445,22 @@ void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
     sg_pack_t(H, D, W_f1, xp_weights + H, xp_products_width);
     const double *const xp_weights_packed = sg_pack_weights(B, xp_products_width, D, xp_weights, xp_products_width, xp_weights_blas);
     /* (W_z2@x, W_f2@x) = (W_z2, W_f2) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const W_z1_xp_row = xp_products;
         double *const W_f1_xp_row = xp_products + H;
-        double *const W_z2_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_f2_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const h_next_row = h_seq + (size_t)t * B * H;
-        double *const xp_next_row = xp_seq + (size_t)t * B * D;
-        const double *const xp_row = t == 0 ? xp_init : xp_seq + (size_t)(t - 1) * B * D;
-        const double *const x_row = x_seq + (size_t)t * B * D;
-        const double *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        double *const W_z2_x_row = x_products + step_row * x_products_width;
+        double *const W_f2_x_row = x_products + step_row * x_products_width + H;
+        double *const h_next_row = h_seq + step_row * H;
+        double *const xp_next_row = xp_seq + step_row * D;
+        const double *const xp_row = t == 0 ? xp_init : xp_seq + previous_row * D;
+        const double *const x_row = x_seq + step_row * D;
+        const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* xp' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const x_sample = x_row + (size_t)sample * D;
             double *const xp_next_sample = xp_next_row + (size_t)sample * D;
             SG_UNITS_INDEPENDENT
@@ -458,10 +472,10 @@ void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
         }
 
         /* (W_z1@xp, W_f1@xp) = (W_z1, W_f1) @ xp */
-        sg_gemm_packed(B, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, xp_weights_packed, W_z1_xp_row, xp_products_width);
+        sg_gemm_packed(step_batch, xp_products_width, D, xp_row, D, xp_weights, xp_products_width, xp_weights_packed, W_z1_xp_row, xp_products_width);
 
         /* z, f, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_f1_xp_sample = W_f1_xp_row + (size_t)sample * xp_products_width;
             const double *const W_f2_x_sample = W_f2_x_row + (size_t)sample * x_products_width;
             const double *const W_z1_xp_sample = W_z1_xp_row + (size_t)sample * xp_products_width;
@@ -481,5 +495,6 @@ void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 size_t sg_qrnn_f_float64_forward_work(int T, int B, int D, int H);
-void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
+void sg_qrnn_f_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -33,7 +33,7 @@ void sg_qrnn_f_float64_forward(int T, int B, int D, int H,
     double *f_tape,
     double *work);
 size_t sg_qrnn_f_float64_backward_work(int T, int B, int D, int H);
-void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
+void sg_qrnn_f_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,
@@ -60,7 +60,7 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H,
     double *grad_b_f,
     double *work);
 size_t sg_qrnn_f_float64_infer_work(int T, int B, int D, int H);
-void sg_qrnn_f_float64_infer(int T, int B, int D, int H,
+void sg_qrnn_f_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *xp_init,

@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 size_t sg_qrnn_ifo_float64_forward_work(int T, int B, int D, int H);
-void sg_qrnn_ifo_float64_forward(int T, int B, int D, int H,
+void sg_qrnn_ifo_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *xp_init,
@@ -45,7 +45,7 @@ void sg_qrnn_ifo_float64_forward(int T, int B, int D, int H,
     double *i_tape,
     double *work);
 size_t sg_qrnn_ifo_float64_backward_work(int T, int B, int D, int H);
-void sg_qrnn_ifo_float64_backward(int T, int B, int D, int H,
+void sg_qrnn_ifo_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *xp_init,
@@ -88,7 +88,7 @@ void sg_qrnn_ifo_float64_backward(int T, int B, int D, int H,
     double *grad_b_i,
     double *work);
 size_t sg_qrnn_ifo_float64_infer_work(int T, int B, int D, int H);
-void sg_qrnn_ifo_float64_infer(int T, int B, int D, int H,
+void sg_qrnn_ifo_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *xp_init,

@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 size_t sg_r2rt_normalized_prototype_float32_forward_work(int T, int B, int D, int H);
-void sg_r2rt_normalized_prototype_float32_forward(int T, int B, int D, int H,
+void sg_r2rt_normalized_prototype_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *s_init,
     const float *U_i,
@@ -47,7 +47,7 @@ void sg_r2rt_normalized_prototype_float32_forward(int T, int B, int D, int H,
     float *mean_mean_arg_tape,
     float *work);
 size_t sg_r2rt_normalized_prototype_float32_backward_work(int T, int B, int D, int H);
-void sg_r2rt_normalized_prototype_float32_backward(int T, int B, int D, int H,
+void sg_r2rt_normalized_prototype_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *s_init,
     const float *U_i,
@@ -88,7 +88,7 @@ void sg_r2rt_normalized_prototype_float32_backward(int T, int B, int D, int H,
     float *grad_b,
     float *work);
 size_t sg_r2rt_normalized_prototype_float32_infer_work(int T, int B, int D, int H);
-void sg_r2rt_normalized_prototype_float32_infer(int T, int B, int D, int H,
+void sg_r2rt_normalized_prototype_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *s_init,
     const float *U_i,

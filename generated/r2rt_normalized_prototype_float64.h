@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 size_t sg_r2rt_normalized_prototype_float64_forward_work(int T, int B, int D, int H);
-void sg_r2rt_normalized_prototype_float64_forward(int T, int B, int D, int H,
+void sg_r2rt_normalized_prototype_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -47,7 +47,7 @@ void sg_r2rt_normalized_prototype_float64_forward(int T, int B, int D, int H,
     double *mean_mean_arg_tape,
     double *work);
 size_t sg_r2rt_normalized_prototype_float64_backward_work(int T, int B, int D, int H);
-void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H,
+void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -88,7 +88,7 @@ void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H,
     double *grad_b,
     double *work);
 size_t sg_r2rt_normalized_prototype_float64_infer_work(int T, int B, int D, int H);
-void sg_r2rt_normalized_prototype_float64_infer(int T, int B, int D, int H,
+void sg_r2rt_normalized_prototype_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,

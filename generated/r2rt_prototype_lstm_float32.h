@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 size_t sg_r2rt_prototype_lstm_float32_forward_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float32_forward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *s_init,
     const float *U_i,
@@ -42,7 +42,7 @@ void sg_r2rt_prototype_lstm_float32_forward(int T, int B, int D, int H,
     float *s_tilde_tape,
     float *work);
 size_t sg_r2rt_prototype_lstm_float32_backward_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float32_backward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *s_init,
     const float *U_i,
@@ -80,7 +80,7 @@ void sg_r2rt_prototype_lstm_float32_backward(int T, int B, int D, int H,
     float *grad_b,
     float *work);
 size_t sg_r2rt_prototype_lstm_float32_infer_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float32_infer(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *s_init,
     const float *U_i,

@@ -56,7 +56,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_r2rt_prototype_lstm_float64_forward_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -79,7 +79,7 @@ void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
     double *s_tilde_tape,
     double *work);
 size_t sg_r2rt_prototype_lstm_float64_backward_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -117,7 +117,7 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
     double *grad_b,
     double *work);
 size_t sg_r2rt_prototype_lstm_float64_infer_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -141,6 +141,7 @@ size_t sg_r2rt_prototype_lstm_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   s_init (B, H): initial state s
  *   U_i (H, H): parameter U_i
@@ -162,7 +163,7 @@ size_t sg_r2rt_prototype_lstm_float64_forward_work(int T, int B, int D, int H)
  *   U_arg_tape (T, B, H): U_arg at every step, kept for the backward pass
  *   s_tilde_tape (T, B, H): s_tilde at every step, kept for the backward pass
  */
-void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -185,6 +186,7 @@ void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
     double *s_tilde_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int s_products_width = 3 * H;
     const int x_products_width = 4 * H;
     const int U_arg_products_width = H;
@@ -218,28 +220,31 @@ void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     const double *const U_arg_weights_packed = sg_pack_weights(B, U_arg_products_width, H, U_arg_weights, U_arg_products_width, U_arg_weights_blas);
     /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_i_s_row = s_products;
         double *const U_o_s_row = s_products + H;
         double *const U_f_s_row = s_products + 2 * H;
-        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const W_i_x_row = x_products + step_row * x_products_width;
+        double *const W_o_x_row = x_products + step_row * x_products_width + H;
+        double *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_x_row = x_products + step_row * x_products_width + 3 * H;
         double *const U_U_arg_row = U_arg_products;
-        double *const s_next_row = s_seq + (size_t)t * B * H;
-        double *const i_row = i_tape + (size_t)t * B * H;
-        double *const o_row = o_tape + (size_t)t * B * H;
-        double *const f_row = f_tape + (size_t)t * B * H;
-        double *const U_arg_row = U_arg_tape + (size_t)t * B * H;
-        double *const s_tilde_row = s_tilde_tape + (size_t)t * B * H;
-        const double *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
+        double *const s_next_row = s_seq + step_row * H;
+        double *const i_row = i_tape + step_row * H;
+        double *const o_row = o_tape + step_row * H;
+        double *const f_row = f_tape + step_row * H;
+        double *const U_arg_row = U_arg_tape + step_row * H;
+        double *const s_tilde_row = s_tilde_tape + step_row * H;
+        const double *const s_row = t == 0 ? s_init : s_seq + previous_row * H;
         /* (U_i@s, U_o@s, U_f@s) = (U_i, U_o, U_f) @ s */
-        sg_gemm_packed(B, s_products_width, H, s_row, H, s_weights, s_products_width, s_weights_packed, U_i_s_row, s_products_width);
+        sg_gemm_packed(step_batch, s_products_width, H, s_row, H, s_weights, s_products_width, s_weights_packed, U_i_s_row, s_products_width);
 
         /* i, o, f, U_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_f_s_sample = U_f_s_row + (size_t)sample * s_products_width;
             const double *const U_i_s_sample = U_i_s_row + (size_t)sample * s_products_width;
             const double *const U_o_s_sample = U_o_s_row + (size_t)sample * s_products_width;
@@ -272,10 +277,10 @@ void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
         }
 
         /* (U@U_arg) = (U) @ U_arg */
-        sg_gemm_packed(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
+        sg_gemm_packed(step_batch, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
 
         /* s_tilde, s' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -296,6 +301,7 @@ void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
                 s_next_sample[unit] = s_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -305,6 +311,7 @@ size_t sg_r2rt_prototype_lstm_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   s_init (B, H): initial state s
  *   U_i (H, H): parameter U_i
@@ -341,7 +348,7 @@ size_t sg_r2rt_prototype_lstm_float64_backward_work(int T, int B, int D, int H)
  *   grad_W (H, D): result: gradient with respect to W
  *   grad_b (H): result: gradient with respect to b
  */
-void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -383,6 +390,7 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
     (void)b_o;
     (void)b_f;
     (void)b;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int s_adjoints_width = 3 * H;
     const int x_adjoints_width = 4 * H;
     const int U_arg_adjoints_width = H;
@@ -437,27 +445,31 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
     memcpy(x_weights + (size_t)H * D, W_o, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_i_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width;
-        double *const d_o_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width + H;
-        double *const d_f_pre_row = s_adjoints + (size_t)t * B * s_adjoints_width + 2 * H;
-        double *const d_s_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 3 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_i_pre_row = s_adjoints + step_row * s_adjoints_width;
+        double *const d_o_pre_row = s_adjoints + step_row * s_adjoints_width + H;
+        double *const d_f_pre_row = s_adjoints + step_row * s_adjoints_width + 2 * H;
+        double *const d_s_tilde_pre_row = x_adjoints + step_row * x_adjoints_width + 3 * H;
         double *const d_s_row = grad_s_init;
-        const double *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
-        const double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const i_row = i_tape + (size_t)t * B * H;
-        const double *const s_tilde_row = s_tilde_tape + (size_t)t * B * H;
-        const double *const o_row = o_tape + (size_t)t * B * H;
-        double *const d_i_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        double *const d_o_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
-        double *const d_f_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
-        double *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + (size_t)t * B * U_arg_adjoints_width;
+        const double *const s_row = t == 0 ? s_init : s_seq + previous_row * H;
+        const double *const f_row = f_tape + step_row * H;
+        const double *const i_row = i_tape + step_row * H;
+        const double *const s_tilde_row = s_tilde_tape + step_row * H;
+        const double *const o_row = o_tape + step_row * H;
+        double *const d_i_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
+        double *const d_o_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
+        double *const d_f_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
+        double *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + step_row * U_arg_adjoints_width;
         /* δs': gradient into s' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
         }
         /* δs_tilde, δs_tilde_pre, δf, δf_pre, δi, δi_pre, δb_i, δb_f, δb */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const i_sample = i_row + (size_t)sample * H;
             const double *const s_sample = s_row + (size_t)sample * H;
@@ -495,10 +507,10 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
         }
 
         /* δU_arg = (U)ᵀ @ (δs_tilde_pre) */
-        sg_gemm_packed(B, H, U_arg_adjoints_width, d_s_tilde_pre_U_arg_adjoints_row, U_arg_adjoints_width, U_arg_weights, H, U_arg_weights_packed, d_U_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_arg_adjoints_width, d_s_tilde_pre_U_arg_adjoints_row, U_arg_adjoints_width, U_arg_weights, H, U_arg_weights_packed, d_U_arg_row, H);
 
         /* δo, δo_pre, δb_o */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const o_sample = o_row + (size_t)sample * H;
             const double *const s_sample = s_row + (size_t)sample * H;
             const double *const d_U_arg_sample = d_U_arg_row + (size_t)sample * H;
@@ -518,10 +530,10 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
         }
 
         /* δs_matmul = (U_i, U_o, U_f)ᵀ @ (δi_pre, δo_pre, δf_pre) */
-        sg_gemm_packed(B, H, s_adjoints_width, d_i_pre_row, s_adjoints_width, s_weights, H, s_weights_packed, d_s_matmul_row, H);
+        sg_gemm_packed(step_batch, H, s_adjoints_width, d_i_pre_row, s_adjoints_width, s_weights, H, s_weights_packed, d_s_matmul_row, H);
 
         /* δs */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const o_sample = o_row + (size_t)sample * H;
             const double *const d_U_arg_sample = d_U_arg_row + (size_t)sample * H;
@@ -541,25 +553,22 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_i, W_o, W_f, W)ᵀ @ (δi_pre, δo_pre, δf_pre, δs_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(U_i, U_o, U_f) += Σ (δi_pre, δo_pre, δf_pre) ⊗ s, all steps */
     memset(grad_s_weights, 0, sizeof(double) * (size_t)s_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(s_adjoints_width, H, B, s_adjoints, s_adjoints_width, s_init, H, grad_s_weights, H);
-        sg_gemm_tn(s_adjoints_width, H, (T - 1) * B, s_adjoints + (size_t)B * s_adjoints_width, s_adjoints_width, s_seq, H, grad_s_weights, H);
-    }
+    sg_gemm_tn_previous(s_adjoints_width, H, T, B, batch_sizes, s_adjoints, s_adjoints_width, s_init, s_seq, H, grad_s_weights, H);
     sg_add((size_t)H * H, grad_s_weights, grad_U_i);
     sg_add((size_t)H * H, grad_s_weights + (size_t)H * H, grad_U_o);
     sg_add((size_t)H * H, grad_s_weights + (size_t)(2 * H) * H, grad_U_f);
     /* δ(W_i, W_o, W_f, W) += Σ (δi_pre, δo_pre, δf_pre, δs_tilde_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * D);
-    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(x_adjoints_width, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_o);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
+    sg_gemm_tn(H, H, all_rows, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
 }
 
 size_t sg_r2rt_prototype_lstm_float64_infer_work(int T, int B, int D, int H)
@@ -568,6 +577,7 @@ size_t sg_r2rt_prototype_lstm_float64_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   s_init (B, H): initial state s
  *   U_i (H, H): parameter U_i
@@ -584,7 +594,7 @@ size_t sg_r2rt_prototype_lstm_float64_infer_work(int T, int B, int D, int H)
  *   b (H): parameter b
  *   s_seq (T, B, H): state s after every step
  */
-void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -602,6 +612,7 @@ void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
     double *s_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int s_products_width = 3 * H;
     const int x_products_width = 4 * H;
     const int U_arg_products_width = H;
@@ -641,23 +652,26 @@ void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     const double *const U_arg_weights_packed = sg_pack_weights(B, U_arg_products_width, H, U_arg_weights, U_arg_products_width, U_arg_weights_blas);
     /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_i_s_row = s_products;
         double *const U_o_s_row = s_products + H;
         double *const U_f_s_row = s_products + 2 * H;
-        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const W_i_x_row = x_products + step_row * x_products_width;
+        double *const W_o_x_row = x_products + step_row * x_products_width + H;
+        double *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_x_row = x_products + step_row * x_products_width + 3 * H;
         double *const U_U_arg_row = U_arg_products;
-        double *const s_next_row = s_seq + (size_t)t * B * H;
-        const double *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
+        double *const s_next_row = s_seq + step_row * H;
+        const double *const s_row = t == 0 ? s_init : s_seq + previous_row * H;
         /* (U_i@s, U_o@s, U_f@s) = (U_i, U_o, U_f) @ s */
-        sg_gemm_packed(B, s_products_width, H, s_row, H, s_weights, s_products_width, s_weights_packed, U_i_s_row, s_products_width);
+        sg_gemm_packed(step_batch, s_products_width, H, s_row, H, s_weights, s_products_width, s_weights_packed, U_i_s_row, s_products_width);
 
         /* i, o, f, U_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_f_s_sample = U_f_s_row + (size_t)sample * s_products_width;
             const double *const U_i_s_sample = U_i_s_row + (size_t)sample * s_products_width;
             const double *const U_o_s_sample = U_o_s_row + (size_t)sample * s_products_width;
@@ -688,10 +702,10 @@ void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
         }
 
         /* (U@U_arg) = (U) @ U_arg */
-        sg_gemm_packed(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
+        sg_gemm_packed(step_batch, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
 
         /* s_tilde, s' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -710,5 +724,6 @@ void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
                 s_next_sample[unit] = s_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

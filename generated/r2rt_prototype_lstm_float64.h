@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 size_t sg_r2rt_prototype_lstm_float64_forward_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -42,7 +42,7 @@ void sg_r2rt_prototype_lstm_float64_forward(int T, int B, int D, int H,
     double *s_tilde_tape,
     double *work);
 size_t sg_r2rt_prototype_lstm_float64_backward_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -80,7 +80,7 @@ void sg_r2rt_prototype_lstm_float64_backward(int T, int B, int D, int H,
     double *grad_b,
     double *work);
 size_t sg_r2rt_prototype_lstm_float64_infer_work(int T, int B, int D, int H);
-void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H,
+void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,

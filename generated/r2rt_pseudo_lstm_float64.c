@@ -61,7 +61,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_r2rt_pseudo_lstm_float64_forward_work(int T, int B, int D, int H);
-void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
+void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -86,7 +86,7 @@ void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
     double *s_tilde_tape,
     double *work);
 size_t sg_r2rt_pseudo_lstm_float64_backward_work(int T, int B, int D, int H);
-void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
+void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -127,7 +127,7 @@ void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
     double *grad_b,
     double *work);
 size_t sg_r2rt_pseudo_lstm_float64_infer_work(int T, int B, int D, int H);
-void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
+void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -152,6 +152,7 @@ size_t sg_r2rt_pseudo_lstm_float64_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   s_init (B, H): initial state s
  *   U_i (H, H): parameter U_i
@@ -175,7 +176,7 @@ size_t sg_r2rt_pseudo_lstm_float64_forward_work(int T, int B, int D, int H)
  *   U_arg_tape (T, B, H): U_arg at every step, kept for the backward pass
  *   s_tilde_tape (T, B, H): s_tilde at every step, kept for the backward pass
  */
-void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
+void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -200,6 +201,7 @@ void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
     double *s_tilde_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int U_i_arg_products_width = 3 * H;
     const int x_products_width = 4 * H;
     const int U_arg_products_width = H;
@@ -233,27 +235,30 @@ void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     const double *const U_arg_weights_packed = sg_pack_weights(B, U_arg_products_width, H, U_arg_weights, U_arg_products_width, U_arg_weights_blas);
     /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_i_U_i_arg_row = U_i_arg_products;
         double *const U_o_U_i_arg_row = U_i_arg_products + H;
         double *const U_f_U_i_arg_row = U_i_arg_products + 2 * H;
-        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const W_i_x_row = x_products + step_row * x_products_width;
+        double *const W_o_x_row = x_products + step_row * x_products_width + H;
+        double *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_x_row = x_products + step_row * x_products_width + 3 * H;
         double *const U_U_arg_row = U_arg_products;
-        double *const s_next_row = s_seq + (size_t)t * B * H;
-        double *const out_row = out_seq + (size_t)t * B * H;
-        double *const U_i_arg_row = U_i_arg_tape + (size_t)t * B * H;
-        double *const i_row = i_tape + (size_t)t * B * H;
-        double *const o_row = o_tape + (size_t)t * B * H;
-        double *const f_row = f_tape + (size_t)t * B * H;
-        double *const U_arg_row = U_arg_tape + (size_t)t * B * H;
-        double *const s_tilde_row = s_tilde_tape + (size_t)t * B * H;
-        const double *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
+        double *const s_next_row = s_seq + step_row * H;
+        double *const out_row = out_seq + step_row * H;
+        double *const U_i_arg_row = U_i_arg_tape + step_row * H;
+        double *const i_row = i_tape + step_row * H;
+        double *const o_row = o_tape + step_row * H;
+        double *const f_row = f_tape + step_row * H;
+        double *const U_arg_row = U_arg_tape + step_row * H;
+        double *const s_tilde_row = s_tilde_tape + step_row * H;
+        const double *const s_row = t == 0 ? s_init : s_seq + previous_row * H;
         /* U_i_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const s_sample = s_row + (size_t)sample * H;
             double *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
@@ -265,10 +270,10 @@ void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
         }
 
         /* (U_i@U_i_arg, U_o@U_i_arg, U_f@U_i_arg) = (U_i, U_o, U_f) @ U_i_arg */
-        sg_gemm_packed(B, U_i_arg_products_width, H, U_i_arg_row, H, U_i_arg_weights, U_i_arg_products_width, U_i_arg_weights_packed, U_i_U_i_arg_row, U_i_arg_products_width);
+        sg_gemm_packed(step_batch, U_i_arg_products_width, H, U_i_arg_row, H, U_i_arg_weights, U_i_arg_products_width, U_i_arg_weights_packed, U_i_U_i_arg_row, U_i_arg_products_width);
 
         /* i, o, f, U_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_f_U_i_arg_sample = U_f_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
             const double *const U_i_U_i_arg_sample = U_i_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
             const double *const U_o_U_i_arg_sample = U_o_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
@@ -301,10 +306,10 @@ void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
         }
 
         /* (U@U_arg) = (U) @ U_arg */
-        sg_gemm_packed(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
+        sg_gemm_packed(step_batch, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
 
         /* s_tilde, s', out */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -328,6 +333,7 @@ void sg_r2rt_pseudo_lstm_float64_forward(int T, int B, int D, int H,
                 out_sample[unit] = out;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -337,6 +343,7 @@ size_t sg_r2rt_pseudo_lstm_float64_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   s_init (B, H): initial state s
  *   U_i (H, H): parameter U_i
@@ -376,7 +383,7 @@ size_t sg_r2rt_pseudo_lstm_float64_backward_work(int T, int B, int D, int H)
  *   grad_W (H, D): result: gradient with respect to W
  *   grad_b (H): result: gradient with respect to b
  */
-void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
+void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -421,6 +428,7 @@ void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
     (void)b_o;
     (void)b_f;
     (void)b;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int U_i_arg_adjoints_width = 3 * H;
     const int x_adjoints_width = 4 * H;
     const int U_arg_adjoints_width = H;
@@ -479,30 +487,34 @@ void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
     memcpy(x_weights + (size_t)H * D, W_o, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(2 * H) * D, W_f, sizeof(double) * (size_t)H * D);
     memcpy(x_weights + (size_t)(3 * H) * D, W, sizeof(double) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_i_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width;
-        double *const d_o_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width + H;
-        double *const d_f_pre_row = U_i_arg_adjoints + (size_t)t * B * U_i_arg_adjoints_width + 2 * H;
-        double *const d_s_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 3 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_i_pre_row = U_i_arg_adjoints + step_row * U_i_arg_adjoints_width;
+        double *const d_o_pre_row = U_i_arg_adjoints + step_row * U_i_arg_adjoints_width + H;
+        double *const d_f_pre_row = U_i_arg_adjoints + step_row * U_i_arg_adjoints_width + 2 * H;
+        double *const d_s_tilde_pre_row = x_adjoints + step_row * x_adjoints_width + 3 * H;
         double *const d_s_row = grad_s_init;
-        const double *const U_i_arg_row = U_i_arg_tape + (size_t)t * B * H;
-        const double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const i_row = i_tape + (size_t)t * B * H;
-        const double *const out_row = out_seq + (size_t)t * B * H;
-        const double *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
-        const double *const s_tilde_row = s_tilde_tape + (size_t)t * B * H;
-        const double *const d_out_row = grad_out_seq + (size_t)t * B * H;
-        const double *const o_row = o_tape + (size_t)t * B * H;
-        double *const d_i_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        double *const d_o_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
-        double *const d_f_pre_x_adjoints_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
-        double *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + (size_t)t * B * U_arg_adjoints_width;
+        const double *const U_i_arg_row = U_i_arg_tape + step_row * H;
+        const double *const f_row = f_tape + step_row * H;
+        const double *const i_row = i_tape + step_row * H;
+        const double *const out_row = out_seq + step_row * H;
+        const double *const s_row = t == 0 ? s_init : s_seq + previous_row * H;
+        const double *const s_tilde_row = s_tilde_tape + step_row * H;
+        const double *const d_out_row = grad_out_seq + step_row * H;
+        const double *const o_row = o_tape + step_row * H;
+        double *const d_i_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
+        double *const d_o_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
+        double *const d_f_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
+        double *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + step_row * U_arg_adjoints_width;
         /* δs': gradient into s' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
         }
         /* δs'_tot, δs_tilde, δs_tilde_pre, δf, δf_pre, δi, δi_pre, τ1, δb_i, δb_f, δb */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const i_sample = i_row + (size_t)sample * H;
@@ -552,10 +564,10 @@ void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
         }
 
         /* δU_arg = (U)ᵀ @ (δs_tilde_pre) */
-        sg_gemm_packed(B, H, U_arg_adjoints_width, d_s_tilde_pre_U_arg_adjoints_row, U_arg_adjoints_width, U_arg_weights, H, U_arg_weights_packed, d_U_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_arg_adjoints_width, d_s_tilde_pre_U_arg_adjoints_row, U_arg_adjoints_width, U_arg_weights, H, U_arg_weights_packed, d_U_arg_row, H);
 
         /* δo, δo_pre, δb_o */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
             const double *const o_sample = o_row + (size_t)sample * H;
             const double *const d_U_arg_sample = d_U_arg_row + (size_t)sample * H;
@@ -575,10 +587,10 @@ void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
         }
 
         /* δU_i_arg = (U_i, U_o, U_f)ᵀ @ (δi_pre, δo_pre, δf_pre) */
-        sg_gemm_packed(B, H, U_i_arg_adjoints_width, d_i_pre_row, U_i_arg_adjoints_width, U_i_arg_weights, H, U_i_arg_weights_packed, d_U_i_arg_row, H);
+        sg_gemm_packed(step_batch, H, U_i_arg_adjoints_width, d_i_pre_row, U_i_arg_adjoints_width, U_i_arg_weights, H, U_i_arg_weights_packed, d_U_i_arg_row, H);
 
         /* δs */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const f_sample = f_row + (size_t)sample * H;
             const double *const o_sample = o_row + (size_t)sample * H;
             const double *const d_U_arg_sample = d_U_arg_row + (size_t)sample * H;
@@ -600,22 +612,22 @@ void sg_r2rt_pseudo_lstm_float64_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_i, W_o, W_f, W)ᵀ @ (δi_pre, δo_pre, δf_pre, δs_tilde_pre), all steps */
-    sg_gemm_nn(T * B, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(U_i, U_o, U_f) += Σ (δi_pre, δo_pre, δf_pre) ⊗ U_i_arg, all steps */
     memset(grad_U_i_arg_weights, 0, sizeof(double) * (size_t)U_i_arg_adjoints_width * H);
-    sg_gemm_tn(U_i_arg_adjoints_width, H, T * B, U_i_arg_adjoints, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_i_arg_weights, H);
+    sg_gemm_tn(U_i_arg_adjoints_width, H, all_rows, U_i_arg_adjoints, U_i_arg_adjoints_width, U_i_arg_tape, H, grad_U_i_arg_weights, H);
     sg_add((size_t)H * H, grad_U_i_arg_weights, grad_U_i);
     sg_add((size_t)H * H, grad_U_i_arg_weights + (size_t)H * H, grad_U_o);
     sg_add((size_t)H * H, grad_U_i_arg_weights + (size_t)(2 * H) * H, grad_U_f);
     /* δ(W_i, W_o, W_f, W) += Σ (δi_pre, δo_pre, δf_pre, δs_tilde_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * D);
-    sg_gemm_tn(x_adjoints_width, D, T * B, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(x_adjoints_width, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_i);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_o);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(2 * H) * D, grad_W_f);
     sg_add((size_t)H * D, grad_x_weights + (size_t)(3 * H) * D, grad_W);
     /* δU += Σ δs_tilde_pre ⊗ U_arg, all steps */
-    sg_gemm_tn(H, H, T * B, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
+    sg_gemm_tn(H, H, all_rows, x_adjoints + 3 * H, x_adjoints_width, U_arg_tape, H, grad_U, H);
 }
 
 size_t sg_r2rt_pseudo_lstm_float64_infer_work(int T, int B, int D, int H)
@@ -624,6 +636,7 @@ size_t sg_r2rt_pseudo_lstm_float64_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   s_init (B, H): initial state s
  *   U_i (H, H): parameter U_i
@@ -641,7 +654,7 @@ size_t sg_r2rt_pseudo_lstm_float64_infer_work(int T, int B, int D, int H)
  *   s_seq (T, B, H): state s after every step
  *   out_seq (T, B, H): output out at every step
  */
-void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
+void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *s_init,
     const double *U_i,
@@ -660,6 +673,7 @@ void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
     double *out_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int U_i_arg_products_width = 3 * H;
     const int x_products_width = 4 * H;
     const int U_arg_products_width = H;
@@ -701,21 +715,24 @@ void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U, U_arg_weights, U_arg_products_width);
     const double *const U_arg_weights_packed = sg_pack_weights(B, U_arg_products_width, H, U_arg_weights, U_arg_products_width, U_arg_weights_blas);
     /* (W_i@x, W_o@x, W_f@x, W@x) = (W_i, W_o, W_f, W) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         double *const U_i_U_i_arg_row = U_i_arg_products;
         double *const U_o_U_i_arg_row = U_i_arg_products + H;
         double *const U_f_U_i_arg_row = U_i_arg_products + 2 * H;
-        double *const W_i_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_o_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width + 3 * H;
+        double *const W_i_x_row = x_products + step_row * x_products_width;
+        double *const W_o_x_row = x_products + step_row * x_products_width + H;
+        double *const W_f_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const W_x_row = x_products + step_row * x_products_width + 3 * H;
         double *const U_U_arg_row = U_arg_products;
-        double *const s_next_row = s_seq + (size_t)t * B * H;
-        double *const out_row = out_seq + (size_t)t * B * H;
-        const double *const s_row = t == 0 ? s_init : s_seq + (size_t)(t - 1) * B * H;
+        double *const s_next_row = s_seq + step_row * H;
+        double *const out_row = out_seq + step_row * H;
+        const double *const s_row = t == 0 ? s_init : s_seq + previous_row * H;
         /* U_i_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const s_sample = s_row + (size_t)sample * H;
             double *const U_i_arg_sample = U_i_arg_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
@@ -727,10 +744,10 @@ void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
         }
 
         /* (U_i@U_i_arg, U_o@U_i_arg, U_f@U_i_arg) = (U_i, U_o, U_f) @ U_i_arg */
-        sg_gemm_packed(B, U_i_arg_products_width, H, U_i_arg_row, H, U_i_arg_weights, U_i_arg_products_width, U_i_arg_weights_packed, U_i_U_i_arg_row, U_i_arg_products_width);
+        sg_gemm_packed(step_batch, U_i_arg_products_width, H, U_i_arg_row, H, U_i_arg_weights, U_i_arg_products_width, U_i_arg_weights_packed, U_i_U_i_arg_row, U_i_arg_products_width);
 
         /* i, o, f, U_arg */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_f_U_i_arg_sample = U_f_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
             const double *const U_i_U_i_arg_sample = U_i_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
             const double *const U_o_U_i_arg_sample = U_o_U_i_arg_row + (size_t)sample * U_i_arg_products_width;
@@ -761,10 +778,10 @@ void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
         }
 
         /* (U@U_arg) = (U) @ U_arg */
-        sg_gemm_packed(B, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
+        sg_gemm_packed(step_batch, U_arg_products_width, H, U_arg_row, H, U_arg_weights, U_arg_products_width, U_arg_weights_packed, U_U_arg_row, U_arg_products_width);
 
         /* s_tilde, s', out */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const U_U_arg_sample = U_U_arg_row + (size_t)sample * U_arg_products_width;
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -786,5 +803,6 @@ void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H,
                 out_sample[unit] = out;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

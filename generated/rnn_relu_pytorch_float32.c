@@ -35,7 +35,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_rnn_relu_pytorch_float32_forward_work(int T, int B, int D, int H);
-void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H,
+void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ih,
@@ -45,7 +45,7 @@ void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H,
     float *h_seq,
     float *work);
 size_t sg_rnn_relu_pytorch_float32_backward_work(int T, int B, int D, int H);
-void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H,
+void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ih,
@@ -69,6 +69,7 @@ size_t sg_rnn_relu_pytorch_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_ih (H, D): parameter W_ih
@@ -77,7 +78,7 @@ size_t sg_rnn_relu_pytorch_float32_forward_work(int T, int B, int D, int H)
  *   b_hh (H): parameter b_hh
  *   h_seq (T, B, H): state h after every step
  */
-void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H,
+void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ih,
@@ -87,6 +88,7 @@ void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H,
     float *h_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = H;
     const int x_products_width = H;
     /* W_hh@h side by side */
@@ -101,17 +103,20 @@ void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, W_hh, h_weights, h_products_width);
     const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_ih@x) = (W_ih) @ x, all steps */
-    sg_gemm_nt(T * B, H, D, x_seq, D, W_ih, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, H, D, x_seq, D, W_ih, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const W_hh_h_row = h_products;
-        float *const W_ih_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        float *const W_ih_x_row = x_products + step_row * x_products_width;
+        float *const h_next_row = h_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (W_hh@h) = (W_hh) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hh_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, W_hh_h_row, h_products_width);
 
         /* h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const W_hh_h_sample = W_hh_h_row + (size_t)sample * h_products_width;
             const float *const W_ih_x_sample = W_ih_x_row + (size_t)sample * x_products_width;
             float *const h_next_sample = h_next_row + (size_t)sample * H;
@@ -123,6 +128,7 @@ void sg_rnn_relu_pytorch_float32_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -133,6 +139,7 @@ size_t sg_rnn_relu_pytorch_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_ih (H, D): parameter W_ih
@@ -148,7 +155,7 @@ size_t sg_rnn_relu_pytorch_float32_backward_work(int T, int B, int D, int H)
  *   grad_W_hh (H, H): result: gradient with respect to W_hh
  *   grad_b_hh (H): result: gradient with respect to b_hh
  */
-void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H,
+void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ih,
@@ -167,6 +174,7 @@ void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H,
 {
     (void)b_ih;
     (void)b_hh;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = H;
     /* δh'_pre side by side, at every step */
     float *const h_adjoints = work;
@@ -183,16 +191,19 @@ void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H,
     /* (W_hh) stacked */
     memcpy(h_weights, W_hh, sizeof(float) * (size_t)H * H);
     const float *const h_weights_packed = sg_pack_weights(B, H, h_adjoints_width, h_weights, H, h_weights_blas);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_h_next_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        float *const d_h_next_pre_row = h_adjoints + step_row * h_adjoints_width;
         float *const d_h_row = grad_h_init;
-        const float *const h_next_row = h_seq + (size_t)t * B * H;
+        const float *const h_next_row = h_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δh'_pre, δb_ih, δb_hh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const h_next_sample = h_next_row + (size_t)sample * H;
             const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
             float *const d_h_next_pre_sample = d_h_next_pre_row + (size_t)sample * h_adjoints_width;
@@ -208,15 +219,12 @@ void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H,
         }
 
         /* δh = (W_hh)ᵀ @ (δh'_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_h_next_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_h_next_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_row, H);
     }
     /* δx = (W_ih)ᵀ @ (δh'_pre), all steps */
-    sg_gemm_nn(T * B, D, H, h_adjoints, h_adjoints_width, W_ih, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, H, h_adjoints, h_adjoints_width, W_ih, D, grad_x_seq, D, 0);
     /* δW_hh += Σ δh'_pre ⊗ h, all steps */
-    if (T > 0) {
-        sg_gemm_tn(H, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_W_hh, H);
-        sg_gemm_tn(H, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_W_hh, H);
-    }
+    sg_gemm_tn_previous(H, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_W_hh, H);
     /* δW_ih += Σ δh'_pre ⊗ x, all steps */
-    sg_gemm_tn(H, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ih, D);
+    sg_gemm_tn(H, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ih, D);
 }

@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 size_t sg_rnn_tanh_pytorch_float32_forward_work(int T, int B, int D, int H);
-void sg_rnn_tanh_pytorch_float32_forward(int T, int B, int D, int H,
+void sg_rnn_tanh_pytorch_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ih,
@@ -24,7 +24,7 @@ void sg_rnn_tanh_pytorch_float32_forward(int T, int B, int D, int H,
     float *h_seq,
     float *work);
 size_t sg_rnn_tanh_pytorch_float32_backward_work(int T, int B, int D, int H);
-void sg_rnn_tanh_pytorch_float32_backward(int T, int B, int D, int H,
+void sg_rnn_tanh_pytorch_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_ih,

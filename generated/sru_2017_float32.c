@@ -49,7 +49,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_sru_2017_float32_forward_work(int T, int B, int H);
-void sg_sru_2017_float32_forward(int T, int B, int H,
+void sg_sru_2017_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -64,7 +64,7 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     float *r_tape,
     float *work);
 size_t sg_sru_2017_float32_backward_work(int T, int B, int H);
-void sg_sru_2017_float32_backward(int T, int B, int H,
+void sg_sru_2017_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -88,7 +88,7 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     float *grad_b_r,
     float *work);
 size_t sg_sru_2017_float32_infer_work(int T, int B, int H);
-void sg_sru_2017_float32_infer(int T, int B, int H,
+void sg_sru_2017_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -106,6 +106,7 @@ size_t sg_sru_2017_float32_forward_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   c_init (B, H): initial state c
  *   W (H, H): parameter W
@@ -119,7 +120,7 @@ size_t sg_sru_2017_float32_forward_work(int T, int B, int H)
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   r_tape (T, B, H): r at every step, kept for the backward pass
  */
-void sg_sru_2017_float32_forward(int T, int B, int H,
+void sg_sru_2017_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -134,6 +135,7 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     float *r_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_products_width = 3 * H;
     /* W@x, W_f@x, W_r@x side by side, at every step */
     float *const x_products = work;
@@ -144,20 +146,23 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     memcpy(x_weights + (size_t)H * H, W_f, sizeof(float) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(float) * (size_t)H * H);
     /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        float *const W_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const h_row = h_seq + (size_t)t * B * H;
-        float *const x_tilde_row = x_tilde_tape + (size_t)t * B * H;
-        float *const f_row = f_tape + (size_t)t * B * H;
-        float *const r_row = r_tape + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const W_x_row = x_products + step_row * x_products_width;
+        float *const W_f_x_row = x_products + step_row * x_products_width + H;
+        float *const W_r_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const h_row = h_seq + step_row * H;
+        float *const x_tilde_row = x_tilde_tape + step_row * H;
+        float *const f_row = f_tape + step_row * H;
+        float *const r_row = r_tape + step_row * H;
+        const float *const x_row = x_seq + step_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* x_tilde, f, r, c', h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
             const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
@@ -187,6 +192,7 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
                 h_sample[unit] = h;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -196,6 +202,7 @@ size_t sg_sru_2017_float32_backward_work(int T, int B, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   c_init (B, H): initial state c
  *   W (H, H): parameter W
@@ -218,7 +225,7 @@ size_t sg_sru_2017_float32_backward_work(int T, int B, int H)
  *   grad_W_r (H, H): result: gradient with respect to W_r
  *   grad_b_r (H): result: gradient with respect to b_r
  */
-void sg_sru_2017_float32_backward(int T, int B, int H,
+void sg_sru_2017_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -245,6 +252,7 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     (void)b_f;
     (void)b_r;
     (void)h_seq;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_adjoints_width = 3 * H;
     /* δx_tilde_pre, δf_pre, δr_pre side by side, at every step */
     float *const x_adjoints = work;
@@ -263,25 +271,29 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     memcpy(x_weights, W, sizeof(float) * (size_t)H * H);
     memcpy(x_weights + (size_t)H * H, W_f, sizeof(float) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(float) * (size_t)H * H);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_x_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        float *const d_f_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
-        float *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_x_tilde_pre_row = x_adjoints + step_row * x_adjoints_width;
+        float *const d_f_pre_row = x_adjoints + step_row * x_adjoints_width + H;
+        float *const d_r_pre_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
         float *const d_c_row = grad_c_init;
-        float *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const float *const c_next_row = c_seq + (size_t)t * B * H;
-        const float *const f_row = f_tape + (size_t)t * B * H;
-        const float *const r_row = r_tape + (size_t)t * B * H;
-        const float *const x_tilde_row = x_tilde_tape + (size_t)t * B * H;
-        const float *const d_h_row = grad_h_seq + (size_t)t * B * H;
+        float *const d_x_row = grad_x_seq + step_row * H;
+        const float *const x_row = x_seq + step_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const float *const c_next_row = c_seq + step_row * H;
+        const float *const f_row = f_tape + step_row * H;
+        const float *const r_row = r_tape + step_row * H;
+        const float *const x_tilde_row = x_tilde_tape + step_row * H;
+        const float *const d_h_row = grad_h_seq + step_row * H;
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* τ1, δc'_tot, δr, τ2, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δx, δb_f, δb_r */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const c_sample = c_row + (size_t)sample * H;
             const float *const c_next_sample = c_next_row + (size_t)sample * H;
             const float *const f_sample = f_row + (size_t)sample * H;
@@ -328,10 +340,10 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
         }
     }
     /* δx += (W, W_f, W_r)ᵀ @ (δx_tilde_pre, δf_pre, δr_pre), all steps */
-    sg_gemm_nn(T * B, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    sg_gemm_nn(all_rows, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
     /* δ(W, W_f, W_r) += Σ (δx_tilde_pre, δf_pre, δr_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)x_adjoints_width * H);
-    sg_gemm_tn(x_adjoints_width, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_gemm_tn(x_adjoints_width, H, all_rows, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
     sg_add((size_t)H * H, grad_x_weights, grad_W);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_f);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_r);
@@ -343,6 +355,7 @@ size_t sg_sru_2017_float32_infer_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   c_init (B, H): initial state c
  *   W (H, H): parameter W
@@ -353,7 +366,7 @@ size_t sg_sru_2017_float32_infer_work(int T, int B, int H)
  *   c_seq (T, B, H): state c after every step
  *   h_seq (T, B, H): output h at every step
  */
-void sg_sru_2017_float32_infer(int T, int B, int H,
+void sg_sru_2017_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -365,6 +378,7 @@ void sg_sru_2017_float32_infer(int T, int B, int H,
     float *h_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int x_products_width = 3 * H;
     /* W@x, W_f@x, W_r@x side by side, at every step */
     float *const x_products = work;
@@ -375,17 +389,20 @@ void sg_sru_2017_float32_infer(int T, int B, int H,
     memcpy(x_weights + (size_t)H * H, W_f, sizeof(float) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(float) * (size_t)H * H);
     /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        float *const W_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        float *const c_next_row = c_seq + (size_t)t * B * H;
-        float *const h_row = h_seq + (size_t)t * B * H;
-        const float *const x_row = x_seq + (size_t)t * B * H;
-        const float *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const W_x_row = x_products + step_row * x_products_width;
+        float *const W_f_x_row = x_products + step_row * x_products_width + H;
+        float *const W_r_x_row = x_products + step_row * x_products_width + 2 * H;
+        float *const c_next_row = c_seq + step_row * H;
+        float *const h_row = h_seq + step_row * H;
+        const float *const x_row = x_seq + step_row * H;
+        const float *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* x_tilde, f, r, c', h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const float *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
             const float *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
@@ -409,5 +426,6 @@ void sg_sru_2017_float32_infer(int T, int B, int H,
                 h_sample[unit] = h;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

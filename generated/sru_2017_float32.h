@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_sru_2017_float32_forward_work(int T, int B, int H);
-void sg_sru_2017_float32_forward(int T, int B, int H,
+void sg_sru_2017_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -33,7 +33,7 @@ void sg_sru_2017_float32_forward(int T, int B, int H,
     float *r_tape,
     float *work);
 size_t sg_sru_2017_float32_backward_work(int T, int B, int H);
-void sg_sru_2017_float32_backward(int T, int B, int H,
+void sg_sru_2017_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -57,7 +57,7 @@ void sg_sru_2017_float32_backward(int T, int B, int H,
     float *grad_b_r,
     float *work);
 size_t sg_sru_2017_float32_infer_work(int T, int B, int H);
-void sg_sru_2017_float32_infer(int T, int B, int H,
+void sg_sru_2017_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 size_t sg_sru_2017_float64_forward_work(int T, int B, int H);
-void sg_sru_2017_float64_forward(int T, int B, int H,
+void sg_sru_2017_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -33,7 +33,7 @@ void sg_sru_2017_float64_forward(int T, int B, int H,
     double *r_tape,
     double *work);
 size_t sg_sru_2017_float64_backward_work(int T, int B, int H);
-void sg_sru_2017_float64_backward(int T, int B, int H,
+void sg_sru_2017_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -57,7 +57,7 @@ void sg_sru_2017_float64_backward(int T, int B, int H,
     double *grad_b_r,
     double *work);
 size_t sg_sru_2017_float64_infer_work(int T, int B, int H);
-void sg_sru_2017_float64_infer(int T, int B, int H,
+void sg_sru_2017_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,

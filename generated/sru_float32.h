@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 size_t sg_sru_float32_forward_work(int T, int B, int H);
-void sg_sru_float32_forward(int T, int B, int H,
+void sg_sru_float32_forward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -38,7 +38,7 @@ void sg_sru_float32_forward(int T, int B, int H,
     float *x_prime_tape,
     float *work);
 size_t sg_sru_float32_backward_work(int T, int B, int H);
-void sg_sru_float32_backward(int T, int B, int H,
+void sg_sru_float32_backward(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,
@@ -67,7 +67,7 @@ void sg_sru_float32_backward(int T, int B, int H,
     float *grad_b_r,
     float *work);
 size_t sg_sru_float32_infer_work(int T, int B, int H);
-void sg_sru_float32_infer(int T, int B, int H,
+void sg_sru_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *x_seq,
     const float *c_init,
     const float *W,

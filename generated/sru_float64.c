@@ -54,7 +54,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_sru_float64_forward_work(int T, int B, int H);
-void sg_sru_float64_forward(int T, int B, int H,
+void sg_sru_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -72,7 +72,7 @@ void sg_sru_float64_forward(int T, int B, int H,
     double *x_prime_tape,
     double *work);
 size_t sg_sru_float64_backward_work(int T, int B, int H);
-void sg_sru_float64_backward(int T, int B, int H,
+void sg_sru_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -101,7 +101,7 @@ void sg_sru_float64_backward(int T, int B, int H,
     double *grad_b_r,
     double *work);
 size_t sg_sru_float64_infer_work(int T, int B, int H);
-void sg_sru_float64_infer(int T, int B, int H,
+void sg_sru_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -121,6 +121,7 @@ size_t sg_sru_float64_forward_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   c_init (B, H): initial state c
  *   W (H, H): parameter W
@@ -137,7 +138,7 @@ size_t sg_sru_float64_forward_work(int T, int B, int H)
  *   r_tape (T, B, H): r at every step, kept for the backward pass
  *   x_prime_tape (T, B, H): x_prime at every step, kept for the backward pass
  */
-void sg_sru_float64_forward(int T, int B, int H,
+void sg_sru_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -155,6 +156,7 @@ void sg_sru_float64_forward(int T, int B, int H,
     double *x_prime_tape,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const double scale_x = 1;
     const int x_products_width = 3 * H;
     /* W@x, W_f@x, W_r@x side by side, at every step */
@@ -166,21 +168,24 @@ void sg_sru_float64_forward(int T, int B, int H,
     memcpy(x_weights + (size_t)H * H, W_f, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(double) * (size_t)H * H);
     /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const c_next_row = c_seq + (size_t)t * B * H;
-        double *const h_row = h_seq + (size_t)t * B * H;
-        double *const x_tilde_row = x_tilde_tape + (size_t)t * B * H;
-        double *const f_row = f_tape + (size_t)t * B * H;
-        double *const r_row = r_tape + (size_t)t * B * H;
-        double *const x_prime_row = x_prime_tape + (size_t)t * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const W_x_row = x_products + step_row * x_products_width;
+        double *const W_f_x_row = x_products + step_row * x_products_width + H;
+        double *const W_r_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const c_next_row = c_seq + step_row * H;
+        double *const h_row = h_seq + step_row * H;
+        double *const x_tilde_row = x_tilde_tape + step_row * H;
+        double *const f_row = f_tape + step_row * H;
+        double *const r_row = r_tape + step_row * H;
+        double *const x_prime_row = x_prime_tape + step_row * H;
+        const double *const x_row = x_seq + step_row * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* x_tilde, f, r, c', x_prime, h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
             const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
@@ -213,6 +218,7 @@ void sg_sru_float64_forward(int T, int B, int H,
                 h_sample[unit] = h;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -222,6 +228,7 @@ size_t sg_sru_float64_backward_work(int T, int B, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   c_init (B, H): initial state c
  *   W (H, H): parameter W
@@ -249,7 +256,7 @@ size_t sg_sru_float64_backward_work(int T, int B, int H)
  *   grad_v_r (H): result: gradient with respect to v_r
  *   grad_b_r (H): result: gradient with respect to b_r
  */
-void sg_sru_float64_backward(int T, int B, int H,
+void sg_sru_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -281,6 +288,7 @@ void sg_sru_float64_backward(int T, int B, int H,
     (void)b_f;
     (void)b_r;
     (void)h_seq;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const double scale_x = 1;
     const int x_adjoints_width = 3 * H;
     /* δx_tilde_pre, δf_pre, δr_pre side by side, at every step */
@@ -302,25 +310,29 @@ void sg_sru_float64_backward(int T, int B, int H,
     memcpy(x_weights, W, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)H * H, W_f, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(double) * (size_t)H * H);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        double *const d_x_tilde_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width;
-        double *const d_f_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + H;
-        double *const d_r_pre_row = x_adjoints + (size_t)t * B * x_adjoints_width + 2 * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const d_x_tilde_pre_row = x_adjoints + step_row * x_adjoints_width;
+        double *const d_f_pre_row = x_adjoints + step_row * x_adjoints_width + H;
+        double *const d_r_pre_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
         double *const d_c_row = grad_c_init;
-        double *const d_x_row = grad_x_seq + (size_t)t * B * H;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
-        const double *const c_next_row = c_seq + (size_t)t * B * H;
-        const double *const f_row = f_tape + (size_t)t * B * H;
-        const double *const r_row = r_tape + (size_t)t * B * H;
-        const double *const x_prime_row = x_prime_tape + (size_t)t * B * H;
-        const double *const x_tilde_row = x_tilde_tape + (size_t)t * B * H;
-        const double *const d_h_row = grad_h_seq + (size_t)t * B * H;
+        double *const d_x_row = grad_x_seq + step_row * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
+        const double *const c_next_row = c_seq + step_row * H;
+        const double *const f_row = f_tape + step_row * H;
+        const double *const r_row = r_tape + step_row * H;
+        const double *const x_prime_row = x_prime_tape + step_row * H;
+        const double *const x_tilde_row = x_tilde_tape + step_row * H;
+        const double *const d_h_row = grad_h_seq + step_row * H;
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
         }
         /* τ1, δx_prime, τ2, δc'_tot, δr, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δx, δv_f, δb_f, δv_r, δb_r */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const c_sample = c_row + (size_t)sample * H;
             const double *const c_next_sample = c_next_row + (size_t)sample * H;
             const double *const f_sample = f_row + (size_t)sample * H;
@@ -370,10 +382,10 @@ void sg_sru_float64_backward(int T, int B, int H,
         }
     }
     /* δx += (W, W_f, W_r)ᵀ @ (δx_tilde_pre, δf_pre, δr_pre), all steps */
-    sg_gemm_nn(T * B, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
+    sg_gemm_nn(all_rows, H, x_adjoints_width, x_adjoints, x_adjoints_width, x_weights, H, grad_x_seq, H, 1);
     /* δ(W, W_f, W_r) += Σ (δx_tilde_pre, δf_pre, δr_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(double) * (size_t)x_adjoints_width * H);
-    sg_gemm_tn(x_adjoints_width, H, T * B, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
+    sg_gemm_tn(x_adjoints_width, H, all_rows, x_adjoints, x_adjoints_width, x_seq, H, grad_x_weights, H);
     sg_add((size_t)H * H, grad_x_weights, grad_W);
     sg_add((size_t)H * H, grad_x_weights + (size_t)H * H, grad_W_f);
     sg_add((size_t)H * H, grad_x_weights + (size_t)(2 * H) * H, grad_W_r);
@@ -385,6 +397,7 @@ size_t sg_sru_float64_infer_work(int T, int B, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, H): input x at every step
  *   c_init (B, H): initial state c
  *   W (H, H): parameter W
@@ -397,7 +410,7 @@ size_t sg_sru_float64_infer_work(int T, int B, int H)
  *   c_seq (T, B, H): state c after every step
  *   h_seq (T, B, H): output h at every step
  */
-void sg_sru_float64_infer(int T, int B, int H,
+void sg_sru_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -411,6 +424,7 @@ void sg_sru_float64_infer(int T, int B, int H,
     double *h_seq,
     double *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const double scale_x = 1;
     const int x_products_width = 3 * H;
     /* W@x, W_f@x, W_r@x side by side, at every step */
@@ -422,17 +436,20 @@ void sg_sru_float64_infer(int T, int B, int H,
     memcpy(x_weights + (size_t)H * H, W_f, sizeof(double) * (size_t)H * H);
     memcpy(x_weights + (size_t)(2 * H) * H, W_r, sizeof(double) * (size_t)H * H);
     /* (W@x, W_f@x, W_r@x) = (W, W_f, W_r) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, H, x_seq, H, x_weights, H, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
-        double *const W_x_row = x_products + (size_t)t * B * x_products_width;
-        double *const W_f_x_row = x_products + (size_t)t * B * x_products_width + H;
-        double *const W_r_x_row = x_products + (size_t)t * B * x_products_width + 2 * H;
-        double *const c_next_row = c_seq + (size_t)t * B * H;
-        double *const h_row = h_seq + (size_t)t * B * H;
-        const double *const x_row = x_seq + (size_t)t * B * H;
-        const double *const c_row = t == 0 ? c_init : c_seq + (size_t)(t - 1) * B * H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        double *const W_x_row = x_products + step_row * x_products_width;
+        double *const W_f_x_row = x_products + step_row * x_products_width + H;
+        double *const W_r_x_row = x_products + step_row * x_products_width + 2 * H;
+        double *const c_next_row = c_seq + step_row * H;
+        double *const h_row = h_seq + step_row * H;
+        const double *const x_row = x_seq + step_row * H;
+        const double *const c_row = t == 0 ? c_init : c_seq + previous_row * H;
         /* x_tilde, f, r, c', x_prime, h */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const double *const W_x_sample = W_x_row + (size_t)sample * x_products_width;
             const double *const W_f_x_sample = W_f_x_row + (size_t)sample * x_products_width;
             const double *const W_r_x_sample = W_r_x_row + (size_t)sample * x_products_width;
@@ -457,5 +474,6 @@ void sg_sru_float64_infer(int T, int B, int H,
                 h_sample[unit] = h;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

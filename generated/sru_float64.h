@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 size_t sg_sru_float64_forward_work(int T, int B, int H);
-void sg_sru_float64_forward(int T, int B, int H,
+void sg_sru_float64_forward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -38,7 +38,7 @@ void sg_sru_float64_forward(int T, int B, int H,
     double *x_prime_tape,
     double *work);
 size_t sg_sru_float64_backward_work(int T, int B, int H);
-void sg_sru_float64_backward(int T, int B, int H,
+void sg_sru_float64_backward(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,
@@ -67,7 +67,7 @@ void sg_sru_float64_backward(int T, int B, int H,
     double *grad_b_r,
     double *work);
 size_t sg_sru_float64_infer_work(int T, int B, int H);
-void sg_sru_float64_infer(int T, int B, int H,
+void sg_sru_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *x_seq,
     const double *c_init,
     const double *W,

@@ -43,7 +43,7 @@
 #include "symgate_runtime.h"
 
 size_t sg_ugrnn_float32_forward_work(int T, int B, int D, int H);
-void sg_ugrnn_float32_forward(int T, int B, int D, int H,
+void sg_ugrnn_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -57,7 +57,7 @@ void sg_ugrnn_float32_forward(int T, int B, int D, int H,
     float *g_tape,
     float *work);
 size_t sg_ugrnn_float32_backward_work(int T, int B, int D, int H);
-void sg_ugrnn_float32_backward(int T, int B, int D, int H,
+void sg_ugrnn_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -80,7 +80,7 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
     float *grad_b_g,
     float *work);
 size_t sg_ugrnn_float32_infer_work(int T, int B, int D, int H);
-void sg_ugrnn_float32_infer(int T, int B, int D, int H,
+void sg_ugrnn_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -98,6 +98,7 @@ size_t sg_ugrnn_float32_forward_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_c (H, D): parameter W_c
@@ -110,7 +111,7 @@ size_t sg_ugrnn_float32_forward_work(int T, int B, int D, int H)
  *   c_tape (T, B, H): c at every step, kept for the backward pass
  *   g_tape (T, B, H): g at every step, kept for the backward pass
  */
-void sg_ugrnn_float32_forward(int T, int B, int D, int H,
+void sg_ugrnn_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -124,6 +125,7 @@ void sg_ugrnn_float32_forward(int T, int B, int D, int H,
     float *g_tape,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 2 * H;
     const int x_products_width = 2 * H;
     /* U_c@h, U_g@h side by side */
@@ -144,21 +146,24 @@ void sg_ugrnn_float32_forward(int T, int B, int D, int H,
     sg_pack_t(H, H, U_g, h_weights + H, h_products_width);
     const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_c@x, W_g@x) = (W_c, W_g) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_c_h_row = h_products;
         float *const U_g_h_row = h_products + H;
-        float *const W_c_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_g_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        float *const c_row = c_tape + (size_t)t * B * H;
-        float *const g_row = g_tape + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        float *const W_c_x_row = x_products + step_row * x_products_width;
+        float *const W_g_x_row = x_products + step_row * x_products_width + H;
+        float *const h_next_row = h_seq + step_row * H;
+        float *const c_row = c_tape + step_row * H;
+        float *const g_row = g_tape + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U_c@h, U_g@h) = (U_c, U_g) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_c_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_c_h_row, h_products_width);
 
         /* c, g, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_c_h_sample = U_c_h_row + (size_t)sample * h_products_width;
             const float *const U_g_h_sample = U_g_h_row + (size_t)sample * h_products_width;
             const float *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
@@ -182,6 +187,7 @@ void sg_ugrnn_float32_forward(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }
 
@@ -191,6 +197,7 @@ size_t sg_ugrnn_float32_backward_work(int T, int B, int D, int H)
 }
 
 /* Backward pass over T steps.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_c (H, D): parameter W_c
@@ -212,7 +219,7 @@ size_t sg_ugrnn_float32_backward_work(int T, int B, int D, int H)
  *   grad_U_g (H, H): result: gradient with respect to U_g
  *   grad_b_g (H): result: gradient with respect to b_g
  */
-void sg_ugrnn_float32_backward(int T, int B, int D, int H,
+void sg_ugrnn_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -237,6 +244,7 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
 {
     (void)b_c;
     (void)b_g;
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_adjoints_width = 2 * H;
     /* δc_pre, δg_pre side by side, at every step */
     float *const h_adjoints = work;
@@ -267,19 +275,23 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
     /* (W_c, W_g) stacked */
     memcpy(x_weights, W_c, sizeof(float) * (size_t)H * D);
     memcpy(x_weights + (size_t)H * D, W_g, sizeof(float) * (size_t)H * D);
+    size_t step_row = (size_t)all_rows;
     for (int t = T - 1; t >= 0; --t) {
-        float *const d_c_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width;
-        float *const d_g_pre_row = h_adjoints + (size_t)t * B * h_adjoints_width + H;
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        step_row -= (size_t)step_batch;
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
+        float *const d_c_pre_row = h_adjoints + step_row * h_adjoints_width;
+        float *const d_g_pre_row = h_adjoints + step_row * h_adjoints_width + H;
         float *const d_h_row = grad_h_init;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
-        const float *const c_row = c_tape + (size_t)t * B * H;
-        const float *const g_row = g_tape + (size_t)t * B * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
+        const float *const c_row = c_tape + step_row * H;
+        const float *const g_row = g_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)B * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[(size_t)t * B * H + n];
+        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
         }
         /* δg, τ1, δg_pre, δc, δc_pre, δb_c, δb_g */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const c_sample = c_row + (size_t)sample * H;
             const float *const g_sample = g_row + (size_t)sample * H;
             const float *const h_sample = h_row + (size_t)sample * H;
@@ -305,10 +317,10 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
         }
 
         /* δh_matmul = (U_c, U_g)ᵀ @ (δc_pre, δg_pre) */
-        sg_gemm_packed(B, H, h_adjoints_width, d_c_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
+        sg_gemm_packed(step_batch, H, h_adjoints_width, d_c_pre_row, h_adjoints_width, h_weights, H, h_weights_packed, d_h_matmul_row, H);
 
         /* δh */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const g_sample = g_row + (size_t)sample * H;
             const float *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
             const float *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
@@ -324,18 +336,15 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
         }
     }
     /* δx = (W_c, W_g)ᵀ @ (δc_pre, δg_pre), all steps */
-    sg_gemm_nn(T * B, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
+    sg_gemm_nn(all_rows, D, h_adjoints_width, h_adjoints, h_adjoints_width, x_weights, D, grad_x_seq, D, 0);
     /* δ(U_c, U_g) += Σ (δc_pre, δg_pre) ⊗ h, all steps */
     memset(grad_h_weights, 0, sizeof(float) * (size_t)h_adjoints_width * H);
-    if (T > 0) {
-        sg_gemm_tn(h_adjoints_width, H, B, h_adjoints, h_adjoints_width, h_init, H, grad_h_weights, H);
-        sg_gemm_tn(h_adjoints_width, H, (T - 1) * B, h_adjoints + (size_t)B * h_adjoints_width, h_adjoints_width, h_seq, H, grad_h_weights, H);
-    }
+    sg_gemm_tn_previous(h_adjoints_width, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_h_weights, H);
     sg_add((size_t)H * H, grad_h_weights, grad_U_c);
     sg_add((size_t)H * H, grad_h_weights + (size_t)H * H, grad_U_g);
     /* δ(W_c, W_g) += Σ (δc_pre, δg_pre) ⊗ x, all steps */
     memset(grad_x_weights, 0, sizeof(float) * (size_t)h_adjoints_width * D);
-    sg_gemm_tn(h_adjoints_width, D, T * B, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
+    sg_gemm_tn(h_adjoints_width, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_x_weights, D);
     sg_add((size_t)H * D, grad_x_weights, grad_W_c);
     sg_add((size_t)H * D, grad_x_weights + (size_t)H * D, grad_W_g);
 }
@@ -346,6 +355,7 @@ size_t sg_ugrnn_float32_infer_work(int T, int B, int D, int H)
 }
 
 /* Forward pass over T steps, saving nothing for a backward pass.
+ *   batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step
  *   x_seq (T, B, D): input x at every step
  *   h_init (B, H): initial state h
  *   W_c (H, D): parameter W_c
@@ -356,7 +366,7 @@ size_t sg_ugrnn_float32_infer_work(int T, int B, int D, int H)
  *   b_g (H): parameter b_g
  *   h_seq (T, B, H): state h after every step
  */
-void sg_ugrnn_float32_infer(int T, int B, int D, int H,
+void sg_ugrnn_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -368,6 +378,7 @@ void sg_ugrnn_float32_infer(int T, int B, int D, int H,
     float *h_seq,
     float *work)
 {
+    const int all_rows = sg_all_rows(T, B, batch_sizes);
     const int h_products_width = 2 * H;
     const int x_products_width = 2 * H;
     /* U_c@h, U_g@h side by side */
@@ -388,19 +399,22 @@ void sg_ugrnn_float32_infer(int T, int B, int D, int H,
     sg_pack_t(H, H, U_g, h_weights + H, h_products_width);
     const float *const h_weights_packed = sg_pack_weights(B, h_products_width, H, h_weights, h_products_width, h_weights_blas);
     /* (W_c@x, W_g@x) = (W_c, W_g) @ x, all steps */
-    sg_gemm_nt(T * B, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    sg_gemm_nt(all_rows, x_products_width, D, x_seq, D, x_weights, D, x_products, x_products_width, 0);
+    size_t step_row = 0;
     for (int t = 0; t < T; ++t) {
+        const int step_batch = sg_step_batch(batch_sizes, t, B);
+        const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);
         float *const U_c_h_row = h_products;
         float *const U_g_h_row = h_products + H;
-        float *const W_c_x_row = x_products + (size_t)t * B * x_products_width;
-        float *const W_g_x_row = x_products + (size_t)t * B * x_products_width + H;
-        float *const h_next_row = h_seq + (size_t)t * B * H;
-        const float *const h_row = t == 0 ? h_init : h_seq + (size_t)(t - 1) * B * H;
+        float *const W_c_x_row = x_products + step_row * x_products_width;
+        float *const W_g_x_row = x_products + step_row * x_products_width + H;
+        float *const h_next_row = h_seq + step_row * H;
+        const float *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         /* (U_c@h, U_g@h) = (U_c, U_g) @ h */
-        sg_gemm_packed(B, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_c_h_row, h_products_width);
+        sg_gemm_packed(step_batch, h_products_width, H, h_row, H, h_weights, h_products_width, h_weights_packed, U_c_h_row, h_products_width);
 
         /* c, g, h' */
-        for (int sample = 0; sample < B; ++sample) {
+        for (int sample = 0; sample < step_batch; ++sample) {
             const float *const U_c_h_sample = U_c_h_row + (size_t)sample * h_products_width;
             const float *const U_g_h_sample = U_g_h_row + (size_t)sample * h_products_width;
             const float *const W_c_x_sample = W_c_x_row + (size_t)sample * x_products_width;
@@ -420,5 +434,6 @@ void sg_ugrnn_float32_infer(int T, int B, int D, int H,
                 h_next_sample[unit] = h_next;
             }
         }
+        step_row += (size_t)step_batch;
     }
 }

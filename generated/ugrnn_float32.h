@@ -16,7 +16,7 @@
 #include <stddef.h>
 
 size_t sg_ugrnn_float32_forward_work(int T, int B, int D, int H);
-void sg_ugrnn_float32_forward(int T, int B, int D, int H,
+void sg_ugrnn_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -30,7 +30,7 @@ void sg_ugrnn_float32_forward(int T, int B, int D, int H,
     float *g_tape,
     float *work);
 size_t sg_ugrnn_float32_backward_work(int T, int B, int D, int H);
-void sg_ugrnn_float32_backward(int T, int B, int D, int H,
+void sg_ugrnn_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,
@@ -53,7 +53,7 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H,
     float *grad_b_g,
     float *work);
 size_t sg_ugrnn_float32_infer_work(int T, int B, int D, int H);
-void sg_ugrnn_float32_infer(int T, int B, int D, int H,
+void sg_ugrnn_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *W_c,

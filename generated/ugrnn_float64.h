@@ -16,7 +16,7 @@
 #include <stddef.h>
 
 size_t sg_ugrnn_float64_forward_work(int T, int B, int D, int H);
-void sg_ugrnn_float64_forward(int T, int B, int D, int H,
+void sg_ugrnn_float64_forward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_c,
@@ -30,7 +30,7 @@ void sg_ugrnn_float64_forward(int T, int B, int D, int H,
     double *g_tape,
     double *work);
 size_t sg_ugrnn_float64_backward_work(int T, int B, int D, int H);
-void sg_ugrnn_float64_backward(int T, int B, int D, int H,
+void sg_ugrnn_float64_backward(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_c,
@@ -53,7 +53,7 @@ void sg_ugrnn_float64_backward(int T, int B, int D, int H,
     double *grad_b_g,
     double *work);
 size_t sg_ugrnn_float64_infer_work(int T, int B, int D, int H);
-void sg_ugrnn_float64_infer(int T, int B, int D, int H,
+void sg_ugrnn_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *x_seq,
     const double *h_init,
     const double *W_c,

@@ -129,7 +129,7 @@ def test_a_large_step_product_has_its_matrices_packed_once_for_mkl(monkeypatch, 
     cell = sg.cells.get("lstm_pytorch")
     source = sg.generate(cell, "float32").c_source
     assert "sg_pack_weights(B, h_products_width, H, h_weights" in source  # before the loop
-    assert "sg_gemm_packed(B, h_products_width, H, h_row" in source  # in it
+    assert "sg_gemm_packed(step_batch, h_products_width, H, h_row" in source  # in it
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 16, 40)).astype("float32")
     dh = rng.standard_normal((3, 16, 48)).astype("float32")

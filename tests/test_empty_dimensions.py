@@ -137,7 +137,7 @@ def test_the_exported_library_gives_zero_sums_and_nan_means(cell, tmp_path):
     for a in infer.arguments:
         lines.append(f"    double *{a.c_name} = filled({library.size_macro(a.c_name)}({sizes}));")
     lines.append(f"    double *work = filled({infer.work}({sizes}));")
-    lines.append(f"    {infer.name}({sizes}, {', '.join(a.c_name for a in infer.arguments)}, work);")
+    lines.append(f"    {infer.name}({sizes}, NULL, {', '.join(a.c_name for a in infer.arguments)}, work);")
     for a in infer.arguments:
         if a.writes:
             count = f"{library.size_macro(a.c_name)}({sizes})"

@@ -142,7 +142,7 @@ def _driver(library: Export, cell: sg.Cell, sizes: dict[str, int]) -> str:
         written = [a for a in f.arguments if a.writes and a.role not in ("grad_init", "step_state")]
         lines += [f"    memset({a.c_name}, 0xff, {declared[a.c_name]} * sizeof *{a.c_name});" for a in written]
         if f.steps:
-            call = ", ".join([args, *(a.c_name for a in f.arguments), f"work_{f.name}"])
+            call = ", ".join([args, "NULL", *(a.c_name for a in f.arguments), f"work_{f.name}"])  # all B every step
             lines.append(f"    {f.name}({call});")
             lines += [f"    save(out, {a.c_name}, {declared[a.c_name]});" for a in f.arguments if a.writes]
             continue
@@ -322,7 +322,8 @@ def test_baked_parameters_give_an_inference_library_equal_to_the_kernel(dtype, t
     assert all(a.role != "param" for f in library.functions for a in f.arguments)
     assert library.fixed == {"D": 5, "H": 6} and library.dims == ()
     header = library.files["lstm_" + dtype + ".h"]
-    assert "void sg_lstm_" + dtype + "_infer(int T, int B,\n" in header and "_tape" not in header
+    assert "void sg_lstm_" + dtype + "_infer(int T, int B, const int *batch_sizes,\n" in header
+    assert "_tape" not in header
     assert "#define SG_LSTM_" + dtype.upper() + "_DIM_H 6" in header
     assert (
         "static const " + ("double" if dtype == "float64" else "float") + " W_i[30] = {"

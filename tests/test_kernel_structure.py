@@ -93,8 +93,9 @@ def _calls(code: str, helper: str) -> int:
 def test_the_c_packs_each_step_product_once_and_sums_a_state_gradient_from_its_initial_value(name, per_step):
     """How the C carries out the plan's products, which the plan leaves to the renderer: the matrices
     of each product made at every step are packed once per call, before the time loop (for MKL, if
-    it is used), and a matrix gradient over a state's vector is summed over its initial value, then
-    over the sequence of the later ones. These are facts of the C text, so this test reads it."""
+    it is used), and a matrix gradient over a state's vector is summed over the state before each
+    step, the initial one then the sequence (sg_gemm_tn_previous, which pairs them for any lengths).
+    These are facts of the C text, so this test reads it."""
     cell, derivation, plan = planned(name)
     source = render(cell, derivation, plan, "float32").c_source
     for which in ("forward", "backward"):
@@ -103,7 +104,8 @@ def test_the_c_packs_each_step_product_once_and_sums_a_state_gradient_from_its_i
         assert _calls(before, "sg_pack_weights") == per_step
     vectors = {node.vector.name for eq in cell.equations for node in eq.expr.atoms(MatVec)}
     after = _split(source, "backward")[2]
-    assert _calls(after, "sg_gemm_tn") == sum(2 if v in cell.states else 1 for v in vectors)
+    assert _calls(after, "sg_gemm_tn") == sum(v not in cell.states for v in vectors)
+    assert _calls(after, "sg_gemm_tn_previous") == sum(v in cell.states for v in vectors)
 
 
 def test_a_product_sum_split_apart_still_gives_the_same_gradients(tmp_path, monkeypatch):

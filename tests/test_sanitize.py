@@ -32,7 +32,7 @@ if sys.argv[1] == "overflow":  # call the C directly with T larger than the arra
     work = np.empty(getattr(lib, k.interface.forward.work_function)(50, 2, 3, 4))
     arrays = [x, *params.values(), np.zeros((2, 4)), np.empty((5, 2, 4))]
     views = [ffi.from_buffer("double[]", a) for a in arrays]
-    function(50, 2, 3, 4, *views, ffi.from_buffer("double[]", work))
+    function(50, 2, 3, 4, ffi.NULL, *views, ffi.from_buffer("double[]", work))
     print("not caught", flush=True)
 """
 

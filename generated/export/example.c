@@ -109,7 +109,7 @@ int main(void)
     example_fill(b_o, SG_LSTM_FLOAT32_SIZE_b_o(T, B, D, H), 0.5, 14.0);
 
     /* 1. Forward over the sequence, keeping the tape for the backward pass. */
-    sg_lstm_float32_forward(T, B, D, H,
+    sg_lstm_float32_forward(T, B, D, H, NULL,
         x_seq,
         h_init,
         c_init,
@@ -141,7 +141,7 @@ int main(void)
     for (size_t n = 0; n < SG_LSTM_FLOAT32_SIZE_grad_h_seq(1, B, D, H); ++n) {
         grad_h_seq[SG_LSTM_FLOAT32_SIZE_grad_h_seq(T - 1, B, D, H) + n] = 1.0F;
     }
-    sg_lstm_float32_backward(T, B, D, H,
+    sg_lstm_float32_backward(T, B, D, H, NULL,
         x_seq,
         h_init,
         c_init,
@@ -198,7 +198,7 @@ int main(void)
     example_print("d loss / d b_o", grad_b_o, SG_LSTM_FLOAT32_SIZE_grad_b_o(T, B, D, H));
 
     /* 3. Inference over the sequence: the same states, nothing kept. */
-    sg_lstm_float32_infer(T, B, D, H,
+    sg_lstm_float32_infer(T, B, D, H, NULL,
         x_seq,
         h_init,
         c_init,

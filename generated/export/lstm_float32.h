@@ -18,6 +18,10 @@
  *
  * Sizes: every function takes the number of steps T (but sg_lstm_float32_step) and of samples B,
  * then the cell's sizes D, H, as int.
+ * The passes over T steps then take batch_sizes: NULL for every step running all B samples, or,
+ * for sequences of different lengths, the samples each step runs (T numbers, none larger than the
+ * one before: the samples sorted by length, longest first), with every sequence packed step after
+ * step, each step's rows those of the samples still running (PyTorch's PackedSequence layout).
  * Arrays: C-contiguous (row-major) float. Sequences are (T, B, size), one step's vectors
  * (B, size), matrices (rows, cols), vectors (size). SG_LSTM_FLOAT32_SIZE_<array>(T, B, D, H)
  * is the number of elements of each array argument and SG_LSTM_FLOAT32_WORK_<function>(T, B, D, H)
@@ -115,7 +119,7 @@ extern "C" {
  *   g_tape (T, B, H), written: g at every step, kept for the backward pass
  *   o_tape (T, B, H), written: o at every step, kept for the backward pass
  */
-void sg_lstm_float32_forward(int T, int B, int D, int H,
+void sg_lstm_float32_forward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -183,7 +187,7 @@ size_t sg_lstm_float32_forward_work(int T, int B, int D, int H);
  *   grad_U_o (H, H), written: gradient with respect to U_o
  *   grad_b_o (H), written: gradient with respect to b_o
  */
-void sg_lstm_float32_backward(int T, int B, int D, int H,
+void sg_lstm_float32_backward(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,
@@ -245,7 +249,7 @@ size_t sg_lstm_float32_backward_work(int T, int B, int D, int H);
  *   h_seq (T, B, H), written: state h after every step
  *   c_seq (T, B, H), written: state c after every step
  */
-void sg_lstm_float32_infer(int T, int B, int D, int H,
+void sg_lstm_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *x_seq,
     const float *h_init,
     const float *c_init,

@@ -297,6 +297,38 @@ static inline SG_REAL sg_cfloordiv(SG_REAL a, SG_REAL b)
 }
 #endif /* SG_COMPLEX */
 
+/* Variable lengths. A pass given batch_sizes (T numbers, none larger than the one before) runs
+ * batch_sizes[t] samples at step t: the samples are sorted by length, longest first, and every
+ * sequence is packed, step after step, each step's rows those of the samples still running (the
+ * layout of PyTorch's PackedSequence and cuDNN's packed sequences). Without them (NULL) every step
+ * runs all B samples and a sequence is (T, B, size). */
+
+/* The samples step t runs. */
+static inline int sg_step_batch(const int *batch_sizes, int t, int B)
+{
+    return batch_sizes != NULL ? batch_sizes[t] : B;
+}
+
+/* The rows of all T steps of a sequence. */
+static inline int sg_all_rows(int T, int B, const int *batch_sizes)
+{
+    if (batch_sizes == NULL) {
+        return T * B;
+    }
+    int rows = 0;
+    for (int t = 0; t < T; ++t) {
+        rows += batch_sizes[t];
+    }
+    return rows;
+}
+
+/* The first row of step t - 1 of a sequence, given step_row, the first row of step t (0 at t = 0,
+ * where the previous state is the initial one). */
+static inline size_t sg_previous_row(size_t step_row, const int *batch_sizes, int t, int B)
+{
+    return t == 0 ? 0 : step_row - (size_t)sg_step_batch(batch_sizes, t - 1, B);
+}
+
 /* out[b] = sum_j v[b, j] (rows of v ldv apart) */
 static inline void sg_sum(int batch, int n, const SG_REAL *v, int ldv, SG_REAL *out)
 {
@@ -530,6 +562,37 @@ SG_OUT_OF_LINE void sg_gemm_tn(int m, int n, int k, const SG_REAL *A, int lda, c
                 c_i[j] += a_pi * b_p[j];
             }
         }
+    }
+}
+
+/* C += Σ_t A_tᵀ S_{t-1}: A (rows, m) holds every step's rows (rows lda apart), S_{t-1} is the
+ * state before step t (init at t = 0, else the sequence S), C (m, n). The state before step t
+ * has at least the rows of step t, whose first ones pair with A's; with batch_sizes, steps of
+ * the same batch after one of that batch are one product, so a few products cover all steps. */
+SG_OUT_OF_LINE void sg_gemm_tn_previous(int m, int n, int T, int B, const int *batch_sizes, const SG_REAL *A,
+    int lda, const SG_REAL *init, const SG_REAL *S, int lds, SG_REAL *C, int ldc)
+{
+    if (T == 0) {
+        return;
+    }
+    const int first_batch = sg_step_batch(batch_sizes, 0, B);
+    sg_gemm_tn(m, n, first_batch, A, lda, init, lds, C, ldc);
+    size_t row = (size_t)first_batch;
+    size_t previous_row = 0;
+    int t = 1;
+    while (t < T) {
+        const int batch = sg_step_batch(batch_sizes, t, B);
+        const int previous_batch = sg_step_batch(batch_sizes, t - 1, B);
+        int run = 1;
+        while (batch == previous_batch && t + run < T && sg_step_batch(batch_sizes, t + run, B) == batch) {
+            ++run;
+        }
+        const int rows = batch == previous_batch ? run * batch : batch;
+        sg_gemm_tn(m, n, rows, A + row * lda, lda, S + previous_row * lds, lds, C, ldc);
+        const int steps = batch == previous_batch ? run : 1;
+        previous_row += (size_t)previous_batch + (size_t)(steps - 1) * batch;
+        row += (size_t)rows;
+        t += steps;
     }
 }
 

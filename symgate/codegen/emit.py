@@ -30,6 +30,7 @@ class Emitted:
     names: frozenset[str]
     lines: tuple[str, ...] = ()
     dim: str = ""
+    batch: str = "B"
     pointers: tuple[str, ...] = ()
     statements: tuple[str, ...] = ()
 
@@ -40,6 +41,7 @@ class Emitted:
                 "kind": "loop",
                 "comment": self.comment,
                 "dim": self.dim,
+                "batch": self.batch,
                 "pointers": list(self.pointers),
                 "statements": list(self.statements),
             }
@@ -118,16 +120,17 @@ class Emitter:
         mark = "ᵀ" if transposed_packing(op) else ""
         return _call(f"({op.stack.matrices}){mark} {how}", lines)
 
-    def op(self, op, layout: Layout) -> Emitted:
+    def op(self, op, layout: Layout, batch: str = "B") -> Emitted:
+        """One op for ``batch`` samples: ``step_batch`` in the time loop (the samples step t runs)."""
         rows = layout.rows
         if isinstance(op, Loop):
-            return self.loop(op, layout)
+            return self.loop(op, layout, batch)
         if isinstance(op, Reduce):
             helper = "sg_mean" if op.mean else "sg_sum"
             vector = rows[op.vector]
             line = c(
                 helper + "({B}, {d}, {v}, {vw}, {out});",
-                B="B",
+                B=batch,
                 d=self.dim_c[op.dim],
                 v=vector.c,
                 vw=vector.width,
@@ -142,7 +145,7 @@ class Emitter:
                 call, sizes, comment = "sg_gemm_nt", "{rows}, {cols}", f"{op.matrix} @ {op.vector}"
             line = c(
                 call + "({B}, " + sizes + ", {v}, {vw}, {m}, {cols}, {out}, {ow}, 0);",
-                B="B",
+                B=batch,
                 cols=self.dim_c[op.cols],
                 rows=self.dim_c[op.rows],
                 v=vector.c,
@@ -154,9 +157,9 @@ class Emitter:
             return _call(comment, [line])
         if isinstance(op, GradientProduct):
             return self.gradient_product(op, layout)
-        return self.stack_product(op, layout)
+        return self.stack_product(op, layout, batch)
 
-    def stack_product(self, op: StackProduct, layout: Layout) -> Emitted:
+    def stack_product(self, op: StackProduct, layout: Layout, batch: str) -> Emitted:
         stack = op.stack
         cols = self.dim_c[stack.cols]
         values = ", ".join(stack.panel)
@@ -173,7 +176,7 @@ class Emitter:
             else:
                 vector = layout.rows[stack.vector]
                 a, lda, ldw, result, ldc = vector.c, vector.width, panel.width, panel.c, panel.width
-            sizes, _ = step_product_sizes(self.scope, op, panel.width)
+            sizes, _ = step_product_sizes(self.scope, op, panel.width, batch)
             fields = {"s": sizes, "a": a, "lda": lda, "w": packed_c, "ldw": ldw, "r": result, "ldc": ldc}
             if stack in layout.blas_packed:
                 line = c(
@@ -195,10 +198,8 @@ class Emitter:
         if op.transposed:
             out, ld = layout.sequences[op.out]
             line = c(
-                "sg_gemm_nn({T} * {B}, {cols}, {rows}, {v}, {w}, {m}, {cols}, {out}, {ld}, "
-                + f"{int(op.accumulate)});",
-                T="T",
-                B="B",
+                "sg_gemm_nn({N}, {cols}, {rows}, {v}, {w}, {m}, {cols}, {out}, {ld}, " + f"{int(op.accumulate)});",
+                N="all_rows",
                 cols=cols,
                 rows=rows,
                 v=values_c,
@@ -210,9 +211,8 @@ class Emitter:
         else:
             vector, ld = layout.sequences[stack.vector]
             line = c(
-                "sg_gemm_nt({T} * {B}, {rows}, {cols}, {x}, {ld}, {m}, {cols}, {v}, {w}, 0);",
-                T="T",
-                B="B",
+                "sg_gemm_nt({N}, {rows}, {cols}, {x}, {ld}, {m}, {cols}, {v}, {w}, 0);",
+                N="all_rows",
                 rows=rows,
                 cols=cols,
                 x=vector,
@@ -261,25 +261,27 @@ class Emitter:
         """``out (rows, cols) += Σ_t,b adjoints[t, b] ⊗ vector[t, b]``; a state's vector is the
         previous state: the initial one, then the sequence."""
         sequence, ld = layout.sequences[vector]
-        fields = {"r": rows, "cols": cols, "a": adjoints, "w": width, "ld": ld, "out": out, "T": "T", "B": "B"}
+        fields = {"r": rows, "cols": cols, "a": adjoints, "w": width, "ld": ld, "out": out}
         if vector in self.scope.cell.states:
             init = self.scope.names("init", vector, "{}_init")
             return [
-                c("if ({T} > 0) {{", T="T"),
-                c("    sg_gemm_tn({r}, {cols}, {B}, {a}, {w}, {i}, {ld}, {out}, {cols});", i=init, **fields),
                 c(
-                    "    sg_gemm_tn({r}, {cols}, ({T} - 1) * {B}, {a} + (size_t){B} * {w}, {w}, {s}, {ld}, {out}, "
-                    "{cols});",
+                    "sg_gemm_tn_previous({r}, {cols}, {T}, {B}, {sizes}, {a}, {w}, {i}, {s}, {ld}, {out}, {cols});",
+                    T="T",
+                    B="B",
+                    sizes="batch_sizes",
+                    i=init,
                     s=sequence,
                     **fields,
-                ),
-                c("}}"),
+                )
             ]
-        return [c("sg_gemm_tn({r}, {cols}, {T} * {B}, {a}, {w}, {s}, {ld}, {out}, {cols});", s=sequence, **fields)]
+        return [
+            c("sg_gemm_tn({r}, {cols}, {N}, {a}, {w}, {s}, {ld}, {out}, {cols});", N="all_rows", s=sequence, **fields)
+        ]
 
-    def loop(self, loop: Loop, layout: Layout) -> Emitted:
-        """A fused loop: every sample, every unit of ``loop.dim``; loads, equations, stores and
-        parameter-gradient sums, printed by the dtype's printer."""
+    def loop(self, loop: Loop, layout: Layout, batch: str) -> Emitted:
+        """A fused loop: ``batch`` samples, every unit of ``loop.dim``; loads, equations, stores
+        and parameter-gradient sums, printed by the dtype's printer."""
         scope = self.scope
         rows = layout.rows
         locals_ = {name: scope.names("local", name) for name in loop.loads + [e.target.name for e in loop.equations]}
@@ -297,7 +299,7 @@ class Emitter:
         read = _Recording(spelled)
         printer = printer_for(scope.dtype, read)
         pointers: dict[str, str] = {}  # row -> its start for the current sample
-        names: set[str] = {self.dim_c[loop.dim]}
+        names: set[str] = {self.dim_c[loop.dim], batch}
         declarations: list[str] = []
 
         def at(place: Row, writes: bool = False) -> str:
@@ -336,6 +338,7 @@ class Emitter:
             comment_safe(", ".join(targets)),
             frozenset(names),
             dim=self.dim_c[loop.dim],
+            batch=batch,
             pointers=tuple(declarations),
             statements=tuple(statements),
         )

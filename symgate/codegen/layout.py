@@ -99,16 +99,19 @@ def transposed_packing(op: StackProduct) -> bool:
     return not op.transposed and not op.stack.hoisted
 
 
-def step_product_sizes(scope: Scope, op: StackProduct, width: str) -> tuple[Code, Code]:
-    """``m, n, k`` of a step product, in the pass (with its ``width``) and in the workspace size
+def step_product_sizes(scope: Scope, op: StackProduct, width: str, batch: str = "B") -> tuple[Code, Code]:
+    """``m, n, k`` of a step product for ``batch`` rows (``B`` to pack its matrices, the step's
+    ``step_batch`` in the time loop), in the pass (with its ``width``) and in the workspace size
     function (with the sum of the stack's dimensions instead)."""
     cols = scope.dim_c[op.stack.cols]
     total = scope.int_sum(m.rows for m in op.stack.members)
     if op.transposed:
-        return c("{B}, {cols}, {width}", B="B", cols=cols, width=width), c(
-            "{B}, {cols}, {n}", B="B", cols=cols, n=total
+        return c("{B}, {cols}, {width}", B=batch, cols=cols, width=width), c(
+            "{B}, {cols}, {n}", B=batch, cols=cols, n=total
         )
-    return c("{B}, {width}, {cols}", B="B", cols=cols, width=width), c("{B}, {n}, {cols}", B="B", cols=cols, n=total)
+    return c("{B}, {width}, {cols}", B=batch, cols=cols, width=width), c(
+        "{B}, {n}, {cols}", B=batch, cols=cols, n=total
+    )
 
 
 def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, str], Argument]) -> Layout:
@@ -120,7 +123,7 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
         return Row(names("row", name, "{}_row"), init, writes, dim, width or dim_c[dim])
 
     def seq(arg: Argument, dim: str) -> Code:
-        return c("{a} + (size_t)t * {B} * {d}", a=arg.c_name, B="B", d=dim_c[dim])
+        return c("{a} + {r} * {d}", a=arg.c_name, r="step_row", d=dim_c[dim])
 
     # panels: vectors side by side, in the order the stacks read or write them
     mirrored: set[str] = set()
@@ -147,7 +150,7 @@ def plan_layout(scope: Scope, which: str, plan: Plan, by_role: dict[tuple[str, s
             offset = scope.int_sum(m.rows for m in stack.members[:index])
             init = c("{p}", p=buffer)
             if all_steps:
-                init = c("{p} + (size_t)t * {B} * {w}", p=init, B="B", w=width)
+                init = c("{p} + {r} * {w}", p=init, r="step_row", w=width)
             if offset.text != "0":
                 init = c("{p} + {o}", p=init, o=offset)
             place = row(member.value, init, True, member.rows, width)
@@ -220,7 +223,7 @@ def _place_arrays(scope: Scope, which: str, plan: Plan, by_role, layout: Layout,
             init, prev = by_role[("init", role[1])].c_name, by_role[("states", role[1])].c_name
             layout.rows[name] = row(
                 name,
-                c("t == 0 ? {i} : {p} + (size_t)(t - 1) * {B} * {d}", i=init, p=prev, B="B", d=dim_c[dim]),
+                c("t == 0 ? {i} : {p} + {r} * {d}", i=init, p=prev, r="previous_row", d=dim_c[dim]),
                 False,
                 dim,
             )

@@ -19,6 +19,7 @@ from .lower import Plan
 from .scope import Scope
 
 INFER_TITLE = "Forward pass over T steps, saving nothing for a backward pass."
+BATCH_SIZES_TEXT = "batch_sizes (T): samples run at each step, longest first, sequences packed; NULL: B each step"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def render_pass(
     emit = Emitter(scope)
     packing = [emit.packing(op, layout) for op in layout.packings([*plan.before, *plan.step, *plan.after])]
     before = [emit.op(op, layout) for op in plan.before]
-    body = [emit.op(op, layout) for op in plan.step]
+    body = [emit.op(op, layout, "step_batch") for op in plan.step]
     after = [emit.op(op, layout) for op in plan.after]
     seeds = _seeds(scope, by_role, rows) if which == "backward" else []
     zero = _zero(scope, by_role) if which == "backward" else []
@@ -100,6 +101,8 @@ def render_pass(
     step_rows += [m for ms in layout.mirrors.values() for m in ms if m.c in step_names]
     used = step_names | _names([*packing, *before, *after]) | names_of(r.init for r in step_rows)
     used = used.union(*(names for names, _ in zero))
+    steps = _StepRows.of(used, reverse=which == "backward")
+    used |= steps.names
     buffers = [b for b in layout.buffers if b.c in used]
     inits = []
     for previous, buffer in zip([None, *buffers], buffers, strict=False):
@@ -110,7 +113,7 @@ def render_pass(
     used |= names_of(w.value for w in widths)
     dims = [dim_c[d] for d in cell.dims]
     shown = [a for a in args if a.role not in scope.target.hidden_roles]
-    candidates = [*dims, *(a.c_name for a in shown), "work"]
+    candidates = [*dims, "batch_sizes", *(a.c_name for a in shown), "work"]
     printer = printer_for(scope.dtype, {})
     constants = [
         f"const {real} {scope.names('const', name)} = {printer.doprint(value)};"
@@ -127,15 +130,20 @@ def render_pass(
             "fixed": [{"c": dim_c[d], "value": scope.target.fixed_macro(dim_c[d])} for d in scope.fixed],
             "parameters": [f"{'' if a.writes else 'const '}{real} *{a.c_name}" for a in shown],
             "arg_comments": [
-                f"{a.c_name} ({', '.join(a.shape)}): {ROLE_TEXT[a.role].format(a.name, a.name)}" for a in shown
+                BATCH_SIZES_TEXT,
+                *(f"{a.c_name} ({', '.join(a.shape)}): {ROLE_TEXT[a.role].format(a.name, a.name)}" for a in shown),
             ],
             "unused": [n for n in candidates if n not in used],
+            "all_rows": steps.all_rows,
             "constants": constants,
             "work_size": work_size.text,
             "work_unused": [d for d in ["T", "B", *dims] if d not in work_size.names],
             "widths": [{"c": w.c, "value": f"const int {w.c} = {w.value.text};"} for w in widths],
             "buffers": [{"c": b.c, "comment": b.comment, "init": i.text} for b, i in zip(buffers, inits, strict=True)],
             "step_rows": [{"c": r.c, "init": r.init.text, "writes": r.writes} for r in step_rows],
+            "loop_before": steps.before,
+            "loop_head": steps.head,
+            "loop_tail": steps.tail,
             "seeds": [seed for _, seed in seeds],
             "zero": [z for _, z in zero],
             "packing": [o.template() for o in packing],
@@ -146,6 +154,40 @@ def render_pass(
         },
         work_size,
     )
+
+
+@dataclass(frozen=True)
+class _StepRows:
+    """Where step t's rows start in the sequences and how many samples it runs: the time loop's own
+    declarations, only those the pass uses. ``before`` the loop, at its ``head`` and ``tail``; with
+    ``all_rows`` (the rows of all steps) declared first in the function when read."""
+
+    before: tuple[str, ...]
+    head: tuple[str, ...]
+    tail: tuple[str, ...]
+    all_rows: str
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, used: set[str], reverse: bool) -> _StepRows:
+        previous = "previous_row" in used
+        row = previous or "step_row" in used
+        batch = row or "step_batch" in used
+        before, head, tail = [], [], []
+        if batch:
+            head.append("const int step_batch = sg_step_batch(batch_sizes, t, B);")
+        if row and reverse:
+            before.append("size_t step_row = (size_t)all_rows;")
+            head.append("step_row -= (size_t)step_batch;")
+        elif row:
+            before.append("size_t step_row = 0;")
+            tail.append("step_row += (size_t)step_batch;")
+        if previous:
+            head.append("const size_t previous_row = sg_previous_row(step_row, batch_sizes, t, B);")
+        all_rows = "all_rows" in used or (row and reverse)
+        declared = "const int all_rows = sg_all_rows(T, B, batch_sizes);" if all_rows else ""
+        names = {"batch_sizes"} if batch or all_rows else set()
+        return cls(tuple(before), tuple(head), tuple(tail), declared, frozenset(names | ({"B"} if batch else set())))
 
 
 def _names(ops: list[Emitted]) -> frozenset[str]:
@@ -165,10 +207,10 @@ def _seeds(scope: Scope, by_role: dict, rows: dict) -> list[tuple[frozenset[str]
                 "comment": f"{seed}: gradient into {state}' from step t+1 and the loss",
                 "out": out,
                 "carry": carry,
-                "given": f"{given}[(size_t)t * B * {size} + n]",
-                "count": f"(size_t)B * {size}",
+                "given": f"{given}[step_row * {size} + n]",
+                "count": f"(size_t)step_batch * {size}",
             }
-            seeds.append((frozenset({out, carry, given, size}), data))
+            seeds.append((frozenset({out, carry, given, size, "step_row", "step_batch"}), data))
     return seeds
 
 

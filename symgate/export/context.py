@@ -148,7 +148,7 @@ def _step(scope: Scope, infer: RenderedPass, infer_args: list[Argument]) -> tupl
         "work_fixed": fixed_in(work),
         "parameters": [f"{'' if a.writes else 'const '}{scope.real} *{a.c_name}" for a in shown],
         "states": states,
-        "call": [f"{infer.function}({dims.text},", *(f"    {a}," for a in call_args), f"    {start});"],
+        "call": [f"{infer.function}({dims.text}, NULL,", *(f"    {a}," for a in call_args), f"    {start});"],
         "work_size": work.text,
     }
     return data, args, counts

@@ -18,7 +18,7 @@ of views when first read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 
 import numpy as np
@@ -30,6 +30,7 @@ from ..interface import GIVEN_ROLES, RESULT_ROLES, Interface
 from ..jit.cache import Entry
 from .arrays import Sizes, check_array, check_fits_c_int, check_names, exactly, given_arrays, shape_of, size_sources
 from .buffers import Block, Key, Layout, Shapes
+from .lengths import Packing, packing_of
 from .memory import ALIGNMENT, pool
 from .recompute import Segments, segment_length
 from .run import Gradients, Run
@@ -61,6 +62,7 @@ class Kernel:
         self._buffer = f"{self._dtype.c_type}[]"
         self._pointer = f"{self._dtype.c_type} *"
         self._null = self._ffi.cast(self._pointer, 0)  # for arguments a call sets itself
+        self._every_sample = self._ffi.cast("int *", 0)  # batch_sizes of a pass whose steps all run B samples
         self._thread = threading.local()  # its kept workspace
         self._path = str(entry.path)
         self._given = given_arrays(cell)
@@ -132,8 +134,16 @@ class Kernel:
         copy: bool = True,
         recompute: bool = False,
         backward: bool = True,
+        lengths: Sequence[int] | np.ndarray | None = None,
     ) -> Run:
         """Runs the cell over a whole sequence. ``x``: (T, B, D), or a dict for several inputs.
+
+        ``lengths`` (B integers from 0 to T) runs sample b over its first ``lengths[b]`` steps
+        only: its states stop changing after its length (``run.states`` holds the state at the
+        length from there on, ``run.final`` each sample's state at its own length), its outputs
+        past the length are zero, and the backward pass gives it zero gradient there. The C time
+        loop runs each step for the samples still running only, in the packed layout of
+        :mod:`symgate.runtime.lengths`, so the work is proportional to the sum of the lengths.
 
         ``copy=False`` makes no defensive copies (see :class:`Run`): for callers such as
         ``symgate.torch`` that share memory with the kernels and guard it themselves.
@@ -150,6 +160,11 @@ class Kernel:
         (no tape written, no scratch memory for one).
         """
         arrays, shapes = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
+        packing = batch_sizes = None
+        if lengths is not None:
+            packing = packing_of(lengths, shapes.steps, shapes.batch)
+            arrays, shapes = self._packed(arrays, shapes, packing)
+            batch_sizes = packing.batch_sizes
         steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
         mode = (copies, keep_tape, backward)
@@ -173,13 +188,13 @@ class Kernel:
                     self._ffi.memmove(arguments[index[key]], plan.zeros, nbytes)
         segment = segment_length(steps) if backward and recompute and self._tape_names else 0
         if not backward:
-            self._call(self.interface.infer, arguments, steps, shapes)
+            self._call(self.interface.infer, arguments, steps, shapes, batch_sizes)
         elif not segment:  # the tape has every step's saved values (or there are none)
-            self._call(self.interface.forward, arguments, steps, shapes)
+            self._call(self.interface.forward, arguments, steps, shapes, batch_sizes)
         else:
             pointers = dict(zip(self._forward_keys, arguments, strict=True))
             scratch, _owner = self._scratch(segment, shapes, ("tape",))
-            self._segments.forward(pointers, scratch, segment, shapes)
+            self._segments.forward(pointers, scratch, segment, shapes, packing)
         if copies:
             kept.setflags(write=False)  # and so every view of it
             read.setflags(write=False)
@@ -191,7 +206,22 @@ class Kernel:
             blocks=(Block(kept, plan.kept), Block(read, plan.read)),
             shared={} if copies else {key: arrays[key] for key in self._forward_keys if key in arrays},
             arguments=arguments,
+            packing=packing,
         )
+
+    def _packed(self, arrays: dict, shapes: Shapes, packing: Packing) -> tuple[dict, Shapes]:
+        """The arrays of a forward call in the packed layout, and the shapes of the steps it runs."""
+        packed = self._shapes(packing.run_steps, shapes.batch, shapes.sizes)
+        result = {}
+        for key, a in arrays.items():
+            if key[0] == "input":
+                result[key] = np.empty(packed.of[key], self._np_dtype)
+                packing.pack(a, result[key])
+            elif key[0] == "init":
+                result[key] = packing.sort(a)
+            else:
+                result[key] = a
+        return result, packed
 
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
@@ -308,10 +338,15 @@ class Kernel:
                 f"this Run was made by another kernel ({run.kernel or 'unknown'}); "
                 f"pass a Run from this {self.cell.name} {self.dtype} kernel's forward"
             )
-        shapes = run._shapes
+        shapes, packing = run._shapes, run._packing
         grads, final, label = self._final_spelling({} if grads is None else grads, final)
-        if not self._accepted_grads(grads, final, shapes):
-            self._check_grads(grads, final, label, shapes)
+        given_shapes = shapes if packing is None else self._shapes(packing.steps, shapes.batch, shapes.sizes)
+        if not self._accepted_grads(grads, final, given_shapes):
+            self._check_grads(grads, final, label, given_shapes)
+        batch_sizes = None
+        if packing is not None:
+            grads, final = self._packed_grads(grads, final, shapes, packing)
+            batch_sizes = packing.batch_sizes
         layout = shapes.layout(RESULT_ROLES)
         block = pool.empty((layout.size,), self._np_dtype)
         base = self._ffi.from_buffer(self._buffer, block)
@@ -331,12 +366,36 @@ class Kernel:
             per_segment, per_segment_pointers = self._block(shapes.layout(("grad_params",)))
             recomputed |= per_segment_pointers
             self._segments.backward(
-                pointers, recomputed, per_segment.views("grad_params"), results.params, run.segment, shapes
+                pointers, recomputed, per_segment.views("grad_params"), results.params, run.segment, shapes, packing
             )
         else:  # the backward pass reads the forward pass's arrays, then the given gradients, then writes the results
             arguments = [*run._arguments, *given.values(), *[base + start for start in layout.starts]]
-            self._call(self.interface.backward, arguments, shapes.steps, shapes)
-        return results
+            self._call(self.interface.backward, arguments, shapes.steps, shapes, batch_sizes)
+        if packing is None:
+            return results
+        return Gradients(
+            results.params,
+            {x: packing.unpack(g) for x, g in results.inputs.items()},
+            {s: packing.unsort(g) for s, g in results.init.items()},
+        )
+
+    def _packed_grads(self, grads, final, shapes: Shapes, packing: Packing) -> tuple[dict, dict]:
+        """The loss gradients of a run over sequences of different lengths in the packed layout
+        (every step's for ``shapes``, the steps it ran) and the final states' in sorted order,
+        with the gradients given past each length added to its state's at the length."""
+        packed, packed_final = {}, {}
+        for role, name in self._grads_given:
+            if name not in grads:
+                continue
+            packed[name] = np.empty(shapes.of[role, name], self._np_dtype)
+            if role == "grad_states":
+                start = final.get(name, np.zeros(grads[name].shape[1:], self._np_dtype))
+                packed_final[name] = packing.pack_state_gradient(grads[name], start, packed[name])
+            else:
+                packing.pack(grads[name], packed[name])
+        for s, g in final.items():
+            packed_final.setdefault(s, packing.sort(g))
+        return packed, packed_final
 
     def _final_spelling(self, grads, final) -> tuple[object, object, str]:
         """``(grads, final, label)``: every step's gradients, the final states' (``{}`` when none)
@@ -411,16 +470,20 @@ class Kernel:
         block = Block(pool.empty((layout.size,), self._np_dtype), layout)
         return block, layout.pointers(self._ffi.from_buffer(self._buffer, block.array))
 
-    def _call(self, pass_, arguments: list, steps: int, shapes: Shapes) -> None:
+    def _call(
+        self, pass_, arguments: list, steps: int, shapes: Shapes, batch_sizes: np.ndarray | None = None
+    ) -> None:
         """Runs one pass over ``steps`` steps with a workspace: kept by the thread when small,
-        lent by the pool when large."""
+        lent by the pool when large. ``batch_sizes``: the samples each step runs (C ints, the
+        sequences packed), or None for B at every step."""
         function, work_size = self._functions[pass_.function]
         dims = shapes.dims
+        sizes = self._every_sample if batch_sizes is None else self._ffi.from_buffer("int[]", batch_sizes)
         nbytes = max(work_size(steps, shapes.batch, *dims), 1) * shapes.itemsize
         if nbytes > WORK_KEPT:
             block, start = pool.lend(nbytes)
             try:
-                function(steps, shapes.batch, *dims, *arguments, self._ffi.cast(self._pointer, block + start))
+                function(steps, shapes.batch, *dims, sizes, *arguments, self._ffi.cast(self._pointer, block + start))
             finally:
                 pool.give_back(block, start)
             return
@@ -430,7 +493,7 @@ class Kernel:
             start = -int(self._ffi.cast("uintptr_t", kept["work"])) % ALIGNMENT  # as pooled memory
             kept["work_pointer"] = self._ffi.cast(self._pointer, kept["work"] + start)
             kept["work_bytes"] = nbytes
-        function(steps, shapes.batch, *dims, *arguments, kept["work_pointer"])
+        function(steps, shapes.batch, *dims, sizes, *arguments, kept["work_pointer"])
 
 
 def _keys(pass_) -> list[Key]:

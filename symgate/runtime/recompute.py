@@ -17,9 +17,11 @@ import numpy as np
 
 from ..interface import PassInterface
 from .buffers import Key, Shapes
+from .lengths import Packing
 
-Call = Callable[[PassInterface, list, int, Shapes], None]
-"""Runs a pass: (the pass, its pointers in its order, the steps it runs, the run's shapes)."""
+Call = Callable[[PassInterface, list, int, Shapes, "np.ndarray | None"], None]
+"""Runs a pass: (the pass, its pointers in its order, the steps it runs, the run's shapes, the
+samples each step runs or None for all)."""
 
 
 def segment_length(steps: int) -> int:
@@ -36,19 +38,25 @@ def spans(steps: int, segment: int) -> list[tuple[int, int]]:
     return [(start, min(start + segment, steps)) for start in range(0, steps, segment)]
 
 
-def moved(keys: list[Key], pointers: dict, local: dict, start: int, strides: dict[Key, int]) -> list:
+def moved(keys: list[Key], pointers: dict, local: dict, start: int, shapes: Shapes, packing: Packing | None) -> list:
     """The pointers a pass takes for the steps from ``start`` on: each sequence's moved to that
-    step, the initial states' to the state before it; ``local`` ones (a segment's own scratch
-    arrays, written from their first element) as they are."""
+    step's first row (in the packed layout when ``packing``), the initial states' to the state
+    before it; ``local`` ones (a segment's own scratch arrays, written from their first element)
+    as they are."""
+    strides, batch = shapes.strides, max(shapes.batch, 1)
+
+    def first_row(step: int) -> int:
+        return step * shapes.batch if packing is None else int(packing.first_rows[step])
+
     arguments = []
     for key in keys:
         role, name = key
         if key in local:
             arguments.append(local[key])
         elif role == "init" and start:
-            arguments.append(pointers["states", name] + (start - 1) * strides["states", name])
+            arguments.append(pointers["states", name] + first_row(start - 1) * (strides["states", name] // batch))
         elif key in strides:
-            arguments.append(pointers[key] + start * strides[key])
+            arguments.append(pointers[key] + first_row(start) * (strides[key] // batch))
         else:
             arguments.append(pointers[key])
     return arguments
@@ -68,11 +76,11 @@ class Segments:
         self._call, self._forward, self._backward = call, forward, backward
         self._forward_keys, self._backward_keys = forward_keys, backward_keys
 
-    def forward(self, pointers: dict, scratch: dict, segment: int, shapes: Shapes) -> None:
+    def forward(self, pointers: dict, scratch: dict, segment: int, shapes: Shapes, packing: Packing | None) -> None:
         """The forward pass over every step, a segment at a time, each writing the arrays in
         ``scratch`` (its tape) anew; ``pointers`` are the whole run's, by (role, name)."""
         for start, stop in spans(shapes.steps, segment):
-            self._forward_span(pointers, scratch, start, stop, shapes)
+            self._forward_span(pointers, scratch, start, stop, shapes, packing)
 
     def backward(
         self,
@@ -82,6 +90,7 @@ class Segments:
         totals: dict[str, np.ndarray],
         segment: int,
         shapes: Shapes,
+        packing: Packing | None,
     ) -> None:
         """The backward pass, segment by segment, latest first, each segment's forward pass run
         again from the state before it to make its states, outputs and tape in ``recomputed``
@@ -91,13 +100,20 @@ class Segments:
         for total in totals.values():
             total.fill(0)
         for start, stop in reversed(spans(shapes.steps, segment)):
-            self._forward_span(pointers, recomputed, start, stop, shapes)
-            arguments = moved(self._backward_keys, pointers, recomputed, start, shapes.strides)
-            self._call(self._backward, arguments, stop - start, shapes)
+            self._forward_span(pointers, recomputed, start, stop, shapes, packing)
+            arguments = moved(self._backward_keys, pointers, recomputed, start, shapes, packing)
+            self._call(self._backward, arguments, stop - start, shapes, _batch_sizes(packing, start))
             for name, part in per_segment.items():
                 totals[name] += part
 
-    def _forward_span(self, pointers: dict, scratch: dict, start: int, stop: int, shapes: Shapes) -> None:
+    def _forward_span(
+        self, pointers: dict, scratch: dict, start: int, stop: int, shapes: Shapes, packing: Packing | None
+    ) -> None:
         """The forward pass over steps [start, stop), from the state before ``start``."""
-        arguments = moved(self._forward_keys, pointers, scratch, start, shapes.strides)
-        self._call(self._forward, arguments, stop - start, shapes)
+        arguments = moved(self._forward_keys, pointers, scratch, start, shapes, packing)
+        self._call(self._forward, arguments, stop - start, shapes, _batch_sizes(packing, start))
+
+
+def _batch_sizes(packing: Packing | None, start: int) -> np.ndarray | None:
+    """The samples each step from ``start`` on runs (None: all of them)."""
+    return None if packing is None else packing.batch_sizes[start:]

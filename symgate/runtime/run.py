@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .buffers import Block, Key, Shapes
+from .lengths import Packing
+
+_PADDED = ("input", "init", "states", "outputs")  # roles a run over different lengths shows padded
 
 
 def _role(role: str, doc: str) -> property:
@@ -49,6 +52,7 @@ class Run:
         "_blocks",
         "_for_backward",
         "_kernel",
+        "_packing",
         "_parts",
         "_segment",
         "_shapes",
@@ -64,6 +68,7 @@ class Run:
         blocks: tuple[Block, ...],
         shared: dict[Key, np.ndarray],
         arguments: list,
+        packing: Packing | None = None,
     ) -> None:
         self._kernel, self._segment, self._for_backward = kernel, segment, for_backward
         self._shapes = shapes  # of the arrays of both passes, for the backward pass
@@ -71,6 +76,7 @@ class Run:
         # own what they point to): the arrays the backward pass reads first.
         self._arguments = arguments
         self._blocks, self._shared = blocks, shared
+        self._packing = packing  # of sequences of different lengths; None when all run T steps
         self._parts: dict[str, dict[str, np.ndarray]] = {}
 
     @property
@@ -91,7 +97,13 @@ class Run:
     @property
     def sizes(self) -> dict[str, int]:
         """T, B and the size of each of the cell's dimensions."""
-        return {"T": self._shapes.steps, "B": self._shapes.batch, **self._shapes.sizes}
+        steps = self._shapes.steps if self._packing is None else self._packing.steps
+        return {"T": steps, "B": self._shapes.batch, **self._shapes.sizes}
+
+    @property
+    def lengths(self) -> np.ndarray | None:
+        """Each sample's length when the run was given ``lengths``, else None (every one T)."""
+        return None if self._packing is None else self._packing.lengths.copy()
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
@@ -106,10 +118,29 @@ class Run:
     def _part(self, role: str) -> dict[str, np.ndarray]:
         part = self._parts.get(role)
         if part is None:
-            part = {name: a for block in self._blocks for name, a in block.views(role).items()}
-            part |= {name: a for (r, name), a in self._shared.items() if r == role}
+            part = self._as_run(role)
+            if self._packing is not None and role in _PADDED:
+                part = self._padded(role, part)
             self._parts[role] = part
         return part
+
+    def _as_run(self, role: str) -> dict[str, np.ndarray]:
+        """The arrays of ``role`` as the kernels ran them (packed, for different lengths)."""
+        part = {name: a for block in self._blocks for name, a in block.views(role).items()}
+        return part | {name: a for (r, name), a in self._shared.items() if r == role}
+
+    def _padded(self, role: str, part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Packed arrays of a run over sequences of different lengths, as the caller gave them:
+        padded to T steps and in sample order (see :mod:`symgate.runtime.lengths`)."""
+        packing = self._packing
+        if role == "init":
+            padded = {s: packing.unsort(a) for s, a in part.items()}
+        elif role == "states":
+            final = self.final
+            padded = {s: packing.unpack(a, final[s]) for s, a in part.items()}
+        else:
+            padded = {name: packing.unpack(a) for name, a in part.items()}
+        return padded
 
     inputs = _role("input", "Copies of the inputs (the caller's with copy=False).")
     params = _role("param", "Copies of the parameters (the caller's with copy=False).")
@@ -126,6 +157,10 @@ class Run:
 
     @property
     def final(self) -> dict[str, np.ndarray]:
+        """Each state after the last step (with lengths: each sample's at its own length)."""
+        if self._packing is not None:
+            init = self.init
+            return {s: self._packing.last(seq, init[s]) for s, seq in self._as_run("states").items()}
         return {s: (seq[-1] if len(seq) else self.init[s]) for s, seq in self.states.items()}
 
 
