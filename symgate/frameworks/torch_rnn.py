@@ -74,11 +74,6 @@ from .torch_module import CellModule, _check_tensor, _checked_output, _torch_dty
 __all__ = ["RNN"]
 
 
-def _is_bias(shape: tuple[str, ...], name: str) -> bool:
-    """Whether ``bias=False`` fixes this parameter at zero: one dimension, named ``b`` or ``b_...``."""
-    return len(shape) == 1 and (name == "b" or name.startswith("b_"))
-
-
 class RNN(torch.nn.Module):
     """Layers of a cell, stacked and optionally bidirectional, called as ``nn.LSTM`` is.
 
@@ -135,6 +130,7 @@ class RNN(torch.nn.Module):
         self.state_sizes = self._state_sizes(layer_sizes)
         count = self.num_layers * self.directions
         params_list = self._params_list(params, count)
+        biases = [] if self.bias else self._biases()
         if seed is not None:
             if params is not None:
                 raise ArgumentError("pass either seed or params, not both")
@@ -156,8 +152,8 @@ class RNN(torch.nn.Module):
             for k in range(count)
         )
         self.recompute = self.cell_modules[0].recompute
-        if not self.bias:
-            self._fix_biases(params is not None)
+        for name in biases:
+            self._fix_at_zero(name, given=params is not None)
 
     # -- construction -----------------------------------------------------------------------
     @property
@@ -221,23 +217,25 @@ class RNN(torch.nn.Module):
             )
         return list(params)
 
-    def _fix_biases(self, given: bool) -> None:
-        """bias=False: every bias becomes a zero buffer (not a parameter, not in state_dict)."""
-        names = [p.name for p in self.cell.params if _is_bias(p.shape, p.name)]
+    def _biases(self) -> list[str]:
+        """The parameters that bias=False fixes at zero: one dimension, named ``b`` or ``b_...``."""
+        names = [p.name for p in self.cell.params if len(p.shape) == 1 and (p.name == "b" or p.name.startswith("b_"))]
         if not names:
             raise ArgumentError(
                 f"bias=False fixes the cell's biases (parameters of one dimension named b or b_...) at zero, but cell "
                 f"{self.cell.name} has none among {[p.name for p in self.cell.params]}: leave bias=True"
             )
+        return names
+
+    def _fix_at_zero(self, name: str, given: bool) -> None:
+        """Parameter ``name`` of every cell module becomes a zero buffer (not a parameter, not in state_dict)."""
         for k, module in enumerate(self.cell_modules):
-            attributes = {id(t): a for a, t in module.named_parameters(recurse=False)}
-            for name in names:
-                tensor = module.param(name)
-                if given and torch.any(tensor != 0):
-                    raise ArrayError(f"bias=False, but params[{k}][{name!r}] is not zero")
-                attribute = attributes[id(tensor)]
-                delattr(module, attribute)
-                module.register_buffer(attribute, torch.zeros_like(tensor.detach()), persistent=False)
+            tensor = module.param(name)
+            if given and torch.any(tensor != 0):
+                raise ArrayError(f"bias=False, but params[{k}][{name!r}] is not zero")
+            attribute = next(a for a, t in module.named_parameters(recurse=False) if t is tensor)
+            delattr(module, attribute)
+            module.register_buffer(attribute, torch.zeros_like(tensor.detach()), persistent=False)
 
     @classmethod
     def from_torch(cls, module: torch.nn.Module, *, recompute: bool = False) -> RNN:
