@@ -18,7 +18,8 @@ per-gate blocks (or stacks them back); nothing is merged, transposed or special-
 
 ``bias=False`` maps to the same cells with zero biases. ``batch_first`` is only PyTorch's calling
 convention (symgate kernels always take (T, B, D)). Dropout between layers is not part of any
-cell, so a multi-layer module with ``dropout > 0`` is refused.
+cell, so ``from_torch`` refuses a multi-layer module with ``dropout > 0``; ``layer_pairs`` gives
+its pairs all the same for ``symgate.torch.RNN.from_torch``, which runs the dropout itself.
 
 **Layers and directions.** ``from_torch`` returns one ``(cell, params)`` pair per layer and
 direction, in PyTorch's own parameter order: layer 0 forward, layer 0 reverse, layer 1 forward,
@@ -132,17 +133,49 @@ def from_torch(module: torch.nn.Module) -> list[Pair] | Pair:
     if kind in (nn.RNNCell, nn.LSTMCell, nn.GRUCell):
         return _pair(torch, module, _cell_family(module), "", _dtype(torch, module))
     if kind in (nn.RNN, nn.LSTM, nn.GRU):
-        family = _module_family(module)
-        directions = 2 if module.bidirectional else 1
-        dtype = _dtype(torch, module)
-        return [_pair(torch, module, family, s, dtype) for s in _suffixes(module.num_layers, directions)]
-    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        if module.dropout > 0 and module.num_layers > 1:
+            raise UnsupportedModuleError(
+                f"torch.nn.{kind.__name__} with dropout={module.dropout}: dropout between layers is not part of a "
+                f"cell; build the module with dropout=0 (the weights are the same) to convert it, or use "
+                f"symgate.torch.RNN.from_torch, which runs the dropout between its layers"
+            )
+        return layer_pairs(module)
+    raise _unsupported(module)
+
+
+def layer_pairs(module: torch.nn.Module) -> list[Pair]:
+    """The ``(cell, params)`` pairs of an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``, as :func:`from_torch` gives them.
+
+    Unlike ``from_torch`` it accepts ``dropout > 0``: the caller (``symgate.torch.RNN``) runs the
+    dropout between layers, which no cell holds.
+    """
+    torch = _torch()
+    nn = torch.nn
+    kind = type(module)
+    if kind in (nn.RNNCell, nn.LSTMCell, nn.GRUCell):
         raise UnsupportedModuleError(
+            f"torch.nn.{kind.__name__} is one step, not a layer over sequences: convert a whole torch.nn.RNN, LSTM "
+            f"or GRU, or run the cell with symgate.torch.from_cell(*symgate.from_torch(module))"
+        )
+    if kind not in (nn.RNN, nn.LSTM, nn.GRU):
+        raise _unsupported(module)
+    family = _module_family(module)
+    directions = 2 if module.bidirectional else 1
+    dtype = _dtype(torch, module)
+    return [_pair(torch, module, family, s, dtype) for s in _suffixes(module.num_layers, directions)]
+
+
+def _unsupported(module: Any) -> UnsupportedModuleError:
+    """The error for a module that is not one of the six classes ``from_torch`` maps."""
+    nn = _torch().nn
+    kind = type(module)
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        return UnsupportedModuleError(
             f"from_torch maps torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell and GRUCell themselves; "
             f"{kind.__module__}.{kind.__name__} is a subclass whose forward may differ: copy its weights "
             f"into a plain torch.nn.{next(c for c in kind.__mro__ if c.__module__.startswith('torch.')).__name__} first"
         )
-    raise UnsupportedModuleError(
+    return UnsupportedModuleError(
         f"from_torch cannot convert {kind.__module__}.{kind.__name__}: symgate maps torch.nn.RNN, LSTM, GRU, "
         f"RNNCell, LSTMCell and GRUCell"
     )
@@ -162,11 +195,6 @@ def _cell_family(module: Any) -> _Family:
 
 def _module_family(module: Any) -> _Family:
     name = type(module).__name__
-    if module.dropout > 0 and module.num_layers > 1:
-        raise UnsupportedModuleError(
-            f"torch.nn.{name} with dropout={module.dropout}: dropout between layers is not part of a cell; "
-            f"build the module with dropout=0 (the weights are the same) to convert it"
-        )
     mode = module.mode
     if mode == "LSTM":
         return _FAMILIES["lstmp_pytorch" if module.proj_size > 0 else "lstm_pytorch"]
