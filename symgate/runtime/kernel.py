@@ -163,7 +163,7 @@ class Kernel:
         packing = batch_sizes = None
         if lengths is not None:
             packing = packing_of(lengths, shapes.steps, shapes.batch)
-            arrays, shapes = self._packed(arrays, shapes, packing)
+            arrays = self._packed(arrays, shapes, packing)
             batch_sizes = packing.batch_sizes
         steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
@@ -209,19 +209,19 @@ class Kernel:
             packing=packing,
         )
 
-    def _packed(self, arrays: dict, shapes: Shapes, packing: Packing) -> tuple[dict, Shapes]:
-        """The arrays of a forward call in the packed layout, and the shapes of the steps it runs."""
-        packed = self._shapes(packing.run_steps, shapes.batch, shapes.sizes)
+    def _packed(self, arrays: dict, shapes: Shapes, packing: Packing) -> dict:
+        """The arrays of a forward call in the packed layout (each sequence's rows in the front of
+        an array of its padded shape)."""
         result = {}
         for key, a in arrays.items():
             if key[0] == "input":
-                result[key] = np.empty(packed.of[key], self._np_dtype)
+                result[key] = np.empty(shapes.of[key], self._np_dtype)
                 packing.pack(a, result[key])
             elif key[0] == "init":
                 result[key] = packing.sort(a)
             else:
                 result[key] = a
-        return result, packed
+        return result
 
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
@@ -340,9 +340,8 @@ class Kernel:
             )
         shapes, packing = run._shapes, run._packing
         grads, final, label = self._final_spelling({} if grads is None else grads, final)
-        given_shapes = shapes if packing is None else self._shapes(packing.steps, shapes.batch, shapes.sizes)
-        if not self._accepted_grads(grads, final, given_shapes):
-            self._check_grads(grads, final, label, given_shapes)
+        if not self._accepted_grads(grads, final, shapes):
+            self._check_grads(grads, final, label, shapes)
         batch_sizes = None
         if packing is not None:
             grads, final = self._packed_grads(grads, final, shapes, packing)
@@ -381,7 +380,7 @@ class Kernel:
 
     def _packed_grads(self, grads, final, shapes: Shapes, packing: Packing) -> tuple[dict, dict]:
         """The loss gradients of a run over sequences of different lengths in the packed layout
-        (every step's for ``shapes``, the steps it ran) and the final states' in sorted order,
+        (each in the front of an array of its padded shape) and the final states' in sorted order,
         with the gradients given past each length added to its state's at the length."""
         packed, packed_final = {}, {}
         for role, name in self._grads_given:
