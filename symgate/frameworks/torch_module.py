@@ -76,11 +76,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..arguments import count_argument, flag_argument
-from ..dtypes import REAL_DTYPES, dtype_name
+from ..dtypes import dtype_name
 from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
-from ..pipeline import build
 from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
 from .interop.common import FrameworkNotInstalledError
@@ -93,23 +92,9 @@ except ImportError as err:  # pragma: no cover - the tests run with torch instal
         "(or pip install torch==2.13.0)"
     ) from err
 
-from torch.autograd.function import once_differentiable
+from .torch_ops import KERNEL_DTYPES, cell_sequences, kernel_for
 
 __all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
-
-_DTYPES = {getattr(torch, name): name for name in REAL_DTYPES}
-_KERNELS: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
-
-
-def kernel_for(cell: Cell, dtype: torch.dtype, fingerprint: str | None = None) -> Kernel:
-    """The compiled kernel of ``cell`` for a torch dtype, built (or loaded from the disk cache) once per process."""
-    if dtype not in _DTYPES:
-        raise ArrayError(f"symgate's kernels are float32 and float64, not {dtype}")
-    key = (fingerprint or cell.fingerprint(), _DTYPES[dtype])
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        kernel = _KERNELS[key] = build(cell, _DTYPES[dtype])
-    return kernel
 
 
 class Sequences(NamedTuple):
@@ -122,65 +107,6 @@ class Sequences(NamedTuple):
     states: dict[str, torch.Tensor]
     outputs: dict[str, torch.Tensor]
     final: dict[str, torch.Tensor]
-
-
-# -- the autograd Function ----------------------------------------------------------------------
-
-
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    """The NumPy view of a CPU tensor: no copy when it is C-contiguous."""
-    return tensor.detach().resolve_neg().contiguous().numpy()
-
-
-class _CellFunction(torch.autograd.Function):
-    """The kernels over a whole sequence. Everything is time-major: x (T, B, size), init (B, size).
-
-    ``apply(kernel, options, *inputs, *init, *params)`` with the cell's inputs, states (``None``
-    for a zero initial state) and parameters in declaration order returns the state sequences then
-    the output sequences, in declaration order. ``options``: ``Kernel.forward``'s ``recompute``
-    and ``backward`` (false when no gradient will be taken: no saved values are kept).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        cell = kernel.cell
-        inputs, init, params = _split(cell, tensors)
-        run = kernel.forward(
-            {name: _array(t) for name, t in zip(cell.inputs, inputs, strict=True)},
-            {p.name: _array(t) for p, t in zip(cell.params, params, strict=True)},
-            {s: _array(t) for s, t in zip(cell.states, init, strict=True) if t is not None},
-            copy=False,
-            **options,
-        )
-        results = [torch.from_numpy(run.states[s]) for s in cell.states]
-        results += [torch.from_numpy(run.outputs[y]) for y in cell.outputs]
-        ctx.set_materialize_grads(False)
-        ctx.kernel, ctx.run = kernel, run
-        # The run shares these tensors' memory: saving them makes autograd's version counters
-        # refuse a backward pass after any of them was changed in place.
-        ctx.save_for_backward(*(t for t in tensors if t is not None), *results)
-        return tuple(results)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        ctx.saved_tensors  # noqa: B018 - raises if a tensor the run shares was modified in place
-        kernel: Kernel = ctx.kernel
-        cell = kernel.cell
-        names = [*cell.states, *cell.outputs]
-        given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
-        result = kernel.backward(ctx.run, given)
-        wanted = iter(ctx.needs_input_grad[2:])
-        out: list[torch.Tensor | None] = [None, None]  # the kernel and options arguments
-        for group, names_ in ((result.inputs, cell.inputs), (result.init, cell.states)):
-            out += [torch.from_numpy(group[n]) if next(wanted) else None for n in names_]
-        out += [torch.from_numpy(result.params[p.name]) if next(wanted) else None for p in cell.params]
-        return tuple(out)
-
-
-def _split(cell: Cell, tensors: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
-    n_in, n_st = len(cell.inputs), len(cell.states)
-    return tensors[:n_in], tensors[n_in : n_in + n_st], tensors[n_in + n_st :]
 
 
 # -- the module ---------------------------------------------------------------------------------
@@ -285,8 +211,9 @@ class CellModule(torch.nn.Module):
         init_list = self._init(init, dtype, batch)
         tensors = [*inputs.values(), *init_list, *params]
         backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        options = {"recompute": self.recompute, "backward": backward}
-        results = _CellFunction.apply(self.kernel(dtype), options, *tensors)
+        results = cell_sequences(
+            self.kernel(dtype), inputs.values(), init_list, params, recompute=self.recompute, backward=backward
+        )
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
         final = {}
@@ -316,7 +243,7 @@ class CellModule(torch.nn.Module):
         if len(kinds) > 1:
             raise ArrayError(f"the parameters mix dtypes {dtypes}: convert the module with .float() or .double()")
         dtype = kinds.pop() if kinds else torch.get_default_dtype()
-        if dtype not in _DTYPES:
+        if dtype not in KERNEL_DTYPES:
             raise ArrayError(
                 f"the parameters are {dtype}, but symgate's kernels are float32 and float64: "
                 f"convert the module with .float() or .double()"
@@ -535,5 +462,5 @@ def _check_tensor(label: str, value: Any, dtype: torch.dtype) -> None:
     if value.dtype != dtype:
         raise ArrayError(
             f"{label} has dtype {value.dtype} but the module's parameters are {dtype}: pass {label}.to({dtype})"
-            + (f", or convert the module with .to({value.dtype})" if value.dtype in _DTYPES else "")
+            + (f", or convert the module with .to({value.dtype})" if value.dtype in KERNEL_DTYPES else "")
         )

@@ -193,6 +193,39 @@ class Kernel:
             arguments=arguments,
         )
 
+    def run_of(
+        self,
+        x: np.ndarray | Mapping[str, np.ndarray],
+        params: Mapping[str, np.ndarray],
+        init: Mapping[str, np.ndarray] | None,
+        states: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+        tape: Mapping[str, np.ndarray],
+        *,
+        recompute: bool = False,
+    ) -> Run:
+        """The run of ``forward(x, params, init, copy=False, recompute=recompute)`` rebuilt from
+        its arrays (``tape`` empty with ``recompute``), for :meth:`backward`: for callers that
+        cannot keep the Run itself between the passes (``symgate.torch``'s custom operators).
+        It shares every array given, which must not change before the backward pass."""
+        arrays, shapes = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
+        segment = segment_length(shapes.steps) if recompute and self._tape_names else 0
+        made = {("states", n): a for n, a in states.items()} | {("outputs", n): a for n, a in outputs.items()}
+        made |= {("tape", n): a for n, a in tape.items()}
+        for key in self._forward_keys:
+            role = key[0]
+            if role == "init" and key not in arrays:
+                arrays[key] = shapes.zeros(key)
+            elif role in ("states", "outputs") or (role == "tape" and not segment):
+                if key not in made or not exactly(made[key], self._np_dtype, shapes.of[key]):
+                    raise ArrayError(f"the run's {role} {key[1]!r} is missing or not a {shapes.of[key]} array")
+                arrays[key] = made[key]
+        arguments = [  # a recomputing run's tape is made by its backward pass
+            self._ffi.from_buffer(self._buffer, arrays[key]) if key in arrays else self._null
+            for key in self._forward_keys
+        ]
+        return Run(self._path, segment, True, shapes, (), arrays, arguments)
+
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
         common case, checked quickly); None when any is not, for :meth:`_checked_forward` to
