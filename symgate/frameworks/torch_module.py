@@ -212,7 +212,14 @@ class CellModule(torch.nn.Module):
         tensors = [*inputs.values(), *init_list, *params]
         backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         results = cell_sequences(
-            self.kernel(dtype), inputs.values(), init_list, params, recompute=self.recompute, backward=backward
+            cell,
+            dtype,
+            inputs.values(),
+            init_list,
+            params,
+            fingerprint=self._fingerprint,
+            recompute=self.recompute,
+            backward=backward,
         )
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))

@@ -89,29 +89,41 @@ def _kernel(key: str) -> Kernel:
 
 
 def cell_sequences(
-    kernel: Kernel,
+    cell: Cell,
+    dtype: torch.dtype,
     inputs: Sequence[torch.Tensor],
     init: Sequence[torch.Tensor | None],
     params: Sequence[torch.Tensor],
     *,
+    fingerprint: str | None = None,
     recompute: bool = False,
     backward: bool = True,
 ) -> list[torch.Tensor]:
-    """The states' then the outputs' sequences of ``kernel`` over the inputs (every tensor
-    time-major and C-contiguous, in the cell's order), differentiable with respect to every
-    tensor given. ``recompute`` and ``backward`` are :meth:`symgate.Kernel.forward`'s
-    (``backward=False``: no gradient will be taken, nothing is saved)."""
-    if torch.compiler.is_compiling():
-        inputs, params = list(inputs), list(params)
-        extents = _extents(kernel, inputs, init, params)
-        starts = [
-            t if t is not None else inputs[0].new_zeros([extents["B"], extents[dim]])
-            for t, dim in zip(init, kernel.cell.states.values(), strict=True)
-        ]
-        results = cell_forward(kernel_key(kernel), inputs, starts, params, recompute, backward, None)
-        return results[: len(kernel.cell.states) + len(kernel.cell.outputs)]
-    options = {"recompute": recompute, "backward": backward}
-    return list(_CellFunction.apply(kernel, options, *inputs, *init, *params))
+    """The states' then the outputs' sequences of the cell's kernel for ``dtype`` over the
+    inputs (every tensor time-major and C-contiguous, in the cell's order), differentiable with
+    respect to every tensor given. ``fingerprint`` is the cell's (known, it saves working it out
+    again); ``recompute`` and ``backward`` are :meth:`symgate.Kernel.forward`'s (``backward=False``:
+    no gradient will be taken, nothing is saved)."""
+    if not torch.compiler.is_compiling():
+        kernel = kernel_for(cell, dtype, fingerprint)
+        options = {"recompute": recompute, "backward": backward}
+        return list(_CellFunction.apply(kernel, options, *inputs, *init, *params))
+    key = _traced_kernel_key(cell, dtype, fingerprint)
+    inputs, params = list(inputs), list(params)
+    extents = _extents(cell, inputs, init, params)
+    starts = [
+        t if t is not None else inputs[0].new_zeros([extents["B"], extents[dim]])
+        for t, dim in zip(init, cell.states.values(), strict=True)
+    ]
+    results = cell_forward(key, inputs, starts, params, recompute, backward, None)
+    return results[: len(cell.states) + len(cell.outputs)]
+
+
+@torch.compiler.assume_constant_result
+def _traced_kernel_key(cell: Cell, dtype: torch.dtype, fingerprint: str | None) -> str:
+    """:func:`kernel_key` of the cell's kernel, which a trace takes as a constant: the kernel is
+    built (on first use) outside the graph, not traced."""
+    return kernel_key(kernel_for(cell, dtype, fingerprint))
 
 
 # -- shared by both ways ------------------------------------------------------------------------
@@ -219,7 +231,7 @@ def cell_forward(
 def _cell_forward_fake(kernel, inputs, init, params, recompute, backward, lengths):
     _no_lengths(lengths)
     found = _kernel(kernel)
-    extents = _extents(found, inputs, init, params)
+    extents = _extents(found.cell, inputs, init, params)
     kept = [a for a in found.interface.forward.arguments if a.role in ("states", "outputs")]
     tape = set(_tape_names(found, recompute, backward))
     kept += [a for a in found.interface.forward.arguments if a.role == "tape" and a.name in tape]
@@ -289,10 +301,9 @@ def _tape_names(kernel: Kernel, recompute: bool, backward: bool) -> list[str]:
     return [a.name for a in kernel.interface.forward.arguments if a.role == "tape"]
 
 
-def _extents(kernel: Kernel, inputs, init, params) -> dict[str, Any]:
+def _extents(cell: Cell, inputs, init, params) -> dict[str, Any]:
     """T, B and the size of every dimension of the cell (ints, or symbolic ones when traced),
     each read off the first tensor having it, in the order :class:`~symgate.runtime.arrays.Sizes` reads."""
-    cell = kernel.cell
     extents = {"T": inputs[0].shape[0], "B": inputs[0].shape[1], SCALAR: 1}
     for (_, dims), tensor in zip(given_arrays(cell).values(), [*inputs, *params, *init], strict=True):
         if tensor is not None:
