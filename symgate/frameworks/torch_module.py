@@ -2,9 +2,10 @@
 
 :class:`CellModule` is a ``torch.nn.Module`` whose forward pass calls a cell's compiled forward
 kernel and whose backward pass calls its backpropagation-through-time kernel, through one
-``torch.autograd.Function``. Its parameters are ``nn.Parameter`` objects named as in the cell, so
-optimizers, ``state_dict``, gradient clipping, ``torch.func.functional_call`` and
-``DistributedDataParallel`` treat it like any built-in module::
+``torch.autograd.Function`` (custom operators under ``torch.compile``, see below). Its
+parameters are ``nn.Parameter`` objects named as in the cell, so optimizers, ``state_dict``,
+gradient clipping, ``torch.func.functional_call`` and ``DistributedDataParallel`` treat it like
+any built-in module::
 
     import torch
     import symgate as sg
@@ -62,6 +63,19 @@ differentiable (no double backward, no ``create_graph`` through the module), and
 forward-mode AD and no ``torch.func`` transform other than ``functional_call`` (``grad``,
 ``vmap``, ``jvp``); PyTorch raises its own error for each. Bad arguments raise
 :class:`symgate.ArrayError` naming the argument.
+
+**torch.compile and torch.export.** ``torch.compile(model)``, ``fullgraph=True`` included, runs
+a model containing the module with its eager results and gradients: traced, the kernels are the
+custom operators ``symgate::cell_forward`` and ``symgate::cell_backward``
+(:mod:`symgate.frameworks.torch_ops`), whose fake implementations give their results' shapes
+(symbolic ones too: a new T or B recompiles as for any model). A kernel is built when a trace
+first needs it, outside the graph. Outside a trace the module calls the autograd Function, which
+costs less Python per call. ``torch.export.export`` gives a program calling the operators
+(``run_decompositions`` and ``torch.export.save`` keep them); exported with gradients enabled its
+forward keeps the saved values for a backward pass, so export under ``torch.no_grad()`` for
+inference. The operators find a kernel by name in a per-process registry: a program runs in a
+process that has built the same kernel (same cell, dtype, compiler and Python), for example by
+making the module, and raises :class:`symgate.ArrayError` naming the kernel otherwise.
 
 PyTorch is optional: ``import symgate`` never imports it, and ``sg.torch`` imports this module
 on first use (``pip install "symgate[torch]"`` installs the CPU build it is tested with).

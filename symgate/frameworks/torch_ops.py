@@ -14,22 +14,26 @@ than a call through the dispatcher.
 cannot cross into the graph, so two custom operators carry the kernels, with what the backward
 pass reads passed as tensors::
 
-    symgate::cell_forward(str kernel, Tensor[] inputs, Tensor?[] init, Tensor[] params,
-                          bool recompute, bool backward, Tensor? lengths=None) -> Tensor[]
-    symgate::cell_backward(str kernel, Tensor[] inputs, Tensor?[] init, Tensor[] params,
-                           Tensor[] saved, Tensor[] grads, bool recompute,
-                           Tensor? lengths=None) -> Tensor[]
+    symgate::cell_forward(str kernel, Tensor[] inputs, Tensor[] init, Tensor[] params,
+                          bool recompute, bool backward, Tensor? lengths) -> Tensor[]
+    symgate::cell_backward(str kernel, Tensor[] inputs, Tensor[] init, Tensor[] params,
+                           Tensor[] saved, Tensor[] grads, bool recompute, Tensor? lengths) -> Tensor[]
 
+``init`` holds every initial state (the traced call makes zeros for those not given).
 ``cell_forward`` returns the states' and outputs' sequences and then, when it keeps a tape
 (``backward`` and not ``recompute``), the tape's arrays (the saved values, in the kernel's
 order); ``cell_backward`` takes those as ``saved`` and the loss gradients of the states' and
 outputs' sequences as ``grads``, rebuilds the run (:meth:`symgate.Kernel.run_of`) and returns
 the gradients of the inputs, the initial states and the parameters. ``cell_backward`` is the
 backward pass of ``cell_forward`` (``torch.library.register_autograd``) and is not itself
-differentiable. Each has a fake implementation giving its results' shapes from its arguments'
-(symbolic shapes included). A kernel is named by a string, :func:`kernel_key`, in a process-wide
-registry that :func:`kernel_for` fills: an operator finds only kernels built in its process.
-``lengths`` (per-sample sequence lengths) is reserved: it must be ``None`` for now.
+differentiable. Neither changes its arguments, and their results are memory the kernels
+allocated, never a view of an argument. Each has a fake implementation giving its results'
+shapes from its arguments' (symbolic shapes included). A kernel is named by a string,
+:func:`kernel_key`, in a process-wide registry that :func:`kernel_for` fills: an operator finds
+only kernels built in its process. ``lengths`` (per-sample sequence lengths, B integers) is
+reserved for variable-length sequences and must be ``None`` for now; it has no default because
+a traced call leaves out an argument left at its default, while the backward pass answers for
+the arguments given.
 """
 
 from __future__ import annotations
