@@ -149,9 +149,11 @@ def _given(kernel: Kernel, inputs, init, params) -> tuple[dict, dict, dict]:
 
 
 def _sequences(kernel: Kernel, run: Run) -> list[torch.Tensor]:
-    """The run's state sequences then output sequences, sharing its memory."""
-    arrays = [*run.states.values(), *run.outputs.values()]  # in the cell's order
-    return [torch.from_numpy(a) for a in arrays]
+    """The run's state sequences then output sequences, in the cell's order, sharing its memory."""
+    states, outputs = run.states, run.outputs
+    return [torch.from_numpy(states[s]) for s in kernel.cell.states] + [
+        torch.from_numpy(outputs[y]) for y in kernel.cell.outputs
+    ]
 
 
 def _gradients(kernel: Kernel, run: Run, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
@@ -161,8 +163,8 @@ def _gradients(kernel: Kernel, run: Run, grads: Sequence[torch.Tensor | None]) -
     names = [*cell.states, *cell.outputs]
     given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
     result: Gradients = kernel.backward(run, given)
-    arrays = [*result.inputs.values(), *(result.init[s] for s in cell.states), *result.params.values()]
-    return [torch.from_numpy(a) for a in arrays]
+    arrays = [result.inputs[n] for n in cell.inputs] + [result.init[s] for s in cell.states]
+    return [torch.from_numpy(a) for a in arrays + [result.params[p.name] for p in cell.params]]
 
 
 def _counts(cell: Cell) -> tuple[int, int, int]:
