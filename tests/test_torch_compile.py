@@ -2,8 +2,8 @@
 
 A model of a ``CellModule`` and an ``nn.Linear`` head compiled with ``fullgraph=True`` gives the
 eager outputs and gradients (for every parameter, the input and a given initial state), for the
-LSTM in float64 and the GRU in float32 with recomputation, over two sequence lengths (the second
-compiles with a symbolic T) and under ``no_grad``. ``torch.library.opcheck`` passes for both
+LSTM in float64 over two sequence lengths (the second compiles with a symbolic T) and the GRU in
+float32 with recomputation and ``batch_first``, and under ``no_grad``. ``torch.library.opcheck`` passes for both
 operators; ``torch.export`` gives a program that runs the kernels. Sizes are small: compiling is
 what costs here.
 """
@@ -54,13 +54,16 @@ def outputs_and_gradients(model: torch.nn.Module, x: torch.Tensor, h0: torch.Ten
 
 
 @pytest.mark.parametrize(
-    ("cell", "dtype", "options", "tolerance"),
-    [("lstm", F64, {}, 1e-12), ("gru_cho", F32, {"recompute": True, "batch_first": True}, 1e-5)],
+    ("cell", "dtype", "options", "tolerance", "lengths"),
+    [
+        ("lstm", F64, {}, 1e-12, (5, 7)),  # the second length compiles again, with a symbolic T
+        ("gru_cho", F32, {"recompute": True, "batch_first": True}, 1e-5, (5,)),
+    ],
 )
-def test_compiled_model_gives_the_eager_outputs_and_gradients(cell, dtype, options, tolerance):
+def test_compiled_model_gives_the_eager_outputs_and_gradients(cell, dtype, options, tolerance, lengths):
     model = Model(cell, **options).to(dtype)  # a float32 kernel is built while the model compiles
     compiled = torch.compile(model, fullgraph=True)
-    for steps in (5, 7):  # the second length compiles again, with a symbolic T
+    for steps in lengths:
         x, h0 = randn(steps, 2, 3, dtype=dtype, seed=steps), randn(2, 4, dtype=dtype, seed=1)
         if options.get("batch_first"):
             x = x.detach().transpose(0, 1).contiguous().requires_grad_()
