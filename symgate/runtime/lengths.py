@@ -90,11 +90,16 @@ class Packing:
 
 
 def packing_of(lengths: Sequence[int] | np.ndarray, steps: int, batch: int) -> Packing:
-    """The packing of ``lengths`` (B integers from 0 to T), checked: an :class:`ArrayError` names
-    ``lengths`` and what is wrong."""
+    """The packing of ``lengths`` (B integers from 0 to T), checked by :func:`checked_lengths`."""
+    return Packing(checked_lengths(lengths, steps, batch), steps)
+
+
+def checked_lengths(lengths: Sequence[int] | np.ndarray, steps: int, batch: int, least: int = 0) -> np.ndarray:
+    """``lengths`` as B int64 values from ``least`` to T (a list, an array, or anything NumPy
+    reads as one, a CPU tensor included); an :class:`ArrayError` names ``lengths`` and what is wrong."""
     try:
         values = np.asarray(lengths)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:
         raise ArrayError(f"lengths must be {batch} integers, one a sample: {err}") from None
     whole = np.issubdtype(values.dtype, np.floating) and np.all(np.isfinite(values)) and np.all(values % 1 == 0)
     if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or whole):
@@ -102,7 +107,7 @@ def packing_of(lengths: Sequence[int] | np.ndarray, steps: int, batch: int) -> P
     if values.shape != (batch,):
         raise ArrayError(f"lengths has shape {values.shape}, expected ({batch},): one length a sample (B = {batch})")
     values = values.astype(np.int64)
-    if batch and (values.min() < 0 or values.max() > steps):
-        bad = int(np.flatnonzero((values < 0) | (values > steps))[0])
-        raise ArrayError(f"lengths[{bad}] = {values[bad]} is not within 0 .. T = {steps}")
-    return Packing(values, steps)
+    if batch and (values.min() < least or values.max() > steps):
+        bad = int(np.flatnonzero((values < least) | (values > steps))[0])
+        raise ArrayError(f"lengths[{bad}] = {values[bad]} is not within {least} .. T = {steps}")
+    return values
