@@ -58,6 +58,13 @@ transposed views. Because memory is shared, everything the backward pass reads i
 with ``save_for_backward``: changing one of those tensors in place between the forward and the
 backward pass raises PyTorch's usual error instead of corrupting the gradients.
 
+**Sequences of different lengths.** ``module(x, init, lengths=...)`` (B integers from 0 to T:
+a list, an array or a CPU tensor) runs sample b over its first ``lengths[b]`` steps only, in the
+kernels' time loop (:meth:`symgate.Kernel.forward`): its states hold their values past its
+length, so ``final`` is each sample's state at its own length; its outputs are zero there and
+no gradient reaches its input there. :class:`symgate.torch.RNN` builds ``PackedSequence`` input
+and the reverse direction on this.
+
 **Limits.** CPU tensors only (the kernels are C). The backward pass is not itself
 differentiable (no double backward, no ``create_graph`` through the module), and there is no
 forward-mode AD and no ``torch.func`` transform other than ``functional_call`` (``grad``,
@@ -78,7 +85,8 @@ process that has built the same kernel (same cell, dtype, compiler and Python), 
 making the module, and raises :class:`symgate.ArrayError` naming the kernel otherwise.
 
 PyTorch is optional: ``import symgate`` never imports it, and ``sg.torch`` imports this module
-on first use (``pip install "symgate[torch]"`` installs the CPU build it is tested with).
+on first use (``pip install "symgate[torch]"`` asks for ``torch>=2.4``, which has the custom
+operator API; the tests run 2.13.0).
 """
 
 from __future__ import annotations
@@ -104,8 +112,13 @@ try:
 except ImportError as err:  # pragma: no cover - the tests run with torch installed
     raise FrameworkNotInstalledError(
         'symgate.torch needs PyTorch, which is not installed: pip install "symgate[torch]" '
-        "(or pip install torch==2.13.0)"
+        "(or pip install 'torch>=2.4')"
     ) from err
+if not hasattr(torch.library, "custom_op"):  # pragma: no cover - the tests run a newer torch
+    raise FrameworkNotInstalledError(
+        f"symgate.torch needs torch 2.4 or later (torch.library.custom_op), not {torch.__version__}: "
+        "pip install 'torch>=2.4'"
+    )
 
 from .torch_ops import KERNEL_DTYPES, cell_sequences, kernel_for
 

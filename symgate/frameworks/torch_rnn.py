@@ -37,6 +37,16 @@ cell with one (GRU, RNN). ``hx`` takes the same layout (``None``: zeros). Unbatc
 PyTorch. The reverse direction runs its cell over the time-reversed sequence and flips its
 output back; its final state is the one after reading x_0.
 
+**Sequences of different lengths**, as PyTorch's packed sequences: ``rnn(packed)`` takes a
+``PackedSequence`` and returns one (in the input's order: its batch sizes, sorted and unsorted
+indices), and ``rnn(padded, lengths=...)`` takes a padded batch with B lengths from 1 to T (a
+list or a CPU tensor; ``nn.LSTM`` has no such argument) and returns a padded output, zero past
+each length. Each sample runs over its own steps in the kernels (the work is proportional to the
+sum of the lengths), the reverse direction reverses each sample within its own length, and the
+final states are each sample's at its length (the reverse direction's after reading its first
+step). Under ``torch.compile`` use the padded form: dynamo does not trace
+``pack_padded_sequence``.
+
 **Dropout** (``dropout=p``) applies ``torch.nn.functional.dropout`` to every layer's output but
 the last, in training mode only (``rnn.eval()`` turns it off), as ``nn.LSTM`` does; with one
 layer it does nothing.
