@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 import symgate as sg
-from symgate.torch import CellModule, default_output
+from symgate.torch import RNN, CellModule, default_output
 
 DEFAULT_CELLS = ("elman_rnn", "lstm", "gru_cho")
 BASELINE = 1 / 6  # MSE of always predicting 1
@@ -81,15 +81,19 @@ class Model(torch.nn.Module):
         return self.head(out[-1]).squeeze(-1)
 
 
-def cell_model(cell: sg.Cell, hidden: int, dtype: torch.dtype) -> Model:
-    """The model around any one-input cell; the sizes follow from the cell's declarations."""
+def cell_model(cell: sg.Cell, hidden: int, dtype: torch.dtype, layers: int = 1) -> Model:
+    """The model around any one-input cell, ``layers`` deep; the sizes follow from the cell's declarations."""
     if len(cell.inputs) != 1:
         raise SystemExit(f"cell {cell.name} has inputs {list(cell.inputs)}: the adding problem feeds one sequence")
     (input_dim,) = cell.inputs.values()
     output_dim = {**cell.states, **cell.outputs}[default_output(cell)]  # the size the read-out sees
     embed = output_dim == input_dim
     sizes = {d: hidden for d in cell.dims} | ({} if embed else {input_dim: 2})
-    recurrent = CellModule(cell, sizes, dtype=dtype)  # parameters drawn from torch's generator
+    if layers == 1:
+        recurrent = CellModule(cell, sizes, dtype=dtype)  # parameters drawn from torch's generator
+    else:  # stacked: layer l > 0 reads layer l - 1's output
+        others = {d: n for d, n in sizes.items() if d not in (input_dim, output_dim)}
+        recurrent = RNN(cell, sizes[input_dim], sizes[output_dim], num_layers=layers, sizes=others, dtype=dtype)
     return Model(recurrent, 2, hidden if embed else None, sizes[output_dim], dtype)
 
 
@@ -118,11 +122,12 @@ class Result:
 def train(cell: sg.Cell, args: argparse.Namespace, log=print) -> Result:
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(args.seed)
-    model = cell_model(cell, args.hidden, dtype)
+    model = cell_model(cell, args.hidden, dtype, args.layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     data = torch.Generator().manual_seed(args.seed + 1)  # the same batches for every cell
     x_test, y_test = adding_batch(torch.Generator().manual_seed(args.seed + 2), TEST_SIZE, args.length, dtype)
-    result = Result(cell.name, parameters=sum(p.numel() for p in model.parameters()))
+    label = cell.name if args.layers == 1 else f"{cell.name} ({args.layers} layers)"
+    result = Result(label, parameters=sum(p.numel() for p in model.parameters()))
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -142,7 +147,7 @@ def train(cell: sg.Cell, args: argparse.Namespace, log=print) -> Result:
             result.test_accuracy.append((error.abs() < TOLERANCE).to(dtype).mean().item())
             losses = []
             log(
-                f"  {cell.name:<16} step {step:>5}  train {result.train_loss[-1]:.4f}  "
+                f"  {label:<16} step {step:>5}  train {result.train_loss[-1]:.4f}  "
                 f"test MSE {result.test_mse[-1]:.4f}  accuracy {result.test_accuracy[-1]:6.1%}  "
                 f"{time.perf_counter() - start:6.1f} s"
             )
@@ -268,6 +273,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2000, help="training steps per cell (default 2000)")
     parser.add_argument("--batch", type=int, default=64, help="sequences per step (default 64)")
     parser.add_argument("--hidden", type=int, default=32, help="size of every dimension but the input's (default 32)")
+    parser.add_argument(
+        "--layers", type=int, default=1, help="stacked layers of each cell (sg.torch.RNN when above 1; default 1)"
+    )
     parser.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (default 0.01)")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (default 1)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -281,8 +289,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="threads for PyTorch and for OpenBLAS in symgate's kernels (default: their defaults)",
     )
     args = parser.parse_args(argv)
-    if args.length < 2 or min(args.steps, args.batch, args.hidden, args.eval_every, args.threads or 1) < 1:
-        parser.error("--length must be at least 2 and --steps, --batch, --hidden, --eval-every, --threads positive")
+    if args.length < 2 or min(args.steps, args.batch, args.hidden, args.layers, args.eval_every, args.threads or 1) < 1:
+        parser.error(
+            "--length must be at least 2 and --steps, --batch, --hidden, --layers, --eval-every, --threads positive"
+        )
     return args
 
 

@@ -2,9 +2,10 @@
 
 :class:`CellModule` is a ``torch.nn.Module`` whose forward pass calls a cell's compiled forward
 kernel and whose backward pass calls its backpropagation-through-time kernel, through one
-``torch.autograd.Function``. Its parameters are ``nn.Parameter`` objects named as in the cell, so
-optimizers, ``state_dict``, gradient clipping, ``torch.func.functional_call`` and
-``DistributedDataParallel`` treat it like any built-in module::
+``torch.autograd.Function`` (custom operators under ``torch.compile``, see below). Its
+parameters are ``nn.Parameter`` objects named as in the cell, so optimizers, ``state_dict``,
+gradient clipping, ``torch.func.functional_call`` and ``DistributedDataParallel`` treat it like
+any built-in module::
 
     import torch
     import symgate as sg
@@ -63,6 +64,19 @@ forward-mode AD and no ``torch.func`` transform other than ``functional_call`` (
 ``vmap``, ``jvp``); PyTorch raises its own error for each. Bad arguments raise
 :class:`symgate.ArrayError` naming the argument.
 
+**torch.compile and torch.export.** ``torch.compile(model)``, ``fullgraph=True`` included, runs
+a model containing the module with its eager results and gradients: traced, the kernels are the
+custom operators ``symgate::cell_forward`` and ``symgate::cell_backward``
+(:mod:`symgate.frameworks.torch_ops`), whose fake implementations give their results' shapes
+(symbolic ones too: a new T or B recompiles as for any model). A kernel is built when a trace
+first needs it, outside the graph. Outside a trace the module calls the autograd Function, which
+costs less Python per call. ``torch.export.export`` gives a program calling the operators
+(``run_decompositions`` and ``torch.export.save`` keep them); exported with gradients enabled its
+forward keeps the saved values for a backward pass, so export under ``torch.no_grad()`` for
+inference. The operators find a kernel by name in a per-process registry: a program runs in a
+process that has built the same kernel (same cell, dtype, compiler and Python), for example by
+making the module, and raises :class:`symgate.ArrayError` naming the kernel otherwise.
+
 PyTorch is optional: ``import symgate`` never imports it, and ``sg.torch`` imports this module
 on first use (``pip install "symgate[torch]"`` installs the CPU build it is tested with).
 """
@@ -76,13 +90,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..arguments import count_argument, flag_argument
-from ..dtypes import REAL_DTYPES, dtype_name
+from ..dtypes import dtype_name
 from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
-from ..pipeline import build
 from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
+from ..runtime.lengths import checked_lengths
 from .interop.common import FrameworkNotInstalledError
 
 try:
@@ -93,23 +107,9 @@ except ImportError as err:  # pragma: no cover - the tests run with torch instal
         "(or pip install torch==2.13.0)"
     ) from err
 
-from torch.autograd.function import once_differentiable
+from .torch_ops import KERNEL_DTYPES, cell_sequences, kernel_for
 
 __all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
-
-_DTYPES = {getattr(torch, name): name for name in REAL_DTYPES}
-_KERNELS: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
-
-
-def kernel_for(cell: Cell, dtype: torch.dtype, fingerprint: str | None = None) -> Kernel:
-    """The compiled kernel of ``cell`` for a torch dtype, built (or loaded from the disk cache) once per process."""
-    if dtype not in _DTYPES:
-        raise ArrayError(f"symgate's kernels are float32 and float64, not {dtype}")
-    key = (fingerprint or cell.fingerprint(), _DTYPES[dtype])
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        kernel = _KERNELS[key] = build(cell, _DTYPES[dtype])
-    return kernel
 
 
 class Sequences(NamedTuple):
@@ -122,65 +122,6 @@ class Sequences(NamedTuple):
     states: dict[str, torch.Tensor]
     outputs: dict[str, torch.Tensor]
     final: dict[str, torch.Tensor]
-
-
-# -- the autograd Function ----------------------------------------------------------------------
-
-
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    """The NumPy view of a CPU tensor: no copy when it is C-contiguous."""
-    return tensor.detach().resolve_neg().contiguous().numpy()
-
-
-class _CellFunction(torch.autograd.Function):
-    """The kernels over a whole sequence. Everything is time-major: x (T, B, size), init (B, size).
-
-    ``apply(kernel, options, *inputs, *init, *params)`` with the cell's inputs, states (``None``
-    for a zero initial state) and parameters in declaration order returns the state sequences then
-    the output sequences, in declaration order. ``options``: ``Kernel.forward``'s ``recompute``
-    and ``backward`` (false when no gradient will be taken: no saved values are kept).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        cell = kernel.cell
-        inputs, init, params = _split(cell, tensors)
-        run = kernel.forward(
-            {name: _array(t) for name, t in zip(cell.inputs, inputs, strict=True)},
-            {p.name: _array(t) for p, t in zip(cell.params, params, strict=True)},
-            {s: _array(t) for s, t in zip(cell.states, init, strict=True) if t is not None},
-            copy=False,
-            **options,
-        )
-        results = [torch.from_numpy(run.states[s]) for s in cell.states]
-        results += [torch.from_numpy(run.outputs[y]) for y in cell.outputs]
-        ctx.set_materialize_grads(False)
-        ctx.kernel, ctx.run = kernel, run
-        # The run shares these tensors' memory: saving them makes autograd's version counters
-        # refuse a backward pass after any of them was changed in place.
-        ctx.save_for_backward(*(t for t in tensors if t is not None), *results)
-        return tuple(results)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        ctx.saved_tensors  # noqa: B018 - raises if a tensor the run shares was modified in place
-        kernel: Kernel = ctx.kernel
-        cell = kernel.cell
-        names = [*cell.states, *cell.outputs]
-        given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
-        result = kernel.backward(ctx.run, given)
-        wanted = iter(ctx.needs_input_grad[2:])
-        out: list[torch.Tensor | None] = [None, None]  # the kernel and options arguments
-        for group, names_ in ((result.inputs, cell.inputs), (result.init, cell.states)):
-            out += [torch.from_numpy(group[n]) if next(wanted) else None for n in names_]
-        out += [torch.from_numpy(result.params[p.name]) if next(wanted) else None for p in cell.params]
-        return tuple(out)
-
-
-def _split(cell: Cell, tensors: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
-    n_in, n_st = len(cell.inputs), len(cell.states)
-    return tensors[:n_in], tensors[n_in : n_in + n_st], tensors[n_in + n_st :]
 
 
 # -- the module ---------------------------------------------------------------------------------
@@ -267,26 +208,46 @@ class CellModule(torch.nn.Module):
         return f"{self.cell.name}, {sizes}, output={self.output!r}, batch_first={self.batch_first}{recompute}"
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None) -> tuple[torch.Tensor, tuple]:
+    def forward(
+        self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None, lengths: Any = None
+    ) -> tuple[torch.Tensor, tuple]:
         """``(out, final)``: the ``output`` sequence, and the final states as a tuple in state order."""
-        result = self.sequences(x, init)
+        result = self.sequences(x, init, lengths)
         out = result.states.get(self.output)
         if out is None:
             out = result.outputs[self.output]
         return out, tuple(result.final[s] for s in self.cell.states)
 
-    def sequences(self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None) -> Sequences:
-        """Every state's and output's sequence, and the final states (see :class:`Sequences`)."""
+    def sequences(
+        self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None, lengths: Any = None
+    ) -> Sequences:
+        """Every state's and output's sequence, and the final states (see :class:`Sequences`).
+
+        ``lengths`` (B integers from 0 to T: a list, an array or a CPU tensor) runs each sample
+        over its own first steps (:meth:`symgate.Kernel.forward`): a state holds its value past
+        the sample's length (so ``final`` is each sample's state at its own length), an output
+        is zero there, and no gradient reaches the input there."""
         cell = self.cell
         dtype = self._param_dtype()
         params = [self.param(p.name) for p in cell.params]
         inputs = self._inputs(x, dtype)
         steps, batch = next(iter(inputs.values())).shape[:2]
         init_list = self._init(init, dtype, batch)
+        if lengths is not None:
+            lengths = _lengths_tensor(lengths, steps, batch)
         tensors = [*inputs.values(), *init_list, *params]
         backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        options = {"recompute": self.recompute, "backward": backward}
-        results = _CellFunction.apply(self.kernel(dtype), options, *tensors)
+        results = cell_sequences(
+            cell,
+            dtype,
+            inputs.values(),
+            init_list,
+            params,
+            fingerprint=self._fingerprint,
+            recompute=self.recompute,
+            backward=backward,
+            lengths=lengths,
+        )
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
         final = {}
@@ -316,7 +277,7 @@ class CellModule(torch.nn.Module):
         if len(kinds) > 1:
             raise ArrayError(f"the parameters mix dtypes {dtypes}: convert the module with .float() or .double()")
         dtype = kinds.pop() if kinds else torch.get_default_dtype()
-        if dtype not in _DTYPES:
+        if dtype not in KERNEL_DTYPES:
             raise ArrayError(
                 f"the parameters are {dtype}, but symgate's kernels are float32 and float64: "
                 f"convert the module with .float() or .double()"
@@ -524,6 +485,19 @@ def _sizes_of(cell: Cell, params: Mapping[str, Any]) -> dict[str, int]:
     return read
 
 
+def _lengths_tensor(lengths: Any, steps: int, batch: int, least: int = 0) -> torch.Tensor:
+    """``lengths`` (B integers from ``least`` to T: a list, an array or a CPU tensor) as a CPU
+    int64 tensor, checked (an :class:`ArrayError` names what is wrong). Traced by torch.compile,
+    a tensor is taken as it is: the kernels check it when they run."""
+    if isinstance(lengths, torch.Tensor):
+        if lengths.device.type != "cpu":
+            raise ArrayError(f"lengths must be a CPU tensor, not one on {lengths.device}")
+        if torch.compiler.is_compiling():
+            return lengths.to(torch.int64)
+        lengths = lengths.detach()
+    return torch.from_numpy(checked_lengths(lengths, steps, batch, least))
+
+
 def _check_tensor(label: str, value: Any, dtype: torch.dtype) -> None:
     if not isinstance(value, torch.Tensor):
         hint = f" (convert it with torch.from_numpy({label}))" if isinstance(value, np.ndarray) else ""
@@ -535,5 +509,5 @@ def _check_tensor(label: str, value: Any, dtype: torch.dtype) -> None:
     if value.dtype != dtype:
         raise ArrayError(
             f"{label} has dtype {value.dtype} but the module's parameters are {dtype}: pass {label}.to({dtype})"
-            + (f", or convert the module with .to({value.dtype})" if value.dtype in _DTYPES else "")
+            + (f", or convert the module with .to({value.dtype})" if value.dtype in KERNEL_DTYPES else "")
         )

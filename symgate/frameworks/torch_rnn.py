@@ -63,13 +63,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..arguments import count_argument, flag_argument, number_argument, sizes_argument
 from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
 from .interop.pytorch import layer_pairs
-from .torch_module import CellModule, _check_tensor, _checked_output, _torch_dtype, default_output
+from .torch_module import CellModule, _check_tensor, _checked_output, _lengths_tensor, _torch_dtype, default_output
 
 __all__ = ["RNN"]
 
@@ -285,9 +286,22 @@ class RNN(torch.nn.Module):
         return ", ".join(options)
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, input: torch.Tensor, hx: Any = None) -> tuple[torch.Tensor, torch.Tensor | tuple]:
-        """``(output, final)`` as ``nn.LSTM`` / ``nn.GRU`` return them (see the module docstring)."""
+    def forward(
+        self, input: torch.Tensor | PackedSequence, hx: Any = None, lengths: Any = None
+    ) -> tuple[torch.Tensor | PackedSequence, torch.Tensor | tuple]:
+        """``(output, final)`` as ``nn.LSTM`` / ``nn.GRU`` return them (see the module docstring).
+
+        ``input`` may be a ``PackedSequence`` (the output is one too, as ``nn.LSTM``'s), or a
+        padded batch with ``lengths`` (B integers from 1 to T, a list or a CPU tensor), which
+        ``nn.LSTM`` does not take: its output is then zero past each sample's length.
+        """
+        packed = input if isinstance(input, PackedSequence) else None
+        if packed is not None:
+            if lengths is not None:
+                raise ArgumentError("a PackedSequence carries its lengths: pass lengths only with a padded input")
+            input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
         x, batched = self._checked_input(input)
+        steps = _checked_lengths(lengths, x.shape[0], x.shape[1], batched)
         init = self._checked_hx(hx, x.shape[1], batched, x.dtype)
         finals: list[list[torch.Tensor]] = [[] for _ in self.cell.states]
         for layer in range(self.num_layers):
@@ -295,7 +309,7 @@ class RNN(torch.nn.Module):
             for direction in range(self.directions):
                 k = layer * self.directions + direction
                 start = None if init is None else tuple(t[k] for t in init)
-                out, final = self._run(self.cell_modules[k], x, start, reverse=direction == 1)
+                out, final = self._run(self.cell_modules[k], x, start, steps, reverse=direction == 1)
                 outs.append(out)
                 for stack, state in zip(finals, final, strict=True):
                     stack.append(state)
@@ -303,23 +317,38 @@ class RNN(torch.nn.Module):
             if layer < self.num_layers - 1:
                 x = torch.nn.functional.dropout(x, self.dropout, self.training)
         stacked = [torch.stack(stack) for stack in finals]
+        final = stacked[0] if len(stacked) == 1 else tuple(stacked)
+        if packed is not None:
+            return _packed_like(packed, x, steps), final
         if not batched:
-            x, stacked = x.squeeze(1), [t.squeeze(1) for t in stacked]
+            x, final = x.squeeze(1), (final.squeeze(1) if len(stacked) == 1 else tuple(t.squeeze(1) for t in final))
         elif self.batch_first:
             x = x.transpose(0, 1)
-        return x, (stacked[0] if len(stacked) == 1 else tuple(stacked))
+        return x, final
 
     @staticmethod
-    def _run(module: CellModule, x: torch.Tensor, init: tuple | None, reverse: bool) -> tuple[torch.Tensor, tuple]:
+    def _run(
+        module: CellModule, x: torch.Tensor, init: tuple | None, lengths: torch.Tensor | None, reverse: bool
+    ) -> tuple[torch.Tensor, tuple]:
         """One direction of one layer over a time-major batch: ``(output (T, B, H), final states)``.
 
-        The single place that runs a cell module, so per-sample lengths go here: the reverse
-        direction will then reverse each sample within its own length instead of the whole axis.
+        With ``lengths``, each sample runs over its own steps (in the kernels), its output is zero
+        past its length, and the reverse direction reverses each sample within its length, as
+        PyTorch's packed sequences do.
         """
-        if not reverse:
-            return module(x, init)
-        out, final = module(x.flip(0), init)
-        return out.flip(0), final
+        if lengths is None:
+            if not reverse:
+                return module(x, init)
+            out, final = module(x.flip(0), init)
+            return out.flip(0), final
+        if reverse:
+            order = _reversed_within(lengths, x.shape[0])
+            x = x.gather(0, order.unsqueeze(2).expand_as(x))
+        out, final = module(x, init, lengths=lengths)
+        out = out * (torch.arange(x.shape[0])[:, None] < lengths[None, :]).unsqueeze(2).to(out.dtype)
+        if reverse:
+            out = out.gather(0, order.unsqueeze(2).expand_as(out))
+        return out, final
 
     # -- argument checks --------------------------------------------------------------------
     def _param_dtype(self) -> torch.dtype:
@@ -370,3 +399,33 @@ class RNN(torch.nn.Module):
                 )
             result.append(tensor if batched else tensor.unsqueeze(1))
         return result
+
+
+# -- sequences of different lengths -----------------------------------------------------------------
+
+
+def _checked_lengths(lengths: Any, steps: int, batch: int, batched: bool) -> torch.Tensor | None:
+    """``lengths`` as a CPU int64 tensor of B values from 1 to T (as ``pack_padded_sequence``
+    requires), or None: an :class:`ArrayError` names what is wrong."""
+    if lengths is None:
+        return None
+    if not batched:
+        raise ArgumentError("lengths needs batched input (T, B, input_size): an unbatched sequence has one length, T")
+    return _lengths_tensor(lengths, steps, batch, least=1)
+
+
+def _reversed_within(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(T, B) step indices reversing each sample within its length (and leaving its padding in
+    place): applied twice, the identity."""
+    t = torch.arange(steps)[:, None]
+    return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _packed_like(packed: PackedSequence, padded: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    """A time-major padded output as a PackedSequence in the input's own order (its batch sizes,
+    sorted and unsorted indices), as ``nn.LSTM`` returns it."""
+    order = packed.sorted_indices
+    if order is not None:
+        padded, lengths = padded.index_select(1, order), lengths.index_select(0, order)
+    data = pack_padded_sequence(padded, lengths, enforce_sorted=True).data
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)

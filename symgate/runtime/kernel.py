@@ -163,7 +163,7 @@ class Kernel:
         packing = batch_sizes = None
         if lengths is not None:
             packing = packing_of(lengths, shapes.steps, shapes.batch)
-            arrays, shapes = self._packed(arrays, shapes, packing)
+            arrays = self._packed(arrays, packing)
             batch_sizes = packing.batch_sizes
         steps = shapes.steps
         copies, keep_tape = copy and backward, backward and not recompute
@@ -195,6 +195,9 @@ class Kernel:
             pointers = dict(zip(self._forward_keys, arguments, strict=True))
             scratch, _owner = self._scratch(segment, shapes, ("tape",))
             self._segments.forward(pointers, scratch, segment, shapes, packing)
+        if packing is not None and keep_tape:  # rows no step wrote, zeroed: a tape read back is the same every time
+            for tape in Block(read, plan.read).views("tape").values():
+                tape.reshape(-1, *tape.shape[2:])[packing.rows :] = 0
         if copies:
             kept.setflags(write=False)  # and so every view of it
             read.setflags(write=False)
@@ -209,19 +212,64 @@ class Kernel:
             packing=packing,
         )
 
-    def _packed(self, arrays: dict, shapes: Shapes, packing: Packing) -> tuple[dict, Shapes]:
-        """The arrays of a forward call in the packed layout, and the shapes of the steps it runs."""
-        packed = self._shapes(packing.run_steps, shapes.batch, shapes.sizes)
+    def _packed(self, arrays: dict, packing: Packing) -> dict:
+        """The arrays of a forward call in the packed layout (each sequence's rows in the front of
+        an array of its padded shape)."""
         result = {}
         for key, a in arrays.items():
             if key[0] == "input":
-                result[key] = np.empty(packed.of[key], self._np_dtype)
-                packing.pack(a, result[key])
+                result[key] = self._packed_sequence(a, packing)
             elif key[0] == "init":
                 result[key] = packing.sort(a)
             else:
                 result[key] = a
-        return result, packed
+        return result
+
+    def run_of(
+        self,
+        x: np.ndarray | Mapping[str, np.ndarray],
+        params: Mapping[str, np.ndarray],
+        init: Mapping[str, np.ndarray] | None,
+        states: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+        tape: Mapping[str, np.ndarray],
+        *,
+        recompute: bool = False,
+        lengths: Sequence[int] | np.ndarray | None = None,
+    ) -> Run:
+        """The run of ``forward(x, params, init, copy=False, recompute=recompute, lengths=lengths)``
+        rebuilt from its arrays (``tape`` empty with ``recompute``; states and outputs as the run
+        shows them, the tape as it holds it), for :meth:`backward`: for callers that cannot keep
+        the Run itself between the passes (``symgate.torch``'s custom operators). It shares every
+        array given (but those it packs), which must not change before the backward pass."""
+        arrays, shapes = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
+        segment = segment_length(shapes.steps) if recompute and self._tape_names else 0
+        made = {("states", n): a for n, a in states.items()} | {("outputs", n): a for n, a in outputs.items()}
+        packing = None
+        if lengths is not None:
+            packing = packing_of(lengths, shapes.steps, shapes.batch)
+            arrays = self._packed(arrays, packing)
+            made = {key: self._packed_sequence(a, packing) for key, a in made.items()}
+        made |= {("tape", n): a for n, a in tape.items()}
+        for key in self._forward_keys:
+            role = key[0]
+            if role == "init" and key not in arrays:
+                arrays[key] = shapes.zeros(key)
+            elif role in ("states", "outputs") or (role == "tape" and not segment):
+                if key not in made or not exactly(made[key], self._np_dtype, shapes.of[key]):
+                    raise ArrayError(f"the run's {role} {key[1]!r} is missing or not a {shapes.of[key]} array")
+                arrays[key] = made[key]
+        arguments = [  # a recomputing run's tape is made by its backward pass
+            self._ffi.from_buffer(self._buffer, arrays[key]) if key in arrays else self._null
+            for key in self._forward_keys
+        ]
+        return Run(self._path, segment, True, shapes, (), arrays, arguments, packing=packing)
+
+    def _packed_sequence(self, padded: np.ndarray, packing: Packing) -> np.ndarray:
+        """A padded sequence in the packed layout (in the front of an array of its shape)."""
+        packed = np.empty(padded.shape, self._np_dtype)
+        packing.pack(padded, packed)
+        return packed
 
     def _accepted_forward(self, x, params, init) -> tuple | None:
         """The arrays of a forward call when every one is exactly as the kernel needs (the
@@ -340,9 +388,8 @@ class Kernel:
             )
         shapes, packing = run._shapes, run._packing
         grads, final, label = self._final_spelling({} if grads is None else grads, final)
-        given_shapes = shapes if packing is None else self._shapes(packing.steps, shapes.batch, shapes.sizes)
-        if not self._accepted_grads(grads, final, given_shapes):
-            self._check_grads(grads, final, label, given_shapes)
+        if not self._accepted_grads(grads, final, shapes):
+            self._check_grads(grads, final, label, shapes)
         batch_sizes = None
         if packing is not None:
             grads, final = self._packed_grads(grads, final, shapes, packing)
@@ -381,7 +428,7 @@ class Kernel:
 
     def _packed_grads(self, grads, final, shapes: Shapes, packing: Packing) -> tuple[dict, dict]:
         """The loss gradients of a run over sequences of different lengths in the packed layout
-        (every step's for ``shapes``, the steps it ran) and the final states' in sorted order,
+        (each in the front of an array of its padded shape) and the final states' in sorted order,
         with the gradients given past each length added to its state's at the length."""
         packed, packed_final = {}, {}
         for role, name in self._grads_given:

@@ -31,22 +31,23 @@ class Packing:
         self.order = np.argsort(-lengths, kind="stable")  # sorted position -> sample
         self.position = np.empty_like(self.order)
         self.position[self.order] = np.arange(self.batch)  # sample -> sorted position
-        self.run_steps = int(lengths.max(initial=0))  # the steps the kernels run
+        # The kernels run all T steps, those past the longest length for no sample, so that every
+        # array's shape follows from T and B alone (as torch.compile's shape functions need).
         sorted_lengths = lengths[self.order]
         self.batch_sizes = np.ascontiguousarray(
-            (sorted_lengths[None, :] > np.arange(self.run_steps)[:, None]).sum(axis=1), dtype=np.intc
+            (sorted_lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1), dtype=np.intc
         )
         self.first_rows = np.concatenate([[0], np.cumsum(self.batch_sizes)]).astype(np.int64)
         self.rows = int(self.first_rows[-1])
         # (step, sample) of every packed row, in packed order
-        self.row_steps = np.repeat(np.arange(self.run_steps), self.batch_sizes)
+        self.row_steps = np.repeat(np.arange(steps), self.batch_sizes)
         within = np.arange(self.rows) - np.repeat(self.first_rows[:-1], self.batch_sizes)
         self.row_samples = self.order[within]
         self.past = np.arange(steps)[:, None] >= lengths[None, :]  # (T, B): after the sample's length
 
     def pack(self, padded: np.ndarray, out: np.ndarray) -> None:
-        """Writes the packed rows of ``padded`` (T, B, size) into the first rows of ``out``,
-        (run_steps, B, size) (the rest is never read)."""
+        """Writes the packed rows of ``padded`` (T, B, size) into the first rows of ``out``, of
+        the same shape (the rest is never read)."""
         flat = out.reshape(-1, *out.shape[2:])
         flat[: self.rows] = padded[self.row_steps, self.row_samples]
 
@@ -89,11 +90,16 @@ class Packing:
 
 
 def packing_of(lengths: Sequence[int] | np.ndarray, steps: int, batch: int) -> Packing:
-    """The packing of ``lengths`` (B integers from 0 to T), checked: an :class:`ArrayError` names
-    ``lengths`` and what is wrong."""
+    """The packing of ``lengths`` (B integers from 0 to T), checked by :func:`checked_lengths`."""
+    return Packing(checked_lengths(lengths, steps, batch), steps)
+
+
+def checked_lengths(lengths: Sequence[int] | np.ndarray, steps: int, batch: int, least: int = 0) -> np.ndarray:
+    """``lengths`` as B int64 values from ``least`` to T (a list, an array, or anything NumPy
+    reads as one, a CPU tensor included); an :class:`ArrayError` names ``lengths`` and what is wrong."""
     try:
         values = np.asarray(lengths)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:
         raise ArrayError(f"lengths must be {batch} integers, one a sample: {err}") from None
     whole = np.issubdtype(values.dtype, np.floating) and np.all(np.isfinite(values)) and np.all(values % 1 == 0)
     if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or whole):
@@ -101,7 +107,7 @@ def packing_of(lengths: Sequence[int] | np.ndarray, steps: int, batch: int) -> P
     if values.shape != (batch,):
         raise ArrayError(f"lengths has shape {values.shape}, expected ({batch},): one length a sample (B = {batch})")
     values = values.astype(np.int64)
-    if batch and (values.min() < 0 or values.max() > steps):
-        bad = int(np.flatnonzero((values < 0) | (values > steps))[0])
-        raise ArrayError(f"lengths[{bad}] = {values[bad]} is not within 0 .. T = {steps}")
-    return Packing(values, steps)
+    if batch and (values.min() < least or values.max() > steps):
+        bad = int(np.flatnonzero((values < least) | (values > steps))[0])
+        raise ArrayError(f"lengths[{bad}] = {values[bad]} is not within {least} .. T = {steps}")
+    return values

@@ -97,8 +97,7 @@ class Run:
     @property
     def sizes(self) -> dict[str, int]:
         """T, B and the size of each of the cell's dimensions."""
-        steps = self._shapes.steps if self._packing is None else self._packing.steps
-        return {"T": steps, "B": self._shapes.batch, **self._shapes.sizes}
+        return {"T": self._shapes.steps, "B": self._shapes.batch, **self._shapes.sizes}
 
     @property
     def lengths(self) -> np.ndarray | None:

@@ -96,7 +96,7 @@ def _torch() -> Any:
         import torch
     except ImportError as err:
         raise FrameworkNotInstalledError(
-            "symgate.frameworks.interop.pytorch needs PyTorch, which is not installed: pip install torch==2.13.0"
+            "symgate.frameworks.interop.pytorch needs PyTorch, which is not installed: pip install 'torch>=2.4'"
         ) from err
     return torch
 

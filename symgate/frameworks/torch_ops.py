@@ -1,0 +1,328 @@
+"""symgate's kernels as PyTorch operations: an ``autograd.Function`` in eager mode, custom
+operators (``torch.library``) under ``torch.compile`` and ``torch.export``.
+
+:func:`cell_sequences` runs a kernel over whole sequences and is differentiable; it is what
+:class:`symgate.torch.CellModule` calls. Everything is time-major: an input is (T, B, size), an
+initial state (B, size) or ``None`` for zeros; it returns every state's sequence, then every
+output's, in the cell's order of declaration, (T, B, size) each.
+
+**Eager mode** runs :class:`_CellFunction`, which keeps the :class:`~symgate.runtime.run.Run` of
+the forward pass for the backward pass and shares memory with it: it costs less Python per call
+than a call through the dispatcher.
+
+**Traced** (``torch.compiler.is_compiling()``: ``torch.compile`` and ``torch.export``), a Run
+cannot cross into the graph, so two custom operators carry the kernels, with what the backward
+pass reads passed as tensors::
+
+    symgate::cell_forward(str kernel, Tensor[] inputs, Tensor[] init, Tensor[] params,
+                          bool recompute, bool backward, Tensor? lengths) -> Tensor[]
+    symgate::cell_backward(str kernel, Tensor[] inputs, Tensor[] init, Tensor[] params,
+                           Tensor[] saved, Tensor[] grads, bool recompute, Tensor? lengths) -> Tensor[]
+
+``init`` holds every initial state (the traced call makes zeros for those not given).
+``cell_forward`` returns the states' and outputs' sequences and then, when it keeps a tape
+(``backward`` and not ``recompute``), the tape's arrays (the saved values, in the kernel's
+order); ``cell_backward`` takes those as ``saved`` and the loss gradients of the states' and
+outputs' sequences as ``grads``, rebuilds the run (:meth:`symgate.Kernel.run_of`) and returns
+the gradients of the inputs, the initial states and the parameters. ``cell_backward`` is the
+backward pass of ``cell_forward`` (``torch.library.register_autograd``) and is not itself
+differentiable. Neither changes its arguments, and their results are memory the kernels
+allocated, never a view of an argument. Each has a fake implementation giving its results'
+shapes from its arguments' (symbolic shapes included). A kernel is named by a string,
+:func:`kernel_key`, in a process-wide registry that :func:`kernel_for` fills: an operator finds
+only kernels built in its process. ``lengths`` (each sample's length: a CPU int64 tensor of B
+values, or None for T each) is :meth:`symgate.Kernel.forward`'s; it has no default because
+a traced call leaves out an argument left at its default, while the backward pass answers for
+the arguments given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..dtypes import REAL_DTYPES
+from ..errors import ArrayError
+from ..frontend.cell import Cell
+from ..frontend.functions import SCALAR
+from ..pipeline import build
+from ..runtime.arrays import given_arrays
+from ..runtime.kernel import Kernel
+from ..runtime.run import Gradients, Run
+
+__all__ = ["cell_backward", "cell_forward", "cell_sequences", "kernel_for", "kernel_key"]
+
+KERNEL_DTYPES = {getattr(torch, name): name for name in REAL_DTYPES}
+_BUILT: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
+_BY_KEY: dict[str, Kernel] = {}  # kernel_key(kernel) -> kernel: what the operators find a kernel by
+
+
+def kernel_for(cell: Cell, dtype: torch.dtype, fingerprint: str | None = None) -> Kernel:
+    """The compiled kernel of ``cell`` for a torch dtype, built (or loaded from the disk cache) once per process."""
+    if dtype not in KERNEL_DTYPES:
+        raise ArrayError(f"symgate's kernels are float32 and float64, not {dtype}")
+    key = (fingerprint or cell.fingerprint(), KERNEL_DTYPES[dtype])
+    kernel = _BUILT.get(key)
+    if kernel is None:
+        kernel = _BUILT[key] = build(cell, KERNEL_DTYPES[dtype])
+        _BY_KEY[kernel_key(kernel)] = kernel
+    return kernel
+
+
+def kernel_key(kernel: Kernel) -> str:
+    """The name the operators know ``kernel`` by: its compiled module's name, which a hash of
+    its source, compiler and Python ABI decides (so the same in every process)."""
+    return kernel.entry.module_name
+
+
+def _kernel(key: str) -> Kernel:
+    kernel = _BY_KEY.get(key)
+    if kernel is None:
+        raise ArrayError(
+            f"no symgate kernel {key!r} is loaded in this process: build it first "
+            f"(symgate.torch.kernel_for(cell, dtype), or make the CellModule)"
+        )
+    return kernel
+
+
+# -- one entry point --------------------------------------------------------------------------
+
+
+def cell_sequences(
+    cell: Cell,
+    dtype: torch.dtype,
+    inputs: Sequence[torch.Tensor],
+    init: Sequence[torch.Tensor | None],
+    params: Sequence[torch.Tensor],
+    *,
+    fingerprint: str | None = None,
+    recompute: bool = False,
+    backward: bool = True,
+    lengths: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """The states' then the outputs' sequences of the cell's kernel for ``dtype`` over the
+    inputs (every tensor time-major and C-contiguous, in the cell's order), differentiable with
+    respect to every tensor given. ``fingerprint`` is the cell's (known, it saves working it out
+    again); ``recompute``, ``backward`` and ``lengths`` (a CPU int64 tensor of B lengths, or
+    None) are :meth:`symgate.Kernel.forward`'s (``backward=False``: no gradient will be taken,
+    nothing is saved)."""
+    if not torch.compiler.is_compiling():
+        kernel = kernel_for(cell, dtype, fingerprint)
+        options = {"recompute": recompute, "backward": backward, "lengths": _lengths(lengths)}
+        return list(_CellFunction.apply(kernel, options, *inputs, *init, *params))
+    key = _traced_kernel_key(cell, dtype, fingerprint)
+    inputs, params = list(inputs), list(params)
+    extents = _extents(cell, inputs, init, params)
+    starts = [
+        t if t is not None else inputs[0].new_zeros([extents["B"], extents[dim]])
+        for t, dim in zip(init, cell.states.values(), strict=True)
+    ]
+    results = cell_forward(key, inputs, starts, params, recompute, backward, lengths)
+    return results[: len(cell.states) + len(cell.outputs)]
+
+
+@torch.compiler.assume_constant_result
+def _traced_kernel_key(cell: Cell, dtype: torch.dtype, fingerprint: str | None) -> str:
+    """:func:`kernel_key` of the cell's kernel, which a trace takes as a constant: the kernel is
+    built (on first use) outside the graph, not traced."""
+    return kernel_key(kernel_for(cell, dtype, fingerprint))
+
+
+# -- shared by both ways ------------------------------------------------------------------------
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """The NumPy view of a CPU tensor: no copy when it is C-contiguous."""
+    return tensor.detach().resolve_neg().contiguous().numpy()
+
+
+def _given(kernel: Kernel, inputs, init, params) -> tuple[dict, dict, dict]:
+    """``(x, params, init)`` for :meth:`symgate.Kernel.forward`: views of the tensors, by name."""
+    cell = kernel.cell
+    return (
+        {name: _array(t) for name, t in zip(cell.inputs, inputs, strict=True)},
+        {p.name: _array(t) for p, t in zip(cell.params, params, strict=True)},
+        {s: _array(t) for s, t in zip(cell.states, init, strict=True) if t is not None},
+    )
+
+
+def _sequences(kernel: Kernel, run: Run) -> list[torch.Tensor]:
+    """The run's state sequences then output sequences, in the cell's order, sharing its memory."""
+    states, outputs = run.states, run.outputs
+    return [torch.from_numpy(states[s]) for s in kernel.cell.states] + [
+        torch.from_numpy(outputs[y]) for y in kernel.cell.outputs
+    ]
+
+
+def _gradients(kernel: Kernel, run: Run, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+    """The backward pass: the gradients of the inputs, the initial states and the parameters, in
+    the cell's order, from the loss gradients of the state and output sequences (``None``: zero)."""
+    cell = kernel.cell
+    names = [*cell.states, *cell.outputs]
+    given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
+    result: Gradients = kernel.backward(run, given)
+    arrays = [result.inputs[n] for n in cell.inputs] + [result.init[s] for s in cell.states]
+    return [torch.from_numpy(a) for a in arrays + [result.params[p.name] for p in cell.params]]
+
+
+def _counts(cell: Cell) -> tuple[int, int, int]:
+    """How many inputs, states and parameters the cell has."""
+    return len(cell.inputs), len(cell.states), len(cell.params)
+
+
+def _groups(items: Sequence[Any], counts: tuple[int, ...]) -> list[Sequence[Any]]:
+    """``items`` cut into consecutive groups of these counts (what follows is left out)."""
+    groups, start = [], 0
+    for count in counts:
+        groups.append(items[start : start + count])
+        start += count
+    return groups
+
+
+# -- eager: an autograd Function ----------------------------------------------------------------
+
+
+class _CellFunction(torch.autograd.Function):
+    """``apply(kernel, options, *inputs, *init, *params)``: :func:`cell_sequences` in eager mode."""
+
+    @staticmethod
+    def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        run = kernel.forward(*_given(kernel, *_groups(tensors, _counts(kernel.cell))), copy=False, **options)
+        results = _sequences(kernel, run)
+        ctx.set_materialize_grads(False)
+        ctx.kernel, ctx.run = kernel, run
+        # The run shares these tensors' memory: saving them makes autograd's version counters
+        # refuse a backward pass after any of them was changed in place.
+        ctx.save_for_backward(*(t for t in tensors if t is not None), *results)
+        return tuple(results)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        ctx.saved_tensors  # noqa: B018 - raises if a tensor the run shares was modified in place
+        results = _gradients(ctx.kernel, ctx.run, grads)
+        return None, None, *(g if wanted else None for g, wanted in zip(results, ctx.needs_input_grad[2:], strict=True))
+
+
+# -- traced: custom operators -------------------------------------------------------------------
+
+
+def _lengths(lengths: torch.Tensor | None) -> np.ndarray | None:
+    """The lengths an operator was given, as :meth:`symgate.Kernel.forward` takes them."""
+    return None if lengths is None else lengths.numpy()
+
+
+@torch.library.custom_op("symgate::cell_forward", mutates_args=())
+def cell_forward(
+    kernel: str,
+    inputs: list[torch.Tensor],
+    init: list[torch.Tensor],
+    params: list[torch.Tensor],
+    recompute: bool,
+    backward: bool,
+    lengths: torch.Tensor | None,
+) -> list[torch.Tensor]:
+    """The kernel's forward pass: the states' and outputs' sequences, then the tape (see the module docstring)."""
+    found = _kernel(kernel)
+    run = found.forward(
+        *_given(found, inputs, init, params),
+        copy=False,
+        recompute=recompute,
+        backward=backward,
+        lengths=_lengths(lengths),
+    )
+    # Views of one block of memory, each its own storage to torch: they do not overlap.
+    tape = [torch.from_numpy(run.tape[name]) for name in _tape_names(found, recompute, backward)]
+    return _sequences(found, run) + tape
+
+
+@cell_forward.register_fake
+def _cell_forward_fake(kernel, inputs, init, params, recompute, backward, lengths):
+    found = _kernel(kernel)
+    extents = _extents(found.cell, inputs, init, params)
+    kept = [a for a in found.interface.forward.arguments if a.role in ("states", "outputs")]
+    tape = set(_tape_names(found, recompute, backward))
+    kept += [a for a in found.interface.forward.arguments if a.role == "tape" and a.name in tape]
+    return [inputs[0].new_empty([extents[d] for d in a.shape]) for a in kept]
+
+
+@torch.library.custom_op("symgate::cell_backward", mutates_args=())
+def cell_backward(
+    kernel: str,
+    inputs: list[torch.Tensor],
+    init: list[torch.Tensor],
+    params: list[torch.Tensor],
+    saved: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    recompute: bool,
+    lengths: torch.Tensor | None,
+) -> list[torch.Tensor]:
+    """The kernel's backward pass: the gradients of the inputs, initial states and parameters."""
+    found = _kernel(kernel)
+    cell = found.cell
+    arrays = [_array(t) for t in saved]
+    n_states, n_kept = len(cell.states), len(cell.states) + len(cell.outputs)
+    run = found.run_of(
+        *_given(found, inputs, init, params),
+        dict(zip(cell.states, arrays[:n_states], strict=True)),
+        dict(zip(cell.outputs, arrays[n_states:n_kept], strict=True)),
+        dict(zip(_tape_names(found, recompute, True), arrays[n_kept:], strict=True)),
+        recompute=recompute,
+        lengths=_lengths(lengths),
+    )
+    return _gradients(found, run, grads)
+
+
+@cell_backward.register_fake
+def _cell_backward_fake(kernel, inputs, init, params, saved, grads, recompute, lengths):
+    return [torch.empty_like(t) for t in (*inputs, *init, *params)]
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: list[torch.Tensor]) -> None:
+    kernel, xs, init, params, recompute, backward, lengths = inputs
+    ctx.kernel, ctx.recompute, ctx.backward = kernel, recompute, backward
+    ctx.counts = (len(xs), len(init), len(params))
+    cell = _kernel(kernel).cell
+    ctx.sequences = len(cell.states) + len(cell.outputs)
+    if backward:
+        ctx.save_for_backward(*xs, *init, *params, *output, lengths)
+
+
+def _backward(ctx: Any, grads: list[torch.Tensor]) -> tuple:
+    if not ctx.backward:
+        raise ArrayError("symgate::cell_forward ran with backward=False, which saves nothing: no gradients")
+    *saved, lengths = ctx.saved_tensors
+    xs, init, params = _groups(saved, ctx.counts)
+    sequences = list(grads[: ctx.sequences])  # not the tape's: nothing downstream reads it
+    results = cell_backward(ctx.kernel, xs, init, params, saved[sum(ctx.counts) :], sequences, ctx.recompute, lengths)
+    return None, *_groups(results, ctx.counts), None, None, None
+
+
+cell_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _tape_names(kernel: Kernel, recompute: bool, backward: bool) -> list[str]:
+    """The tape arrays :func:`cell_forward` returns: none when it keeps no tape."""
+    if recompute or not backward:
+        return []
+    return [a.name for a in kernel.interface.forward.arguments if a.role == "tape"]
+
+
+def _extents(cell: Cell, inputs, init, params) -> dict[str, Any]:
+    """T, B and the size of every dimension of the cell (ints, or symbolic ones when traced),
+    each read off the first tensor having it, in the order :class:`~symgate.runtime.arrays.Sizes` reads."""
+    extents = {"T": inputs[0].shape[0], "B": inputs[0].shape[1], SCALAR: 1}
+    for (_, dims), tensor in zip(given_arrays(cell).values(), [*inputs, *params, *init], strict=True):
+        if tensor is not None:
+            for dim, extent in zip(dims, tensor.shape, strict=True):
+                extents.setdefault(dim, extent)
+    unknown = [d for d in cell.dims if d not in extents]
+    if unknown:
+        raise ArrayError(
+            f"cannot tell the sizes of {unknown} of cell {cell.name}: pass init for the states that use them"
+        )
+    return extents
