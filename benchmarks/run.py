@@ -1119,8 +1119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(own[layers.SECTION])
     sections.write_report(args.output, main_text, own)  # keeps the sections this run did not write
     update_json(args.output.with_name("results.json"), data)
-    what = "whole" if main_text is not None else "its layers section only"
-    progress(f"wrote {args.output} ({what}) in {time.perf_counter() - began:.0f} s")
+    what = "the main report" if main_text is not None else "the layers section only"
+    progress(f"wrote {args.output} ({what}; the other sections kept) in {time.perf_counter() - began:.0f} s")
     return 0
 
 
