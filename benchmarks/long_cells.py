@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 FAMILIES = ("chain", "products")
 STAGES = ("parse", "derive", "plan", "render", "compile")
 SIZES = (300, 600, 1200)
-BEGIN, END = "<!-- long_cells.py: begin -->", "<!-- long_cells.py: end -->"
+SECTION = "long_cells.py"  # its section of RESULTS.md (benchmarks/sections.py)
 
 
 def chain_line(i: int) -> str:
@@ -151,7 +151,6 @@ def report(results: dict[str, dict[int, dict[str, float]]], stages: Sequence[str
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(
         [
-            BEGIN,
             "## Build time against cell length (`benchmarks/long_cells.py`)",
             "",
             machine,
@@ -162,21 +161,8 @@ def report(results: dict[str, dict[int, dict[str, float]]], stages: Sequence[str
             "*total* sums the stages run at every N.",
             "",
             *lines,
-            END,
         ]
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    """Puts ``section`` in ``path`` in place of the previous one, or at its end."""
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + section + tail
-    else:
-        new = f"{old.rstrip()}\n\n{section}\n" if old else f"{section}\n"
-    path.write_text(new, encoding="utf-8")
 
 
 def machine_description(began: float, meter: object) -> str:
@@ -216,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sys.path.insert(0, str(HERE))
     import run
+    import sections
 
     began, meter = time.perf_counter(), run.CpuMeter()
     stages = STAGES[:-1] if args.no_compile else STAGES
@@ -228,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{family} N={n}: " + ", ".join(f"{s} {t:.2f} s" for s, t in times.items()), file=sys.stderr)
     section = report(results, stages, machine_description(began, meter))
     print(section)
-    write_section(args.output, section)
+    sections.write_section(args.output, SECTION, section)
     return 0
 
 

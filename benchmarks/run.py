@@ -26,6 +26,12 @@ the bytes per step the forward pass keeps for the backward pass next to what PyT
 saves. It prints the tables and writes them to ``benchmarks/RESULTS.md`` (raw timings to
 ``benchmarks/results.json``).
 
+The config ``layers`` (in the default set, not in ``--quick``'s) is a model-sized row of its own:
+a 2-layer bidirectional ``sg.torch.RNN.from_torch(nn.LSTM(...))`` against that ``nn.LSTM``, on a
+padded and on a packed batch; ``benchmarks/layers.py`` says what it times. It has its own section of
+``RESULTS.md``, so ``--configs layers`` rewrites only that section, and a run of the cell configs
+alone keeps it (``benchmarks/sections.py``: every script's section survives the others' runs).
+
 Why: to show where symgate's generated kernels stand against the frameworks people would
 otherwise use, on this machine, in numbers that can be re-measured with one command. Only
 symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` / ``forward`` /
@@ -33,9 +39,10 @@ symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` /
 kernels' internals change. The environment is taken as it is (``OPENBLAS_*`` and the like are
 reported, never set); only ``torch.set_num_threads`` is set, to the core count.
 
-Usage: ``python benchmarks/run.py`` (about 7 minutes on 2 idle cores) or ``--quick`` (tiny and
-small only, fewer repeats: about a minute); ``--configs large`` runs one config, ``--output`` writes
-the report elsewhere. Set ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
+Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores) or ``--quick`` (tiny and
+small only, fewer repeats: about a minute); ``--configs large`` runs one config (``--configs layers``
+the layer rows only, about a minute), ``--output`` writes the report elsewhere. Set
+``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmark this checkout's symgate, installed or not
 
+import layers  # noqa: E402  (benchmarks/layers.py: the "layers" config)
+import sections  # noqa: E402  (benchmarks/sections.py: RESULTS.md keeps other scripts' sections)
+
 import symgate as sg  # noqa: E402
 from symgate.jit import toolchain  # noqa: E402
 from symgate.verify import reference  # noqa: E402
@@ -78,6 +88,7 @@ CONFIGS: dict[str, tuple[int, int, int, int]] = {  # name -> (B, D, H, T)
     "large": (64, 256, 512, 50),
 }
 QUICK_CONFIGS = ("tiny", "small")
+ALL_CONFIGS = (*CONFIGS, "layers")  # "layers": a stacked bidirectional nn.LSTM against symgate's (layers.py)
 CELLS = ("lstm_pytorch", "gru_pytorch", "lstm_peephole", "mgu")
 DTYPES = ("float32", "float64")
 MODES = ("forward", "forward+backward")
@@ -733,9 +744,7 @@ def blas_description() -> str:
             f"{toolchain.blas_threshold()} (core {toolchain.blas_core()}), loops below"
         )
     if library == "openblas":
-        return (
-            f"OpenBLAS from {toolchain.blas_threshold()} multiply-adds (core {toolchain.blas_core()}), loops below"
-        )
+        return f"OpenBLAS from {toolchain.blas_threshold()} multiply-adds (core {toolchain.blas_core()}), loops below"
     return "none: generated loops for every product"
 
 
@@ -1011,7 +1020,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny and small configs only, fewer repeats")
     parser.add_argument(
-        "--configs", nargs="+", choices=list(CONFIGS), help="the configs to run (default: all, or tiny and small)"
+        "--configs", nargs="+", choices=ALL_CONFIGS, help="the configs to run (default: all, or tiny and small)"
     )
     parser.add_argument(
         "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: the core count)"
@@ -1020,8 +1029,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output", type=Path, default=HERE / "RESULTS.md", help="markdown report (default: %(default)s)"
     )
     args = parser.parse_args(argv)
-    if args.quick and args.configs and not set(args.configs) <= set(QUICK_CONFIGS):
-        parser.error(f"--quick runs only {', '.join(QUICK_CONFIGS)}")
+    if args.quick and args.configs and not set(args.configs) <= {*QUICK_CONFIGS, "layers"}:
+        parser.error(f"--quick runs only {', '.join(QUICK_CONFIGS)} and layers")
     return args
 
 
@@ -1044,8 +1053,8 @@ def run_all(configs: Iterable[str], quick: bool, with_jax: bool) -> tuple[list[R
     return results, memory
 
 
-def write_json(path: Path, info: Mapping[str, Any], results: list[Result], extra: Mapping[str, Any]) -> None:
-    data = {
+def results_json(info: Mapping[str, Any], results: list[Result], extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {
         "machine": info,
         **extra,
         "results": [
@@ -1059,33 +1068,59 @@ def write_json(path: Path, info: Mapping[str, Any], results: list[Result], extra
             for r in results
         ],
     }
-    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    began, meter = time.perf_counter(), CpuMeter()
-    threads = args.torch_threads or core_count()
-    torch.set_num_threads(threads)
-    info = machine_info(jax_version(), threads)
-    configs = tuple(args.configs) if args.configs else QUICK_CONFIGS if args.quick else tuple(CONFIGS)
-    progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {info['jax']}")
+def update_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Replaces the keys of ``data`` in the JSON file ``path``, keeping the others (another run's)."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**old, **data}, indent=1) + "\n")
+
+
+def run_cells(args: argparse.Namespace, configs: tuple[str, ...], jax: str, threads: int) -> tuple[str, dict[str, Any]]:
+    """The cells' tables, GEMM peak, memory and build times: the main report and its JSON."""
+    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads)
     progress("GEMM peak ...")
     peaks = gemm_gflops(5 if args.quick else 15)
     progress("build times ...")
     builds = build_times(1 if args.quick else 3)
     progress("kernels ...")
-    results, memory = run_all(configs, args.quick, info["jax"] != "not installed")
+    results, memory = run_all(configs, args.quick, jax != "not installed")
     info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
     policies = {c: POLICIES[(args.quick, c)] for c in configs}
     text = report(info, results, peaks, memory, builds, policies)
-    print(text)
-    args.output.write_text(text)
-    write_json(
-        args.output.with_name("results.json"), info, results, {"gemm_peak": peaks, "build": builds, "memory": memory}
-    )
-    progress(f"wrote {args.output} in {info['wall']:.0f} s")
+    return text, results_json(info, results, {"gemm_peak": peaks, "build": builds, "memory": memory})
+
+
+def run_layers(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, dict[str, Any]]:
+    """The "layers" rows (layers.py): their section of the report, with its own machine lines, and JSON."""
+    progress("layers ...")
+    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads)
+    result = layers.measure_layers(args.quick, progress)
+    info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
+    return layers.report(result, info), {"machine": info, **result.summary()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    threads = args.torch_threads or core_count()
+    torch.set_num_threads(threads)
+    jax = jax_version() or "not installed"
+    configs = tuple(args.configs) if args.configs else QUICK_CONFIGS if args.quick else ALL_CONFIGS
+    progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {jax}")
+    cell_configs = tuple(c for c in configs if c in CONFIGS)
+    main_text, data, own = None, {}, {}
+    if cell_configs:
+        main_text, data = run_cells(args, cell_configs, jax, threads)
+        print(main_text)
+    if "layers" in configs:
+        own[layers.SECTION], data["layers"] = run_layers(args, jax, threads)
+        print(own[layers.SECTION])
+    sections.write_report(args.output, main_text, own)  # keeps the sections this run did not write
+    update_json(args.output.with_name("results.json"), data)
+    what = "the main report" if main_text is not None else "the layers section only"
+    progress(f"wrote {args.output} ({what}; the other sections kept) in {time.perf_counter() - began:.0f} s")
     return 0
 
 
