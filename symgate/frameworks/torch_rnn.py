@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from ..arguments import count_argument, flag_argument, number_argument, sizes_argument
 from ..errors import ArgumentError, ArrayError
@@ -309,7 +309,10 @@ class RNN(torch.nn.Module):
         if packed is not None:
             if lengths is not None:
                 raise ArgumentError("a PackedSequence carries its lengths: pass lengths only with a padded input")
-            input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
+            rows = _packed_rows(packed)
+            input, lengths = _padded(packed, rows), _lengths_of(packed)
+            if self.batch_first:
+                input = input.transpose(0, 1)
         x, batched = self._checked_input(input)
         steps = _checked_lengths(lengths, x.shape[0], x.shape[1], batched)
         init = self._checked_hx(hx, x.shape[1], batched, x.dtype)
@@ -329,7 +332,9 @@ class RNN(torch.nn.Module):
         stacked = [torch.stack(stack) for stack in finals]
         final = stacked[0] if len(stacked) == 1 else tuple(stacked)
         if packed is not None:
-            return _packed_like(packed, x, steps), final
+            return _packed_like(packed, x, rows), final
+        if steps is not None:  # zero past each length, as pad_packed_sequence gives
+            x = x * (torch.arange(x.shape[0])[:, None] < steps[None, :]).unsqueeze(2).to(x.dtype)
         if not batched:
             x, final = x.squeeze(1), (final.squeeze(1) if len(stacked) == 1 else tuple(t.squeeze(1) for t in final))
         elif self.batch_first:
@@ -342,23 +347,21 @@ class RNN(torch.nn.Module):
     ) -> tuple[torch.Tensor, tuple]:
         """One direction of one layer over a time-major batch: ``(output (T, B, H), final states)``.
 
-        With ``lengths``, each sample runs over its own steps (in the kernels), its output is zero
-        past its length, and the reverse direction reverses each sample within its length, as
-        PyTorch's packed sequences do.
+        With ``lengths``, each sample runs over its own steps (in the kernels), and the reverse
+        direction reverses each sample within its length, as PyTorch's packed sequences do. The
+        output past a length is left as the kernels give it (a state holds its value): the next
+        layer does not read it, and :meth:`forward` zeroes it once, at the end.
         """
         if lengths is None:
             if not reverse:
                 return module(x, init)
             out, final = module(x.flip(0), init)
             return out.flip(0), final
-        if reverse:
-            order = _reversed_within(lengths, x.shape[0])
-            x = x.gather(0, order.unsqueeze(2).expand_as(x))
-        out, final = module(x, init, lengths=lengths)
-        out = out * (torch.arange(x.shape[0])[:, None] < lengths[None, :]).unsqueeze(2).to(out.dtype)
-        if reverse:
-            out = out.gather(0, order.unsqueeze(2).expand_as(out))
-        return out, final
+        if not reverse:
+            return module(x, init, lengths=lengths)
+        rows = _reversed_rows(lengths, x.shape[0])
+        out, final = module(_rows(x, rows), init, lengths=lengths)
+        return _rows(out, rows), final
 
     # -- argument checks --------------------------------------------------------------------
     def _param_dtype(self) -> torch.dtype:
@@ -424,18 +427,53 @@ def _checked_lengths(lengths: Any, steps: int, batch: int, batched: bool) -> tor
     return _lengths_tensor(lengths, steps, batch, least=1)
 
 
-def _reversed_within(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """(T, B) step indices reversing each sample within its length (and leaving its padding in
-    place): applied twice, the identity."""
+def _reversed_rows(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """The rows of a time-major (T, B, size) sequence, flattened to (T·B, size), that reverse each
+    sample within its length (and leave its padding in place): applied twice, the identity."""
     t = torch.arange(steps)[:, None]
-    return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    batch = lengths.shape[0]
+    reversed_steps = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    return (reversed_steps * batch + torch.arange(batch)[None, :]).reshape(-1)
 
 
-def _packed_like(packed: PackedSequence, padded: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+def _rows(sequence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``sequence`` (T, B, size) with its (step, sample) rows taken in the order ``rows`` gives
+    (one ``index_select``, whose backward pass is an ``index_add``)."""
+    steps, batch, size = sequence.shape
+    return sequence.reshape(steps * batch, size).index_select(0, rows).reshape(steps, batch, size)
+
+
+def _packed_rows(packed: PackedSequence) -> torch.Tensor:
+    """The row of each entry of ``packed.data`` in its padded time-major batch flattened to
+    (T·B, size): step t's entries are those of the samples still running, in sorted order."""
+    batch_sizes = packed.batch_sizes
+    batch = int(batch_sizes[0]) if len(batch_sizes) else 0
+    steps = torch.repeat_interleave(torch.arange(len(batch_sizes)), batch_sizes)
+    starts = torch.cumsum(batch_sizes, 0) - batch_sizes
+    within = torch.arange(len(steps)) - torch.repeat_interleave(starts, batch_sizes)
+    samples = within if packed.sorted_indices is None else packed.sorted_indices[within]
+    return steps * batch + samples
+
+
+def _lengths_of(packed: PackedSequence) -> torch.Tensor:
+    """Each sample's length, in the samples' own order."""
+    batch_sizes = packed.batch_sizes
+    sorted_lengths = (batch_sizes[None, :] > torch.arange(int(batch_sizes[0]))[:, None]).sum(1)
+    return sorted_lengths if packed.unsorted_indices is None else sorted_lengths[packed.unsorted_indices]
+
+
+def _padded(packed: PackedSequence, rows: torch.Tensor) -> torch.Tensor:
+    """``packed`` as a time-major padded batch (T, B, size), zeros past each length: one
+    ``index_copy`` (whose backward pass is an ``index_select``; ``pad_packed_sequence``'s is slow)."""
+    steps, batch = len(packed.batch_sizes), int(packed.batch_sizes[0])
+    data = packed.data
+    padded = data.new_zeros(steps * batch, *data.shape[1:]).index_copy(0, rows, data)
+    return padded.reshape(steps, batch, *data.shape[1:])
+
+
+def _packed_like(packed: PackedSequence, padded: torch.Tensor, rows: torch.Tensor) -> PackedSequence:
     """A time-major padded output as a PackedSequence in the input's own order (its batch sizes,
     sorted and unsorted indices), as ``nn.LSTM`` returns it."""
-    order = packed.sorted_indices
-    if order is not None:
-        padded, lengths = padded.index_select(1, order), lengths.index_select(0, order)
-    data = pack_padded_sequence(padded, lengths, enforce_sorted=True).data
+    steps, batch = padded.shape[:2]
+    data = padded.reshape(steps * batch, *padded.shape[2:]).index_select(0, rows)
     return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
