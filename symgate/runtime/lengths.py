@@ -55,10 +55,12 @@ class Packing:
         """The padded (T, B, size) array of the packed rows in the front of ``packed``; past each
         sample's length, ``fill[sample]`` (a state's value at the length) or zeros."""
         flat = packed.reshape(-1, *packed.shape[2:])
-        padded = np.zeros((self.steps, self.batch, *flat.shape[1:]), dtype=packed.dtype)
+        shape = (self.steps, self.batch, *flat.shape[1:])
+        if fill is None:
+            padded = np.zeros(shape, dtype=packed.dtype)
+        else:  # the value at the length everywhere, then each step within the length written over it
+            padded = np.broadcast_to(fill.astype(packed.dtype, copy=False), shape).copy()
         padded[self.row_steps, self.row_samples] = flat[: self.rows]
-        if fill is not None:
-            padded = np.where(self.past.reshape(*self.past.shape, *([1] * (padded.ndim - 2))), fill[None], padded)
         return padded
 
     def last(self, packed: np.ndarray, init: np.ndarray) -> np.ndarray:
