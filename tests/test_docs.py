@@ -1,11 +1,12 @@
 """The documentation's code runs as written.
 
-Every fenced block in a language of ``RUNNERS`` on the pages of ``PAGES`` runs in a fresh
-interpreter, in an empty temporary directory, importing this checkout's ``symgate`` and building
-into the test session's kernel cache (tests/conftest.py), so a snippet that stops working, or
-that leans on a name it never defines, fails here with its text and its stderr. Each block is one
-test, named by its page and the line of its opening fence (``docs/pytorch.md:42``), and the
-summary counts the blocks run and skipped.
+Every fenced Python block on the pages of ``PAGES`` runs, each in fresh globals and an empty
+temporary directory, importing this checkout's ``symgate`` and building into the test session's
+kernel cache (tests/conftest.py), so a snippet that stops working, or that leans on a name it
+never defines, fails here with its text (numbered) and its output. A page's blocks run one after
+another in one fresh interpreter, which imports PyTorch once for all of them: one interpreter a
+block took four times as long. The failure names each failed block by its page and the line of
+its opening fence (``docs/pytorch.md:42``).
 
 A block is skipped only where the line before its fence says so, with a reason::
 
@@ -15,11 +16,12 @@ Any other ``docs-test`` comment, a skip without a reason, or a marker not follow
 fails :func:`test_every_page_is_well_formed`.
 
 To take in more pages (all of docs/ and the whole README, issue 23), extend ``PAGES``; to run
-shell blocks too, add their language to ``RUNNERS``.
+shell blocks too, add their language to ``LANGUAGES`` and a way to run them to the harness.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -30,7 +32,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 300  # seconds for one block: the slowest compiles a model with torch.compile
+TIMEOUT = 600  # seconds for one page's blocks: the slowest compiles a model with torch.compile
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ PAGES = [
     Page("docs/pytorch.md"),
     Page("README.md", "Training in PyTorch"),
 ]
-RUNNERS = {"python": ([sys.executable], ".py")}  # a block's language -> (the command run on its file, its suffix)
+LANGUAGES = ("python",)  # the blocks run; a shell block would need a runner of its own
 
 
 @dataclass(frozen=True)
@@ -131,56 +133,72 @@ def read_markdown(text: str, page: Page) -> tuple[list[Block], list[str]]:
     return blocks, problems
 
 
-def runnable_blocks() -> list[Block]:
-    return [block for page in PAGES for block in read_page(page)[0] if block.language in RUNNERS]
-
-
-BLOCKS = runnable_blocks()
-
-
 def test_every_page_is_well_formed():
     """Every page (or section) exists, has a block to run, and its markers are markers."""
     for page in PAGES:
         blocks, problems = read_page(page)
         assert not problems, "\n".join(problems)
         where = page.path + (f', section "{page.section}"' if page.section else "")
-        assert any(b.language in RUNNERS for b in blocks), f"{where} has no block in {sorted(RUNNERS)}"
+        assert any(b.language in LANGUAGES for b in blocks), f"{where} has no block in {sorted(LANGUAGES)}"
 
 
 def numbered(text: str) -> str:
     return "\n".join(f"{n:4} | {row}" for n, row in enumerate(text.splitlines(), start=1))
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"{b.page}:{b.line}" for b in BLOCKS])
-def test_block_runs_as_written(block: Block, tmp_path: Path, kernel_cache: Path):
-    if block.skip is not None:
-        pytest.skip(block.skip)
-    name = re.sub(r"\W", "_", f"{block.page}_{block.line}")
-    command, suffix = RUNNERS[block.language]
-    script = tmp_path / (name + suffix)
-    script.write_text(block.text)
+HARNESS = """\
+import contextlib, io, json, os, sys, tempfile, traceback
+blocks = json.load(open(sys.argv[1]))
+failures = {}
+for block in blocks:
+    os.chdir(tempfile.mkdtemp(dir=sys.argv[2]))
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            exec(compile(block["text"], block["where"], "exec"), {"__name__": "__main__"})
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            failures[block["where"]] = printed.getvalue() + traceback.format_exc()
+    except BaseException:
+        failures[block["where"]] = printed.getvalue() + traceback.format_exc()
+json.dump(failures, open(sys.argv[3], "w"))
+"""
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.path + (f"#{p.section}" if p.section else "") for p in PAGES])
+def test_page_runs_as_written(page: Page, tmp_path: Path, kernel_cache: Path):
+    """The page's blocks, one after another in one fresh interpreter (PyTorch imported once for
+    all of them), each in fresh globals and its own empty directory."""
+    blocks = [b for b in read_page(page)[0] if b.language in LANGUAGES]
+    runnable = [b for b in blocks if b.skip is None]
+    assert runnable, f"{page.path}: every block is skipped"
+    given = [{"where": f"{b.page}:{b.line}", "text": b.text} for b in runnable]
+    (tmp_path / "blocks.json").write_text(json.dumps(given))
+    (tmp_path / "harness.py").write_text(HARNESS)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "SYMGATE_CACHE_DIR": str(kernel_cache),
     }
-    where = f"{block.page}:{block.line}"
+    command = [
+        sys.executable,
+        str(tmp_path / "harness.py"),
+        str(tmp_path / "blocks.json"),
+        str(tmp_path),
+        str(tmp_path / "failures.json"),
+    ]
     try:
-        done = subprocess.run(
-            [*command, str(script)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the block at {where} did not finish in {TIMEOUT} s:\n{numbered(block.text)}")
-    if done.returncode != 0:
-        pytest.fail(
-            f"the block at {where} exited with {done.returncode}:\n{numbered(block.text)}\n"
-            f"--- stdout\n{done.stdout}--- stderr\n{done.stderr}"
-        )
+        pytest.fail(f"{page.path}: its {len(runnable)} blocks did not finish in {TIMEOUT} s")
+    assert done.returncode == 0, f"{page.path}: the harness failed:\n{done.stdout}{done.stderr}"
+    failures = json.loads((tmp_path / "failures.json").read_text())
+    by_place = {f"{b.page}:{b.line}": b for b in runnable}
+    assert not failures, "\n\n".join(
+        f"the block at {where} failed:\n{numbered(by_place[where].text)}\n--- output\n{text}"
+        for where, text in failures.items()
+    )
+    print(f"{page.path}: {len(runnable)} blocks ran, {len(blocks) - len(runnable)} skipped")
 
 
 def test_markers_sections_and_indented_blocks_are_read_as_meant():
