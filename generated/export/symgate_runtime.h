@@ -410,21 +410,46 @@ static inline void sg_pack_t(int rows, int cols, const SG_REAL *W, SG_REAL *out,
     }
 }
 
-#ifdef SG_WITH_CBLAS
-/* C = op(A) op(B) + beta C by MKL (from SG_MKL_MIN multiply-adds, when built with SYMGATE_MKL) or
- * OpenBLAS (from SG_BLAS_MIN); 0 when the product is too small for either, for the caller's
- * loops to make it. */
-static inline int sg_gemm_by_blas(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n, int k,
-    const SG_REAL *A, int lda, const SG_REAL *B, int ldb, SG_REAL beta, SG_REAL *C, int ldc)
+/* Which library makes a product of `work` multiply-adds: MKL from SG_MKL_MIN (when built with
+ * SYMGATE_MKL), OpenBLAS from SG_BLAS_MIN, else the caller's loops. A sum of products (one per
+ * run of steps of a packed batch) is given one choice, by its total: pieces on both libraries in
+ * one call leave OpenBLAS's threads spinning beside MKL's on the same cores (benchmarks/
+ * MEASUREMENTS.md, "One library a product"). */
+typedef enum { SG_LOOPS, SG_OPENBLAS, SG_MKL } sg_library;
+
+static inline sg_library sg_library_for(double work)
 {
 #ifdef SG_WITH_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
+    if (work >= SG_MKL_MIN) {
+        return SG_MKL;
+    }
+#endif
+#ifdef SG_WITH_OPENBLAS
+    if (work >= SG_BLAS_MIN) {
+        return SG_OPENBLAS;
+    }
+#endif
+    (void)work;
+    return SG_LOOPS;
+}
+
+#ifdef SG_WITH_CBLAS
+/* C = op(A) op(B) + beta C by the library given; 0 when that is the caller's loops, or the
+ * product is empty. */
+static inline int sg_gemm_by_blas(sg_library library, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m,
+    int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb, SG_REAL beta, SG_REAL *C, int ldc)
+{
+    if (m <= 0 || n <= 0 || k <= 0) {
+        return 0;
+    }
+#ifdef SG_WITH_MKL
+    if (library == SG_MKL) {
         SG_CBLAS(gemm)(CblasRowMajor, trans_a, trans_b, m, n, k, SG_ONE, A, lda, B, ldb, beta, C, ldc);
         return 1;
     }
 #endif
 #ifdef SG_WITH_OPENBLAS
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_BLAS_MIN) {
+    if (library == SG_OPENBLAS) {
         SG_SCIPY_CBLAS(gemm)(CblasRowMajor, trans_a, trans_b, m, n, k, SG_ONE, A, lda, B, ldb, beta, C, ldc);
         return 1;
     }
@@ -448,7 +473,8 @@ SG_OUT_OF_LINE void sg_gemm_nn(int m, int n, int k, const SG_REAL *A, int lda, c
 {
 #ifdef SG_WITH_CBLAS
     const SG_REAL beta = accumulate ? SG_ONE : SG_ZERO;
-    if (sg_gemm_by_blas(CblasNoTrans, CblasNoTrans, m, n, k, A, lda, B, ldb, beta, C, ldc)) {
+    const sg_library library = sg_library_for((double)m * n * k);
+    if (sg_gemm_by_blas(library, CblasNoTrans, CblasNoTrans, m, n, k, A, lda, B, ldb, beta, C, ldc)) {
         return;
     }
 #endif
@@ -475,7 +501,7 @@ SG_OUT_OF_LINE void sg_gemm_nn(int m, int n, int k, const SG_REAL *A, int lda, c
 static inline size_t sg_packed_count(int m, int n, int k)
 {
 #ifdef SG_WITH_MKL
-    if (m > 0 && n > 0 && k > 0 && (double)m * n * k >= SG_MKL_MIN) {
+    if (m > 0 && n > 0 && k > 0 && sg_library_for((double)m * n * k) == SG_MKL) {
         const size_t bytes = SG_CBLAS(gemm_pack_get_size)(CblasBMatrix, m, n, k);
         return (bytes + 64 + sizeof(SG_REAL) - 1) / sizeof(SG_REAL);
     }
@@ -529,7 +555,8 @@ SG_OUT_OF_LINE void sg_gemm_nt(int m, int n, int k, const SG_REAL *A, int lda, c
 {
 #ifdef SG_WITH_CBLAS
     const SG_REAL beta = accumulate ? SG_ONE : SG_ZERO;
-    if (sg_gemm_by_blas(CblasNoTrans, CblasTrans, m, n, k, A, lda, B, ldb, beta, C, ldc)) {
+    const sg_library library = sg_library_for((double)m * n * k);
+    if (sg_gemm_by_blas(library, CblasNoTrans, CblasTrans, m, n, k, A, lda, B, ldb, beta, C, ldc)) {
         return;
     }
 #endif
@@ -544,14 +571,17 @@ SG_OUT_OF_LINE void sg_gemm_nt(int m, int n, int k, const SG_REAL *A, int lda, c
     }
 }
 
-/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums over k (steps and samples). */
-SG_OUT_OF_LINE void sg_gemm_tn(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
-    SG_REAL *C, int ldc)
+/* C += Aᵀ B by the library given: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart. Sums
+ * over k (steps and samples). */
+SG_OUT_OF_LINE void sg_gemm_tn_by(sg_library library, int m, int n, int k, const SG_REAL *A, int lda,
+    const SG_REAL *B, int ldb, SG_REAL *C, int ldc)
 {
 #ifdef SG_WITH_CBLAS
-    if (sg_gemm_by_blas(CblasTrans, CblasNoTrans, m, n, k, A, lda, B, ldb, SG_ONE, C, ldc)) {
+    if (sg_gemm_by_blas(library, CblasTrans, CblasNoTrans, m, n, k, A, lda, B, ldb, SG_ONE, C, ldc)) {
         return;
     }
+#else
+    (void)library;
 #endif
     for (int p = 0; p < k; ++p) {
         const SG_REAL *const b_p = B + (size_t)p * ldb;
@@ -565,6 +595,13 @@ SG_OUT_OF_LINE void sg_gemm_tn(int m, int n, int k, const SG_REAL *A, int lda, c
     }
 }
 
+/* C += Aᵀ B: A (k, m), B (k, n), C (m, n); rows lda, ldb, ldc apart */
+SG_OUT_OF_LINE void sg_gemm_tn(int m, int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb,
+    SG_REAL *C, int ldc)
+{
+    sg_gemm_tn_by(sg_library_for((double)m * n * k), m, n, k, A, lda, B, ldb, C, ldc);
+}
+
 /* C += Σ_t A_tᵀ S_{t-1}: A (rows, m) holds every step's rows (rows lda apart), S_{t-1} is the
  * state before step t (init at t = 0, else the sequence S), C (m, n). The state before step t
  * has at least the rows of step t, whose first ones pair with A's; with batch_sizes, steps of
@@ -575,8 +612,9 @@ SG_OUT_OF_LINE void sg_gemm_tn_previous(int m, int n, int T, int B, const int *b
     if (T == 0) {
         return;
     }
+    const sg_library library = sg_library_for((double)m * n * sg_all_rows(T, B, batch_sizes));
     const int first_batch = sg_step_batch(batch_sizes, 0, B);
-    sg_gemm_tn(m, n, first_batch, A, lda, init, lds, C, ldc);
+    sg_gemm_tn_by(library, m, n, first_batch, A, lda, init, lds, C, ldc);
     size_t row = (size_t)first_batch;
     size_t previous_row = 0;
     int t = 1;
@@ -588,7 +626,7 @@ SG_OUT_OF_LINE void sg_gemm_tn_previous(int m, int n, int T, int B, const int *b
             ++run;
         }
         const int rows = batch == previous_batch ? run * batch : batch;
-        sg_gemm_tn(m, n, rows, A + row * lda, lda, S + previous_row * lds, lds, C, ldc);
+        sg_gemm_tn_by(library, m, n, rows, A + row * lda, lda, S + previous_row * lds, lds, C, ldc);
         const int steps = batch == previous_batch ? run : 1;
         previous_row += (size_t)previous_batch + (size_t)(steps - 1) * batch;
         row += (size_t)rows;
