@@ -2,7 +2,7 @@
 
 Each framework's equations are written out here in NumPy, in the framework's own layout (fused
 (in, out) kernels for Keras and TF1, (out, in) row blocks for ONNX, its own gate order), from
-cells.md sections 1, 2, 5.4 and 8 and the frameworks' sources, independently of symgate's cells.
+../shared/reference/cells.md sections 1, 2, 5.4 and 8 and the frameworks' sources, independently of symgate's cells.
 The symgate kernel, run with the imported parameters over several steps from non-zero initial
 states, must reproduce them to 1e-12.
 """

@@ -1,4 +1,5 @@
-"""The exact identities of the reference catalogue (cells.md section 9) as equalities of compiled kernels.
+"""The exact identities of the development reference (../shared/reference/cells.md, section 9) as
+equalities of compiled kernels.
 
 Each test builds the float64 kernels of two built-in cells, draws random parameters for one,
 maps them to the other exactly as the identity says, runs both on the same random sequence from

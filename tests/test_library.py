@@ -1,7 +1,7 @@
 """The library of built-in cells: every cell of the reference catalogue's summary table ships.
 
-Each one has a provenance header, the parameter count of the table (cells.md section 11), and
-gradients that pass the check in float64 and agree in float32.
+Each one has a provenance header, the parameter count of the table (section 11 of the development
+reference, ../shared/reference/cells.md), and gradients that pass the check in float64 and agree in float32.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import symgate as sg
 from symgate.cli import main
 
-# cells.md section 11, "#param tensors (canonical)": the canonical (unfused, per-gate) count.
+# ../shared/reference/cells.md section 11, "#param tensors (canonical)": the canonical (unfused, per-gate) count.
 TABLE = {
     "elman_rnn": 3,
     "rnn_tanh_pytorch": 4,

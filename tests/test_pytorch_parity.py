@@ -224,7 +224,8 @@ def test_cell_classes_one_step_and_in_a_loop_match_pytorch(kind, d, h, batch, st
 
 
 def test_relu_at_exactly_zero_has_zero_gradient_in_both():
-    """cells.md leaves PyTorch's relu derivative at 0 unverified: both take it as 0."""
+    """The development reference (../shared/reference/cells.md) leaves PyTorch's relu derivative at 0
+    unverified: both take it as 0."""
     module = torch.nn.RNN(2, 3, nonlinearity="relu").double()
     with torch.no_grad():
         for param in module.parameters():

@@ -17,6 +17,7 @@ import sympy
 from ..symbolic.opcount import OpCount, count_pass
 from .functions import PRIME, SCALAR, Var
 from .notation import cell_text, latex, latex_name, latex_rows, math_text
+from .provenance import tag_legend
 from .shapes import shape_text
 
 
@@ -111,7 +112,8 @@ class Cell:
         """Equations and parameter shapes as Unicode text, for ``symgate show``."""
         out = [f"cell {self.name}"]
         if self.doc:
-            out += ["", *(f"  {line}" for line in self.doc.splitlines()), ""]
+            out += ["", *(f"  {line}" for line in self.doc.splitlines())]
+            out += [f"  {line}" for line in tag_legend(self.doc)] + [""]
         out.append("  inputs:  " + ", ".join(f"{n} ({d})" for n, d in self.inputs.items()))
         out.append("  states:  " + ", ".join(f"{n} ({d})" for n, d in self.states.items()))
         if self.outputs:

@@ -12,7 +12,7 @@ kernels knows where the weights came from.
 * :mod:`symgate.frameworks.interop.keras`: ``from_keras_*``, ``from_tf1_lstm`` and ``from_onnx_*``, which
   take NumPy arrays and need no framework at all.
 
-Gate orders and layouts follow ``cells.md`` section 8.
+Gate orders and layouts are the frameworks' own (docs/cells.md gives each built-in cell's, in its conventions).
 """
 
 from __future__ import annotations
