@@ -24,7 +24,8 @@ from symgate.jit import toolchain
 pytestmark = pytest.mark.skipif(not toolchain.blas_flags(), reason="scipy-openblas32 is a dependency of symgate")
 CELLS = ["lstm", "gru_pytorch", "lstmp_pytorch", "r2rt_normalized_prototype", "lstm_greff_fgr", "mgu"]
 HAS_MKL = bool(toolchain._library_flags("mkl"))
-LIBRARIES = ["openblas", pytest.param("mkl", marks=pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]"))]
+NO_MKL = "MKL's wheels (a dependency on Linux x86-64) are not installed"
+LIBRARIES = ["openblas", pytest.param("mkl", marks=pytest.mark.skipif(not HAS_MKL, reason=NO_MKL))]
 # the variable that sends every product to the library, and the flag it becomes
 EVERY_PRODUCT = {"openblas": ("SYMGATE_BLAS_MIN", "-DSG_BLAS_MIN=0"), "mkl": ("SYMGATE_MKL_MIN", "-DSG_MKL_MIN=0")}
 
@@ -122,7 +123,7 @@ def test_the_blas_and_vector_math_branches_compile_without_warnings(dtype, libra
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]")
+@pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)
 def test_a_large_step_product_has_its_matrices_packed_once_for_mkl(monkeypatch, tmp_path):
     """Above SG_MKL_MIN the product made at every step reads its matrices as MKL packed them
     before the time loop; the results equal OpenBLAS's to float32 rounding."""
@@ -169,7 +170,7 @@ def test_a_bad_or_missing_blas_library_is_a_clear_error(monkeypatch):
         toolchain.compile_flags()
 
 
-@pytest.mark.skipif(not HAS_MKL, reason="pip install symgate[mkl]")
+@pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)
 def test_a_bad_mkl_threshold_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SYMGATE_BLAS", "mkl")
     monkeypatch.setenv("SYMGATE_MKL_MIN", "2**20")

@@ -133,8 +133,9 @@ BLAS_LIBRARIES = ("mkl", "openblas", "none")
 
 def blas_library() -> str:
     """The BLAS the kernels call: ``SYMGATE_BLAS`` (``mkl``, ``openblas`` or ``none``) when set;
-    else ``mkl`` when MKL's wheels are installed (``pip install symgate[mkl]``), else ``openblas``
-    (scipy-openblas32, a dependency), else ``none`` (the generated loops do every product).
+    else ``mkl`` when MKL's wheels are installed (a dependency on Linux x86-64, the platform they
+    exist for), else ``openblas`` (scipy-openblas32, a dependency everywhere), else ``none`` (the
+    generated loops do every product).
 
     ``mkl`` sends products of at least :func:`mkl_threshold` multiply-adds to MKL and the smaller
     ones to OpenBLAS (or the loops, see :func:`blas_threshold`), which is the faster at small sizes. MKL can pack a
