@@ -240,8 +240,8 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "cache",
         "list, verify or clear the built kernels in the cache",
-        "List, verify or clear the compiled kernels in the cache (SYMGATE_CACHE_DIR, else the user's "
-        "cache directory). A bad entry is never loaded: the next build replaces it.",
+        "List, verify or clear the compiled kernels in the cache: $SYMGATE_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/symgate (~/.cache/symgate). A bad entry is never loaded: the next build replaces it.",
     )
     actions = kept.add_subparsers(required=True, metavar="ACTION")
     entries = _command(actions, "list", "every entry: cell, dtype, size, age, status", "List every entry of the cache.")
