@@ -14,9 +14,17 @@ Every cell sees the same batches and is judged on the same 1,000 held-out sequen
 and accuracy, the share of test sequences predicted to within 0.04 of the target. A cell has
 *solved* the task when its test MSE is below 0.01 (6% of the baseline).
 
-    python examples/long_range.py                     # elman_rnn, lstm, gru_cho: plot and table in docs/
+    python examples/long_range.py                     # elman_rnn, lstm, gru_cho: long_range_out/long_range.md, .png
     python examples/long_range.py --cell my.cell      # a cell defined only in a .cell file
     python examples/long_range.py --timing            # also: one epoch of the LSTM against nn.LSTM
+    python examples/long_range.py --out results/run1  # results/run1.md and results/run1.png
+
+The table and the plot go to ``--out`` (a path without its suffix: OUT.md, OUT.png), by default
+``long_range_out/long_range`` under the working directory, which git ignores; nothing else is
+written. The copies in the repository were made from its root with
+``python examples/long_range.py --timing --threads 1 --out docs/long_range`` (``docs/long_range.md``
+and ``docs/long_range.png``) and
+``python examples/long_range.py --threads 1 --cell examples/cells/lstm_cifg_nog.cell --out docs/long_range_cell``.
 
 The cell's input dimension gets size 2 (value, marker) and every other dimension ``--hidden``;
 when the cell's output has the input's size (a cell with D = H, such as ``sru``), a linear layer
@@ -47,6 +55,7 @@ BASELINE = 1 / 6  # MSE of always predicting 1
 SOLVED = 0.01  # test MSE below which a cell has solved the task
 TOLERANCE = 0.04  # a prediction within this of the target counts as correct
 TEST_SIZE = 1000
+DEFAULT_OUT = Path("long_range_out", "long_range")  # relative: under the working directory, ignored by git
 
 
 # -- the task -------------------------------------------------------------------------------------
@@ -281,7 +290,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=50, help="steps between test evaluations (default 50)")
-    parser.add_argument("--out", type=Path, default=Path("docs/long_range"), help="writes OUT.png and OUT.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"write the table to OUT.md and the plot to OUT.png (default {DEFAULT_OUT}, under the working directory)",
+    )
     parser.add_argument("--timing", action="store_true", help="also time one epoch of the lstm against nn.LSTM")
     parser.add_argument(
         "--threads",

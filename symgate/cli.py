@@ -4,7 +4,8 @@ gradient flow, and manage the build cache.
 CELL is a built-in name (``symgate list``) or a path to a ``.cell`` file. Errors in the user's
 input print one clear message and exit with status 2; a failed gradient check exits with 1. Any
 other exception is a bug in symgate: one line saying so and status 3 (``SYMGATE_DEBUG=1`` shows
-the traceback). A closed pipe (``symgate show lstm | head``) ends the command quietly.
+the traceback). A closed pipe (``symgate show lstm | head``) ends the command quietly; Ctrl-C
+prints one line and exits with status 130, as a shell expects of an interrupted command.
 The work is done by the modules named in each command; this one only reads the command line.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -28,20 +31,38 @@ from .inspect.compare import compare
 from .inspect.flow import flow_csv, flow_table, measure_flow
 from .inspect.forget_gate import forget_bias_problem
 from .inspect.plot import plot_flow, plot_path
-from .inspect.step_source import step_listing
+from .inspect.step_source import full_file_command, step_listing
 from .jit import cache, housekeeping
 from .pipeline import build, generate
 from .symbolic.derive import derive
 from .verify.gradcheck import gradcheck
 
 DEBUG_VARIABLE = "SYMGATE_DEBUG"
+CELL_HELP = "a built-in cell's name or the path of a .cell file"
+MIN_SUMMARY_WIDTH = 40  # `symgate list` wraps descriptions to the terminal, but never narrower than this
 STRICT_HELP = "treat warnings (a parameter spelled like a declared name, or named pi, e, t) as errors"
 
 
+DESCRIPTION = (
+    "Turn a recurrent cell written as equations into its derived backward pass, compiled C kernels "
+    "for NumPy and PyTorch, and a gradient check; show the equations and the generated C, export a "
+    "standalone C library, and measure how the gradient flows through time. CELL is a built-in name "
+    "(see `symgate list`) or the path of a .cell file; `symgate COMMAND --help` describes each command."
+)
+
+EXAMPLES = """\
+examples:
+  symgate show lstm                    equations, shapes and the backward pass
+  symgate check my_cell.cell           gradient-check a cell of your own
+  symgate build lstm --dtype float32   compile one kernel, say where it is cached
+
+exit status: 0 ok, 1 a gradient check or cache check failed, 2 bad input,
+3 a bug in symgate, 130 interrupted (Ctrl-C)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return args.run(args)
     except SymgateError as err:
         print(f"symgate: error: {err}", file=sys.stderr)
@@ -49,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `symgate ... | head` closed the pipe: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error flushing stdout at exit
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: one line and the status a shell gives a command killed by SIGINT
         print("symgate: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug in symgate, not in the input: one line, the traceback on request
@@ -63,16 +84,57 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help as ``git`` and ``pip`` print it: descriptions wrapped a paragraph at a time, indented blocks
+    (the examples) kept as written, and every option's default after its help, as
+    ``ArgumentDefaultsHelpFormatter`` shows it; options without a default (flags, optional values)
+    and help texts that state their default themselves are left as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(
+            paragraph if "\n  " in paragraph else fill(paragraph, width, indent) for paragraph in text.split("\n\n")
+        )
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if no_default or not action.option_strings or "(default" in (action.help or ""):
+            return action.help
+        return f"{action.help or ''} (default: %(default)s)"
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` is its line in the parent's help, ``description`` heads its own ``--help``."""
+    return commands.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symgate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="symgate", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"symgate {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    listing = commands.add_parser("list", help="list the built-in cells")
+    listing = _command(
+        commands,
+        "list",
+        "list the built-in cells",
+        "List the built-in cells, each with the first sentence of its description. Any of these names "
+        "can be given where a command takes a CELL; `symgate show NAME` prints the cell's equations and source.",
+    )
     listing.set_defaults(run=_list)
 
-    show = commands.add_parser("show", help="equations, parameter shapes and the derived backward pass")
-    show.add_argument("cell", metavar="CELL")
+    show = _command(
+        commands,
+        "show",
+        "equations, parameter shapes and the derived backward pass",
+        "Print a cell's equations, the shapes of its parameters and the backward pass symgate derives "
+        "from them; or, instead, their LaTeX (--latex), every step Jacobian (--jacobian), or the generated "
+        "C of one step (--c; with --full, the whole generated file).",
+    )
+    show.add_argument("cell", metavar="CELL", help=CELL_HELP)
     show.add_argument("--strict", action="store_true", help=STRICT_HELP)
     form = show.add_mutually_exclusive_group()
     form.add_argument("--latex", action="store_true", help="print LaTeX instead of Unicode text")
@@ -83,31 +145,53 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.set_defaults(run=_show)
 
-    build_cmd = commands.add_parser("build", help="generate and compile a cell's kernels")
-    build_cmd.add_argument("cell", metavar="CELL")
-    build_cmd.add_argument("--dtype", choices=[*REAL_DTYPES, "both"], default="both")
-    build_cmd.add_argument("--out", type=Path, help="also write the C source, its header and symgate_runtime.h here")
+    build_cmd = _command(
+        commands,
+        "build",
+        "generate and compile a cell's kernels",
+        "Generate a cell's C kernels (forward and backward pass), compile them and store them in the "
+        "kernel cache, saying where; with --out, also write the C source and headers, to read or to "
+        "compile elsewhere. Python code builds the same kernels on first use: this command builds them ahead.",
+    )
+    build_cmd.add_argument("cell", metavar="CELL", help=CELL_HELP)
+    build_cmd.add_argument("--dtype", choices=[*REAL_DTYPES, "both"], default="both", help="the kernels' precision")
+    build_cmd.add_argument(
+        "--out", type=Path, metavar="DIR", help="also write the C source, its header and symgate_runtime.h here"
+    )
     build_cmd.set_defaults(run=_build)
 
-    export_cmd = commands.add_parser(
-        "export", help="write a standalone C99 library of a cell (.c, .h, README, example program)"
+    export_cmd = _command(
+        commands,
+        "export",
+        "write a standalone C99 library of a cell (.c, .h, README, example program)",
+        "Write a cell as a standalone C99 library that needs neither Python nor symgate: its source, "
+        "header, a README and an example program with the command that builds it. With --params, "
+        "trained parameters are baked in and the library does inference only.",
     )
-    export_cmd.add_argument("cell", metavar="CELL")
-    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float32", help="default float32")
+    export_cmd.add_argument("cell", metavar="CELL", help=CELL_HELP)
+    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float32", help="the library's precision")
     export_cmd.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="the directory to write")
     export_cmd.add_argument(
         "--params", type=Path, metavar="FILE.npz", help="bake these trained parameters in: an inference-only library"
     )
     export_cmd.set_defaults(run=_export)
 
-    check = commands.add_parser("check", help="gradient-check cells; exit status 1 on failure")
-    check.add_argument("cells", metavar="CELL", nargs="*")
+    check = _command(
+        commands,
+        "check",
+        "gradient-check cells; exit status 1 on failure",
+        "Check that a cell's compiled backward pass computes the gradient of its forward pass: against "
+        "central differences and along random directions in float64, and the float32 kernel against the "
+        "float64 one. Prints a report per cell (one line each when several are checked); exit status 1 "
+        "if any check fails.",
+    )
+    check.add_argument("cells", metavar="CELL", nargs="*", help=CELL_HELP + "; several may be given")
     check.add_argument("--all", action="store_true", help="check every built-in cell")
     check.add_argument("--strict", action="store_true", help=STRICT_HELP)
     check.add_argument("--sizes", help="dimension sizes, e.g. D=3,H=4 (default: 3, 4, 5, ... in order)")
-    check.add_argument("--steps", type=int, default=5)
-    check.add_argument("--batch", type=int, default=2)
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--steps", type=int, default=5, help="sequence length")
+    check.add_argument("--batch", type=int, default=2, help="sequences in the batch")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs and parameters")
     check.add_argument("--verbose", action="store_true", help="print every cell's full table, not one line each")
     check.add_argument(
         "--complex-step",
@@ -116,52 +200,103 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_check)
 
-    flow = commands.add_parser("flow", help="measure how fast the gradient of the last state falls with distance")
-    flow.add_argument("cells", metavar="CELL", nargs="+")
-    flow.add_argument("--steps", type=int, default=100, help="sequence length T (default 100)")
+    flow = _command(
+        commands,
+        "flow",
+        "measure how fast the gradient of the last state falls with distance",
+        "Measure, on random sequences, how the gradient of the last state with respect to the state k "
+        "steps earlier falls with k: a table per distance (also written as CSV) and a plot (which needs "
+        "matplotlib). Several cells are compared side by side.",
+    )
+    flow.add_argument("cells", metavar="CELL", nargs="+", help=CELL_HELP + "; several may be given")
+    flow.add_argument("--steps", type=int, default=100, help="sequence length T")
     flow.add_argument("--sizes", help="dimension sizes, e.g. D=16,H=64 (default: 32 each)")
-    flow.add_argument("--samples", type=int, default=4, help="random sequences per cell (default 4)")
-    flow.add_argument("--seed", type=int, default=0)
+    flow.add_argument("--samples", type=int, default=4, help="random sequences per cell")
+    flow.add_argument("--seed", type=int, default=0, help="seed of the random sequences and parameters")
     flow.add_argument("--scale", type=float, default=1.0, help="multiply every initial parameter by this")
     flow.add_argument(
         "--forget-bias", type=float, help="total forget-gate bias, for the cells that have one (default: as drawn)"
     )
     flow.add_argument(
-        "--out", type=Path, default=Path("flow.png"), help="the plot (default flow.png); the table goes beside it, .csv"
+        "--out",
+        type=Path,
+        default=Path("flow.png"),
+        help="the plot (.png, .svg or .pdf); the table goes beside it: .csv",
     )
     flow.set_defaults(run=_flow)
 
-    diff = commands.add_parser("diff", help="which declarations, equations and backward terms two cells differ in")
-    diff.add_argument("first", metavar="CELL_A")
-    diff.add_argument("second", metavar="CELL_B")
+    diff = _command(
+        commands,
+        "diff",
+        "which declarations, equations and backward terms two cells differ in",
+        "Compare two cells: the declarations only one of them has, the equations that differ and how, "
+        "and the terms of the derived backward pass that one adds or drops.",
+    )
+    diff.add_argument("first", metavar="CELL_A", help=CELL_HELP)
+    diff.add_argument("second", metavar="CELL_B", help=CELL_HELP)
     diff.set_defaults(run=_diff)
 
-    kept = commands.add_parser("cache", help="list, verify or clear the built kernels in the cache")
+    kept = _command(
+        commands,
+        "cache",
+        "list, verify or clear the built kernels in the cache",
+        "List, verify or clear the compiled kernels in the cache: $SYMGATE_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/symgate (~/.cache/symgate). A bad entry is never loaded: the next build replaces it.",
+    )
     actions = kept.add_subparsers(required=True, metavar="ACTION")
-    actions.add_parser("list", help="every entry: cell, dtype, size, age, status").set_defaults(run=_cache_list)
-    verify = actions.add_parser("verify", help="check every entry against its checksums; exit status 1 if any is bad")
+    entries = _command(actions, "list", "every entry: cell, dtype, size, age, status", "List every entry of the cache.")
+    entries.set_defaults(run=_cache_list)
+    verify = _command(
+        actions,
+        "verify",
+        "check every entry against its checksums; exit status 1 if any is bad",
+        "Check every entry against the checksums written when it was built; exit status 1 if any is bad.",
+    )
     verify.set_defaults(run=_cache_verify)
-    clear = actions.add_parser("clear", help="remove every entry (and builds left by killed processes)")
+    clear = _command(
+        actions,
+        "clear",
+        "remove every entry (and builds left by killed processes)",
+        "Remove every entry, or one cell's, and the builds left behind by killed processes; files "
+        "symgate did not make are left alone.",
+    )
     clear.add_argument("--cell", metavar="NAME", help="remove only this cell's entries")
     clear.set_defaults(run=_cache_clear)
     return parser
 
 
 def _list(args: argparse.Namespace) -> int:
-    for name in cells.names():
-        summary = cells.get(name).doc.splitlines()
-        print(f"{name:<16} {summary[0] if summary else ''}")
+    names = cells.names()
+    column = max(map(len, names)) + 2
+    width = max(shutil.get_terminal_size().columns - column, MIN_SUMMARY_WIDTH)
+    for name in names:
+        lines = textwrap.wrap(_summary(cells.get(name).doc), width, break_on_hyphens=False) or [""]
+        print(f"{name:<{column}}{lines[0]}".rstrip())
+        for line in lines[1:]:
+            print(" " * column + line)
     return 0
+
+
+def _summary(doc: str) -> str:
+    """The first sentence of a cell's description: its lines up to the first that ends one."""
+    summary = []
+    for line in doc.splitlines():
+        if not line.strip():
+            break
+        summary.append(line.strip())
+        if line.rstrip().endswith("."):
+            break
+    return " ".join(summary)
 
 
 def _show(args: argparse.Namespace) -> int:
     if args.full and not args.c:
-        raise SymgateError("--full goes with --c: `symgate show CELL --c --full` prints the whole generated C")
+        raise SymgateError(f"--full goes with --c: `{full_file_command(args.cell)}` prints the whole generated C")
     if args.jacobian and args.c:
         raise SymgateError("--jacobian prints equations, --c the generated C: choose one")
     cell = _resolve(args.cell, args.strict)
     if args.c:
-        print(generate(cell, "float64").c_source if args.full else step_listing(cell), end="")
+        print(generate(cell, "float64").c_source if args.full else step_listing(cell, given_as=args.cell), end="")
         return 0
     derivation = derive(cell)
     if args.jacobian:

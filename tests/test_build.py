@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 from conftest import LSTM
@@ -57,6 +58,23 @@ def test_missing_compiler_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", "/nonexistent/cc")
     with pytest.raises(sg.BuildError, match="apt-get install gcc"):
         sg.build(sg.cells.get("elman_rnn"))
+
+
+def test_missing_python_headers_say_which_package_to_install(monkeypatch, tmp_path):
+    """Python's include directory empty, as where the interpreter is installed without its -dev package."""
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "include").mkdir()
+    paths = sysconfig.get_paths()
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *args, **kwargs: {**paths, "include": str(tmp_path / "include")})
+    with pytest.raises(sg.BuildError) as info:
+        sg.build(sg.cells.get("elman_rnn"))
+    message = str(info.value).splitlines()[0]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert re.search(
+        r"Python's C headers are not installed \(.*(Python|pyconfig)\.h'?(: No such file| file not found)", message
+    )
+    assert f"apt-get install python{version}-dev" in message and "dnf install python3-devel" in message
+    assert "conda install" in message and "pyenv install" in message
 
 
 def test_failed_compile_carries_command_and_output(monkeypatch, tmp_path):

@@ -198,3 +198,84 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out == f"symgate {sg.__version__}\n"
+
+
+SUBCOMMANDS = {  # each command, the start of its description, and the defaults its --help must show
+    "list": ("List the built-in cells", []),
+    "show": ("Print a cell's equations", []),
+    "build": ("Generate a cell's C kernels", ["the kernels' precision (default: both)"]),
+    "export": ("Write a cell as a standalone C99 library", ["the library's precision (default: float32)"]),
+    "check": ("Check that a cell's compiled backward pass", ["(default: 5)", "(default: 2)", "(default: 0)"]),
+    "flow": (
+        "Measure, on random sequences",
+        ["(default: 100)", "(default: 4)", "(default: 1.0)", "(default: flow.png)"],
+    ),
+    "diff": ("Compare two cells", []),
+    "cache": ("List, verify or clear the compiled kernels", []),
+    "cache list": ("List every entry of the cache", []),
+    "cache verify": ("Check every entry against the checksums", []),
+    "cache clear": ("Remove every entry, or one cell's", []),
+}
+
+
+def test_top_level_help_describes_symgate_with_examples(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "``" not in out
+    description = out.split("\n\n")[1]
+    assert description.startswith("Turn a recurrent cell") and description.rstrip().endswith(".")
+    assert "examples:\n  symgate show lstm" in out and "symgate check my_cell.cell" in out
+    assert all(f"\n    {command} " in out for command in SUBCOMMANDS if " " not in command)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_a_description_and_shows_its_defaults(capsys, command):
+    with pytest.raises(SystemExit) as exited:
+        main([*command.split(), "--help"])
+    out = capsys.readouterr().out
+    description, defaults = SUBCOMMANDS[command]
+    assert exited.value.code == 0 and out.split("\n\n")[1].startswith(description)
+    flat = " ".join(out.split())
+    assert all(default in flat for default in defaults), flat
+    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_list_aligns_names_and_wraps_descriptions_to_the_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "90")
+    code, out, _ = run(capsys, "list")
+    lines = out.splitlines()
+    column = max(map(len, sg.cells.names())) + 2
+    assert code == 0 and all(len(line) <= 90 for line in lines)
+    starts = [line for line in lines if not line.startswith(" ")]
+    assert [line.split()[0] for line in starts] == sg.cells.names()
+    assert all(line[column - 2 : column] == "  " and line[column] != " " for line in starts)
+    assert all(line[:column].isspace() and line[column] != " " for line in lines if line.startswith(" "))
+    assert "r2rt_normalized_prototype  R2RT's normalized prototype LSTM" in out
+    assert "by dividing it by sqrt(variance + 1)." in " ".join(out.split())  # a sentence wrapped, never cut
+
+
+def test_the_whole_file_suggestion_for_a_cell_file_runs_as_printed(capsys, tmp_path):
+    path = tmp_path / "my cell.cell"
+    path.write_text(NOVEL_CELL)
+    code, out, _ = run(capsys, "show", str(path), "--c")
+    suggested = re.search(r"`symgate (show .* --c --full)`", out).group(1)
+    import shlex
+
+    code, full, _ = run(capsys, *shlex.split(suggested))
+    assert code == 0 and full == sg.generate(sg.load(path)).c_source
+    code, _, err = run(capsys, "show", str(path), "--full")
+    assert code == 2 and f"`symgate show '{path}' --c --full`" in err
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    """SIGINT in the middle of a command: `symgate: interrupted` on stderr, no traceback, status 130."""
+    import subprocess
+
+    script = (
+        "import os, signal, sys, symgate.cli as cli\n"
+        "cli.cells.names = lambda: os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while listing\n"
+        "sys.exit(cli.main(['list']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr == "symgate: interrupted\n" and done.stdout == ""

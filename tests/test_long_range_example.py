@@ -45,6 +45,15 @@ def test_short_training_run_learns_and_writes_the_table(long_range, tmp_path, ca
     assert "table: " in capsys.readouterr().out
 
 
+def test_by_default_it_writes_under_the_working_directory_in_a_directory_git_ignores(long_range, tmp_path, monkeypatch):
+    """Never into docs/: run from the clone, the example would otherwise overwrite the tracked copies."""
+    monkeypatch.chdir(tmp_path)
+    long_range.main([*SHORT, "--steps", "1", "--cell", "elman_rnn"])
+    assert [p.name for p in tmp_path.iterdir()] == ["long_range_out"]
+    assert (tmp_path / "long_range_out" / "long_range.md").read_text().startswith("Adding problem, T = 20")
+    assert "long_range_out/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
 def test_a_cell_defined_only_in_a_file_trains(long_range, tmp_path):
     path = ROOT / "examples" / "cells" / "lstm_cifg_nog.cell"
     (result,) = long_range.main([*SHORT, "--steps", "300", "--cell", str(path), "--out", str(tmp_path / "c")])

@@ -9,6 +9,7 @@ the file and the pass's operation count. The C is shown as rendered, never read 
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 from dataclasses import dataclass
 
@@ -29,8 +30,15 @@ class StepSource:
     code: str
 
 
-def step_sources(cell: Cell, dtype: str = "float64") -> list[StepSource]:
-    """The forward and the backward time loop of ``cell``'s generated C."""
+def full_file_command(cell: str) -> str:
+    """The command that prints a cell's whole generated C, with the cell as the user named it (a
+    built-in name or a ``.cell`` path, quoted for the shell), so that it runs as printed."""
+    return f"symgate show {shlex.quote(cell)} --c --full"
+
+
+def step_sources(cell: Cell, dtype: str = "float64", given_as: str | None = None) -> list[StepSource]:
+    """The forward and the backward time loop of ``cell``'s generated C; ``given_as``, the name or
+    path the user gave for it (default: its name), goes into the command an error suggests."""
     source = generate(cell, dtype)
     loops = {loop.function: loop for loop in source.time_loops}
     steps = []
@@ -39,22 +47,24 @@ def step_sources(cell: Cell, dtype: str = "float64") -> list[StepSource]:
         if loop is None:
             raise SymgateError(
                 f"cannot find the time loop of {interface.function} in the generated C of {cell.name}; "
-                f"`symgate show {cell.name} --c --full` prints the whole file"
+                f"`{full_file_command(given_as or cell.name)}` prints the whole file"
             )
         steps.append(StepSource(pass_name, loop.function, loop.first_line, loop.last_line, textwrap.dedent(loop.text)))
     return steps
 
 
-def step_listing(cell: Cell, dtype: str = "float64") -> str:
-    """Both passes' time loops, each headed by where it sits and followed by what one step costs."""
+def step_listing(cell: Cell, dtype: str = "float64", given_as: str | None = None) -> str:
+    """Both passes' time loops, each headed by where it sits and followed by what one step costs;
+    the heading names the command for the whole file, with the cell as the user gave it (``given_as``,
+    a name or a path; default: its name)."""
     stem = generate(cell, dtype).stem
     counts = {"forward": cell.operations(), "backward": derive(cell).operations()}
     out = [
         f"/* The C of one step of {cell.name} ({dtype}): each kernel's time loop, cut from {stem}.c.",
         " * Work a kernel does for all steps at once, before or after its loop, is in the whole file:",
-        f" * `symgate show {cell.name} --c --full`. */",
+        f" * `{full_file_command(given_as or cell.name)}`. */",
     ]
-    for step in step_sources(cell, dtype):
+    for step in step_sources(cell, dtype, given_as):
         out += [
             "",
             f"/* {step.pass_name} step: lines {step.first_line}-{step.last_line} of {stem}.c, in {step.function} */",

@@ -42,7 +42,7 @@ from ..frontend.limits import seconds_setting
 from . import sanitize
 from .cache import Entry, ext_suffix
 from .slots import reserve
-from .toolchain import compile_flags, compiler, compiler_command, cpu_identity
+from .toolchain import compile_flags, compiler, compiler_command, cpu_identity, missing_headers_advice
 
 __all__ = ["cache_key", "compile_entry", "key_inputs"]
 
@@ -128,8 +128,11 @@ def compile_entry(source: KernelSource, key: str) -> Entry:
         ]
         result = _run_compiler(command, source.stem)
         if result.returncode != 0:
+            advice = missing_headers_advice(result.stderr)
             raise BuildError(
-                f"compiling the {source.stem} kernel failed", command=shlex.join(command), output=result.stderr
+                f"compiling the {source.stem} kernel failed" + (f": {advice}" if advice else ""),
+                command=shlex.join(command),
+                output=result.stderr,
             )
         (slot.work / "kernel.c").write_text(source.c_source)
         (slot.work / "kernel.h").write_text(source.header)

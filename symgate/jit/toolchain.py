@@ -218,3 +218,31 @@ def compiler() -> list[str]:
             "or point CC at it"
         )
     return words
+
+
+PYTHON_HEADERS = ("Python.h", "pyconfig.h")
+
+
+def missing_headers_advice(compiler_errors: str) -> str | None:
+    """What to install when the compiler's errors say Python's C headers are missing (``Python.h``,
+    or the ``pyconfig.h`` it includes; gcc, clang and MSVC each word it their way), quoting the
+    compiler's first such line; None for any other failure. Distributions ship the headers apart
+    from the interpreter, so a Python that runs can still lack them."""
+    first = next(
+        (
+            line.strip()
+            for line in compiler_errors.splitlines()
+            if any(header in line for header in PYTHON_HEADERS) and ("No such file" in line or "not found" in line)
+        ),
+        None,
+    )
+    if first is None:
+        return None
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return (
+        f"Python's C headers are not installed ({first}); kernels are Python extension modules and need them. "
+        f"Install them: on Debian/Ubuntu `apt-get install python{version}-dev` (python3-dev for the system's "
+        f"default python3), on Fedora `dnf install python3-devel`; a conda environment gets them with its "
+        f"python (`conda install python={version}`); pyenv installs them with each version "
+        f"(`pyenv install --force {platform.python_version()}` if they were removed)"
+    )
