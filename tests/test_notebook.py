@@ -70,6 +70,14 @@ def test_flows_and_diffs_render_as_html():
     assert diff.startswith("<table><caption>lstm → lstm_peephole</caption>") and "δc = f*δc&#x27;_tot" in diff
 
 
+def test_a_gradcheck_report_is_a_table_of_tensors_with_the_failed_rows_marked():
+    rows = Table(report(1e-3)._repr_html_()).rows
+    assert rows[0] == (None, ["tensor", "kind", "elements", "max abs err", "max rel err", "tolerance", "ok"])
+    assert rows[1] == (None, ["W_f", "param", "12", "1.00e-12", "1.00e-10", "1e-06", "yes"])
+    assert rows[2] == ("failed", ["h", "init", "8", "1.00e-09", "1.00e-03 exceeds tolerance", "1e-06", "no"])
+    assert [row for row in Table(report(1e-9)._repr_html_()).rows if row[0] == "failed"] == []
+
+
 def test_a_diff_is_a_table_of_names_each_marked_same_changed_or_only_in_one():
     table = Table(compare(sg.cells.get("elman_rnn"), sg.cells.get("lstm_peephole"))._repr_html_())
     assert table.caption == "elman_rnn → lstm_peephole"
