@@ -9,6 +9,7 @@ from matplotlib.mathtext import MathTextParser
 
 import symgate as sg
 from symgate.frontend.notation import latex_name
+from symgate.frontend.vocabulary import FUNCTIONS
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,19 @@ def test_a_cell_with_reductions_reads_as_its_equations(parser):
     assert note.startswith(r"\text{forward") and not failures(parser, {note: ["the forward count"]})
     jacobians = {j.latex(): [f"∂{j.new}/∂{j.old}"] for j in sg.derive(cell).jacobians()}
     assert jacobians and not failures(parser, jacobians)
+
+
+def test_every_function_of_the_language_and_its_derivative_renders(parser):
+    def call(name: str) -> str:  # max(a, h), clip(a, 1, 2): a constant argument as a number, ascending
+        record = FUNCTIONS[name]
+        arguments = [str(k) if k in record.constant_arguments else "ah"[k > 0] for k in range(record.arity)]
+        return f"{name}({', '.join(arguments)})"
+
+    calls = " + ".join(call(name) for name in FUNCTIONS)
+    cell = sg.parse(f"cell every_function\ninput x: D\nstate h: H\na = W @ x + U @ h + b\nh' = {calls}\n")
+    rows = {row.replace("&", ""): ["every_function"] for row in cell.latex_equations()}
+    rows |= {row.replace("&", ""): ["every_function (backward)"] for row in sg.derive(cell).latex_equations()}
+    assert not failures(parser, rows)
 
 
 @pytest.mark.parametrize(
