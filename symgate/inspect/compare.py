@@ -50,7 +50,7 @@ class Section:
     title: str
     changes: tuple[Change, ...]
     same: tuple[str, ...]
-    same_lines: tuple[str, ...] = ()
+    same_lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
