@@ -51,4 +51,4 @@ def test_a_cell_against_itself_or_its_own_file_has_no_differences(tmp_path):
     diff = compare(sg.cells.get("lstm"), sg.load(path))
     assert diff.identical and str(diff).splitlines()[0].endswith(": no differences")
     assert str(path) in str(diff).splitlines()[0]  # same names: the files tell them apart
-    assert diff._repr_html_().startswith("<pre>")
+    assert diff._repr_html_().startswith("<table><caption>")

@@ -143,7 +143,7 @@ def test_text_round_trip_and_latex():
     assert "Wᵀ @ h" in cell.describe()
     assert r"W h - W^{\top} h" in cell.latex()
     backward = sg.derive(cell)
-    assert r"\delta W &\mathrel{+}= h \otimes \delta (W^{\top} h)" in backward.latex()
+    assert r"\delta W &\;{+}{=}\; h \otimes \delta (W^{\top} h)" in backward.latex()
     assert "δW += h ⊗ δ(Wᵀ@h)" in backward.text()
 
 

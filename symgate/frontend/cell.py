@@ -131,10 +131,13 @@ class Cell:
         """What one forward step costs (see :mod:`symgate.symbolic.opcount`)."""
         return count_pass(e.expr for e in self.equations)
 
+    def latex_equations(self) -> list[str]:
+        """The forward equations in LaTeX, one a row (``c' &= c f + g i``), ``&`` at the sign."""
+        return [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
+
     def latex(self) -> str:
         """The forward equations as a LaTeX ``aligned`` block, ending with the operation count."""
-        rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
-        return latex_rows(rows, f"forward, per step and sample: {self.operations()}")
+        return latex_rows(self.latex_equations(), f"forward, per step and sample: {self.operations()}")
 
     def _repr_latex_(self) -> str:
         return f"${self.latex()}$"

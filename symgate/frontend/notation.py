@@ -6,14 +6,13 @@ file, ``symgate show``, the LaTeX rendering and the C comments all agree.
 
 from __future__ import annotations
 
-import re
-
 import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .functions import MatVec, MatVecT, Transposed
+from .latex_names import latex_name
 from .vocabulary import BY_NODE
 
 TOTAL = "_tot"
@@ -65,29 +64,8 @@ class CellLatexPrinter(LatexPrinter):
     """Prints expressions as LaTeX: ``W_{f} x``, ``U^{\\top} \\delta h``, ``\\sigma(a)``."""
 
     def _print_Symbol(self, expr: sympy.Symbol, style: str = "plain") -> str:
-        name = expr.name
-        prefix = ""
-        if name.startswith("δ"):
-            prefix, name = r"\delta ", name[1:]
-        product = re.fullmatch(r"\((\w+?)(ᵀ?)@(\w+'*)\)", name)
-        if product:
-            mark = r"^{\top}" if product[2] else ""
-            matrix, vector = self._plain_name(product[1], style), self._plain_name(product[3], style)
-            return prefix + rf"({matrix}{mark} {vector})"
-        return prefix + self._plain_name(name, style)
-
-    def _plain_name(self, name: str, style: str) -> str:
-        r"""``W_f`` -> ``W_{f}``, ``c'_tot`` -> ``c'{}_{\mathrm{tot}}``, ``f_pre`` -> ``f_{\mathrm{pre}}``,
-        ``τ1`` -> ``\tau_{1}``.
-
-        The derivation's word suffixes (``_tot``, ``_pre``) are upright text, not a product of letters.
-        """
-        base, primes, rest = re.fullmatch(r"([^']*)('*)(.*)", name.replace("τ", "tau")).groups()
-        if not primes and base.endswith(PRE):
-            base, rest = base.removesuffix(PRE), PRE
-        text = super()._print_Symbol(sympy.Symbol(base), style) + primes
-        glue = "{}" if primes else ""  # c'{}_{tot}: the subscript belongs to c', not to the prime
-        return text + (rf"{glue}_{{\mathrm{{{rest.lstrip('_')}}}}}" if rest else "")
+        """A name by the grammar of :mod:`symgate.frontend.latex_names` (``\\delta c'{}_{\\mathrm{tot}}``)."""
+        return latex_name(expr.name)
 
     def _print_MatVec(self, expr: MatVec, exp: str | None = None) -> str:
         matrix = self._print(expr.matrix)
@@ -133,8 +111,3 @@ def latex(expr: sympy.Expr) -> str:
 def latex_rows(rows: list[str], note: str) -> str:
     """Equation rows (``lhs &= rhs``) as one LaTeX ``aligned`` block, ending with a line of text."""
     return r"\begin{aligned}" + r" \\ ".join([*rows, rf"&\text{{{note}}}"]) + r"\end{aligned}"
-
-
-def latex_name(name: str) -> str:
-    """A symbol name (``h'``, ``δc'``, ``W_f``) as LaTeX."""
-    return CellLatexPrinter().doprint(sympy.Symbol(name))

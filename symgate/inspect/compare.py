@@ -11,7 +11,6 @@ are compared with the shared temporaries written out, because ``τ1`` of one cel
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
 from ..frontend.notation import math_text
 from ..symbolic.derive import ADJOINT, Derivation, MatrixGradient, derive
+from .diff_html import diff_table
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,21 @@ class Change:
     removed: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
 
+    def terms(self) -> str:
+        """``adds c*p_i; drops ...``: the terms only one side has ("" when none, or no terms were compared)."""
+        pairs = (("adds", self.added), ("drops", self.removed))
+        return "; ".join(f"{word} {', '.join(terms)}" for word, terms in pairs if terms)
+
 
 @dataclass(frozen=True)
 class Section:
-    """The changes of one kind (parameters, forward equations ...) and the names that are the same."""
+    """The changes of one kind (parameters, forward equations ...), the names that are the same
+    and, in their order, the line each of those reads in both cells."""
 
     title: str
     changes: tuple[Change, ...]
     same: tuple[str, ...]
+    same_lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class CellDiff:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(self.text())}</pre>"
+        """The diff as an HTML table, each row marked same, changed or only in one cell."""
+        return diff_table(self)
 
     def __str__(self) -> str:
         return self.text()
@@ -141,14 +149,17 @@ def _gradients(derivation: Derivation) -> dict[str, sympy.Expr]:
     return {name: sympy.Add(*parts) for name, parts in terms.items()}
 
 
-def _compare_texts(first: Mapping[str, str], second: Mapping[str, str]) -> tuple[tuple[Change, ...], tuple[str, ...]]:
+Compared = tuple[tuple[Change, ...], tuple[str, ...], tuple[str, ...]]
+"""A section's changes, the names the same in both, and those names' lines."""
+
+
+def _compare_texts(first: Mapping[str, str], second: Mapping[str, str]) -> Compared:
     changes = [Change(n, first.get(n), second.get(n)) for n in _names(first, second) if first.get(n) != second.get(n)]
-    return tuple(changes), tuple(n for n in first if first[n] == second.get(n))
+    same = tuple(n for n in first if first[n] == second.get(n))
+    return tuple(changes), same, tuple(first[n] for n in same)
 
 
-def _compare_exprs(
-    first: Mapping[str, sympy.Expr], second: Mapping[str, sympy.Expr], sign: str
-) -> tuple[tuple[Change, ...], tuple[str, ...]]:
+def _compare_exprs(first: Mapping[str, sympy.Expr], second: Mapping[str, sympy.Expr], sign: str) -> Compared:
     """Changes between equations ``name sign expr`` (``sign`` is ``=``, or ``+=`` for accumulations)."""
     changes = []
     for name in _names(first, second):
@@ -165,7 +176,8 @@ def _compare_exprs(
                 tuple(math_text(t) for t in added),
             )
         )
-    return tuple(changes), tuple(n for n in first if n in second and first[n] == second[n])
+    same = tuple(n for n in first if n in second and first[n] == second[n])
+    return tuple(changes), same, tuple(f"{n} {sign} {math_text(first[n])}" for n in same)
 
 
 def _term_changes(a: sympy.Expr, b: sympy.Expr) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
@@ -186,6 +198,6 @@ def _change_lines(change: Change, first: str, second: str) -> list[str]:
         return [f"  + only in {second}: {change.after}"]
     if change.after is None:
         return [f"  - only in {first}: {change.before}"]
-    terms = [f"{word} {', '.join(ts)}" for word, ts in (("adds", change.added), ("drops", change.removed)) if ts]
-    lines = [f"  ~ {change.name}" + (f": {'; '.join(terms)}" if terms else "")]
+    terms = change.terms()
+    lines = [f"  ~ {change.name}" + (f": {terms}" if terms else "")]
     return [*lines, f"      {first}: {change.before}", f"      {second}: {change.after}"]

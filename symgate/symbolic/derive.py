@@ -156,8 +156,10 @@ class Derivation:
             outer_products=len(self.gradients) - len(vector_gradients),
         )
 
-    def latex(self) -> str:
-        """The backward equations as a LaTeX ``aligned`` block, ending with the operation count."""
+    def latex_equations(self) -> list[str]:
+        """The backward equations in LaTeX, one a row, ``&`` at the sign; a parameter's gradient
+        accumulates over steps and samples: ``\\delta W &\\;{+}{=}\\; \\delta m \\otimes v`` (``+=``
+        spelled so that matplotlib's mathtext, which has no ``\\mathrel``, renders it too)."""
         rows = [rf"{latex_name(e.target.name)} &= {latex(e.expr)}" for e in self.equations]
         for g in self.gradients:
             name = latex_name(ADJOINT + g.param)
@@ -166,8 +168,12 @@ class Derivation:
                 rhs = r" \otimes ".join(latex_name(v.name) for v in pair)
             else:
                 rhs = latex(g.expr)
-            rows.append(rf"{name} &\mathrel{{+}}= {rhs}")
-        return latex_rows(rows, f"backward, per step and sample: {self.operations()}")
+            rows.append(rf"{name} &\;{{+}}{{=}}\; {rhs}")
+        return rows
+
+    def latex(self) -> str:
+        """The backward equations as a LaTeX ``aligned`` block, ending with the operation count."""
+        return latex_rows(self.latex_equations(), f"backward, per step and sample: {self.operations()}")
 
     def _repr_latex_(self) -> str:
         return f"${self.latex()}$"

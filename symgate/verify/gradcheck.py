@@ -172,18 +172,33 @@ class GradcheckReport:
         return f"{t.where()}: kernel {t.worst_kernel:.6e}, finite differences {t.worst_differences:.6e}"
 
     def _repr_html_(self) -> str:
-        """The same report as HTML for notebooks, with the tensors over tolerance in bold."""
+        """The same report as HTML for notebooks: one row a checked tensor, those over tolerance
+        in bold and of class ``failed``, then the other checks as a list."""
         rows = "".join(self._html_row(t) for t in self.gradients)
-        head = "<tr><th>tensor</th><th>kind</th><th>elements</th><th>max abs err</th><th>max rel err</th></tr>"
+        columns = ("tensor", "kind", "elements", "max abs err", "max rel err", "tolerance", "ok")
+        head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
         checks = "".join(f"<li>{html.escape(line)}</li>" for line in self.checks())
-        return f"<p><b>{html.escape(self.title())}</b></p><table>{head}{rows}</table><ul>{checks}</ul>"
+        return (
+            f"<p><b>{html.escape(self.title())}</b></p>"
+            f"<table><thead>{head}</thead><tbody>{rows}</tbody></table><ul>{checks}</ul>"
+        )
 
     def _html_row(self, t: TensorCheck) -> str:
         relative = f"{t.max_rel_error:.2e}"
-        if t.max_rel_error > self.tolerance:
+        failed = t.max_rel_error > self.tolerance
+        if failed:
             relative = f"<b>{relative} exceeds tolerance</b>"
-        cells = (html.escape(t.name), t.kind, t.elements, f"{t.max_abs_error:.2e}", relative)
-        return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        cells = (
+            html.escape(t.name),
+            html.escape(t.kind),
+            t.elements,
+            f"{t.max_abs_error:.2e}",
+            relative,
+            f"{self.tolerance:g}",
+            "<b>no</b>" if failed else "yes",
+        )
+        mark = ' class="failed"' if failed else ""
+        return f"<tr{mark}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 def gradcheck(
