@@ -40,3 +40,12 @@ def test_every_cell_in_the_readme_and_docs_parses():
     assert len(cells) >= 5
     for page, text in cells:
         sg.parse(text, source=page.relative_to(ROOT).as_posix())
+
+
+def test_the_quickstart_shows_its_cell_file_as_the_file_holds_it():
+    """The README shows examples/cells/lstm_cifg_nog.cell from its `cell` line on (the header
+    comments above it give its source), so the two cannot drift apart."""
+    (shown,) = [text for tag, text in fenced_blocks(ROOT / "README.md") if text.startswith("cell lstm_cifg_nog\n")]
+    text = (ROOT / "examples" / "cells" / "lstm_cifg_nog.cell").read_text()
+    assert text[text.index("\ncell lstm_cifg_nog\n") + 1 :] == shown
+    assert "symgate check examples/cells/lstm_cifg_nog.cell" in (ROOT / "README.md").read_text()
