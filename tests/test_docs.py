@@ -1,22 +1,33 @@
 """The documentation's code runs as written.
 
-Every fenced Python block on the pages of ``PAGES`` runs, each in fresh globals and an empty
-temporary directory, importing this checkout's ``symgate`` and building into the test session's
-kernel cache (tests/conftest.py), so a snippet that stops working, or that leans on a name it
-never defines, fails here with its text (numbered) and its output. A page's blocks run one after
-another in one fresh interpreter, which imports PyTorch once for all of them: one interpreter a
-block took four times as long. The failure names each failed block by its page and the line of
-its opening fence (``docs/pytorch.md:42``).
+Every page is covered: README.md and every ``docs/*.md`` (found by glob, so a new page needs no
+edit here). Two kinds of fenced block run:
+
+* ``python``: a page's Python blocks run one after another in one fresh interpreter, which
+  imports PyTorch once for all of them (one interpreter a block took four times as long), each
+  block in fresh globals;
+* ``sh`` and ``bash``: each block is a script run by ``bash -e -o pipefail``, in a process of its
+  own. ``console`` blocks are transcripts (a ``$ `` prompt, then what the command printed) and
+  are not run; neither are blocks of cell text (no language), C or anything else.
+
+Every block, of either kind, runs in an empty temporary directory of its own holding a copy of
+the repository's ``examples/`` (so ``examples/cells/lstm_cifg_nog.cell`` is there, and a block
+that writes files never touches the checkout). ``symgate`` and ``python`` on ``PATH`` are shims
+running this checkout's ``symgate`` (``python -m symgate``, with ``PYTHONPATH`` at the checkout)
+under the interpreter running the tests, and every block builds into the test session's kernel
+cache (``SYMGATE_CACHE_DIR``, tests/conftest.py). A snippet that stops working, or that leans on
+a name it never defines, fails here with its text (numbered) and its output. The failure names
+each failed block by its page and the line of its opening fence (``docs/pytorch.md:42``). Each
+page's test prints how many of its blocks ran and how many were skipped, and
+:func:`test_every_page_is_well_formed` prints the totals (``pytest -s`` or ``-rA`` shows them).
 
 A block is skipped only where the line before its fence says so, with a reason::
 
-    <!-- docs-test: skip (needs a GPU) -->
+    <!-- docs-test: skip (installs packages) -->
 
 Any other ``docs-test`` comment, a skip without a reason, or a marker not followed by a fence
-fails :func:`test_every_page_is_well_formed`.
-
-To take in more pages (all of docs/ and the whole README, issue 23), extend ``PAGES``; to run
-shell blocks too, add their language to ``LANGUAGES`` and a way to run them to the harness.
+fails :func:`test_every_page_is_well_formed`. Blocks that install packages, run the test suite
+itself, or run for minutes are skipped so.
 """
 
 from __future__ import annotations
@@ -24,8 +35,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +46,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600  # seconds for one page's blocks: the slowest compiles a model with torch.compile
+SHELL_TIMEOUT = 300  # seconds for one shell block
 
 
 @dataclass(frozen=True)
@@ -44,11 +58,15 @@ class Page:
     section: str | None = None
 
 
-PAGES = [
-    Page("docs/pytorch.md"),
-    Page("README.md", "Training in PyTorch"),
-]
-LANGUAGES = ("python",)  # the blocks run; a shell block would need a runner of its own
+def all_pages() -> list[Page]:
+    """README.md and every page of docs/, whole."""
+    return [Page("README.md"), *(Page(p.relative_to(ROOT).as_posix()) for p in sorted((ROOT / "docs").glob("*.md")))]
+
+
+PAGES = all_pages()
+PYTHON = ("python",)
+SHELL = ("sh", "bash")  # run by bash; ``console`` blocks are transcripts, not run
+LANGUAGES = PYTHON + SHELL
 
 
 @dataclass(frozen=True)
@@ -134,12 +152,18 @@ def read_markdown(text: str, page: Page) -> tuple[list[Block], list[str]]:
 
 
 def test_every_page_is_well_formed():
-    """Every page (or section) exists, has a block to run, and its markers are markers."""
+    """Every page exists, its markers are markers, and a page with code runs some of it. Prints
+    how many blocks the pages hold to run and to skip."""
+    ran = skipped = 0
     for page in PAGES:
         blocks, problems = read_page(page)
         assert not problems, "\n".join(problems)
-        where = page.path + (f', section "{page.section}"' if page.section else "")
-        assert any(b.language in LANGUAGES for b in blocks), f"{where} has no block in {sorted(LANGUAGES)}"
+        code = [b for b in blocks if b.language in LANGUAGES]
+        assert not code or any(b.skip is None for b in code), f"{page.path}: every block is skipped"
+        ran += sum(b.skip is None for b in code)
+        skipped += sum(b.skip is not None for b in code)
+    assert ran > 0
+    print(f"docs: {len(PAGES)} pages, {ran} blocks to run, {skipped} skipped")
 
 
 def numbered(text: str) -> str:
@@ -147,11 +171,15 @@ def numbered(text: str) -> str:
 
 
 HARNESS = """\
-import contextlib, io, json, os, sys, tempfile, traceback
+import contextlib, io, json, os, shutil, sys, tempfile, traceback
+def block_directory(parent):
+    where = tempfile.mkdtemp(dir=parent)
+    shutil.copytree(sys.argv[4], os.path.join(where, "examples"), ignore=shutil.ignore_patterns("__pycache__"))
+    return where
 blocks = json.load(open(sys.argv[1]))
 failures = {}
 for block in blocks:
-    os.chdir(tempfile.mkdtemp(dir=sys.argv[2]))
+    os.chdir(block_directory(sys.argv[2]))
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
@@ -165,40 +193,99 @@ json.dump(failures, open(sys.argv[3], "w"))
 """
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.path + (f"#{p.section}" if p.section else "") for p in PAGES])
-def test_page_runs_as_written(page: Page, tmp_path: Path, kernel_cache: Path):
-    """The page's blocks, one after another in one fresh interpreter (PyTorch imported once for
-    all of them), each in fresh globals and its own empty directory."""
-    blocks = [b for b in read_page(page)[0] if b.language in LANGUAGES]
-    runnable = [b for b in blocks if b.skip is None]
-    assert runnable, f"{page.path}: every block is skipped"
-    given = [{"where": f"{b.page}:{b.line}", "text": b.text} for b in runnable]
-    (tmp_path / "blocks.json").write_text(json.dumps(given))
-    (tmp_path / "harness.py").write_text(HARNESS)
-    env = {
+def block_directory(parent: Path) -> Path:
+    """An empty directory of the block's own, holding a copy of the repository's examples/."""
+    where = Path(tempfile.mkdtemp(dir=parent))
+    shutil.copytree(ROOT / "examples", where / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    return where
+
+
+def docs_environment(tmp_path: Path, kernel_cache: Path) -> dict[str, str]:
+    """The environment of every block: this checkout first on PYTHONPATH, the session's kernel
+    cache, and on PATH shims for ``symgate`` and ``python`` running this interpreter."""
+    shims = tmp_path / "bin"
+    shims.mkdir(exist_ok=True)
+    for name, command in [("symgate", f'"{sys.executable}" -m symgate'), ("python", f'"{sys.executable}"')]:
+        shim = shims / name
+        shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        shim.chmod(0o755)
+    return {
         **os.environ,
+        "PATH": os.pathsep.join([str(shims), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "SYMGATE_CACHE_DIR": str(kernel_cache),
     }
+
+
+def run_python(blocks: list[Block], tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
+    """The blocks one after another in one fresh interpreter: {place: output} of those that failed."""
+    given = [{"where": f"{b.page}:{b.line}", "text": b.text} for b in blocks]
+    (tmp_path / "blocks.json").write_text(json.dumps(given))
+    (tmp_path / "harness.py").write_text(HARNESS)
     command = [
         sys.executable,
         str(tmp_path / "harness.py"),
         str(tmp_path / "blocks.json"),
         str(tmp_path),
         str(tmp_path / "failures.json"),
+        str(ROOT / "examples"),
     ]
     try:
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{page.path}: its {len(runnable)} blocks did not finish in {TIMEOUT} s")
-    assert done.returncode == 0, f"{page.path}: the harness failed:\n{done.stdout}{done.stderr}"
-    failures = json.loads((tmp_path / "failures.json").read_text())
+        pytest.fail(f"{blocks[0].page}: its {len(blocks)} Python blocks did not finish in {TIMEOUT} s")
+    assert done.returncode == 0, f"{blocks[0].page}: the harness failed:\n{done.stdout}{done.stderr}"
+    return json.loads((tmp_path / "failures.json").read_text())
+
+
+def run_shell(block: Block, tmp_path: Path, env: dict[str, str]) -> str | None:
+    """The block as a bash script in a directory of its own: None, or its output if it failed."""
+    where = block_directory(tmp_path)
+    script = where.parent / f"{where.name}.sh"
+    script.write_text(block.text)
+    try:
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", str(script)],
+            cwd=where,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=SHELL_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as stop:
+        return f"did not finish in {SHELL_TIMEOUT} s\n{stop.stdout or ''}{stop.stderr or ''}"
+    if done.returncode != 0:
+        return f"exit status {done.returncode}\n{done.stdout}{done.stderr}"
+    return None
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.path for p in PAGES])
+def test_page_runs_as_written(page: Page, tmp_path: Path, kernel_cache: Path):
+    """The page's Python blocks, one after another in one fresh interpreter (PyTorch imported once
+    for all of them), each in fresh globals; then its shell blocks, each by bash; every block in
+    its own directory with a copy of examples/."""
+    blocks = [b for b in read_page(page)[0] if b.language in LANGUAGES]
+    if not blocks:
+        pytest.skip(f"{page.path} has no Python or shell block")
+    runnable = [b for b in blocks if b.skip is None]
+    env = docs_environment(tmp_path, kernel_cache)
+    failures: dict[str, str] = {}
+    python = [b for b in runnable if b.language in PYTHON]
+    if python:
+        failures.update(run_python(python, tmp_path, env))
+    for block in runnable:
+        if block.language in SHELL:
+            failed = run_shell(block, tmp_path, env)
+            if failed is not None:
+                failures[f"{block.page}:{block.line}"] = failed
     by_place = {f"{b.page}:{b.line}": b for b in runnable}
     assert not failures, "\n\n".join(
         f"the block at {where} failed:\n{numbered(by_place[where].text)}\n--- output\n{text}"
         for where, text in failures.items()
     )
-    print(f"{page.path}: {len(runnable)} blocks ran, {len(blocks) - len(runnable)} skipped")
+    counts = f"{len(python)} Python, {len(runnable) - len(python)} shell"
+    print(f"{page.path}: {len(runnable)} blocks ran ({counts}), {len(blocks) - len(runnable)} skipped")
 
 
 def test_markers_sections_and_indented_blocks_are_read_as_meant():

@@ -1,6 +1,6 @@
 """``examples/long_range.py``, shortened: the three cells train through ``symgate.torch``.
 
-The full run (T = 100, 2,000 steps, a few minutes) is in the README; here the same code runs on
+The full run (T = 100, 2,000 steps, a few minutes) is in docs/examples.md; here the same code runs on
 sequences of 20 steps for 300 training steps, enough for the GRU to learn the task, and with
 ``--cell`` on a cell that exists only as a ``.cell`` file (which learns it too). Training is
 seeded, so the figures quoted in the assertions repeat.

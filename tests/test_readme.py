@@ -1,4 +1,5 @@
-"""The README's two commands are the ones the project really runs."""
+"""The README's two commands are the ones the project really runs, and the cell text of the README and of
+docs/ parses."""
 
 from __future__ import annotations
 
@@ -21,13 +22,30 @@ def test_readme_starts_with_two_commands_and_ci_runs_the_second():
     assert test in ci_lines
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    """Every fenced block of the README: (its language tag, its text)."""
-    return re.findall(r"^```(\w*)\n(.*?)^```$", (ROOT / "README.md").read_text(), re.S | re.M)
+def fenced_blocks(page: Path) -> list[tuple[str, str]]:
+    """Every fenced block of a page: (its language tag, its text), a block indented under a list
+    item without its indentation."""
+    blocks = re.findall(r"^( *)```(\w*)\n(.*?)^\1```$", page.read_text(), re.S | re.M)
+    return [(tag, re.sub(rf"^{indent}", "", text, flags=re.M)) for indent, tag, text in blocks]
 
 
-def test_every_cell_in_the_readme_parses():
-    cells = [text for tag, text in readme_blocks() if not tag and re.search(r"^cell \w+$", text, re.M)]
-    assert len(cells) >= 2
-    for text in cells:
-        sg.parse(text, source="README.md")
+def test_every_cell_in_the_readme_and_docs_parses():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cells = [
+        (page, text)
+        for page in pages
+        for tag, text in fenced_blocks(page)
+        if not tag and re.search(r"^cell \w+$", text, re.M)
+    ]
+    assert len(cells) >= 5
+    for page, text in cells:
+        sg.parse(text, source=page.relative_to(ROOT).as_posix())
+
+
+def test_the_quickstart_shows_its_cell_file_as_the_file_holds_it():
+    """The README shows examples/cells/lstm_cifg_nog.cell from its `cell` line on (the header
+    comments above it give its source), so the two cannot drift apart."""
+    (shown,) = [text for tag, text in fenced_blocks(ROOT / "README.md") if text.startswith("cell lstm_cifg_nog\n")]
+    text = (ROOT / "examples" / "cells" / "lstm_cifg_nog.cell").read_text()
+    assert text[text.index("\ncell lstm_cifg_nog\n") + 1 :] == shown
+    assert "symgate check examples/cells/lstm_cifg_nog.cell" in (ROOT / "README.md").read_text()

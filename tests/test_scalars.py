@@ -288,9 +288,9 @@ def test_exported_library_of_a_scalar_cell_builds_strictly_and_runs(tmp_path):
     assert built.returncode == 0, built.stderr
 
 
-def test_the_readme_example_of_scalars_is_checked_as_described():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = re.search(r"^( *)```\n(\1cell ltc_irregular\n.*?)^\1```", readme, re.S | re.M)
+def test_the_language_page_example_of_scalars_is_checked_as_described():
+    page = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
+    block = re.search(r"^( *)```\n(\1cell ltc_irregular\n.*?)^\1```", page, re.S | re.M)
     cell = sg.parse(re.sub(r"^ +", "", block[2], flags=re.M))
     assert cell.inputs["dt"] == "1" and cell.states["m"] == "1" and cell.outputs["e"] == "1"
     assert cell.param("w").shape == ("H",) and cell.param("a").shape == ("1",)

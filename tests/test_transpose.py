@@ -275,9 +275,9 @@ def test_torch_module_gradients_through_a_transposed_product():
     assert torch.autograd.gradcheck(f, (x, h0, *leaves))
 
 
-def test_the_readme_example_is_the_paper_cell():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"\n  ```\n(.+?)\n  ```\n", readme, re.S) if "W.T" in b]
+def test_the_language_page_example_is_the_paper_cell():
+    page = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
+    (block,) = [b for b in re.findall(r"\n  ```\n(.+?)\n  ```\n", page, re.S) if "W.T" in b]
     text = "\n".join(line.removeprefix("  ") for line in block.splitlines()) + "\n"
     assert sg.parse(text).fingerprint() == sg.parse(ANTISYMMETRIC).fingerprint()
 
