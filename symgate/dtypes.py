@@ -79,8 +79,12 @@ def dtype_name(value: object, *, real_only: bool = False) -> str:
     choices = REAL_DTYPES if real_only else tuple(DTYPES)
     name = value if isinstance(value, str) else _spelled(value)
     if name not in choices:
-        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {value!r}{SPELLINGS}")
     return name
+
+
+SPELLINGS = ' (spelled "float32", np.float32, np.dtype("float32") or torch.float32)'
+"""How a dtype may be written, as the errors about a dtype end."""
 
 
 def _spelled(value: object) -> str | None:
