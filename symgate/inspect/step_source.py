@@ -9,11 +9,14 @@ the file and the pass's operation count. The C is shown as rendered, never read 
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass
 
+from ..dtypes import dtype_name
 from ..errors import SymgateError
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..pipeline import generate
 from ..symbolic.derive import derive
 
@@ -29,8 +32,10 @@ class StepSource:
     code: str
 
 
-def step_sources(cell: Cell, dtype: str = "float64") -> list[StepSource]:
-    """The forward and the backward time loop of ``cell``'s generated C."""
+def step_sources(cell: Cell | str | os.PathLike, dtype: object = "float64") -> list[StepSource]:
+    """The forward and the backward time loop of ``cell``'s generated C (``cell`` and ``dtype`` as for
+    :func:`symgate.build`)."""
+    cell, dtype = cell_argument(cell), dtype_name(dtype, real_only=True)
     source = generate(cell, dtype)
     loops = {loop.function: loop for loop in source.time_loops}
     steps = []
@@ -45,8 +50,10 @@ def step_sources(cell: Cell, dtype: str = "float64") -> list[StepSource]:
     return steps
 
 
-def step_listing(cell: Cell, dtype: str = "float64") -> str:
-    """Both passes' time loops, each headed by where it sits and followed by what one step costs."""
+def step_listing(cell: Cell | str | os.PathLike, dtype: object = "float64") -> str:
+    """Both passes' time loops, each headed by where it sits and followed by what one step costs
+    (``cell`` and ``dtype`` as for :func:`symgate.build`)."""
+    cell, dtype = cell_argument(cell), dtype_name(dtype, real_only=True)
     stem = generate(cell, dtype).stem
     counts = {"forward": cell.operations(), "backward": derive(cell).operations()}
     out = [
