@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="write a standalone C99 library of a cell (.c, .h, README, example program)"
     )
     export_cmd.add_argument("cell", metavar="CELL")
-    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float32", help="default float32")
+    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float64", help="default float64")
     export_cmd.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="the directory to write")
     export_cmd.add_argument(
         "--params", type=Path, metavar="FILE.npz", help="bake these trained parameters in: an inference-only library"
