@@ -176,9 +176,15 @@ def test_a_matrix_multiplied_with_star_is_told_to_use_matmul() -> None:
         sg.define("a", inputs={"x": "D"}, states={"h": "H"}, equations=[(sg.next_state("h"), W * x)])
 
 
-def test_an_elementwise_product_of_a_parameter_stays_valid() -> None:
-    """A peephole ``p*c`` (a vector parameter times a state) is no mistake: no hint, no error."""
+def test_products_that_are_meant_stay_valid() -> None:
+    """A peephole ``p*c`` (a vector parameter times a state) and a declared matrix scaled on the
+    left of ``@`` (``(2*W - W.T) @ h``) are no mistakes: no hint, no error."""
     p, c = sympy.symbols("p c")
     update = p * c + sg.Var("x")
     cell = sg.define("peep", inputs={"x": "H"}, states={"c": "H"}, equations=[(sg.next_state("c"), update)])
     assert [param.name for param in cell.params] == ["p"]
+    W, h = sg.symbols("W h")
+    update = sympy.tanh(sg.MatVec(2 * W - W.T, h))
+    skew = {"inputs": {}, "states": {"h": "H"}, "params": {"W": ("H", "H")}}
+    cell = sg.define("skew", equations=[(sg.next_state("h"), update)], **skew)
+    assert sg.compare(cell, sg.parse("cell skew\nstate h: H\nparam W: H x H\nh' = tanh((2*W - W.T) @ h)\n")).identical

@@ -19,7 +19,7 @@ import sympy
 from ..errors import CellError, CellNameError, DimensionError
 from .cell import Cell
 from .check import SYMPY_SOURCE, check
-from .functions import Extent, Var
+from .functions import Extent, MatVec, Var
 from .syntax import CellSource, Declaration, ParamDeclaration
 from .syntax import Equation as SourceEquation
 
@@ -203,8 +203,14 @@ def _product_hint(equations: Sequence[SourceEquation], line: int | None, vectors
 
 
 def _products(expr: sympy.Expr) -> list[sympy.Mul]:
-    """The ``*`` products in ``expr``, outermost first."""
-    return [node for node in sympy.preorder_traversal(expr) if isinstance(node, sympy.Mul)]
+    """The ``*`` products in ``expr``, outermost first, but for those in the matrix of an ``@``
+    (``MatVec(2*W, h)`` is a matrix scaled, then applied)."""
+    if isinstance(expr, MatVec):
+        return _products(expr.vector)
+    found = [expr] if isinstance(expr, sympy.Mul) else []
+    for arg in expr.args:
+        found += _products(arg)
+    return found
 
 
 def _other_factors(product: sympy.Mul, factor: sympy.Symbol) -> str | None:
