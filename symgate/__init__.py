@@ -31,7 +31,7 @@ types, both plain data read by every stage.
 Quick start::
 
     import symgate as sg
-    k = sg.build(sg.cells.get("lstm"))
+    k = sg.build("lstm")                        # a Cell, a built-in name or a .cell path; float64
     params = k.init_params({"D": 3, "H": 4}, seed=0)
     run = k.forward(x, params)                  # x: (T, B, D)
     grads = k.backward(run, {"h": dh})          # dh: (T, B, H)
