@@ -31,7 +31,7 @@ types, both plain data read by every stage.
 Quick start::
 
     import symgate as sg
-    k = sg.build(sg.cells.get("lstm"))
+    k = sg.build("lstm")                        # a Cell, a built-in name or a .cell path; float64
     params = k.init_params({"D": 3, "H": 4}, seed=0)
     run = k.forward(x, params)                  # x: (T, B, D)
     grads = k.backward(run, {"h": dh})          # dh: (T, B, H)
@@ -64,6 +64,9 @@ from .frontend.cell import Cell, Param
 from .frontend.check import load, parse
 from .frontend.define import define
 from .frontend.functions import MatVec, Var, next_state, relu, sigmoid, softplus, symbols
+from .frontend.functions import ReduceMean as mean  # noqa: N813 - cell text's mean, var and sum, for sg.define
+from .frontend.functions import ReduceSum as sum  # noqa: N813 - sg.sum as np.sum: named as cell text writes it
+from .frontend.functions import variance as var
 from .inspect.compare import CellDiff, compare
 from .inspect.flow import Flow, measure_flow
 from .inspect.plot import plot_flow
@@ -116,6 +119,7 @@ __all__ = [
     "gradcheck",
     "interop",
     "load",
+    "mean",
     "measure_flow",
     "next_state",
     "parse",
@@ -123,8 +127,10 @@ __all__ = [
     "relu",
     "sigmoid",
     "softplus",
+    "sum",
     "symbols",
     "to_torch",
+    "var",
 ]
 
 

@@ -169,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         "trained parameters are baked in and the library does inference only.",
     )
     export_cmd.add_argument("cell", metavar="CELL", help=CELL_HELP)
-    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float32", help="the library's precision")
+    export_cmd.add_argument("--dtype", choices=REAL_DTYPES, default="float64", help="the library's precision")
     export_cmd.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="the directory to write")
     export_cmd.add_argument(
         "--params", type=Path, metavar="FILE.npz", help="bake these trained parameters in: an inference-only library"

@@ -67,6 +67,10 @@ REAL_DTYPES = tuple(name for name, d in DTYPES.items() if d.real)
 """The types users build and train in: ``("float64", "float32")``."""
 
 
+SPELLINGS = ' (spelled "float32", np.float32, np.dtype("float32") or torch.float32)'
+"""How a dtype may be written, as the errors about a dtype end."""
+
+
 def dtype(name: object, *, real_only: bool = False) -> DType:
     """The record of the type ``name`` (any spelling :func:`dtype_name` takes)."""
     return DTYPES[dtype_name(name, real_only=real_only)]
@@ -79,7 +83,7 @@ def dtype_name(value: object, *, real_only: bool = False) -> str:
     choices = REAL_DTYPES if real_only else tuple(DTYPES)
     name = value if isinstance(value, str) else _spelled(value)
     if name not in choices:
-        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+        raise ArgumentError(f"dtype must be one of {', '.join(repr(c) for c in choices)}, not {value!r}{SPELLINGS}")
     return name
 
 

@@ -34,7 +34,11 @@ def build(cell: Cell | str | os.PathLike, dtype: object = "float64") -> Kernel:
     """The compiled kernels of ``cell`` in ``dtype`` ("float64" or "float32"), from the cache when built before.
 
     ``cell`` is a :class:`Cell`, a built-in cell's name (``"lstm"``) or the path of a ``.cell`` file;
-    ``dtype`` a name, a NumPy type (``np.float32``) or a PyTorch one.
+    ``dtype`` a name, a NumPy type (``np.float32``, ``np.dtype("float32")``) or a PyTorch one.
+    float64 is the default of the whole NumPy and C API (``build``, ``generate``, ``gradcheck``,
+    ``export``): symgate's point is gradients you can trust, and float64 kernels are the ones the
+    gradient check verifies against finite differences. The PyTorch layers (``symgate.torch``)
+    follow ``torch.get_default_dtype()`` instead, as the ``nn`` modules they replace do.
 
     "complex128" builds the forward kernel alone, in ``double _Complex``, for the complex-step
     check (:mod:`symgate.verify.complex_step`).

@@ -355,7 +355,7 @@ def test_params_from_npz_are_checked_and_named(tmp_path):
             path = tmp_path / "p.npz"
             np.savez(path, **arrays)
         with pytest.raises(sg.ExportError, match=match):
-            render_export(cell, params=path)
+            render_export(cell, dtype="float32", params=path)
         assert not (tmp_path / "out").exists()
 
     refused(path=tmp_path / "missing.npz", match=r"missing\.npz: no such file")
@@ -448,7 +448,7 @@ def test_output_directory_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     existing.mkdir()
     (existing / "main.c").write_text("kept")
     (existing / "lstm_float32.c").write_text("stale")
-    library = sg.export("lstm", existing)
+    library = sg.export("lstm", existing, dtype="float32")
     assert (existing / "main.c").read_text() == "kept"
     assert (existing / "lstm_float32.c").read_text() == library.files["lstm_float32.c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "project"]
@@ -494,7 +494,8 @@ def test_cli_export(tmp_path, capsys):
     weights = tmp_path / "weights.npz"
     kernel = sg.build(sg.cells.get("elman_rnn"), "float32")
     np.savez(weights, **kernel.init_params({"D": 2, "H": 3}))
-    assert main(["export", "elman_rnn", "-o", str(tmp_path / "lib"), "--params", str(weights)]) == 0
+    args = ["export", "elman_rnn", "--dtype", "float32", "-o", str(tmp_path / "lib"), "--params", str(weights)]
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert "elman_rnn float32 (inference only, parameters baked in): wrote elman_rnn_float32.h" in out
     assert "static const float W[6] = {" in (tmp_path / "lib" / "elman_rnn_float32.c").read_text()

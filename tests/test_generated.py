@@ -1,5 +1,5 @@
 """Golden files: generated/ holds the C of every built-in cell, exactly as the code renders it, and
-generated/export/ the standalone library of the LSTM in float32 (``symgate export lstm``).
+generated/export/ the standalone library of the LSTM in float32 (``symgate export lstm --dtype float32``).
 
 To accept a change in the generated C:  SYMGATE_REGENERATE=1 python -m pytest tests/test_generated.py
 """

@@ -98,8 +98,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..arguments import count_argument, flag_argument
-from ..dtypes import dtype_name
-from ..errors import ArgumentError, ArrayError
+from ..errors import ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
 from ..runtime.arrays import Sizes, given_arrays, shape_of
@@ -120,7 +119,7 @@ if not hasattr(torch.library, "custom_op"):  # pragma: no cover - the tests run 
         "pip install 'torch>=2.4'"
     )
 
-from .torch_ops import KERNEL_DTYPES, cell_sequences, kernel_for
+from .torch_ops import KERNEL_DTYPES, cell_sequences, kernel_for, torch_dtype
 
 __all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
 
@@ -149,7 +148,8 @@ class CellModule(torch.nn.Module):
     * ``output``: the state or output whose sequence ``forward`` returns first (see the module
       docstring; default: the first output, else the first state).
     * ``batch_first``: sequences are (B, T, size) in and out, as in ``nn.LSTM``.
-    * ``dtype``: ``torch.float32`` or ``torch.float64`` (default: PyTorch's default dtype).
+    * ``dtype``: ``torch.float32`` or ``torch.float64``, or their names or NumPy types (default:
+      ``torch.get_default_dtype()``, as ``nn.LSTM`` follows it; symgate's NumPy API defaults to float64).
     * ``seed``: parameters equal to ``Kernel.init_params(sizes, seed)``; ``None`` draws the seed
       from PyTorch's generator.
     * ``params``: initial parameter values instead, a dict of arrays or tensors by cell name.
@@ -171,7 +171,7 @@ class CellModule(torch.nn.Module):
         *,
         output: str | None = None,
         batch_first: bool = False,
-        dtype: torch.dtype | None = None,
+        dtype: Any = None,
         seed: int | None = None,
         params: Mapping[str, Any] | None = None,
         recompute: bool = False,
@@ -180,7 +180,7 @@ class CellModule(torch.nn.Module):
         cell = cell_argument(cell)
         if not cell.inputs:
             raise ArrayError(f"cell {cell.name} has no inputs: nothing gives the number of steps")
-        dtype = torch.get_default_dtype() if dtype is None else _torch_dtype(dtype)
+        dtype = torch.get_default_dtype() if dtype is None else torch_dtype(dtype)
         self.cell = cell
         self.sizes = _checked_sizes(cell, sizes)
         self.output = _checked_output(cell, output)
@@ -211,9 +211,9 @@ class CellModule(torch.nn.Module):
             raise KeyError(f"cell {self.cell.name} has no parameter {name!r}; it has {list(self._attributes)}")
         return getattr(self, self._attributes[name])
 
-    def kernel(self, dtype: torch.dtype | None = None) -> Kernel:
-        """The compiled kernel for ``dtype`` (default: the parameters' dtype), built on first use."""
-        return kernel_for(self.cell, dtype or self._param_dtype(), self._fingerprint)
+    def kernel(self, dtype: Any = None) -> Kernel:
+        """The compiled kernel for ``dtype`` (any spelling; default: the parameters' dtype), built on first use."""
+        return kernel_for(self.cell, self._param_dtype() if dtype is None else dtype, self._fingerprint)
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{d}={n}" for d, n in self.sizes.items())
@@ -416,16 +416,6 @@ def _require_exactly(label: str, what: str, given: Mapping, expected: list[str],
         )
 
 
-def _torch_dtype(value: Any) -> torch.dtype:
-    """``torch.float32``/``torch.float64`` from that or any spelling :func:`~symgate.dtypes.dtype_name` takes."""
-    try:
-        return getattr(torch, dtype_name(value, real_only=True))
-    except ArgumentError:
-        raise ArrayError(
-            f"dtype must be torch.float32 or torch.float64 (symgate's kernels) or their names, not {value}"
-        ) from None
-
-
 def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
     """The sizes as ints: positive for a dimension of a parameter (a module has something to learn
     in every parameter), non-negative for the others (an input of no units is valid: a reduction
@@ -441,8 +431,11 @@ def _checked_sizes(cell: Cell, sizes: Mapping[str, int]) -> dict[str, int]:
     return {d: int(sizes[d]) for d in cell.dims}
 
 
-def default_output(cell: Cell) -> str:
-    """The name whose sequence ``CellModule.forward`` returns by default: the first output, else the first state."""
+def default_output(cell: Cell | str | Path) -> str:
+    """The name whose sequence ``CellModule.forward`` returns by default: the first output, else the first state.
+
+    ``cell`` is a ``Cell``, a built-in name or a ``.cell`` path."""
+    cell = cell_argument(cell)
     return next(iter(cell.outputs), next(iter(cell.states)))
 
 

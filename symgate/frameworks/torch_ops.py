@@ -45,30 +45,43 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..dtypes import REAL_DTYPES
-from ..errors import ArrayError
+from ..dtypes import REAL_DTYPES, SPELLINGS, dtype_name
+from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..frontend.functions import SCALAR
 from ..pipeline import build
 from ..runtime.arrays import given_arrays
 from ..runtime.kernel import Kernel
 from ..runtime.run import Gradients, Run
 
-__all__ = ["cell_backward", "cell_forward", "cell_sequences", "kernel_for", "kernel_key"]
+__all__ = ["cell_backward", "cell_forward", "cell_sequences", "kernel_for", "kernel_key", "torch_dtype"]
 
 KERNEL_DTYPES = {getattr(torch, name): name for name in REAL_DTYPES}
 _BUILT: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
 _BY_KEY: dict[str, Kernel] = {}  # kernel_key(kernel) -> kernel: what the operators find a kernel by
 
 
-def kernel_for(cell: Cell, dtype: torch.dtype, fingerprint: str | None = None) -> Kernel:
-    """The compiled kernel of ``cell`` for a torch dtype, built (or loaded from the disk cache) once per process."""
-    if dtype not in KERNEL_DTYPES:
-        raise ArrayError(f"symgate's kernels are float32 and float64, not {dtype}")
-    key = (fingerprint or cell.fingerprint(), KERNEL_DTYPES[dtype])
+def torch_dtype(value: Any) -> torch.dtype:
+    """``torch.float32``/``torch.float64`` from that or any spelling :func:`~symgate.dtypes.dtype_name`
+    takes (``"float64"``, ``np.float64``, ``np.dtype("float64")``); anything else is an ``ArrayError``."""
+    try:
+        return getattr(torch, dtype_name(value, real_only=True))
+    except ArgumentError:
+        raise ArrayError(
+            f"dtype must be torch.float32 or torch.float64 (symgate's kernels), not {value!r}{SPELLINGS}"
+        ) from None
+
+
+def kernel_for(cell: Cell | str, dtype: Any, fingerprint: str | None = None) -> Kernel:
+    """The compiled kernel of ``cell`` (a ``Cell``, a built-in name or a ``.cell`` path) for ``dtype``
+    (``torch.float32``, ``torch.float64`` or another spelling of them), built (or loaded from the disk
+    cache) once per process."""
+    cell, name = cell_argument(cell), KERNEL_DTYPES[torch_dtype(dtype)]
+    key = (fingerprint or cell.fingerprint(), name)
     kernel = _BUILT.get(key)
     if kernel is None:
-        kernel = _BUILT[key] = build(cell, KERNEL_DTYPES[dtype])
+        kernel = _BUILT[key] = build(cell, name)
         _BY_KEY[kernel_key(kernel)] = kernel
     return kernel
 

@@ -80,7 +80,8 @@ from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
 from .interop.pytorch import layer_pairs
-from .torch_module import CellModule, _check_tensor, _checked_output, _lengths_tensor, _torch_dtype, default_output
+from .torch_module import CellModule, _check_tensor, _checked_output, _lengths_tensor, default_output
+from .torch_ops import torch_dtype
 
 __all__ = ["RNN"]
 
@@ -93,7 +94,8 @@ class RNN(torch.nn.Module):
 
     * ``sizes``: every dimension of the cell other than its input's and ``output``'s.
     * ``output``: the state or output passed on to the next layer (default: ``default_output``).
-    * ``dtype``: ``torch.float32`` or ``torch.float64`` (default: PyTorch's default dtype).
+    * ``dtype``: ``torch.float32`` or ``torch.float64``, or their names or NumPy types (default:
+      ``torch.get_default_dtype()``, as ``nn.LSTM`` follows it).
     * ``seed``: repeatable parameters; ``params``: starting values instead, one dict per layer
       and direction in PyTorch's order.
     * ``recompute``: each cell module's ``recompute`` (less memory for one more forward pass).
@@ -112,7 +114,7 @@ class RNN(torch.nn.Module):
         *,
         sizes: Mapping[str, int] | None = None,
         output: str | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: Any = None,
         seed: int | None = None,
         params: Sequence[Mapping[str, Any]] | None = None,
         recompute: bool = False,
@@ -149,7 +151,7 @@ class RNN(torch.nn.Module):
             seeds = [int(s) >> 1 for s in np.random.SeedSequence(seed).generate_state(count, np.uint64)]
         else:
             seeds = [None] * count
-        dtype = None if dtype is None else _torch_dtype(dtype)
+        dtype = None if dtype is None else torch_dtype(dtype)
         self.cell_modules = torch.nn.ModuleList(
             CellModule(
                 cell,

@@ -3,6 +3,11 @@
 ``define`` turns ``(target, expression)`` pairs and declarations into the same
 :class:`~symgate.frontend.syntax.CellSource` that parsing text gives, then checks it with
 :func:`~symgate.frontend.check.check`; errors name the 1-based equation number as the line.
+
+Products are where SymPy and the cell language part ways: ``W @ x`` needs symgate's symbols
+(``sg.symbols``, ``sg.Var``), since SymPy's own ``Symbol`` has no ``@``, and ``W*x`` is elementwise.
+A user who met that ``TypeError`` and wrote ``*`` instead, or who passed SymPy matrices, is told
+here how to write the product.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import sympy
 
-from ..errors import CellError, CellNameError
+from ..errors import CellError, CellNameError, DimensionError
 from .cell import Cell
 from .check import SYMPY_SOURCE, check
-from .functions import Var
+from .functions import Extent, MatVec, Var
 from .syntax import CellSource, Declaration, ParamDeclaration
 from .syntax import Equation as SourceEquation
 
@@ -38,6 +43,16 @@ def define(
     the 1-based equation number as the line. ``params`` declares the parameters' shapes, as ``param``
     lines do (``{"W": ("H", "D"), "b": ("H",)}``): then every parameter must be declared.
     ``strict`` makes warnings errors, as for :func:`parse`.
+
+    Write products with ``@`` between symgate's symbols, which know it (``W, x = sg.symbols("W x")``,
+    then ``W @ x``; SymPy's ``Symbol`` does not), and reductions with ``sg.mean``, ``sg.var`` and
+    ``sg.sum``, the functions cell text calls ``mean``, ``var`` and ``sum``::
+
+        W, x, h, b = sg.symbols("W x h b")
+        z = sg.Var("z")
+        normed = (z - sg.mean(z)) / sympy.sqrt(sg.var(z) + 1e-5)
+        sg.define("ln_rnn", inputs={"x": "D"}, states={"h": "H"},
+                  equations=[(z, W @ x + h), (sg.next_state("h"), sympy.tanh(normed + b))])
     """
     _check_arguments(name, equations, outputs, constants, doc, strict)
     pairs = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
@@ -52,6 +67,7 @@ def define(
             raise CellNameError(f"the target {target!r} must be a name or a symbol", line=number, source=SYMPY_SOURCE)
         target_name = target if isinstance(target, str) else target.name
         expr = _sympy_expression(expr, f"the expression of {target_name}", number)
+        _refuse_matrices(expr, target_name, number)
         plain = {s: Var(s.name) for s in expr.free_symbols if not isinstance(s, Var)}
         source_equations.append(
             SourceEquation(
@@ -75,22 +91,30 @@ def define(
             'params must map names to shapes of one or two dimension names: {"W": ("H", "D"), "b": ("H",)}',
             source=SYMPY_SOURCE,
         )
-    return check(
-        CellSource(
-            name=name,
-            inputs=tuple(Declaration(n, d, 0) for n, d in inputs.items()),
-            states=tuple(Declaration(n, d, 0) for n, d in states.items()),
-            equations=tuple(source_equations),
-            doc=doc,
-            source=SYMPY_SOURCE,
-            lines=(),
-            constants=tuple(
-                SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
-            ),
-            params=tuple(ParamDeclaration(n, tuple(shape), 0) for n, shape in params.items()),
+    matrices = {n: tuple(shape) for n, shape in params.items() if len(shape) == 2}
+    for equation in source_equations:
+        _refuse_elementwise_matrices(equation, matrices)
+    vectors = {*inputs, *states, *(e.target for e in source_equations), *(constants or {})}
+    source = CellSource(
+        name=name,
+        inputs=tuple(Declaration(n, d, 0) for n, d in inputs.items()),
+        states=tuple(Declaration(n, d, 0) for n, d in states.items()),
+        equations=tuple(source_equations),
+        doc=doc,
+        source=SYMPY_SOURCE,
+        lines=(),
+        constants=tuple(
+            SourceEquation(n, _sympy_expression(v, f"constant {n}", 0), 0) for n, v in (constants or {}).items()
         ),
-        strict=strict,
+        params=tuple(ParamDeclaration(n, tuple(shape), 0) for n, shape in params.items()),
     )
+    try:
+        return check(source, strict=strict)
+    except DimensionError as err:
+        hint = _product_hint(source_equations, err.line, vectors)
+        if hint is None:
+            raise
+        raise DimensionError(f"{err.reason}; {hint}", line=err.line, symbol=err.symbol, source=err.source) from None
 
 
 def _check_arguments(
@@ -126,3 +150,70 @@ def _sympy_expression(value: object, what: str, number: int) -> sympy.Expr:
             line=number or None,
             source=SYMPY_SOURCE,
         ) from err
+
+
+_AT_HINT = (
+    'write the product with @, not *: {m}, {v} = sg.symbols("{m} {v}"), then {m} @ {v} '
+    "(SymPy's own symbols have no @), or {m} @ {v} in cell text (sg.parse)"
+)
+"""How a matrix-vector product is written, for the errors about one written otherwise."""
+
+
+def _refuse_matrices(expr: sympy.Expr, target: str, number: int) -> None:
+    """SymPy's matrices (``MatrixSymbol``) are refused: a cell's names are vectors read elementwise."""
+    matrices = sorted(m.name for m in expr.atoms(sympy.MatrixSymbol))
+    if matrices or isinstance(expr, (sympy.MatrixBase, sympy.MatrixExpr)):
+        named = ", ".join(matrices) or "a matrix"
+        raise CellError(
+            f"the expression of {target} holds SymPy matrices ({named}), but a cell's names are vectors read "
+            "elementwise; for a matrix-vector product, " + _AT_HINT.format(m="W", v="x"),
+            line=number,
+            symbol=matrices[0] if matrices else None,
+            source=SYMPY_SOURCE,
+        )
+
+
+def _refuse_elementwise_matrices(equation: SourceEquation, matrices: Mapping[str, tuple[str, ...]]) -> None:
+    """A parameter declared a matrix in ``params`` may not be a factor of ``*``: that is elementwise."""
+    for product in _products(equation.expr):
+        for factor in product.args:
+            if isinstance(factor, sympy.Symbol) and factor.name in matrices:
+                vector = _other_factors(product, factor) or "x"
+                raise CellError(
+                    f"{factor.name} is a matrix (params gives it shape ({', '.join(matrices[factor.name])})), "
+                    f"but `{product}` multiplies it elementwise; " + _AT_HINT.format(m=factor.name, v=vector),
+                    line=equation.line,
+                    symbol=factor.name,
+                    source=SYMPY_SOURCE,
+                )
+
+
+def _product_hint(equations: Sequence[SourceEquation], line: int | None, vectors: set[str]) -> str | None:
+    """For a size conflict in equation ``line``: how to write a product, if the equation multiplies a
+    parameter (a name no declaration or equation gives) by a vector with ``*``, as ``W*x``; else None."""
+    if line is None or not 1 <= line <= len(equations):
+        return None
+    for product in _products(equations[line - 1].expr):
+        for factor in product.args:
+            if isinstance(factor, sympy.Symbol) and not isinstance(factor, Extent) and factor.name not in vectors:
+                vector = _other_factors(product, factor)
+                if vector is not None:
+                    return f"if {factor.name} is a matrix, " + _AT_HINT.format(m=factor.name, v=vector)
+    return None
+
+
+def _products(expr: sympy.Expr) -> list[sympy.Mul]:
+    """The ``*`` products in ``expr``, outermost first, but for those in the matrix of an ``@``
+    (``MatVec(2*W, h)`` is a matrix scaled, then applied)."""
+    if isinstance(expr, MatVec):
+        return _products(expr.vector)
+    found = [expr] if isinstance(expr, sympy.Mul) else []
+    for arg in expr.args:
+        found += _products(arg)
+    return found
+
+
+def _other_factors(product: sympy.Mul, factor: sympy.Symbol) -> str | None:
+    """The text of ``product`` without ``factor``, when what is left holds a name (``W*x`` -> ``x``)."""
+    rest = product.func(*(f for f in product.args if f != factor))
+    return str(rest) if rest.free_symbols else None

@@ -10,12 +10,14 @@ way to make a gated cell remember longer at initialisation (Gers et al. 2000; Jo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import sympy
 
 from ..errors import SymgateError
 from ..frontend.cell import Cell, next_name
+from ..frontend.cells import cell_argument
 from ..frontend.functions import Var, cross_unit_nodes, sigmoid
 from ..frontend.notation import math_text
 
@@ -31,12 +33,14 @@ class ForgetGate:
     biases: tuple[str, ...]
 
 
-def forget_gates(cell: Cell) -> list[ForgetGate]:
-    """The forget gate of every state that has one, in the order the states are declared.
+def forget_gates(cell: Cell | str | os.PathLike) -> list[ForgetGate]:
+    """The forget gate of every state that has one, in the order the states are declared (``cell`` a
+    ``Cell``, a built-in name or a ``.cell`` path).
 
     The update is read elementwise, with the intermediates that are not gates written out
     (``k = c*f; c' = j + k`` scales c by f; ``f = 1 - i; c' = c*f + ...`` by ``1 - i``).
     """
+    cell = cell_argument(cell)
     definitions = {e.target.name: e.expr for e in cell.equations}
     vectors = [p.name for p in cell.params if not p.is_matrix]
     stand_ins: dict[sympy.Expr, sympy.Dummy] = {}
@@ -56,8 +60,9 @@ def forget_gates(cell: Cell) -> list[ForgetGate]:
     return gates
 
 
-def forget_bias_problem(cell: Cell) -> str | None:
+def forget_bias_problem(cell: Cell | str | os.PathLike) -> str | None:
     """Why ``cell``'s forget-gate bias cannot be set (it has no forget gate, or one without a bias), or None."""
+    cell = cell_argument(cell)
     gates = forget_gates(cell)
     if not gates:
         return (
@@ -74,7 +79,7 @@ def forget_bias_problem(cell: Cell) -> str | None:
     return None
 
 
-def forget_bias_values(cell: Cell, value: float) -> dict[str, float]:
+def forget_bias_values(cell: Cell | str | os.PathLike, value: float) -> dict[str, float]:
     """The bias parameters to fill, and with what, to give every forget gate the total bias ``value``.
 
     A gate's first bias gets the value and any others 0 (PyTorch's ``b_if + b_hf``); a gate that
@@ -82,6 +87,7 @@ def forget_bias_values(cell: Cell, value: float) -> dict[str, float]:
     ``sigmoid(value + ...)`` in every cell alike. Raises :class:`SymgateError` naming the cell when
     it has no forget gate, or a forget gate without a bias parameter.
     """
+    cell = cell_argument(cell)
     problem = forget_bias_problem(cell)
     if problem:
         raise SymgateError(problem)

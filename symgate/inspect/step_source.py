@@ -9,12 +9,15 @@ the file and the pass's operation count. The C is shown as rendered, never read 
 
 from __future__ import annotations
 
+import os
 import shlex
 import textwrap
 from dataclasses import dataclass
 
+from ..dtypes import dtype_name
 from ..errors import SymgateError
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..pipeline import generate
 from ..symbolic.derive import derive
 
@@ -36,9 +39,13 @@ def full_file_command(cell: str) -> str:
     return f"symgate show {shlex.quote(cell)} --c --full"
 
 
-def step_sources(cell: Cell, dtype: str = "float64", given_as: str | None = None) -> list[StepSource]:
-    """The forward and the backward time loop of ``cell``'s generated C; ``given_as``, the name or
-    path the user gave for it (default: its name), goes into the command an error suggests."""
+def step_sources(
+    cell: Cell | str | os.PathLike, dtype: object = "float64", given_as: str | None = None
+) -> list[StepSource]:
+    """The forward and the backward time loop of ``cell``'s generated C (``cell`` and ``dtype`` as for
+    :func:`symgate.build`); ``given_as``, the name or path the user gave for it (default: its name),
+    goes into the command an error suggests."""
+    cell, dtype = cell_argument(cell), dtype_name(dtype, real_only=True)
     source = generate(cell, dtype)
     loops = {loop.function: loop for loop in source.time_loops}
     steps = []
@@ -53,10 +60,11 @@ def step_sources(cell: Cell, dtype: str = "float64", given_as: str | None = None
     return steps
 
 
-def step_listing(cell: Cell, dtype: str = "float64", given_as: str | None = None) -> str:
-    """Both passes' time loops, each headed by where it sits and followed by what one step costs;
-    the heading names the command for the whole file, with the cell as the user gave it (``given_as``,
-    a name or a path; default: its name)."""
+def step_listing(cell: Cell | str | os.PathLike, dtype: object = "float64", given_as: str | None = None) -> str:
+    """Both passes' time loops, each headed by where it sits and followed by what one step costs
+    (``cell`` and ``dtype`` as for :func:`symgate.build`); the heading names the command for the
+    whole file, with the cell as the user gave it (``given_as``, a name or a path; default: its name)."""
+    cell, dtype = cell_argument(cell), dtype_name(dtype, real_only=True)
     stem = generate(cell, dtype).stem
     counts = {"forward": cell.operations(), "backward": derive(cell).operations()}
     out = [

@@ -27,12 +27,14 @@ Use it through ``sg.gradcheck(cell, sizes, complex_step=True)``, or directly on 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..frontend.cell import Cell
+from ..frontend.cells import cell_argument
 from ..pipeline import build
 from ..runtime.kernel import Gradients
 from .tensor_check import TensorCheck, compare_tensor, weighted_sum
@@ -80,7 +82,7 @@ class ComplexStepCheck:
 
 
 def complex_step_check(
-    cell: Cell,
+    cell: Cell | str | os.PathLike,
     params: Mapping[str, np.ndarray],
     inputs: Mapping[str, np.ndarray],
     init: Mapping[str, np.ndarray],
@@ -91,7 +93,9 @@ def complex_step_check(
     tolerance: float = TOLERANCE,
 ) -> ComplexStepCheck:
     """Checks ``gradients`` (of the loss with ``cotangents``, at ``params``, ``inputs`` and ``init``,
-    every state's initial value given) against complex steps of ``cell``'s complex forward kernel."""
+    every state's initial value given) against complex steps of ``cell``'s complex forward kernel
+    (``cell`` a ``Cell``, a built-in name or a ``.cell`` path)."""
+    cell = cell_argument(cell)
     kernel = build(cell, "complex128")
     arrays = {
         "param": {n: np.array(a, dtype=np.complex128) for n, a in params.items()},

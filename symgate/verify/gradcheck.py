@@ -214,6 +214,9 @@ def gradcheck(
 ) -> GradcheckReport:
     """Checks the compiled kernels of ``cell`` against finite differences (see the module doc).
 
+    The kernels checked are float64, the default of :func:`symgate.build` and :func:`symgate.export`:
+    finite differences need its precision to tell a wrong gradient from rounding. ``float32=True``
+    also builds the float32 kernels and compares them with the float64 ones.
     ``complex_step=True`` also checks the gradients against complex steps (its own tolerance,
     :data:`symgate.verify.complex_step.TOLERANCE`); it builds the cell's complex forward kernel.
     """
