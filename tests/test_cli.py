@@ -204,7 +204,7 @@ SUBCOMMANDS = {  # each command, the start of its description, and the defaults 
     "list": ("List the built-in cells", []),
     "show": ("Print a cell's equations", []),
     "build": ("Generate a cell's C kernels", ["the kernels' precision (default: both)"]),
-    "export": ("Write a cell as a standalone C99 library", ["the library's precision (default: float32)"]),
+    "export": ("Write a cell as a standalone C99 library", ["the library's precision (default: float64)"]),
     "check": ("Check that a cell's compiled backward pass", ["(default: 5)", "(default: 2)", "(default: 0)"]),
     "flow": (
         "Measure, on random sequences",
