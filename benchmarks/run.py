@@ -14,12 +14,23 @@ Anchors, all run in the same process on the same data and weights:
 * a PyTorch Python loop over time: ``nn.LSTMCell`` / ``nn.GRUCell``, or, for ``lstm_peephole`` and
   ``mgu`` (no framework has them), the cell's equations written with torch ops, autograd for the
   backward pass;
+* ``torch.compile`` as a careful user writes the loop (``benchmarks/hoisted.py``): the input
+  products of all steps as one product of x (T·B, D) by the stacked input matrices before the
+  loop, then a Python loop of a ``torch.compile``'d step, each one product of h by the stacked
+  recurrent matrices and the cell's elementwise work. The first call of each mode compiles; it is
+  timed apart (the report gives the compile times) and a mode whose compile takes over
+  ``COMPILE_LIMIT`` (60 s) is reported so, not timed. (Compiling the whole loop instead unrolls it:
+  7 minutes for the tiny LSTM's forward on a busy machine, so the step is what is compiled.)
 * JAX, when ``import jax`` works: ``jax.jit`` of a ``lax.scan`` over the same equations,
-  ``value_and_grad`` for forward + backward;
+  ``value_and_grad`` for forward + backward; and "JAX hoisted", the same split as the
+  ``torch.compile`` anchor's: one product for every step's input products before the scan, one
+  stacked recurrent product per step inside it (``mgu`` needs a second: its candidate multiplies
+  ``f * h``), ``value_and_grad`` with respect to the stacked parameters;
 * NumPy: ``symgate.verify.reference.forward`` (an independent NumPy interpreter of the equations) for
   the forward pass; it has no backward pass, so forward + backward is "n/a".
 
-Speedups are ``anchor time / symgate time`` of the same run (> 1: symgate is faster). The script
+Each table gives every anchor's time; its ratio is the row's fastest anchor's time / symgate's time,
+of the same run, the fastest anchor named (> 1: symgate is faster than every anchor). The script
 also measures NumPy's GEMM throughput (the machine's practical peak) and reports symgate's
 forward + backward GFLOP/s as a share of it, cold and cached build times (in subprocesses), and
 the bytes per step the forward pass keeps for the backward pass next to what PyTorch's autograd
@@ -37,11 +48,17 @@ otherwise use, on this machine, in numbers that can be re-measured with one comm
 symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` / ``forward`` /
 ``backward``, ``from_torch``, ``reference.forward``), so the script keeps working while the
 kernels' internals change. The environment is taken as it is (``OPENBLAS_*`` and the like are
-reported, never set); only ``torch.set_num_threads`` is set, to the core count.
+reported, never set) but for two settings: ``torch.set_num_threads``, to the core count, and
+``SYMGATE_BLAS``: ``--blas default`` (the default unless SYMGATE_BLAS is already set) sets it to the
+BLAS a plain ``pip install symgate`` gets on this platform (``mkl`` if pyproject.toml's dependencies
+include MKL here, else ``openblas``), so a machine with the ``mkl`` extra installed still measures
+the default install; ``--blas openblas`` / ``--blas mkl`` choose. The header says which, and why.
 
 Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores) or ``--quick`` (tiny and
 small only, fewer repeats: about a minute); ``--configs large`` runs one config (``--configs layers``
-the layer rows only, about a minute), ``--output`` writes the report elsewhere. Set
+the layer rows only, about a minute), ``--output`` writes the report elsewhere, ``--blas mkl`` runs
+symgate on MKL (``pip install symgate[mkl]``). The torch.compile anchor's compiles add about 5 s a
+case and mode (some 4 minutes to the full run). Set
 ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
