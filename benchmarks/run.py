@@ -54,11 +54,11 @@ BLAS a plain ``pip install symgate`` gets on this platform (``mkl`` if pyproject
 include MKL here, else ``openblas``), so a machine with the ``mkl`` extra installed still measures
 the default install; ``--blas openblas`` / ``--blas mkl`` choose. The header says which, and why.
 
-Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores) or ``--quick`` (tiny and
-small only, fewer repeats: about a minute); ``--configs large`` runs one config (``--configs layers``
+Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores before the torch.compile
+anchor, whose cold compiles add some 5-20 s a case and mode) or ``--quick`` (tiny and small only,
+fewer repeats: a few minutes, most of it compiling); ``--configs large`` runs one config (``--configs layers``
 the layer rows only, about a minute), ``--output`` writes the report elsewhere, ``--blas mkl`` runs
-symgate on MKL (``pip install symgate[mkl]``). The torch.compile anchor's compiles add about 5 s a
-case and mode (some 4 minutes to the full run). Set
+symgate on MKL (``pip install symgate[mkl]``). Set
 ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
@@ -534,8 +534,8 @@ class TorchCompiled(TorchBase):
     loop, the compiled step: one product by the stacked recurrent matrices and the cell's
     elementwise work, which Inductor fuses. (Compiling the whole loop instead makes Dynamo unroll
     it: the tiny LSTM's forward took 7 minutes to compile.) The first call of each mode compiles;
-    its time is kept in ``compile_times``, and a mode whose compile took over COMPILE_LIMIT seconds
-    is not timed.
+    its time (cold: Inductor's on-disk caches are switched off) is kept in ``compile_times``, and a
+    mode whose compile took over COMPILE_LIMIT seconds is not timed.
     """
 
     label = "torch.compile step, input products hoisted"
@@ -543,6 +543,10 @@ class TorchCompiled(TorchBase):
     def __init__(self, case: Case) -> None:
         super().__init__(case)
         torch._dynamo.reset()  # each case compiles afresh: no recompilation limit reached, no stale guards
+        # compile times as a first compile takes them: Inductor's and AOTAutograd's on-disk caches
+        # (kept across processes) would otherwise make a second run's compiles look 5-10x faster
+        torch._inductor.config.fx_graph_cache = False
+        torch._functorch.config.enable_autograd_cache = False
         self.split = hoisted.SPLITS[case.cell_name]
         params = {name: torch.from_numpy(np.array(a)) for name, a in case.params.items()}
         stacked = hoisted.stack(self.split, params, lambda xs: torch.cat(xs, dim=0))
@@ -1090,8 +1094,8 @@ def report(
         "of all steps as one product of x (T·B, D) by the stacked input matrices before the loop, then a Python "
         "loop of `torch.compile`d steps, each one product of h by the stacked recurrent matrices (mgu: two, its "
         "candidate multiplies `f * h`) and the cell's elementwise work; parameters kept stacked. The first call "
-        f"of each mode compiles (not timed; over {COMPILE_LIMIT:.0f} s the mode is reported, not timed); compile "
-        f"times: {compile_note(results)}.",
+        f"of each mode compiles (not timed; over {COMPILE_LIMIT:.0f} s the mode is reported, not timed); cold "
+        f"compile times (Inductor's on-disk caches off): {compile_note(results)}.",
         "- **JAX**: `jax.jit` of a `lax.scan` over the same equations, `jax.value_and_grad` for forward + "
         "backward. **JAX hoisted**: the same split as torch.compile's (`benchmarks/hoisted.py`): one product for "
         "every step's input products before the `lax.scan`, one stacked recurrent product per step inside it, "
