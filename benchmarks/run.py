@@ -65,6 +65,7 @@ symgate on MKL (``pip install symgate[mkl]``). Set
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import importlib.metadata
@@ -79,7 +80,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -534,8 +535,9 @@ class TorchCompiled(TorchBase):
     loop, the compiled step: one product by the stacked recurrent matrices and the cell's
     elementwise work, which Inductor fuses. (Compiling the whole loop instead makes Dynamo unroll
     it: the tiny LSTM's forward took 7 minutes to compile.) The first call of each mode compiles;
-    its time (cold: Inductor's on-disk caches are switched off) is kept in ``compile_times``, and a
-    mode whose compile took over COMPILE_LIMIT seconds is not timed.
+    its time (cold: Inductor's on-disk caches are switched off, and the run has a new, empty Inductor
+    cache directory, ``cold_inductor_cache``) is kept in ``compile_times``, and a mode whose compile
+    took over COMPILE_LIMIT seconds is not timed.
     """
 
     label = "torch.compile step, input products hoisted"
@@ -543,8 +545,8 @@ class TorchCompiled(TorchBase):
     def __init__(self, case: Case) -> None:
         super().__init__(case)
         torch._dynamo.reset()  # each case compiles afresh: no recompilation limit reached, no stale guards
-        # compile times as a first compile takes them: Inductor's and AOTAutograd's on-disk caches
-        # (kept across processes) would otherwise make a second run's compiles look 5-10x faster
+        # compile times as a first compile takes them: Inductor's and AOTAutograd's graph caches
+        # would otherwise make a second compile of the same graph look 5-10x faster
         torch._inductor.config.fx_graph_cache = False
         torch._functorch.config.enable_autograd_cache = False
         self.split = hoisted.SPLITS[case.cell_name]
@@ -1095,7 +1097,7 @@ def report(
         "loop of `torch.compile`d steps, each one product of h by the stacked recurrent matrices (mgu: two, its "
         "candidate multiplies `f * h`) and the cell's elementwise work; parameters kept stacked. The first call "
         f"of each mode compiles (not timed; over {COMPILE_LIMIT:.0f} s the mode is reported, not timed); cold "
-        f"compile times (Inductor's on-disk caches off): {compile_note(results)}.",
+        f"compile times (a new, empty Inductor cache for the run, its graph caches off): {compile_note(results)}.",
         "- **JAX**: `jax.jit` of a `lax.scan` over the same equations, `jax.value_and_grad` for forward + "
         "backward. **JAX hoisted**: the same split as torch.compile's (`benchmarks/hoisted.py`): one product for "
         "every step's input products before the `lax.scan`, one stacked recurrent product per step inside it, "
@@ -1272,6 +1274,23 @@ def run_layers(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, d
     return layers.report(result, info), {"machine": info, **result.summary()}
 
 
+@contextlib.contextmanager
+def cold_inductor_cache() -> Iterator[None]:
+    """A new, empty Inductor cache for the run (unless ``TORCHINDUCTOR_CACHE_DIR`` is set), removed
+    after it: the torch.compile anchor's compile times are then those of a first compile, not of
+    kernels an earlier run left in /tmp/torchinductor_$USER."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        yield
+        return
+    cache = tempfile.mkdtemp(prefix="symgate-bench-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+    try:
+        yield
+    finally:
+        del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -1285,7 +1304,8 @@ def main(argv: list[str] | None = None) -> int:
     cell_configs = tuple(c for c in configs if c in CONFIGS)
     main_text, data, own = None, {}, {}
     if cell_configs:
-        main_text, data = run_cells(args, cell_configs, jax, threads)
+        with cold_inductor_cache():
+            main_text, data = run_cells(args, cell_configs, jax, threads)
         print(main_text)
     if "layers" in configs:
         own[layers.SECTION], data["layers"] = run_layers(args, jax, threads)
