@@ -14,12 +14,23 @@ Anchors, all run in the same process on the same data and weights:
 * a PyTorch Python loop over time: ``nn.LSTMCell`` / ``nn.GRUCell``, or, for ``lstm_peephole`` and
   ``mgu`` (no framework has them), the cell's equations written with torch ops, autograd for the
   backward pass;
+* ``torch.compile`` as a careful user writes the loop (``benchmarks/hoisted.py``): the input
+  products of all steps as one product of x (T·B, D) by the stacked input matrices before the
+  loop, then a Python loop of a ``torch.compile``'d step, each one product of h by the stacked
+  recurrent matrices and the cell's elementwise work. The first call of each mode compiles; it is
+  timed apart (the report gives the compile times) and a mode whose compile takes over
+  ``COMPILE_LIMIT`` (60 s) is reported so, not timed. (Compiling the whole loop instead unrolls it:
+  7 minutes for the tiny LSTM's forward on a busy machine, so the step is what is compiled.)
 * JAX, when ``import jax`` works: ``jax.jit`` of a ``lax.scan`` over the same equations,
-  ``value_and_grad`` for forward + backward;
+  ``value_and_grad`` for forward + backward; and "JAX hoisted", the same split as the
+  ``torch.compile`` anchor's: one product for every step's input products before the scan, one
+  stacked recurrent product per step inside it (``mgu`` needs a second: its candidate multiplies
+  ``f * h``), ``value_and_grad`` with respect to the stacked parameters;
 * NumPy: ``symgate.verify.reference.forward`` (an independent NumPy interpreter of the equations) for
   the forward pass; it has no backward pass, so forward + backward is "n/a".
 
-Speedups are ``anchor time / symgate time`` of the same run (> 1: symgate is faster). The script
+Each table gives every anchor's time; its ratio is the row's fastest anchor's time / symgate's time,
+of the same run, the fastest anchor named (> 1: symgate is faster than every anchor). The script
 also measures NumPy's GEMM throughput (the machine's practical peak) and reports symgate's
 forward + backward GFLOP/s as a share of it, cold and cached build times (in subprocesses), and
 the bytes per step the forward pass keeps for the backward pass next to what PyTorch's autograd
@@ -37,17 +48,24 @@ otherwise use, on this machine, in numbers that can be re-measured with one comm
 symgate's public API is used (``cells.get``, ``build``, ``Kernel.init_params`` / ``forward`` /
 ``backward``, ``from_torch``, ``reference.forward``), so the script keeps working while the
 kernels' internals change. The environment is taken as it is (``OPENBLAS_*`` and the like are
-reported, never set); only ``torch.set_num_threads`` is set, to the core count.
+reported, never set) but for two settings: ``torch.set_num_threads``, to the core count, and
+``SYMGATE_BLAS``: ``--blas default`` (the default unless SYMGATE_BLAS is already set) sets it to the
+BLAS a plain ``pip install symgate`` gets on this platform (``mkl`` if pyproject.toml's dependencies
+include MKL here, else ``openblas``), so a machine with the ``mkl`` extra installed still measures
+the default install; ``--blas openblas`` / ``--blas mkl`` choose. The header says which, and why.
 
-Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores) or ``--quick`` (tiny and
-small only, fewer repeats: about a minute); ``--configs large`` runs one config (``--configs layers``
-the layer rows only, about a minute), ``--output`` writes the report elsewhere. Set
+Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores before the torch.compile
+anchor, whose cold compiles add some 5-20 s a case and mode) or ``--quick`` (tiny and small only,
+fewer repeats: a few minutes, most of it compiling); ``--configs large`` runs one config (``--configs layers``
+the layer rows only, about a minute), ``--output`` writes the report elsewhere, ``--blas mkl`` runs
+symgate on MKL (``pip install symgate[mkl]``). Set
 ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import importlib.metadata
@@ -62,7 +80,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -75,6 +93,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmark this checkout's symgate, installed or not
 
+import hoisted  # noqa: E402  (benchmarks/hoisted.py: the steps with input products hoisted)
 import layers  # noqa: E402  (benchmarks/layers.py: the "layers" config)
 import sections  # noqa: E402  (benchmarks/sections.py: RESULTS.md keeps other scripts' sections)
 
@@ -93,7 +112,7 @@ CELLS = ("lstm_pytorch", "gru_pytorch", "lstm_peephole", "mgu")
 DTYPES = ("float32", "float64")
 MODES = ("forward", "forward+backward")
 TORCH_MODULES = {"lstm_pytorch": "LSTM", "gru_pytorch": "GRU"}  # cell -> torch.nn class
-COLUMNS = ("PyTorch module", "PyTorch loop", "JAX", "NumPy")  # the anchors, in table order
+COLUMNS = ("PyTorch module", "PyTorch loop", "torch.compile", "JAX", "JAX hoisted", "NumPy")  # anchors, in table order
 GEMM_N = 1024
 SPREAD, NOISY = 1.5, "†"  # a measurement whose slowest run exceeds SPREAD x its fastest is marked NOISY
 BUSY = 0.1  # share of the cores' time used by other processes above which the report warns
@@ -437,10 +456,23 @@ class Jax(Implementation):
         import jax
         import jax.numpy as jnp
 
-        self.jax = jax
-        ops = SimpleNamespace(sigmoid=jax.nn.sigmoid, tanh=jnp.tanh)
-        step = STEPS[case.cell_name]
+        self.jax, self.jnp, self.case = jax, jnp, case
         G = jnp.asarray(case.G)
+        h_seq, params = self.h_seq_function()
+
+        def loss(params: Any, x: Any, init: Any) -> Any:
+            return jnp.sum(h_seq(params, x, init) * G)
+
+        self.fwd = jax.jit(h_seq)
+        self.fwd_bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+        self.args = (params, jnp.asarray(case.x), {k: jnp.asarray(v) for k, v in case.init.items()})
+        self.last: Any = None
+
+    def h_seq_function(self) -> tuple[Callable[[Any, Any, Any], Any], dict[str, Any]]:
+        """``h_seq(params, x, init)`` and the params it takes (what is differentiated)."""
+        jax, jnp = self.jax, self.jnp
+        ops = SimpleNamespace(sigmoid=jax.nn.sigmoid, tanh=jnp.tanh)
+        step = STEPS[self.case.cell_name]
 
         def h_seq(params: Any, x: Any, init: Any) -> Any:
             def body(state: Any, x_t: Any) -> tuple[Any, Any]:
@@ -449,17 +481,7 @@ class Jax(Implementation):
 
             return jax.lax.scan(body, init, x)[1]
 
-        def loss(params: Any, x: Any, init: Any) -> Any:
-            return jnp.sum(h_seq(params, x, init) * G)
-
-        self.fwd = jax.jit(h_seq)
-        self.fwd_bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
-        self.args = (
-            {k: jnp.asarray(v) for k, v in case.params.items()},
-            jnp.asarray(case.x),
-            {k: jnp.asarray(v) for k, v in case.init.items()},
-        )
-        self.last: Any = None
+        return h_seq, {k: jnp.asarray(v) for k, v in self.case.params.items()}
 
     def ready(self, tree: Any) -> Any:
         return self.jax.tree_util.tree_map(lambda a: a.block_until_ready(), tree)
@@ -478,6 +500,86 @@ class Jax(Implementation):
             "x": np.asarray(gx),
             **{f"{s}0": np.asarray(g) for s, g in ginit.items()},
         }
+
+
+class JaxHoisted(Jax):
+    """JAX as a careful user writes it: the input products of all steps in one product before the
+    ``lax.scan``, one (stacked) recurrent product per step inside it (``hoisted.py``); ``jax.jit``,
+    ``value_and_grad`` for the backward pass, with respect to the stacked parameters."""
+
+    label = "JAX, input products hoisted"
+
+    def h_seq_function(self) -> tuple[Callable[[Any, Any, Any], Any], dict[str, Any]]:
+        jax, jnp = self.jax, self.jnp
+        ops = SimpleNamespace(sigmoid=jax.nn.sigmoid, tanh=jnp.tanh, split=lambda a, n: jnp.split(a, n, axis=-1))
+        split = hoisted.SPLITS[self.case.cell_name]
+
+        def h_seq(q: Any, x: Any, init: Any) -> Any:
+            def body(state: Any, xw_t: Any) -> tuple[Any, Any]:
+                nxt = hoisted.step(ops, split, q, xw_t, state)
+                return nxt, nxt["h"]
+
+            return jax.lax.scan(body, init, hoisted.input_products(q, x))[1]
+
+        params = {k: jnp.asarray(v) for k, v in self.case.params.items()}
+        return h_seq, hoisted.stack(split, params, lambda xs: jnp.concatenate(xs, axis=0))
+
+
+COMPILE_LIMIT = 60.0  # seconds: a torch.compile slower than this is reported, not timed
+
+
+class TorchCompiled(TorchBase):
+    """``torch.compile`` of the PyTorch loop's step, input products hoisted (``hoisted.py``).
+
+    Before the loop, one product of x (T·B, D) by the stacked input matrices, in eager mode; in the
+    loop, the compiled step: one product by the stacked recurrent matrices and the cell's
+    elementwise work, which Inductor fuses. (Compiling the whole loop instead makes Dynamo unroll
+    it: the tiny LSTM's forward took 7 minutes to compile.) The first call of each mode compiles;
+    its time (cold: Inductor's on-disk caches are switched off, and the run has a new, empty Inductor
+    cache directory, ``cold_inductor_cache``) is kept in ``compile_times``, and a mode whose compile
+    took over COMPILE_LIMIT seconds is not timed.
+    """
+
+    label = "torch.compile step, input products hoisted"
+
+    def __init__(self, case: Case) -> None:
+        super().__init__(case)
+        torch._dynamo.reset()  # each case compiles afresh: no recompilation limit reached, no stale guards
+        # compile times as a first compile takes them: Inductor's and AOTAutograd's graph caches
+        # would otherwise make a second compile of the same graph look 5-10x faster
+        torch._inductor.config.fx_graph_cache = False
+        torch._functorch.config.enable_autograd_cache = False
+        self.split = hoisted.SPLITS[case.cell_name]
+        params = {name: torch.from_numpy(np.array(a)) for name, a in case.params.items()}
+        stacked = hoisted.stack(self.split, params, lambda xs: torch.cat(xs, dim=0))
+        self.q = {name: t.detach().contiguous().requires_grad_() for name, t in stacked.items()}
+        ops = SimpleNamespace(sigmoid=torch.sigmoid, tanh=torch.tanh, split=lambda a, n: torch.chunk(a, n, dim=-1))
+        split = self.split
+
+        def step(q: Mapping[str, torch.Tensor], xw_t: torch.Tensor, s: State) -> State:
+            return hoisted.step(ops, split, q, xw_t, s)
+
+        self.step = torch.compile(step)
+        self.compile_times: dict[str, float] = {}
+
+    def params(self) -> Iterable[torch.Tensor]:
+        return self.q.values()
+
+    def run(self) -> torch.Tensor:
+        xw = hoisted.input_products(self.q, self.x)
+        state: State = dict(self.init)
+        hs = []
+        for t in range(xw.shape[0]):
+            state = self.step(self.q, xw[t], state)
+            hs.append(state["h"])
+        return torch.stack(hs)
+
+    def compile(self, mode: str, fn: Callable[[], Any]) -> bool:
+        """Compile ``mode`` by calling ``fn`` once, timed; False if it took over COMPILE_LIMIT."""
+        start = time.perf_counter()
+        fn()
+        self.compile_times[mode] = time.perf_counter() - start
+        return self.compile_times[mode] <= COMPILE_LIMIT
 
 
 class NumpyReference(Implementation):
@@ -512,7 +614,9 @@ def anchors(case: Case, with_jax: bool) -> dict[str, Implementation | str]:
     return {
         "PyTorch module": TorchModule(case) if case.module is not None else "no module",
         "PyTorch loop": TorchLoop(case),
+        "torch.compile": TorchCompiled(case),
         "JAX": Jax(case) if with_jax else "not installed",
+        "JAX hoisted": JaxHoisted(case) if with_jax else "not installed",
         "NumPy": NumpyReference(case),
     }
 
@@ -531,6 +635,7 @@ class Result:
     labels: dict[str, str] = field(default_factory=dict)  # column -> what ran
     max_rel_diff: dict[str, float] = field(default_factory=dict)  # mode -> worst relative difference
     flops: float = 0.0  # of one forward + backward
+    compile_times: dict[str, float] = field(default_factory=dict)  # mode -> torch.compile's first call, seconds
 
 
 def run_case(case: Case, policy: Policy, with_jax: bool) -> Result:
@@ -541,11 +646,15 @@ def run_case(case: Case, policy: Policy, with_jax: bool) -> Result:
             result.times[column] = dict.fromkeys(MODES, impl)
             continue
         result.labels[column] = impl.label
-        result.times[column] = {"forward": measure(impl.forward, policy)}
+        calls = {"forward": impl.forward, "forward+backward": impl.forward_backward}
         if isinstance(impl, NumpyReference):
-            result.times[column]["forward+backward"] = "n/a"
-        else:
-            result.times[column]["forward+backward"] = measure(impl.forward_backward, policy)
+            calls.pop("forward+backward")
+        result.times[column] = {mode: "n/a" for mode in MODES}
+        for mode, call in calls.items():
+            compiled = not isinstance(impl, TorchCompiled) or impl.compile(mode, call)
+            result.times[column][mode] = measure(call, policy) if compiled else f"compile > {COMPILE_LIMIT:.0f} s"
+        if isinstance(impl, TorchCompiled):
+            result.compile_times = impl.compile_times
     result.max_rel_diff = agreement(impls)
     return result
 
@@ -787,7 +896,7 @@ class CpuMeter:
         return {"others": max(busy - ours, 0.0) / total, "steal": steal / total}
 
 
-def machine_info(jax: str | None, threads: int) -> dict[str, Any]:
+def machine_info(jax: str | None, threads: int, blas_choice: str) -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
         "cores": core_count(),
@@ -799,6 +908,7 @@ def machine_info(jax: str | None, threads: int) -> dict[str, Any]:
         "symgate": sg.__version__,
         "scipy-openblas32": package_version("scipy-openblas32"),
         "blas": blas_description(),
+        "blas_choice": blas_choice,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(["python", *sys.argv]),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
@@ -841,22 +951,44 @@ def timing_cell(entry: Timing | str, ours: Timing | str | None = None) -> str:
     return text
 
 
+def fastest_anchor(r: Result, mode: str) -> tuple[str, Timing] | None:
+    """The anchor column with the smallest median time of ``mode`` in row ``r``, and its timing."""
+    timed = [(c, t) for c in COLUMNS if isinstance(t := r.times[c][mode], Timing)]
+    return min(timed, key=lambda ct: ct[1].median) if timed else None
+
+
 def timing_table(results: list[Result], dtype: str, mode: str) -> str:
-    header = ["config", "cell", "symgate", *COLUMNS, "max rel. diff"]
+    header = ["config", "cell", "symgate", *COLUMNS, "fastest anchor (**its time / symgate's**)", "max rel. diff"]
     rows = []
     for r in (r for r in results if r.dtype == dtype):
         ours = r.times["symgate"][mode]
+        best = fastest_anchor(r, mode)
+        versus = f"{best[0]} (**{best[1].median / ours.median:.3g}×**)" if best and isinstance(ours, Timing) else "none"
         rows.append(
             [r.config, r.cell, timing_cell(ours)]
-            + [timing_cell(r.times[c][mode], ours) for c in COLUMNS]
-            + [f"{r.max_rel_diff[mode]:.1e}"]
+            + [timing_cell(r.times[c][mode]) for c in COLUMNS]
+            + [versus, f"{r.max_rel_diff[mode]:.1e}"]
         )
     return table(header, rows)
 
 
+def compile_note(results: list[Result]) -> str:
+    """torch.compile's first-call (compile) times: their range per config and mode, the slowest named."""
+    lines = []
+    for config in dict.fromkeys(r.config for r in results):
+        for mode in MODES:
+            found = [(r.compile_times[mode], r) for r in results if r.config == config and mode in r.compile_times]
+            if found:
+                (low, _), (high, slow) = min(found, key=lambda f: f[0]), max(found, key=lambda f: f[0])
+                lines.append(
+                    f"{config} {mode}: {fmt_time(low)} to {fmt_time(high)} (slowest: {slow.cell} {slow.dtype})"
+                )
+    return "; ".join(lines) or "none measured"
+
+
 def gemm_table(results: list[Result], peaks: Mapping[str, float]) -> str:
     header = ["config", "cell", "GFLOP (fwd+bwd)"]
-    header += [f"{d} symgate GFLOP/s (% of peak)" for d in DTYPES] + [f"{d} best PyTorch GFLOP/s" for d in DTYPES]
+    header += [f"{d} symgate GFLOP/s (% of peak)" for d in DTYPES] + [f"{d} fastest anchor GFLOP/s" for d in DTYPES]
     by_key = {(r.config, r.cell, r.dtype): r for r in results}
     rows = []
     for config, cell in dict.fromkeys((r.config, r.cell) for r in results):
@@ -866,12 +998,8 @@ def gemm_table(results: list[Result], peaks: Mapping[str, float]) -> str:
             rate = r.flops / r.times["symgate"]["forward+backward"].median / 1e9
             row.append(f"{rate:.3g} ({100 * rate / peaks[d]:.1f} %)")
         for r in found:
-            best = min(
-                t["forward+backward"].median
-                for c, t in r.times.items()
-                if c.startswith("PyTorch") and isinstance(t["forward+backward"], Timing)
-            )
-            row.append(f"{r.flops / best / 1e9:.3g}")
+            best = fastest_anchor(r, "forward+backward")
+            row.append(f"{r.flops / best[1].median / 1e9:.3g} ({best[0]})" if best else "none")
         rows.append(row)
     return table(header, rows)
 
@@ -913,7 +1041,7 @@ def machine_section(info: Mapping[str, Any]) -> str:
         f"- Date: {info['date']}; wall time {info['wall']:.0f} s",
         f"- Command: `{info['command']}`",
         f"- `OPENBLAS_CORETYPE`: {info['OPENBLAS_CORETYPE']}; thread and BLAS variables in force: {env}",
-        f"- symgate's matrix products: {info['blas']}",
+        f"- symgate's BLAS, chosen by {info['blas_choice']}; its matrix products: {info['blas']}",
     ]
     return "\n".join(lines)
 
@@ -964,11 +1092,20 @@ def report(
         "for lstm_peephole and mgu (no framework has them), of the cell's equations in torch ops. "
         "Forward runs under `torch.inference_mode()`; forward + backward is `loss.backward()` on "
         "`loss = sum(h_seq * G)`, with parameters, x, h0 (and c0) requiring grad.",
+        "- **torch.compile**: the loop as a careful user writes it (`benchmarks/hoisted.py`): the input products "
+        "of all steps as one product of x (T·B, D) by the stacked input matrices before the loop, then a Python "
+        "loop of `torch.compile`d steps, each one product of h by the stacked recurrent matrices (mgu: two, its "
+        "candidate multiplies `f * h`) and the cell's elementwise work; parameters kept stacked. The first call "
+        f"of each mode compiles (not timed; over {COMPILE_LIMIT:.0f} s the mode is reported, not timed); cold "
+        f"compile times (a new, empty Inductor cache for the run, its graph caches off): {compile_note(results)}.",
         "- **JAX**: `jax.jit` of a `lax.scan` over the same equations, `jax.value_and_grad` for forward + "
-        "backward. **NumPy**: `symgate.verify.reference.forward` (forward only, so forward + backward is n/a).",
-        "- Each anchor entry is its median time and, in bold, the speedup `anchor time / symgate time` "
-        "measured in the same run (> 1: symgate is faster). "
-        f"{NOISY} marks a measurement whose slowest run took more than {SPREAD}× its fastest.",
+        "backward. **JAX hoisted**: the same split as torch.compile's (`benchmarks/hoisted.py`): one product for "
+        "every step's input products before the `lax.scan`, one stacked recurrent product per step inside it, "
+        "`jax.jit`, `jax.value_and_grad` with respect to the stacked parameters. **NumPy**: "
+        "`symgate.verify.reference.forward` (forward only, so forward + backward is n/a).",
+        "- Each anchor entry is its median time; the last columns but one name the fastest anchor of the row and, "
+        "in bold, `its time / symgate's time`, measured in the same run (> 1: symgate is faster than every "
+        f"anchor). {NOISY} marks a measurement whose slowest run took more than {SPREAD}× its fastest.",
         f"- Repeats: {repeat}; a call slower than 2 s gets a single warm-up.",
         "- *max rel. diff*: the largest `max|symgate - anchor| / max|anchor|` over the anchors of the row, "
         "of h_seq (forward) and of h_seq, dL/dx, dL/dh0, dL/dc0 (forward + backward): all compute the same.",
@@ -983,7 +1120,7 @@ def report(
         f"Peak: NumPy `a @ b` on {GEMM_N}×{GEMM_N} matrices, "
         + ", ".join(f"{d} {peaks[d]:.1f} GFLOP/s" for d in DTYPES)
         + ". FLOPs count the matrix products only: 2·rows·cols·B·T per product forward, twice that backward "
-        "(input and weight gradients). *Best PyTorch* is the faster of the module and the loop.",
+        "(input and weight gradients). *Fastest anchor*: the row's fastest anchor in forward + backward, named.",
         "",
         gemm_table(results, peaks),
         "",
@@ -1028,10 +1165,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, default=HERE / "RESULTS.md", help="markdown report (default: %(default)s)"
     )
+    parser.add_argument(
+        "--blas",
+        choices=BLAS_CHOICES,
+        help="sets SYMGATE_BLAS for the run: 'default' the BLAS of a plain `pip install symgate` on this "
+        "platform (from pyproject.toml's dependencies), or the library named (default: SYMGATE_BLAS if set, "
+        "else 'default')",
+    )
     args = parser.parse_args(argv)
     if args.quick and args.configs and not set(args.configs) <= {*QUICK_CONFIGS, "layers"}:
         parser.error(f"--quick runs only {', '.join(QUICK_CONFIGS)} and layers")
     return args
+
+
+BLAS_CHOICES = ("default", "openblas", "mkl")
+
+
+def default_install_blas() -> str:
+    """The BLAS a plain ``pip install symgate`` gets here: ``mkl`` if this checkout's pyproject.toml
+    makes MKL a dependency for this platform (an environment marker), else ``openblas``."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]
+    for text in project.get("dependencies", []):
+        req = Requirement(text)
+        if req.name == "mkl" and (req.marker is None or req.marker.evaluate({"extra": ""})):
+            return "mkl"
+    return "openblas"
+
+
+def choose_blas(given: str | None) -> str:
+    """Sets SYMGATE_BLAS for this process and its children; returns how it was chosen, for the report."""
+    if given is None and os.environ.get("SYMGATE_BLAS", "").strip():
+        return f"`SYMGATE_BLAS={os.environ['SYMGATE_BLAS']}` from the environment"
+    choice = given or "default"
+    library = default_install_blas() if choice == "default" else choice
+    os.environ["SYMGATE_BLAS"] = library
+    if choice == "default":
+        return f"`--blas default`: the default install's BLAS, `SYMGATE_BLAS={library}`"
+    return f"`--blas {choice}`: `SYMGATE_BLAS={library}`"
 
 
 def build_kernels() -> dict[tuple[str, str], sg.Kernel]:
@@ -1078,7 +1252,7 @@ def update_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def run_cells(args: argparse.Namespace, configs: tuple[str, ...], jax: str, threads: int) -> tuple[str, dict[str, Any]]:
     """The cells' tables, GEMM peak, memory and build times: the main report and its JSON."""
-    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads)
+    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads, args.blas_choice)
     progress("GEMM peak ...")
     peaks = gemm_gflops(5 if args.quick else 15)
     progress("build times ...")
@@ -1094,10 +1268,27 @@ def run_cells(args: argparse.Namespace, configs: tuple[str, ...], jax: str, thre
 def run_layers(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, dict[str, Any]]:
     """The "layers" rows (layers.py): their section of the report, with its own machine lines, and JSON."""
     progress("layers ...")
-    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads)
+    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads, args.blas_choice)
     result = layers.measure_layers(args.quick, progress)
     info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
     return layers.report(result, info), {"machine": info, **result.summary()}
+
+
+@contextlib.contextmanager
+def cold_inductor_cache() -> Iterator[None]:
+    """A new, empty Inductor cache for the run (unless ``TORCHINDUCTOR_CACHE_DIR`` is set), removed
+    after it: the torch.compile anchor's compile times are then those of a first compile, not of
+    kernels an earlier run left in /tmp/torchinductor_$USER."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        yield
+        return
+    cache = tempfile.mkdtemp(prefix="symgate-bench-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+    try:
+        yield
+    finally:
+        del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1105,14 +1296,16 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     threads = args.torch_threads or core_count()
+    args.blas_choice = choose_blas(args.blas)  # before any kernel is built: SYMGATE_BLAS is read at build time
     torch.set_num_threads(threads)
     jax = jax_version() or "not installed"
     configs = tuple(args.configs) if args.configs else QUICK_CONFIGS if args.quick else ALL_CONFIGS
-    progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {jax}")
+    progress(f"symgate benchmark: configs {', '.join(configs)}; torch threads {threads}; JAX {jax}; {args.blas_choice}")
     cell_configs = tuple(c for c in configs if c in CONFIGS)
     main_text, data, own = None, {}, {}
     if cell_configs:
-        main_text, data = run_cells(args, cell_configs, jax, threads)
+        with cold_inductor_cache():
+            main_text, data = run_cells(args, cell_configs, jax, threads)
         print(main_text)
     if "layers" in configs:
         own[layers.SECTION], data["layers"] = run_layers(args, jax, threads)
