@@ -171,25 +171,18 @@ def numbered(text: str) -> str:
 
 
 HARNESS = """\
-import contextlib, io, json, os, shutil, sys, tempfile, traceback
-def block_directory(parent):
-    where = tempfile.mkdtemp(dir=parent)
-    shutil.copytree(sys.argv[4], os.path.join(where, "examples"), ignore=shutil.ignore_patterns("__pycache__"))
-    return where
-blocks = json.load(open(sys.argv[1]))
+import contextlib, io, json, os, sys, traceback
 failures = {}
-for block in blocks:
-    os.chdir(block_directory(sys.argv[2]))
+for block in json.load(open(sys.argv[1])):
+    os.chdir(block["directory"])
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             exec(compile(block["text"], block["where"], "exec"), {"__name__": "__main__"})
-    except SystemExit as stop:
-        if stop.code not in (None, 0):
+    except BaseException as stop:
+        if not (isinstance(stop, SystemExit) and stop.code in (None, 0)):
             failures[block["where"]] = printed.getvalue() + traceback.format_exc()
-    except BaseException:
-        failures[block["where"]] = printed.getvalue() + traceback.format_exc()
-json.dump(failures, open(sys.argv[3], "w"))
+json.dump(failures, open(sys.argv[2], "w"))
 """
 
 
@@ -219,23 +212,19 @@ def docs_environment(tmp_path: Path, kernel_cache: Path) -> dict[str, str]:
 
 def run_python(blocks: list[Block], tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
     """The blocks one after another in one fresh interpreter: {place: output} of those that failed."""
-    given = [{"where": f"{b.page}:{b.line}", "text": b.text} for b in blocks]
-    (tmp_path / "blocks.json").write_text(json.dumps(given))
-    (tmp_path / "harness.py").write_text(HARNESS)
-    command = [
-        sys.executable,
-        str(tmp_path / "harness.py"),
-        str(tmp_path / "blocks.json"),
-        str(tmp_path),
-        str(tmp_path / "failures.json"),
-        str(ROOT / "examples"),
+    given = [
+        {"where": f"{b.page}:{b.line}", "text": b.text, "directory": str(block_directory(tmp_path))} for b in blocks
     ]
+    harness, given_file, failures_file = tmp_path / "harness.py", tmp_path / "blocks.json", tmp_path / "failures.json"
+    given_file.write_text(json.dumps(given))
+    harness.write_text(HARNESS)
+    command = [sys.executable, str(harness), str(given_file), str(failures_file)]
     try:
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{blocks[0].page}: its {len(blocks)} Python blocks did not finish in {TIMEOUT} s")
     assert done.returncode == 0, f"{blocks[0].page}: the harness failed:\n{done.stdout}{done.stderr}"
-    return json.loads((tmp_path / "failures.json").read_text())
+    return json.loads(failures_file.read_text())
 
 
 def run_shell(block: Block, tmp_path: Path, env: dict[str, str]) -> str | None:
