@@ -210,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     flow.add_argument("cells", metavar="CELL", nargs="+", help=CELL_HELP + "; several may be given")
     flow.add_argument("--steps", type=int, default=100, help="sequence length T")
-    flow.add_argument("--sizes", help="dimension sizes, e.g. D=16,H=64 (default: 32 each)")
+    flow.add_argument("--sizes", help="dimension sizes, e.g. D=16,H=64 (default: 32 each, 8 for a matrix state's)")
     flow.add_argument("--samples", type=int, default=4, help="random sequences per cell")
     flow.add_argument("--seed", type=int, default=0, help="seed of the random sequences and parameters")
     flow.add_argument("--scale", type=float, default=1.0, help="multiply every initial parameter by this")

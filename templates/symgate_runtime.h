@@ -354,6 +354,72 @@ static inline void sg_mean(int batch, int n, const SG_REAL *v, int ldv, SG_REAL 
     }
 }
 
+/* Per-sample matrices: sample b's matrix S (rows x cols, row after row) starts at S + b * lds. */
+
+/* out[b] = S[b] v[b]: out[b, i] = sum_j S[b, i, j] v[b, j] */
+static inline void sg_sample_gemv(int batch, int rows, int cols, const SG_REAL *S, int lds, const SG_REAL *v,
+                                  int ldv, SG_REAL *out, int ldout)
+{
+    for (int b = 0; b < batch; ++b) {
+        const SG_REAL *const matrix = S + (size_t)b * lds;
+        const SG_REAL *const vector = v + (size_t)b * ldv;
+        for (int i = 0; i < rows; ++i) {
+            const SG_REAL *const row = matrix + (size_t)i * cols;
+            SG_REAL acc = SG_ZERO;
+            for (int j = 0; j < cols; ++j) {
+                acc += row[j] * vector[j];
+            }
+            out[(size_t)b * ldout + i] = acc;
+        }
+    }
+}
+
+/* out[b] = S[b]^T v[b]: out[b, j] = sum_i S[b, i, j] v[b, i] */
+static inline void sg_sample_gemv_t(int batch, int rows, int cols, const SG_REAL *S, int lds, const SG_REAL *v,
+                                    int ldv, SG_REAL *out, int ldout)
+{
+    for (int b = 0; b < batch; ++b) {
+        const SG_REAL *const matrix = S + (size_t)b * lds;
+        const SG_REAL *const vector = v + (size_t)b * ldv;
+        SG_REAL *const result = out + (size_t)b * ldout;
+        for (int j = 0; j < cols; ++j) {
+            result[j] = SG_ZERO;
+        }
+        for (int i = 0; i < rows; ++i) {
+            const SG_REAL *const row = matrix + (size_t)i * cols;
+            const SG_REAL scale = vector[i];
+            for (int j = 0; j < cols; ++j) {
+                result[j] += scale * row[j];
+            }
+        }
+    }
+}
+
+/* out[b, i] = sum_j S[b, i, j]: each row of each sample's matrix summed */
+static inline void sg_rowsum(int batch, int rows, int cols, const SG_REAL *S, int lds, SG_REAL *out, int ldout)
+{
+    for (int b = 0; b < batch; ++b) {
+        sg_sum(rows, cols, S + (size_t)b * lds, cols, out + (size_t)b * ldout);
+    }
+}
+
+/* out[b, j] = sum_i S[b, i, j]: each column of each sample's matrix summed */
+static inline void sg_colsum(int batch, int rows, int cols, const SG_REAL *S, int lds, SG_REAL *out, int ldout)
+{
+    for (int b = 0; b < batch; ++b) {
+        const SG_REAL *const matrix = S + (size_t)b * lds;
+        SG_REAL *const result = out + (size_t)b * ldout;
+        for (int j = 0; j < cols; ++j) {
+            result[j] = SG_ZERO;
+        }
+        for (int i = 0; i < rows; ++i) {
+            for (int j = 0; j < cols; ++j) {
+                result[j] += matrix[(size_t)i * cols + j];
+            }
+        }
+    }
+}
+
 /* out[n] += v[n] for n < count */
 static inline void sg_add(size_t count, const SG_REAL *v, SG_REAL *out)
 {

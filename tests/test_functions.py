@@ -10,7 +10,9 @@ other. For each function ``FN`` of arity n, the cell
 
 (arguments in (1, 2), inside every function's domain: log and sqrt need positive ones; ``+ h``
 gives them the size H, which a reduction's argument needs; an argument the record takes as a
-constant, ``clip``'s bounds, is a number in (1, 2)) is
+constant, ``clip``'s bounds, is a number in (1, 2); a function of a matrix, ``rowsum``, is given
+the outer product ``outer(a_1, a_2)``, and one that makes a matrix, ``outer``, is summed along its
+rows, ``rowsum(FN(a_1, a_2))``, so that every case is a vector of size H) is
 
 * compiled to a float64 kernel whose forward pass matches the NumPy reference and whose gradients
   pass ``sg.gradcheck``: the C spelling, the NumPy reference and the derivative agree;
@@ -31,7 +33,7 @@ import symgate as sg
 from symgate.codegen.cprinter import printer_for
 from symgate.frontend.functions import Var, next_state
 from symgate.frontend.notation import cell_text, latex
-from symgate.frontend.vocabulary import VOCABULARY, Composite, Primitive, sigmoid
+from symgate.frontend.vocabulary import FUNCTIONS, VOCABULARY, Composite, Primitive, RowSum, outer, sigmoid
 from symgate.symbolic.opcount import OpCount, count_pass
 from symgate.verify import reference
 
@@ -54,7 +56,16 @@ def _arguments(record: Primitive | Composite) -> list[sympy.Expr]:
 
 
 def _call(record: Primitive | Composite) -> sympy.Expr:
-    return record.build(*_arguments(record))
+    """A call of ``record`` whose value is a vector of size H: a function that reduces a matrix is
+    given the outer product of its arguments' vectors, one that makes a matrix is summed along its rows."""
+    if record.matrices == "argument":
+        first, second = _arguments(record)[0], _arguments(_TWO_VECTORS)[1]
+        return record.build(outer(first, second))
+    call = record.build(*_arguments(record))
+    return RowSum(call) if record.matrices == "result" else call
+
+
+_TWO_VECTORS = FUNCTIONS["max"]
 
 
 def _cell(name: str, expr: sympy.Expr) -> sg.Cell:

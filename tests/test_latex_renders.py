@@ -62,10 +62,13 @@ def test_a_cell_with_reductions_reads_as_its_equations(parser):
 
 
 def test_every_function_of_the_language_and_its_derivative_renders(parser):
-    def call(name: str) -> str:  # max(a, h), clip(a, 1, 2): a constant argument as a number, ascending
+    def call(name: str) -> str:  # max(a, h), clip(a, 1, 2): a constant argument as a number, ascending;
         record = FUNCTIONS[name]
         arguments = [str(k) if k in record.constant_arguments else "ah"[k > 0] for k in range(record.arity)]
-        return f"{name}({', '.join(arguments)})"
+        if record.matrices == "argument":  # rowsum(outer(a, h)): a function of a matrix
+            arguments = ["outer(a, h)"]
+        call = f"{name}({', '.join(arguments)})"
+        return f"rowsum({call})" if record.matrices == "result" else call
 
     calls = " + ".join(call(name) for name in FUNCTIONS)
     cell = sg.parse(f"cell every_function\ninput x: D\nstate h: H\na = W @ x + U @ h + b\nh' = {calls}\n")

@@ -181,7 +181,7 @@ def test_a_scalar_on_the_right_of_a_product_makes_a_one_column_matrix():
         (
             "input x: D, dt: 1\nstate h: H\nh' = tanh(W @ x + dt @ h)",
             sg.CellNameError,
-            "dt is an input; the left side of '@' must be a parameter matrix",
+            "dt is an input (a per-sample scalar); the left side of '@' must be a parameter matrix",
         ),
     ],
 )

@@ -229,7 +229,12 @@ UNKNOWN_SIZE = "it meets no input, state or vector of known size (only constants
             "b",
             "cycle: a -> b -> a (each uses the next; b is assigned on line 5)",
         ),
-        ("h' = tanh(W @ x + x @ (h + 1))", "x", "x is an input; the left side of '@' must be a parameter matrix"),
+        (
+            "h' = tanh(W @ x + x @ (h + 1))",
+            "x",
+            "x is an input (a vector of size D); the left side of '@' must be a parameter matrix or a matrix state "
+            "(`state S: K x V`, S' or a matrix computed from them)",
+        ),
     ],
 )
 def test_errors_name_what_the_user_wrote_never_a_lifted_vector(body, symbol, message):

@@ -187,10 +187,16 @@ ERRORS = [
     ),
     (
         "h' = tanh(W @ h + x.T)",
-        CellError,
-        "`x.T` is a transposed matrix, which only the left side of '@' may hold: write `x.T @ v`",
+        DimensionError,
+        "h' = `tanh(W @ h + x.T)` is a matrix (`x.T` lays x as a row, and a column beside a row makes a matrix, "
+        "their outer product), but state h is declared a vector of size H; declare `state h: ROWS x COLS`",
     ),
-    ("h' = tanh(x.T @ h)", CellNameError, "x is an input; the left side of '@' must be a parameter matrix"),
+    (
+        "h' = tanh(x.T @ h)",
+        CellNameError,
+        "x is an input (a vector of size D); the left side of '@' must be a parameter matrix or a matrix state "
+        "(`state S: K x V`, S' or a matrix computed from them)",
+    ),
     ("h' = tanh(W.T.T @ h + x)", CellSyntaxError, "W.T.T at column 11 transposes twice, which gives W back: write W"),
     (
         "h' = tanh(W.t @ h + x)",
@@ -200,8 +206,10 @@ ERRORS = [
     ("h' = tanh(W .T @ h + x)", CellSyntaxError, "write W.T without spaces (column 13)"),
     (
         "h' = tanh(h'.T @ h + x)",
-        CellSyntaxError,
-        "h'.T at column 11: only a parameter matrix can be transposed, and h' is the next value of state h",
+        CellNameError,
+        "h' is the next value of state h (a vector of size H); the left side of '@' must be a parameter matrix or "
+        "a matrix state (`state S: K x V`, S' or a matrix computed from them): declare `state h: H x COLS` to make "
+        "h one",
     ),
     (
         "h' = tanh((W - W.T - gamma) @ h + x)",
@@ -231,7 +239,7 @@ ERRORS = [
         "h' = tanh(W**2 @ h + x)",
         CellSyntaxError,
         "the left side of '@' must be a parameter matrix name, its transpose (W.T) or a parenthesized sum of their "
-        "multiples ((W - W.T) @ h), found 'W ** 2' (column 16)",
+        "multiples ((W - W.T) @ h), or a matrix state's name (S, S', S.T), found 'W ** 2' (column 16)",
     ),
     (
         "h' = tanh((W - W.T) @ x + U @ h)",

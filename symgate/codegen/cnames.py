@@ -126,7 +126,9 @@ LIBM_COMPLEX = frozenset(
 """<complex.h>, which the complex-step kernels include (:mod:`symgate.verify.complex_step`)."""
 TIME_LOOP_LOCALS = ("batch_sizes", "step_batch", "step_row", "previous_row", "all_rows")
 """The names of a pass's samples and rows at each step (sequences of different lengths)."""
-KERNEL_LOCALS = frozenset(["T", "B", "t", "sample", "unit", "n", "work", "uintptr_t", "NOTHROW", *TIME_LOOP_LOCALS])
+KERNEL_LOCALS = frozenset(
+    ["T", "B", "t", "sample", "unit", "row", "col", "n", "work", "uintptr_t", "NOTHROW", *TIME_LOOP_LOCALS]
+)
 """Names the kernels and the headers they include declare outside the reserved prefixes (``NOTHROW``
 is a macro of MKL's headers)."""
 PREDEFINED = frozenset(

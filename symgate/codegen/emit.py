@@ -11,19 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..frontend.functions import SCALAR
+from ..frontend.functions import SCALAR, RowVector, Var, matrix_axes
 from ..symbolic.derive import ADJOINT
 from .ccode import Code, c, comment_safe, names_of
 from .cprinter import printer_for
 from .layout import Layout, Row, step_product_sizes, transposed_packing
-from .lower import GradientProduct, Loop, Product, Reduce, StackProduct
+from .lower import AxisReduce, GradientProduct, Loop, Product, Reduce, SampleProduct, StackProduct
 from .scope import Scope
 
 
 @dataclass(frozen=True)
 class Emitted:
     """One op as C: ``lines`` (a call) or a fused loop over ``dim`` units (``pointers`` per sample,
-    then ``statements`` per unit), and every C name it uses."""
+    then ``statements`` per unit; over a matrix's ``rows`` and ``cols``, unit ``row * cols + col``,
+    with ``row_statements`` once a row),
+    and every C name it uses."""
 
     kind: str
     comment: str
@@ -33,6 +35,9 @@ class Emitted:
     batch: str = "B"
     pointers: tuple[str, ...] = ()
     statements: tuple[str, ...] = ()
+    row_statements: tuple[str, ...] = ()
+    rows: str = ""
+    cols: str = ""
 
     def template(self) -> dict:
         """The op as the template's ``op`` macro lays it out."""
@@ -41,6 +46,9 @@ class Emitted:
                 "kind": "loop",
                 "comment": self.comment,
                 "dim": self.dim,
+                "rows": self.rows,
+                "row_statements": list(self.row_statements),
+                "cols": self.cols,
                 "batch": self.batch,
                 "pointers": list(self.pointers),
                 "statements": list(self.statements),
@@ -155,6 +163,36 @@ class Emitter:
                 ow=out.width,
             )
             return _call(comment, [line])
+        if isinstance(op, SampleProduct):
+            matrix, vector, out = rows[op.matrix], rows[op.vector], rows[op.out]
+            helper, mark = ("sg_sample_gemv_t", "ᵀ") if op.transposed else ("sg_sample_gemv", "")
+            line = c(
+                helper + "({B}, {r}, {cols}, {m}, {mw}, {v}, {vw}, {out}, {ow});",
+                B=batch,
+                r=self.dim_c[op.rows],
+                cols=self.dim_c[op.cols],
+                m=matrix.c,
+                mw=matrix.width,
+                v=vector.c,
+                vw=vector.width,
+                out=out.c,
+                ow=out.width,
+            )
+            return _call(f"{op.out} = {op.matrix}{mark} @ {op.vector}, each sample's own matrix", [line])
+        if isinstance(op, AxisReduce):
+            matrix, out = rows[op.matrix], rows[op.out]
+            helper = "sg_rowsum" if op.along_rows else "sg_colsum"
+            line = c(
+                helper + "({B}, {r}, {cols}, {m}, {mw}, {out}, {ow});",
+                B=batch,
+                r=self.dim_c[op.rows],
+                cols=self.dim_c[op.cols],
+                m=matrix.c,
+                mw=matrix.width,
+                out=out.c,
+                ow=out.width,
+            )
+            return _call(op.out, [line])
         if isinstance(op, GradientProduct):
             return self.gradient_product(op, layout)
         return self.stack_product(op, layout, batch)
@@ -281,28 +319,44 @@ class Emitter:
 
     def loop(self, loop: Loop, layout: Layout, batch: str) -> Emitted:
         """A fused loop: ``batch`` samples, every unit of ``loop.dim``; loads, equations, stores
-        and parameter-gradient sums, printed by the dtype's printer."""
+        and parameter-gradient sums, printed by the dtype's printer.
+
+        Over a matrix, a vector is read at the unit's row (a column, broadcast along the row) and,
+        written ``vᵀ``, at its column (a row, broadcast down the column): two locals when read both ways.
+        """
         scope = self.scope
         rows = layout.rows
-        locals_ = {name: scope.names("local", name) for name in loop.loads + [e.target.name for e in loop.equations]}
+        axes = matrix_axes(loop.dim)
+        as_row = {node: Var(node.vector.name + "ᵀ") for e in loop.equations for node in e.expr.atoms(RowVector)}
+        equations = [(e.target.name, e.expr.xreplace(as_row)) for e in loop.equations]
+        read = {
+            s.name for expr in [e for _, e in equations] + [g.expr for g in loop.gradients] for s in expr.free_symbols
+        }
+        loads = [(n, n, self.index(rows[n].dim, loop.dim)) for n in loop.loads if n in read]
+        loads += [(r.name, node.vector.name, "col") for node, r in as_row.items() if node.vector.name in loop.loads]
+        locals_ = {name: scope.names("local", name) for name in [n for n, _, _ in loads] + [t for t, _ in equations]}
         params = {p.name: scope.names("param", p.name) for p in scope.cell.params if not p.is_matrix}
         # a scalar parameter (shape (1,)) is one number that every unit reads
-        unit_of = {p.name: "0" if p.shape == (SCALAR,) else "unit" for p in scope.cell.params if not p.is_matrix}
+        unit_of = {
+            p.name: "0" if p.shape == (SCALAR,) else self.index(p.shape[0], loop.dim)
+            for p in scope.cell.params
+            if not p.is_matrix
+        }
         constants = {name: scope.names("const", name) for name in scope.cell.constants}
-        extents = {f"|{d}|": c for d, c in self.dim_c.items()}
+        extents = {f"|{d}|": c for d, c in self.dim_c.items() if not matrix_axes(d)}
         spelled = {
             **{n: f"{p}[{unit_of[n]}]" for n, p in params.items()},
             **constants,
             **{n: f"(({scope.real}){c})" for n, c in extents.items()},
             **locals_,
         }
-        read = _Recording(spelled)
-        printer = printer_for(scope.dtype, read)
+        recording = _Recording(spelled)
+        printer = printer_for(scope.dtype, recording)
         pointers: dict[str, str] = {}  # row -> its start for the current sample
         names: set[str] = {self.dim_c[loop.dim], batch}
         declarations: list[str] = []
 
-        def at(place: Row, writes: bool = False) -> str:
+        def at(place: Row, index: str = "unit", writes: bool = False) -> str:
             names.add(place.c)
             if place.dim == SCALAR and loop.dim != SCALAR:
                 return f"{place.c}[sample]"
@@ -313,25 +367,33 @@ class Emitter:
                 declarations.append(
                     f"{const}{scope.real} *const {pointers[place.c]} = {place.c} + (size_t)sample * {place.width};"
                 )
-            return f"{pointers[place.c]}[unit]"
+            return f"{pointers[place.c]}[{index}]"
 
-        statements = [f"const {scope.real} {locals_[n]} = {at(rows[n])};" for n in loop.loads]
-        statements += [
-            f"const {scope.real} {locals_[e.target.name]} = {printer.doprint(e.expr)};" for e in loop.equations
-        ]
+        # over a matrix, what is read at the row is read once a row, before the loop over its columns
+        per_row = [f"const {scope.real} {locals_[local]} = {at(rows[n], i)};" for local, n, i in loads if i == "row"]
+        statements = [f"const {scope.real} {locals_[local]} = {at(rows[n], i)};" for local, n, i in loads if i != "row"]
+        statements += [f"const {scope.real} {locals_[t]} = {printer.doprint(expr)};" for t, expr in equations]
         written = [n for n in loop.stores] + [n for n in loop.loads if n in layout.mirrors]
         for name in written:
             places = ([rows[name]] if name in loop.stores else []) + layout.mirrors.get(name, [])
             for place in places:
-                if (place.c, name) not in layout.written:
-                    layout.written.add((place.c, name))
-                    statements.append(f"{at(place, writes=True)} = {locals_[name]};")
+                if (place.c, name) in layout.written:
+                    continue
+                layout.written.add((place.c, name))
+                index = self.index(place.dim, loop.dim)
+                if name in locals_:
+                    (per_row if index == "row" else statements).append(
+                        f"{at(place, index, writes=True)} = {locals_[name]};"
+                    )
+                else:  # read only as a row: its copy is written along the first row
+                    local = locals_[name + "ᵀ"]
+                    statements.append(f"if (row == 0) {{ {at(place, 'col', writes=True)} = {local}; }}")
         for g in loop.gradients:
             grad = scope.names("grad_params", g.param)
             names.add(grad)
             statements.append(f"{grad}[{unit_of[g.param]}] += {printer.doprint(g.expr)};")
         identifiers = {**params, **constants, **extents, **locals_}
-        names |= {identifiers[symbol] for symbol in read.looked_up}
+        names |= {identifiers[symbol] for symbol in recording.looked_up}
         targets = [e.target.name for e in loop.equations] + [f"{ADJOINT}{g.param}" for g in loop.gradients]
         return Emitted(
             "loop",
@@ -341,7 +403,16 @@ class Emitter:
             batch=batch,
             pointers=tuple(declarations),
             statements=tuple(statements),
+            row_statements=tuple(per_row),
+            rows=self.dim_c[axes[0]] if axes else "",
+            cols=self.dim_c[axes[1]] if axes else "",
         )
+
+    @staticmethod
+    def index(dim: str, loop_dim: str) -> str:
+        """Where a value of size ``dim`` is read in a loop over ``loop_dim``: at the unit, or in a
+        loop over a matrix at the unit's row (a vector beside a matrix is a column)."""
+        return "row" if matrix_axes(loop_dim) and dim != loop_dim else "unit"
 
 
 class _Recording(Mapping[str, str]):

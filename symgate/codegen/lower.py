@@ -24,15 +24,29 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..frontend.cell import Cell, Equation, Param
-from ..frontend.functions import SCALAR, MatVec, MatVecT, ReduceMean, Reduction, Var
+from ..frontend.functions import (
+    SCALAR,
+    AxisReduction,
+    MatVec,
+    MatVecT,
+    ReduceMean,
+    Reduction,
+    RowSum,
+    SampleMatVec,
+    Var,
+    matrix_axes,
+)
 from ..symbolic.derive import ADJOINT, Derivation, MatrixGradient, VectorGradient
 
+Node = MatVec | SampleMatVec | Reduction | AxisReduction
+"""A node lowered to an op of its own: a product or a reduction."""
 
-def product_name(node: MatVec | Reduction) -> str:
-    """The name of a product's or reduction's value: ``W@x``, ``Wᵀ@δm``, ``mean(u)``."""
-    if isinstance(node, Reduction):
+
+def product_name(node: Node) -> str:
+    """The name of a product's or reduction's value: ``W@x``, ``Wᵀ@δm``, ``S'ᵀ@q``, ``mean(u)``."""
+    if isinstance(node, (Reduction, AxisReduction)):
         return f"{node.word}({node.vector.name})"
-    mark = "ᵀ" if isinstance(node, MatVecT) else ""
+    mark = "ᵀ" if node.transposed else ""
     return f"{node.matrix.name}{mark}@{node.vector.name}"
 
 
@@ -115,6 +129,19 @@ class Product:
 
 
 @dataclass(frozen=True)
+class SampleProduct:
+    """``out = S @ v`` (``S.T @ v`` when ``transposed``) with each sample's own matrix ``S``,
+    ``rows`` x ``cols``."""
+
+    out: str
+    matrix: str
+    vector: str
+    rows: str
+    cols: str
+    transposed: bool
+
+
+@dataclass(frozen=True)
 class Reduce:
     """``out = sum(v)`` or ``mean(v)`` over the ``dim`` units of every sample."""
 
@@ -122,6 +149,17 @@ class Reduce:
     vector: str
     dim: str
     mean: bool
+
+
+@dataclass(frozen=True)
+class AxisReduce:
+    """``out = rowsum(S)`` (``along_rows``) or ``colsum(S)`` of each sample's ``rows`` x ``cols`` matrix."""
+
+    out: str
+    matrix: str
+    rows: str
+    cols: str
+    along_rows: bool
 
 
 @dataclass(frozen=True)
@@ -144,7 +182,7 @@ class Loop:
     gradients: list[VectorGradient] = field(default_factory=list)
 
 
-Op = StackProduct | Product | Reduce | Loop | GradientProduct
+Op = StackProduct | Product | SampleProduct | Reduce | AxisReduce | Loop | GradientProduct
 
 
 @dataclass(frozen=True)
@@ -258,10 +296,16 @@ def lower(
     step: list[Op] = []
     for current in range(max([0, *level.values()]) + 1):
         step += list(dict.fromkeys(ops_at.get(current, [])))
-        # per-sample scalars first: vectors of the same level may read them, never the reverse
-        step += sorted(loops_at.get(current, []), key=lambda loop: loop.dim != SCALAR)
+        # per-sample scalars first, matrices last: vectors of the same level may read scalars, and
+        # matrices both (broadcast along their rows or columns), never the reverse
+        step += sorted(loops_at.get(current, []), key=_loop_order)
     panels = tuple(dict.fromkeys(s for s in stacks if any(m.value in arrays for m in s.members)))
     return Plan(tuple(before), tuple(step), tuple(after), tuple(arrays), panels, sizes)
+
+
+def _loop_order(loop: Loop) -> tuple[bool, bool]:
+    """Scalars, then vectors, then matrices."""
+    return matrix_axes(loop.dim) is not None, loop.dim != SCALAR
 
 
 def _operands(op: Op) -> list[str]:
@@ -270,6 +314,10 @@ def _operands(op: Op) -> list[str]:
         return [*op.stack.panel, op.out if op.transposed else op.stack.vector]
     if isinstance(op, GradientProduct):
         return [*op.stack.panel, op.stack.vector]
+    if isinstance(op, SampleProduct):
+        return [op.matrix, op.vector, op.out]
+    if isinstance(op, AxisReduce):
+        return [op.matrix, op.out]
     return [op.vector, op.out]
 
 
@@ -283,7 +331,7 @@ class _ProductNamer:
     def name(self, expr: sympy.Expr) -> tuple[sympy.Expr, int]:
         """``expr`` with products named, and its level."""
         replace = {}
-        for node in sorted(expr.atoms(MatVec, Reduction), key=sympy.default_sort_key):
+        for node in sorted(expr.atoms(MatVec, SampleMatVec, Reduction, AxisReduction), key=sympy.default_sort_key):
             name = product_name(node)
             if name in self.fused and name not in self.level:
                 self.add_fused(name)
@@ -298,18 +346,30 @@ class _ProductNamer:
             deepest = max(deepest, self.level.get(symbol.name, 0))
         return flat, deepest
 
-    def add(self, node: MatVec | Reduction, name: str) -> None:
+    def add(self, node: Node, name: str) -> None:
         vector = node.vector.name
+        level = self.level.get(vector, 0)
         if isinstance(node, Reduction):
             dim = self.sizes.get(vector) or self.shapes[vector][0]
             self.ops[name] = Reduce(name, vector, dim, isinstance(node, ReduceMean))
             self.sizes[name] = SCALAR
+        elif isinstance(node, AxisReduction):
+            rows, cols = matrix_axes(self.sizes[vector])
+            along_rows = isinstance(node, RowSum)
+            self.ops[name] = AxisReduce(name, vector, rows, cols, along_rows)
+            self.sizes[name] = rows if along_rows else cols
+        elif isinstance(node, SampleMatVec):
+            matrix = node.matrix.name
+            rows, cols = matrix_axes(self.sizes[matrix])
+            self.ops[name] = SampleProduct(name, matrix, vector, rows, cols, node.transposed)
+            self.sizes[name] = cols if node.transposed else rows
+            level = max(level, self.level.get(matrix, 0))
         else:
             rows, cols = self.shapes[node.matrix.name]
             transposed = isinstance(node, MatVecT)
             self.ops[name] = Product(name, node.matrix.name, vector, rows, cols, transposed)
             self.sizes[name] = cols if transposed else rows
-        self.level[name] = self.level.get(vector, 0) + 1
+        self.level[name] = level + 1
 
     def add_fused(self, name: str) -> None:
         """A stack's product: its level is one more than the deepest vector it reads."""
@@ -416,15 +476,16 @@ def backward_stacks(
 
 def plan_kernel(cell: Cell, derivation: Derivation) -> KernelPlan:
     """Plans the forward and backward passes of a derived cell."""
+    nodes = (MatVec, SampleMatVec, Reduction, AxisReduction)
     forward_nodes = {
         node: product_name(node)
         for eq in cell.equations
-        for node in sorted(eq.expr.atoms(MatVec, Reduction), key=sympy.default_sort_key)
+        for node in sorted(eq.expr.atoms(*nodes), key=sympy.default_sort_key)
     }
 
     def read_saved(expr: sympy.Expr) -> sympy.Expr:
         """Forward products and reductions in backward equations are read from the tape, not recomputed."""
-        return expr.xreplace({n: Var(forward_nodes[n]) for n in expr.atoms(MatVec, Reduction) if n in forward_nodes})
+        return expr.xreplace({n: Var(forward_nodes[n]) for n in expr.atoms(*nodes) if n in forward_nodes})
 
     equations = tuple(Equation(e.target, read_saved(e.expr), e.kind) for e in derivation.equations)
     gradients = tuple(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..frontend.functions import dims_of
 from ..interface import FORWARD_ROLES, GIVEN_ROLES, RESULT_ROLES, ROLE_TEXT, Argument
 from .ccode import Code, c, join, names_of
 from .cprinter import printer_for
@@ -48,12 +49,16 @@ def forward_arguments(scope: Scope, tape: bool = True) -> list[Argument]:
     the backward pass reads."""
     cell, sizes = scope.cell, scope.plan.forward.sizes
     by_role = {
-        "input": [_arg(scope, x, "input", ("T", "B", d), False, "{}_seq") for x, d in cell.inputs.items()],
-        "init": [_arg(scope, s, "init", ("B", d), False, "{}_init") for s, d in cell.states.items()],
+        "input": [_arg(scope, x, "input", ("T", "B", *dims_of(d)), False, "{}_seq") for x, d in cell.inputs.items()],
+        "init": [_arg(scope, s, "init", ("B", *dims_of(d)), False, "{}_init") for s, d in cell.states.items()],
         "param": [_arg(scope, p.name, "param", p.shape, False, "{}") for p in cell.params],
-        "states": [_arg(scope, s, "states", ("T", "B", d), True, "{}_seq") for s, d in cell.states.items()],
-        "outputs": [_arg(scope, y, "outputs", ("T", "B", d), True, "{}_seq") for y, d in cell.outputs.items()],
-        "tape": [_arg(scope, n, "tape", ("T", "B", sizes[n]), True, "{}_tape") for n in scope.plan.tape if tape],
+        "states": [_arg(scope, s, "states", ("T", "B", *dims_of(d)), True, "{}_seq") for s, d in cell.states.items()],
+        "outputs": [
+            _arg(scope, y, "outputs", ("T", "B", *dims_of(d)), True, "{}_seq") for y, d in cell.outputs.items()
+        ],
+        "tape": [
+            _arg(scope, n, "tape", ("T", "B", *dims_of(sizes[n])), True, "{}_tape") for n in scope.plan.tape if tape
+        ],
     }
     return [a for role in FORWARD_ROLES for a in by_role[role]]
 
@@ -65,15 +70,19 @@ def backward_arguments(scope: Scope) -> list[Argument]:
     stepwise = ("T", "B")
     by_role = {
         "grad_states": [
-            _arg(scope, s, "grad_states", (*stepwise, d), False, "grad_{}_seq") for s, d in cell.states.items()
+            _arg(scope, s, "grad_states", (*stepwise, *dims_of(d)), False, "grad_{}_seq")
+            for s, d in cell.states.items()
         ],
         "grad_outputs": [
-            _arg(scope, y, "grad_outputs", (*stepwise, d), False, "grad_{}_seq") for y, d in cell.outputs.items()
+            _arg(scope, y, "grad_outputs", (*stepwise, *dims_of(d)), False, "grad_{}_seq")
+            for y, d in cell.outputs.items()
         ],
         "grad_inputs": [
-            _arg(scope, x, "grad_inputs", (*stepwise, d), True, "grad_{}_seq") for x, d in cell.inputs.items()
+            _arg(scope, x, "grad_inputs", (*stepwise, *dims_of(d)), True, "grad_{}_seq") for x, d in cell.inputs.items()
         ],
-        "grad_init": [_arg(scope, s, "grad_init", ("B", d), True, "grad_{}_init") for s, d in cell.states.items()],
+        "grad_init": [
+            _arg(scope, s, "grad_init", ("B", *dims_of(d)), True, "grad_{}_init") for s, d in cell.states.items()
+        ],
         "grad_params": [_arg(scope, p.name, "grad_params", p.shape, True, "grad_{}") for p in cell.params],
     }
     return reads + [a for role in (*GIVEN_ROLES, *RESULT_ROLES) for a in by_role[role]]
@@ -100,7 +109,7 @@ def render_pass(
     step_rows = [r for r in rows.values() if r.init and r.c in step_names]
     step_rows += [m for ms in layout.mirrors.values() for m in ms if m.c in step_names]
     used = step_names | _names([*packing, *before, *after]) | names_of(r.init for r in step_rows)
-    used = used.union(*(names for names, _ in zero))
+    used = scope.with_extents(used.union(*(names for names, _ in zero)))
     steps = _StepRows.of(used, reverse=which == "backward")
     used |= steps.names
     buffers = [b for b in layout.buffers if b.c in used]
@@ -137,7 +146,7 @@ def render_pass(
             "all_rows": steps.all_rows,
             "constants": constants,
             "work_size": work_size.text,
-            "work_unused": [d for d in ["T", "B", *dims] if d not in work_size.names],
+            "work_unused": [d for d in ["T", "B", *dims] if d not in scope.with_extents(work_size.names)],
             "widths": [{"c": w.c, "value": f"const int {w.c} = {w.value.text};"} for w in widths],
             "buffers": [{"c": b.c, "comment": b.comment, "init": i.text} for b, i in zip(buffers, inits, strict=True)],
             "step_rows": [{"c": r.c, "init": r.init.text, "writes": r.writes} for r in step_rows],

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from ..dtypes import dtype as dtype_of
 from ..frontend.cell import Cell
-from ..frontend.functions import SCALAR
+from ..frontend.functions import SCALAR, matrix_axes
 from ..symbolic.derive import Derivation
 from .ccode import Code, c, join
 from .cnames import CNames
@@ -19,7 +19,8 @@ class Scope:
     """One cell in one dtype for one target, while it is rendered.
 
     ``names`` hands out every C identifier (one per kind and name, in order of first use, so the
-    order of rendering fixes the text); ``dim_c`` is the C name of each dimension (``1`` for a per-sample scalar).
+    order of rendering fixes the text); ``dim_c`` is the C name of each dimension (``1`` for a per-sample scalar,
+    ``K * V`` for the K·V units of a per-sample matrix, whose sizes ``matrix_extents`` names).
     """
 
     def __init__(
@@ -32,9 +33,22 @@ class Scope:
         self.names = CNames()
         self.prefix = f"sg_{cell.name}_{dtype}"
         self.dim_c = {d: self.names("dim", d) for d in cell.dims} | {SCALAR: "1"}
+        matrices = {size for size in [*cell.sizes.values(), *derivation.sizes.values()] if matrix_axes(size)}
+        self.matrix_extents = {
+            size: (self.dim_c[rows], self.dim_c[cols])
+            for size in sorted(matrices)
+            for rows, cols in [matrix_axes(size)]
+        }
+        self.dim_c |= {size: f"{rows} * {cols}" for size, (rows, cols) in self.matrix_extents.items()}
         self.state_adjoints = {v.name: s for s, v in derivation.state_adjoints.items()}
         self.input_adjoints = {v.name: x for x, v in derivation.input_adjoints.items()}
         self.output_seeds = {derivation.seeds[y].name: y for y in cell.outputs}
+
+    def with_extents(self, names: Iterable[str]) -> set[str]:
+        """``names`` and, for each matrix extent among them (``K * V``, a matrix's row width and
+        units), the two sizes it multiplies: what a pass must declare for a use of them."""
+        parts = {self.dim_c[size]: pair for size, pair in self.matrix_extents.items()}
+        return set(names).union(*(parts.get(name, ()) for name in names))
 
     @property
     def fixed(self) -> list[str]:

@@ -160,5 +160,3 @@ def render_export(
         build_command=context["build_command"],
         files=files,
     )
-
-

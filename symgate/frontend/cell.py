@@ -15,7 +15,7 @@ from typing import Literal
 import sympy
 
 from ..symbolic.opcount import OpCount, count_pass
-from .functions import PRIME, SCALAR, Var
+from .functions import PRIME, SCALAR, Var, dims_of
 from .notation import cell_text, latex, latex_name, latex_rows, math_text
 from .provenance import tag_legend
 from .shapes import shape_text
@@ -74,9 +74,10 @@ class Cell:
     def dims(self) -> tuple[str, ...]:
         """The dimension names a user must give sizes for, in first-declared order."""
         seen: dict[str, None] = {}
-        for dim in [*self.inputs.values(), *self.states.values(), *self.sizes.values()]:
-            if dim != SCALAR:
-                seen.setdefault(dim, None)
+        for size in [*self.inputs.values(), *self.states.values(), *self.sizes.values()]:
+            for dim in dims_of(size):
+                if dim != SCALAR:
+                    seen.setdefault(dim, None)
         return tuple(seen)
 
     def param(self, name: str) -> Param:

@@ -29,7 +29,23 @@ from ..errors import (
 )
 from .cell import Cell, Equation, Param, next_name
 from .constants import Fail, constant_values, described, shown, unfit
-from .functions import PRIME, SCALAR, MatVec, Reduction, Var, matrix_names, vector_names
+from .functions import (
+    PRIME,
+    SCALAR,
+    AxisReduction,
+    MatVec,
+    MatVecT,
+    Reduction,
+    RowVector,
+    SampleMatVec,
+    SampleMatVecT,
+    Transposed,
+    Var,
+    dims_of,
+    matrix_axes,
+    matrix_names,
+    vector_names,
+)
 from .limits import guarded
 from .matrix_terms import expand_matrix_products
 from .notation import cell_text
@@ -121,7 +137,8 @@ class _Checker:
     def run(self) -> Cell:
         self.check_names()
         self.check_targets()
-        equations = [self.expand_matrices(self.fold_constants(eq)) for eq in self.src.equations]
+        equations = [self.per_sample_matrices(self.fold_constants(eq)) for eq in self.src.equations]
+        equations = [self.expand_matrices(eq) for eq in equations]
         for eq in equations:
             self.check_symbol_names(eq)
             self.check_constant_arguments(eq)
@@ -178,7 +195,8 @@ class _Checker:
             raise self.error(CellNameError, f"invalid cell name {self.src.name!r}", None, self.src.name)
         declared: dict[str, Declaration] = {}
         for decl in (*self.src.inputs, *self.src.states):
-            labelled = (("name", decl.name), ("dimension", decl.dim)) if decl.dim != SCALAR else (("name", decl.name),)
+            dims = [d for d in dims_of(decl.dim) if d != SCALAR]
+            labelled = (("name", decl.name), *(("dimension", d) for d in dims))
             for label, value in labelled:
                 if value in KEYWORDS:
                     raise self.error(
@@ -189,12 +207,12 @@ class _Checker:
                     )
                 if not IDENTIFIER.match(value):
                     raise self.error(CellNameError, f"invalid {label} {value!r}", decl.line, value)
-            if decl.dim in AXES:
+            for dim in set(dims) & AXES:
                 raise self.error(
                     CellNameError,
-                    f"dimension {decl.dim} is taken: T is the number of steps and B the batch size",
+                    f"dimension {dim} is taken: T is the number of steps and B the batch size",
                     decl.line,
-                    decl.dim,
+                    dim,
                 )
             if decl.name in declared:
                 first = declared[decl.name].line
@@ -304,6 +322,47 @@ class _Checker:
         kernel type can hold it (see :mod:`symgate.frontend.constants`)."""
         return SourceEquation(eq.target, _folded(eq.expr, self.failure(eq.line)), eq.line, eq.is_output, eq.dim)
 
+    def per_sample_matrices(self, eq: SourceEquation) -> SourceEquation:
+        """``S @ v`` and ``S.T @ v`` with a name of the cell's own (a matrix state, its next value, a
+        computed matrix) are per-sample products (``SampleMatVec``); ``v.T`` of such a name anywhere
+        else is a row broadcast over a matrix (``RowVector``). Sizes decide later whether the name
+        is a matrix; what is left (``W @ v``, ``W.T``) names parameters."""
+        own = self.declared_vectors
+        vectors = {d.name: ("an input", d.dim) for d in self.src.inputs}
+        vectors |= {d.name: ("a state", d.dim) for d in self.src.states if not matrix_axes(d.dim)}
+
+        def sample_matrix(name: str) -> Var:
+            """A name of the cell's own on the left of '@', unless it is declared a vector."""
+            base = name.removesuffix(PRIME)
+            if base in vectors:
+                role, dim = vectors[base]
+                what = f"the next value of {role[2:]} {base}" if name != base else role
+                kind = "a per-sample scalar" if dim == SCALAR else f"a vector of size {dim}"
+                fix = "" if role == "an input" else f": declare `state {base}: {dim} x COLS` to make {base} one"
+                raise self.error(
+                    CellNameError,
+                    f"{name} is {what} ({kind}); the left side of '@' must be a parameter matrix or a matrix state "
+                    f"(`state S: K x V`, S' or a matrix computed from them){fix}",
+                    eq.line,
+                    name,
+                )
+            return Var(name)
+
+        def rebuild(expr: sympy.Expr) -> sympy.Expr:
+            if isinstance(expr, MatVec) and not isinstance(expr, MatVecT):
+                left = expr.matrix
+                if isinstance(left, Var) and left.name in own:
+                    return SampleMatVec(sample_matrix(left.name), rebuild(expr.vector))
+                if isinstance(left, Transposed) and isinstance(left.matrix, Var) and left.matrix.name in own:
+                    return SampleMatVecT(sample_matrix(left.matrix.name), rebuild(expr.vector))
+            if isinstance(expr, Transposed) and isinstance(expr.matrix, Var) and expr.matrix.name in own:
+                return RowVector(expr.matrix)
+            if expr.args and not isinstance(expr, Var):
+                return expr.func(*(rebuild(a) for a in expr.args))
+            return expr
+
+        return SourceEquation(eq.target, rebuild(eq.expr), eq.line, eq.is_output, eq.dim)
+
     def expand_matrices(self, eq: SourceEquation) -> SourceEquation:
         """``(W - W.T) @ h`` becomes ``W @ h - W.T @ h`` (see :mod:`symgate.frontend.matrix_terms`)."""
         constants = {c.target for c in self.src.constants}
@@ -356,7 +415,7 @@ class _Checker:
     def check_nodes(self, eq: SourceEquation) -> None:
         """Only the operations of the cell language may appear (guards the SymPy route)."""
         for node in sympy.preorder_traversal(eq.expr):
-            if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec, Reduction)):
+            if isinstance(node, (Var, sympy.Add, sympy.Mul, MatVec, SampleMatVec, Reduction, AxisReduction, RowVector)):
                 continue
             if isinstance(node, sympy.Function) and not isinstance(node, _FUNCTION_NODES):
                 raise self.error(
@@ -405,6 +464,17 @@ class _Checker:
                 vector = named(lift(expr.vector), f"{expr.matrix.name}_arg", expr.vector, place)
                 self.lifted_enclosing.setdefault(vector.name, expr.func(expr.matrix, vector))
                 return expr.func(expr.matrix, vector)
+            if isinstance(expr, SampleMatVec):
+                place = f"the right side of `{cell_text(expr)}`"
+                vector = named(lift(expr.vector), f"{expr.matrix.name.removesuffix(PRIME)}_arg", expr.vector, place)
+                self.lifted_enclosing.setdefault(vector.name, expr.func(expr.matrix, vector))
+                return expr.func(expr.matrix, vector)
+            if isinstance(expr, (RowVector, AxisReduction)):
+                word = expr.word if isinstance(expr, AxisReduction) else "outer"
+                place = f"the argument of `{cell_text(expr)}`"
+                vector = named(lift(expr.vector), f"{word}_arg", expr.vector, place)
+                self.lifted_enclosing.setdefault(vector.name, expr.func(vector))
+                return expr.func(vector)
             if isinstance(expr, Reduction):
                 vector = lift(expr.vector)
                 if vector.is_number:

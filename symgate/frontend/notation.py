@@ -11,7 +11,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .functions import MatVec, MatVecT, Transposed
+from .functions import MatVec, RowVector, SampleMatVec, Transposed
 from .latex_names import latex_name
 from .vocabulary import BY_NODE
 
@@ -23,7 +23,7 @@ PRE = "_pre"
 # '@' binds tighter than '*' in cell text, but products print it in parentheses,
 # `2*(W @ x)`, so that a reader used to Python's precedence reads the same thing.
 MATVEC_PRECEDENCE = PRECEDENCE["Mul"]
-MatVec.precedence = MATVEC_PRECEDENCE
+MatVec.precedence = SampleMatVec.precedence = MATVEC_PRECEDENCE
 
 
 class CellTextPrinter(StrPrinter):
@@ -38,13 +38,25 @@ class CellTextPrinter(StrPrinter):
         matrix = self._print(expr.matrix)
         matrix = matrix if isinstance(expr.matrix, (sympy.Symbol, Transposed)) else f"({matrix})"
         vector = self.parenthesize(expr.vector, MATVEC_PRECEDENCE + 1)
-        mark = self.transpose_mark if isinstance(expr, MatVecT) else ""
+        mark = self.transpose_mark if expr.transposed else ""
         return f"{matrix}{mark} @ {vector}"
 
-    _print_MatVecT = _print_MatVec
+    _print_MatVecT = _print_SampleMatVec = _print_SampleMatVecT = _print_MatVec
 
     def _print_Transposed(self, expr: Transposed) -> str:
         return f"{self._print(expr.matrix)}{self.transpose_mark}"
+
+    def _print_RowVector(self, expr: RowVector) -> str:
+        return f"{self.parenthesize(expr.vector, PRECEDENCE['Atom'], strict=True)}{self.transpose_mark}"
+
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        """A product with the row of an expression (``a * (b + c)ᵀ``), which only ``outer`` can
+        write in cell text, as ``outer(a, b + c)``; any other as SymPy's."""
+        rows = [f for f in expr.args if isinstance(f, RowVector) and not isinstance(f.vector, sympy.Symbol)]
+        if len(rows) != 1:
+            return super()._print_Mul(expr)
+        rest = sympy.Mul(*(f for f in expr.args if f is not rows[0]))
+        return f"outer({self._print(rest)}, {self._print(rows[0].vector)})"
 
     def _print_Function(self, expr: sympy.Function) -> str:
         """A call of the language by its name in cell text (``sum``, not ``ReduceSum``); any other as SymPy's."""
@@ -72,11 +84,15 @@ class CellLatexPrinter(LatexPrinter):
         if not isinstance(expr.matrix, (sympy.Symbol, Transposed)):
             matrix = rf"\left({matrix}\right)"
         vector = self.parenthesize(expr.vector, PRECEDENCE["Mul"])
-        mark = r"^{\top}" if isinstance(expr, MatVecT) else ""
+        mark = r"^{\top}" if expr.transposed else ""
         text = rf"{matrix}{mark} {vector}"
         return rf"\left({text}\right)^{{{exp}}}" if exp else text
 
-    _print_MatVecT = _print_MatVec
+    _print_MatVecT = _print_SampleMatVec = _print_SampleMatVecT = _print_MatVec
+
+    def _print_RowVector(self, expr: RowVector, exp: str | None = None) -> str:
+        text = rf"{self.parenthesize(expr.vector, PRECEDENCE['Atom'], strict=True)}^{{\top}}"
+        return rf"\left({text}\right)^{{{exp}}}" if exp else text
 
     def _print_Transposed(self, expr: Transposed, exp: str | None = None) -> str:
         text = rf"{self._print(expr.matrix)}^{{\top}}"

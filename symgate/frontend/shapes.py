@@ -11,6 +11,12 @@ the equation; they then give the sizes the equations leave open (the rank R of `
 The size ``SCALAR`` (a reduction's value, or a name declared ``: 1``) meets any size, as a constant
 does: ``dt*h`` has h's size, and a parameter gets the size ``SCALAR`` only by meeting nothing else
 or by its declaration (``param dt: 1``).
+
+A per-sample matrix (``state S: K x V``, its next value, a name assigned a matrix expression) has
+two unknowns, its rows and its columns. Beside a matrix, a vector is a column (``f * S``: f has
+S's rows) and ``g.T`` a row (g has S's columns); a column beside a row is their outer product
+(``k * v.T``). ``S @ v`` joins v with S's columns and has S's rows, ``S.T @ v`` the other way round;
+``rowsum(S)`` has S's rows, ``colsum(S)`` its columns.
 """
 
 from __future__ import annotations
@@ -22,7 +28,24 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..errors import CellError, CellNameError, DimensionError
-from .functions import PRIME, SCALAR, MatVec, MatVecT, Reduction, Transposed, Var, matrix_names, vector_names
+from .functions import (
+    PRIME,
+    SCALAR,
+    AxisReduction,
+    MatVec,
+    MatVecT,
+    Reduction,
+    RowSum,
+    RowVector,
+    SampleMatVec,
+    Transposed,
+    Var,
+    dims_of,
+    matrix_axes,
+    matrix_names,
+    matrix_size,
+    vector_names,
+)
 from .matrix_terms import as_written
 from .notation import cell_text
 from .syntax import CellSource, ParamDeclaration
@@ -98,60 +121,165 @@ class AsWritten:
         return f"`{self.text(Var(name))}` ({self.places[name]})"
 
 
+@dataclass(frozen=True)
+class MatrixSize:
+    """The size of a per-sample matrix: the unknowns of its rows and of its columns."""
+
+    rows: str
+    cols: str
+
+
+@dataclass(frozen=True)
+class RowSize:
+    """The size of ``v.T``: v's unknown, laid along a matrix's columns."""
+
+    cols: str
+
+
+Size = str | MatrixSize | RowSize | None
+"""A vector's unknown, a matrix's two, a row's, or None for a constant that fits any size."""
+
+
 @dataclass
 class SizeInference:
-    """Infers sizes equation by equation; ``unknown_of`` names the unknown of a vector symbol."""
+    """Infers sizes equation by equation; ``unknown_of`` names the unknown of a vector symbol,
+    ``matrices`` holds the two unknowns of each per-sample matrix."""
 
     unknowns: SizeUnknowns
     unknown_of: Callable[[Var], str | None]
     matrix_unknowns: Callable[[Var], tuple[str, str]]
     raise_at: Callable[[str, str], DimensionError]
     written: AsWritten = field(default_factory=AsWritten)
+    matrices: dict[str, MatrixSize] = field(default_factory=dict)
 
-    def size_of(self, expr: sympy.Expr) -> str | None:
-        """The unknown of ``expr``'s size, or None for a constant that fits any size.
+    def matrix(self, name: str) -> MatrixSize:
+        """The unknowns of a per-sample matrix named ``name`` (``S'`` shares ``S``'s), made on first use."""
+        key = name.removesuffix(PRIME)
+        if key not in self.matrices:
+            self.matrices[key] = MatrixSize(self.unknowns.new(key + "[rows]"), self.unknowns.new(key + "[cols]"))
+        return self.matrices[key]
+
+    def size_of(self, expr: sympy.Expr) -> Size:
+        """The unknown(s) of ``expr``'s size, or None for a constant that fits any size.
 
         A reduction's per-sample value has the size ``SCALAR`` and, like a constant, meets any size.
         """
+        if isinstance(expr, SampleMatVec):
+            return self._sample_product(expr)
+        if isinstance(expr, AxisReduction):
+            matrix = self._matrix_operand(
+                expr.vector, expr, f"{expr.word} sums a matrix along one axis (sum(v) sums a vector)"
+            )
+            return matrix.rows if isinstance(expr, RowSum) else matrix.cols
+        if isinstance(expr, RowVector):
+            inner = self.size_of(expr.vector)
+            if isinstance(inner, (MatrixSize, RowSize)):
+                raise self.raise_at(
+                    f"`{self.written.text(expr)}`: only a vector can be laid as a row, and "
+                    f"`{self.written.text(expr.vector)}` is a {'matrix' if isinstance(inner, MatrixSize) else 'row'}",
+                    self.written.text(expr.vector),
+                )
+            if inner is None or self.unknowns.resolved(inner) == SCALAR:
+                return inner
+            return RowSize(inner)
         if isinstance(expr, MatVec):
             rows, cols = self.matrix_unknowns(expr.matrix)
             left: sympy.Expr = expr.matrix
             if isinstance(expr, MatVecT):  # W.T @ v: v has W's rows, the result W's columns
                 rows, cols, left = cols, rows, Transposed(expr.matrix)
-            vector = self.size_of(expr.vector)
-            if vector is None:
-                raise self.raise_at(
-                    f"`{self.written.text(expr)}` multiplies {cell_text(left)} with a constant; "
-                    "the right side of '@' must be a vector",
-                    expr.matrix.name,
-                )
+            vector = self._vector_operand(expr, left)
             self._join(cols, vector, expr, left, expr.vector, "has columns of size")
             return rows
         if isinstance(expr, Reduction):
             self.size_of(expr.vector)
             return self.unknowns.new(SCALAR, SCALAR)
         if isinstance(expr, Var):
+            if expr.name.removesuffix(PRIME) in self.matrices:
+                return self.matrices[expr.name.removesuffix(PRIME)]
             return self.unknown_of(expr)
         if expr.is_number:
             return None
         if isinstance(expr, sympy.Pow):
             return self.size_of(expr.base)
-        sized = [(arg, self.size_of(arg)) for arg in expr.args]
-        scalar = any(unknown is not None and self.unknowns.resolved(unknown) == SCALAR for _, unknown in sized)
-        sized = [(a, u) for a, u in sized if u is not None and self.unknowns.resolved(u) != SCALAR]
-        for (left, left_size), (right, right_size) in itertools.pairwise(sized):
+        return self._elementwise(expr, [(arg, self.size_of(arg)) for arg in expr.args])
+
+    def _elementwise(self, expr: sympy.Expr, sized: list[tuple[sympy.Expr, Size]]) -> Size:
+        """The size of an elementwise operation of operands of these sizes: all vectors join; beside
+        a matrix, vectors are its columns and rows its rows; a column beside a row makes a matrix."""
+        scalar = any(isinstance(u, str) and self.unknowns.resolved(u) == SCALAR for _, u in sized)
+        vectors = [(a, u) for a, u in sized if isinstance(u, str) and self.unknowns.resolved(u) != SCALAR]
+        matrices = [(a, u) for a, u in sized if isinstance(u, MatrixSize)]
+        rows = [(a, u) for a, u in sized if isinstance(u, RowSize)]
+        for (left, left_size), (right, right_size) in itertools.pairwise(vectors):
             self._join(left_size, right_size, expr, left, right, "has size")
-        if sized:
-            return sized[0][1]
+        for (left, left_size), (right, right_size) in itertools.pairwise(rows):
+            self._join(left_size.cols, right_size.cols, expr, left, right, "has size")
+        if matrices:
+            first, size = matrices[0]
+            for other, other_size in matrices[1:]:
+                self._join(size.rows, other_size.rows, expr, first, other, "has rows of size")
+                self._join(size.cols, other_size.cols, expr, first, other, "has columns of size")
+            hint = "; a vector beside a matrix scales its rows, and v.T its columns"
+            for vector, unknown in vectors[:1]:
+                self._join(size.rows, unknown, expr, first, vector, "has rows of size", hint)
+            for row, row_size in rows[:1]:
+                self._join(size.cols, row_size.cols, expr, first, row, "has columns of size", hint)
+            return size
+        if rows and vectors:  # a column times a row: their outer product
+            return MatrixSize(vectors[0][1], rows[0][1].cols)
+        if rows:
+            return rows[0][1]
+        if vectors:
+            return vectors[0][1]
         return self.unknowns.new(SCALAR, SCALAR) if scalar else None
 
-    def _join(self, a: str, b: str, whole: sympy.Expr, left: sympy.Expr, right: sympy.Expr, how: str) -> None:
+    def _sample_product(self, expr: SampleMatVec) -> str:
+        """``S @ v``: v joins S's columns, the result has S's rows (``S.T @ v`` the other way round)."""
+        matrix = self._matrix_operand(expr.matrix, expr, "the left side of '@' must be a parameter matrix or a matrix")
+        rows, cols = (matrix.cols, matrix.rows) if expr.transposed else (matrix.rows, matrix.cols)
+        left = Transposed(expr.matrix) if expr.transposed else expr.matrix
+        vector = self._vector_operand(expr, left)
+        self._join(cols, vector, expr, left, expr.vector, "has columns of size")
+        return rows
+
+    def _matrix_operand(self, operand: sympy.Expr, expr: sympy.Expr, why: str) -> MatrixSize:
+        """The size of an operand that must be a per-sample matrix (a name: the checker lifts others)."""
+        size = self.size_of(operand)
+        if isinstance(size, MatrixSize):
+            return size
+        text = self.written.text(operand)
+        raise self.raise_at(
+            f"`{self.written.text(expr)}`: {why}, and `{text}` is a vector; make it a matrix "
+            "(`outer(a, b)`, or an expression of a matrix state)",
+            text,
+        )
+
+    def _vector_operand(self, expr: MatVec | SampleMatVec, left: sympy.Expr) -> str:
+        """The unknown of the right side of a product, which must be a vector."""
+        vector = self.size_of(expr.vector)
+        if vector is None:
+            raise self.raise_at(
+                f"`{self.written.text(expr)}` multiplies {cell_text(left)} with a constant; "
+                "the right side of '@' must be a vector",
+                cell_text(left),
+            )
+        if not isinstance(vector, str):
+            raise self.raise_at(
+                f"`{self.written.text(expr)}`: the right side of '@' must be a vector, and "
+                f"`{self.written.text(expr.vector)}` is a {'matrix' if isinstance(vector, MatrixSize) else 'row'}",
+                self.written.text(expr.vector),
+            )
+        return vector
+
+    def _join(
+        self, a: str, b: str, whole: sympy.Expr, left: sympy.Expr, right: sympy.Expr, how: str, hint: str = ""
+    ) -> None:
         if self.unknowns.join(a, b):
             return
         da, db = self.unknowns.resolved(a), self.unknowns.resolved(b)
         text = self.written.text
         raise self.raise_at(
-            f"size conflict in `{text(whole)}`: `{text(left)}` {how} {da} but `{text(right)}` has size {db}",
+            f"size conflict in `{text(whole)}`: `{text(left)}` {how} {da} but `{text(right)}` has size {db}{hint}",
             text(right),
         )
 
@@ -171,8 +299,18 @@ def infer_sizes(
     """
     written = written or AsWritten()
     unknowns = SizeUnknowns()
-    for decl in (*source.inputs, *source.states):
+    for decl in source.inputs:
         unknowns.new(decl.name, decl.dim)
+    declared_matrices = {}
+    for decl in source.states:
+        axes = matrix_axes(decl.dim)
+        if axes is None:
+            unknowns.new(decl.name, decl.dim)
+        else:
+            rows, cols = axes
+            declared_matrices[decl.name] = MatrixSize(
+                unknowns.new(f"{decl.name}[rows]", rows), unknowns.new(f"{decl.name}[cols]", cols)
+            )
     unknowns.new(SCALAR, SCALAR)
     for param in source.params:  # a declared scalar meets any size: fixed before the equations
         if param.shape == (SCALAR,) and param.name not in matrices:
@@ -204,13 +342,25 @@ def infer_sizes(
     def raise_at(message: str, symbol: str) -> DimensionError:
         return error(DimensionError, message, current[0].line, symbol)
 
-    inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at, written)
+    inference = SizeInference(unknowns, unknown_of, matrix_unknowns, raise_at, written, declared_matrices)
     declared = _Declared(source.params, matrices, unknowns)
+    vector_states = {d.name: d.dim for d in source.states if d.name not in declared_matrices}
     for eq in equations:
         current[:] = [eq]
         if eq.dim is not None:
             unknowns.new(eq.target, eq.dim)
         size = inference.size_of(eq.expr)
+        if isinstance(size, RowSize):
+            raise error(
+                DimensionError,
+                f"`{written.text(eq.expr)}` is a row (v.T), which only broadcasts over a matrix: "
+                f"{eq.target} must be a vector or a matrix (outer(a, b) is a * b.T)",
+                eq.line,
+                eq.target,
+            )
+        if _assigns_matrix(eq, size, inference, vector_states, written, error):
+            declared.note_resolved(eq.line)
+            continue
         target = unknown_of(Var(eq.target))
         if target is None:
             raise error(CellNameError, f"{eq.target} is a constant and cannot be assigned", eq.line, eq.target)
@@ -259,9 +409,15 @@ def infer_sizes(
     sizes: dict[str, str] = {d.name: d.dim for d in (*source.inputs, *source.states)}
     for eq in equations:
         symbol = written.text(Var(eq.target))
-        sizes[eq.target] = resolve(unknown_of(Var(eq.target)), written.what(eq.target), symbol, eq.line)
+        what = written.what(eq.target)
+        matrix = inference.matrices.get(eq.target.removesuffix(PRIME))
+        if matrix is None:
+            sizes[eq.target] = resolve(unknown_of(Var(eq.target)), what, symbol, eq.line)
+        else:
+            rows = resolve(matrix.rows, f"the rows of {what}", symbol, eq.line)
+            sizes[eq.target] = matrix_size(rows, resolve(matrix.cols, f"the columns of {what}", symbol, eq.line))
     shapes: dict[str, tuple[str, ...]] = {}
-    known = {d.dim for d in (*source.inputs, *source.states)}
+    known = {dim for d in (*source.inputs, *source.states) for dim in dims_of(d.dim)}
     for name in params:
         line = first_line.get(name)
         if name in matrices:
@@ -273,15 +429,70 @@ def infer_sizes(
             shapes[name] = (resolve(name, f"parameter {name}", name, line),)
         known.update(shapes[name])
     for eq in equations:
-        if sizes[eq.target] not in known and sizes[eq.target] != SCALAR:
+        unknown_dims = [d for d in dims_of(sizes[eq.target]) if d not in known and d != SCALAR]
+        if unknown_dims:
             raise error(
                 DimensionError,
-                f"dimension {sizes[eq.target]} of {eq.target} meets no input, state or parameter, "
+                f"dimension {unknown_dims[0]} of {eq.target} meets no input, state or parameter, "
                 "so its size cannot be known when the kernel runs",
                 eq.line,
                 eq.target,
             )
     return sizes, shapes
+
+
+def _assigns_matrix(
+    eq: SourceEquation,
+    size: Size,
+    inference: SizeInference,
+    vector_states: Mapping[str, str],
+    written: AsWritten,
+    error: Callable[[type[CellError], str, int | None, str | None], CellError],
+) -> bool:
+    """Sizes an equation whose target is a per-sample matrix (a matrix state's next value, or a name
+    given a matrix expression), joining its rows and columns with the expression's; False for a
+    vector's equation, which the caller sizes."""
+    base = eq.target.removesuffix(PRIME)
+    target = inference.matrices.get(base)
+    text = written.text(eq.expr)
+    if target is None and not isinstance(size, MatrixSize):
+        return False
+    if target is None and (base in vector_states or eq.dim is not None):
+        declared = vector_states.get(base, eq.dim)
+        whose = f"state {base}" if base in vector_states else eq.target
+        rows = sorted(eq.expr.atoms(RowVector), key=sympy.default_sort_key)
+        why = ""
+        if rows:
+            row, vector = written.text(rows[0]), written.text(rows[0].vector)
+            why = f" (`{row}` lays {vector} as a row, and a column beside a row makes a matrix, their outer product)"
+        fix = f"declare `state {base}: ROWS x COLS`" if base in vector_states else "reduce it (S @ v, rowsum, sum)"
+        raise error(
+            DimensionError,
+            f"{eq.target} = `{text}` is a matrix{why}, but {whose} is declared a vector of size {declared}; {fix}",
+            eq.line,
+            eq.target,
+        )
+    target = target or inference.matrix(eq.target)
+    unknowns = inference.unknowns
+    if isinstance(size, MatrixSize):
+        for axis, mine, theirs in (("rows", target.rows, size.rows), ("columns", target.cols, size.cols)):
+            if not unknowns.join(mine, theirs):
+                raise error(
+                    DimensionError,
+                    f"{eq.target} has {axis} of size {unknowns.resolved(mine)} but `{text}` has {axis} of size "
+                    f"{unknowns.resolved(theirs)}",
+                    eq.line,
+                    eq.target,
+                )
+    elif size is not None and unknowns.resolved(size) != SCALAR:
+        raise error(
+            DimensionError,
+            f"{eq.target} is a matrix ({unknowns.resolved(target.rows)} x {unknowns.resolved(target.cols)}) but "
+            f"`{text}` is a vector; make it a matrix (outer(a, b), f * {base})",
+            eq.line,
+            eq.target,
+        )
+    return True
 
 
 def shape_text(shape: tuple[str, ...]) -> str:

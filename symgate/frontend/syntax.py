@@ -24,7 +24,7 @@ import sympy
 
 from ..errors import CellError, CellNameError, CellSyntaxError, UnknownFunctionError
 from .constants import check_bounded
-from .functions import PRIME, SCALAR, MatVec, Transposed, Var
+from .functions import PRIME, SCALAR, MatVec, Transposed, Var, matrix_size
 from .limits import working_on
 from .vocabulary import FUNCTIONS
 
@@ -42,7 +42,7 @@ MAX_EXPONENT = 64
 MAX_CONSTANT_BITS = 1024
 LEFT_OF_MATMUL = (
     "the left side of '@' must be a parameter matrix name, its transpose (W.T) "
-    "or a parenthesized sum of their multiples ((W - W.T) @ h)"
+    "or a parenthesized sum of their multiples ((W - W.T) @ h), or a matrix state's name (S, S', S.T)"
 )
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -197,7 +197,7 @@ class _Parser:
                 name, cell_line = self._name("a cell name").text, first.line
                 self._end("end of line after the cell name")
             elif first.text in ("input", "state"):
-                (inputs if first.text == "input" else states).extend(self._declarations())
+                (inputs if first.text == "input" else states).extend(self._declarations(first.text == "state"))
                 self._end("',' or end of line")
             elif first.text == "param":
                 params.extend(self._param_declarations())
@@ -307,12 +307,27 @@ class _Parser:
         if word in KEYWORDS:
             raise self.error(f"{word!r} at column {token.col} is a keyword and cannot be a name", token, CellNameError)
 
-    def _declarations(self) -> list[Declaration]:
+    def _declarations(self, matrices: bool = False) -> list[Declaration]:
+        """``NAME: DIM (, NAME: DIM)*``; with ``matrices`` (a ``state`` line) a dimension may be a
+        matrix's, ``ROWS x COLS``, one matrix per sample."""
         declarations = []
         while True:
             name = self._name("a name")
             self._expect(":", "':' (declarations read 'NAME: DIM')")
-            declarations.append(Declaration(name.text, self._dimension(), name.line))
+            dim = self._dimension()
+            if self._peek().text == "x":
+                at = self._next()
+                if not matrices:
+                    raise self.error(f"an input is a vector: {name.text} cannot be a matrix (column {at.col})", at)
+                cols = self._dimension()
+                if SCALAR in (dim, cols):
+                    raise self.error(
+                        f"a matrix state has two named dimensions: {name.text}: {dim} x {cols} has a scalar one; "
+                        "declare a vector instead",
+                        at,
+                    )
+                dim = matrix_size(dim, cols)
+            declarations.append(Declaration(name.text, dim, name.line))
             if self._peek().text != ",":
                 return declarations
             self._next()
@@ -331,7 +346,6 @@ class _Parser:
             if self._peek().text != ",":
                 return declarations
             self._next()
-
 
     def _dimension(self) -> str:
         """A dimension name, or ``1`` for a per-sample scalar (``SCALAR``), which broadcasts over any size."""
@@ -412,7 +426,7 @@ class _Parser:
         while self._peek().text == "@":
             at = self._peek()
             written = self._abridged(start)
-            if written != "(...)" and not re.fullmatch(r"[A-Za-z]\w*(\.T)?", written):
+            if written != "(...)" and not re.fullmatch(r"[A-Za-z]\w*'?(\.T)?", written):
                 raise self.error(f"{LEFT_OF_MATMUL}, found {_quote(written)} (column {at.col})", at)
             self._next()
             right_start = self.pos
@@ -551,7 +565,8 @@ class _Parser:
         return self._apply(token, function.build, *self._arguments(token, function.arity))
 
     def _transpose(self, name: _Token) -> sympy.Expr:
-        """``W.T``: the transpose of the matrix ``W`` (only on the left of ``@``; the checker says so)."""
+        """``W.T``: a parameter matrix or a matrix state transposed (on the left of ``@``), or a
+        vector as a row, broadcast over a matrix (``S * g.T``); the checker tells them apart."""
         dot = self._next()
         mark = self.tokens[self.pos]  # not _peek: 'x.__class__' says what '.' is for, not that the name is bad
         base = name.text.rstrip(PRIME)
@@ -560,14 +575,8 @@ class _Parser:
                 f"expected T after '.' at column {dot.col} ({base}.T is the transpose of {base}), found {_found(mark)}",
                 mark,
             )
-        if name.text.endswith(PRIME):
-            raise self.error(
-                f"{name.text}.T at column {name.col}: only a parameter matrix can be transposed, and {name.text} is "
-                f"the next value of state {base}",
-                name,
-            )
         if dot.col != name.col + len(name.text) or mark.col != dot.col + 1:
-            raise self.error(f"write {base}.T without spaces (column {dot.col})", dot)
+            raise self.error(f"write {name.text}.T without spaces (column {dot.col})", dot)
         self._next()
         if self._peek().text == "." and self.tokens[self.pos + 1].text == "T":
             raise self.error(

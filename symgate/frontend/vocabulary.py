@@ -52,12 +52,17 @@ __all__ = [
     "FUNCTIONS",
     "HELPER_PREFIX",
     "VOCABULARY",
+    "AxisReduction",
+    "ColSum",
     "Composite",
     "Cost",
+    "Matrices",
     "Primitive",
     "ReduceMean",
     "ReduceSum",
     "Reduction",
+    "RowSum",
+    "RowVector",
     "relu",
     "sigmoid",
     "softplus",
@@ -123,17 +128,68 @@ class Reduction(sympy.Function):
 
 
 class ReduceSum(Reduction):
-    """``sum(v)``: the sum of v's units."""
+    """``sum(v)``: the sum of v's units (of all K·V units of a matrix)."""
 
 
 class ReduceMean(Reduction):
     """``mean(v)``: the mean of v's units."""
 
 
+class RowVector(sympy.Function):
+    """``v.T`` in an elementwise expression: the vector v as a row, broadcast down every row of a
+    matrix (``S * g.T`` scales column j of S by g_j); ``outer(a, b)`` is ``a * b.T``. A vector
+    written plainly beside a matrix is a column, broadcast along every row (``f * S`` scales row
+    i by f_i)."""
+
+    nargs = 1
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    @property
+    def vector(self) -> sympy.Expr:
+        return self.args[0]
+
+
+class AxisReduction(sympy.Function):
+    """A sum of a per-sample matrix along one axis, a vector per sample."""
+
+    nargs = 1
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    @property
+    def vector(self) -> sympy.Expr:
+        """The matrix reduced (named ``vector`` as every node's per-sample operand is)."""
+        return self.args[0]
+
+    @property
+    def word(self) -> str:
+        return BY_NODE[type(self)].name
+
+
+class RowSum(AxisReduction):
+    """``rowsum(S)``: the sum of each row of a K x V matrix, a vector of size K (``S @ 1``)."""
+
+
+class ColSum(AxisReduction):
+    """``colsum(S)``: the sum of each column of a K x V matrix, a vector of size V (``S.T @ 1``)."""
+
+
+def outer(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    """``outer(a, b)``: the outer product a bᵀ, K x V from a of size K and b of size V."""
+    return a * RowVector(b)
+
+
 def variance(vector: sympy.Expr) -> sympy.Expr:
     """``var(v)``: the population variance of v's units, ``mean((v - mean(v))**2)``."""
     return ReduceMean((vector - ReduceMean(vector)) ** 2)
 
+
+Matrices = Literal["argument", "result"] | None
+"""Where a function meets per-sample matrices: it reduces one (``rowsum``), makes one (``outer``),
+or neither (None: vectors in, a vector out, as every elementwise function and ``sum`` of a vector)."""
 
 Cost = Literal["adds", "transcendental", "comparisons"]
 """What one call costs in the operation count: one of these (a field of ``OpCount``), per unit."""
@@ -163,6 +219,7 @@ class Primitive:
     arity: int = 1
     in_cell_text: bool = True
     constant_arguments: tuple[int, ...] = ()
+    matrices: Matrices = None
 
     @property
     def build(self) -> Callable[..., sympy.Expr]:
@@ -180,6 +237,7 @@ class Composite:
     arity: int = 1
     in_cell_text: bool = True
     constant_arguments: tuple[int, ...] = ()
+    matrices: Matrices = None
 
 
 def _step(a: np.ndarray) -> np.ndarray:
@@ -367,10 +425,32 @@ VOCABULARY: tuple[Primitive | Composite, ...] = (
         latex=r"\operatorname{mean}",
     ),
     Composite(name="var", build=variance),
+    Primitive(
+        name="rowsum",
+        node=RowSum,
+        c=None,
+        complex_c=None,
+        numpy=functools.partial(np.sum, axis=-1),
+        cost="adds",
+        latex=r"\operatorname{rowsum}",
+        matrices="argument",
+    ),
+    Primitive(
+        name="colsum",
+        node=ColSum,
+        c=None,
+        complex_c=None,
+        numpy=functools.partial(np.sum, axis=-2),
+        cost="adds",
+        latex=r"\operatorname{colsum}",
+        matrices="argument",
+    ),
+    Composite(name="outer", build=outer, arity=2, matrices="result"),
 )
 """Every function of the cell language. The elementwise ones act unit by unit (``max``, ``min``,
 ``clip`` and ``mod`` too, argument by argument); ``sum``, ``mean`` and ``var`` reduce over the
-units of their argument's dimension and give one value per sample, which broadcasts."""
+units of their argument's dimension and give one value per sample, which broadcasts; ``rowsum`` and
+``colsum`` sum a matrix along its rows or its columns, and ``outer(a, b)`` is ``a * b.T``."""
 
 FUNCTIONS: dict[str, Primitive | Composite] = {f.name: f for f in VOCABULARY if f.in_cell_text}
 """The functions cell text may call, by name."""

@@ -34,6 +34,7 @@ from ..arguments import count_argument, number_argument, sizes_argument
 from ..errors import ArgumentError, SymgateError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
+from ..frontend.functions import dims_of, matrix_axes
 from ..pipeline import build
 from ..runtime.arrays import shape_of
 from ..runtime.kernel import Kernel, Run
@@ -41,13 +42,14 @@ from .forget_gate import forget_bias_values
 
 ROWS_PER_CALL = 8192
 """One-step runs per kernel call when taking the step Jacobians (bounds the memory used)."""
+VECTOR_SIZE, MATRIX_SIZE = 32, 8
+"""The default size of a dimension, and of one of a matrix state's."""
 SHOWN_DISTANCES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def step_jacobians(kernel: Kernel, run: Run) -> np.ndarray:
     """``∂s_{t+1}/∂s_t`` for every step of ``run``: (T, B, N, N), states concatenated in declared order."""
-    cell = kernel.cell
-    size = sum(shape_of(tuple(cell.states.values()), run.sizes))
+    size = sum(_state_widths(kernel.cell, run))
     jacobians = np.empty((run.sizes["T"], run.sizes["B"], size, size))
     for span, chunk in _jacobian_chunks(kernel, run):
         jacobians[span] = chunk
@@ -69,7 +71,7 @@ def _jacobian_chunks(kernel: Kernel, run: Run, latest_first: bool = False) -> It
     """
     cell = kernel.cell
     steps, batch = run.sizes["T"], run.sizes["B"]
-    widths = list(shape_of(tuple(cell.states.values()), run.sizes))
+    widths = _state_widths(cell, run)
     size = sum(widths)
     before = {s: np.concatenate([run.init[s][None], run.states[s][:-1]]) for s in cell.states}
     unit = np.split(np.eye(size, dtype=run.init[next(iter(cell.states))].dtype), np.cumsum(widths)[:-1], axis=1)
@@ -78,13 +80,24 @@ def _jacobian_chunks(kernel: Kernel, run: Run, latest_first: bool = False) -> It
     for start in reversed(starts) if latest_first else starts:
         span = range(start, min(start + length, steps))
         copies = len(span) * batch  # one-step runs, each repeated for the N rows
-        init = {s: np.repeat(a[span].reshape(copies, -1), size, axis=0) for s, a in before.items()}
+        init = {
+            s: np.repeat(a[span].reshape(copies, -1), size, axis=0).reshape(-1, *a.shape[2:]) for s, a in before.items()
+        }
         inputs = {x: np.repeat(a[span].reshape(copies, -1), size, axis=0)[None] for x, a in run.inputs.items()}
         one_step = kernel.forward(inputs, run.params, init)
-        final = {s: np.tile(u, (copies, 1)) for s, u in zip(cell.states, unit, strict=True)}
+        final = {
+            s: np.tile(u, (copies, 1)).reshape(-1, *run.init[s].shape[1:])
+            for s, u in zip(cell.states, unit, strict=True)
+        }
         grads = kernel.backward(one_step, final=final)
-        rows = np.concatenate([grads.init[s] for s in cell.states], axis=1)
+        rows = np.concatenate([grads.init[s].reshape(copies * size, -1) for s in cell.states], axis=1)
         yield span, rows.reshape(len(span), batch, size, size)
+
+
+def _state_widths(cell: Cell, run: Run) -> list[int]:
+    """The units of each state, a matrix state's K·V laid row after row: the states' blocks of a
+    step Jacobian, whose norm measures all of them together."""
+    return [int(np.prod(shape_of(dims_of(size), run.sizes))) for size in cell.states.values()]
 
 
 def _chain(chunks_latest_first: Iterable[tuple[range, np.ndarray]]) -> Iterator[np.ndarray]:
@@ -149,7 +162,9 @@ def measure_flow(
 ) -> Flow:
     """Measures ``‖∂s_T/∂s_{T-k}‖₂`` for k = 0 … ``steps`` with ``cell``'s float64 kernels (module doc).
 
-    ``sizes`` default to 32 for every dimension (others are ignored); ``samples`` is the number of random sequences;
+    ``sizes`` default to 32 for every dimension and 8 for a matrix state's (a 32 x 32 state is 1024
+    units, whose step Jacobians cost 1024³ per step to chain); others are ignored; ``samples`` is
+    the number of random sequences;
     parameters are drawn with ``seed`` and multiplied by ``scale``; ``forget_bias``, when given, is
     the total bias of the cell's forget gates (a :class:`SymgateError` when it has none).
     """
@@ -160,7 +175,8 @@ def measure_flow(
     sizes = sizes_argument({} if sizes is None else sizes)
     forget_bias = None if forget_bias is None else number_argument(forget_bias, "forget_bias")
     kernel = build(cell, "float64")
-    sizes = {dim: sizes.get(dim, 32) for dim in cell.dims}
+    matrix_dims = {dim for size in cell.states.values() if matrix_axes(size) for dim in dims_of(size)}
+    sizes = {dim: sizes.get(dim, MATRIX_SIZE if dim in matrix_dims else VECTOR_SIZE) for dim in cell.dims}
     params = {name: value * scale for name, value in kernel.init_params(sizes, seed=seed).items()}
     biases = forget_bias_values(cell, forget_bias) if forget_bias is not None else {}
     params |= {name: np.full_like(params[name], value) for name, value in biases.items()}

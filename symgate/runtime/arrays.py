@@ -28,7 +28,7 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import ArrayError
 from ..frontend.cell import Cell
-from ..frontend.functions import SCALAR
+from ..frontend.functions import SCALAR, dims_of
 
 INT_MAX = 2**31 - 1
 _SCALAR_SOURCE = (1, "a per-sample scalar")
@@ -41,7 +41,7 @@ def given_arrays(cell: Cell) -> dict[tuple[str, str], tuple[str, tuple[str, ...]
         ("input", x): (f"x[{x!r}]" if len(cell.inputs) > 1 else "x", ("T", "B", dim)) for x, dim in cell.inputs.items()
     }
     arrays |= {("param", p.name): (f"params[{p.name!r}]", p.shape) for p in cell.params}
-    arrays |= {("init", s): (f"init[{s!r}]", ("B", dim)) for s, dim in cell.states.items()}
+    arrays |= {("init", s): (f"init[{s!r}]", ("B", *dims_of(size))) for s, size in cell.states.items()}
     return arrays
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from ..dtypes import dtype as dtype_of
 from ..errors import ArrayError, BuildError
 from ..frontend.cell import Cell
+from ..frontend.functions import dims_of
 from ..interface import GIVEN_ROLES, RESULT_ROLES, Interface
 from ..jit.cache import Entry
 from .arrays import Sizes, check_array, check_fits_c_int, check_names, exactly, given_arrays, shape_of, size_sources
@@ -487,10 +488,10 @@ class Kernel:
         sizes = Sizes({"T": (shapes.steps, "x"), "B": (shapes.batch, "x"), **run})
         for name, dim in [*cell.states.items(), *cell.outputs.items()]:
             if name in grads:
-                check_array(f"grads[{name!r}]", grads[name], ("T", "B", dim), sizes, self._dtype)
+                check_array(f"grads[{name!r}]", grads[name], ("T", "B", *dims_of(dim)), sizes, self._dtype)
         for s, dim in cell.states.items():
             if s in final:
-                check_array(f"{label}[{s!r}]", final[s], ("B", dim), sizes, self._dtype)
+                check_array(f"{label}[{s!r}]", final[s], ("B", *dims_of(dim)), sizes, self._dtype)
 
     # -- memory and calls -----------------------------------------------------------------
     def _shapes(self, steps: int, batch: int, sizes: dict[str, int]) -> Shapes:
@@ -517,9 +518,7 @@ class Kernel:
         block = Block(pool.empty((layout.size,), self._np_dtype), layout)
         return block, layout.pointers(self._ffi.from_buffer(self._buffer, block.array))
 
-    def _call(
-        self, pass_, arguments: list, steps: int, shapes: Shapes, batch_sizes: np.ndarray | None = None
-    ) -> None:
+    def _call(self, pass_, arguments: list, steps: int, shapes: Shapes, batch_sizes: np.ndarray | None = None) -> None:
         """Runs one pass over ``steps`` steps with a workspace: kept by the thread when small,
         lent by the pool when large. ``batch_sizes``: the samples each step runs (C ints, the
         sequences packed), or None for B at every step."""

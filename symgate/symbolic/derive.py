@@ -22,15 +22,25 @@ from ..frontend.cells import cell_argument
 from ..frontend.functions import (
     PRIME,
     SCALAR,
+    AxisReduction,
+    ColSum,
+    CrossUnit,
     Extent,
     MatVec,
     MatVecT,
     ReduceMean,
     ReduceSum,
     Reduction,
+    RowSum,
+    RowVector,
+    SampleMatVec,
+    SampleMatVecT,
     Var,
     cross_unit_nodes,
+    dims_of,
     elementwise,
+    matrix_axes,
+    matrix_size,
 )
 from ..frontend.limits import guarded, working_on
 from ..frontend.notation import PRE, TOTAL, latex, latex_name, latex_rows, math_text
@@ -46,9 +56,9 @@ def adjoint_name(name: str) -> str:
     return ADJOINT + name
 
 
-def product_adjoint_name(product: MatVec) -> str:
-    """The adjoint of a product's result: ``δ(W@x)``, ``δ(Wᵀ@h)``."""
-    mark = "ᵀ" if isinstance(product, MatVecT) else ""
+def product_adjoint_name(product: MatVec | SampleMatVec) -> str:
+    """The adjoint of a product's result: ``δ(W@x)``, ``δ(Wᵀ@h)``, ``δ(S'ᵀ@q)``."""
+    mark = "ᵀ" if product.transposed else ""
     return f"{ADJOINT}({product.matrix.name}{mark}@{product.vector.name})"
 
 
@@ -197,16 +207,18 @@ class _Deriver:
         self.cell = cell
         self.params = {p.name for p in cell.params}
         self.forward_values = {
-            e.expr: e.target for e in cell.equations if not (e.expr.is_Atom or isinstance(e.expr, (MatVec, Reduction)))
+            e.expr: e.target
+            for e in cell.equations
+            if not (e.expr.is_Atom or isinstance(e.expr, (MatVec, SampleMatVec, Reduction, AxisReduction)))
         }
         # terms passed back so far, each with the size of the equation it came from
         self.terms: dict[str, list[tuple[sympy.Expr, str]]] = {}
-        self.node_terms: dict[MatVec | Reduction, list[tuple[sympy.Expr, str]]] = {}
+        self.node_terms: dict[CrossUnit, list[tuple[sympy.Expr, str]]] = {}
         self.equations: list[Equation] = []
         self.sizes: dict[str, str] = {}
         self.product_adjoints: dict[sympy.Expr, Var] = {}
         self.gradients: list[MatrixGradient | VectorGradient] = []
-        self.product_users: dict[MatVec, list[str]] = {}  # a product -> the targets of the equations using it
+        self.product_users: dict[MatVec | SampleMatVec, list[str]] = {}  # a product -> the equations using it
         names = [*cell.inputs, *cell.states, *cell.sizes, *(p.name for p in cell.params), *cell.constants]
         self.taken = {adjoint_name(n) for n in names}
 
@@ -219,7 +231,7 @@ class _Deriver:
 
     def run(self) -> Derivation:
         cell = self.cell
-        closed_at: dict[int, list[MatVec | Reduction]] = {}  # equation index -> the nodes last read there
+        closed_at: dict[int, list[CrossUnit]] = {}  # equation index -> the nodes last read there
         for node, index in self._last_use().items():
             closed_at.setdefault(index, []).append(node)
         seeds = {
@@ -255,14 +267,14 @@ class _Deriver:
             sizes=self.sizes,
         )
 
-    def _last_use(self) -> dict[MatVec | Reduction, int]:
+    def _last_use(self) -> dict[CrossUnit, int]:
         """Each product and reduction -> the index of the equation that reads it last in the
         backward walk (the first in the cell); also records the equations each product is in."""
-        last_use: dict[MatVec | Reduction, int] = {}
+        last_use: dict[CrossUnit, int] = {}
         for index, eq in enumerate(self.cell.equations):
             for node in cross_unit_nodes(eq.expr):
                 last_use.setdefault(node, index)
-                if isinstance(node, MatVec):
+                if isinstance(node, (MatVec, SampleMatVec)):
                     self.product_users.setdefault(node, []).append(eq.target.name)
         return last_use
 
@@ -289,10 +301,17 @@ class _Deriver:
         """The sum of the terms passed back to ``name``.
 
         A per-sample scalar (a reduction's value, size ``SCALAR``) was broadcast over the units of
-        its users, so its adjoint sums their terms over those units: ``sum(δu_parts)``.
+        its users, so its adjoint sums their terms over those units: ``sum(δu_parts)``. A vector
+        broadcast along a matrix's rows (``f * S``) sums each of its terms from a matrix equation
+        along the rows (:meth:`row_sum`: ``δS' @ v`` for ``δS' * vᵀ``).
         """
         if size != SCALAR:
-            return sympy.Add(*(expr for expr, _ in terms))
+            return sympy.Add(
+                *(
+                    self.row_sum(name, expr) if matrix_axes(term_size) and not matrix_axes(size) else expr
+                    for expr, term_size in terms
+                )
+            )
         by_size: dict[str, list[sympy.Expr]] = {}
         for expr, term_size in terms:
             by_size.setdefault(term_size, []).append(expr)
@@ -318,12 +337,110 @@ class _Deriver:
             else:
                 self.terms.setdefault(atom.name, []).append((term, size))
 
-    def close_node(self, node: MatVec | Reduction) -> None:
-        """All users of a product or reduction are done: pass its adjoint on."""
+    def close_node(self, node: CrossUnit) -> None:
+        """All users of a product, reduction or row broadcast are done: pass its adjoint on."""
         if isinstance(node, Reduction):
             self.close_reduction(node)
+        elif isinstance(node, SampleMatVec):
+            self.close_sample_product(node)
+        elif isinstance(node, AxisReduction):
+            self.close_axis_reduction(node)
+        elif isinstance(node, RowVector):
+            self.close_row(node)
         else:
             self.close_product(node)
+
+    def split_factors(self, term: sympy.Expr) -> tuple[list[sympy.Expr], list[sympy.Expr], list[Var]]:
+        """A matrix-sized product's factors: those constant along a row (numbers, scalars, vectors:
+        columns), matrices, and the vectors laid as rows (``vᵀ``)."""
+        columns, matrices, rows = [], [], []
+        for factor in sympy.Mul.make_args(term):
+            if isinstance(factor, RowVector):
+                rows.append(factor.vector)
+            elif matrix_axes(_size_of(factor, self.cell.sizes | self.sizes, self.cell) or SCALAR):
+                matrices.append(factor)
+            else:
+                columns.append(factor)
+        return columns, matrices, rows
+
+    def named(self, expr: sympy.Expr, name: str, size: str) -> Var:
+        """``expr`` as a named vector (itself when it is one already): the operand of a product."""
+        if isinstance(expr, Var):
+            return expr
+        return self.emit(self.fresh(name), expr, size)
+
+    def row_sum(self, name: str, term: sympy.Expr) -> sympy.Expr:
+        """``rowsum(term)`` for a matrix-sized term passed back to a column ``name``: the factors
+        constant along a row come out, and a matrix times a row is a product,
+        ``rowsum(c * M * vᵀ) = c * (M @ v)``; anything else is summed as it is."""
+        sizes = self.cell.sizes | self.sizes
+        columns, matrices, rows = self.split_factors(term)
+        if len(matrices) == 1 and len(rows) <= 1:
+            matrix = self.named(matrices[0], f"{adjoint_name(name)}_matrix", _size_of(matrices[0], sizes, self.cell))
+            if rows:
+                return sympy.Mul(*columns) * SampleMatVec(matrix, rows[0])
+            return sympy.Mul(*columns) * RowSum(matrix)
+        if not matrices and len(rows) == 1:
+            return sympy.Mul(*columns) * ReduceSum(rows[0])
+        size = _size_of(term, sizes, self.cell)
+        return RowSum(self.named(term, f"{adjoint_name(name)}_parts", size))
+
+    def close_row(self, row: RowVector) -> None:
+        """``vᵀ`` passes back, to v, each of its matrix-sized terms summed down the columns:
+        ``colsum(c * M * vᵀ...)``, the product ``Mᵀ @ c`` where the term allows."""
+        vector = row.vector
+        size = self.cell.sizes.get(vector.name) or self.cell.param(vector.name).shape[0]
+        sizes = self.cell.sizes | self.sizes
+        for term, _ in self.node_terms.pop(row, []):
+            columns, matrices, rows = self.split_factors(term)
+            others = sympy.Mul(*rows)  # the other rows of the term: vectors along v once summed down
+            column = sympy.Mul(*columns)
+            name = adjoint_name(f"{vector.name}ᵀ")
+            if len(matrices) == 1:
+                matrix = self.named(matrices[0], f"{name}_matrix", _size_of(matrices[0], sizes, self.cell))
+                rows_size = matrix_axes(sizes[matrix.name])[0]
+                if column == 1:
+                    passed = others * ColSum(matrix)
+                else:
+                    passed = others * SampleMatVecT(matrix, self.named(column, f"{name}_column", rows_size))
+            elif not matrices:
+                passed = others * ReduceSum(self.named(column, f"{name}_column", _size_of(column, sizes, self.cell)))
+            else:
+                parts = self.named(sympy.Mul(*columns, *matrices), f"{name}_parts", _size_of(term, sizes, self.cell))
+                passed = others * ColSum(parts)
+            self.terms.setdefault(vector.name, []).append((passed, size))
+
+    def close_axis_reduction(self, reduction: AxisReduction) -> None:
+        """``rowsum(M)`` passes its adjoint to M as a column, ``colsum(M)`` as a row."""
+        terms = self.node_terms.pop(reduction, [])
+        if not terms:
+            return
+        matrix = reduction.vector.name
+        rows, cols = matrix_axes(self.cell.sizes[matrix])
+        size = rows if isinstance(reduction, RowSum) else cols
+        name = f"{reduction.word}({matrix})"
+        adjoint = self.emit(self.fresh(adjoint_name(name)), self.total(name, size, terms), size)
+        broadcast = adjoint if isinstance(reduction, RowSum) else RowVector(adjoint)
+        self.terms.setdefault(matrix, []).append((broadcast, self.cell.sizes[matrix]))
+
+    def close_sample_product(self, product: SampleMatVec) -> None:
+        """All users of ``S @ v`` are done: pass ``δm vᵀ`` to S and ``Sᵀ @ δm`` to v (for
+        ``S.T @ v``: ``v δmᵀ`` to S and ``S @ δm`` to v)."""
+        terms = self.node_terms.pop(product, [])
+        if not terms:
+            return
+        matrix = product.matrix.name
+        rows, cols = matrix_axes(self.cell.sizes[matrix])
+        if product.transposed:
+            rows, cols = cols, rows
+        name = product_adjoint_name(product)
+        adjoint = self.emit(self.fresh(name), self.total(name, rows, terms), rows)
+        if product.transposed:
+            to_matrix, back = product.vector * RowVector(adjoint), SampleMatVec(product.matrix, adjoint)
+        else:
+            to_matrix, back = adjoint * RowVector(product.vector), SampleMatVecT(product.matrix, adjoint)
+        self.terms.setdefault(matrix, []).append((to_matrix, self.cell.sizes[matrix]))
+        self.terms.setdefault(product.vector.name, []).append((back, cols))
 
     def close_reduction(self, reduction: Reduction) -> None:
         """``sum(v)`` passes its adjoint to every unit of v; ``mean(v)`` passes it divided by v's size."""
@@ -334,17 +451,18 @@ class _Deriver:
         adjoint = self.emit(self.fresh(adjoint_name(name)), self.total(name, SCALAR, terms), SCALAR)
         vector = reduction.vector.name
         size = self.cell.sizes.get(vector) or self.cell.param(vector).shape[0]
-        scale = 1 / Extent(size) if isinstance(reduction, ReduceMean) else 1
+        scale = 1 / sympy.Mul(*(Extent(d) for d in dims_of(size))) if isinstance(reduction, ReduceMean) else 1
         self.terms.setdefault(vector, []).append((adjoint * scale, SCALAR))
 
     def close_product(self, product: MatVec) -> None:
         """All users of ``W @ v`` are done: pass ``Wᵀ @ δ(W@v)`` to v and ``δ(W@v) ⊗ v`` to W
         (for ``W.T @ v``: ``W @ δ(Wᵀ@v)`` to v and ``v ⊗ δ(Wᵀ@v)`` to W)."""
-        expr = sympy.Add(*(e for e, _ in self.node_terms.pop(product, [])))
-        if expr == 0:
-            return
         transposed = isinstance(product, MatVecT)
         rows, cols = self.cell.param(product.matrix.name).shape[:: -1 if transposed else 1]
+        written = f"({product.matrix.name}{'ᵀ' if transposed else ''}@{product.vector.name})"
+        expr = self.total(written, rows, self.node_terms.pop(product, []))
+        if expr == 0:
+            return
         adjoint = self.product_adjoints.get(expr)
         if adjoint is None:
             adjoint = self.emit(self.product_adjoint_name(product), expr, rows)
@@ -467,32 +585,46 @@ class _Deriver:
 
 
 def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str | None:
-    """The dimension of an elementwise expression: that of any vector in it, ``SCALAR`` when it
-    reads only per-sample scalars, ``None`` when it reads nothing with a size (a constant).
+    """The size of an elementwise expression: that of any vector in it, ``SCALAR`` when it reads
+    only per-sample scalars, ``None`` when it reads nothing with a size (a constant) or only rows
+    (``vᵀ``, which only has a size beside a column or a matrix); a matrix's when it holds one, or a
+    column and a row (``k*vᵀ``).
 
     A product or reduction counts by its result, never by the vector inside it.
     """
-    found = set()
+    found: set[str] = set()
+    rows: set[str] = set()
+
+    def size_of_name(name: str) -> str:
+        return sizes[name] if name in sizes else cell.param(name).shape[0]
 
     def visit(node: sympy.Expr) -> None:
-        if isinstance(node, MatVecT):
-            found.add(cell.param(node.matrix.name).shape[1])
-        elif isinstance(node, MatVec):
-            found.add(cell.param(node.matrix.name).shape[0])
+        if isinstance(node, MatVec):
+            found.add(cell.param(node.matrix.name).shape[1 if node.transposed else 0])
+        elif isinstance(node, SampleMatVec):
+            found.add(matrix_axes(sizes[node.matrix.name])[1 if node.transposed else 0])
+        elif isinstance(node, AxisReduction):
+            found.add(matrix_axes(sizes[node.vector.name])[0 if isinstance(node, RowSum) else 1])
         elif isinstance(node, Reduction):
             found.add(SCALAR)
-        elif isinstance(node, Var) and node.name in sizes:
-            found.add(sizes[node.name])
-        elif isinstance(node, Var) and node.name in {p.name for p in cell.params}:
-            found.add(cell.param(node.name).shape[0])
+        elif isinstance(node, RowVector):
+            rows.add(size_of_name(node.vector.name))
+        elif isinstance(node, Var) and (node.name in sizes or node.name in {p.name for p in cell.params}):
+            found.add(size_of_name(node.name))
         else:
             for arg in node.args:
                 visit(arg)
 
     visit(expr)
-    vectors = found - {SCALAR}
-    if len(vectors) > 1:
-        raise InternalError(f"the shared subexpression {expr} of the backward pass mixes sizes {sorted(vectors)}")
+    matrices = {f for f in found if matrix_axes(f)}
+    vectors = found - {SCALAR} - matrices
+    rows -= {SCALAR}
+    if len(matrices) > 1 or (not matrices and len(vectors) > 1):
+        raise InternalError(f"the shared subexpression {expr} of the backward pass mixes sizes {sorted(found)}")
+    if matrices:
+        return matrices.pop()
+    if vectors and rows:
+        return matrix_size(vectors.pop(), rows.pop())
     if vectors:
         return vectors.pop()
     return SCALAR if found else None

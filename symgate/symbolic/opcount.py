@@ -14,7 +14,9 @@ count alike), the products per sample:
   (one rounding instruction), and the steps of derivatives, one comparison; ``sum(v)`` and
   ``mean(v)`` one add per unit of v; sqrt, like any other power that is not an integer one, is
   one transcendental call;
-* every distinct ``W @ v`` or ``Wᵀ @ v`` of a pass is one matrix-vector product, and every matrix
+* every distinct ``W @ v`` or ``Wᵀ @ v`` of a pass is one matrix-vector product (``S @ v`` with a
+  per-sample matrix too; a row broadcast ``v.T`` is free, and ``rowsum``/``colsum`` one add per
+  unit of the matrix), and every matrix
   gradient ``δW += δm ⊗ v`` one outer product (rows × cols multiply-adds each, not counted in the
   elementwise columns); a vector-parameter gradient ``δb += e`` costs e plus one add.
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass, fields
 
 import sympy
 
-from ..frontend.functions import MatVec
+from ..frontend.functions import MatVec, RowVector, SampleMatVec
 from ..frontend.vocabulary import BY_NODE
 
 
@@ -73,13 +75,13 @@ def count_pass(exprs: Iterable[sympy.Expr], accumulations: int = 0, outer_produc
     """
     exprs = list(exprs)
     total = sum((_elementwise(e) for e in exprs), OpCount(adds=accumulations, outer_products=outer_products))
-    products = set().union(*(e.atoms(MatVec) for e in exprs)) if exprs else set()
+    products = set().union(*(e.atoms(MatVec, SampleMatVec) for e in exprs)) if exprs else set()
     return total + OpCount(products=len(products))
 
 
 def _elementwise(expr: sympy.Expr) -> OpCount:
     """The elementwise operations of one expression, products and reductions' vectors included."""
-    if isinstance(expr, MatVec):
+    if isinstance(expr, (MatVec, SampleMatVec, RowVector)):
         return _elementwise(expr.vector)
     if type(expr) in BY_NODE:
         return sum((_elementwise(a) for a in expr.args), OpCount(**{BY_NODE[type(expr)].cost: 1}))

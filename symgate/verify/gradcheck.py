@@ -42,7 +42,7 @@ import numpy as np
 from ..arguments import count_argument, flag_argument, number_argument, sizes_argument
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
-from ..frontend.functions import SCALAR
+from ..frontend.functions import SCALAR, dims_of
 from ..pipeline import build
 from . import reference
 from .complex_step import ComplexStepCheck, complex_step_check
@@ -229,10 +229,14 @@ def gradcheck(
     rng = np.random.default_rng(seed + 1)
     params = kernel.init_params(sizes, seed=seed)
     extents = {**sizes, SCALAR: 1}  # a per-sample scalar is (T, B, 1) or (B, 1), as the kernel takes and returns it
-    inputs = {x: rng.standard_normal((steps, batch, extents[d])) for x, d in cell.inputs.items()}
-    init = {s: rng.uniform(-0.5, 0.5, (batch, extents[d])) for s, d in cell.states.items()}
+
+    def per_sample(size: str) -> tuple[int, ...]:  # a matrix state is (B, K, V)
+        return tuple(extents[d] for d in dims_of(size))
+
+    inputs = {x: rng.standard_normal((steps, batch, *per_sample(d))) for x, d in cell.inputs.items()}
+    init = {s: rng.uniform(-0.5, 0.5, (batch, *per_sample(d))) for s, d in cell.states.items()}
     cotangents = {
-        n: rng.standard_normal((steps, batch, extents[d])) for n, d in {**cell.states, **cell.outputs}.items()
+        n: rng.standard_normal((steps, batch, *per_sample(d))) for n, d in {**cell.states, **cell.outputs}.items()
     }
 
     run = kernel.forward(inputs, params, init)
@@ -286,7 +290,6 @@ def gradcheck(
     float32_error = _float32_error(cell, params, inputs, init, cotangents, run, grads) if float32 else None
     complex_check = None
     if complex_step:
-
         complex_check = complex_step_check(cell, params, inputs, init, cotangents, grads)
     return GradcheckReport(
         cell=cell.name,
@@ -329,12 +332,13 @@ def _shifted_forward(cell, params, inputs, init, direction, amount):
 
 
 def _where(name: str, a: np.ndarray, b: np.ndarray) -> str:
-    """The step, sample and unit of a sequence where ``a`` differs most from ``b``."""
+    """The step, sample and unit (a matrix's row and column) of a sequence where ``a`` differs most from ``b``."""
     if a.size == 0:
         return name
     index = np.unravel_index(int(np.argmax(np.abs(a - b))), a.shape)
-    step, sample, unit = (int(i) for i in index)
-    return f"{name} at step {step}, sample {sample}, unit {unit}: kernel {a[index]:.6e}, reference {b[index]:.6e}"
+    step, sample, *unit = (int(i) for i in index)
+    where = f"unit {unit[0]}" if len(unit) == 1 else f"row {unit[0]}, column {unit[1]}"
+    return f"{name} at step {step}, sample {sample}, {where}: kernel {a[index]:.6e}, reference {b[index]:.6e}"
 
 
 def _normwise(a: np.ndarray, b: np.ndarray) -> float:

@@ -14,39 +14,76 @@ import numpy as np
 import sympy
 
 from ..frontend.cell import Cell
-from ..frontend.functions import SCALAR, MatVec, MatVecT
+from ..frontend.functions import (
+    SCALAR,
+    AxisReduction,
+    MatVec,
+    Reduction,
+    RowSum,
+    RowVector,
+    SampleMatVec,
+    dims_of,
+    matrix_axes,
+)
 from ..frontend.vocabulary import BY_NODE
 
 _FUNCTIONS = {node: record.numpy for node, record in BY_NODE.items()}
 """The NumPy function of each SymPy node of the language (a dict, so a test can swap one)."""
 
 
-def evaluate(expr: sympy.Expr, values: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The value of an elementwise expression; ``values`` maps names to arrays."""
+def evaluate(
+    expr: sympy.Expr, values: Mapping[str, np.ndarray], matrices: frozenset[str] = frozenset(), column: bool = False
+) -> np.ndarray:
+    """The value of an elementwise expression; ``values`` maps names to arrays.
+
+    ``matrices`` are the names of per-sample matrices (arrays ``(..., B, rows, cols)``). In an
+    expression whose value is a matrix (``column``), every vector is a column, ``v[..., None]``,
+    and ``v.T`` a row, ``v[..., None, :]``, so that NumPy broadcasts them as the cell language does.
+    """
+
+    def value(node: sympy.Expr) -> np.ndarray:
+        return evaluate(node, values, matrices, column)
+
+    def vector(result: np.ndarray) -> np.ndarray:
+        """A vector's value, as a column in a matrix's expression."""
+        return result[..., None] if column and not isinstance(result, float) else result
+
     if isinstance(expr, MatVec):
         matrix = values[expr.matrix.name]
-        vector = evaluate(expr.vector, values)
-        return np.einsum("...ji,...bj->...bi" if isinstance(expr, MatVecT) else "...ij,...bj->...bi", matrix, vector)
+        operand = evaluate(expr.vector, values, matrices)
+        return vector(np.einsum("...ji,...bj->...bi" if expr.transposed else "...ij,...bj->...bi", matrix, operand))
+    if isinstance(expr, SampleMatVec):
+        matrix, operand = values[expr.matrix.name], evaluate(expr.vector, values, matrices)
+        return vector(np.einsum("...ji,...j->...i" if expr.transposed else "...ij,...j->...i", matrix, operand))
+    if isinstance(expr, AxisReduction):
+        return vector(np.sum(values[expr.vector.name], axis=-1 if isinstance(expr, RowSum) else -2))
+    if isinstance(expr, RowVector):
+        return evaluate(expr.vector, values, matrices)[..., None, :]
+    if isinstance(expr, Reduction) and isinstance(expr.vector, sympy.Symbol) and expr.vector.name in matrices:
+        units = values[expr.vector.name]
+        return vector(_FUNCTIONS[expr.func](units.reshape(*units.shape[:-2], -1)))
+    if isinstance(expr, Reduction):
+        return vector(_FUNCTIONS[expr.func](evaluate(expr.vector, values, matrices)))
     if expr.is_Symbol:
-        return values[expr.name]
+        return values[expr.name] if expr.name in matrices else vector(values[expr.name])
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol):
         return float(expr)
     if isinstance(expr, sympy.Add):
-        return sum((evaluate(a, values) for a in expr.args[1:]), evaluate(expr.args[0], values))
+        return sum((value(a) for a in expr.args[1:]), value(expr.args[0]))
     if isinstance(expr, sympy.Mul):
-        result = evaluate(expr.args[0], values)
+        result = value(expr.args[0])
         for arg in expr.args[1:]:
-            result = result * evaluate(arg, values)
+            result = result * value(arg)
         return result
     if isinstance(expr, sympy.Pow):
-        base = evaluate(expr.base, values)
+        base = value(expr.base)
         if expr.exp == sympy.S.Half:
             return np.sqrt(base)
         if isinstance(base, float):  # a number, such as a size in 1/|E|: 1/0 is inf, as in C, not an exception
             with np.errstate(divide="ignore"):
                 return float(np.float64(base) ** float(expr.exp))
         return base ** float(expr.exp)
-    return _FUNCTIONS[expr.func](*(evaluate(arg, values) for arg in expr.args))
+    return _FUNCTIONS[expr.func](*(value(arg) for arg in expr.args))
 
 
 def forward(
@@ -58,7 +95,13 @@ def forward(
     """States and outputs of every step: dicts of (T, ..., B, size) arrays."""
     steps = next(iter(inputs.values())).shape[0]
     sizes = _sizes(cell, inputs, params, init)
-    leads = [a.shape[1:-1] for a in inputs.values()] + [a.shape[:-1] for a in init.values()]
+
+    def extent(size: str) -> tuple[int, ...]:
+        return tuple(sizes[d] for d in dims_of(size))
+
+    matrices = frozenset(name for name, size in cell.sizes.items() if matrix_axes(size))
+    leads = [a.shape[1:-1] for a in inputs.values()]
+    leads += [a.shape[: -len(dims_of(cell.states[s]))] for s, a in init.items()]
     leads += [(*np.shape(params[p.name])[: -len(p.shape) or None], 1) for p in cell.params]
     lead = np.broadcast_shapes(*leads)
     params = {  # a stack of vector parameters gets a batch axis to broadcast against
@@ -72,27 +115,30 @@ def forward(
     for t in range(steps):
         values = {**constants, **params, **state, **{x: a[t] for x, a in inputs.items()}}
         for eq in cell.equations:
-            shape = (*lead, sizes[cell.sizes[eq.target.name]])
-            values[eq.target.name] = np.broadcast_to(evaluate(eq.expr, values), shape)
-        state = {s: np.broadcast_to(values[s + "'"], (*lead, sizes[cell.states[s]])) for s in cell.states}
+            size = cell.sizes[eq.target.name]
+            result = evaluate(eq.expr, values, matrices, column=eq.target.name in matrices)
+            values[eq.target.name] = np.broadcast_to(result, (*lead, *extent(size)))
+        state = {s: np.broadcast_to(values[s + "'"], (*lead, *extent(cell.states[s]))) for s in cell.states}
         for s in cell.states:
             states[s].append(state[s])
         for y in cell.outputs:
-            outputs[y].append(np.broadcast_to(values[y], (*lead, sizes[cell.outputs[y]])))
+            outputs[y].append(np.broadcast_to(values[y], (*lead, *extent(cell.outputs[y]))))
     return (
-        {s: _stack(v, lead, sizes[cell.states[s]]) for s, v in states.items()},
-        {y: _stack(v, lead, sizes[cell.outputs[y]]) for y, v in outputs.items()},
+        {s: _stack(v, lead, extent(cell.states[s])) for s, v in states.items()},
+        {y: _stack(v, lead, extent(cell.outputs[y])) for y, v in outputs.items()},
     )
 
 
-def _stack(parts: list[np.ndarray], lead: tuple[int, ...], size: int) -> np.ndarray:
-    return np.stack(parts) if parts else np.zeros((0, *lead, size))
+def _stack(parts: list[np.ndarray], lead: tuple[int, ...], extent: tuple[int, ...]) -> np.ndarray:
+    return np.stack(parts) if parts else np.zeros((0, *lead, *extent))
 
 
 def _sizes(cell: Cell, inputs, params, init) -> dict[str, int]:
     """The size of every named dimension, read off the arrays."""
     sizes = {SCALAR: 1} | {cell.inputs[x]: a.shape[-1] for x, a in inputs.items()}
-    sizes |= {cell.states[s]: a.shape[-1] for s, a in init.items()}
+    for s, a in init.items():
+        dims = dims_of(cell.states[s])
+        sizes |= dict(zip(dims, a.shape[-len(dims) :], strict=True))
     for p in cell.params:
         for axis, dim in enumerate(reversed(p.shape), start=1):
             sizes.setdefault(dim, np.shape(params[p.name])[-axis])

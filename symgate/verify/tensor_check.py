@@ -35,7 +35,6 @@ class TensorCheck:
         return f"{self.name}[{', '.join(map(str, index))}]"
 
 
-
 def compare_tensor(
     name: str, kind: str, computed: np.ndarray, fd: np.ndarray, spread: np.ndarray, resolution: float, tolerance: float
 ) -> TensorCheck:
@@ -66,5 +65,6 @@ def weighted_sum(states, outputs, cotangents, stacked: bool = False) -> np.ndarr
     total = 0.0
     for name, value in {**states, **outputs}.items():
         product = value * (cotangents[name][:, None] if stacked else cotangents[name])
-        total = total + (product.sum(axis=(0, 2, 3)) if stacked else float(product.sum()))
+        # every axis but the copies' (axis 1 of (T, copies, B, units...)) is summed
+        total = total + (product.sum(axis=(0, *range(2, product.ndim))) if stacked else float(product.sum()))
     return total
