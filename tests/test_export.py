@@ -23,7 +23,7 @@ import pytest
 import symgate as sg
 from symgate.codegen.render import runtime_header
 from symgate.export import Export, render_export
-from symgate.frontend.functions import SCALAR
+from symgate.frontend.functions import SCALAR, dims_of
 
 CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(CC is None, reason="needs a C compiler (cc)")
@@ -192,11 +192,14 @@ class _Case:
         extents = {**self.sizes, SCALAR: 1}
         params64 = {p.name: rng.uniform(-0.6, 0.6, [extents[d] for d in p.shape]) for p in cell.params}
         self.params = {n: a.astype(dtype) for n, a in params64.items()}
-        self.x = {n: rng.standard_normal((t, b, self.sizes[d])).astype(dtype) for n, d in cell.inputs.items()}
-        self.init = {n: 0.5 * rng.standard_normal((b, self.sizes[d])).astype(dtype) for n, d in cell.states.items()}
+        def unit(size: str) -> tuple[int, ...]:  # (K, V) for a matrix state
+            return tuple(extents[d] for d in dims_of(size))
+
+        self.x = {n: rng.standard_normal((t, b, *unit(d))).astype(dtype) for n, d in cell.inputs.items()}
+        self.init = {n: 0.5 * rng.standard_normal((b, *unit(d))).astype(dtype) for n, d in cell.states.items()}
         named = [*cell.states.items(), *cell.outputs.items()]
-        self.grads = {n: rng.standard_normal((t, b, self.sizes[d])).astype(dtype) for n, d in named}
-        self.final = {n: rng.standard_normal((b, self.sizes[d])).astype(dtype) for n, d in cell.states.items()}
+        self.grads = {n: rng.standard_normal((t, b, *unit(d))).astype(dtype) for n, d in named}
+        self.final = {n: rng.standard_normal((b, *unit(d))).astype(dtype) for n, d in cell.states.items()}
         self.run = kernel.forward(self.x, self.params, self.init)
         self.grad = None if baked else kernel.backward(self.run, {**self.grads, "final": self.final})
         self.library = render_export(self.cell, dtype=dtype, params=params64 if baked else None)
@@ -263,7 +266,8 @@ def _largest_relative_error(results) -> float:
 # -- 3. results equal the Python kernel's, from a separate program ----------------------------------
 @needs_cc
 @pytest.mark.parametrize(
-    "name", ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed", "transposed", "kinks"]
+    "name",
+    ["lstm", "gru_cho", "lstmp_pytorch", "intersection_rnn", "mixed", "transposed", "kinks", "deltanet", "xlstm_mlstm"],
 )
 def test_exported_float64_equals_the_python_kernel(name, tmp_path):
     case = _Case(name, "float64")
@@ -283,7 +287,12 @@ def test_exported_float32_equals_the_python_kernel(name, tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "dtype", "baked"),
-    [("lstm", "float64", False), ("mixed", "float64", True), ("transposed", "float64", False)],
+    [
+        ("lstm", "float64", False),
+        ("mixed", "float64", True),
+        ("transposed", "float64", False),
+        ("fast_weights", "float64", False),
+    ],
 )
 def test_exported_code_runs_clean_under_address_and_undefined_behaviour_sanitizers(name, dtype, baked, tmp_path):
     reason = _sanitizer_reason()

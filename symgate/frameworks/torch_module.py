@@ -101,6 +101,7 @@ from ..arguments import count_argument, flag_argument
 from ..errors import ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
+from ..frontend.functions import dims_of
 from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
 from ..runtime.lengths import checked_lengths
@@ -268,7 +269,7 @@ class CellModule(torch.nn.Module):
             if steps:
                 final[s] = states[s][-1]
             else:
-                zeros = torch.zeros(batch, *shape_of((dim,), self.sizes), dtype=dtype)
+                zeros = torch.zeros(batch, *shape_of(dims_of(dim), self.sizes), dtype=dtype)
                 final[s] = start if start is not None else zeros
         if self.batch_first:
             states = {n: t.transpose(0, 1) for n, t in states.items()}
@@ -358,10 +359,11 @@ class CellModule(torch.nn.Module):
             if tensor is not None:
                 label = labels["init", s][0]
                 _check_tensor(label, tensor, dtype)
-                (extent,) = shape_of((dim,), self.sizes)
-                if tuple(tensor.shape) != (batch, extent):
+                extent = shape_of(dims_of(dim), self.sizes)  # (K, V) for a matrix state
+                if tuple(tensor.shape) != (batch, *extent):
+                    axes = ", ".join(dims_of(dim))
                     raise ArrayError(
-                        f"{label} has shape {tuple(tensor.shape)}, expected (B, {dim}) = ({batch}, {extent})"
+                        f"{label} has shape {tuple(tensor.shape)}, expected (B, {axes}) = {(batch, *extent)}"
                     )
                 tensor = tensor.contiguous()
             result.append(tensor)

@@ -49,7 +49,7 @@ from ..dtypes import REAL_DTYPES, SPELLINGS, dtype_name
 from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
-from ..frontend.functions import SCALAR
+from ..frontend.functions import SCALAR, dims_of
 from ..pipeline import build
 from ..runtime.arrays import given_arrays
 from ..runtime.kernel import Kernel
@@ -131,7 +131,7 @@ def cell_sequences(
     inputs, params = list(inputs), list(params)
     extents = _extents(cell, inputs, init, params)
     starts = [
-        t if t is not None else inputs[0].new_zeros([extents["B"], extents[dim]])
+        t if t is not None else inputs[0].new_zeros([extents["B"], *(extents[d] for d in dims_of(dim))])
         for t, dim in zip(init, cell.states.values(), strict=True)
     ]
     results = cell_forward(key, inputs, starts, params, recompute, backward, lengths)
