@@ -6,7 +6,8 @@ steps are marked, one in each half of the sequence, and the target, read after t
 the sum of the two marked values. Predicting the mean sum, 1, gives a mean squared error of
 1/6 ≈ 0.167 (the variance of the sum); doing better means carrying the first marked value across
 at least T/2 steps. The documents' story is that a simple RNN cannot learn this and that the
-LSTM's additive cell update and the GRU's interpolation can.
+LSTM's additive cell update and the GRU's interpolation can; xLSTM's mLSTM, whose memory is a
+K x V matrix per sample (``state C: K x V``), is trained beside them.
 
 Each cell runs as a ``symgate.torch.CellModule`` (its compiled kernels behind PyTorch's autograd)
 followed by a linear read-out of the module's output after the last step; Adam trains both.
@@ -14,7 +15,7 @@ Every cell sees the same batches and is judged on the same 1,000 held-out sequen
 and accuracy, the share of test sequences predicted to within 0.04 of the target. A cell has
 *solved* the task when its test MSE is below 0.01 (6% of the baseline).
 
-    python examples/long_range.py                     # elman_rnn, lstm, gru_cho: long_range_out/long_range.md, .png
+    python examples/long_range.py                     # the four cells: long_range_out/long_range.md, .png
     python examples/long_range.py --cell my.cell      # a cell defined only in a .cell file
     python examples/long_range.py --timing            # also: one epoch of the LSTM against nn.LSTM
     python examples/long_range.py --out results/run1  # results/run1.md and results/run1.png
@@ -50,7 +51,7 @@ import torch
 import symgate as sg
 from symgate.torch import RNN, CellModule, default_output
 
-DEFAULT_CELLS = ("elman_rnn", "lstm", "gru_cho")
+DEFAULT_CELLS = ("elman_rnn", "lstm", "gru_cho", "xlstm_mlstm")
 BASELINE = 1 / 6  # MSE of always predicting 1
 SOLVED = 0.01  # test MSE below which a cell has solved the task
 TOLERANCE = 0.04  # a prediction within this of the target counts as correct

@@ -307,17 +307,17 @@ void sg_deltanet_float32_forward(int T, int B, int D, int K, int V, const int *b
 
         /* S' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const S_sample = S_row + (size_t)sample * K * V;
             const float *const k_sample = k_row + (size_t)sample * K;
+            const float *const S_sample = S_row + (size_t)sample * K * V;
             const float *const outer_arg_sample = outer_arg_row + (size_t)sample * V;
             float *const S_next_sample = S_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float beta = beta_row[sample];
+                const float k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const float S = S_sample[unit];
-                    const float beta = beta_row[sample];
-                    const float k = k_sample[row];
                     const float outer_argT = outer_arg_sample[col];
                     const float S_next = S + beta*k*outer_argT;
                     S_next_sample[unit] = S_next;
@@ -559,11 +559,11 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
             float *const d_S_next_tot_sample = d_S_next_tot_row + (size_t)sample * K * V;
             float *const d_beta_parts_sample = d_beta_parts_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float k = k_sample[row];
+                const float q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
-                    const float k = k_sample[row];
-                    const float q = q_sample[row];
                     const float d_S_next = d_S_next_sample[unit];
                     const float d_S_nextT_q_T = d_S_nextT_q_sample[col];
                     const float outer_argT = outer_arg_sample[col];
@@ -644,10 +644,10 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
             const float *const d_ST_k_sample = d_ST_k_row + (size_t)sample * V;
             float *const d_S_sample = d_S_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
-                    const float k = k_sample[row];
                     const float d_S_next_tot = d_S_next_tot_sample[unit];
                     const float d_ST_k_T = d_ST_k_sample[col];
                     const float d_S = k*d_ST_k_T + d_S_next_tot;
@@ -906,17 +906,17 @@ void sg_deltanet_float32_infer(int T, int B, int D, int K, int V, const int *bat
 
         /* S' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const S_sample = S_row + (size_t)sample * K * V;
             const float *const k_sample = k_row + (size_t)sample * K;
+            const float *const S_sample = S_row + (size_t)sample * K * V;
             const float *const outer_arg_sample = outer_arg_row + (size_t)sample * V;
             float *const S_next_sample = S_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float beta = beta_row[sample];
+                const float k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const float S = S_sample[unit];
-                    const float beta = beta_row[sample];
-                    const float k = k_sample[row];
                     const float outer_argT = outer_arg_sample[col];
                     const float S_next = S + beta*k*outer_argT;
                     S_next_sample[unit] = S_next;

@@ -307,17 +307,17 @@ void sg_deltanet_float64_forward(int T, int B, int D, int K, int V, const int *b
 
         /* S' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
+            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const outer_arg_sample = outer_arg_row + (size_t)sample * V;
             double *const S_next_sample = S_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double beta = beta_row[sample];
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double S = S_sample[unit];
-                    const double beta = beta_row[sample];
-                    const double k = k_sample[row];
                     const double outer_argT = outer_arg_sample[col];
                     const double S_next = S + beta*k*outer_argT;
                     S_next_sample[unit] = S_next;
@@ -559,11 +559,11 @@ void sg_deltanet_float64_backward(int T, int B, int D, int K, int V, const int *
             double *const d_S_next_tot_sample = d_S_next_tot_row + (size_t)sample * K * V;
             double *const d_beta_parts_sample = d_beta_parts_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double k = k_sample[row];
+                const double q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
-                    const double k = k_sample[row];
-                    const double q = q_sample[row];
                     const double d_S_next = d_S_next_sample[unit];
                     const double d_S_nextT_q_T = d_S_nextT_q_sample[col];
                     const double outer_argT = outer_arg_sample[col];
@@ -644,10 +644,10 @@ void sg_deltanet_float64_backward(int T, int B, int D, int K, int V, const int *
             const double *const d_ST_k_sample = d_ST_k_row + (size_t)sample * V;
             double *const d_S_sample = d_S_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
-                    const double k = k_sample[row];
                     const double d_S_next_tot = d_S_next_tot_sample[unit];
                     const double d_ST_k_T = d_ST_k_sample[col];
                     const double d_S = k*d_ST_k_T + d_S_next_tot;
@@ -906,17 +906,17 @@ void sg_deltanet_float64_infer(int T, int B, int D, int K, int V, const int *bat
 
         /* S' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
+            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const outer_arg_sample = outer_arg_row + (size_t)sample * V;
             double *const S_next_sample = S_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double beta = beta_row[sample];
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double S = S_sample[unit];
-                    const double beta = beta_row[sample];
-                    const double k = k_sample[row];
                     const double outer_argT = outer_arg_sample[col];
                     const double S_next = S + beta*k*outer_argT;
                     S_next_sample[unit] = S_next;

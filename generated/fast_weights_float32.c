@@ -153,15 +153,15 @@ void sg_fast_weights_float32_forward(int T, int B, int D, int H, const int *batc
         const float *const A_row = t == 0 ? A_init : A_seq + previous_row * H * H;
         /* A' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const A_sample = A_row + (size_t)sample * H * H;
             const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const A_sample = A_row + (size_t)sample * H * H;
             float *const A_next_sample = A_next_row + (size_t)sample * H * H;
             for (int row = 0; row < H; ++row) {
+                const float h = h_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < H; ++col) {
                     const int unit = row * H + col;
                     const float A = A_sample[unit];
-                    const float h = h_sample[row];
                     const float hT = h_sample[col];
                     const float A_next = A*lambda + eta*h*hT;
                     A_next_sample[unit] = A_next;
@@ -338,10 +338,10 @@ void sg_fast_weights_float32_backward(int T, int B, int D, int H, const int *bat
             float *const d_A_next_tot_sample = d_A_next_tot_row + (size_t)sample * H * H;
             float *const d_A_sample = d_A_row + (size_t)sample * H * H;
             for (int row = 0; row < H; ++row) {
+                const float d_A_next_h0 = d_A_next_h0_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < H; ++col) {
                     const int unit = row * H + col;
-                    const float d_A_next_h0 = d_A_next_h0_sample[row];
                     const float d_A_next = d_A_next_sample[unit];
                     const float h0T = h0_sample[col];
                     const float d_A_next_tot = h0T*d_A_next_h0 + d_A_next;
@@ -471,15 +471,15 @@ void sg_fast_weights_float32_infer(int T, int B, int D, int H, const int *batch_
         const float *const A_row = t == 0 ? A_init : A_seq + previous_row * H * H;
         /* A' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const A_sample = A_row + (size_t)sample * H * H;
             const float *const h_sample = h_row + (size_t)sample * H;
+            const float *const A_sample = A_row + (size_t)sample * H * H;
             float *const A_next_sample = A_next_row + (size_t)sample * H * H;
             for (int row = 0; row < H; ++row) {
+                const float h = h_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < H; ++col) {
                     const int unit = row * H + col;
                     const float A = A_sample[unit];
-                    const float h = h_sample[row];
                     const float hT = h_sample[col];
                     const float A_next = A*lambda + eta*h*hT;
                     A_next_sample[unit] = A_next;

@@ -153,15 +153,15 @@ void sg_fast_weights_float64_forward(int T, int B, int D, int H, const int *batc
         const double *const A_row = t == 0 ? A_init : A_seq + previous_row * H * H;
         /* A' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const A_sample = A_row + (size_t)sample * H * H;
             const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const A_sample = A_row + (size_t)sample * H * H;
             double *const A_next_sample = A_next_row + (size_t)sample * H * H;
             for (int row = 0; row < H; ++row) {
+                const double h = h_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < H; ++col) {
                     const int unit = row * H + col;
                     const double A = A_sample[unit];
-                    const double h = h_sample[row];
                     const double hT = h_sample[col];
                     const double A_next = A*lambda + eta*h*hT;
                     A_next_sample[unit] = A_next;
@@ -338,10 +338,10 @@ void sg_fast_weights_float64_backward(int T, int B, int D, int H, const int *bat
             double *const d_A_next_tot_sample = d_A_next_tot_row + (size_t)sample * H * H;
             double *const d_A_sample = d_A_row + (size_t)sample * H * H;
             for (int row = 0; row < H; ++row) {
+                const double d_A_next_h0 = d_A_next_h0_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < H; ++col) {
                     const int unit = row * H + col;
-                    const double d_A_next_h0 = d_A_next_h0_sample[row];
                     const double d_A_next = d_A_next_sample[unit];
                     const double h0T = h0_sample[col];
                     const double d_A_next_tot = h0T*d_A_next_h0 + d_A_next;
@@ -471,15 +471,15 @@ void sg_fast_weights_float64_infer(int T, int B, int D, int H, const int *batch_
         const double *const A_row = t == 0 ? A_init : A_seq + previous_row * H * H;
         /* A' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const A_sample = A_row + (size_t)sample * H * H;
             const double *const h_sample = h_row + (size_t)sample * H;
+            const double *const A_sample = A_row + (size_t)sample * H * H;
             double *const A_next_sample = A_next_row + (size_t)sample * H * H;
             for (int row = 0; row < H; ++row) {
+                const double h = h_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < H; ++col) {
                     const int unit = row * H + col;
                     const double A = A_sample[unit];
-                    const double h = h_sample[row];
                     const double hT = h_sample[col];
                     const double A_next = A*lambda + eta*h*hT;
                     A_next_sample[unit] = A_next;

@@ -233,16 +233,16 @@ void sg_linear_attention_float64_forward(int T, int B, int D, int K, int V, cons
 
         /* S' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
+            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const v_sample = v_row + (size_t)sample * V;
             double *const S_next_sample = S_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double S = S_sample[unit];
-                    const double k = k_sample[row];
                     const double vT = v_sample[col];
                     const double S_next = S + k*vT;
                     S_next_sample[unit] = S_next;
@@ -459,10 +459,10 @@ void sg_linear_attention_float64_backward(int T, int B, int D, int K, int V, con
             double *const d_S_next_tot_sample = d_S_next_tot_row + (size_t)sample * K * V;
             double *const d_S_sample = d_S_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
-                    const double q = q_sample[row];
                     const double d_S_next = d_S_next_sample[unit];
                     const double d_S_nextT_q_T = d_S_nextT_q_sample[col];
                     const double d_S_next_tot = q*d_S_nextT_q_T + d_S_next;
@@ -659,16 +659,16 @@ void sg_linear_attention_float64_infer(int T, int B, int D, int K, int V, const 
 
         /* S' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
+            const double *const S_sample = S_row + (size_t)sample * K * V;
             const double *const v_sample = v_row + (size_t)sample * V;
             double *const S_next_sample = S_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double S = S_sample[unit];
-                    const double k = k_sample[row];
                     const double vT = v_sample[col];
                     const double S_next = S + k*vT;
                     S_next_sample[unit] = S_next;

@@ -398,18 +398,18 @@ void sg_xlstm_mlstm_float32_forward(int T, int B, int D, int K, int V, const int
 
         /* C' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const k_sample = k_row + (size_t)sample * K;
+            const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const v_sample = v_row + (size_t)sample * V;
             float *const C_next_sample = C_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float f = f_row[sample];
+                const float i = i_row[sample];
+                const float k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const float C = C_sample[unit];
-                    const float f = f_row[sample];
-                    const float i = i_row[sample];
-                    const float k = k_sample[row];
                     const float vT = v_sample[col];
                     const float C_next = C*f + i*k*vT;
                     C_next_sample[unit] = C_next;
@@ -765,9 +765,9 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
 
         /* δC'_tot, δf_parts_K x V, δi_parts_K x V, δC */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const k_sample = k_row + (size_t)sample * K;
             const float *const q_sample = q_row + (size_t)sample * K;
+            const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const d_C_next_sample = d_C_next_row + (size_t)sample * K * V;
             const float *const d_C_nextT_q_sample = d_C_nextT_q_row + (size_t)sample * V;
             const float *const v_sample = v_row + (size_t)sample * V;
@@ -776,13 +776,13 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
             float *const d_i_parts_K_x_V_sample = d_i_parts_K_x_V_row + (size_t)sample * K * V;
             float *const d_C_sample = d_C_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float f = f_row[sample];
+                const float k = k_sample[row];
+                const float q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const float C = C_sample[unit];
-                    const float f = f_row[sample];
-                    const float k = k_sample[row];
-                    const float q = q_sample[row];
                     const float d_C_next = d_C_next_sample[unit];
                     const float d_C_nextT_q_T = d_C_nextT_q_sample[col];
                     const float vT = v_sample[col];
@@ -1127,18 +1127,18 @@ void sg_xlstm_mlstm_float32_infer(int T, int B, int D, int K, int V, const int *
 
         /* C' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const k_sample = k_row + (size_t)sample * K;
+            const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const v_sample = v_row + (size_t)sample * V;
             float *const C_next_sample = C_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const float f = f_row[sample];
+                const float i = i_row[sample];
+                const float k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const float C = C_sample[unit];
-                    const float f = f_row[sample];
-                    const float i = i_row[sample];
-                    const float k = k_sample[row];
                     const float vT = v_sample[col];
                     const float C_next = C*f + i*k*vT;
                     C_next_sample[unit] = C_next;

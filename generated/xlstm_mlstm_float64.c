@@ -398,18 +398,18 @@ void sg_xlstm_mlstm_float64_forward(int T, int B, int D, int K, int V, const int
 
         /* C' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const C_sample = C_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
+            const double *const C_sample = C_row + (size_t)sample * K * V;
             const double *const v_sample = v_row + (size_t)sample * V;
             double *const C_next_sample = C_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double f = f_row[sample];
+                const double i = i_row[sample];
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double C = C_sample[unit];
-                    const double f = f_row[sample];
-                    const double i = i_row[sample];
-                    const double k = k_sample[row];
                     const double vT = v_sample[col];
                     const double C_next = C*f + i*k*vT;
                     C_next_sample[unit] = C_next;
@@ -765,9 +765,9 @@ void sg_xlstm_mlstm_float64_backward(int T, int B, int D, int K, int V, const in
 
         /* δC'_tot, δf_parts_K x V, δi_parts_K x V, δC */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const C_sample = C_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
             const double *const q_sample = q_row + (size_t)sample * K;
+            const double *const C_sample = C_row + (size_t)sample * K * V;
             const double *const d_C_next_sample = d_C_next_row + (size_t)sample * K * V;
             const double *const d_C_nextT_q_sample = d_C_nextT_q_row + (size_t)sample * V;
             const double *const v_sample = v_row + (size_t)sample * V;
@@ -776,13 +776,13 @@ void sg_xlstm_mlstm_float64_backward(int T, int B, int D, int K, int V, const in
             double *const d_i_parts_K_x_V_sample = d_i_parts_K_x_V_row + (size_t)sample * K * V;
             double *const d_C_sample = d_C_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double f = f_row[sample];
+                const double k = k_sample[row];
+                const double q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double C = C_sample[unit];
-                    const double f = f_row[sample];
-                    const double k = k_sample[row];
-                    const double q = q_sample[row];
                     const double d_C_next = d_C_next_sample[unit];
                     const double d_C_nextT_q_T = d_C_nextT_q_sample[col];
                     const double vT = v_sample[col];
@@ -1127,18 +1127,18 @@ void sg_xlstm_mlstm_float64_infer(int T, int B, int D, int K, int V, const int *
 
         /* C' */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const C_sample = C_row + (size_t)sample * K * V;
             const double *const k_sample = k_row + (size_t)sample * K;
+            const double *const C_sample = C_row + (size_t)sample * K * V;
             const double *const v_sample = v_row + (size_t)sample * V;
             double *const C_next_sample = C_next_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
+                const double f = f_row[sample];
+                const double i = i_row[sample];
+                const double k = k_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const double C = C_sample[unit];
-                    const double f = f_row[sample];
-                    const double i = i_row[sample];
-                    const double k = k_sample[row];
                     const double vT = v_sample[col];
                     const double C_next = C*f + i*k*vT;
                     C_next_sample[unit] = C_next;

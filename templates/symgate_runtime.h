@@ -329,15 +329,38 @@ static inline size_t sg_previous_row(size_t step_row, const int *batch_sizes, in
     return t == 0 ? 0 : step_row - (size_t)sg_step_batch(batch_sizes, t - 1, B);
 }
 
+/* Sums in SG_LANES partial sums, added together at the end: independent additions, which the
+ * compiler vectorizes (one running sum is a chain it must keep in order). */
+#define SG_LANES 8
+
+/* sum_j a[j] b[j] (b NULL: sum_j a[j]) */
+static inline SG_REAL sg_dot(int n, const SG_REAL *a, const SG_REAL *b)
+{
+    SG_REAL part[SG_LANES];
+    for (int l = 0; l < SG_LANES; ++l) {
+        part[l] = SG_ZERO;
+    }
+    int j = 0;
+    for (; j + SG_LANES <= n; j += SG_LANES) {
+        for (int l = 0; l < SG_LANES; ++l) {
+            part[l] += b != NULL ? a[j + l] * b[j + l] : a[j + l];
+        }
+    }
+    SG_REAL total = SG_ZERO;
+    for (; j < n; ++j) {
+        total += b != NULL ? a[j] * b[j] : a[j];
+    }
+    for (int l = 0; l < SG_LANES; ++l) {
+        total += part[l];
+    }
+    return total;
+}
+
 /* out[b] = sum_j v[b, j] (rows of v ldv apart) */
 static inline void sg_sum(int batch, int n, const SG_REAL *v, int ldv, SG_REAL *out)
 {
     for (int b = 0; b < batch; ++b) {
-        SG_REAL acc = SG_ZERO;
-        for (int j = 0; j < n; ++j) {
-            acc += v[(size_t)b * ldv + j];
-        }
-        out[b] = acc;
+        out[b] = sg_dot(n, v + (size_t)b * ldv, NULL);
     }
 }
 
@@ -346,11 +369,8 @@ static inline void sg_sum(int batch, int n, const SG_REAL *v, int ldv, SG_REAL *
 static inline void sg_mean(int batch, int n, const SG_REAL *v, int ldv, SG_REAL *out)
 {
     for (int b = 0; b < batch; ++b) {
-        SG_REAL acc = SG_ZERO;
-        for (int j = 0; j < n; ++j) {
-            acc += v[(size_t)b * ldv + j];
-        }
-        out[b] = n > 0 ? acc / (SG_REAL)n : (SG_REAL)NAN;
+        const SG_REAL total = sg_dot(n, v + (size_t)b * ldv, NULL);
+        out[b] = n > 0 ? total / (SG_REAL)n : (SG_REAL)NAN;
     }
 }
 
@@ -364,12 +384,7 @@ static inline void sg_sample_gemv(int batch, int rows, int cols, const SG_REAL *
         const SG_REAL *const matrix = S + (size_t)b * lds;
         const SG_REAL *const vector = v + (size_t)b * ldv;
         for (int i = 0; i < rows; ++i) {
-            const SG_REAL *const row = matrix + (size_t)i * cols;
-            SG_REAL acc = SG_ZERO;
-            for (int j = 0; j < cols; ++j) {
-                acc += row[j] * vector[j];
-            }
-            out[(size_t)b * ldout + i] = acc;
+            out[(size_t)b * ldout + i] = sg_dot(cols, matrix + (size_t)i * cols, vector);
         }
     }
 }

@@ -37,9 +37,10 @@ SHORT = ["--length", "20", "--hidden", "16", "--eval-every", "100"]
 
 def test_short_training_run_learns_and_writes_the_table(long_range, tmp_path, capsys):
     results = long_range.main([*SHORT, "--steps", "300", "--out", str(tmp_path / "lr")])
-    assert [r.cell for r in results] == ["elman_rnn", "lstm", "gru_cho"]
+    assert [r.cell for r in results] == ["elman_rnn", "lstm", "gru_cho", "xlstm_mlstm"]
     mse = {r.cell: r.test_mse[-1] for r in results}
     assert mse["gru_cho"] < long_range.BASELINE / 4, mse  # measured: 0.0048 against the baseline's 0.167
+    assert mse["xlstm_mlstm"] < long_range.BASELINE / 4, mse  # measured: 0.0127
     table = (tmp_path / "lr.md").read_text()
     assert "| gru_cho |" in table and "Baseline (always predict 1): MSE 0.167" in table
     assert "table: " in capsys.readouterr().out
