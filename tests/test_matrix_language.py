@@ -91,7 +91,8 @@ MISTAKES = [
         DimensionError,
         6,
         "y",
-        "`v.T` is a row (v.T), which only broadcasts over a matrix",
+        "`v.T` is a row (a vector laid along a matrix's columns: v.T, or outer's second argument beside a "
+        "constant), which only broadcasts over a matrix",
     ),
     (
         "input x: D\nstate h: H\nh' = rowsum(h) + x",

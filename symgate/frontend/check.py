@@ -472,7 +472,13 @@ class _Checker:
             if isinstance(expr, (RowVector, AxisReduction)):
                 word = expr.word if isinstance(expr, AxisReduction) else "outer"
                 place = f"the argument of `{cell_text(expr)}`"
-                vector = named(lift(expr.vector), f"{word}_arg", expr.vector, place)
+                operand = lift(expr.vector)
+                if operand.is_number:
+                    what = "reduces a constant, which has no units to reduce over"
+                    if isinstance(expr, RowVector):
+                        what = "lays a constant as a row, which has no size: write a vector there"
+                    raise self.error(DimensionError, f"`{cell_text(expr)}` {what}", eq.line, word)
+                vector = named(operand, f"{word}_arg", expr.vector, place)
                 self.lifted_enclosing.setdefault(vector.name, expr.func(vector))
                 return expr.func(vector)
             if isinstance(expr, Reduction):

@@ -353,8 +353,9 @@ def infer_sizes(
         if isinstance(size, RowSize):
             raise error(
                 DimensionError,
-                f"`{written.text(eq.expr)}` is a row (v.T), which only broadcasts over a matrix: "
-                f"{eq.target} must be a vector or a matrix (outer(a, b) is a * b.T)",
+                f"`{written.text(eq.expr)}` is a row (a vector laid along a matrix's columns: v.T, or outer's "
+                f"second argument beside a constant), which only broadcasts over a matrix: {eq.target} must be a "
+                "vector or a matrix (outer(a, b) is a * b.T, with a a vector)",
                 eq.line,
                 eq.target,
             )
