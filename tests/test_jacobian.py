@@ -7,6 +7,7 @@ import pytest
 import sympy
 
 import symgate as sg
+from symgate.cli import main
 from symgate.frontend.functions import dims_of
 from symgate.verify import reference
 
@@ -54,9 +55,29 @@ def test_identity_and_zero_blocks():
 
 @pytest.mark.parametrize("name", sg.cells.names())
 def test_every_block_equals_finite_differences_of_the_reference_step(name):
+    assert_blocks_equal_finite_differences(sg.cells.get(name))
+
+
+MATRIX_OPERATIONS = """\
+cell matrix_operations
+input x: D
+state S: K x V, h: K, g: V
+a = tanh(W_a @ x)
+b = tanh(W_b @ x)
+S' = sigmoid(h) * S + tanh(S) * g.T + outer(a, S.T @ h) + b.T * mean(S)
+h' = tanh(S @ g + rowsum(S) + a * sum(S))
+g' = tanh(colsum(S) * g + S.T @ h)
+"""
+
+
+def test_every_operation_on_a_matrix_state_equals_finite_differences():
+    """Columns and rows beside a matrix, both products with it, rowsum, colsum, sum and mean of it."""
+    assert_blocks_equal_finite_differences(sg.parse(MATRIX_OPERATIONS))
+
+
+def assert_blocks_equal_finite_differences(cell: sg.Cell) -> None:
     """The symbolic blocks, evaluated, against central differences of the NumPy reference; a matrix
     state (B, K, V) is perturbed unit by unit, its units row after row."""
-    cell = sg.cells.get(name)
     rng = np.random.default_rng(0)
     sizes = {dim: 3 + i for i, dim in enumerate(cell.dims)} | {"1": 1}
     params = {p.name: rng.uniform(-0.6, 0.6, tuple(sizes[d] for d in p.shape)) for p in cell.params}
@@ -78,6 +99,42 @@ def test_every_block_equals_finite_differences_of_the_reference_step(name):
             down[old].reshape(2, -1)[:, j] -= e
             numeric[:, :, j] = (step(up)[new] - step(down)[new]).reshape(2, -1) / (2 * e)
         np.testing.assert_allclose(block.evaluate(params, state, inputs), numeric, atol=1e-8, err_msg=block.title())
+
+
+def test_deltanet_memory_passes_back_the_identity_less_the_delta_rule_through_its_key():
+    """S' = S + β k (v - Sᵀk)ᵀ: δS' = δS - β k kᵀ δS, the identity plus a row (𝟏⊗I) of kᵀ δS (kᵀ⊗I)."""
+    block = sg.derive(sg.cells.get("deltanet")).jacobian("S'", "S")
+    assert block.structure == "diagonal plus products through (𝟏⊗I)·(kᵀ⊗I)"
+    assert str(block) == "∂S'/∂S (K·V × K·V): diagonal plus products through (𝟏⊗I)·(kᵀ⊗I)\n    I\n" + (
+        "  + diag(-beta*k) · (𝟏⊗I) · (kᵀ⊗I)"
+    )
+    assert block.rows == block.cols == "K x V"
+    assert block.latex().endswith(r"\left(\mathbf{1} \otimes I\right) \, \left(k^{\top} \otimes I\right)")
+
+
+def test_fast_weights_hidden_state_reads_the_memory_through_its_product_with_h0():
+    """h' = tanh(z + A' @ h0), A' = λA + η h hᵀ: δA ↦ δA h0 (I⊗h0ᵀ), scaled by λ, and from h both
+    through W and through the memory's update."""
+    d = sg.derive(sg.cells.get("fast_weights"))
+    from_memory = d.jacobian("h'", "A")
+    assert from_memory.structure == "products through (I⊗h0ᵀ)"
+    assert from_memory.text().splitlines()[1:] == ["    diag(lambda*(1 - h'**2)) · (I⊗h0ᵀ)"]
+    assert d.jacobian("h'", "h").structure == "products through A'·W, (I⊗h0ᵀ)·(𝟏⊗I), (I⊗h0ᵀ)·(I⊗𝟏), W"
+    assert d.jacobian("A'", "h").map.terms() == ["diag(eta*h) · (𝟏⊗I)", "diag(eta*hᵀ) · (I⊗𝟏)"]
+    assert d.jacobian("A'", "A").structure == "diagonal"
+
+
+def test_show_explains_the_kronecker_maps_for_a_cell_with_a_matrix_only(capsys):
+    assert main(["show", "deltanet", "--jacobian"]) == 0
+    out = capsys.readouterr().out
+    assert "(I⊗vᵀ) is δS ↦ δS v" in out and "∂S'/∂S (K·V × K·V): diagonal plus products" in out
+    assert main(["show", "lstm", "--jacobian"]) == 0
+    assert "⊗" not in capsys.readouterr().out
+
+
+def test_a_block_from_a_per_sample_scalar_is_a_column():
+    d = sg.derive(sg.cells.get("xlstm_mlstm"))
+    assert d.jacobian("C'", "m").structure == "column" and d.jacobian("m'", "m").structure == "diagonal"
 
 
 def test_unknown_states_are_named_in_the_error():

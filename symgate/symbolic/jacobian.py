@@ -1,7 +1,7 @@
 """Step Jacobians: how a new state depends on a previous one within one step, as symbols.
 
 ``∂s'/∂r``, for a new state ``s'`` and a previous state ``r``, is found by differentiating the
-step's equations forwards. Because units mix only through products with parameter matrices (and
+step's equations forwards. Because units mix only through products with matrices (and
 reductions), every block has the form
 
     diag(d) + Σ_k diag(a_k) · M_k · J_k
@@ -12,6 +12,16 @@ forward values, as the derivation writes them: the LSTM's ``∂c'/∂c`` is ``di
 ``∂h'/∂h`` is ``diag(z)`` plus products through ``U_z``, ``U_h`` and ``U_h · U_r``. The diagonal
 is the path gradients take through a step untouched by any matrix: the argument, made explicit,
 for why gated cells carry gradients further than a simple RNN (see :mod:`symgate.inspect.flow`).
+
+A matrix state ``S: K x V`` counts as its K·V units laid out row after row (unit ``(i, j)`` at
+``i·V + j``), so its blocks have K·V rows or columns, and two more kinds of ``M_k`` appear
+(:mod:`symgate.symbolic.operators` lists them): the sample's own matrix (``S``, ``Sᵀ``: ``S @ v``
+with respect to ``v``) and Kronecker maps of a matrix's units, ``(I⊗vᵀ)`` (``S @ v`` with respect
+to ``S``: ``δS ↦ δS v``), ``(vᵀ⊗I)`` (``S.T @ v``: ``δS ↦ δSᵀ v``), ``(I⊗𝟏)`` and ``(𝟏⊗I)`` (a
+vector beside a matrix, as a column, and a row ``vᵀ``), ``(I⊗𝟏ᵀ)`` and ``(𝟏ᵀ⊗I)`` (``rowsum``,
+``colsum``). In a matrix's block a coefficient is a matrix expression read as the cell language
+reads it: in ``S' = f*S + ...`` the diagonal is ``diag(f)``, f laid along each row. DeltaNet's
+``∂S'/∂S`` is ``I + diag(-beta*k) · (𝟏⊗I) · (kᵀ⊗I)``: ``δS ↦ δS - β k kᵀ δS``.
 """
 
 from __future__ import annotations
@@ -144,6 +154,8 @@ class StepJacobian:
 
     ``map`` holds it as ``diag(d) + Σ diag(a_k) · M_k · J_k``; ``structure`` says which of
     zero, identity, diagonal, diagonal plus products or products only it is, naming the matrices.
+    A matrix state's block has its K·V units (``title`` says ``K·V``; ``rows`` and ``cols`` are the
+    states' sizes, ``K x V``).
     """
 
     cell: Cell
@@ -199,7 +211,8 @@ class StepJacobian:
         state: Mapping[str, np.ndarray],
         inputs: Mapping[str, np.ndarray],
     ) -> np.ndarray:
-        """The block's numbers at a point: (B, rows, cols) for states and inputs of shape (B, size).
+        """The block's numbers at a point: (B, rows, cols) for states and inputs of shape (B, size),
+        a matrix state (B, K, V) and its K·V units row after row.
 
         The forward values the coefficients name are computed from the cell's equations by the
         NumPy reference, independently of the generated C.

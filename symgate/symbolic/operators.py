@@ -212,3 +212,12 @@ def times_vector(size: str, vector: sympy.Expr, transposed: bool) -> Kronecker:
     if transposed:
         return Kronecker(Factor(rows, "row", vector), Factor(cols, "identity"), size)
     return Kronecker(Factor(rows, "identity"), Factor(cols, "row", vector), size)
+
+
+MATRIX_LEGEND = (
+    "A matrix state's K·V units are laid out row after row, and (A⊗B) maps X to A X Bᵀ: (I⊗𝟏) lays a",
+    "vector along a matrix's rows (a column), (𝟏⊗I) a row vᵀ down its columns, (I⊗𝟏ᵀ) and (𝟏ᵀ⊗I) are",
+    "rowsum and colsum, (I⊗vᵀ) is δS ↦ δS v and (vᵀ⊗I) δS ↦ δSᵀ v; M may also be a matrix of the",
+    "sample's own (S @ v with respect to v is S).",
+)
+"""The notation of the Kronecker maps, as ``symgate show --jacobian`` explains it for a cell with a matrix."""
