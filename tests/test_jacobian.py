@@ -153,3 +153,10 @@ def test_evaluating_without_a_needed_array_says_which():
     params = {p.name: np.zeros(2 if len(p.shape) == 1 else (2, 2)) for p in cell.params}
     with pytest.raises(sg.ArrayError, match=r"∂c'/∂c of cell lstm: state lacks \['c'\]"):
         block.evaluate(params, {"h": np.zeros((1, 2))}, {"x": np.zeros((1, 2))})
+
+
+def test_a_matrix_state_without_its_batch_axis_is_named_in_the_error():
+    cell = sg.cells.get("deltanet")
+    params = {p.name: np.zeros((1 if p.shape[0] == "1" else 3, 2)) for p in cell.params}
+    with pytest.raises(sg.ArrayError, match=r"cell deltanet: S has shape \(3, 3\), not \(B, K, V\)"):
+        sg.derive(cell).jacobian("S'", "S").evaluate(params, {"S": np.zeros((3, 3))}, {"x": np.zeros((1, 2))})

@@ -317,8 +317,9 @@ class _Differentiation:
         inner = self.of(node.vector, size)
         if isinstance(node, AxisReduction):
             return self._path(axis_sums(size, isinstance(node, RowSum)), inner)
-        scale = 1 / sympy.Mul(*(Extent(d) for d in dims_of(size))) if isinstance(node, ReduceMean) else sympy.S.One
-        return self._path(Ones(size), inner).scaled(scale if size != SCALAR else sympy.S.One)
+        mean = isinstance(node, ReduceMean) and size != SCALAR
+        scale = 1 / sympy.Mul(*(Extent(d) for d in dims_of(size))) if mean else sympy.S.One
+        return self._path(Ones(size), inner).scaled(scale)
 
     def _path(self, operator: Operator, inner: LinearMap) -> LinearMap:
         """``operator · inner`` as one path, zero when ``inner`` is; a factor of ``inner`` that is the
@@ -362,9 +363,12 @@ def _point(cell: Cell, given: dict[str, np.ndarray]) -> Point:
     (independently of the generated C), with every dimension's extent."""
     values: dict[str, np.ndarray] = {**given, **{n: float(v) for n, v in cell.constants.items()}}
     extents: dict[str, int] = {}
-    named = [(name, cell.sizes[name]) for name in (*cell.states, *cell.inputs)]
-    for name, dims in [*((n, dims_of(size)) for n, size in named), *((p.name, p.shape) for p in cell.params)]:
-        for dim, extent in zip(dims, np.shape(values[name])[-len(dims) :], strict=True):
+    per_sample = [(name, dims_of(cell.sizes[name]), ("B",)) for name in (*cell.states, *cell.inputs)]
+    for name, dims, lead in [*per_sample, *((p.name, p.shape, ()) for p in cell.params)]:
+        shape = np.shape(values[name])
+        if len(shape) < len(lead) + len(dims):
+            raise ArrayError(f"cell {cell.name}: {name} has shape {shape}, not ({', '.join((*lead, *dims))})")
+        for dim, extent in zip(dims, shape[len(shape) - len(dims) :], strict=True):
             extents.setdefault(dim, extent)
     values |= {Extent(dim).name: float(extent) for dim, extent in extents.items()}
     matrices = frozenset(name for name, size in cell.sizes.items() if matrix_axes(size))
