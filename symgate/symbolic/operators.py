@@ -10,14 +10,11 @@ A path of a Jacobian (:mod:`symgate.symbolic.jacobian`) goes through one of thre
   flattened row after row (unit ``(i, j)`` at ``i·V + j``), so that ``(A⊗B) vec(X) = vec(A X Bᵀ)``.
   With ``I`` an identity and ``𝟏`` a column of ones:
 
-  ========== ============================================================================
-  ``(I⊗𝟏)``   a vector beside a matrix, a column: ``δv ↦ δv 𝟏ᵀ``, laid along every row
-  ``(𝟏⊗I)``   a row, ``vᵀ``: ``δv ↦ 𝟏 δvᵀ``, laid down every column
-  ``(I⊗𝟏ᵀ)``  ``rowsum``: ``δS ↦ δS 𝟏``
-  ``(𝟏ᵀ⊗I)``  ``colsum``: ``δS ↦ δSᵀ 𝟏``
-  ``(I⊗vᵀ)``  ``S @ v`` with respect to ``S``: ``δS ↦ δS v``
-  ``(vᵀ⊗I)``  ``S.T @ v`` with respect to ``S``: ``δS ↦ δSᵀ v``
-  ========== ============================================================================
+  ``(I⊗𝟏)`` a vector beside a matrix, a column: ``δv ↦ δv 𝟏ᵀ``, laid along every row;
+  ``(𝟏⊗I)`` a row, ``vᵀ``: ``δv ↦ 𝟏 δvᵀ``, laid down every column;
+  ``(I⊗𝟏ᵀ)`` ``rowsum``: ``δS ↦ δS 𝟏``; ``(𝟏ᵀ⊗I)`` ``colsum``: ``δS ↦ δSᵀ 𝟏``;
+  ``(I⊗vᵀ)`` ``S @ v`` with respect to ``S``: ``δS ↦ δS v``;
+  ``(vᵀ⊗I)`` ``S.T @ v`` with respect to ``S``: ``δS ↦ δSᵀ v``.
 
 A :class:`Style` says how the maps (and the coefficients around them) are written: Unicode or LaTeX.
 """
