@@ -27,6 +27,7 @@ from .errors import MissingExtraError, SymgateError, SymgateWarning
 from .export import export
 from .frontend import cells
 from .frontend.cell import Cell
+from .frontend.functions import matrix_axes
 from .inspect.compare import compare
 from .inspect.flow import flow_csv, flow_table, measure_flow
 from .inspect.forget_gate import forget_bias_problem
@@ -35,6 +36,7 @@ from .inspect.step_source import full_file_command, step_listing
 from .jit import cache, housekeeping
 from .pipeline import build, generate
 from .symbolic.derive import derive
+from .symbolic.operators import MATRIX_LEGEND
 from .verify.gradcheck import gradcheck
 
 DEBUG_VARIABLE = "SYMGATE_DEBUG"
@@ -307,6 +309,8 @@ def _show(args: argparse.Namespace) -> int:
         print(f"step Jacobians of {cell.name}: ∂s'/∂r for every new state s' and previous state r. Each block is")
         print("diag(d) + Σ diag(a) · M · J: a diagonal (the path that meets no matrix) plus products with")
         print("parameter matrices M, where J, of the same form, is the Jacobian of the vector M multiplies.")
+        if any(matrix_axes(size) for size in cell.sizes.values()):
+            print(*MATRIX_LEGEND, sep="\n")
         for block in blocks:
             print()
             print(block)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import symgate as sg
+from symgate.frontend.functions import dims_of
 from symgate.inspect.flow import flow_csv, flow_table, gradients_to_last, measure_flow, step_jacobians
 
-SIZES = {"D": 3, "H": 4}
+SIZES = {"D": 3, "H": 4, "K": 3, "V": 4, "1": 1}
 
 
 def sequence(name: str, steps: int = 6):
@@ -18,22 +19,28 @@ def sequence(name: str, steps: int = 6):
     rng = np.random.default_rng(5)
     params = kernel.init_params(SIZES, seed=3)
     x = rng.standard_normal((steps, 2, SIZES["D"]))
-    init = {s: rng.uniform(-0.5, 0.5, (2, SIZES[d])) for s, d in cell.states.items()}
+    init = {s: rng.uniform(-0.5, 0.5, (2, *extent(d))) for s, d in cell.states.items()}
     return cell, kernel, kernel.forward(x, params, init)
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstm_peephole"])
+def extent(size: str) -> tuple[int, ...]:
+    return tuple(SIZES[d] for d in dims_of(size))
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_cho", "lstm_peephole", "deltanet", "fast_weights", "xlstm_mlstm"])
 def test_kernel_step_jacobians_equal_the_symbolic_blocks(name):
-    """Two independent roads: the backward C kernel, and the symbolic blocks evaluated by NumPy."""
+    """Two independent roads: the backward C kernel, and the symbolic blocks evaluated by NumPy (a
+    matrix state's K·V units row after row in both)."""
     cell, kernel, run = sequence(name)
     jacobians = step_jacobians(kernel, run)
-    offsets = dict(zip(cell.states, np.cumsum([0, *(SIZES[d] for d in cell.states.values())]), strict=False))
+    widths = {s: int(np.prod(extent(d))) for s, d in cell.states.items()}
+    offsets = dict(zip(cell.states, np.cumsum([0, *widths.values()]), strict=False))
     for t in range(run.sizes["T"]):
         state = {s: (run.init[s] if t == 0 else run.states[s][t - 1]) for s in cell.states}
         for block in sg.derive(cell).jacobians():
             new, old = block.new.removesuffix("'"), block.old
-            rows = slice(offsets[new], offsets[new] + SIZES[cell.states[new]])
-            cols = slice(offsets[old], offsets[old] + SIZES[cell.states[old]])
+            rows = slice(offsets[new], offsets[new] + widths[new])
+            cols = slice(offsets[old], offsets[old] + widths[old])
             expected = block.evaluate(run.params, state, {"x": run.inputs["x"][t]})
             np.testing.assert_allclose(jacobians[t][:, rows, cols], expected, rtol=1e-12, atol=1e-14)
 
