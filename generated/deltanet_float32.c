@@ -22,28 +22,28 @@
  *   backward step of deltanet, given δS', δy (from later steps and the loss):
  *     δ(S'ᵀ@q) = δy
  *     δS'_tot = q*δ(S'ᵀ@q)ᵀ + δS'
- *     δouter_argᵀ_column = beta*k
- *     δouter_arg = δS'_totᵀ @ δouter_argᵀ_column
+ *     δouter_arg = beta*(δS'_totᵀ @ k)
  *     δ(Sᵀ@k) = -δouter_arg
- *     δbeta_parts = k*δS'_tot*outer_argᵀ
+ *     τ1 = δS'_tot @ outer_arg
+ *     δbeta_parts = k*τ1
  *     δbeta = sum(δbeta_parts)
  *     δbeta_pre = beta*δbeta*(1 - beta)
  *     δv = δouter_arg
  *     δv_pre = δv
- *     δk = beta*(δS'_tot @ outer_arg) + S @ δ(Sᵀ@k)
- *     τ1 = sum(phi_k)
- *     δsum(phi_k)_parts = -phi_k*δk/τ1**2
+ *     δk = beta*τ1 + S @ δ(Sᵀ@k)
+ *     τ2 = sum(phi_k)
+ *     δsum(phi_k)_parts = -phi_k*δk/τ2**2
  *     δsum(phi_k) = sum(δsum(phi_k)_parts)
  *     δq = S' @ δ(S'ᵀ@q)
- *     τ2 = sum(phi_q)
- *     δsum(phi_q)_parts = -phi_q*δq/τ2**2
+ *     τ3 = sum(phi_q)
+ *     δsum(phi_q)_parts = -phi_q*δq/τ3**2
  *     δsum(phi_q) = sum(δsum(phi_q)_parts)
- *     δphi_k = δk/τ1 + δsum(phi_k)
- *     τ3 = W_k @ x
- *     δphi_k_pre = δphi_k*(exp(min(τ3, 0))*above(0, τ3) + step(relu(τ3)))
- *     δphi_q = δq/τ2 + δsum(phi_q)
- *     τ4 = W_q @ x
- *     δphi_q_pre = δphi_q*(exp(min(τ4, 0))*above(0, τ4) + step(relu(τ4)))
+ *     δphi_k = δk/τ2 + δsum(phi_k)
+ *     τ4 = W_k @ x
+ *     δphi_k_pre = δphi_k*(exp(min(τ4, 0))*above(0, τ4) + step(relu(τ4)))
+ *     δphi_q = δq/τ3 + δsum(phi_q)
+ *     τ5 = W_q @ x
+ *     δphi_q_pre = δphi_q*(exp(min(τ5, 0))*above(0, τ5) + step(relu(τ5)))
  *     δS = k*δ(Sᵀ@k)ᵀ + δS'_tot
  *     δx = W_bᵀ @ δbeta_pre + W_kᵀ @ δphi_k_pre + W_qᵀ @ δphi_q_pre + W_vᵀ @ δv_pre
  *   parameter gradients (summed over batch and time):
@@ -345,7 +345,7 @@ void sg_deltanet_float32_forward(int T, int B, int D, int K, int V, const int *b
 
 size_t sg_deltanet_float32_backward_work(int T, int B, int D, int K, int V)
 {
-    return (2 * (size_t)K + (size_t)V + (size_t)1) * (size_t)T * B + (size_t)D * (2 * (size_t)K + (size_t)V + (size_t)1) + (size_t)D * (2 * (size_t)K + (size_t)V + (size_t)1) + (size_t)B * K * V + (size_t)B * K + (size_t)B * V + (size_t)B * K * V + (size_t)B + (size_t)B * V + (size_t)B * K + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * V + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B * K + (size_t)B + (size_t)B + (size_t)B + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * K;
+    return (2 * (size_t)K + (size_t)V + (size_t)1) * (size_t)T * B + (size_t)D * (2 * (size_t)K + (size_t)V + (size_t)1) + (size_t)D * (2 * (size_t)K + (size_t)V + (size_t)1) + (size_t)B * K * V + (size_t)B * V + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * V + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * V + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B + (size_t)B * K + (size_t)B + (size_t)B * K + (size_t)B + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * K;
 }
 
 /* Backward pass over T steps.
@@ -417,22 +417,20 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
     float *const grad_x_weights = x_weights + (size_t)D * x_adjoints_width;
     /* δS'_tot of the current step */
     float *const d_S_next_tot_row = grad_x_weights + (size_t)D * x_adjoints_width;
-    /* δouter_argᵀ_column of the current step */
-    float *const d_outer_argT_column_row = d_S_next_tot_row + (size_t)B * K * V;
-    /* δS'_totᵀ@δouter_argᵀ_column of the current step */
-    float *const d_S_next_totT_d_outer_argT_column_row = d_outer_argT_column_row + (size_t)B * K;
+    /* δS'_totᵀ@k of the current step */
+    float *const d_S_next_totT_k_row = d_S_next_tot_row + (size_t)B * K * V;
+    /* δS'_tot@outer_arg of the current step */
+    float *const d_S_next_tot_outer_arg_row = d_S_next_totT_k_row + (size_t)B * V;
     /* δbeta_parts of the current step */
-    float *const d_beta_parts_row = d_S_next_totT_d_outer_argT_column_row + (size_t)B * V;
+    float *const d_beta_parts_row = d_S_next_tot_outer_arg_row + (size_t)B * K;
     /* sum(δbeta_parts) of the current step */
-    float *const sum_d_beta_parts_row = d_beta_parts_row + (size_t)B * K * V;
+    float *const sum_d_beta_parts_row = d_beta_parts_row + (size_t)B * K;
     /* δ(Sᵀ@k) of the current step */
     float *const d_ST_k_row = sum_d_beta_parts_row + (size_t)B;
     /* S@δ(Sᵀ@k) of the current step */
     float *const S_d_ST_k_row = d_ST_k_row + (size_t)B * V;
-    /* δS'_tot@outer_arg of the current step */
-    float *const d_S_next_tot_outer_arg_row = S_d_ST_k_row + (size_t)B * K;
     /* δsum(phi_k)_parts of the current step */
-    float *const d_sum_phi_k_parts_row = d_S_next_tot_outer_arg_row + (size_t)B * K;
+    float *const d_sum_phi_k_parts_row = S_d_ST_k_row + (size_t)B * K;
     /* sum(δsum(phi_k)_parts) of the current step */
     float *const sum_d_sum_phi_k_parts_row = d_sum_phi_k_parts_row + (size_t)B * K;
     /* δ(S'ᵀ@q) of the current step */
@@ -445,22 +443,24 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
     float *const sum_d_sum_phi_q_parts_row = d_sum_phi_q_parts_row + (size_t)B * K;
     /* δS' of the current step */
     float *const d_S_next_row = sum_d_sum_phi_q_parts_row + (size_t)B;
+    /* τ3 of the current step */
+    float *const tmp3_row = d_S_next_row + (size_t)B * K * V;
     /* δq of the current step */
-    float *const d_q_row = d_S_next_row + (size_t)B * K * V;
+    float *const d_q_row = tmp3_row + (size_t)B;
     /* δsum(phi_q) of the current step */
     float *const d_sum_phi_q_row = d_q_row + (size_t)B * K;
     /* τ1 of the current step */
     float *const tmp1_row = d_sum_phi_q_row + (size_t)B;
     /* τ2 of the current step */
-    float *const tmp2_row = tmp1_row + (size_t)B;
-    /* τ4 of the current step */
-    float *const tmp4_row = tmp2_row + (size_t)B;
+    float *const tmp2_row = tmp1_row + (size_t)B * K;
+    /* τ5 of the current step */
+    float *const tmp5_row = tmp2_row + (size_t)B;
     /* δk of the current step */
-    float *const d_k_row = tmp4_row + (size_t)B * K;
+    float *const d_k_row = tmp5_row + (size_t)B * K;
     /* δsum(phi_k) of the current step */
     float *const d_sum_phi_k_row = d_k_row + (size_t)B * K;
-    /* τ3 of the current step */
-    float *const tmp3_row = d_sum_phi_k_row + (size_t)B;
+    /* τ4 of the current step */
+    float *const tmp4_row = d_sum_phi_k_row + (size_t)B;
     memset(grad_W_q, 0, sizeof(float) * (size_t)K * (size_t)D);
     memset(grad_W_k, 0, sizeof(float) * (size_t)K * (size_t)D);
     memset(grad_W_v, 0, sizeof(float) * (size_t)V * (size_t)D);
@@ -480,37 +480,37 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
         float *const d_v_pre_row = x_adjoints + step_row * x_adjoints_width + 2 * K;
         float *const d_beta_pre_row = x_adjoints + step_row * x_adjoints_width + 2 * K + V;
         float *const d_S_row = grad_S_init;
-        const float *const S_row = t == 0 ? S_init : S_seq + previous_row * K * V;
+        const float *const k_row = k_tape + step_row * K;
         const float *const outer_arg_row = outer_arg_tape + step_row * V;
+        const float *const S_row = t == 0 ? S_init : S_seq + previous_row * K * V;
         const float *const S_next_row = S_seq + step_row * K * V;
         const float *const d_y_row = grad_y_seq + step_row * V;
-        const float *const k_row = k_tape + step_row * K;
         const float *const q_row = q_tape + step_row * K;
-        const float *const W_k_x_row = W_k_x_tape + step_row * K;
-        const float *const W_q_x_row = W_q_x_tape + step_row * K;
         const float *const beta_row = beta_tape + step_row * 1;
+        const float *const phi_q_row = phi_q_tape + step_row * K;
         const float *const phi_k_row = phi_k_tape + step_row * K;
         const float *const sum_phi_k_row = sum_phi_k_tape + step_row * 1;
         const float *const sum_phi_q_row = sum_phi_q_tape + step_row * 1;
-        const float *const phi_q_row = phi_q_tape + step_row * K;
+        const float *const W_k_x_row = W_k_x_tape + step_row * K;
+        const float *const W_q_x_row = W_q_x_tape + step_row * K;
         /* δS': gradient into S' from step t+1 and the loss */
         for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
             d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
         }
-        /* τ1, τ2 */
+        /* τ2, τ3 */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const sum_phi_k_sample = sum_phi_k_row + (size_t)sample * 1;
             const float *const sum_phi_q_sample = sum_phi_q_row + (size_t)sample * 1;
-            float *const tmp1_sample = tmp1_row + (size_t)sample * 1;
             float *const tmp2_sample = tmp2_row + (size_t)sample * 1;
+            float *const tmp3_sample = tmp3_row + (size_t)sample * 1;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < 1; ++unit) {
                 const float sum_phi_k = sum_phi_k_sample[unit];
                 const float sum_phi_q = sum_phi_q_sample[unit];
-                const float tmp1 = sum_phi_k;
-                const float tmp2 = sum_phi_q;
-                tmp1_sample[unit] = tmp1;
+                const float tmp2 = sum_phi_k;
+                const float tmp3 = sum_phi_q;
                 tmp2_sample[unit] = tmp2;
+                tmp3_sample[unit] = tmp3;
             }
         }
 
@@ -526,60 +526,44 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
             }
         }
 
-        /* δouter_argᵀ_column, τ3, τ4 */
+        /* τ4, τ5 */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const W_k_x_sample = W_k_x_row + (size_t)sample * K;
             const float *const W_q_x_sample = W_q_x_row + (size_t)sample * K;
-            const float *const k_sample = k_row + (size_t)sample * K;
-            float *const d_outer_argT_column_sample = d_outer_argT_column_row + (size_t)sample * K;
-            float *const tmp3_sample = tmp3_row + (size_t)sample * K;
             float *const tmp4_sample = tmp4_row + (size_t)sample * K;
+            float *const tmp5_sample = tmp5_row + (size_t)sample * K;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < K; ++unit) {
                 const float W_k_x = W_k_x_sample[unit];
                 const float W_q_x = W_q_x_sample[unit];
-                const float beta = beta_row[sample];
-                const float k = k_sample[unit];
-                const float d_outer_argT_column = beta*k;
-                const float tmp3 = W_k_x;
-                const float tmp4 = W_q_x;
-                d_outer_argT_column_sample[unit] = d_outer_argT_column;
-                tmp3_sample[unit] = tmp3;
+                const float tmp4 = W_k_x;
+                const float tmp5 = W_q_x;
                 tmp4_sample[unit] = tmp4;
+                tmp5_sample[unit] = tmp5;
             }
         }
 
-        /* δS'_tot, δbeta_parts */
+        /* δS'_tot */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const k_sample = k_row + (size_t)sample * K;
             const float *const q_sample = q_row + (size_t)sample * K;
             const float *const d_S_next_sample = d_S_next_row + (size_t)sample * K * V;
             const float *const d_S_nextT_q_sample = d_S_nextT_q_row + (size_t)sample * V;
-            const float *const outer_arg_sample = outer_arg_row + (size_t)sample * V;
             float *const d_S_next_tot_sample = d_S_next_tot_row + (size_t)sample * K * V;
-            float *const d_beta_parts_sample = d_beta_parts_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
-                const float k = k_sample[row];
                 const float q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
                     const int unit = row * V + col;
                     const float d_S_next = d_S_next_sample[unit];
                     const float d_S_nextT_q_T = d_S_nextT_q_sample[col];
-                    const float outer_argT = outer_arg_sample[col];
                     const float d_S_next_tot = q*d_S_nextT_q_T + d_S_next;
-                    const float d_beta_parts = k*outer_argT*d_S_next_tot;
                     d_S_next_tot_sample[unit] = d_S_next_tot;
-                    d_beta_parts_sample[unit] = d_beta_parts;
                 }
             }
         }
 
-        /* δS'_totᵀ@δouter_argᵀ_column = δS'_totᵀ @ δouter_argᵀ_column, each sample's own matrix */
-        sg_sample_gemv_t(step_batch, K, V, d_S_next_tot_row, K * V, d_outer_argT_column_row, K, d_S_next_totT_d_outer_argT_column_row, V);
-
-        /* sum(δbeta_parts) */
-        sg_sum(step_batch, K * V, d_beta_parts_row, K * V, sum_d_beta_parts_row);
+        /* δS'_totᵀ@k = δS'_totᵀ @ k, each sample's own matrix */
+        sg_sample_gemv_t(step_batch, K, V, d_S_next_tot_row, K * V, k_row, K, d_S_next_totT_k_row, V);
 
         /* δS'_tot@outer_arg = δS'_tot @ outer_arg, each sample's own matrix */
         sg_sample_gemv(step_batch, K, V, d_S_next_tot_row, K * V, outer_arg_row, V, d_S_next_tot_outer_arg_row, K);
@@ -587,30 +571,16 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
         /* S'@δ(S'ᵀ@q) = S' @ δ(S'ᵀ@q), each sample's own matrix */
         sg_sample_gemv(step_batch, K, V, S_next_row, K * V, d_S_nextT_q_row, V, S_next_d_S_nextT_q_row, K);
 
-        /* δbeta, δbeta_pre */
-        for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const beta_sample = beta_row + (size_t)sample * 1;
-            const float *const sum_d_beta_parts_sample = sum_d_beta_parts_row + (size_t)sample * 1;
-            float *const d_beta_pre_sample = d_beta_pre_row + (size_t)sample * x_adjoints_width;
-            SG_UNITS_INDEPENDENT
-            for (int unit = 0; unit < 1; ++unit) {
-                const float beta = beta_sample[unit];
-                const float sum_d_beta_parts = sum_d_beta_parts_sample[unit];
-                const float d_beta = sum_d_beta_parts;
-                const float d_beta_pre = beta*d_beta*(1 - beta);
-                d_beta_pre_sample[unit] = d_beta_pre;
-            }
-        }
-
         /* δouter_arg, δ(Sᵀ@k), δv, δv_pre */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const d_S_next_totT_d_outer_argT_column_sample = d_S_next_totT_d_outer_argT_column_row + (size_t)sample * V;
+            const float *const d_S_next_totT_k_sample = d_S_next_totT_k_row + (size_t)sample * V;
             float *const d_ST_k_sample = d_ST_k_row + (size_t)sample * V;
             float *const d_v_pre_sample = d_v_pre_row + (size_t)sample * x_adjoints_width;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < V; ++unit) {
-                const float d_S_next_totT_d_outer_argT_column = d_S_next_totT_d_outer_argT_column_sample[unit];
-                const float d_outer_arg = d_S_next_totT_d_outer_argT_column;
+                const float beta = beta_row[sample];
+                const float d_S_next_totT_k = d_S_next_totT_k_sample[unit];
+                const float d_outer_arg = beta*d_S_next_totT_k;
                 const float d_ST_k = -d_outer_arg;
                 const float d_v = d_outer_arg;
                 const float d_v_pre = d_v;
@@ -619,19 +589,29 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
             }
         }
 
-        /* δq, δsum(phi_q)_parts */
+        /* τ1, δbeta_parts, δq, δsum(phi_q)_parts */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const S_next_d_S_nextT_q_sample = S_next_d_S_nextT_q_row + (size_t)sample * K;
+            const float *const k_sample = k_row + (size_t)sample * K;
             const float *const phi_q_sample = phi_q_row + (size_t)sample * K;
+            const float *const d_S_next_tot_outer_arg_sample = d_S_next_tot_outer_arg_row + (size_t)sample * K;
+            float *const tmp1_sample = tmp1_row + (size_t)sample * K;
+            float *const d_beta_parts_sample = d_beta_parts_row + (size_t)sample * K;
             float *const d_q_sample = d_q_row + (size_t)sample * K;
             float *const d_sum_phi_q_parts_sample = d_sum_phi_q_parts_row + (size_t)sample * K;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < K; ++unit) {
                 const float S_next_d_S_nextT_q = S_next_d_S_nextT_q_sample[unit];
+                const float k = k_sample[unit];
                 const float phi_q = phi_q_sample[unit];
-                const float tmp2 = tmp2_row[sample];
+                const float d_S_next_tot_outer_arg = d_S_next_tot_outer_arg_sample[unit];
+                const float tmp3 = tmp3_row[sample];
+                const float tmp1 = d_S_next_tot_outer_arg;
+                const float d_beta_parts = k*tmp1;
                 const float d_q = S_next_d_S_nextT_q;
-                const float d_sum_phi_q_parts = -phi_q*d_q/(tmp2*tmp2);
+                const float d_sum_phi_q_parts = -phi_q*d_q/(tmp3*tmp3);
+                tmp1_sample[unit] = tmp1;
+                d_beta_parts_sample[unit] = d_beta_parts;
                 d_q_sample[unit] = d_q;
                 d_sum_phi_q_parts_sample[unit] = d_sum_phi_q_parts;
             }
@@ -656,20 +636,31 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
             }
         }
 
+        /* sum(δbeta_parts) */
+        sg_sum(step_batch, K, d_beta_parts_row, K, sum_d_beta_parts_row);
+
         /* S@δ(Sᵀ@k) = S @ δ(Sᵀ@k), each sample's own matrix */
         sg_sample_gemv(step_batch, K, V, S_row, K * V, d_ST_k_row, V, S_d_ST_k_row, K);
 
         /* sum(δsum(phi_q)_parts) */
         sg_sum(step_batch, K, d_sum_phi_q_parts_row, K, sum_d_sum_phi_q_parts_row);
 
-        /* δsum(phi_q) */
+        /* δbeta, δbeta_pre, δsum(phi_q) */
         for (int sample = 0; sample < step_batch; ++sample) {
+            const float *const beta_sample = beta_row + (size_t)sample * 1;
+            const float *const sum_d_beta_parts_sample = sum_d_beta_parts_row + (size_t)sample * 1;
             const float *const sum_d_sum_phi_q_parts_sample = sum_d_sum_phi_q_parts_row + (size_t)sample * 1;
+            float *const d_beta_pre_sample = d_beta_pre_row + (size_t)sample * x_adjoints_width;
             float *const d_sum_phi_q_sample = d_sum_phi_q_row + (size_t)sample * 1;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < 1; ++unit) {
+                const float beta = beta_sample[unit];
+                const float sum_d_beta_parts = sum_d_beta_parts_sample[unit];
                 const float sum_d_sum_phi_q_parts = sum_d_sum_phi_q_parts_sample[unit];
+                const float d_beta = sum_d_beta_parts;
+                const float d_beta_pre = beta*d_beta*(1 - beta);
                 const float d_sum_phi_q = sum_d_sum_phi_q_parts;
+                d_beta_pre_sample[unit] = d_beta_pre;
                 d_sum_phi_q_sample[unit] = d_sum_phi_q;
             }
         }
@@ -678,9 +669,9 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const S_d_ST_k_sample = S_d_ST_k_row + (size_t)sample * K;
             const float *const phi_k_sample = phi_k_row + (size_t)sample * K;
-            const float *const d_S_next_tot_outer_arg_sample = d_S_next_tot_outer_arg_row + (size_t)sample * K;
             const float *const d_q_sample = d_q_row + (size_t)sample * K;
-            const float *const tmp4_sample = tmp4_row + (size_t)sample * K;
+            const float *const tmp1_sample = tmp1_row + (size_t)sample * K;
+            const float *const tmp5_sample = tmp5_row + (size_t)sample * K;
             float *const d_k_sample = d_k_row + (size_t)sample * K;
             float *const d_sum_phi_k_parts_sample = d_sum_phi_k_parts_row + (size_t)sample * K;
             float *const d_phi_q_pre_sample = d_phi_q_pre_row + (size_t)sample * x_adjoints_width;
@@ -689,16 +680,16 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
                 const float S_d_ST_k = S_d_ST_k_sample[unit];
                 const float beta = beta_row[sample];
                 const float phi_k = phi_k_sample[unit];
-                const float d_S_next_tot_outer_arg = d_S_next_tot_outer_arg_sample[unit];
                 const float d_q = d_q_sample[unit];
                 const float d_sum_phi_q = d_sum_phi_q_row[sample];
-                const float tmp1 = tmp1_row[sample];
+                const float tmp1 = tmp1_sample[unit];
                 const float tmp2 = tmp2_row[sample];
-                const float tmp4 = tmp4_sample[unit];
-                const float d_k = S_d_ST_k + beta*d_S_next_tot_outer_arg;
-                const float d_sum_phi_k_parts = -phi_k*d_k/(tmp1*tmp1);
-                const float d_phi_q = d_q/tmp2 + d_sum_phi_q;
-                const float d_phi_q_pre = d_phi_q*(expf(sg_min(tmp4, 0))*sg_above(0, tmp4) + sg_step(sg_relu(tmp4)));
+                const float tmp3 = tmp3_row[sample];
+                const float tmp5 = tmp5_sample[unit];
+                const float d_k = S_d_ST_k + beta*tmp1;
+                const float d_sum_phi_k_parts = -phi_k*d_k/(tmp2*tmp2);
+                const float d_phi_q = d_q/tmp3 + d_sum_phi_q;
+                const float d_phi_q_pre = d_phi_q*(expf(sg_min(tmp5, 0))*sg_above(0, tmp5) + sg_step(sg_relu(tmp5)));
                 d_k_sample[unit] = d_k;
                 d_sum_phi_k_parts_sample[unit] = d_sum_phi_k_parts;
                 d_phi_q_pre_sample[unit] = d_phi_q_pre;
@@ -723,16 +714,16 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
         /* δphi_k, δphi_k_pre */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const d_k_sample = d_k_row + (size_t)sample * K;
-            const float *const tmp3_sample = tmp3_row + (size_t)sample * K;
+            const float *const tmp4_sample = tmp4_row + (size_t)sample * K;
             float *const d_phi_k_pre_sample = d_phi_k_pre_row + (size_t)sample * x_adjoints_width;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < K; ++unit) {
                 const float d_k = d_k_sample[unit];
                 const float d_sum_phi_k = d_sum_phi_k_row[sample];
-                const float tmp1 = tmp1_row[sample];
-                const float tmp3 = tmp3_sample[unit];
-                const float d_phi_k = d_k/tmp1 + d_sum_phi_k;
-                const float d_phi_k_pre = d_phi_k*(expf(sg_min(tmp3, 0))*sg_above(0, tmp3) + sg_step(sg_relu(tmp3)));
+                const float tmp2 = tmp2_row[sample];
+                const float tmp4 = tmp4_sample[unit];
+                const float d_phi_k = d_k/tmp2 + d_sum_phi_k;
+                const float d_phi_k_pre = d_phi_k*(expf(sg_min(tmp4, 0))*sg_above(0, tmp4) + sg_step(sg_relu(tmp4)));
                 d_phi_k_pre_sample[unit] = d_phi_k_pre;
             }
         }

@@ -15,11 +15,10 @@
  *   backward step of fast_weights, given δA', δh' (from later steps and the loss):
  *     δ(A'@h0) = δh'*(1 - h'**2)
  *     δA'_tot = δ(A'@h0)*h0ᵀ + δA'
- *     δhᵀ_column = eta*h
  *     δh0 = A'ᵀ @ δ(A'@h0)
  *     δz = δ(A'@h0) + δh0*(1 - h0**2)
  *     δz_pre = δz
- *     δh = eta*(δA'_tot @ h) + Wᵀ @ δz_pre + δA'_totᵀ @ δhᵀ_column
+ *     δh = eta*(δA'_tot @ h) + eta*(δA'_totᵀ @ h) + Wᵀ @ δz_pre
  *     δA = lambda*δA'_tot
  *     δx = Cᵀ @ δz_pre
  *   parameter gradients (summed over batch and time):
@@ -212,7 +211,7 @@ void sg_fast_weights_float64_forward(int T, int B, int D, int H, const int *batc
 size_t sg_fast_weights_float64_backward_work(int T, int B, int D, int H)
 {
     (void)D;
-    return ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)B * H + (size_t)B * H + (size_t)B * H * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H * H;
+    return ((size_t)H) * (size_t)T * B + (size_t)H * ((size_t)H) + sg_packed_count(B, H, H) + (size_t)B * H + (size_t)B * H + (size_t)B * H * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H + (size_t)B * H * H;
 }
 
 /* Backward pass over T steps.
@@ -275,12 +274,10 @@ void sg_fast_weights_float64_backward(int T, int B, int D, int H, const int *bat
     double *const d_A_next_tot_row = A_nextT_d_A_next_h0_row + (size_t)B * H;
     /* δA'_tot@h of the current step */
     double *const d_A_next_tot_h_row = d_A_next_tot_row + (size_t)B * H * H;
-    /* δhᵀ_column of the current step */
-    double *const d_hT_column_row = d_A_next_tot_h_row + (size_t)B * H;
-    /* δA'_totᵀ@δhᵀ_column of the current step */
-    double *const d_A_next_totT_d_hT_column_row = d_hT_column_row + (size_t)B * H;
+    /* δA'_totᵀ@h of the current step */
+    double *const d_A_next_totT_h_row = d_A_next_tot_h_row + (size_t)B * H;
     /* δh_matmul of the current step */
-    double *const d_h_matmul_row = d_A_next_totT_d_hT_column_row + (size_t)B * H;
+    double *const d_h_matmul_row = d_A_next_totT_h_row + (size_t)B * H;
     /* δh' of the current step */
     double *const d_h_next_row = d_h_matmul_row + (size_t)B * H;
     /* δA' of the current step */
@@ -311,22 +308,17 @@ void sg_fast_weights_float64_backward(int T, int B, int D, int H, const int *bat
         for (size_t n = 0; n < (size_t)step_batch * H * H; ++n) {
             d_A_next_row[n] = grad_A_init[n] + grad_A_seq[step_row * H * H + n];
         }
-        /* δ(A'@h0), δhᵀ_column */
+        /* δ(A'@h0) */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const double *const h_sample = h_row + (size_t)sample * H;
             const double *const h_next_sample = h_next_row + (size_t)sample * H;
             const double *const d_h_next_sample = d_h_next_row + (size_t)sample * H;
             double *const d_A_next_h0_sample = d_A_next_h0_row + (size_t)sample * H;
-            double *const d_hT_column_sample = d_hT_column_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
-                const double h = h_sample[unit];
                 const double h_next = h_next_sample[unit];
                 const double d_h_next = d_h_next_sample[unit];
                 const double d_A_next_h0 = d_h_next*(1 - (h_next*h_next));
-                const double d_hT_column = eta*h;
                 d_A_next_h0_sample[unit] = d_A_next_h0;
-                d_hT_column_sample[unit] = d_hT_column;
             }
         }
 
@@ -358,8 +350,8 @@ void sg_fast_weights_float64_backward(int T, int B, int D, int H, const int *bat
         /* δA'_tot@h = δA'_tot @ h, each sample's own matrix */
         sg_sample_gemv(step_batch, H, H, d_A_next_tot_row, H * H, h_row, H, d_A_next_tot_h_row, H);
 
-        /* δA'_totᵀ@δhᵀ_column = δA'_totᵀ @ δhᵀ_column, each sample's own matrix */
-        sg_sample_gemv_t(step_batch, H, H, d_A_next_tot_row, H * H, d_hT_column_row, H, d_A_next_totT_d_hT_column_row, H);
+        /* δA'_totᵀ@h = δA'_totᵀ @ h, each sample's own matrix */
+        sg_sample_gemv_t(step_batch, H, H, d_A_next_tot_row, H * H, h_row, H, d_A_next_totT_h_row, H);
 
         /* δh0, δz, δz_pre, δb */
         for (int sample = 0; sample < step_batch; ++sample) {
@@ -386,15 +378,15 @@ void sg_fast_weights_float64_backward(int T, int B, int D, int H, const int *bat
         /* δh */
         for (int sample = 0; sample < step_batch; ++sample) {
             const double *const d_A_next_tot_h_sample = d_A_next_tot_h_row + (size_t)sample * H;
-            const double *const d_A_next_totT_d_hT_column_sample = d_A_next_totT_d_hT_column_row + (size_t)sample * H;
+            const double *const d_A_next_totT_h_sample = d_A_next_totT_h_row + (size_t)sample * H;
             const double *const d_h_matmul_sample = d_h_matmul_row + (size_t)sample * H;
             double *const d_h_sample = d_h_row + (size_t)sample * H;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < H; ++unit) {
                 const double d_A_next_tot_h = d_A_next_tot_h_sample[unit];
-                const double d_A_next_totT_d_hT_column = d_A_next_totT_d_hT_column_sample[unit];
+                const double d_A_next_totT_h = d_A_next_totT_h_sample[unit];
                 const double d_h_matmul = d_h_matmul_sample[unit];
-                const double d_h = eta*d_A_next_tot_h + d_A_next_totT_d_hT_column + d_h_matmul;
+                const double d_h = eta*d_A_next_tot_h + eta*d_A_next_totT_h + d_h_matmul;
                 d_h_sample[unit] = d_h;
             }
         }

@@ -15,8 +15,8 @@
  *   backward step of gla, given δS', δy (from later steps and the loss):
  *     δ(S'ᵀ@q) = δy
  *     δS'_tot = q*δ(S'ᵀ@q)ᵀ + δS'
- *     δalpha_parts = S*δS'_tot
- *     δalpha = rowsum(δalpha_parts)
+ *     δalpha_units = S*δS'_tot
+ *     δalpha = rowsum(δalpha_units)
  *     δalpha_pre = alpha*δalpha*(1/16 - sigmoid(b_a + W_a @ x)/16)
  *     δv = δS'_totᵀ @ k
  *     δv_pre = δv
@@ -317,12 +317,12 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
     float *const x_weights = x_adjoints + (size_t)T * B * x_adjoints_width;
     /* gradients of (W_q, W_k, W_v, W_a) stacked */
     float *const grad_x_weights = x_weights + (size_t)D * x_adjoints_width;
-    /* δalpha_parts of the current step */
-    float *const d_alpha_parts_row = grad_x_weights + (size_t)D * x_adjoints_width;
-    /* rowsum(δalpha_parts) of the current step */
-    float *const rowsum_d_alpha_parts_row = d_alpha_parts_row + (size_t)B * K * V;
+    /* δalpha_units of the current step */
+    float *const d_alpha_units_row = grad_x_weights + (size_t)D * x_adjoints_width;
+    /* rowsum(δalpha_units) of the current step */
+    float *const rowsum_d_alpha_units_row = d_alpha_units_row + (size_t)B * K * V;
     /* δS'_tot of the current step */
-    float *const d_S_next_tot_row = rowsum_d_alpha_parts_row + (size_t)B * K;
+    float *const d_S_next_tot_row = rowsum_d_alpha_units_row + (size_t)B * K;
     /* δS'_totᵀ@k of the current step */
     float *const d_S_next_totT_k_row = d_S_next_tot_row + (size_t)B * K * V;
     /* δS'_tot@v of the current step */
@@ -377,7 +377,7 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
             }
         }
 
-        /* δS'_tot, δalpha_parts, δS */
+        /* δS'_tot, δalpha_units, δS */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const alpha_sample = alpha_row + (size_t)sample * K;
             const float *const q_sample = q_row + (size_t)sample * K;
@@ -385,7 +385,7 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
             const float *const d_S_next_sample = d_S_next_row + (size_t)sample * K * V;
             const float *const d_S_nextT_q_sample = d_S_nextT_q_row + (size_t)sample * V;
             float *const d_S_next_tot_sample = d_S_next_tot_row + (size_t)sample * K * V;
-            float *const d_alpha_parts_sample = d_alpha_parts_row + (size_t)sample * K * V;
+            float *const d_alpha_units_sample = d_alpha_units_row + (size_t)sample * K * V;
             float *const d_S_sample = d_S_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
                 const float alpha = alpha_sample[row];
@@ -397,17 +397,17 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
                     const float d_S_next = d_S_next_sample[unit];
                     const float d_S_nextT_q_T = d_S_nextT_q_sample[col];
                     const float d_S_next_tot = q*d_S_nextT_q_T + d_S_next;
-                    const float d_alpha_parts = S*d_S_next_tot;
+                    const float d_alpha_units = S*d_S_next_tot;
                     const float d_S = alpha*d_S_next_tot;
                     d_S_next_tot_sample[unit] = d_S_next_tot;
-                    d_alpha_parts_sample[unit] = d_alpha_parts;
+                    d_alpha_units_sample[unit] = d_alpha_units;
                     d_S_sample[unit] = d_S;
                 }
             }
         }
 
-        /* rowsum(δalpha_parts) */
-        sg_rowsum(step_batch, K, V, d_alpha_parts_row, K * V, rowsum_d_alpha_parts_row, K);
+        /* rowsum(δalpha_units) */
+        sg_rowsum(step_batch, K, V, d_alpha_units_row, K * V, rowsum_d_alpha_units_row, K);
 
         /* δS'_totᵀ@k = δS'_totᵀ @ k, each sample's own matrix */
         sg_sample_gemv_t(step_batch, K, V, d_S_next_tot_row, K * V, k_row, K, d_S_next_totT_k_row, V);
@@ -423,7 +423,7 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
             const float *const S_next_d_S_nextT_q_sample = S_next_d_S_nextT_q_row + (size_t)sample * K;
             const float *const W_a_x_sample = W_a_x_row + (size_t)sample * K;
             const float *const alpha_sample = alpha_row + (size_t)sample * K;
-            const float *const rowsum_d_alpha_parts_sample = rowsum_d_alpha_parts_row + (size_t)sample * K;
+            const float *const rowsum_d_alpha_units_sample = rowsum_d_alpha_units_row + (size_t)sample * K;
             const float *const d_S_next_tot_v_sample = d_S_next_tot_v_row + (size_t)sample * K;
             float *const d_alpha_pre_sample = d_alpha_pre_row + (size_t)sample * x_adjoints_width;
             float *const d_k_pre_sample = d_k_pre_row + (size_t)sample * x_adjoints_width;
@@ -433,9 +433,9 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
                 const float S_next_d_S_nextT_q = S_next_d_S_nextT_q_sample[unit];
                 const float W_a_x = W_a_x_sample[unit];
                 const float alpha = alpha_sample[unit];
-                const float rowsum_d_alpha_parts = rowsum_d_alpha_parts_sample[unit];
+                const float rowsum_d_alpha_units = rowsum_d_alpha_units_sample[unit];
                 const float d_S_next_tot_v = d_S_next_tot_v_sample[unit];
-                const float d_alpha = rowsum_d_alpha_parts;
+                const float d_alpha = rowsum_d_alpha_units;
                 const float d_alpha_pre = alpha*d_alpha*(1.0F/16.0F - 1.0F/16.0F*sg_sigmoid(W_a_x + b_a[unit]));
                 const float d_k = d_S_next_tot_v;
                 const float d_k_pre = d_k;

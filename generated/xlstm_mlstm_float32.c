@@ -33,27 +33,26 @@
  *     δsum_arg = δsum(sum_arg)
  *     δn'_tot = q*δsum_arg + δn'
  *     δC'_tot = q*δ(C'ᵀ@q)ᵀ + δC'
- *     δvᵀ_column = i*k
- *     δf_parts_K = n*δn'_tot
- *     δf_parts_K x V = C*δC'_tot
- *     δf = sum(δf_parts_K) + sum(δf_parts_K x V)
- *     δi_parts_K = k*δn'_tot
- *     δi_parts_K x V = k*δC'_tot*vᵀ
- *     δi = sum(δi_parts_K) + sum(δi_parts_K x V)
+ *     δf_units = C*δC'_tot
+ *     δf_parts = n*δn'_tot + rowsum(δf_units)
+ *     δf = sum(δf_parts)
+ *     τ8 = δC'_tot @ v
+ *     δi_parts = k*δn'_tot + k*τ8
+ *     δi = sum(δi_parts)
  *     δm'_parts = τ3*τ6*above(τ3, τ2)
- *     τ8 = f*δf
  *     τ9 = i*δi
- *     δm'_tot = δm' - τ8 - τ9 + sum(δm'_parts)
- *     τ10 = log_f + m
- *     δlog_f = δm'_tot*above(τ10, i_pre) + τ8
+ *     τ10 = f*δf
+ *     δm'_tot = δm' - τ10 - τ9 + sum(δm'_parts)
+ *     τ11 = log_f + m
+ *     δlog_f = δm'_tot*above(τ11, i_pre) + τ10
  *     δlog_f_pre = δlog_f*sigmoid(-b_f - W_f @ x)
- *     δi_pre = δm'_tot*above(i_pre, τ10) + τ9
+ *     δi_pre = δm'_tot*above(i_pre, τ11) + τ9
  *     δi_pre_pre = δi_pre
  *     δo = τ4*τ7
  *     δo_pre = o*δo*(1 - o)
- *     δv = δC'_totᵀ @ δvᵀ_column
+ *     δv = i*(δC'_totᵀ @ k)
  *     δv_pre = δv
- *     δk = i*δn'_tot + i*(δC'_tot @ v)
+ *     δk = i*δn'_tot + i*τ8
  *     δk_pre = δk
  *     δq = n'*δsum_arg + C' @ δ(C'ᵀ@q)
  *     δq_pre = δq
@@ -444,7 +443,7 @@ void sg_xlstm_mlstm_float32_forward(int T, int B, int D, int K, int V, const int
 
 size_t sg_xlstm_mlstm_float32_backward_work(int T, int B, int D, int K, int V)
 {
-    return (2 * (size_t)K + 2 * (size_t)V + 2 * (size_t)1) * (size_t)T * B + (size_t)D * (2 * (size_t)K + 2 * (size_t)V + 2 * (size_t)1) + (size_t)D * (2 * (size_t)K + 2 * (size_t)V + 2 * (size_t)1) + (size_t)B * V + (size_t)B + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B + (size_t)B * V + (size_t)B + (size_t)B * K * V + (size_t)B * K + (size_t)B * V + (size_t)B * K + (size_t)B * V + (size_t)B * K + (size_t)B + (size_t)B + (size_t)B + (size_t)B + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B + (size_t)B;
+    return (2 * (size_t)K + 2 * (size_t)V + 2 * (size_t)1) * (size_t)T * B + (size_t)D * (2 * (size_t)K + 2 * (size_t)V + 2 * (size_t)1) + (size_t)D * (2 * (size_t)K + 2 * (size_t)V + 2 * (size_t)1) + (size_t)B * V + (size_t)B + (size_t)B * K * V + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B * K + (size_t)B * K + (size_t)B + (size_t)B * V + (size_t)B + (size_t)B * V + (size_t)B * V + (size_t)B * K + (size_t)B + (size_t)B + (size_t)B + (size_t)B + (size_t)B * K + (size_t)B + (size_t)B * K * V + (size_t)B + (size_t)B;
 }
 
 /* Backward pass over T steps.
@@ -573,36 +572,30 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
     float *const d_sum_sum_arg_parts_row = grad_x_weights + (size_t)D * x_adjoints_width;
     /* sum(δsum(sum_arg)_parts) of the current step */
     float *const sum_d_sum_sum_arg_parts_row = d_sum_sum_arg_parts_row + (size_t)B * V;
-    /* δf_parts_K of the current step */
-    float *const d_f_parts_K_row = sum_d_sum_sum_arg_parts_row + (size_t)B;
-    /* sum(δf_parts_K) of the current step */
-    float *const sum_d_f_parts_K_row = d_f_parts_K_row + (size_t)B * K;
-    /* δf_parts_K x V of the current step */
-    float *const d_f_parts_K_x_V_row = sum_d_f_parts_K_row + (size_t)B;
-    /* sum(δf_parts_K x V) of the current step */
-    float *const sum_d_f_parts_K_x_V_row = d_f_parts_K_x_V_row + (size_t)B * K * V;
-    /* δi_parts_K of the current step */
-    float *const d_i_parts_K_row = sum_d_f_parts_K_x_V_row + (size_t)B;
-    /* sum(δi_parts_K) of the current step */
-    float *const sum_d_i_parts_K_row = d_i_parts_K_row + (size_t)B * K;
-    /* δi_parts_K x V of the current step */
-    float *const d_i_parts_K_x_V_row = sum_d_i_parts_K_row + (size_t)B;
-    /* sum(δi_parts_K x V) of the current step */
-    float *const sum_d_i_parts_K_x_V_row = d_i_parts_K_x_V_row + (size_t)B * K * V;
+    /* δf_units of the current step */
+    float *const d_f_units_row = sum_d_sum_sum_arg_parts_row + (size_t)B;
+    /* rowsum(δf_units) of the current step */
+    float *const rowsum_d_f_units_row = d_f_units_row + (size_t)B * K * V;
+    /* δf_parts of the current step */
+    float *const d_f_parts_row = rowsum_d_f_units_row + (size_t)B * K;
+    /* sum(δf_parts) of the current step */
+    float *const sum_d_f_parts_row = d_f_parts_row + (size_t)B * K;
+    /* δC'_tot of the current step */
+    float *const d_C_next_tot_row = sum_d_f_parts_row + (size_t)B;
+    /* δC'_tot@v of the current step */
+    float *const d_C_next_tot_v_row = d_C_next_tot_row + (size_t)B * K * V;
+    /* δi_parts of the current step */
+    float *const d_i_parts_row = d_C_next_tot_v_row + (size_t)B * K;
+    /* sum(δi_parts) of the current step */
+    float *const sum_d_i_parts_row = d_i_parts_row + (size_t)B * K;
     /* δm'_parts of the current step */
-    float *const d_m_next_parts_row = sum_d_i_parts_K_x_V_row + (size_t)B;
+    float *const d_m_next_parts_row = sum_d_i_parts_row + (size_t)B;
     /* sum(δm'_parts) of the current step */
     float *const sum_d_m_next_parts_row = d_m_next_parts_row + (size_t)B * V;
-    /* δC'_tot of the current step */
-    float *const d_C_next_tot_row = sum_d_m_next_parts_row + (size_t)B;
-    /* δvᵀ_column of the current step */
-    float *const d_vT_column_row = d_C_next_tot_row + (size_t)B * K * V;
-    /* δC'_totᵀ@δvᵀ_column of the current step */
-    float *const d_C_next_totT_d_vT_column_row = d_vT_column_row + (size_t)B * K;
-    /* δC'_tot@v of the current step */
-    float *const d_C_next_tot_v_row = d_C_next_totT_d_vT_column_row + (size_t)B * V;
+    /* δC'_totᵀ@k of the current step */
+    float *const d_C_next_totT_k_row = sum_d_m_next_parts_row + (size_t)B;
     /* δ(C'ᵀ@q) of the current step */
-    float *const d_C_nextT_q_row = d_C_next_tot_v_row + (size_t)B * K;
+    float *const d_C_nextT_q_row = d_C_next_totT_k_row + (size_t)B * V;
     /* C'@δ(C'ᵀ@q) of the current step */
     float *const C_next_d_C_nextT_q_row = d_C_nextT_q_row + (size_t)B * V;
     /* τ1 of the current step */
@@ -621,8 +614,8 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
     float *const d_C_next_row = d_sum_sum_arg_row + (size_t)B;
     /* δm' of the current step */
     float *const d_m_next_row = d_C_next_row + (size_t)B * K * V;
-    /* τ10 of the current step */
-    float *const tmp10_row = d_m_next_row + (size_t)B;
+    /* τ11 of the current step */
+    float *const tmp11_row = d_m_next_row + (size_t)B;
     memset(grad_W_q, 0, sizeof(float) * (size_t)K * (size_t)D);
     memset(grad_b_q, 0, sizeof(float) * (size_t)K);
     memset(grad_W_k, 0, sizeof(float) * (size_t)K * (size_t)D);
@@ -657,6 +650,7 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
         float *const d_n_row = grad_n_init;
         float *const d_m_row = grad_m_init;
         const float *const v_row = v_tape + step_row * V;
+        const float *const k_row = k_tape + step_row * K;
         const float *const C_next_row = C_seq + step_row * K * V;
         const float *const log_f_row = log_f_tape + step_row * 1;
         const float *const m_row = t == 0 ? m_init : m_seq + previous_row * 1;
@@ -667,7 +661,6 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
         const float *const d_h_row = grad_h_seq + step_row * V;
         const float *const f_row = f_tape + step_row * 1;
         const float *const i_row = i_tape + step_row * 1;
-        const float *const k_row = k_tape + step_row * K;
         const float *const n_row = t == 0 ? n_init : n_seq + previous_row * K;
         const float *const n_next_row = n_seq + step_row * K;
         const float *const q_row = q_tape + step_row * K;
@@ -686,7 +679,7 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
         for (size_t n = 0; n < (size_t)step_batch * 1; ++n) {
             d_m_next_row[n] = grad_m_init[n] + grad_m_seq[step_row * 1 + n];
         }
-        /* τ1, τ2, τ3, τ5, τ10 */
+        /* τ1, τ2, τ3, τ5, τ11 */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const log_f_sample = log_f_row + (size_t)sample * 1;
             const float *const m_sample = m_row + (size_t)sample * 1;
@@ -696,7 +689,7 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
             float *const tmp2_sample = tmp2_row + (size_t)sample * 1;
             float *const tmp3_sample = tmp3_row + (size_t)sample * 1;
             float *const tmp5_sample = tmp5_row + (size_t)sample * 1;
-            float *const tmp10_sample = tmp10_row + (size_t)sample * 1;
+            float *const tmp11_sample = tmp11_row + (size_t)sample * 1;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < 1; ++unit) {
                 const float log_f = log_f_sample[unit];
@@ -707,12 +700,12 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
                 const float tmp2 = fabsf(tmp1);
                 const float tmp3 = expf(-m_next);
                 const float tmp5 = sg_max(tmp2, tmp3);
-                const float tmp10 = log_f + m;
+                const float tmp11 = log_f + m;
                 tmp1_sample[unit] = tmp1;
                 tmp2_sample[unit] = tmp2;
                 tmp3_sample[unit] = tmp3;
                 tmp5_sample[unit] = tmp5;
-                tmp10_sample[unit] = tmp10;
+                tmp11_sample[unit] = tmp11;
             }
         }
 
@@ -750,34 +743,17 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
             }
         }
 
-        /* δvᵀ_column */
+        /* δC'_tot, δf_units, δC */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const k_sample = k_row + (size_t)sample * K;
-            float *const d_vT_column_sample = d_vT_column_row + (size_t)sample * K;
-            SG_UNITS_INDEPENDENT
-            for (int unit = 0; unit < K; ++unit) {
-                const float i = i_row[sample];
-                const float k = k_sample[unit];
-                const float d_vT_column = i*k;
-                d_vT_column_sample[unit] = d_vT_column;
-            }
-        }
-
-        /* δC'_tot, δf_parts_K x V, δi_parts_K x V, δC */
-        for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const k_sample = k_row + (size_t)sample * K;
             const float *const q_sample = q_row + (size_t)sample * K;
             const float *const C_sample = C_row + (size_t)sample * K * V;
             const float *const d_C_next_sample = d_C_next_row + (size_t)sample * K * V;
             const float *const d_C_nextT_q_sample = d_C_nextT_q_row + (size_t)sample * V;
-            const float *const v_sample = v_row + (size_t)sample * V;
             float *const d_C_next_tot_sample = d_C_next_tot_row + (size_t)sample * K * V;
-            float *const d_f_parts_K_x_V_sample = d_f_parts_K_x_V_row + (size_t)sample * K * V;
-            float *const d_i_parts_K_x_V_sample = d_i_parts_K_x_V_row + (size_t)sample * K * V;
+            float *const d_f_units_sample = d_f_units_row + (size_t)sample * K * V;
             float *const d_C_sample = d_C_row + (size_t)sample * K * V;
             for (int row = 0; row < K; ++row) {
                 const float f = f_row[sample];
-                const float k = k_sample[row];
                 const float q = q_sample[row];
                 SG_UNITS_INDEPENDENT
                 for (int col = 0; col < V; ++col) {
@@ -785,14 +761,11 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
                     const float C = C_sample[unit];
                     const float d_C_next = d_C_next_sample[unit];
                     const float d_C_nextT_q_T = d_C_nextT_q_sample[col];
-                    const float vT = v_sample[col];
                     const float d_C_next_tot = q*d_C_nextT_q_T + d_C_next;
-                    const float d_f_parts_K_x_V = C*d_C_next_tot;
-                    const float d_i_parts_K_x_V = k*vT*d_C_next_tot;
+                    const float d_f_units = C*d_C_next_tot;
                     const float d_C = f*d_C_next_tot;
                     d_C_next_tot_sample[unit] = d_C_next_tot;
-                    d_f_parts_K_x_V_sample[unit] = d_f_parts_K_x_V;
-                    d_i_parts_K_x_V_sample[unit] = d_i_parts_K_x_V;
+                    d_f_units_sample[unit] = d_f_units;
                     d_C_sample[unit] = d_C;
                 }
             }
@@ -801,20 +774,17 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
         /* sum(δsum(sum_arg)_parts) */
         sg_sum(step_batch, V, d_sum_sum_arg_parts_row, V, sum_d_sum_sum_arg_parts_row);
 
-        /* sum(δf_parts_K x V) */
-        sg_sum(step_batch, K * V, d_f_parts_K_x_V_row, K * V, sum_d_f_parts_K_x_V_row);
+        /* rowsum(δf_units) */
+        sg_rowsum(step_batch, K, V, d_f_units_row, K * V, rowsum_d_f_units_row, K);
 
-        /* sum(δi_parts_K x V) */
-        sg_sum(step_batch, K * V, d_i_parts_K_x_V_row, K * V, sum_d_i_parts_K_x_V_row);
+        /* δC'_tot@v = δC'_tot @ v, each sample's own matrix */
+        sg_sample_gemv(step_batch, K, V, d_C_next_tot_row, K * V, v_row, V, d_C_next_tot_v_row, K);
 
         /* sum(δm'_parts) */
         sg_sum(step_batch, V, d_m_next_parts_row, V, sum_d_m_next_parts_row);
 
-        /* δC'_totᵀ@δvᵀ_column = δC'_totᵀ @ δvᵀ_column, each sample's own matrix */
-        sg_sample_gemv_t(step_batch, K, V, d_C_next_tot_row, K * V, d_vT_column_row, K, d_C_next_totT_d_vT_column_row, V);
-
-        /* δC'_tot@v = δC'_tot @ v, each sample's own matrix */
-        sg_sample_gemv(step_batch, K, V, d_C_next_tot_row, K * V, v_row, V, d_C_next_tot_v_row, K);
+        /* δC'_totᵀ@k = δC'_totᵀ @ k, each sample's own matrix */
+        sg_sample_gemv_t(step_batch, K, V, d_C_next_tot_row, K * V, k_row, K, d_C_next_totT_k_row, V);
 
         /* C'@δ(C'ᵀ@q) = C' @ δ(C'ᵀ@q), each sample's own matrix */
         sg_sample_gemv(step_batch, K, V, C_next_row, K * V, d_C_nextT_q_row, V, C_next_d_C_nextT_q_row, K);
@@ -831,17 +801,18 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
             }
         }
 
-        /* δsum_arg, δn'_tot, δf_parts_K, δi_parts_K, δk, δk_pre, δq, δq_pre, δn, δb_q, δb_k */
+        /* δsum_arg, δn'_tot, δf_parts, τ8, δi_parts, δk, δk_pre, δq, δq_pre, δn, δb_q, δb_k */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const C_next_d_C_nextT_q_sample = C_next_d_C_nextT_q_row + (size_t)sample * K;
             const float *const k_sample = k_row + (size_t)sample * K;
             const float *const n_sample = n_row + (size_t)sample * K;
             const float *const n_next_sample = n_next_row + (size_t)sample * K;
             const float *const q_sample = q_row + (size_t)sample * K;
+            const float *const rowsum_d_f_units_sample = rowsum_d_f_units_row + (size_t)sample * K;
             const float *const d_C_next_tot_v_sample = d_C_next_tot_v_row + (size_t)sample * K;
             const float *const d_n_next_sample = d_n_next_row + (size_t)sample * K;
-            float *const d_f_parts_K_sample = d_f_parts_K_row + (size_t)sample * K;
-            float *const d_i_parts_K_sample = d_i_parts_K_row + (size_t)sample * K;
+            float *const d_f_parts_sample = d_f_parts_row + (size_t)sample * K;
+            float *const d_i_parts_sample = d_i_parts_row + (size_t)sample * K;
             float *const d_k_pre_sample = d_k_pre_row + (size_t)sample * x_adjoints_width;
             float *const d_q_pre_sample = d_q_pre_row + (size_t)sample * x_adjoints_width;
             float *const d_n_sample = d_n_row + (size_t)sample * K;
@@ -854,20 +825,22 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
                 const float n_ = n_sample[unit];
                 const float n_next = n_next_sample[unit];
                 const float q = q_sample[unit];
+                const float rowsum_d_f_units = rowsum_d_f_units_sample[unit];
                 const float d_C_next_tot_v = d_C_next_tot_v_sample[unit];
                 const float d_n_next = d_n_next_sample[unit];
                 const float d_sum_sum_arg = d_sum_sum_arg_row[sample];
                 const float d_sum_arg = d_sum_sum_arg;
                 const float d_n_next_tot = q*d_sum_arg + d_n_next;
-                const float d_f_parts_K = n_*d_n_next_tot;
-                const float d_i_parts_K = k*d_n_next_tot;
-                const float d_k = i*d_C_next_tot_v + i*d_n_next_tot;
+                const float d_f_parts = n_*d_n_next_tot + rowsum_d_f_units;
+                const float tmp8 = d_C_next_tot_v;
+                const float d_i_parts = k*d_n_next_tot + k*tmp8;
+                const float d_k = i*d_n_next_tot + i*tmp8;
                 const float d_k_pre = d_k;
                 const float d_q = C_next_d_C_nextT_q + n_next*d_sum_arg;
                 const float d_q_pre = d_q;
                 const float d_n = f*d_n_next_tot;
-                d_f_parts_K_sample[unit] = d_f_parts_K;
-                d_i_parts_K_sample[unit] = d_i_parts_K;
+                d_f_parts_sample[unit] = d_f_parts;
+                d_i_parts_sample[unit] = d_i_parts;
                 d_k_pre_sample[unit] = d_k_pre;
                 d_q_pre_sample[unit] = d_q_pre;
                 d_n_sample[unit] = d_n;
@@ -878,37 +851,36 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
 
         /* δv, δv_pre, δb_v */
         for (int sample = 0; sample < step_batch; ++sample) {
-            const float *const d_C_next_totT_d_vT_column_sample = d_C_next_totT_d_vT_column_row + (size_t)sample * V;
+            const float *const d_C_next_totT_k_sample = d_C_next_totT_k_row + (size_t)sample * V;
             float *const d_v_pre_sample = d_v_pre_row + (size_t)sample * x_adjoints_width;
             SG_UNITS_INDEPENDENT
             for (int unit = 0; unit < V; ++unit) {
-                const float d_C_next_totT_d_vT_column = d_C_next_totT_d_vT_column_sample[unit];
-                const float d_v = d_C_next_totT_d_vT_column;
+                const float i = i_row[sample];
+                const float d_C_next_totT_k = d_C_next_totT_k_sample[unit];
+                const float d_v = i*d_C_next_totT_k;
                 const float d_v_pre = d_v;
                 d_v_pre_sample[unit] = d_v_pre;
                 grad_b_v[unit] += d_v;
             }
         }
 
-        /* sum(δf_parts_K) */
-        sg_sum(step_batch, K, d_f_parts_K_row, K, sum_d_f_parts_K_row);
+        /* sum(δf_parts) */
+        sg_sum(step_batch, K, d_f_parts_row, K, sum_d_f_parts_row);
 
-        /* sum(δi_parts_K) */
-        sg_sum(step_batch, K, d_i_parts_K_row, K, sum_d_i_parts_K_row);
+        /* sum(δi_parts) */
+        sg_sum(step_batch, K, d_i_parts_row, K, sum_d_i_parts_row);
 
-        /* δf, δi, τ8, τ9, δm'_tot, δlog_f, δlog_f_pre, δi_pre, δi_pre_pre, δm, δb_i, δb_f */
+        /* δf, δi, τ9, τ10, δm'_tot, δlog_f, δlog_f_pre, δi_pre, δi_pre_pre, δm, δb_i, δb_f */
         for (int sample = 0; sample < step_batch; ++sample) {
             const float *const W_f_x_sample = W_f_x_row + (size_t)sample * 1;
             const float *const f_sample = f_row + (size_t)sample * 1;
             const float *const i_sample = i_row + (size_t)sample * 1;
             const float *const i_pre_sample = i_pre_row + (size_t)sample * 1;
-            const float *const sum_d_f_parts_K_x_V_sample = sum_d_f_parts_K_x_V_row + (size_t)sample * 1;
-            const float *const sum_d_f_parts_K_sample = sum_d_f_parts_K_row + (size_t)sample * 1;
-            const float *const sum_d_i_parts_K_x_V_sample = sum_d_i_parts_K_x_V_row + (size_t)sample * 1;
-            const float *const sum_d_i_parts_K_sample = sum_d_i_parts_K_row + (size_t)sample * 1;
+            const float *const sum_d_f_parts_sample = sum_d_f_parts_row + (size_t)sample * 1;
+            const float *const sum_d_i_parts_sample = sum_d_i_parts_row + (size_t)sample * 1;
             const float *const sum_d_m_next_parts_sample = sum_d_m_next_parts_row + (size_t)sample * 1;
             const float *const d_m_next_sample = d_m_next_row + (size_t)sample * 1;
-            const float *const tmp10_sample = tmp10_row + (size_t)sample * 1;
+            const float *const tmp11_sample = tmp11_row + (size_t)sample * 1;
             float *const d_log_f_pre_sample = d_log_f_pre_row + (size_t)sample * x_adjoints_width;
             float *const d_i_pre_pre_sample = d_i_pre_pre_row + (size_t)sample * x_adjoints_width;
             float *const d_m_sample = d_m_row + (size_t)sample * 1;
@@ -918,21 +890,19 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
                 const float f = f_sample[unit];
                 const float i = i_sample[unit];
                 const float i_pre = i_pre_sample[unit];
-                const float sum_d_f_parts_K_x_V = sum_d_f_parts_K_x_V_sample[unit];
-                const float sum_d_f_parts_K = sum_d_f_parts_K_sample[unit];
-                const float sum_d_i_parts_K_x_V = sum_d_i_parts_K_x_V_sample[unit];
-                const float sum_d_i_parts_K = sum_d_i_parts_K_sample[unit];
+                const float sum_d_f_parts = sum_d_f_parts_sample[unit];
+                const float sum_d_i_parts = sum_d_i_parts_sample[unit];
                 const float sum_d_m_next_parts = sum_d_m_next_parts_sample[unit];
                 const float d_m_next = d_m_next_sample[unit];
-                const float tmp10 = tmp10_sample[unit];
-                const float d_f = sum_d_f_parts_K_x_V + sum_d_f_parts_K;
-                const float d_i = sum_d_i_parts_K_x_V + sum_d_i_parts_K;
-                const float tmp8 = f*d_f;
+                const float tmp11 = tmp11_sample[unit];
+                const float d_f = sum_d_f_parts;
+                const float d_i = sum_d_i_parts;
                 const float tmp9 = i*d_i;
-                const float d_m_next_tot = sum_d_m_next_parts + d_m_next - tmp8 - tmp9;
-                const float d_log_f = d_m_next_tot*sg_above(tmp10, i_pre) + tmp8;
+                const float tmp10 = f*d_f;
+                const float d_m_next_tot = sum_d_m_next_parts + d_m_next - tmp10 - tmp9;
+                const float d_log_f = d_m_next_tot*sg_above(tmp11, i_pre) + tmp10;
                 const float d_log_f_pre = d_log_f*sg_sigmoid(-W_f_x - b_f[0]);
-                const float d_i_pre = d_m_next_tot*sg_above(i_pre, tmp10) + tmp9;
+                const float d_i_pre = d_m_next_tot*sg_above(i_pre, tmp11) + tmp9;
                 const float d_i_pre_pre = d_i_pre;
                 const float d_m = d_log_f;
                 d_log_f_pre_sample[unit] = d_log_f_pre;

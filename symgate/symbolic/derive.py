@@ -217,6 +217,7 @@ class _Deriver:
         self.equations: list[Equation] = []
         self.sizes: dict[str, str] = {}
         self.product_adjoints: dict[sympy.Expr, Var] = {}
+        self.row_operands: dict[sympy.Expr, Var] = {}
         self.gradients: list[MatrixGradient | VectorGradient] = []
         self.product_users: dict[MatVec | SampleMatVec, list[str]] = {}  # a product -> the equations using it
         names = [*cell.inputs, *cell.states, *cell.sizes, *(p.name for p in cell.params), *cell.constants]
@@ -278,11 +279,18 @@ class _Deriver:
                     self.product_users.setdefault(node, []).append(eq.target.name)
         return last_use
 
-    def emit(self, name: str, expr: sympy.Expr, size: str) -> Var:
+    def emit(self, name: str, expr: sympy.Expr, size: str, kind: str = "adjoint") -> Var:
         target = Var(name)
-        self.equations.append(Equation(target, expr, "adjoint"))
+        self.equations.append(Equation(target, expr, kind))
         self.sizes[name] = size
         return target
+
+    def row_operand(self, vector: sympy.Expr, size: str) -> Var:
+        """A vector expression laid as a row (``v**2`` of ``vᵀ**2``), named once: a temporary."""
+        if vector not in self.row_operands:
+            name = self.fresh(f"{TEMPORARY}row{len(self.row_operands) + 1}")
+            self.row_operands[vector] = self.emit(name, vector, size, "temporary")
+        return self.row_operands[vector]
 
     def adjoint_of(self, eq: Equation, seed: Var | None) -> Var | None:
         """The symbol holding the total adjoint of ``eq.target``, emitting its equation."""
@@ -301,7 +309,8 @@ class _Deriver:
         """The sum of the terms passed back to ``name``.
 
         A per-sample scalar (a reduction's value, size ``SCALAR``) was broadcast over the units of
-        its users, so its adjoint sums their terms over those units: ``sum(δu_parts)``. A vector
+        its users, so its adjoint sums their terms over those units: ``sum(δu_parts)`` (a matrix's
+        summed along its rows first, where a product does it). A vector
         broadcast along a matrix's rows (``f * S``) sums each of its terms from a matrix equation
         along the rows (:meth:`row_sum`: ``δS' @ v`` for ``δS' * vᵀ``).
         """
@@ -314,6 +323,9 @@ class _Deriver:
             )
         by_size: dict[str, list[sympy.Expr]] = {}
         for expr, term_size in terms:
+            axes = matrix_axes(term_size)
+            if axes:  # a matrix's units summed: its rows first, sum(c * M * vᵀ) = sum(c * (M @ v))
+                expr, term_size = self.row_sum(name, expr), axes[0]
             by_size.setdefault(term_size, []).append(expr)
         parts = by_size.pop(SCALAR, [])
         for term_size, exprs in by_size.items():
@@ -352,12 +364,18 @@ class _Deriver:
 
     def split_factors(self, term: sympy.Expr) -> tuple[list[sympy.Expr], list[sympy.Expr], list[Var]]:
         """A matrix-sized product's factors: those constant along a row (numbers, scalars, vectors:
-        columns), matrices, and the vectors laid as rows (``vᵀ``)."""
+        columns), matrices, and rows, each as the vector laid as the row (``v`` for ``vᵀ``,
+        a named ``v**2`` for ``vᵀ**2``)."""
+        sizes = self.cell.sizes | self.sizes
         columns, matrices, rows = [], [], []
         for factor in sympy.Mul.make_args(term):
+            size = _size_of(factor, sizes, self.cell)
             if isinstance(factor, RowVector):
                 rows.append(factor.vector)
-            elif matrix_axes(_size_of(factor, self.cell.sizes | self.sizes, self.cell) or SCALAR):
+            elif size is None and factor.has(RowVector):  # a function of rows only: a row itself
+                vector = factor.xreplace({r: r.vector for r in factor.atoms(RowVector)})
+                rows.append(self.row_operand(vector, _size_of(vector, sizes, self.cell)))
+            elif matrix_axes(size or SCALAR):
                 matrices.append(factor)
             else:
                 columns.append(factor)
@@ -383,7 +401,7 @@ class _Deriver:
         if not matrices and len(rows) == 1:
             return sympy.Mul(*columns) * ReduceSum(rows[0])
         size = _size_of(term, sizes, self.cell)
-        return RowSum(self.named(term, f"{adjoint_name(name)}_parts", size))
+        return RowSum(self.named(term, f"{adjoint_name(name)}_units", size))
 
     def close_row(self, row: RowVector) -> None:
         """``vᵀ`` passes back, to v, each of its matrix-sized terms summed down the columns:
@@ -393,8 +411,10 @@ class _Deriver:
         sizes = self.cell.sizes | self.sizes
         for term, _ in self.node_terms.pop(row, []):
             columns, matrices, rows = self.split_factors(term)
-            others = sympy.Mul(*rows)  # the other rows of the term: vectors along v once summed down
-            column = sympy.Mul(*columns)
+            # what is constant down a column comes out too: numbers, per-sample scalars, other rows
+            constant = [f for f in columns if (_size_of(f, sizes, self.cell) or SCALAR) == SCALAR]
+            others = sympy.Mul(*rows, *constant)
+            column = sympy.Mul(*(f for f in columns if f not in constant))
             name = adjoint_name(f"{vector.name}ᵀ")
             if len(matrices) == 1:
                 matrix = self.named(matrices[0], f"{name}_matrix", _size_of(matrices[0], sizes, self.cell))
@@ -406,7 +426,7 @@ class _Deriver:
             elif not matrices:
                 passed = others * ReduceSum(self.named(column, f"{name}_column", _size_of(column, sizes, self.cell)))
             else:
-                parts = self.named(sympy.Mul(*columns, *matrices), f"{name}_parts", _size_of(term, sizes, self.cell))
+                parts = self.named(column * sympy.Mul(*matrices), f"{name}_parts", _size_of(term, sizes, self.cell))
                 passed = others * ColSum(parts)
             self.terms.setdefault(vector.name, []).append((passed, size))
 
@@ -627,4 +647,4 @@ def _size_of(expr: sympy.Expr, sizes: dict[str, str], cell: Cell) -> str | None:
         return matrix_size(vectors.pop(), rows.pop())
     if vectors:
         return vectors.pop()
-    return SCALAR if found else None
+    return SCALAR if found and not rows else None
