@@ -187,6 +187,25 @@ def measure(fn: Callable[[], Any], policy: Policy) -> Timing:
     return Timing(times)
 
 
+def take_turns(
+    calls: Mapping[Any, Callable[[], Any]], rounds: int, per_round: int, progress: Callable[[str], None], name: str
+) -> dict[Any, list[float]]:
+    """Each call's median time in each of ``rounds`` rounds, by key.
+
+    The machine is shared and its speed drifts within minutes, so the calls take turns: a round
+    times each once (``measure``: rest, a warm-up call, ``per_round`` timed calls, their median),
+    in the reverse order every other round; a caller takes each call's median over the rounds.
+    """
+    order = list(calls)
+    found: dict[Any, list[float]] = {key: [] for key in order}
+    policy = Policy(warmup=1, min_runs=per_round, max_runs=per_round, budget=0.0)
+    for r in range(rounds):
+        for key in order if r % 2 == 0 else order[::-1]:
+            found[key].append(measure(calls[key], policy).median)
+        progress(f"  {name} round {r + 1}/{rounds}")
+    return found
+
+
 # -- the cells' equations, for the PyTorch loops and JAX ----------------------------------------
 # Each step maps (ops, params, x_t, state) -> next state; x_t and states are (B, size), matrices
 # (rows, cols) as in symgate, so W @ x is ``x @ W.T``. ``ops`` gives sigmoid and tanh.
@@ -711,26 +730,30 @@ def symgate_bytes_per_step(case: Case, recompute: bool = False) -> float:
     return run.kept_bytes / case.sizes["T"]
 
 
-def torch_saved_bytes_per_step(impl: TorchBase) -> float:
-    """Bytes autograd saves for the backward pass during one forward, per step.
+def autograd_saved_bytes(leaves: Iterable[torch.Tensor], fn: Callable[[], Any]) -> int:
+    """Bytes autograd saves for the backward pass while ``fn`` runs (its result is dropped).
 
     Every tensor autograd saves is seen through ``saved_tensors_hooks``; storages are counted once
-    each, and those of the leaves (parameters, x, initial states) are left out, as they are for
+    each, and those of the ``leaves`` (parameters, x, initial states) are left out, as they are for
     symgate.
     """
-    leaves = {t.untyped_storage().data_ptr() for t in impl.leaves()}
+    kept = {t.untyped_storage().data_ptr() for t in leaves}
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage.data_ptr() not in leaves:
+        if storage.data_ptr() not in kept:
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        h_seq = impl.run()
-    del h_seq
-    return sum(seen.values()) / impl.case.sizes["T"]
+        fn()
+    return sum(seen.values())
+
+
+def torch_saved_bytes_per_step(impl: TorchBase) -> float:
+    """Bytes autograd saves for the backward pass during one forward, per step."""
+    return autograd_saved_bytes(impl.leaves(), impl.run) / impl.case.sizes["T"]
 
 
 def memory_row(case: Case) -> dict[str, Any]:
