@@ -262,7 +262,7 @@ class CellResult:
 
     rounds: dict[str, list[float]]  # implementation -> its median in each round
     labels: dict[str, str]
-    kept: dict[str, float | str]  # implementation -> bytes per step, or why not measured
+    kept: dict[str, float]  # implementation -> bytes kept for the backward pass, per step
     max_rel_diff: dict[str, float]  # implementation -> worst of y, dx, dS0 against symgate's
     compile_times: dict[str, float]  # implementation -> first call, seconds
 
@@ -294,15 +294,6 @@ def check_agreement(impls: Mapping[str, Implementation], name: str) -> dict[str,
     return worst
 
 
-def memory(impl: Implementation) -> float | str:
-    """Bytes kept per step; "not measured" where the framework will not show them (saved-tensor
-    hooks inside a compiled graph)."""
-    try:
-        return impl.kept_per_step()
-    except RuntimeError as error:  # torch.compile may refuse saved_tensors_hooks
-        return f"not measured ({str(error).splitlines()[0][:80]})"
-
-
 def measure_cell(name: str, quick: bool, with_jax: bool, progress: Callable[[str], None]) -> CellResult:
     data = make_data(name)
     impls = implementations(data, with_jax)
@@ -313,7 +304,7 @@ def measure_cell(name: str, quick: bool, with_jax: bool, progress: Callable[[str
         if impl in COMPILED:
             compile_times[impl] = time.perf_counter() - start
     diffs = check_agreement(impls, name)
-    kept = {impl: memory(call) for impl, call in impls.items()}
+    kept = {impl: call.kept_per_step() for impl, call in impls.items()}
     progress(f"  {NAME} {name}: agreement checked, compiles {compile_times}")
     rounds = run.take_turns(impls, ROUNDS[quick], CALLS, progress, f"{NAME} {name}")
     return CellResult(rounds, {i: c.label for i, c in impls.items()}, kept, diffs, compile_times)
@@ -353,12 +344,11 @@ def cell_table(r: CellResult) -> str:
     ours = r.timing("symgate")
     rows = []
     for impl, label in r.labels.items():
-        kept = r.kept[impl]
         rows.append(
             [
                 label,
                 run.timing_cell(r.timing(impl), None if impl == "symgate" else ours),
-                kept if isinstance(kept, str) else run.fmt_bytes(kept),
+                run.fmt_bytes(r.kept[impl]),
                 run.fmt_time(r.compile_times[impl]) if impl in r.compile_times else "",
                 "" if impl == "symgate" else f"{r.max_rel_diff[impl]:.1e}",
             ]
