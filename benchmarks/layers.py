@@ -17,9 +17,9 @@ the padded one's time times the share of steps that are real (sum of lengths / (
 ratio is shown beside it.
 
 The machine is shared and its speed drifts within minutes, so the four measurements (two layers,
-two batches) take turns: a round times each once (``run.measure``: rest, a warm-up call, a few timed
-calls, their median), in the reverse order every other round, and each measurement's time is the
-median over the rounds. Outputs and input gradients are compared (max rel. diff) so both layers
+two batches) take turns (``run.take_turns``: a round times each once, a warm-up call and a few
+timed calls, in the reverse order every other round), and each measurement's time is the median
+over the rounds. Outputs and input gradients are compared (max rel. diff) so both layers
 are known to compute the same thing.
 """
 
@@ -123,14 +123,12 @@ def measure_layers(quick: bool, progress: Callable[[str], None]) -> LayerResult:
     for name in BATCHES:
         (ours, ours_dx), (theirs, theirs_dx) = (forward_backward(layers[i], batches[name]) for i in IMPLEMENTATIONS)
         diffs[name] = max(rel_diff(ours, theirs), rel_diff(ours_dx, theirs_dx))
-    order = [(impl, batch) for batch in BATCHES for impl in IMPLEMENTATIONS]
-    rounds: dict[tuple[str, str], list[float]] = {key: [] for key in order}
-    policy = run.Policy(warmup=1, min_runs=CALLS, max_runs=CALLS, budget=0.0)
-    for r in range(ROUNDS[quick]):
-        for impl, batch in order if r % 2 == 0 else order[::-1]:
-            timing = run.measure(lambda i=impl, b=batch: forward_backward(layers[i], batches[b]), policy)
-            rounds[(impl, batch)].append(timing.median)
-        progress(f"  {NAME} round {r + 1}/{ROUNDS[quick]}")
+    calls = {
+        (impl, batch): lambda i=impl, b=batch: forward_backward(layers[i], batches[b])
+        for batch in BATCHES
+        for impl in IMPLEMENTATIONS
+    }
+    rounds = run.take_turns(calls, ROUNDS[quick], CALLS, progress, NAME)
     return LayerResult(rounds, diffs, float(lengths.sum()) / (B * T))
 
 

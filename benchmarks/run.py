@@ -42,6 +42,10 @@ a 2-layer bidirectional ``sg.torch.RNN.from_torch(nn.LSTM(...))`` against that `
 padded and on a packed batch; ``benchmarks/layers.py`` says what it times. It has its own section of
 ``RESULTS.md``, so ``--configs layers`` rewrites only that section, and a run of the cell configs
 alone keeps it (``benchmarks/sections.py``: every script's section survives the others' runs).
+The config ``matrix`` (in the default set too) is the same kind of section for cells with a
+matrix-valued state: ``deltanet`` and ``xlstm_mlstm`` (B = 8, D = 64, K = V = 64, T = 256, float32,
+forward + backward) against a PyTorch loop, its ``torch.compile``'d step and JAX's ``lax.scan``,
+with memory per step; ``benchmarks/matrix_states.py`` says what it times.
 
 Why: to show where symgate's generated kernels stand against the frameworks people would
 otherwise use, on this machine, in numbers that can be re-measured with one command. Only
@@ -95,6 +99,7 @@ sys.path.insert(0, str(HERE.parent))  # benchmark this checkout's symgate, insta
 
 import hoisted  # noqa: E402  (benchmarks/hoisted.py: the steps with input products hoisted)
 import layers  # noqa: E402  (benchmarks/layers.py: the "layers" config)
+import matrix_states  # noqa: E402  (benchmarks/matrix_states.py: the "matrix" config)
 import sections  # noqa: E402  (benchmarks/sections.py: RESULTS.md keeps other scripts' sections)
 
 import symgate as sg  # noqa: E402
@@ -107,7 +112,9 @@ CONFIGS: dict[str, tuple[int, int, int, int]] = {  # name -> (B, D, H, T)
     "large": (64, 256, 512, 50),
 }
 QUICK_CONFIGS = ("tiny", "small")
-ALL_CONFIGS = (*CONFIGS, "layers")  # "layers": a stacked bidirectional nn.LSTM against symgate's (layers.py)
+ALL_CONFIGS = (*CONFIGS, "layers", "matrix")  # "layers": a stacked bidirectional nn.LSTM against symgate's
+# (layers.py); "matrix": DeltaNet and mLSTM, matrix-valued states, against PyTorch and JAX (matrix_states.py)
+SECTION_CONFIGS = ("layers", "matrix")  # configs with a section of their own, allowed with --quick
 CELLS = ("lstm_pytorch", "gru_pytorch", "lstm_peephole", "mgu")
 DTYPES = ("float32", "float64")
 MODES = ("forward", "forward+backward")
@@ -185,6 +192,25 @@ def measure(fn: Callable[[], Any], policy: Policy) -> Timing:
         fn()
         times.append(time.perf_counter() - start)
     return Timing(times)
+
+
+def take_turns(
+    calls: Mapping[Any, Callable[[], Any]], rounds: int, per_round: int, progress: Callable[[str], None], name: str
+) -> dict[Any, list[float]]:
+    """Each call's median time in each of ``rounds`` rounds, by key.
+
+    The machine is shared and its speed drifts within minutes, so the calls take turns: a round
+    times each once (``measure``: rest, a warm-up call, ``per_round`` timed calls, their median),
+    in the reverse order every other round; a caller takes each call's median over the rounds.
+    """
+    order = list(calls)
+    found: dict[Any, list[float]] = {key: [] for key in order}
+    policy = Policy(warmup=1, min_runs=per_round, max_runs=per_round, budget=0.0)
+    for r in range(rounds):
+        for key in order if r % 2 == 0 else order[::-1]:
+            found[key].append(measure(calls[key], policy).median)
+        progress(f"  {name} round {r + 1}/{rounds}")
+    return found
 
 
 # -- the cells' equations, for the PyTorch loops and JAX ----------------------------------------
@@ -711,26 +737,30 @@ def symgate_bytes_per_step(case: Case, recompute: bool = False) -> float:
     return run.kept_bytes / case.sizes["T"]
 
 
-def torch_saved_bytes_per_step(impl: TorchBase) -> float:
-    """Bytes autograd saves for the backward pass during one forward, per step.
+def autograd_saved_bytes(leaves: Iterable[torch.Tensor], fn: Callable[[], Any]) -> int:
+    """Bytes autograd saves for the backward pass while ``fn`` runs (its result is dropped).
 
     Every tensor autograd saves is seen through ``saved_tensors_hooks``; storages are counted once
-    each, and those of the leaves (parameters, x, initial states) are left out, as they are for
+    each, and those of the ``leaves`` (parameters, x, initial states) are left out, as they are for
     symgate.
     """
-    leaves = {t.untyped_storage().data_ptr() for t in impl.leaves()}
+    kept = {t.untyped_storage().data_ptr() for t in leaves}
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage.data_ptr() not in leaves:
+        if storage.data_ptr() not in kept:
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        h_seq = impl.run()
-    del h_seq
-    return sum(seen.values()) / impl.case.sizes["T"]
+        fn()
+    return sum(seen.values())
+
+
+def torch_saved_bytes_per_step(impl: TorchBase) -> float:
+    """Bytes autograd saves for the backward pass during one forward, per step."""
+    return autograd_saved_bytes(impl.leaves(), impl.run) / impl.case.sizes["T"]
 
 
 def memory_row(case: Case) -> dict[str, Any]:
@@ -1173,8 +1203,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "else 'default')",
     )
     args = parser.parse_args(argv)
-    if args.quick and args.configs and not set(args.configs) <= {*QUICK_CONFIGS, "layers"}:
-        parser.error(f"--quick runs only {', '.join(QUICK_CONFIGS)} and layers")
+    if args.quick and args.configs and not set(args.configs) <= {*QUICK_CONFIGS, *SECTION_CONFIGS}:
+        parser.error(f"--quick runs only {', '.join((*QUICK_CONFIGS, *SECTION_CONFIGS))}")
     return args
 
 
@@ -1274,6 +1304,16 @@ def run_layers(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, d
     return layers.report(result, info), {"machine": info, **result.summary()}
 
 
+def run_matrix(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, dict[str, Any]]:
+    """The "matrix" rows (matrix_states.py): their section of the report, with its own machine lines, and JSON."""
+    progress("matrix ...")
+    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads, args.blas_choice)
+    with cold_inductor_cache():
+        results = matrix_states.measure_matrix(args.quick, jax != "not installed", progress)
+    info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
+    return matrix_states.report(results, info), {"machine": info, **matrix_states.summary(results)}
+
+
 @contextlib.contextmanager
 def cold_inductor_cache() -> Iterator[None]:
     """A new, empty Inductor cache for the run (unless ``TORCHINDUCTOR_CACHE_DIR`` is set), removed
@@ -1310,9 +1350,12 @@ def main(argv: list[str] | None = None) -> int:
     if "layers" in configs:
         own[layers.SECTION], data["layers"] = run_layers(args, jax, threads)
         print(own[layers.SECTION])
+    if "matrix" in configs:
+        own[matrix_states.SECTION], data["matrix"] = run_matrix(args, jax, threads)
+        print(own[matrix_states.SECTION])
     sections.write_report(args.output, main_text, own)  # keeps the sections this run did not write
     update_json(args.output.with_name("results.json"), data)
-    what = "the main report" if main_text is not None else "the layers section only"
+    what = "the main report" if main_text is not None else f"the {', '.join(own)} section(s) only"
     progress(f"wrote {args.output} ({what}; the other sections kept) in {time.perf_counter() - began:.0f} s")
     return 0
 
