@@ -164,38 +164,28 @@ class Emitter:
             )
             return _call(comment, [line])
         if isinstance(op, SampleProduct):
-            matrix, vector, out = rows[op.matrix], rows[op.vector], rows[op.out]
             helper, mark = ("sg_sample_gemv_t", "ᵀ") if op.transposed else ("sg_sample_gemv", "")
-            line = c(
-                helper + "({B}, {r}, {cols}, {m}, {mw}, {v}, {vw}, {out}, {ow});",
-                B=batch,
-                r=self.dim_c[op.rows],
-                cols=self.dim_c[op.cols],
-                m=matrix.c,
-                mw=matrix.width,
-                v=vector.c,
-                vw=vector.width,
-                out=out.c,
-                ow=out.width,
-            )
+            line = self.matrix_call(helper, op, [op.matrix, op.vector, op.out], layout, batch)
             return _call(f"{op.out} = {op.matrix}{mark} @ {op.vector}, each sample's own matrix", [line])
         if isinstance(op, AxisReduce):
-            matrix, out = rows[op.matrix], rows[op.out]
             helper = "sg_rowsum" if op.along_rows else "sg_colsum"
-            line = c(
-                helper + "({B}, {r}, {cols}, {m}, {mw}, {out}, {ow});",
-                B=batch,
-                r=self.dim_c[op.rows],
-                cols=self.dim_c[op.cols],
-                m=matrix.c,
-                mw=matrix.width,
-                out=out.c,
-                ow=out.width,
-            )
-            return _call(op.out, [line])
+            return _call(op.out, [self.matrix_call(helper, op, [op.matrix, op.out], layout, batch)])
         if isinstance(op, GradientProduct):
             return self.gradient_product(op, layout)
         return self.stack_product(op, layout, batch)
+
+    def matrix_call(
+        self, helper: str, op: SampleProduct | AxisReduce, operands: list[str], layout: Layout, batch: str
+    ) -> Code:
+        """``helper(B, rows, cols, a, lda, ...)``: a runtime helper on each sample's own ``rows`` x
+        ``cols`` matrix, every operand given by its row at this step and the stride between samples."""
+        fields = {"B": batch, "r": self.dim_c[op.rows], "cols": self.dim_c[op.cols]}
+        slots = []
+        for index, name in enumerate(operands):
+            place = layout.rows[name]
+            fields |= {f"a{index}": place.c, f"w{index}": place.width}
+            slots.append(f"{{a{index}}}, {{w{index}}}")
+        return c(helper + "({B}, {r}, {cols}, " + ", ".join(slots) + ");", **fields)
 
     def stack_product(self, op: StackProduct, layout: Layout, batch: str) -> Emitted:
         stack = op.stack

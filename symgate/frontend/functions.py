@@ -98,8 +98,8 @@ def next_state(name: str) -> Var:
     return Var(text_argument(name, "name") + PRIME)
 
 
-class MatVec(sympy.Function):
-    """``W @ v``: parameter matrix ``W`` (rows x cols) times vector ``v`` (cols)."""
+class _Product(sympy.Function):
+    """A matrix times a vector, per sample: ``matrix`` a name, ``vector`` a name or expression."""
 
     nargs = 2
     transposed = False
@@ -114,6 +114,10 @@ class MatVec(sympy.Function):
     @property
     def vector(self) -> sympy.Expr:
         return self.args[1]
+
+
+class MatVec(_Product):
+    """``W @ v``: parameter matrix ``W`` (rows x cols) times vector ``v`` (cols)."""
 
 
 class MatVecT(MatVec):
@@ -123,23 +127,9 @@ class MatVecT(MatVec):
     transposed = True
 
 
-class SampleMatVec(sympy.Function):
+class SampleMatVec(_Product):
     """``S @ v``: a matrix of the sample's own (a matrix state ``S: K x V``, its next value, a
     matrix intermediate) times a vector of size V, giving size K; each sample its own product."""
-
-    nargs = 2
-    transposed = False
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    @property
-    def matrix(self) -> Var:
-        return self.args[0]
-
-    @property
-    def vector(self) -> sympy.Expr:
-        return self.args[1]
 
 
 class SampleMatVecT(SampleMatVec):

@@ -109,8 +109,8 @@ class softplus(_RealFunction):  # noqa: N801 - named as written in cell text
         return sigmoid(self.args[0])
 
 
-class Reduction(sympy.Function):
-    """A reduction of a vector over its units, one value per sample, broadcast where it is used."""
+class _OneOperand(sympy.Function):
+    """A node of one per-sample operand, a vector or a matrix, named by the checker."""
 
     nargs = 1
 
@@ -119,12 +119,21 @@ class Reduction(sympy.Function):
 
     @property
     def vector(self) -> sympy.Expr:
+        """The operand (named ``vector`` for every node, a matrix's too)."""
         return self.args[0]
+
+
+class _Reducing(_OneOperand):
+    """A node with a record of its own in the vocabulary, a call in cell text."""
 
     @property
     def word(self) -> str:
         """Its name in cell text (``sum``), as its record gives it."""
         return BY_NODE[type(self)].name
+
+
+class Reduction(_Reducing):
+    """A reduction of a vector over its units, one value per sample, broadcast where it is used."""
 
 
 class ReduceSum(Reduction):
@@ -135,38 +144,15 @@ class ReduceMean(Reduction):
     """``mean(v)``: the mean of v's units."""
 
 
-class RowVector(sympy.Function):
+class RowVector(_OneOperand):
     """``v.T`` in an elementwise expression: the vector v as a row, broadcast down every row of a
     matrix (``S * g.T`` scales column j of S by g_j); ``outer(a, b)`` is ``a * b.T``. A vector
     written plainly beside a matrix is a column, broadcast along every row (``f * S`` scales row
     i by f_i)."""
 
-    nargs = 1
 
-    def _eval_is_real(self) -> bool:
-        return True
-
-    @property
-    def vector(self) -> sympy.Expr:
-        return self.args[0]
-
-
-class AxisReduction(sympy.Function):
+class AxisReduction(_Reducing):
     """A sum of a per-sample matrix along one axis, a vector per sample."""
-
-    nargs = 1
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    @property
-    def vector(self) -> sympy.Expr:
-        """The matrix reduced (named ``vector`` as every node's per-sample operand is)."""
-        return self.args[0]
-
-    @property
-    def word(self) -> str:
-        return BY_NODE[type(self)].name
 
 
 class RowSum(AxisReduction):
