@@ -393,21 +393,19 @@ class _Deriver:
         ``rowsum(c * M * vᵀ) = c * (M @ v)``; anything else is summed as it is."""
         sizes = self.cell.sizes | self.sizes
         columns, matrices, rows = self.split_factors(term)
-        if len(matrices) == 1 and len(rows) <= 1:
+        if len(matrices) == 1 and len(rows) <= 1:  # every term holds its equation's adjoint, a matrix
             matrix = self.named(matrices[0], f"{adjoint_name(name)}_matrix", _size_of(matrices[0], sizes, self.cell))
             if rows:
                 return sympy.Mul(*columns) * SampleMatVec(matrix, rows[0])
             return sympy.Mul(*columns) * RowSum(matrix)
-        if not matrices and len(rows) == 1:
-            return sympy.Mul(*columns) * ReduceSum(rows[0])
         size = _size_of(term, sizes, self.cell)
         return RowSum(self.named(term, f"{adjoint_name(name)}_units", size))
 
     def close_row(self, row: RowVector) -> None:
         """``vᵀ`` passes back, to v, each of its matrix-sized terms summed down the columns:
         ``colsum(c * M * vᵀ...)``, the product ``Mᵀ @ c`` where the term allows."""
-        vector = row.vector
-        size = self.cell.sizes.get(vector.name) or self.cell.param(vector.name).shape[0]
+        vector = row.vector  # a name of the cell's: the checker lifts what is laid as a row
+        size = self.cell.sizes[vector.name]
         sizes = self.cell.sizes | self.sizes
         for term, _ in self.node_terms.pop(row, []):
             columns, matrices, rows = self.split_factors(term)
@@ -423,9 +421,7 @@ class _Deriver:
                     passed = others * ColSum(matrix)
                 else:
                     passed = others * SampleMatVecT(matrix, self.named(column, f"{name}_column", rows_size))
-            elif not matrices:
-                passed = others * ReduceSum(self.named(column, f"{name}_column", _size_of(column, sizes, self.cell)))
-            else:
+            else:  # every term holds its equation's adjoint, a matrix: here with others
                 parts = self.named(column * sympy.Mul(*matrices), f"{name}_parts", _size_of(term, sizes, self.cell))
                 passed = others * ColSum(parts)
             self.terms.setdefault(vector.name, []).append((passed, size))
