@@ -119,3 +119,16 @@ def test_a_nan_loss_fails_the_taylor_check_instead_of_reading_as_linear():
     assert linear.ok and linear.slope is None and "linear along u" in str(linear)
     broken = taylor_test(lambda step: float("nan"), 3.0, 1e-16)
     assert not broken.ok and "not finite" in str(broken)
+
+
+def test_an_output_that_cancels_to_zero_is_rounding_noise_not_a_forward_mismatch():
+    """y = hᵀQh - hᵀQᵀh is 0: kernel and reference give different rounding noise (about 1e-17,
+    a relative difference of order 1), which the forward comparison must not take for an error
+    (hypothesis found it, in a random cell): it compares relative to at least √eps."""
+    cell = sg.parse(
+        "cell cancels\ninput x: D\nstate h: H\nparam W: H x D, Q: H x H\n"
+        "h' = tanh(W @ x + h)\noutput y: 1 = sum(h*(Q @ h - Q.T @ h))\n"
+    )
+    report = sg.gradcheck(cell, {"D": 3, "H": 4}, steps=4, batch=2, seed=0)
+    assert report.ok, report
+    assert report.forward_rel_error < 1e-6

@@ -341,10 +341,17 @@ def _where(name: str, a: np.ndarray, b: np.ndarray) -> str:
     return f"{name} at step {step}, sample {sample}, {where}: kernel {a[index]:.6e}, reference {b[index]:.6e}"
 
 
+ZERO_TO_ROUNDING = float(np.sqrt(np.finfo(np.float64).eps))
+"""The least magnitude an array is compared relative to: an array zero to rounding (a value that
+cancels exactly, such as hᵀQh - hᵀQᵀh) holds rounding noise in both the kernel and the
+reference, and noise relative to noise is no error."""
+
+
 def _normwise(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest difference of ``a`` from ``b`` relative to the largest magnitude of ``b``."""
     if a.size == 0:
         return 0.0
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), ZERO_TO_ROUNDING))
 
 
 def _float32_error(cell, params, inputs, init, cotangents, run64, grads64) -> float:
