@@ -123,7 +123,7 @@ def declared(cell: sg.Cell) -> str:
     return f"{head}\nstate {state_line}\nparam {params}\n{rest}"
 
 
-EXAMPLES = int(os.environ.get("SYMGATE_RANDOM_CELLS", "30"))  # a longer hunt: SYMGATE_RANDOM_CELLS=500
+EXAMPLES = int(os.environ.get("SYMGATE_RANDOM_CELLS", "20"))  # a longer hunt: SYMGATE_RANDOM_CELLS=500
 
 
 SYMBOLIC_SECONDS = "20"  # per stage: a cell SymPy chews on longer is set aside, so CI cannot stall
