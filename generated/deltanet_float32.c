@@ -368,7 +368,7 @@ size_t sg_deltanet_float32_backward_work(int T, int B, int D, int K, int V)
  *   W_k_x_tape (T, B, K): W_k@x at every step, kept for the backward pass
  *   sum_phi_q_tape (T, B, 1): sum(phi_q) at every step, kept for the backward pass
  *   sum_phi_k_tape (T, B, 1): sum(phi_k) at every step, kept for the backward pass
- *   grad_S_seq (T, B, K, V): loss gradient with respect to S at every step
+ *   grad_S_seq (T, B, K, V): loss gradient with respect to S at every step (NULL: none)
  *   grad_y_seq (T, B, V): loss gradient with respect to output y at every step
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_S_init (B, K, V): in: gradient with respect to the final S; out: with respect to the initial S
@@ -494,8 +494,12 @@ void sg_deltanet_float32_backward(int T, int B, int D, int K, int V, const int *
         const float *const W_k_x_row = W_k_x_tape + step_row * K;
         const float *const W_q_x_row = W_q_x_tape + step_row * K;
         /* δS': gradient into S' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
-            d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
+        if (grad_S_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
+                d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
+            }
+        } else {
+            memcpy(d_S_next_row, grad_S_init, sizeof(float) * (size_t)step_batch * K * V);
         }
         /* τ2, τ3 */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -225,8 +225,8 @@ size_t sg_fast_weights_float32_backward_work(int T, int B, int D, int H)
  *   h_seq (T, B, H): state h after every step
  *   A_seq (T, B, H, H): state A after every step
  *   h0_tape (T, B, H): h0 at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
- *   grad_A_seq (T, B, H, H): loss gradient with respect to A at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
+ *   grad_A_seq (T, B, H, H): loss gradient with respect to A at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_A_init (B, H, H): in: gradient with respect to the final A; out: with respect to the initial A
@@ -301,12 +301,20 @@ void sg_fast_weights_float32_backward(int T, int B, int D, int H, const int *bat
         const float *const h_next_row = h_seq + step_row * H;
         const float *const h0_row = h0_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* δA': gradient into A' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H * H; ++n) {
-            d_A_next_row[n] = grad_A_init[n] + grad_A_seq[step_row * H * H + n];
+        if (grad_A_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H * H; ++n) {
+                d_A_next_row[n] = grad_A_init[n] + grad_A_seq[step_row * H * H + n];
+            }
+        } else {
+            memcpy(d_A_next_row, grad_A_init, sizeof(float) * (size_t)step_batch * H * H);
         }
         /* δ(A'@h0) */
         for (int sample = 0; sample < step_batch; ++sample) {

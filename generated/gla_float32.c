@@ -272,7 +272,7 @@ size_t sg_gla_float32_backward_work(int T, int B, int D, int K, int V)
  *   v_tape (T, B, V): v at every step, kept for the backward pass
  *   alpha_tape (T, B, K): alpha at every step, kept for the backward pass
  *   W_a_x_tape (T, B, K): W_a@x at every step, kept for the backward pass
- *   grad_S_seq (T, B, K, V): loss gradient with respect to S at every step
+ *   grad_S_seq (T, B, K, V): loss gradient with respect to S at every step (NULL: none)
  *   grad_y_seq (T, B, V): loss gradient with respect to output y at every step
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_S_init (B, K, V): in: gradient with respect to the final S; out: with respect to the initial S
@@ -362,8 +362,12 @@ void sg_gla_float32_backward(int T, int B, int D, int K, int V, const int *batch
         const float *const q_row = q_tape + step_row * K;
         const float *const W_a_x_row = W_a_x_tape + step_row * K;
         /* δS': gradient into S' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
-            d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
+        if (grad_S_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
+                d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
+            }
+        } else {
+            memcpy(d_S_next_row, grad_S_init, sizeof(float) * (size_t)step_batch * K * V);
         }
         /* δ(S'ᵀ@q) */
         for (int sample = 0; sample < step_batch; ++sample) {

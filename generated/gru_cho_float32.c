@@ -263,7 +263,7 @@ size_t sg_gru_cho_float32_backward_work(int T, int B, int D, int H)
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  *   U_h_arg_tape (T, B, H): U_h_arg at every step, kept for the backward pass
  *   h_tilde_tape (T, B, H): h_tilde at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_W_r (H, D): result: gradient with respect to W_r
@@ -362,8 +362,12 @@ void sg_gru_cho_float32_backward(int T, int B, int D, int H, const int *batch_si
         float *const d_z_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
         float *const d_h_tilde_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + step_row * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* τ1, δh_tilde, δh_tilde_pre, δz, δz_pre */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -286,7 +286,7 @@ size_t sg_gru_pytorch_float32_backward_work(int T, int B, int D, int H)
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  *   n_tape (T, B, H): n at every step, kept for the backward pass
  *   W_hn_h_tape (T, B, H): W_hn@h at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_W_ir (H, D): result: gradient with respect to W_ir
@@ -404,8 +404,12 @@ void sg_gru_pytorch_float32_backward(int T, int B, int D, int H, const int *batc
         float *const d_r_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width;
         float *const d_z_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* τ1, δn, δ(W_in@x), δn_pre, δz, δz_pre, δr, δr_pre, δb_ir, δb_hr, δb_iz, δb_hz, δb_in, δb_hn */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -126,7 +126,7 @@ size_t sg_indrnn_float64_backward_work(int T, int B, int D, int H)
  *   u (H): parameter u
  *   b (H): parameter b
  *   h_seq (T, B, H): state h after every step
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_W (H, D): result: gradient with respect to W
@@ -168,8 +168,12 @@ void sg_indrnn_float64_backward(int T, int B, int D, int H, const int *batch_siz
         const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         const double *const h_next_row = h_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δh'_pre, δh, δu, δb */
         for (int sample = 0; sample < step_batch; ++sample) {

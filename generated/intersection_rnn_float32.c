@@ -313,7 +313,7 @@ size_t sg_intersection_rnn_float32_backward_work(int T, int B, int H)
  *   h_tilde_tape (T, B, H): h_tilde at every step, kept for the backward pass
  *   gy_tape (T, B, H): gy at every step, kept for the backward pass
  *   y_tilde_tape (T, B, H): y_tilde at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_y_seq (T, B, H): loss gradient with respect to output y at every step
  *   grad_x_seq (T, B, H): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
@@ -434,8 +434,12 @@ void sg_intersection_rnn_float32_backward(int T, int B, int H, const int *batch_
         const float *const y_tilde_row = y_tilde_tape + step_row * H;
         const float *const d_y_row = grad_y_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* τ1, δy_tilde, δy_tilde_pre, δgy, δgy_pre, τ2, δh_tilde, δh_tilde_pre, δgh, δgh_pre, δx, δb_gh, δb_h, δb_gy, δb_y */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -213,7 +213,7 @@ size_t sg_janet_float64_backward_work(int T, int B, int D, int H)
  *   c_seq (T, B, H): state c after every step
  *   s_tape (T, B, H): s at every step, kept for the backward pass
  *   c_tilde_tape (T, B, H): c_tilde at every step, kept for the backward pass
- *   grad_c_seq (T, B, H): loss gradient with respect to c at every step
+ *   grad_c_seq (T, B, H): loss gradient with respect to c at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_c_init (B, H): in: gradient with respect to the final c; out: with respect to the initial c
  *   grad_W_f (H, D): result: gradient with respect to W_f
@@ -294,8 +294,12 @@ void sg_janet_float64_backward(int T, int B, int D, int H, const int *batch_size
         const double *const c_tilde_row = c_tilde_tape + step_row * H;
         const double *const s_row = s_tape + step_row * H;
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+        if (grad_c_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_c_next_row, grad_c_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* τ1, τ2, δc_tilde, δc_tilde_pre, τ3, δs, δs_pre, δb_f, δb_c */
         for (int sample = 0; sample < step_batch; ++sample) {

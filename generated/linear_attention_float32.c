@@ -295,8 +295,8 @@ size_t sg_linear_attention_float32_backward_work(int T, int B, int D, int K, int
  *   W_k_x_tape (T, B, K): W_k@x at every step, kept for the backward pass
  *   sum_sum_arg_tape (T, B, 1): sum(sum_arg) at every step, kept for the backward pass
  *   S_nextT_q_tape (T, B, V): S'ᵀ@q at every step, kept for the backward pass
- *   grad_S_seq (T, B, K, V): loss gradient with respect to S at every step
- *   grad_z_seq (T, B, K): loss gradient with respect to z at every step
+ *   grad_S_seq (T, B, K, V): loss gradient with respect to S at every step (NULL: none)
+ *   grad_z_seq (T, B, K): loss gradient with respect to z at every step (NULL: none)
  *   grad_y_seq (T, B, V): loss gradient with respect to output y at every step
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_S_init (B, K, V): in: gradient with respect to the final S; out: with respect to the initial S
@@ -397,12 +397,20 @@ void sg_linear_attention_float32_backward(int T, int B, int D, int K, int V, con
         const float *const W_k_x_row = W_k_x_tape + step_row * K;
         const float *const W_q_x_row = W_q_x_tape + step_row * K;
         /* δS': gradient into S' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
-            d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
+        if (grad_S_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
+                d_S_next_row[n] = grad_S_init[n] + grad_S_seq[step_row * K * V + n];
+            }
+        } else {
+            memcpy(d_S_next_row, grad_S_init, sizeof(float) * (size_t)step_batch * K * V);
         }
         /* δz': gradient into z' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * K; ++n) {
-            d_z_next_row[n] = grad_z_init[n] + grad_z_seq[step_row * K + n];
+        if (grad_z_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * K; ++n) {
+                d_z_next_row[n] = grad_z_init[n] + grad_z_seq[step_row * K + n];
+            }
+        } else {
+            memcpy(d_z_next_row, grad_z_init, sizeof(float) * (size_t)step_batch * K);
         }
         /* τ1 */
         for (int sample = 0; sample < step_batch; ++sample) {

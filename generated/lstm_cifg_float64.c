@@ -276,8 +276,8 @@ size_t sg_lstm_cifg_float64_backward_work(int T, int B, int D, int H)
  *   i_tape (T, B, H): i at every step, kept for the backward pass
  *   g_tape (T, B, H): g at every step, kept for the backward pass
  *   o_tape (T, B, H): o at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
- *   grad_c_seq (T, B, H): loss gradient with respect to c at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
+ *   grad_c_seq (T, B, H): loss gradient with respect to c at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_c_init (B, H): in: gradient with respect to the final c; out: with respect to the initial c
@@ -380,12 +380,20 @@ void sg_lstm_cifg_float64_backward(int T, int B, int D, int H, const int *batch_
         const double *const i_row = i_tape + step_row * H;
         const double *const o_row = o_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+        if (grad_c_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_c_next_row, grad_c_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* τ1, δc'_tot, δo, δo_pre, δg, δg_pre, δi, τ2, δi_pre, δc, δb_i, δb_g, δb_o */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -302,8 +302,8 @@ size_t sg_lstm_greff_cifg_float32_backward_work(int T, int B, int D, int H)
  *   i_tape (T, B, H): i at every step, kept for the backward pass
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   o_tape (T, B, H): o at every step, kept for the backward pass
- *   grad_y_seq (T, B, H): loss gradient with respect to y at every step
- *   grad_c_seq (T, B, H): loss gradient with respect to c at every step
+ *   grad_y_seq (T, B, H): loss gradient with respect to y at every step (NULL: none)
+ *   grad_c_seq (T, B, H): loss gradient with respect to c at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_y_init (B, H): in: gradient with respect to the final y; out: with respect to the initial y
  *   grad_c_init (B, H): in: gradient with respect to the final c; out: with respect to the initial c
@@ -416,12 +416,20 @@ void sg_lstm_greff_cifg_float32_backward(int T, int B, int D, int H, const int *
         const float *const o_row = o_tape + step_row * H;
         const float *const z_row = z_tape + step_row * H;
         /* δy': gradient into y' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_y_next_row[n] = grad_y_init[n] + grad_y_seq[step_row * H + n];
+        if (grad_y_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_y_next_row[n] = grad_y_init[n] + grad_y_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_y_next_row, grad_y_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+        if (grad_c_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_c_next_row, grad_c_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* τ1, δo, δo_pre, δc'_tot, δf, δi, δi_pre, δz, δz_pre, δc, δb_z, δp_i, δb_i, δp_o, δb_o */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -520,11 +520,11 @@ size_t sg_lstm_greff_fgr_float64_backward_work(int T, int B, int D, int H)
  *   f_seq (T, B, H): state f after every step
  *   o_seq (T, B, H): state o after every step
  *   z_tape (T, B, H): z at every step, kept for the backward pass
- *   grad_y_seq (T, B, H): loss gradient with respect to y at every step
- *   grad_c_seq (T, B, H): loss gradient with respect to c at every step
- *   grad_i_seq (T, B, H): loss gradient with respect to i at every step
- *   grad_f_seq (T, B, H): loss gradient with respect to f at every step
- *   grad_o_seq (T, B, H): loss gradient with respect to o at every step
+ *   grad_y_seq (T, B, H): loss gradient with respect to y at every step (NULL: none)
+ *   grad_c_seq (T, B, H): loss gradient with respect to c at every step (NULL: none)
+ *   grad_i_seq (T, B, H): loss gradient with respect to i at every step (NULL: none)
+ *   grad_f_seq (T, B, H): loss gradient with respect to f at every step (NULL: none)
+ *   grad_o_seq (T, B, H): loss gradient with respect to o at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_y_init (B, H): in: gradient with respect to the final y; out: with respect to the initial y
  *   grad_c_init (B, H): in: gradient with respect to the final c; out: with respect to the initial c
@@ -753,24 +753,44 @@ void sg_lstm_greff_fgr_float64_backward(int T, int B, int D, int H, const int *b
         double *const d_f_next_pre_f_adjoints_row = f_adjoints + step_row * f_adjoints_width + H;
         double *const d_o_next_pre_f_adjoints_row = f_adjoints + step_row * f_adjoints_width + 2 * H;
         /* δy': gradient into y' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_y_next_row[n] = grad_y_init[n] + grad_y_seq[step_row * H + n];
+        if (grad_y_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_y_next_row[n] = grad_y_init[n] + grad_y_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_y_next_row, grad_y_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+        if (grad_c_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_c_next_row, grad_c_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δi': gradient into i' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_i_next_row[n] = grad_i_init[n] + grad_i_seq[step_row * H + n];
+        if (grad_i_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_i_next_row[n] = grad_i_init[n] + grad_i_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_i_next_row, grad_i_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δf': gradient into f' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_f_next_row[n] = grad_f_init[n] + grad_f_seq[step_row * H + n];
+        if (grad_f_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_f_next_row[n] = grad_f_init[n] + grad_f_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_f_next_row, grad_f_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δo': gradient into o' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_o_next_row[n] = grad_o_init[n] + grad_o_seq[step_row * H + n];
+        if (grad_o_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_o_next_row[n] = grad_o_init[n] + grad_o_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_o_next_row, grad_o_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* τ1, δo'_tot, δo'_pre, δc'_tot, δf'_tot, δf'_pre, δi'_tot, δi'_pre, δz, δz_pre, δc, δb_z, δp_i, δb_i, δp_f, δb_f, δp_o, δb_o */
         for (int sample = 0; sample < step_batch; ++sample) {

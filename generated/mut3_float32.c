@@ -325,7 +325,7 @@ size_t sg_mut3_float32_backward_work(int T, int B, int D, int H)
  *   U_h_arg_tape (T, B, H): U_h_arg at every step, kept for the backward pass
  *   U_h_U_h_arg_tape (T, B, H): U_h@U_h_arg at every step, kept for the backward pass
  *   W_h_x_tape (T, B, H): W_h@x at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_W_z (H, D): result: gradient with respect to W_z
@@ -453,8 +453,12 @@ void sg_mut3_float32_backward(int T, int B, int D, int H, const int *batch_sizes
         float *const d_r_pre_h_adjoints_row = h_adjoints + step_row * h_adjoints_width;
         float *const d_h_next_pre_U_h_arg_adjoints_row = U_h_arg_adjoints + step_row * U_h_arg_adjoints_width;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* τ1, δh'_pre, δz, τ2, δz_pre, δb_z, δb_h */
         for (int sample = 0; sample < step_batch; ++sample) {

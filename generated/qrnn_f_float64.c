@@ -240,8 +240,8 @@ size_t sg_qrnn_f_float64_backward_work(int T, int B, int D, int H)
  *   xp_seq (T, B, D): state xp after every step
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  *   f_tape (T, B, H): f at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
- *   grad_xp_seq (T, B, D): loss gradient with respect to xp at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
+ *   grad_xp_seq (T, B, D): loss gradient with respect to xp at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_xp_init (B, D): in: gradient with respect to the final xp; out: with respect to the initial xp
@@ -326,12 +326,20 @@ void sg_qrnn_f_float64_backward(int T, int B, int D, int H, const int *batch_siz
         const double *const h_row = t == 0 ? h_init : h_seq + previous_row * H;
         const double *const z_row = z_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δxp': gradient into xp' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * D; ++n) {
-            d_xp_next_row[n] = grad_xp_init[n] + grad_xp_seq[step_row * D + n];
+        if (grad_xp_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * D; ++n) {
+                d_xp_next_row[n] = grad_xp_init[n] + grad_xp_seq[step_row * D + n];
+            }
+        } else {
+            memcpy(d_xp_next_row, grad_xp_init, sizeof(double) * (size_t)step_batch * D);
         }
         /* δf, τ1, δf_pre, δz, δz_pre, δh, δb_z, δb_f */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -297,8 +297,8 @@ size_t sg_qrnn_fo_float64_backward_work(int T, int B, int D, int H)
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   o_tape (T, B, H): o at every step, kept for the backward pass
- *   grad_c_seq (T, B, H): loss gradient with respect to c at every step
- *   grad_xp_seq (T, B, D): loss gradient with respect to xp at every step
+ *   grad_c_seq (T, B, H): loss gradient with respect to c at every step (NULL: none)
+ *   grad_xp_seq (T, B, D): loss gradient with respect to xp at every step (NULL: none)
  *   grad_h_seq (T, B, H): loss gradient with respect to output h at every step
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_c_init (B, H): in: gradient with respect to the final c; out: with respect to the initial c
@@ -407,12 +407,20 @@ void sg_qrnn_fo_float64_backward(int T, int B, int D, int H, const int *batch_si
         const double *const z_row = z_tape + step_row * H;
         const double *const d_h_row = grad_h_seq + step_row * H;
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+        if (grad_c_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_c_next_row, grad_c_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δxp': gradient into xp' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * D; ++n) {
-            d_xp_next_row[n] = grad_xp_init[n] + grad_xp_seq[step_row * D + n];
+        if (grad_xp_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * D; ++n) {
+                d_xp_next_row[n] = grad_xp_init[n] + grad_xp_seq[step_row * D + n];
+            }
+        } else {
+            memcpy(d_xp_next_row, grad_xp_init, sizeof(double) * (size_t)step_batch * D);
         }
         /* δc'_tot, δo, δo_pre, δf, τ1, δf_pre, δz, δz_pre, δc, δb_z, δb_f, δb_o */
         for (int sample = 0; sample < step_batch; ++sample) {

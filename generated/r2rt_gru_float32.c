@@ -287,7 +287,7 @@ size_t sg_r2rt_gru_float32_backward_work(int T, int B, int D, int H)
  *   z_tape (T, B, H): z at every step, kept for the backward pass
  *   U_arg_tape (T, B, H): U_arg at every step, kept for the backward pass
  *   s_tilde_tape (T, B, H): s_tilde at every step, kept for the backward pass
- *   grad_s_seq (T, B, H): loss gradient with respect to s at every step
+ *   grad_s_seq (T, B, H): loss gradient with respect to s at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_s_init (B, H): in: gradient with respect to the final s; out: with respect to the initial s
  *   grad_U_r (H, H): result: gradient with respect to U_r
@@ -401,8 +401,12 @@ void sg_r2rt_gru_float32_backward(int T, int B, int D, int H, const int *batch_s
         float *const d_z_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + H;
         float *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + step_row * U_arg_adjoints_width;
         /* δs': gradient into s' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
+        if (grad_s_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_s_next_row, grad_s_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* τ1, δs_tilde, δs_tilde_pre, δz, δz_pre, δb_z, δb */
         for (int sample = 0; sample < step_batch; ++sample) {

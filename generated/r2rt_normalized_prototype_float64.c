@@ -394,7 +394,7 @@ size_t sg_r2rt_normalized_prototype_float64_backward_work(int T, int B, int D, i
  *   u_tape (T, B, H): u at every step, kept for the backward pass
  *   mean_u_tape (T, B, 1): mean(u) at every step, kept for the backward pass
  *   mean_mean_arg_tape (T, B, 1): mean(mean_arg) at every step, kept for the backward pass
- *   grad_s_seq (T, B, H): loss gradient with respect to s at every step
+ *   grad_s_seq (T, B, H): loss gradient with respect to s at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_s_init (B, H): in: gradient with respect to the final s; out: with respect to the initial s
  *   grad_U_i (H, H): result: gradient with respect to U_i
@@ -553,8 +553,12 @@ void sg_r2rt_normalized_prototype_float64_backward(int T, int B, int D, int H, c
         double *const d_f_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
         double *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + step_row * U_arg_adjoints_width;
         /* δs': gradient into s' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
+        if (grad_s_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_s_next_row, grad_s_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* τ1 */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -332,7 +332,7 @@ size_t sg_r2rt_prototype_lstm_float32_backward_work(int T, int B, int D, int H)
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   U_arg_tape (T, B, H): U_arg at every step, kept for the backward pass
  *   s_tilde_tape (T, B, H): s_tilde at every step, kept for the backward pass
- *   grad_s_seq (T, B, H): loss gradient with respect to s at every step
+ *   grad_s_seq (T, B, H): loss gradient with respect to s at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_s_init (B, H): in: gradient with respect to the final s; out: with respect to the initial s
  *   grad_U_i (H, H): result: gradient with respect to U_i
@@ -465,8 +465,12 @@ void sg_r2rt_prototype_lstm_float32_backward(int T, int B, int D, int H, const i
         float *const d_f_pre_x_adjoints_row = x_adjoints + step_row * x_adjoints_width + 2 * H;
         float *const d_s_tilde_pre_U_arg_adjoints_row = U_arg_adjoints + step_row * U_arg_adjoints_width;
         /* δs': gradient into s' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
+        if (grad_s_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_s_next_row[n] = grad_s_init[n] + grad_s_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_s_next_row, grad_s_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* δs_tilde, δs_tilde_pre, δf, δf_pre, δi, δi_pre, δb_i, δb_f, δb */
         for (int sample = 0; sample < step_batch; ++sample) {

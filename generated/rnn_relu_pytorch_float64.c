@@ -147,7 +147,7 @@ size_t sg_rnn_relu_pytorch_float64_backward_work(int T, int B, int D, int H)
  *   W_hh (H, H): parameter W_hh
  *   b_hh (H): parameter b_hh
  *   h_seq (T, B, H): state h after every step
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_W_ih (H, D): result: gradient with respect to W_ih
@@ -199,8 +199,12 @@ void sg_rnn_relu_pytorch_float64_backward(int T, int B, int D, int H, const int 
         double *const d_h_row = grad_h_init;
         const double *const h_next_row = h_seq + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* δh'_pre, δb_ih, δb_hh */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -215,7 +215,7 @@ size_t sg_sru_2017_float64_backward_work(int T, int B, int H)
  *   x_tilde_tape (T, B, H): x_tilde at every step, kept for the backward pass
  *   f_tape (T, B, H): f at every step, kept for the backward pass
  *   r_tape (T, B, H): r at every step, kept for the backward pass
- *   grad_c_seq (T, B, H): loss gradient with respect to c at every step
+ *   grad_c_seq (T, B, H): loss gradient with respect to c at every step (NULL: none)
  *   grad_h_seq (T, B, H): loss gradient with respect to output h at every step
  *   grad_x_seq (T, B, H): result: gradient with respect to input x
  *   grad_c_init (B, H): in: gradient with respect to the final c; out: with respect to the initial c
@@ -289,8 +289,12 @@ void sg_sru_2017_float64_backward(int T, int B, int H, const int *batch_sizes,
         const double *const x_tilde_row = x_tilde_tape + step_row * H;
         const double *const d_h_row = grad_h_seq + step_row * H;
         /* δc': gradient into c' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+        if (grad_c_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_c_next_row[n] = grad_c_init[n] + grad_c_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_c_next_row, grad_c_init, sizeof(double) * (size_t)step_batch * H);
         }
         /* τ1, δc'_tot, δr, τ2, δr_pre, δf, τ3, δf_pre, δx_tilde, δx_tilde_pre, δc, δx, δb_f, δb_r */
         for (int sample = 0; sample < step_batch; ++sample) {

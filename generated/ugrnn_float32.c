@@ -209,7 +209,7 @@ size_t sg_ugrnn_float32_backward_work(int T, int B, int D, int H)
  *   h_seq (T, B, H): state h after every step
  *   c_tape (T, B, H): c at every step, kept for the backward pass
  *   g_tape (T, B, H): g at every step, kept for the backward pass
- *   grad_h_seq (T, B, H): loss gradient with respect to h at every step
+ *   grad_h_seq (T, B, H): loss gradient with respect to h at every step (NULL: none)
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_h_init (B, H): in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_W_c (H, D): result: gradient with respect to W_c
@@ -287,8 +287,12 @@ void sg_ugrnn_float32_backward(int T, int B, int D, int H, const int *batch_size
         const float *const c_row = c_tape + step_row * H;
         const float *const g_row = g_tape + step_row * H;
         /* δh': gradient into h' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
-            d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+        if (grad_h_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * H; ++n) {
+                d_h_next_row[n] = grad_h_init[n] + grad_h_seq[step_row * H + n];
+            }
+        } else {
+            memcpy(d_h_next_row, grad_h_init, sizeof(float) * (size_t)step_batch * H);
         }
         /* δg, τ1, δg_pre, δc, δc_pre, δb_c, δb_g */
         for (int sample = 0; sample < step_batch; ++sample) {

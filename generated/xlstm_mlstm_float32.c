@@ -479,9 +479,9 @@ size_t sg_xlstm_mlstm_float32_backward_work(int T, int B, int D, int K, int V)
  *   W_f_x_tape (T, B, 1): W_f@x at every step, kept for the backward pass
  *   sum_sum_arg_tape (T, B, 1): sum(sum_arg) at every step, kept for the backward pass
  *   C_nextT_q_tape (T, B, V): C'ᵀ@q at every step, kept for the backward pass
- *   grad_C_seq (T, B, K, V): loss gradient with respect to C at every step
- *   grad_n_seq (T, B, K): loss gradient with respect to n at every step
- *   grad_m_seq (T, B, 1): loss gradient with respect to m at every step
+ *   grad_C_seq (T, B, K, V): loss gradient with respect to C at every step (NULL: none)
+ *   grad_n_seq (T, B, K): loss gradient with respect to n at every step (NULL: none)
+ *   grad_m_seq (T, B, 1): loss gradient with respect to m at every step (NULL: none)
  *   grad_h_seq (T, B, V): loss gradient with respect to output h at every step
  *   grad_x_seq (T, B, D): result: gradient with respect to input x
  *   grad_C_init (B, K, V): in: gradient with respect to the final C; out: with respect to the initial C
@@ -668,16 +668,28 @@ void sg_xlstm_mlstm_float32_backward(int T, int B, int D, int K, int V, const in
         const float *const W_f_x_row = W_f_x_tape + step_row * 1;
         const float *const i_pre_row = i_pre_tape + step_row * 1;
         /* δC': gradient into C' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
-            d_C_next_row[n] = grad_C_init[n] + grad_C_seq[step_row * K * V + n];
+        if (grad_C_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * K * V; ++n) {
+                d_C_next_row[n] = grad_C_init[n] + grad_C_seq[step_row * K * V + n];
+            }
+        } else {
+            memcpy(d_C_next_row, grad_C_init, sizeof(float) * (size_t)step_batch * K * V);
         }
         /* δn': gradient into n' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * K; ++n) {
-            d_n_next_row[n] = grad_n_init[n] + grad_n_seq[step_row * K + n];
+        if (grad_n_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * K; ++n) {
+                d_n_next_row[n] = grad_n_init[n] + grad_n_seq[step_row * K + n];
+            }
+        } else {
+            memcpy(d_n_next_row, grad_n_init, sizeof(float) * (size_t)step_batch * K);
         }
         /* δm': gradient into m' from step t+1 and the loss */
-        for (size_t n = 0; n < (size_t)step_batch * 1; ++n) {
-            d_m_next_row[n] = grad_m_init[n] + grad_m_seq[step_row * 1 + n];
+        if (grad_m_seq != NULL) {
+            for (size_t n = 0; n < (size_t)step_batch * 1; ++n) {
+                d_m_next_row[n] = grad_m_init[n] + grad_m_seq[step_row * 1 + n];
+            }
+        } else {
+            memcpy(d_m_next_row, grad_m_init, sizeof(float) * (size_t)step_batch * 1);
         }
         /* τ1, τ2, τ3, τ5, τ11 */
         for (int sample = 0; sample < step_batch; ++sample) {

@@ -31,7 +31,7 @@ ROLE_TEXT = {
     "states": "state {} after every step",
     "outputs": "output {} at every step",
     "tape": "{} at every step, kept for the backward pass",
-    "grad_states": "loss gradient with respect to {} at every step",
+    "grad_states": "loss gradient with respect to {} at every step (NULL: none)",
     "grad_outputs": "loss gradient with respect to output {} at every step",
     "grad_inputs": "result: gradient with respect to input {}",
     "grad_init": "in: gradient with respect to the final {}; out: with respect to the initial {}",

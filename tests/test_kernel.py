@@ -55,11 +55,18 @@ def test_backward_shapes_and_final_gradient_equals_last_step_gradient(lstm, data
     np.testing.assert_allclose(g1.init["h"], g2.init["h"], rtol=1e-14, atol=1e-16)
 
 
-def test_loss_gradients_not_given_are_zeros_call_after_call(lstm, data):
-    """The zeros a backward pass reads for them are shared between calls: none may change them."""
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"recompute": True}, {"lengths": [6, 3]}, {"recompute": True, "lengths": [6, 3]}],
+    ids=["taped", "recompute", "lengths", "recompute-lengths"],
+)
+def test_loss_gradients_not_given_are_zeros_call_after_call(lstm, data, options):
+    """A state's every-step gradient not given reaches the kernel as NULL (nothing to add), an
+    output's as zeros shared between calls, which none may change: either way, the gradients are
+    those of zeros given, call after call, in every kind of run."""
     x, params = data
     rng = np.random.default_rng(2)
-    run = lstm.forward(x, params)
+    run = lstm.forward(x, params, **options)
     for _ in range(3):
         dh = rng.standard_normal((6, 2, 4))
         given = lstm.backward(run, {"h": dh, "c": np.zeros((6, 2, 4))})

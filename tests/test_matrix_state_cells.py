@@ -31,9 +31,12 @@ What is checked, in float64:
    shapes must match exactly (a state (T, B, K, V), its initial value and gradient (B, K, V), a
    size-1 state (T, B, 1) / (B, 1));
 4. ``symgate check <name>`` (the command's entry point) exits with status 0 for every cell;
-5. ``forward(..., recompute=True)`` over T=17 (segments of 5, 5, 5 and 2 steps) gives the taped
-   run's states and outputs exactly and its gradients to 1e-12 relative to the largest magnitude
-   (the segments sum the parameter gradients in another order).
+5. ``forward(..., recompute=True)`` over T=17 (segments of 5, 5, 5 and 2 steps), with every
+   sample running all 17 steps and with lengths 17, 6 and 0, gives the taped run's vector states,
+   outputs and final states exactly and its gradients to 1e-12 relative to the largest magnitude
+   (the segments sum the parameter gradients in another order); it keeps a matrix state at the
+   three segment ends only (``run.checkpoints``, and its last state in ``run.final``), not in
+   ``run.states``: 4 matrices a sample in place of 17, as ``run.kept_bytes`` says.
 
 Values are drawn where every cell is defined and away from its kinks: linear attention's
 normaliser z starts in (0.5, 1) (the paper starts it at 0 and adds φ(k) > 0, so its denominator
@@ -332,18 +335,19 @@ def kernel_and_sizes(name, sizes):
     return kernel, {d: sizes[d] for d in kernel.cell.dims}
 
 
-def draw(kernel, sizes, steps, seed=7):
+def draw(kernel, sizes, steps, seed=7, batch=B):
     """Parameters (``init_params``, seed 3), inputs in (-1, 1), initial states in their ranges,
     and a cotangent for every state and output at every step."""
     cell, rng = kernel.cell, np.random.default_rng(seed)
     params = kernel.init_params(sizes, seed=3)
-    inputs = {n: rng.uniform(-1.0, 1.0, (steps, B, *extent(d, sizes))) for n, d in cell.inputs.items()}
+    inputs = {n: rng.uniform(-1.0, 1.0, (steps, batch, *extent(d, sizes))) for n, d in cell.inputs.items()}
     init = {
-        n: rng.uniform(*INIT_RANGES.get((cell.name, n), (-0.5, 0.5)), (B, *extent(d, sizes)))
+        n: rng.uniform(*INIT_RANGES.get((cell.name, n), (-0.5, 0.5)), (batch, *extent(d, sizes)))
         for n, d in cell.states.items()
     }
     cotangents = {
-        n: rng.uniform(-1.0, 1.0, (steps, B, *extent(d, sizes))) for n, d in {**cell.states, **cell.outputs}.items()
+        n: rng.uniform(-1.0, 1.0, (steps, batch, *extent(d, sizes)))
+        for n, d in {**cell.states, **cell.outputs}.items()
     }
     return params, inputs, init, cotangents
 
@@ -410,19 +414,33 @@ def test_symgate_check_passes(name, capsys):
     assert f"gradcheck {name}" in out and "ok" in out, out
 
 
+@pytest.mark.parametrize("lengths", [None, [17, 6, 0]], ids=["full", "lengths"])
 @pytest.mark.parametrize("name", CELLS)
-def test_a_recomputing_run_gives_the_taped_states_and_gradients(name):
+def test_a_recomputing_run_gives_the_taped_states_and_gradients(name, lengths):
     steps = 17  # segments of 5, 5, 5 and 2 steps
     kernel, sizes = kernel_and_sizes(name, SIZES)
-    params, inputs, init, cotangents = draw(kernel, sizes, steps, seed=8)
+    params, inputs, init, cotangents = draw(kernel, sizes, steps, seed=8, batch=3)
     rng = np.random.default_rng(9)
     final = {n: rng.uniform(-1.0, 1.0, a.shape) for n, a in init.items()}
-    taped = kernel.forward(inputs, params, init)
-    recomputing = kernel.forward(inputs, params, init, recompute=True)
+    taped = kernel.forward(inputs, params, init, lengths=lengths)
+    recomputing = kernel.forward(inputs, params, init, recompute=True, lengths=lengths)
     assert recomputing.tape == {}
-    for part in ("states", "outputs"):
-        for n, a in getattr(taped, part).items():
-            np.testing.assert_array_equal(getattr(recomputing, part)[n], a, err_msg=f"{name}: {n}")
+    matrices = [n for n, d in kernel.cell.states.items() if " x " in d]
+    assert set(recomputing.states) == set(taped.states) - set(matrices)
+    assert {n: a.shape for n, a in recomputing.checkpoints.items()} == {
+        n: (3, *taped.final[n].shape) for n in matrices
+    }
+    # What it keeps: the taped run's states and outputs, each matrix state's 17 steps replaced by
+    # 4 matrices a sample (the 3 segment ends and the last state), and no tape.
+    every_step = sum(a.nbytes for part in (taped.states, taped.outputs) for a in part.values())
+    matrix_steps = sum(taped.states[n].nbytes for n in matrices)
+    assert recomputing.kept_bytes == every_step - matrix_steps * 13 // 17
+    for part in ("states", "outputs", "final"):
+        for n, a in getattr(recomputing, part).items():
+            np.testing.assert_array_equal(a, getattr(taped, part)[n], err_msg=f"{name}: {part} {n}")
+    assert recomputing.final.keys() == taped.final.keys()
+    with pytest.raises(KeyError, match=f"keeps matrix state {matrices[0]} at the ends of its segments"):
+        recomputing.states[matrices[0]]
     want = kernel.backward(taped, cotangents, final=final)
     got = kernel.backward(recomputing, cotangents, final=final)
     for part in ("params", "inputs", "init"):

@@ -4,7 +4,10 @@ The module's values are the NumPy kernel's exactly (the same kernels); its gradi
 by PyTorch's own finite differences (``torch.autograd.gradcheck``, float64, its default
 tolerances: atol 1e-5, rtol 1e-3) with respect to the input, the initial matrix state and every
 parameter; ``torch.compile(fullgraph=True)`` gives the eager outputs and gradients exactly; a
-matrix state of the wrong shape is refused by name.
+matrix state of the wrong shape is refused by name. With ``recompute=True`` (which keeps a matrix
+state at segment ends only), eager and compiled, with and without lengths, the outputs and final
+states are the taped module's exactly and the gradients equal to 1e-12 relative (the segments sum
+the parameter gradients in another order).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import symgate as sg
 from symgate.frontend.functions import dims_of
 
 torch = pytest.importorskip("torch")
+
+from symgate.frameworks.torch_ops import kernel_key  # noqa: E402
 
 SIZES = {"D": 3, "K": 4, "V": 2}
 T, B = 4, 2
@@ -74,3 +79,56 @@ def test_a_matrix_state_of_the_wrong_shape_is_refused_by_name():
     x = torch.zeros(T, B, SIZES["D"], dtype=torch.float64)
     with pytest.raises(sg.ArrayError, match=r"init\['S'\] has shape \(2, 4\), expected \(B, K, V\) = \(2, 4, 2\)"):
         module(x, torch.zeros(B, SIZES["K"], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("lengths", [None, [9, 4, 0]], ids=["full", "lengths"])
+def test_a_recomputing_module_gives_the_taped_values_and_gradients(lengths, compiled):
+    steps, batch = 9, 3  # segments of 3 steps: two matrix states kept at segment ends
+    taped = sg.torch.CellModule("xlstm_mlstm", SIZES, dtype=torch.float64, seed=0)
+    recomputing = sg.torch.CellModule("xlstm_mlstm", SIZES, dtype=torch.float64, seed=0, recompute=True)
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(steps, batch, SIZES["D"], dtype=torch.float64, generator=generator, requires_grad=True)
+    matrix = (batch, SIZES["K"], SIZES["V"])
+    start_c = (0.5 * torch.randn(*matrix, generator=generator, dtype=torch.float64)).requires_grad_()
+    weights = [torch.randn(steps, batch, SIZES["V"], generator=generator, dtype=torch.float64)]
+    weights.append(torch.randn(*matrix, generator=generator, dtype=torch.float64))
+
+    def loss_and_gradients(module):
+        run = torch.compile(module, fullgraph=True) if compiled else module
+        h, (c, n, m) = run(x, {"C": start_c}, None if lengths is None else torch.tensor(lengths))
+        loss = (h * weights[0]).sum() + (c * weights[1]).sum() + n.sum() + m.sum()
+        return (h, c, n, m), torch.autograd.grad(loss, [x, start_c, *module.parameters()])
+
+    want, want_grads = loss_and_gradients(taped)
+    got, got_grads = loss_and_gradients(recomputing)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * float(b.abs().max()))
+    assert "C" not in recomputing.sequences(x, {"C": start_c}).states
+
+
+def test_a_recomputing_module_refuses_a_matrix_state_as_its_output():
+    refused = "output='S' is a matrix state of cell deltanet, which recompute=True keeps"
+    with pytest.raises(sg.ArrayError, match=refused):
+        sg.torch.CellModule("deltanet", SIZES, output="S", recompute=True)
+
+
+def test_opcheck_passes_for_a_recomputing_matrix_state():
+    """The operators' fake shapes (a matrix state's final value, its checkpoints) are the real ones."""
+    forward, backward = torch.ops.symgate.cell_forward.default, torch.ops.symgate.cell_backward.default
+    module = _module("deltanet")
+    key = kernel_key(module.kernel())
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(10, B, SIZES["D"], dtype=torch.float64, generator=generator, requires_grad=True)
+    init = [torch.randn(B, SIZES["K"], SIZES["V"], dtype=torch.float64, generator=generator, requires_grad=True)]
+    params = [module.param(p.name) for p in module.cell.params]
+    for lengths in (None, torch.tensor([10, 3])):
+        torch.library.opcheck(forward, (key, [x], init, params, True, True, lengths))
+        given = [[t.detach() for t in group] for group in ([x], init, params)]
+        saved = [t.detach() for t in forward(key, *given, True, True, lengths)]
+        # the final S, y, and S at 2 segment ends (segments of 4, 4 and 2 steps)
+        assert [tuple(t.shape) for t in saved] == [(B, 4, 2), (10, B, 2), (2, B, 4, 2)]
+        grads = [torch.randn_like(t) for t in saved[:2]]
+        torch.library.opcheck(backward, (key, *given, saved, grads, True, lengths))

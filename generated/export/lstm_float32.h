@@ -169,8 +169,8 @@ size_t sg_lstm_float32_forward_work(int T, int B, int D, int H);
  *   f_tape (T, B, H), read: f at every step, kept for the backward pass
  *   g_tape (T, B, H), read: g at every step, kept for the backward pass
  *   o_tape (T, B, H), read: o at every step, kept for the backward pass
- *   grad_h_seq (T, B, H), read: loss gradient with respect to h at every step
- *   grad_c_seq (T, B, H), read: loss gradient with respect to c at every step
+ *   grad_h_seq (T, B, H), read: loss gradient with respect to h at every step (NULL: none)
+ *   grad_c_seq (T, B, H), read: loss gradient with respect to c at every step (NULL: none)
  *   grad_x_seq (T, B, D), written: gradient with respect to input x
  *   grad_h_init (B, H), read and written: in: gradient with respect to the final h; out: with respect to the initial h
  *   grad_c_init (B, H), read and written: in: gradient with respect to the final c; out: with respect to the initial c

@@ -216,6 +216,7 @@ def _seeds(scope: Scope, by_role: dict, rows: dict) -> list[tuple[frozenset[str]
                 "comment": f"{seed}: gradient into {state}' from step t+1 and the loss",
                 "out": out,
                 "carry": carry,
+                "given_array": given,  # NULL when the loss has no gradient at every step
                 "given": f"{given}[step_row * {size} + n]",
                 "count": f"(size_t)step_batch * {size}",
             }

@@ -105,6 +105,7 @@ from ..frontend.functions import dims_of
 from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
 from ..runtime.lengths import checked_lengths
+from ..runtime.recompute import kept_at_ends
 from .interop.common import FrameworkNotInstalledError
 
 try:
@@ -156,7 +157,8 @@ class CellModule(torch.nn.Module):
     * ``params``: initial parameter values instead, a dict of arrays or tensors by cell name.
     * ``recompute``: keep no saved values between the passes, only states and outputs; the
       backward pass recomputes them segment by segment (``Kernel.forward(..., recompute=True)``):
-      less memory for one more forward pass.
+      less memory for one more forward pass. A matrix state is then kept at segment ends only:
+      ``sequences(...).states`` leaves it out (``final`` has it).
 
     Under ``torch.no_grad()``, or when no input, initial state or parameter requires grad, the
     forward pass keeps no saved values at all (``Kernel.forward(..., backward=False)``).
@@ -187,6 +189,11 @@ class CellModule(torch.nn.Module):
         self.output = _checked_output(cell, output)
         self.batch_first = flag_argument(batch_first, "batch_first")
         self.recompute = flag_argument(recompute, "recompute")
+        if self.recompute and self.output in kept_at_ends(cell.states):
+            raise ArrayError(
+                f"output={self.output!r} is a matrix state of cell {cell.name}, which recompute=True keeps only at "
+                f"segment ends, not at every step: choose an output or a vector state, or leave recompute off"
+            )
         self._fingerprint = cell.fingerprint()
         if params is None:
             if seed is None:
@@ -264,9 +271,12 @@ class CellModule(torch.nn.Module):
         )
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
+        at_ends = kept_at_ends(cell.states) if self.recompute else ()  # these come as their final values
         final = {}
         for (s, dim), start in zip(cell.states.items(), init_list, strict=True):
-            if steps:
+            if s in at_ends:
+                final[s] = states.pop(s)
+            elif steps:
                 final[s] = states[s][-1]
             else:
                 zeros = torch.zeros(batch, *shape_of(dims_of(dim), self.sizes), dtype=dtype)

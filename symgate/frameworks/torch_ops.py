@@ -22,7 +22,10 @@ pass reads passed as tensors::
 ``init`` holds every initial state (the traced call makes zeros for those not given).
 ``cell_forward`` returns the states' and outputs' sequences and then, when it keeps a tape
 (``backward`` and not ``recompute``), the tape's arrays (the saved values, in the kernel's
-order); ``cell_backward`` takes those as ``saved`` and the loss gradients of the states' and
+order), or with ``recompute`` and ``backward``, the matrix states' values at segment ends
+(``Run.checkpoints``). With ``recompute``, a matrix state's "sequence" is its final value,
+(B, K, V): such a run keeps no other (:mod:`symgate.runtime.recompute`).
+``cell_backward`` takes those as ``saved`` and the loss gradients of the states' and
 outputs' sequences as ``grads``, rebuilds the run (:meth:`symgate.Kernel.run_of`) and returns
 the gradients of the inputs, the initial states and the parameters. ``cell_backward`` is the
 backward pass of ``cell_forward`` (``torch.library.register_autograd``) and is not itself
@@ -53,6 +56,7 @@ from ..frontend.functions import SCALAR, dims_of
 from ..pipeline import build
 from ..runtime.arrays import given_arrays
 from ..runtime.kernel import Kernel
+from ..runtime.recompute import ends_of, kept_at_ends, segment_length
 from ..runtime.run import Gradients, Run
 
 __all__ = ["cell_backward", "cell_forward", "cell_sequences", "kernel_for", "kernel_key", "torch_dtype"]
@@ -119,7 +123,8 @@ def cell_sequences(
 ) -> list[torch.Tensor]:
     """The states' then the outputs' sequences of the cell's kernel for ``dtype`` over the
     inputs (every tensor time-major and C-contiguous, in the cell's order), differentiable with
-    respect to every tensor given. ``fingerprint`` is the cell's (known, it saves working it out
+    respect to every tensor given; with ``recompute``, a matrix state's final value in place of
+    its sequence. ``fingerprint`` is the cell's (known, it saves working it out
     again); ``recompute``, ``backward`` and ``lengths`` (a CPU int64 tensor of B lengths, or
     None) are :meth:`symgate.Kernel.forward`'s (``backward=False``: no gradient will be taken,
     nothing is saved)."""
@@ -163,21 +168,23 @@ def _given(kernel: Kernel, inputs, init, params) -> tuple[dict, dict, dict]:
     )
 
 
-def _sequences(kernel: Kernel, run: Run) -> list[torch.Tensor]:
-    """The run's state sequences then output sequences, in the cell's order, sharing its memory."""
-    states, outputs = run.states, run.outputs
-    return [torch.from_numpy(states[s]) for s in kernel.cell.states] + [
-        torch.from_numpy(outputs[y]) for y in kernel.cell.outputs
-    ]
+def _sequences(kernel: Kernel, run: Run, recompute: bool) -> list[torch.Tensor]:
+    """The run's state sequences then output sequences, in the cell's order, sharing its memory
+    (with ``recompute``, a matrix state's final value in place of its sequence)."""
+    finals = kept_at_ends(kernel.cell.states) if recompute else ()
+    states = [run.final[s] if s in finals else run.states[s] for s in kernel.cell.states]
+    return [torch.from_numpy(a) for a in states] + [torch.from_numpy(run.outputs[y]) for y in kernel.cell.outputs]
 
 
-def _gradients(kernel: Kernel, run: Run, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+def _gradients(kernel: Kernel, run: Run, grads: Sequence[torch.Tensor | None], recompute: bool) -> list[torch.Tensor]:
     """The backward pass: the gradients of the inputs, the initial states and the parameters, in
-    the cell's order, from the loss gradients of the state and output sequences (``None``: zero)."""
+    the cell's order, from the loss gradients of the state and output sequences (``None``: zero;
+    with ``recompute``, a matrix state's is its final value's)."""
     cell = kernel.cell
     names = [*cell.states, *cell.outputs]
     given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
-    result: Gradients = kernel.backward(run, given)
+    finals = {s: given.pop(s) for s in (kept_at_ends(cell.states) if recompute else ()) if s in given}
+    result: Gradients = kernel.backward(run, given, final=finals)
     arrays = [result.inputs[n] for n in cell.inputs] + [result.init[s] for s in cell.states]
     return [torch.from_numpy(a) for a in arrays + [result.params[p.name] for p in cell.params]]
 
@@ -205,9 +212,9 @@ class _CellFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         run = kernel.forward(*_given(kernel, *_groups(tensors, _counts(kernel.cell))), copy=False, **options)
-        results = _sequences(kernel, run)
+        results = _sequences(kernel, run, options["recompute"])
         ctx.set_materialize_grads(False)
-        ctx.kernel, ctx.run = kernel, run
+        ctx.kernel, ctx.run, ctx.recompute = kernel, run, options["recompute"]
         # The run shares these tensors' memory: saving them makes autograd's version counters
         # refuse a backward pass after any of them was changed in place.
         ctx.save_for_backward(*(t for t in tensors if t is not None), *results)
@@ -217,7 +224,7 @@ class _CellFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         ctx.saved_tensors  # noqa: B018 - raises if a tensor the run shares was modified in place
-        results = _gradients(ctx.kernel, ctx.run, grads)
+        results = _gradients(ctx.kernel, ctx.run, grads, ctx.recompute)
         return None, None, *(g if wanted else None for g, wanted in zip(results, ctx.needs_input_grad[2:], strict=True))
 
 
@@ -250,7 +257,8 @@ def cell_forward(
     )
     # Views of one block of memory, each its own storage to torch: they do not overlap.
     tape = [torch.from_numpy(run.tape[name]) for name in _tape_names(found, recompute, backward)]
-    return _sequences(found, run) + tape
+    ends = [torch.from_numpy(run.checkpoints[s]) for s in _checkpointed(found, recompute, backward)]
+    return _sequences(found, run, recompute) + tape + ends
 
 
 @cell_forward.register_fake
@@ -260,7 +268,20 @@ def _cell_forward_fake(kernel, inputs, init, params, recompute, backward, length
     kept = [a for a in found.interface.forward.arguments if a.role in ("states", "outputs")]
     tape = set(_tape_names(found, recompute, backward))
     kept += [a for a in found.interface.forward.arguments if a.role == "tape" and a.name in tape]
-    return [inputs[0].new_empty([extents[d] for d in a.shape]) for a in kept]
+    finals = kept_at_ends(found.cell.states) if recompute else ()
+    shapes = [[extents[d] for d in a.shape] for a in kept]
+    shapes[: len(found.cell.states)] = [  # with recompute, a matrix state's final value, not its sequence
+        shape[1:] if s in finals else shape for s, shape in zip(found.cell.states, shapes, strict=False)
+    ]
+    checkpointed = _checkpointed(found, recompute, backward)
+    if checkpointed:
+        steps = extents["T"]
+        if isinstance(steps, int):
+            ends = ends_of(steps, segment_length(steps))
+        else:  # a symbolic T: their number is √T's, which the shape functions cannot express
+            ends = torch.library.get_ctx().new_dynamic_size()
+        shapes += [[ends, *shapes[list(found.cell.states).index(s)]] for s in checkpointed]
+    return [inputs[0].new_empty(shape) for shape in shapes]
 
 
 @torch.library.custom_op("symgate::cell_backward", mutates_args=())
@@ -279,15 +300,18 @@ def cell_backward(
     cell = found.cell
     arrays = [_array(t) for t in saved]
     n_states, n_kept = len(cell.states), len(cell.states) + len(cell.outputs)
+    tape_names, checkpointed = _tape_names(found, recompute, True), _checkpointed(found, recompute, True)
+    n_tape = n_kept + len(tape_names)
     run = found.run_of(
         *_given(found, inputs, init, params),
-        dict(zip(cell.states, arrays[:n_states], strict=True)),
+        {s: a for s, a in zip(cell.states, arrays[:n_states], strict=True) if s not in checkpointed},
         dict(zip(cell.outputs, arrays[n_states:n_kept], strict=True)),
-        dict(zip(_tape_names(found, recompute, True), arrays[n_kept:], strict=True)),
+        dict(zip(tape_names, arrays[n_kept:n_tape], strict=True)),
         recompute=recompute,
         lengths=_lengths(lengths),
+        checkpoints=dict(zip(checkpointed, arrays[n_tape:], strict=True)),
     )
-    return _gradients(found, run, grads)
+    return _gradients(found, run, grads, recompute)
 
 
 @cell_backward.register_fake
@@ -316,6 +340,11 @@ def _backward(ctx: Any, grads: list[torch.Tensor]) -> tuple:
 
 
 cell_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _checkpointed(kernel: Kernel, recompute: bool, backward: bool) -> tuple[str, ...]:
+    """The matrix states whose values at segment ends :func:`cell_forward` returns (``Run.checkpoints``)."""
+    return kept_at_ends(kernel.cell.states) if recompute and backward else ()
 
 
 def _tape_names(kernel: Kernel, recompute: bool, backward: bool) -> list[str]:

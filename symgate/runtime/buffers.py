@@ -105,9 +105,9 @@ class Shapes:
     """role -> name -> ((role, name), shape): what the quick check of a forward call reads."""
     strides: dict[Key, int]
     """Elements a step, of each (T, B, size) array."""
-    layouts: dict[tuple[str, ...], Layout] = field(default_factory=dict, repr=False)
-    forward_plans: dict[tuple[bool, bool, bool], ForwardPlan] = field(default_factory=dict, repr=False)
-    """By (copies, keep_tape, backward)."""
+    layouts: dict[tuple[tuple[str, ...], tuple[str, ...]], Layout] = field(default_factory=dict, repr=False)
+    forward_plans: dict[tuple[bool, bool, bool, bool], ForwardPlan] = field(default_factory=dict, repr=False)
+    """By (copies, keep_tape, backward, whether matrix states are kept at segment ends only)."""
     kept_zeros: dict[Key, np.ndarray] = field(default_factory=dict, repr=False)
     """Read-only zeros for the small loss gradients a backward call is not given."""
 
@@ -124,19 +124,38 @@ class Shapes:
         dims = tuple(sizes[d] for d in interface.dims)
         return cls(steps, batch, sizes, dims, dtype, dtype.itemsize, of, by_role, strides)
 
-    def layout(self, roles: tuple[str, ...]) -> Layout:
-        """One block for every array of these roles."""
-        layout = self.layouts.get(roles)
+    def layout(self, roles: tuple[str, ...], states: tuple[str, ...] = ()) -> Layout:
+        """One block for every array of these roles, and the sequences of these ``states``."""
+        layout = self.layouts.get((roles, states))
         if layout is None:
-            layout = self.layouts[roles] = Layout({k: s for k, s in self.of.items() if k[0] in roles}, self.itemsize)
+            chosen = {k: s for k, s in self.of.items() if k[0] in roles or (k[0] == "states" and k[1] in states)}
+            layout = self.layouts[roles, states] = Layout(chosen, self.itemsize)
         return layout
 
-    def forward_plan(self, copies: bool, keep_tape: bool, backward: bool, keys: list[Key]) -> ForwardPlan:
+    def forward_plan(
+        self,
+        copies: bool,
+        keep_tape: bool,
+        backward: bool,
+        keys: list[Key],
+        at_ends: tuple[str, ...] = (),
+        ends: int = 0,
+    ) -> ForwardPlan:
         """Where a forward call's arrays (``keys``, in its order) go, for this kind of run:
-        copies of the caller's arrays or not, a tape kept or not, for a backward pass or not."""
+        copies of the caller's arrays or not, a tape kept or not, for a backward pass or not; the
+        states ``at_ends`` kept at the ends of ``ends`` segments (``("checkpoints", s)``, one a
+        segment end) and each sample's last (``("final", s)``) in place of every step's."""
         saved = (("input", "param", "init") if copies else ("init",)) + (("tape",) if keep_tape else ())
-        plan = self.forward_plans[copies, keep_tape, backward] = ForwardPlan(
-            self.layout(("states", "outputs")), self.layout(saved), keys
+        kept = self.layout(("states", "outputs"))
+        if at_ends:
+            dropped = {("states", s) for s in at_ends}
+            shapes = {k: s for k, s in self.of.items() if k[0] in ("states", "outputs") and k not in dropped}
+            for s in at_ends:
+                shapes["checkpoints", s] = (ends, *self.of["init", s])
+                shapes["final", s] = self.of["init", s]
+            kept = Layout(shapes, self.itemsize)
+        plan = self.forward_plans[copies, keep_tape, backward, bool(at_ends)] = ForwardPlan(
+            kept, self.layout(saved), keys
         )
         return plan
 

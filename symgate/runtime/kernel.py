@@ -33,7 +33,7 @@ from .arrays import Sizes, check_array, check_fits_c_int, check_names, exactly, 
 from .buffers import Block, Key, Layout, Shapes
 from .lengths import Packing, packing_of
 from .memory import ALIGNMENT, pool
-from .recompute import Segments, segment_length
+from .recompute import Checkpoints, Segments, end_pointers, ends_of, kept_at_ends, segment_length
 from .run import Gradients, Run
 
 SHAPES_REMEMBERED = 64  # sets of sizes whose array shapes a kernel remembers
@@ -85,6 +85,7 @@ class Kernel:
         if self._backward_keys and self._backward_keys[:reads] != self._forward_keys + self._grads_given:
             raise BuildError(f"the backward pass of {cell.name} does not take the forward pass's arrays first")
         self._tape_names = [n for role, n in self._forward_keys if role == "tape"]
+        self._at_ends = kept_at_ends(cell.states)  # what a recomputing run keeps at segment ends only
         self._segments = Segments(
             self._call, self.interface.forward, self.interface.backward, self._forward_keys, self._backward_keys
         )
@@ -167,10 +168,14 @@ class Kernel:
             arrays = self._packed(arrays, packing)
             batch_sizes = packing.batch_sizes
         steps = shapes.steps
-        copies, keep_tape = copy and backward, backward and not recompute
-        mode = (copies, keep_tape, backward)
+        segment = self._segment(steps, recompute) if backward else 0
+        copies, keep_tape = copy and backward, backward and not segment
+        mode = (copies, keep_tape, backward, bool(segment and self._at_ends))
         plan = shapes.forward_plans.get(mode) or shapes.forward_plan(
-            *mode, self._forward_keys if backward else self._infer_keys
+            *mode[:3],
+            self._forward_keys if backward else self._infer_keys,
+            self._at_ends if segment else (),
+            ends_of(steps, segment),
         )
         # Two blocks: what callers keep (states, outputs), and what only the backward pass reads,
         # so that a state kept after the run is dropped does not keep the copies and tape.
@@ -187,15 +192,22 @@ class Kernel:
             for key, nbytes in plan.inits:
                 if key not in arrays:
                     self._ffi.memmove(arguments[index[key]], plan.zeros, nbytes)
-        segment = segment_length(steps) if backward and recompute and self._tape_names else 0
+        checkpoints = {}
         if not backward:
             self._call(self.interface.infer, arguments, steps, shapes, batch_sizes)
         elif not segment:  # the tape has every step's saved values (or there are none)
             self._call(self.interface.forward, arguments, steps, shapes, batch_sizes)
         else:
             pointers = dict(zip(self._forward_keys, arguments, strict=True))
-            scratch, _owner = self._scratch(segment, shapes, ("tape",))
-            self._segments.forward(pointers, scratch, segment, shapes, packing)
+            given_init = {s: arrays["init", s] for s in self._at_ends if ("init", s) in arrays}
+            matrix_ends = Checkpoints(Block(kept, plan.kept), bases[0], segment, shapes, packing, given_init)
+            checkpoints = matrix_ends.pointers
+            scratch_block, scratch = self._block(
+                self._shapes(segment, shapes.batch, shapes.sizes).layout(("tape",), self._at_ends)
+            )
+            self._segments.forward(
+                pointers | checkpoints, scratch, segment, shapes, packing, matrix_ends, scratch_block.views("states")
+            )
         if packing is not None and keep_tape:  # rows no step wrote, zeroed: a tape read back is the same every time
             for tape in Block(read, plan.read).views("tape").values():
                 tape.reshape(-1, *tape.shape[2:])[packing.rows :] = 0
@@ -211,7 +223,14 @@ class Kernel:
             shared={} if copies else {key: arrays[key] for key in self._forward_keys if key in arrays},
             arguments=arguments,
             packing=packing,
+            checkpoints=checkpoints,
         )
+
+    def _segment(self, steps: int, recompute: bool) -> int:
+        """The steps of a segment of a run for a backward pass (0: one pass, keeping its tape):
+        with ``recompute``, where there is a tape to drop or a matrix state to keep at segment
+        ends only."""
+        return segment_length(steps) if recompute and (self._tape_names or self._at_ends) else 0
 
     def _packed(self, arrays: dict, packing: Packing) -> dict:
         """The arrays of a forward call in the packed layout (each sequence's rows in the front of
@@ -237,14 +256,26 @@ class Kernel:
         *,
         recompute: bool = False,
         lengths: Sequence[int] | np.ndarray | None = None,
+        checkpoints: Mapping[str, np.ndarray] | None = None,
     ) -> Run:
         """The run of ``forward(x, params, init, copy=False, recompute=recompute, lengths=lengths)``
         rebuilt from its arrays (``tape`` empty with ``recompute``; states and outputs as the run
-        shows them, the tape as it holds it), for :meth:`backward`: for callers that cannot keep
-        the Run itself between the passes (``symgate.torch``'s custom operators). It shares every
-        array given (but those it packs), which must not change before the backward pass."""
+        shows them, the tape and ``checkpoints`` as it holds them: a recomputing run's matrix
+        states are its ``checkpoints``, not in ``states``), for :meth:`backward`: for callers that
+        cannot keep the Run itself between the passes (``symgate.torch``'s custom operators). It
+        shares every array given (but those it packs), which must not change before the backward
+        pass; its ``final`` lacks the matrix states of a recomputing run."""
         arrays, shapes = self._accepted_forward(x, params, init) or self._checked_forward(x, params, init)
-        segment = segment_length(shapes.steps) if recompute and self._tape_names else 0
+        segment = self._segment(shapes.steps, recompute)
+        at_ends = self._at_ends if segment else ()
+        ends = {}
+        for s in at_ends:
+            shape = (ends_of(shapes.steps, segment), *shapes.of["init", s])
+            given = (checkpoints or {}).get(s)
+            if given is None or not exactly(given, self._np_dtype, shape):
+                raise ArrayError(f"the run's checkpoints of {s!r} are missing or not a {shape} array")
+            ends["checkpoints", s] = end_pointers(self._ffi.from_buffer(self._buffer, given), given, segment)
+            arrays["checkpoints", s] = given
         made = {("states", n): a for n, a in states.items()} | {("outputs", n): a for n, a in outputs.items()}
         packing = None
         if lengths is not None:
@@ -256,7 +287,7 @@ class Kernel:
             role = key[0]
             if role == "init" and key not in arrays:
                 arrays[key] = shapes.zeros(key)
-            elif role in ("states", "outputs") or (role == "tape" and not segment):
+            elif (role in ("states", "outputs") and key[1] not in at_ends) or (role == "tape" and not segment):
                 if key not in made or not exactly(made[key], self._np_dtype, shapes.of[key]):
                     raise ArrayError(f"the run's {role} {key[1]!r} is missing or not a {shapes.of[key]} array")
                 arrays[key] = made[key]
@@ -264,7 +295,7 @@ class Kernel:
             self._ffi.from_buffer(self._buffer, arrays[key]) if key in arrays else self._null
             for key in self._forward_keys
         ]
-        return Run(self._path, segment, True, shapes, (), arrays, arguments, packing=packing)
+        return Run(self._path, segment, True, shapes, (), arrays, arguments, packing=packing, checkpoints=ends)
 
     def _packed_sequence(self, padded: np.ndarray, packing: Packing) -> np.ndarray:
         """A padded sequence in the packed layout (in the front of an array of its shape)."""
@@ -406,10 +437,15 @@ class Kernel:
                 carry.fill(0)
         given = {}
         for key in self._grads_given:
-            array = grads[key[1]] if key[1] in grads else shapes.zeros(key)
-            given[key] = self._ffi.from_buffer(self._buffer, array)
+            if key[1] in grads:
+                given[key] = self._ffi.from_buffer(self._buffer, grads[key[1]])
+            elif key[0] == "grad_states":  # the kernel reads NULL as no gradient: no (T, B, ...) zeros to read
+                given[key] = self._null
+            else:
+                given[key] = self._ffi.from_buffer(self._buffer, shapes.zeros(key))
         if run.segment:
             pointers = dict(zip(self._forward_keys, run._arguments, strict=True)) | given | layout.pointers(base)
+            pointers |= run._checkpoints
             recomputed, _owner = self._scratch(run.segment, shapes, ("states", "outputs", "tape"))  # kept to the end
             per_segment, per_segment_pointers = self._block(shapes.layout(("grad_params",)))
             recomputed |= per_segment_pointers

@@ -87,7 +87,8 @@ class Packing:
         gradient in sorted order: ``final`` plus the gradients given past each length, where the
         state held its value at the length."""
         self.pack(padded, out)
-        held = np.where(self.past[..., None], padded, 0).sum(axis=0) if self.past.any() else 0
+        past = self.past.reshape(*self.past.shape, *(1,) * (padded.ndim - 2))  # a matrix state's too
+        held = np.where(past, padded, 0).sum(axis=0) if self.past.any() else 0
         return self.sort(final + held)
 
 

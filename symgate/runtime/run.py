@@ -37,7 +37,9 @@ class Run:
     those copies and the read-only marking: the run then shares the caller's arrays, and the
     caller must not change them (or the run's) before the backward pass. A run made with
     ``recompute=True`` has an empty ``tape`` and a ``segment`` length: its backward pass
-    recomputes the saved values. A run made with ``backward=False`` has no tape, shares the
+    recomputes the saved values; it keeps a matrix state (K x V a sample) only at the ends of
+    its segments (``checkpoints``) and at each sample's last step (``final``), not in ``states``.
+    A run made with ``backward=False`` has no tape, shares the
     caller's arrays, has writeable states and outputs, and ``for_backward`` false: it cannot be
     passed to the backward pass.
 
@@ -50,6 +52,7 @@ class Run:
     __slots__ = (
         "_arguments",
         "_blocks",
+        "_checkpoints",
         "_for_backward",
         "_kernel",
         "_packing",
@@ -69,6 +72,7 @@ class Run:
         shared: dict[Key, np.ndarray],
         arguments: list,
         packing: Packing | None = None,
+        checkpoints: dict | None = None,
     ) -> None:
         self._kernel, self._segment, self._for_backward = kernel, segment, for_backward
         self._shapes = shapes  # of the arrays of both passes, for the backward pass
@@ -78,6 +82,9 @@ class Run:
         self._blocks, self._shared = blocks, shared
         self._packing = packing  # of sequences of different lengths; None when all run T steps
         self._parts: dict[str, dict[str, np.ndarray]] = {}
+        # Of a recomputing run's matrix states: pointers to their values at segment ends, by the
+        # step that starts from each (see symgate.runtime.recompute.Checkpoints).
+        self._checkpoints = checkpoints or {}
 
     @property
     def kernel(self) -> str:
@@ -120,6 +127,8 @@ class Run:
             part = self._as_run(role)
             if self._packing is not None and role in _PADDED:
                 part = self._padded(role, part)
+            if role == "states" and self._checkpoints:
+                part = _StatesOfRecomputingRun(part, at_ends={name for _, name in self._checkpoints})
             self._parts[role] = part
         return part
 
@@ -148,19 +157,47 @@ class Run:
     outputs = _role("outputs", "(T, B, size) arrays: each output at each step.")
     tape = _role("tape", "The saved values the backward pass reads, by name.")
 
+    checkpoints = _role(
+        "checkpoints",
+        "Of a recomputing run: each matrix state at the end of every segment but the last, "
+        "(ends, B, K, V), the samples in the kernels' order (by length, longest first, with lengths).",
+    )
+
     @property
     def kept_bytes(self) -> int:
         """Bytes this run keeps for its backward pass beyond the caller's arrays: states,
-        outputs and the tape of saved values."""
-        return sum(a.nbytes for part in (self.states, self.outputs, self.tape) for a in part.values())
+        outputs, the tape of saved values, and a recomputing run's matrix states at segment ends
+        and at each sample's last step."""
+        parts = (self.states, self.outputs, self.tape, self.checkpoints, self._as_run("final"))
+        return sum(a.nbytes for part in parts for a in part.values())
 
     @property
     def final(self) -> dict[str, np.ndarray]:
         """Each state after the last step (with lengths: each sample's at its own length)."""
+        kept = self._as_run("final")  # a recomputing run's matrix states: kept as they ran
+        init = self.init
         if self._packing is not None:
-            init = self.init
-            return {s: self._packing.last(seq, init[s]) for s, seq in self._as_run("states").items()}
-        return {s: (seq[-1] if len(seq) else self.init[s]) for s, seq in self.states.items()}
+            last = {s: self._packing.last(seq, init[s]) for s, seq in self._as_run("states").items()}
+        else:
+            last = {s: (seq[-1] if len(seq) else init[s]) for s, seq in self.states.items()}
+        return {s: kept[s] if s in kept else last[s] for s in init if s in kept or s in last}
+
+
+class _StatesOfRecomputingRun(dict):
+    """``run.states`` of a recomputing run: asked for a matrix state, says where it is."""
+
+    def __init__(self, states: dict[str, np.ndarray], at_ends: set[str]) -> None:
+        super().__init__(states)
+        self._at_ends = at_ends
+
+    def __missing__(self, name: str) -> np.ndarray:
+        if name in self._at_ends:
+            raise KeyError(
+                f"{name!r}: a run made with recompute=True keeps matrix state {name} at the ends of its "
+                f"segments (run.checkpoints) and each sample's last step (run.final) only, not at every step; "
+                f"run forward without recompute=True for every step's {name}"
+            )
+        raise KeyError(name)
 
 
 @dataclass(frozen=True)
