@@ -132,3 +132,23 @@ def test_opcheck_passes_for_a_recomputing_matrix_state():
         assert [tuple(t.shape) for t in saved] == [(B, 4, 2), (10, B, 2), (2, B, 4, 2)]
         grads = [torch.randn_like(t) for t in saved[:2]]
         torch.library.opcheck(backward, (key, *given, saved, grads, True, lengths))
+
+
+def test_a_stacked_bidirectional_layer_carries_matrix_states():
+    """sg.torch.RNN of a matrix-state cell: hx and the final states are (num_layers·D, B, K, V);
+    layer 0's forward direction ends where its cell module run alone ends; gradients pass
+    PyTorch's check."""
+    sizes = {"K": SIZES["K"]}
+    rnn = sg.torch.RNN(
+        "deltanet", SIZES["D"], SIZES["V"], num_layers=2, bidirectional=True, sizes=sizes, dtype=torch.float64, seed=0
+    )
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(T, B, SIZES["D"], dtype=torch.float64, generator=generator, requires_grad=True)
+    hx = (0.5 * torch.randn(4, B, SIZES["K"], SIZES["V"], dtype=torch.float64, generator=generator)).requires_grad_()
+    out, final = rnn(x, hx)
+    assert out.shape == (T, B, 2 * SIZES["V"]) and final.shape == (4, B, SIZES["K"], SIZES["V"])
+    _, (alone,) = rnn.cell_modules[0](x, hx[0])
+    assert torch.equal(final[0], alone)
+    assert torch.autograd.gradcheck(lambda x, hx: rnn(x, hx), (x, hx))
+    with pytest.raises(sg.ArrayError, match=r"expected \(num_layers·D, B, K, V\) = \(4, 2, 4, 2\)"):
+        rnn(x, torch.zeros(4, B, SIZES["K"], dtype=torch.float64))

@@ -79,6 +79,8 @@ from ..arguments import count_argument, flag_argument, number_argument, sizes_ar
 from ..errors import ArgumentError, ArrayError
 from ..frontend.cell import Cell
 from ..frontend.cells import cell_argument
+from ..frontend.functions import dims_of
+from ..runtime.arrays import shape_of
 from .interop.pytorch import layer_pairs
 from .torch_module import CellModule, _check_tensor, _checked_output, _lengths_tensor, default_output
 from .torch_ops import torch_dtype
@@ -206,15 +208,17 @@ class RNN(torch.nn.Module):
             )
         return {**self.sizes, self._input_dim: reads, self._output_dim: self.hidden_size}
 
-    def _state_sizes(self, layer_sizes: list[dict[str, int]]) -> dict[str, int]:
-        """Each state's size, which must be one for all layers so the final states stack."""
+    def _state_sizes(self, layer_sizes: list[dict[str, int]]) -> dict[str, tuple[int, ...]]:
+        """Each state's shape a sample ((size,), or (K, V) for a matrix state), which must be one
+        for all layers so the final states stack."""
         result = {}
         for s, dim in self.cell.states.items():
-            per_layer = [sizes[dim] for sizes in layer_sizes]
+            per_layer = [shape_of(dims_of(dim), sizes) for sizes in layer_sizes]
             if len(set(per_layer)) > 1:
+                first, second = (" x ".join(map(str, shape)) for shape in per_layer[:2])
                 raise ArrayError(
-                    f"state {s} of cell {self.cell.name} has size {dim}, which is {per_layer[0]} in layer 0 but "
-                    f"{per_layer[1]} in layer 1: its final states cannot be stacked as (num_layers·D, B, {dim})"
+                    f"state {s} of cell {self.cell.name} has size {dim}, which is {first} in layer 0 but "
+                    f"{second} in layer 1: its final states cannot be stacked as (num_layers·D, B, {dim})"
                 )
             result[s] = per_layer[0]
         return result
@@ -405,9 +409,10 @@ class RNN(torch.nn.Module):
         result = []
         for tensor, label, (s, size) in zip(given, labels, self.state_sizes.items(), strict=True):
             _check_tensor(label, tensor, dtype)
-            expected = (count, batch, size) if batched else (count, size)
+            expected = (count, batch, *size) if batched else (count, *size)
             if tuple(tensor.shape) != expected:
-                axes = "(num_layers·D, B, size)" if batched else "(num_layers·D, size) for unbatched input"
+                dims = ", ".join(dims_of(self.cell.states[s]))  # "K, V" for a matrix state
+                axes = f"(num_layers·D, B, {dims})" if batched else f"(num_layers·D, {dims}) for unbatched input"
                 raise ArrayError(
                     f"{label} has shape {tuple(tensor.shape)}, expected {axes} = {expected} "
                     f"(state {s} of cell {self.cell.name})"
