@@ -178,6 +178,31 @@ def test_a_bad_mkl_threshold_is_a_clear_error(monkeypatch):
         toolchain.compile_flags()
 
 
+THREADS_PROBE = """
+import os
+import symgate as sg
+from symgate.jit import toolchain
+library = toolchain.openblas()
+before = library.scipy_openblas_get_num_threads()
+sg.build(sg.cells.get("lstm"), "float32")
+print(before, library.scipy_openblas_get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)
+def test_openblas_runs_on_one_thread_beside_mkl_unless_the_user_chose(tmp_path):
+    """With MKL taking the products worth two threads, OpenBLAS's smaller ones run on one once a
+    kernel is loaded (a second thread cost a scheduler time slice at every step when another
+    process held the other core); a thread count the user set is left as it is."""
+    plain = {k: v for k, v in os.environ.items() if k not in toolchain.OPENBLAS_THREAD_VARIABLES}
+    plain |= {"SYMGATE_BLAS": "mkl", "SYMGATE_CACHE_DIR": str(tmp_path)}
+    cores = os.cpu_count() or 1
+    for env, expected in ((plain, f"{cores} 1"), ({**plain, "OPENBLAS_NUM_THREADS": "2"}, "2 2")):
+        probe = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env, capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.strip() == expected
+
+
 FORK_SCRIPT = """
 import os, sys
 import numpy as np

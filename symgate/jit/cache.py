@@ -157,6 +157,8 @@ class Entry:
                     spec.loader.exec_module(module)
                 except ImportError as err:
                     raise BuildError(f"cannot load the kernel {self.library}: {err}") from err
+                if "-DSYMGATE_MKL" in self.manifest.get("flags", ""):
+                    toolchain.one_openblas_thread()
                 _loaded[self.path] = module
             return _loaded[self.path]
 

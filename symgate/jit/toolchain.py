@@ -80,18 +80,51 @@ def mkl_threshold() -> int:
 
 
 @functools.cache
+def openblas() -> ctypes.CDLL | None:
+    """scipy-openblas32's library as this process has it loaded (the kernels' copy, not NumPy's),
+    or None when it is missing."""
+    try:
+        import scipy_openblas32 as package
+
+        names = sorted(Path(package.get_lib_dir()).glob(f"lib{package.get_library()}.*"))
+        return ctypes.CDLL(str(names[0]))
+    except (ImportError, IndexError, OSError):
+        return None
+
+
+@functools.cache
 def blas_core() -> str:
     """The core OpenBLAS runs its kernels for in this process (``OPENBLAS_CORETYPE`` decides it
     when set), or "" when scipy-openblas32 is missing or cannot say."""
+    library = openblas()
     try:
-        import scipy_openblas32 as openblas
-
-        names = sorted(Path(openblas.get_lib_dir()).glob(f"lib{openblas.get_library()}.*"))
-        library = ctypes.CDLL(str(names[0]))
         library.scipy_openblas_get_corename.restype = ctypes.c_char_p
         return library.scipy_openblas_get_corename().decode()
-    except (ImportError, IndexError, OSError, AttributeError, UnicodeDecodeError):
+    except (AttributeError, UnicodeDecodeError):  # None, or a library without the function
         return ""
+
+
+OPENBLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+"""What OpenBLAS reads its thread count from, in its order: a user who set one chose it."""
+
+
+@functools.cache
+def one_openblas_thread() -> bool:
+    """Has scipy-openblas32 run on one thread, for kernels that give the products worth two
+    threads to MKL: what is left to OpenBLAS (16384 multiply-adds to SG_MKL_MIN, mostly a step's
+    product of B rows) gains little from a second thread, and waits for it a scheduler time
+    slice at every step when another process holds the other core (a small LSTM's forward pass
+    took 0.8 s instead of 5 ms on this 2-core machine: benchmarks/NOTES.md). A thread count the
+    user set (``OPENBLAS_NUM_THREADS`` and the others OpenBLAS reads) is left as it is. True when
+    it set one thread."""
+    library = openblas()
+    if library is None or any(os.environ.get(v, "").strip() for v in OPENBLAS_THREAD_VARIABLES):
+        return False
+    try:
+        library.scipy_openblas_set_num_threads(ctypes.c_int(1))
+    except AttributeError:
+        return False
+    return True
 
 
 @functools.cache
