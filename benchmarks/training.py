@@ -2,8 +2,8 @@
 
 ``run.py --configs training`` runs these rows (they are in its default set). What is timed is
 ``examples/long_range.py --timing``'s epoch, imported from the example, not copied:
-``long_range.time_epoch`` at H = 32 and H = 256, float32 and float64. One epoch is ``BATCHES``
-batches of ``long_range.adding_batch`` (B = 64, T = 100, D = 2: a value and a marker a step),
+``long_range.time_epoch`` at H = 32 and H = 256, float32 and float64. One epoch is 100 (``--quick``:
+20) batches of ``long_range.adding_batch`` (B = 64, T = 100, D = 2: a value and a marker a step),
 drawn once before anything is timed; each batch is one training step of ``long_range.Model``
 (the recurrent layer, then ``nn.Linear(H, 1)`` of its output after the last step): the forward
 pass, ``mse_loss``, ``optimizer.zero_grad()``, ``loss.backward()``,
@@ -14,7 +14,7 @@ with the Python around each kernel call) or ``torch.nn.LSTM(2, H)``.
 ``time_epoch`` runs one warm-up epoch of each model, then rounds that take turns: each round one
 epoch of symgate's model, then one of nn.LSTM's, on the same batches (a new Adam each epoch; the
 weights keep training). Each time here is the median over the rounds; per step is that over the
-batches. ``--quick`` runs fewer batches and rounds.
+batches. The full run has the example's own 100 batches and 3 rounds.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ SECTION = "run.py training"  # its section of RESULTS.md
 B, T, D = 64, 100, 2  # D is long_range's: a value and a marker a step
 HIDDEN = (32, 256)
 DTYPES = ("float32", "float64")
-EPOCH = {False: (100, 5), True: (20, 3)}  # quick? -> (batches an epoch, rounds)
+EPOCH = {False: (100, 3), True: (20, 3)}  # quick? -> (batches an epoch, rounds); the full run is --timing's
+# own (time_epoch's defaults), 4 epochs of each model with the warm-up; H = 256 in float64 takes most of it
 MODELS = {"symgate": "symgate lstm", "nn.LSTM": "torch.nn.LSTM"}  # name here -> time_epoch's name
 SEED = 22
 
