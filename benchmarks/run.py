@@ -46,6 +46,10 @@ The config ``matrix`` (in the default set too) is the same kind of section for c
 matrix-valued state: ``deltanet`` and ``xlstm_mlstm`` (B = 8, D = 64, K = V = 64, T = 256, float32,
 forward + backward) against a PyTorch loop, its ``torch.compile``'d step and JAX's ``lax.scan``,
 with memory per step; ``benchmarks/matrix_states.py`` says what it times.
+The config ``training`` (in the default set too) is one more such section: the time of one training
+epoch of ``examples/long_range.py --timing`` (forward, backward, gradient clipping and an Adam step
+a batch, B = 64, T = 100) with symgate's ``lstm`` as a ``sg.torch.CellModule`` against
+``nn.LSTM``, H = 32 and 256, float32 and float64; ``benchmarks/training.py`` says what it times.
 
 Why: to show where symgate's generated kernels stand against the frameworks people would
 otherwise use, on this machine, in numbers that can be re-measured with one command. Only
@@ -61,8 +65,8 @@ the default install; ``--blas openblas`` / ``--blas mkl`` choose. The header say
 Usage: ``python benchmarks/run.py`` (about 8 minutes on 2 idle cores before the torch.compile
 anchor, whose cold compiles add some 5-20 s a case and mode) or ``--quick`` (tiny and small only,
 fewer repeats: a few minutes, most of it compiling); ``--configs large`` runs one config (``--configs layers``
-the layer rows only, about a minute), ``--output`` writes the report elsewhere, ``--blas mkl`` runs
-symgate on MKL (``pip install symgate[mkl]``). Set
+the layer rows only, about a minute; ``--configs training`` the training epochs only), ``--output`` writes
+the report elsewhere, ``--blas mkl`` runs symgate on MKL (``pip install symgate[mkl]``). Set
 ``SYMGATE_CACHE_DIR`` to choose the kernel cache.
 """
 
@@ -101,6 +105,7 @@ import hoisted  # noqa: E402  (benchmarks/hoisted.py: the steps with input produ
 import layers  # noqa: E402  (benchmarks/layers.py: the "layers" config)
 import matrix_states  # noqa: E402  (benchmarks/matrix_states.py: the "matrix" config)
 import sections  # noqa: E402  (benchmarks/sections.py: RESULTS.md keeps other scripts' sections)
+import training  # noqa: E402  (benchmarks/training.py: the "training" config)
 
 import symgate as sg  # noqa: E402
 from symgate.jit import toolchain  # noqa: E402
@@ -112,9 +117,10 @@ CONFIGS: dict[str, tuple[int, int, int, int]] = {  # name -> (B, D, H, T)
     "large": (64, 256, 512, 50),
 }
 QUICK_CONFIGS = ("tiny", "small")
-ALL_CONFIGS = (*CONFIGS, "layers", "matrix")  # "layers": a stacked bidirectional nn.LSTM against symgate's
-# (layers.py); "matrix": DeltaNet and mLSTM, matrix-valued states, against PyTorch and JAX (matrix_states.py)
-SECTION_CONFIGS = ("layers", "matrix")  # configs with a section of their own, allowed with --quick
+ALL_CONFIGS = (*CONFIGS, "layers", "matrix", "training")  # "layers": a stacked bidirectional nn.LSTM against
+# symgate's (layers.py); "matrix": DeltaNet and mLSTM, matrix-valued states, against PyTorch and JAX
+# (matrix_states.py); "training": an epoch of examples/long_range.py's LSTM against nn.LSTM's (training.py)
+SECTION_CONFIGS = ("layers", "matrix", "training")  # configs with a section of their own, allowed with --quick
 CELLS = ("lstm_pytorch", "gru_pytorch", "lstm_peephole", "mgu")
 DTYPES = ("float32", "float64")
 MODES = ("forward", "forward+backward")
@@ -1314,6 +1320,15 @@ def run_matrix(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, d
     return matrix_states.report(results, info), {"machine": info, **matrix_states.summary(results)}
 
 
+def run_training(args: argparse.Namespace, jax: str, threads: int) -> tuple[str, dict[str, Any]]:
+    """The "training" rows (training.py): their section of the report, with its own machine lines, and JSON."""
+    progress("training ...")
+    began, meter, info = time.perf_counter(), CpuMeter(), machine_info(jax, threads, args.blas_choice)
+    result = training.measure_training(args.quick, progress)
+    info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
+    return training.report(result, info), {"machine": info, **result.summary()}
+
+
 @contextlib.contextmanager
 def cold_inductor_cache() -> Iterator[None]:
     """A new, empty Inductor cache for the run (unless ``TORCHINDUCTOR_CACHE_DIR`` is set), removed
@@ -1353,6 +1368,9 @@ def main(argv: list[str] | None = None) -> int:
     if "matrix" in configs:
         own[matrix_states.SECTION], data["matrix"] = run_matrix(args, jax, threads)
         print(own[matrix_states.SECTION])
+    if "training" in configs:
+        own[training.SECTION], data["training"] = run_training(args, jax, threads)
+        print(own[training.SECTION])
     sections.write_report(args.output, main_text, own)  # keeps the sections this run did not write
     update_json(args.output.with_name("results.json"), data)
     what = "the main report" if main_text is not None else f"the {', '.join(own)} section(s) only"

@@ -168,22 +168,30 @@ def train(cell: sg.Cell, args: argparse.Namespace, log=print) -> Result:
 # -- one epoch against nn.LSTM ----------------------------------------------------------------------
 
 
-def time_epoch(args: argparse.Namespace, repeats: int = 3, batches: int = 100) -> list[dict]:
+def time_epoch(
+    args: argparse.Namespace,
+    repeats: int = 3,
+    batches: int = 100,
+    *,
+    hidden: int | None = None,
+    dtypes: Sequence[str] = ("float32", "float64"),
+) -> list[dict]:
     """Seconds per training epoch (``batches`` batches) of the symgate ``lstm`` and ``nn.LSTM``.
 
     The same sizes, data, read-out, optimizer and clipping; one warm-up epoch each, then
-    ``repeats`` epochs alternating between the two, medians reported.
+    ``repeats`` epochs alternating between the two, medians reported. ``hidden`` (default
+    ``args.hidden``) and ``dtypes`` let ``benchmarks/training.py`` time other sizes; each row also
+    keeps every timed epoch (``rounds``, by model).
     """
+    hidden = args.hidden if hidden is None else hidden
     rows = []
-    for dtype_name in ("float32", "float64"):
+    for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
         data = torch.Generator().manual_seed(args.seed)
         epoch = [adding_batch(data, args.batch, args.length, dtype) for _ in range(batches)]
         models = {
-            "symgate lstm": Model(
-                CellModule("lstm", {"D": 2, "H": args.hidden}, dtype=dtype), 2, None, args.hidden, dtype
-            ),
-            "torch.nn.LSTM": Model(torch.nn.LSTM(2, args.hidden, dtype=dtype), 2, None, args.hidden, dtype),
+            "symgate lstm": Model(CellModule("lstm", {"D": 2, "H": hidden}, dtype=dtype), 2, None, hidden, dtype),
+            "torch.nn.LSTM": Model(torch.nn.LSTM(2, hidden, dtype=dtype), 2, None, hidden, dtype),
         }
         times: dict[str, list[float]] = {name: [] for name in models}
         for round_ in range(repeats + 1):
@@ -199,7 +207,7 @@ def time_epoch(args: argparse.Namespace, repeats: int = 3, batches: int = 100) -
                 if round_:  # round 0 warms up
                     times[name].append(time.perf_counter() - start)
         ours, theirs = (statistics.median(times[n]) for n in models)
-        rows.append({"dtype": dtype_name, "symgate": ours, "torch": theirs, "batches": batches})
+        rows.append({"dtype": dtype_name, "symgate": ours, "torch": theirs, "batches": batches, "rounds": times})
     return rows
 
 
