@@ -49,7 +49,7 @@ with memory per step; ``benchmarks/matrix_states.py`` says what it times.
 The config ``training`` (in the default set too) is one more such section: the time of one training
 epoch of ``examples/long_range.py --timing`` (forward, backward, gradient clipping and an Adam step
 a batch, B = 64, T = 100) with symgate's ``lstm`` as a ``sg.torch.CellModule`` against
-``nn.LSTM``, H = 32 and 256, float32 and float64; ``benchmarks/training.py`` says what it times.
+``nn.LSTM``, H = 32 (float32, float64) and 256 (float32); ``benchmarks/training.py`` says what it times.
 
 Why: to show where symgate's generated kernels stand against the frameworks people would
 otherwise use, on this machine, in numbers that can be re-measured with one command. Only

@@ -195,6 +195,7 @@ class CellModule(torch.nn.Module):
                 f"segment ends, not at every step: choose an output or a vector state, or leave recompute off"
             )
         self._fingerprint = cell.fingerprint()
+        self._labels = given_arrays(cell)  # what errors call each array
         if params is None:
             if seed is None:
                 seed = int(torch.randint(2**62, ()).item())
@@ -249,8 +250,8 @@ class CellModule(torch.nn.Module):
         the sample's length (so ``final`` is each sample's state at its own length), an output
         is zero there, and no gradient reaches the input there."""
         cell = self.cell
-        dtype = self._param_dtype()
-        params = [self.param(p.name) for p in cell.params]
+        params = self._param_tensors()
+        dtype = self._param_dtype(params)
         inputs = self._inputs(x, dtype)
         steps, batch = next(iter(inputs.values())).shape[:2]
         init_list = self._init(init, dtype, batch)
@@ -287,10 +288,19 @@ class CellModule(torch.nn.Module):
         return Sequences(states, outputs, final)
 
     # -- argument checks --------------------------------------------------------------------
-    def _param_dtype(self) -> torch.dtype:
+    def _param_tensors(self) -> list[torch.Tensor]:
+        """The parameters in the cell's order."""
+        return [getattr(self, attribute) for attribute in self._attributes.values()]
+
+    def _param_dtype(self, tensors: list[torch.Tensor] | None = None) -> torch.dtype:
+        """The parameters' (``tensors``, default all) one dtype, a kernel's, on the CPU, checked
+        quickly in the common case and by name otherwise."""
+        tensors = self._param_tensors() if tensors is None else tensors
+        kinds = {t.dtype for t in tensors}
+        if len(kinds) == 1 and kinds <= KERNEL_DTYPES.keys() and all(t.is_cpu for t in tensors):
+            return kinds.pop()
         dtypes = {}
-        for p in self.cell.params:
-            tensor = self.param(p.name)
+        for p, tensor in zip(self.cell.params, tensors, strict=True):
             if tensor.device.type != "cpu":
                 raise ArrayError(
                     f"parameter {p.name} is on {tensor.device}, but symgate's kernels run on the CPU: "
@@ -319,7 +329,7 @@ class CellModule(torch.nn.Module):
         else:
             raise ArrayError(f"cell {cell.name} has inputs {list(cell.inputs)}: pass x as a dict of tensors")
         axes = "(B, T, {})" if self.batch_first else "(T, B, {})"
-        labels = given_arrays(cell)
+        labels = self._labels
         result, first = {}, None
         for name, tensor in given.items():
             label = labels["input", name][0]
@@ -362,7 +372,7 @@ class CellModule(torch.nn.Module):
             given = {s: v for s, v in zip(states, init, strict=True) if v is not None}
         else:
             raise ArrayError(f"init must be None, a tensor, a tuple or a dict of tensors, not {type(init).__name__}")
-        labels = given_arrays(self.cell)
+        labels = self._labels
         result: list[torch.Tensor | None] = []
         for s, dim in self.cell.states.items():
             tensor = given.get(s)
