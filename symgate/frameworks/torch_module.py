@@ -105,7 +105,6 @@ from ..frontend.functions import dims_of
 from ..runtime.arrays import Sizes, given_arrays, shape_of
 from ..runtime.kernel import Kernel
 from ..runtime.lengths import checked_lengths
-from ..runtime.recompute import kept_at_ends
 from .interop.common import FrameworkNotInstalledError
 
 try:
@@ -121,7 +120,7 @@ if not hasattr(torch.library, "custom_op"):  # pragma: no cover - the tests run 
         "pip install 'torch>=2.4'"
     )
 
-from .torch_ops import KERNEL_DTYPES, cell_sequences, kernel_for, torch_dtype
+from .torch_ops import KERNEL_DTYPES, cell_sequences, final_only, kernel_for, torch_dtype
 
 __all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
 
@@ -189,7 +188,7 @@ class CellModule(torch.nn.Module):
         self.output = _checked_output(cell, output)
         self.batch_first = flag_argument(batch_first, "batch_first")
         self.recompute = flag_argument(recompute, "recompute")
-        if self.recompute and self.output in kept_at_ends(cell.states):
+        if self.output in final_only(cell, self.recompute):
             raise ArrayError(
                 f"output={self.output!r} is a matrix state of cell {cell.name}, which recompute=True keeps only at "
                 f"segment ends, not at every step: choose an output or a vector state, or leave recompute off"
@@ -272,7 +271,7 @@ class CellModule(torch.nn.Module):
         )
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
-        at_ends = kept_at_ends(cell.states) if self.recompute else ()  # these come as their final values
+        at_ends = final_only(cell, self.recompute)  # these come as their final values
         final = {}
         for (s, dim), start in zip(cell.states.items(), init_list, strict=True):
             if s in at_ends:

@@ -171,7 +171,7 @@ def _given(kernel: Kernel, inputs, init, params) -> tuple[dict, dict, dict]:
 def _sequences(kernel: Kernel, run: Run, recompute: bool) -> list[torch.Tensor]:
     """The run's state sequences then output sequences, in the cell's order, sharing its memory
     (with ``recompute``, a matrix state's final value in place of its sequence)."""
-    finals = kept_at_ends(kernel.cell.states) if recompute else ()
+    finals = final_only(kernel.cell, recompute)
     states = [run.final[s] if s in finals else run.states[s] for s in kernel.cell.states]
     return [torch.from_numpy(a) for a in states] + [torch.from_numpy(run.outputs[y]) for y in kernel.cell.outputs]
 
@@ -183,7 +183,7 @@ def _gradients(kernel: Kernel, run: Run, grads: Sequence[torch.Tensor | None], r
     cell = kernel.cell
     names = [*cell.states, *cell.outputs]
     given = {name: _array(g) for name, g in zip(names, grads, strict=True) if g is not None}
-    finals = {s: given.pop(s) for s in (kept_at_ends(cell.states) if recompute else ()) if s in given}
+    finals = {s: given.pop(s) for s in final_only(cell, recompute) if s in given}
     result: Gradients = kernel.backward(run, given, final=finals)
     arrays = [result.inputs[n] for n in cell.inputs] + [result.init[s] for s in cell.states]
     return [torch.from_numpy(a) for a in arrays + [result.params[p.name] for p in cell.params]]
@@ -268,7 +268,7 @@ def _cell_forward_fake(kernel, inputs, init, params, recompute, backward, length
     kept = [a for a in found.interface.forward.arguments if a.role in ("states", "outputs")]
     tape = set(_tape_names(found, recompute, backward))
     kept += [a for a in found.interface.forward.arguments if a.role == "tape" and a.name in tape]
-    finals = kept_at_ends(found.cell.states) if recompute else ()
+    finals = final_only(found.cell, recompute)
     shapes = [[extents[d] for d in a.shape] for a in kept]
     shapes[: len(found.cell.states)] = [  # with recompute, a matrix state's final value, not its sequence
         shape[1:] if s in finals else shape for s, shape in zip(found.cell.states, shapes, strict=False)
@@ -342,9 +342,15 @@ def _backward(ctx: Any, grads: list[torch.Tensor]) -> tuple:
 cell_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+def final_only(cell: Cell, recompute: bool) -> tuple[str, ...]:
+    """The states whose final value stands in place of their sequence in what :func:`cell_sequences`
+    returns: with ``recompute``, the matrix states, which such a run keeps at segment ends only."""
+    return kept_at_ends(cell.states) if recompute else ()
+
+
 def _checkpointed(kernel: Kernel, recompute: bool, backward: bool) -> tuple[str, ...]:
     """The matrix states whose values at segment ends :func:`cell_forward` returns (``Run.checkpoints``)."""
-    return kept_at_ends(kernel.cell.states) if recompute and backward else ()
+    return final_only(kernel.cell, recompute) if backward else ()
 
 
 def _tape_names(kernel: Kernel, recompute: bool, backward: bool) -> list[str]:

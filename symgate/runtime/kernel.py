@@ -202,11 +202,9 @@ class Kernel:
             given_init = {s: arrays["init", s] for s in self._at_ends if ("init", s) in arrays}
             matrix_ends = Checkpoints(Block(kept, plan.kept), bases[0], segment, shapes, packing, given_init)
             checkpoints = matrix_ends.pointers
-            scratch_block, scratch = self._block(
-                self._shapes(segment, shapes.batch, shapes.sizes).layout(("tape",), self._at_ends)
-            )
+            scratch, block = self._scratch(segment, shapes, ("tape",), self._at_ends)
             self._segments.forward(
-                pointers | checkpoints, scratch, segment, shapes, packing, matrix_ends, scratch_block.views("states")
+                pointers | checkpoints, scratch, segment, shapes, packing, matrix_ends, block.views("states")
             )
         if packing is not None and keep_tape:  # rows no step wrote, zeroed: a tape read back is the same every time
             for tape in Block(read, plan.read).views("tape").values():
@@ -543,10 +541,13 @@ class Kernel:
             self._shapes_by_size[key] = shapes
         return shapes
 
-    def _scratch(self, steps: int, shapes: Shapes, roles: tuple[str, ...]) -> tuple[dict, object]:
-        """Pointers to fresh memory for the arrays of these roles over ``steps`` steps, for spans
-        that write them and drop them; and the owner of that memory, to keep while they are used."""
-        block, pointers = self._block(self._shapes(steps, shapes.batch, shapes.sizes).layout(roles))
+    def _scratch(
+        self, steps: int, shapes: Shapes, roles: tuple[str, ...], states: tuple[str, ...] = ()
+    ) -> tuple[dict, Block]:
+        """Pointers to fresh memory for the arrays of these roles (and the sequences of these
+        ``states``) over ``steps`` steps, for spans that write them and drop them; and the block
+        of that memory, to keep while they are used."""
+        block, pointers = self._block(self._shapes(steps, shapes.batch, shapes.sizes).layout(roles, states))
         return pointers, block
 
     def _block(self, layout: Layout) -> tuple[Block, dict[Key, object]]:
