@@ -157,7 +157,11 @@ def test_the_blas_library_is_chosen_by_symgate_blas(monkeypatch):
     assert "-DSYMGATE_BLAS" in toolchain.compile_flags()
     assert "-DSYMGATE_MKL" not in toolchain.compile_flags()
     monkeypatch.delenv("SYMGATE_BLAS")
-    assert toolchain.blas_library() == ("mkl" if HAS_MKL else "openblas")  # MKL when installed
+    monkeypatch.setattr(toolchain, "cpu_vendor", lambda: "GenuineIntel")
+    assert toolchain.blas_library() == ("mkl" if HAS_MKL else "openblas")  # MKL when installed, on Intel's CPUs
+    monkeypatch.setattr(toolchain, "cpu_vendor", lambda: "AuthenticAMD")
+    assert toolchain.blas_library() == "openblas"  # where OpenBLAS's kernels made the large products faster
+    assert "-DSG_THREADS_MIN=1048576" in toolchain.compile_flags()
 
 
 def test_a_bad_or_missing_blas_library_is_a_clear_error(monkeypatch):
@@ -199,6 +203,33 @@ def test_openblas_runs_on_one_thread_beside_mkl_unless_the_user_chose(tmp_path):
     cores = os.cpu_count() or 1
     for env, expected in ((plain, f"{cores} 1"), ({**plain, "OPENBLAS_NUM_THREADS": "2"}, "2 2")):
         probe = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env, capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.strip() == expected
+
+
+THREAD_SWITCH_PROBE = """
+import numpy as np
+import symgate as sg
+from symgate.jit import toolchain
+kernel = sg.build(sg.cells.get("lstm_pytorch"), "float32")
+counts = []
+for batch, hidden in ((1, 8), (16, 256), (1, 8)):  # a step's product: 1 x 32 x 8, then 16 x 1024 x 256
+    params = kernel.init_params({"D": 4, "H": hidden}, seed=0)
+    kernel.forward(np.ones((2, batch, 4), np.float32), params)
+    counts.append(toolchain.openblas().scipy_openblas_get_num_threads())
+print(*counts)
+"""
+
+
+def test_openblas_alone_runs_small_products_on_one_thread_unless_the_user_chose(tmp_path):
+    """Built with OpenBLAS alone, a product under SG_THREADS_MIN multiply-adds runs on one of its
+    threads and a larger one on all of them, switched as the products come; a thread count the
+    user set is left as it is."""
+    plain = {k: v for k, v in os.environ.items() if k not in toolchain.OPENBLAS_THREAD_VARIABLES}
+    plain |= {"SYMGATE_BLAS": "openblas", "SYMGATE_BLAS_MIN": "0", "SYMGATE_CACHE_DIR": str(tmp_path)}
+    cores = os.cpu_count() or 1
+    for env, expected in ((plain, f"1 {cores} 1"), ({**plain, "OPENBLAS_NUM_THREADS": "2"}, "2 2 2")):
+        probe = subprocess.run([sys.executable, "-c", THREAD_SWITCH_PROBE], env=env, capture_output=True, text=True)
         assert probe.returncode == 0, probe.stderr
         assert probe.stdout.strip() == expected
 

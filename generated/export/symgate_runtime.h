@@ -77,6 +77,12 @@ void SG_SCIPY_CBLAS(omatcopy)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int ro
 #ifndef SG_MKL_MIN
 #define SG_MKL_MIN 1048576
 #endif
+
+/* Built with OpenBLAS alone, products of at least this many multiply-adds run on all of
+ * OpenBLAS's threads and smaller ones on one (sg_openblas_threads_for). */
+#ifndef SG_THREADS_MIN
+#define SG_THREADS_MIN 1048576
+#endif
 #endif /* SG_ACCELERATED */
 
 /* The units of a fused loop never depend on each other (every array is distinct): tell the
@@ -514,6 +520,39 @@ static inline sg_library sg_library_for(double work)
     return SG_LOOPS;
 }
 
+#if defined(SG_WITH_OPENBLAS) && !defined(SG_WITH_MKL)
+#include <stdlib.h>
+/* Is environment variable `name` set to something? */
+static inline int sg_environment_sets(const char *name)
+{
+    const char *value = getenv(name);
+    return value != NULL && value[0] != '\0';
+}
+
+/* Has OpenBLAS run a product of `work` multiply-adds on all its threads from SG_THREADS_MIN and on
+ * one below: a step's product of a few rows gains little from a second thread and waits for it a
+ * scheduler time slice at every step when another process holds the other core (benchmarks/
+ * NOTES.md). A thread count the user set (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS)
+ * is left as it is. Built with MKL, MKL takes the large products and symgate.jit.toolchain sets
+ * OpenBLAS to one thread once. */
+static inline void sg_openblas_threads_for(double work)
+{
+    static int all_threads = 0; /* 0: not read yet; -1: the user's count, left alone */
+    if (all_threads == 0) {
+        const int chosen = sg_environment_sets("OPENBLAS_NUM_THREADS") || sg_environment_sets("GOTO_NUM_THREADS")
+            || sg_environment_sets("OMP_NUM_THREADS");
+        all_threads = chosen ? -1 : scipy_openblas_get_num_procs();
+    }
+    if (all_threads < 0) {
+        return;
+    }
+    const int wanted = work >= SG_THREADS_MIN ? all_threads : 1;
+    if (scipy_openblas_get_num_threads() != wanted) {
+        scipy_openblas_set_num_threads(wanted);
+    }
+}
+#endif
+
 #ifdef SG_WITH_CBLAS
 /* C = op(A) op(B) + beta C by the library given; 0 when that is the caller's loops, or the
  * product is empty. */
@@ -531,6 +570,9 @@ static inline int sg_gemm_by_blas(sg_library library, CBLAS_TRANSPOSE trans_a, C
 #endif
 #ifdef SG_WITH_OPENBLAS
     if (library == SG_OPENBLAS) {
+#ifndef SG_WITH_MKL
+        sg_openblas_threads_for((double)m * n * k);
+#endif
         SG_SCIPY_CBLAS(gemm)(CblasRowMajor, trans_a, trans_b, m, n, k, SG_ONE, A, lda, B, ldb, beta, C, ldc);
         return 1;
     }

@@ -1,9 +1,10 @@
 """The toolchain: which C compiler, which flags, which BLAS, for this machine and environment.
 
 Everything here is a fact about the machine or the user's settings (``CC``, ``SYMGATE_BLAS``,
-``SYMGATE_BLAS_MIN``, ``SYMGATE_MKL_MIN``, ``SYMGATE_SANITIZE``), read when a kernel is built; all
-of it is part of a kernel's cache key (:func:`symgate.jit.compiler.key_inputs`), so a change in
-any of it builds new kernels instead of reusing ones built otherwise.
+``SYMGATE_BLAS_MIN``, ``SYMGATE_MKL_MIN``, ``SYMGATE_THREADS_MIN``, ``SYMGATE_SANITIZE``), read
+when a kernel is built; all of it is part of a kernel's cache key
+(:func:`symgate.jit.compiler.key_inputs`), so a change in any of it builds new kernels instead of
+reusing ones built otherwise.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def compile_flags() -> tuple[str, ...]:
     """Flags for a Python extension module on this platform, linked to scipy-openblas32 when installed."""
     flags = (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
     blas = blas_flags() + ((f"-DSG_BLAS_MIN={blas_threshold()}",) if blas_flags() else ())
-    blas += (f"-DSG_MKL_MIN={mkl_threshold()}",) if blas_library() == "mkl" else ()
+    library = blas_library()
+    blas += (f"-DSG_MKL_MIN={mkl_threshold()}",) if library == "mkl" else ()
+    blas += (f"-DSG_THREADS_MIN={threads_threshold()}",) if library == "openblas" else ()
     return flags + vector_math_flags() + vector_width_flags() + blas + sanitize.flags()
 
 
@@ -77,6 +80,14 @@ def mkl_threshold() -> int:
     waking its threads than it saves, above it MKL's packed products win (the measurements:
     benchmarks/MEASUREMENTS.md, "MKL threshold")."""
     return _whole_number("SYMGATE_MKL_MIN", 2**20)
+
+
+def threads_threshold() -> int:
+    """The fewest multiply-adds a product needs to run on all of OpenBLAS's threads when the BLAS
+    is ``openblas`` (smaller ones run on one): ``SYMGATE_THREADS_MIN`` if set, else 2**20. A step's
+    product of 8 x 128 x 512 (a small LSTM) ran faster on one thread, 32 x 256 x 1024 and up on two
+    (benchmarks/NOTES.md, "OpenBLAS's threads")."""
+    return _whole_number("SYMGATE_THREADS_MIN", 2**20)
 
 
 @functools.cache
@@ -166,15 +177,19 @@ BLAS_LIBRARIES = ("mkl", "openblas", "none")
 
 def blas_library() -> str:
     """The BLAS the kernels call: ``SYMGATE_BLAS`` (``mkl``, ``openblas`` or ``none``) when set;
-    else ``mkl`` when MKL's wheels are installed (a dependency on Linux x86-64, the platform they
-    exist for), else ``openblas`` (scipy-openblas32, a dependency everywhere), else ``none`` (the
-    generated loops do every product).
+    else ``mkl`` on an Intel CPU when MKL's wheels are installed (a dependency on Linux x86-64, the
+    platform they exist for), else ``openblas`` (scipy-openblas32, a dependency everywhere), else
+    ``none`` (the generated loops do every product).
 
     ``mkl`` sends products of at least :func:`mkl_threshold` multiply-adds to MKL and the smaller
     ones to OpenBLAS (or the loops, see :func:`blas_threshold`), which is the faster at small sizes. MKL can pack a
     matrix once and multiply by it at every step (``cblas_?gemm_pack``, ``cblas_?gemm_compute``),
     where OpenBLAS packs it again at each call; at tiny sizes OpenBLAS is the faster
     (benchmarks/MEASUREMENTS.md, "MKL threshold").
+
+    MKL is the default on Intel's CPUs only: on an AMD EPYC (Zen, AVX2) OpenBLAS's kernels made
+    the large products faster than MKL's (the large LSTM 1.05-1.14× ``nn.LSTM`` against
+    0.76-0.87× with MKL, benchmarks/NOTES.md, "MKL on AMD").
     """
     given = os.environ.get("SYMGATE_BLAS", "").strip().lower()
     if given:
@@ -184,7 +199,19 @@ def blas_library() -> str:
             wheels = "mkl, mkl-include and scipy-openblas32" if given == "mkl" else "scipy-openblas32"
             raise BuildError(f"SYMGATE_BLAS={given}, but it needs {wheels}, which are not all installed")
         return given
-    return next((name for name in BLAS_LIBRARIES[:2] if _library_flags(name)), "none")
+    preferred = BLAS_LIBRARIES[:2] if cpu_vendor() == "GenuineIntel" else BLAS_LIBRARIES[1:2]
+    return next((name for name in preferred if _library_flags(name)), "none")
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """The CPU's vendor as the CPU names itself (``GenuineIntel``, ``AuthenticAMD``), or "" where
+    /proc/cpuinfo does not say."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "")
 
 
 def blas_flags() -> tuple[str, ...]:
