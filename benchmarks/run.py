@@ -889,7 +889,10 @@ def blas_description() -> str:
             f"{toolchain.blas_threshold()} (core {toolchain.blas_core()}), loops below"
         )
     if library == "openblas":
-        return f"OpenBLAS from {toolchain.blas_threshold()} multiply-adds (core {toolchain.blas_core()}), loops below"
+        return (
+            f"OpenBLAS from {toolchain.blas_threshold()} multiply-adds (core {toolchain.blas_core()}; on one thread, "
+            f"on all from {toolchain.threads_threshold()}), loops below"
+        )
     return "none: generated loops for every product"
 
 
@@ -1218,18 +1221,17 @@ BLAS_CHOICES = ("default", "openblas", "mkl")
 
 
 def default_install_blas() -> str:
-    """The BLAS a plain ``pip install symgate`` gets here: ``mkl`` if this checkout's pyproject.toml
-    makes MKL a dependency for this platform (an environment marker), else ``openblas``."""
+    """The BLAS a plain ``pip install symgate`` gets here: the first of the libraries symgate
+    prefers on this CPU (:func:`symgate.jit.toolchain.preferred_libraries`) that it installs, MKL
+    being installed where this checkout's pyproject.toml makes it a dependency (an environment marker)."""
     import tomllib
 
     from packaging.requirements import Requirement
 
     project = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]
-    for text in project.get("dependencies", []):
-        req = Requirement(text)
-        if req.name == "mkl" and (req.marker is None or req.marker.evaluate({"extra": ""})):
-            return "mkl"
-    return "openblas"
+    requirements = [Requirement(text) for text in project.get("dependencies", [])]
+    has_mkl = any(r.name == "mkl" and (r.marker is None or r.marker.evaluate({"extra": ""})) for r in requirements)
+    return next(name for name in toolchain.preferred_libraries() if name != "mkl" or has_mkl)
 
 
 def choose_blas(given: str | None) -> str:

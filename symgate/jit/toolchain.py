@@ -199,8 +199,12 @@ def blas_library() -> str:
             wheels = "mkl, mkl-include and scipy-openblas32" if given == "mkl" else "scipy-openblas32"
             raise BuildError(f"SYMGATE_BLAS={given}, but it needs {wheels}, which are not all installed")
         return given
-    preferred = BLAS_LIBRARIES[:2] if cpu_vendor() == "GenuineIntel" else BLAS_LIBRARIES[1:2]
-    return next((name for name in preferred if _library_flags(name)), "none")
+    return next((name for name in preferred_libraries() if _library_flags(name)), "none")
+
+
+def preferred_libraries() -> tuple[str, ...]:
+    """The BLAS libraries that :func:`blas_library` takes, when installed, on this CPU, best first."""
+    return BLAS_LIBRARIES[:2] if cpu_vendor() == "GenuineIntel" else BLAS_LIBRARIES[1:2]
 
 
 @functools.cache
