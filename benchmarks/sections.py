@@ -16,8 +16,12 @@ SECTION = re.compile(r"<!-- (?P<name>[^\n]+?): begin -->\n.*?<!-- (?P=name): end
 
 
 def marked(name: str, body: str) -> str:
-    """``body`` between the begin and end lines of section ``name``."""
-    return f"<!-- {name}: begin -->\n{body.strip()}\n<!-- {name}: end -->\n"
+    """``body`` between the begin and end lines of section ``name``; a body that has them already
+    (a section taken from another report, as ``split`` gives it) is not wrapped in them twice."""
+    begin, end, inner = f"<!-- {name}: begin -->", f"<!-- {name}: end -->", body.strip()
+    if inner.startswith(begin) and inner.endswith(end):
+        inner = inner[len(begin) : -len(end)].strip()
+    return f"{begin}\n{inner}\n{end}\n"
 
 
 def split(text: str) -> tuple[str, dict[str, str]]:
