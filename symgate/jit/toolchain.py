@@ -86,7 +86,7 @@ def threads_threshold() -> int:
     """The fewest multiply-adds a product needs to run on all of OpenBLAS's threads when the BLAS
     is ``openblas`` (smaller ones run on one): ``SYMGATE_THREADS_MIN`` if set, else 2**20. A step's
     product of 8 x 128 x 512 (a small LSTM) ran faster on one thread, 32 x 256 x 1024 and up on two
-    (benchmarks/NOTES.md, "OpenBLAS's threads")."""
+    (benchmarks/MEASUREMENTS.md, "OpenBLAS's threads")."""
     return _whole_number("SYMGATE_THREADS_MIN", 2**20)
 
 
@@ -189,7 +189,7 @@ def blas_library() -> str:
 
     MKL is the default on Intel's CPUs only: on an AMD EPYC (Zen, AVX2) OpenBLAS's kernels made
     the large products faster than MKL's (the large LSTM 1.05-1.14× ``nn.LSTM`` against
-    0.76-0.87× with MKL, benchmarks/NOTES.md, "MKL on AMD").
+    0.76-0.86× with MKL, benchmarks/MEASUREMENTS.md, "MKL on AMD").
     """
     given = os.environ.get("SYMGATE_BLAS", "").strip().lower()
     if given:
