@@ -234,6 +234,36 @@ def test_openblas_alone_runs_small_products_on_one_thread_unless_the_user_chose(
         assert probe.stdout.strip() == expected
 
 
+SPIN_PROBE = """
+import os, pathlib, threading, time
+import numpy as np
+import symgate as sg
+kernel = sg.build(sg.cells.get("lstm_pytorch"), "float32")
+kernel.forward(np.ones((2, 64, 256), np.float32), kernel.init_params({"D": 256, "H": 256}, seed=0))
+time.sleep(0.1)  # the step products (64 x 1024 x 256) ran on all of OpenBLAS's threads
+me = threading.get_native_id()
+tasks = [pathlib.Path(f"/proc/self/task/{t}/stat").read_text() for t in os.listdir("/proc/self/task") if int(t) != me]
+running = [stat.rsplit(")", 1)[1].split()[0] == "R" for stat in tasks]
+print(sum(running), os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2, reason="reads /proc; 2 cores")
+def test_openblas_threads_sleep_soon_after_the_last_product_unless_the_user_chose(tmp_path):
+    """OpenBLAS's idle threads wait busily 2**28 cycles (about 0.1 s) by default before they sleep,
+    holding a core from whatever runs next (PyTorch's own threads in a training step): the kernels'
+    copy starts with 2**20 unless the user set OPENBLAS_THREAD_TIMEOUT, and the environment is
+    left as it was. 0.1 s after a kernel's products no thread but the main one is running; with
+    the user's 2**30 cycles (about 0.3 s and more), OpenBLAS's is."""
+    settings = (*toolchain.OPENBLAS_THREAD_VARIABLES, "OPENBLAS_THREAD_TIMEOUT")
+    plain = {k: v for k, v in os.environ.items() if k not in settings}
+    plain |= {"SYMGATE_BLAS": "openblas", "SYMGATE_CACHE_DIR": str(tmp_path)}
+    for env, expected in ((plain, "0 None"), ({**plain, "OPENBLAS_THREAD_TIMEOUT": "30"}, "1 30")):
+        probe = subprocess.run([sys.executable, "-c", SPIN_PROBE], env=env, capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.strip() == expected
+
+
 FORK_SCRIPT = """
 import os, sys
 import numpy as np

@@ -151,6 +151,7 @@ class Entry:
             if self.path not in _loaded:
                 if self.manifest.get("sanitize"):
                     sanitize.require_runtime(self.path, toolchain.compiler_command())
+                toolchain.openblas_package()  # its library started with symgate's settings before a kernel links it
                 spec = importlib.util.spec_from_file_location(self.module_name, self.library)
                 module = importlib.util.module_from_spec(spec)
                 try:

@@ -19,6 +19,7 @@ import shutil
 import sys
 import sysconfig
 from pathlib import Path
+from types import ModuleType
 
 from ..errors import BuildError
 from . import sanitize
@@ -90,16 +91,45 @@ def threads_threshold() -> int:
     return _whole_number("SYMGATE_THREADS_MIN", 2**20)
 
 
+OPENBLAS_SPIN = "20"
+"""``OPENBLAS_THREAD_TIMEOUT`` for the kernels' OpenBLAS: its idle threads wait busily for 2**n
+cycles before they sleep, 2**28 (about 0.1 s) by default, so long that after a kernel's last
+product its thread kept a core from the PyTorch code that followed (a training step of the small
+LSTM took 30 ms against 13.5 with 2**20, about 0.4 ms, and ``nn.LSTM``'s beside it 15 against 9.5:
+benchmarks/MEASUREMENTS.md, "OpenBLAS's idle threads")."""
+
+
+@functools.cache
+def openblas_package() -> ModuleType | None:
+    """scipy-openblas32's Python package, or None when it is missing. Importing it starts its
+    library, so it is imported here first, with the library's idle threads sleeping after
+    :data:`OPENBLAS_SPIN` unless the user set ``OPENBLAS_THREAD_TIMEOUT``; the environment is left
+    as it was."""
+    chosen = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+    if chosen is None:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_SPIN
+    try:
+        import scipy_openblas32
+
+        return scipy_openblas32
+    except ImportError:
+        return None
+    finally:
+        if chosen is None:
+            del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+
+
 @functools.cache
 def openblas() -> ctypes.CDLL | None:
     """scipy-openblas32's library as this process has it loaded (the kernels' copy, not NumPy's),
     or None when it is missing."""
+    package = openblas_package()
+    if package is None:
+        return None
+    names = sorted(Path(package.get_lib_dir()).glob(f"lib{package.get_library()}.*"))
     try:
-        import scipy_openblas32 as package
-
-        names = sorted(Path(package.get_lib_dir()).glob(f"lib{package.get_library()}.*"))
-        return ctypes.CDLL(str(names[0]))
-    except (ImportError, IndexError, OSError):
+        return ctypes.CDLL(str(names[0])) if names else None
+    except OSError:
         return None
 
 
@@ -227,9 +257,8 @@ def blas_flags() -> tuple[str, ...]:
 @functools.cache
 def _library_flags(library: str) -> tuple[str, ...]:
     """Flags for one choice of BLAS, or none when what it needs is not installed."""
-    try:
-        import scipy_openblas32 as openblas
-    except ImportError:
+    openblas = openblas_package()
+    if openblas is None:
         return ()
     lib = openblas.get_lib_dir()
     flags = (
