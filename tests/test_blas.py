@@ -193,18 +193,28 @@ print(before, library.scipy_openblas_get_num_threads())
 """
 
 
+def openblas_untouched(tmp_path, **symgate: str) -> dict[str, str]:
+    """This process's environment without OpenBLAS's own settings (the user's choices), with a
+    kernel cache in ``tmp_path`` and symgate's variables ``symgate``."""
+    settings = (*toolchain.OPENBLAS_THREAD_VARIABLES, "OPENBLAS_THREAD_TIMEOUT")
+    return {k: v for k, v in os.environ.items() if k not in settings} | {"SYMGATE_CACHE_DIR": str(tmp_path), **symgate}
+
+
+def printed(script: str, env: dict[str, str]) -> str:
+    """What ``script`` prints in a new Python process with environment ``env``."""
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)
 def test_openblas_runs_on_one_thread_beside_mkl_unless_the_user_chose(tmp_path):
     """With MKL taking the products worth two threads, OpenBLAS's smaller ones run on one once a
     kernel is loaded (a second thread cost a scheduler time slice at every step when another
     process held the other core); a thread count the user set is left as it is."""
-    plain = {k: v for k, v in os.environ.items() if k not in toolchain.OPENBLAS_THREAD_VARIABLES}
-    plain |= {"SYMGATE_BLAS": "mkl", "SYMGATE_CACHE_DIR": str(tmp_path)}
-    cores = os.cpu_count() or 1
-    for env, expected in ((plain, f"{cores} 1"), ({**plain, "OPENBLAS_NUM_THREADS": "2"}, "2 2")):
-        probe = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env, capture_output=True, text=True)
-        assert probe.returncode == 0, probe.stderr
-        assert probe.stdout.strip() == expected
+    plain = openblas_untouched(tmp_path, SYMGATE_BLAS="mkl")
+    assert printed(THREADS_PROBE, plain) == f"{os.cpu_count() or 1} 1"
+    assert printed(THREADS_PROBE, {**plain, "OPENBLAS_NUM_THREADS": "2"}) == "2 2"
 
 
 THREAD_SWITCH_PROBE = """
@@ -225,13 +235,9 @@ def test_openblas_alone_runs_small_products_on_one_thread_unless_the_user_chose(
     """Built with OpenBLAS alone, a product under SG_THREADS_MIN multiply-adds runs on one of its
     threads and a larger one on all of them, switched as the products come; a thread count the
     user set is left as it is."""
-    plain = {k: v for k, v in os.environ.items() if k not in toolchain.OPENBLAS_THREAD_VARIABLES}
-    plain |= {"SYMGATE_BLAS": "openblas", "SYMGATE_BLAS_MIN": "0", "SYMGATE_CACHE_DIR": str(tmp_path)}
-    cores = os.cpu_count() or 1
-    for env, expected in ((plain, f"1 {cores} 1"), ({**plain, "OPENBLAS_NUM_THREADS": "2"}, "2 2 2")):
-        probe = subprocess.run([sys.executable, "-c", THREAD_SWITCH_PROBE], env=env, capture_output=True, text=True)
-        assert probe.returncode == 0, probe.stderr
-        assert probe.stdout.strip() == expected
+    plain = openblas_untouched(tmp_path, SYMGATE_BLAS="openblas", SYMGATE_BLAS_MIN="0")
+    assert printed(THREAD_SWITCH_PROBE, plain) == f"1 {os.cpu_count() or 1} 1"
+    assert printed(THREAD_SWITCH_PROBE, {**plain, "OPENBLAS_NUM_THREADS": "2"}) == "2 2 2"
 
 
 SPIN_PROBE = """
@@ -255,13 +261,9 @@ def test_openblas_threads_sleep_soon_after_the_last_product_unless_the_user_chos
     copy starts with 2**20 unless the user set OPENBLAS_THREAD_TIMEOUT, and the environment is
     left as it was. 0.1 s after a kernel's products no thread but the main one is running; with
     the user's 2**30 cycles (about 0.3 s and more), OpenBLAS's is."""
-    settings = (*toolchain.OPENBLAS_THREAD_VARIABLES, "OPENBLAS_THREAD_TIMEOUT")
-    plain = {k: v for k, v in os.environ.items() if k not in settings}
-    plain |= {"SYMGATE_BLAS": "openblas", "SYMGATE_CACHE_DIR": str(tmp_path)}
-    for env, expected in ((plain, "0 None"), ({**plain, "OPENBLAS_THREAD_TIMEOUT": "30"}, "1 30")):
-        probe = subprocess.run([sys.executable, "-c", SPIN_PROBE], env=env, capture_output=True, text=True, timeout=120)
-        assert probe.returncode == 0, probe.stderr
-        assert probe.stdout.strip() == expected
+    plain = openblas_untouched(tmp_path, SYMGATE_BLAS="openblas")
+    assert printed(SPIN_PROBE, plain) == "0 None"
+    assert printed(SPIN_PROBE, {**plain, "OPENBLAS_THREAD_TIMEOUT": "30"}) == "1 30"
 
 
 FORK_SCRIPT = """
@@ -290,5 +292,4 @@ def test_a_process_forked_after_the_kernels_ran_runs_them_too(library, tmp_path)
     for the BLAS's threads (16 x 512 x 128). GNU OpenMP's threads, for one, hang a child forked
     after they started; MKL runs on Intel's OpenMP, which survives fork."""
     env = {**os.environ, "SYMGATE_BLAS": library, "SYMGATE_MKL_MIN": "1048576", "SYMGATE_CACHE_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    printed(FORK_SCRIPT, env)  # exits with 0 when the child finished and computed the same

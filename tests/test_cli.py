@@ -273,8 +273,10 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     import subprocess
 
     script = (
-        "import os, signal, sys, symgate.cli as cli\n"
-        "cli.cells.names = lambda: os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while listing\n"
+        "import signal, sys, symgate.cli as cli\n"
+        # Ctrl-C while listing, raised in this thread: sent to the process with os.kill, it once
+        # reached Python only after the listing had gone on with None (CI, both cores busy)
+        "cli.cells.names = lambda: signal.raise_signal(signal.SIGINT)\n"
         "sys.exit(cli.main(['list']))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
