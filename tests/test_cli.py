@@ -274,9 +274,10 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 
     script = (
         "import signal, sys, symgate.cli as cli\n"
-        # Ctrl-C while listing, raised in this thread: sent to the process with os.kill, it once
-        # reached Python only after the listing had gone on with None (CI, both cores busy)
-        "cli.cells.names = lambda: signal.raise_signal(signal.SIGINT)\n"
+        # Python's handler, as in a terminal: a process started in the background by a shell
+        # without job control (CI's, say) inherits SIGINT ignored, and Python then keeps it so
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "cli.cells.names = lambda: signal.raise_signal(signal.SIGINT)  # Ctrl-C while listing\n"
         "sys.exit(cli.main(['list']))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
