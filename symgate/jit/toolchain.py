@@ -44,8 +44,9 @@ whatever it is given, and the kernel would crash or compute garbage at run time.
 def compile_flags() -> tuple[str, ...]:
     """Flags for a Python extension module on this platform, linked to scipy-openblas32 when installed."""
     flags = (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
-    blas = blas_flags() + ((f"-DSG_BLAS_MIN={blas_threshold()}",) if blas_flags() else ())
     library = blas_library()
+    blas = blas_flags(library)
+    blas += (f"-DSG_BLAS_MIN={blas_threshold()}",) if blas else ()
     blas += (f"-DSG_MKL_MIN={mkl_threshold()}",) if library == "mkl" else ()
     blas += (f"-DSG_THREADS_MIN={threads_threshold()}",) if library == "openblas" else ()
     return flags + vector_math_flags() + vector_width_flags() + blas + sanitize.flags()
@@ -248,9 +249,10 @@ def cpu_vendor() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "")
 
 
-def blas_flags() -> tuple[str, ...]:
-    """Compile and link flags for the CBLAS of :func:`blas_library`; none for plain loops."""
-    library = blas_library()
+def blas_flags(library: str | None = None) -> tuple[str, ...]:
+    """Compile and link flags for the CBLAS ``library`` (default: :func:`blas_library`'s); none
+    for plain loops."""
+    library = blas_library() if library is None else library
     return _library_flags(library) if library != "none" else ()
 
 
