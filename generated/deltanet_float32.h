@@ -86,5 +86,6 @@ void sg_deltanet_float32_infer(int T, int B, int D, int K, int V, const int *bat
     float *S_seq,
     float *y_seq,
     float *work);
+int sg_deltanet_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -130,6 +130,7 @@ void sg_deltanet_float64_infer(int T, int B, int D, int K, int V, const int *bat
     double *S_seq,
     double *y_seq,
     double *work);
+int sg_deltanet_float64_one_blas_thread(int sg_on);
 
 size_t sg_deltanet_float64_forward_work(int T, int B, int D, int K, int V)
 {
@@ -935,4 +936,11 @@ void sg_deltanet_float64_infer(int T, int B, int D, int K, int V, const int *bat
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_deltanet_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -86,5 +86,6 @@ void sg_deltanet_float64_infer(int T, int B, int D, int K, int V, const int *bat
     double *S_seq,
     double *y_seq,
     double *work);
+int sg_deltanet_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -37,5 +37,6 @@ void sg_elman_rnn_float32_backward(int T, int B, int D, int H, const int *batch_
     float *grad_U,
     float *grad_b,
     float *work);
+int sg_elman_rnn_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -57,6 +57,7 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H, const int *batch_
     double *grad_U,
     double *grad_b,
     double *work);
+int sg_elman_rnn_float64_one_blas_thread(int sg_on);
 
 size_t sg_elman_rnn_float64_forward_work(int T, int B, int D, int H)
 {
@@ -218,4 +219,11 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H, const int *batch_
     sg_gemm_tn_previous(H, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_U, H);
     /* δW += Σ δh'_pre ⊗ x, all steps */
     sg_gemm_tn(H, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_W, D);
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_elman_rnn_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -37,5 +37,6 @@ void sg_elman_rnn_float64_backward(int T, int B, int D, int H, const int *batch_
     double *grad_U,
     double *grad_b,
     double *work);
+int sg_elman_rnn_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -61,5 +61,6 @@ void sg_fast_weights_float32_infer(int T, int B, int D, int H, const int *batch_
     float *h_seq,
     float *A_seq,
     float *work);
+int sg_fast_weights_float32_one_blas_thread(int sg_on);
 
 #endif

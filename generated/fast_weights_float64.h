@@ -61,5 +61,6 @@ void sg_fast_weights_float64_infer(int T, int B, int D, int H, const int *batch_
     double *h_seq,
     double *A_seq,
     double *work);
+int sg_fast_weights_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -73,5 +73,6 @@ void sg_gla_float32_infer(int T, int B, int D, int K, int V, const int *batch_si
     float *S_seq,
     float *y_seq,
     float *work);
+int sg_gla_float32_one_blas_thread(int sg_on);
 
 #endif

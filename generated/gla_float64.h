@@ -73,5 +73,6 @@ void sg_gla_float64_infer(int T, int B, int D, int K, int V, const int *batch_si
     double *S_seq,
     double *y_seq,
     double *work);
+int sg_gla_float64_one_blas_thread(int sg_on);
 
 #endif

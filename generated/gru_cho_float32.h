@@ -70,5 +70,6 @@ void sg_gru_cho_float32_infer(int T, int B, int D, int H, const int *batch_sizes
     const float *U_h,
     float *h_seq,
     float *work);
+int sg_gru_cho_float32_one_blas_thread(int sg_on);
 
 #endif

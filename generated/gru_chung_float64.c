@@ -100,6 +100,7 @@ void sg_gru_chung_float64_infer(int T, int B, int D, int H, const int *batch_siz
     const double *U_h,
     double *h_seq,
     double *work);
+int sg_gru_chung_float64_one_blas_thread(int sg_on);
 
 size_t sg_gru_chung_float64_forward_work(int T, int B, int D, int H)
 {
@@ -591,4 +592,11 @@ void sg_gru_chung_float64_infer(int T, int B, int D, int H, const int *batch_siz
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_gru_chung_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -70,5 +70,6 @@ void sg_gru_chung_float64_infer(int T, int B, int D, int H, const int *batch_siz
     const double *U_h,
     double *h_seq,
     double *work);
+int sg_gru_chung_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -129,6 +129,7 @@ void sg_gru_pytorch_float32_infer(int T, int B, int D, int H, const int *batch_s
     const float *b_hn,
     float *h_seq,
     float *work);
+int sg_gru_pytorch_float32_one_blas_thread(int sg_on);
 
 size_t sg_gru_pytorch_float32_forward_work(int T, int B, int D, int H)
 {
@@ -599,4 +600,11 @@ void sg_gru_pytorch_float32_infer(int T, int B, int D, int H, const int *batch_s
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_gru_pytorch_float32_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -93,5 +93,6 @@ void sg_gru_pytorch_float32_infer(int T, int B, int D, int H, const int *batch_s
     const float *b_hn,
     float *h_seq,
     float *work);
+int sg_gru_pytorch_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -93,5 +93,6 @@ void sg_gru_pytorch_float64_infer(int T, int B, int D, int H, const int *batch_s
     const double *b_hn,
     double *h_seq,
     double *work);
+int sg_gru_pytorch_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -57,6 +57,7 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H, const int *batch_siz
     float *grad_u,
     float *grad_b,
     float *work);
+int sg_indrnn_float32_one_blas_thread(int sg_on);
 
 size_t sg_indrnn_float32_forward_work(int T, int B, int D, int H)
 {
@@ -200,4 +201,11 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H, const int *batch_siz
     sg_gemm_nn(all_rows, D, H, x_adjoints, x_adjoints_width, W, D, grad_x_seq, D, 0);
     /* δW += Σ δh'_pre ⊗ x, all steps */
     sg_gemm_tn(H, D, all_rows, x_adjoints, x_adjoints_width, x_seq, D, grad_W, D);
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_indrnn_float32_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -37,5 +37,6 @@ void sg_indrnn_float32_backward(int T, int B, int D, int H, const int *batch_siz
     float *grad_u,
     float *grad_b,
     float *work);
+int sg_indrnn_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -37,5 +37,6 @@ void sg_indrnn_float64_backward(int T, int B, int D, int H, const int *batch_siz
     double *grad_u,
     double *grad_b,
     double *work);
+int sg_indrnn_float64_one_blas_thread(int sg_on);
 
 #endif

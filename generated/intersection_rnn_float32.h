@@ -99,5 +99,6 @@ void sg_intersection_rnn_float32_infer(int T, int B, int H, const int *batch_siz
     float *h_seq,
     float *y_seq,
     float *work);
+int sg_intersection_rnn_float32_one_blas_thread(int sg_on);
 
 #endif

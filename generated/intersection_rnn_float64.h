@@ -99,5 +99,6 @@ void sg_intersection_rnn_float64_infer(int T, int B, int H, const int *batch_siz
     double *h_seq,
     double *y_seq,
     double *work);
+int sg_intersection_rnn_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -65,5 +65,6 @@ void sg_janet_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *b_c,
     float *c_seq,
     float *work);
+int sg_janet_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -65,5 +65,6 @@ void sg_janet_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *b_c,
     double *c_seq,
     double *work);
+int sg_janet_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -78,5 +78,6 @@ void sg_linear_attention_float32_infer(int T, int B, int D, int K, int V, const 
     float *z_seq,
     float *y_seq,
     float *work);
+int sg_linear_attention_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -78,5 +78,6 @@ void sg_linear_attention_float64_infer(int T, int B, int D, int K, int V, const 
     double *z_seq,
     double *y_seq,
     double *work);
+int sg_linear_attention_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -89,5 +89,6 @@ void sg_lstm_coupled_tf_float32_infer(int T, int B, int D, int H, const int *bat
     float *h_seq,
     float *c_seq,
     float *work);
+int sg_lstm_coupled_tf_float32_one_blas_thread(int sg_on);
 
 #endif

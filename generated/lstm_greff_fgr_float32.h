@@ -169,5 +169,6 @@ void sg_lstm_greff_fgr_float32_infer(int T, int B, int D, int H, const int *batc
     float *f_seq,
     float *o_seq,
     float *work);
+int sg_lstm_greff_fgr_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -223,6 +223,7 @@ void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H, const int *batc
     double *f_seq,
     double *o_seq,
     double *work);
+int sg_lstm_greff_fgr_float64_one_blas_thread(int sg_on);
 
 size_t sg_lstm_greff_fgr_float64_forward_work(int T, int B, int D, int H)
 {
@@ -1149,4 +1150,11 @@ void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H, const int *batc
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_lstm_greff_fgr_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

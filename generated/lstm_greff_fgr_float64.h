@@ -169,5 +169,6 @@ void sg_lstm_greff_fgr_float64_infer(int T, int B, int D, int H, const int *batc
     double *f_seq,
     double *o_seq,
     double *work);
+int sg_lstm_greff_fgr_float64_one_blas_thread(int sg_on);
 
 #endif

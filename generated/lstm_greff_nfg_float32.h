@@ -96,5 +96,6 @@ void sg_lstm_greff_nfg_float32_infer(int T, int B, int D, int H, const int *batc
     float *y_seq,
     float *c_seq,
     float *work);
+int sg_lstm_greff_nfg_float32_one_blas_thread(int sg_on);
 
 #endif

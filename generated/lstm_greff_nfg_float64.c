@@ -132,6 +132,7 @@ void sg_lstm_greff_nfg_float64_infer(int T, int B, int D, int H, const int *batc
     double *y_seq,
     double *c_seq,
     double *work);
+int sg_lstm_greff_nfg_float64_one_blas_thread(int sg_on);
 
 size_t sg_lstm_greff_nfg_float64_forward_work(int T, int B, int D, int H)
 {
@@ -595,4 +596,11 @@ void sg_lstm_greff_nfg_float64_infer(int T, int B, int D, int H, const int *batc
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_lstm_greff_nfg_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -96,5 +96,6 @@ void sg_lstm_greff_nig_float64_infer(int T, int B, int D, int H, const int *batc
     double *y_seq,
     double *c_seq,
     double *work);
+int sg_lstm_greff_nig_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -103,5 +103,6 @@ void sg_lstm_greff_np_float32_infer(int T, int B, int D, int H, const int *batch
     float *y_seq,
     float *c_seq,
     float *work);
+int sg_lstm_greff_np_float32_one_blas_thread(int sg_on);
 
 #endif

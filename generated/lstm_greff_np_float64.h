@@ -103,5 +103,6 @@ void sg_lstm_greff_np_float64_infer(int T, int B, int D, int H, const int *batch
     double *y_seq,
     double *c_seq,
     double *work);
+int sg_lstm_greff_np_float64_one_blas_thread(int sg_on);
 
 #endif

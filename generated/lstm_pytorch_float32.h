@@ -119,5 +119,6 @@ void sg_lstm_pytorch_float32_infer(int T, int B, int D, int H, const int *batch_
     float *h_seq,
     float *c_seq,
     float *work);
+int sg_lstm_pytorch_float32_one_blas_thread(int sg_on);
 
 #endif

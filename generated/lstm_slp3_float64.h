@@ -89,5 +89,6 @@ void sg_lstm_slp3_float64_infer(int T, int B, int D, int H, const int *batch_siz
     double *h_seq,
     double *c_seq,
     double *work);
+int sg_lstm_slp3_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -172,6 +172,7 @@ void sg_lstmp_pytorch_float32_infer(int T, int B, int D, int P, int H, const int
     float *h_seq,
     float *c_seq,
     float *work);
+int sg_lstmp_pytorch_float32_one_blas_thread(int sg_on);
 
 size_t sg_lstmp_pytorch_float32_forward_work(int T, int B, int D, int P, int H)
 {
@@ -836,4 +837,11 @@ void sg_lstmp_pytorch_float32_infer(int T, int B, int D, int P, int H, const int
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_lstmp_pytorch_float32_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

@@ -126,5 +126,6 @@ void sg_lstmp_pytorch_float32_infer(int T, int B, int D, int P, int H, const int
     float *h_seq,
     float *c_seq,
     float *work);
+int sg_lstmp_pytorch_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -126,5 +126,6 @@ void sg_lstmp_pytorch_float64_infer(int T, int B, int D, int P, int H, const int
     double *h_seq,
     double *c_seq,
     double *work);
+int sg_lstmp_pytorch_float64_one_blas_thread(int sg_on);
 
 #endif

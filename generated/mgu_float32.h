@@ -67,5 +67,6 @@ void sg_mgu_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *b_h,
     float *h_seq,
     float *work);
+int sg_mgu_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -73,5 +73,6 @@ void sg_mut1_float32_infer(int T, int B, int H, const int *batch_sizes,
     const float *b_h,
     float *h_seq,
     float *work);
+int sg_mut1_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -105,6 +105,7 @@ void sg_mut1_float64_infer(int T, int B, int H, const int *batch_sizes,
     const double *b_h,
     double *h_seq,
     double *work);
+int sg_mut1_float64_one_blas_thread(int sg_on);
 
 size_t sg_mut1_float64_forward_work(int T, int B, int H)
 {
@@ -606,4 +607,11 @@ void sg_mut1_float64_infer(int T, int B, int H, const int *batch_sizes,
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_mut1_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

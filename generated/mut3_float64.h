@@ -86,5 +86,6 @@ void sg_mut3_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *b_h,
     double *h_seq,
     double *work);
+int sg_mut3_float64_one_blas_thread(int sg_on);
 
 #endif

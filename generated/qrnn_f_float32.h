@@ -73,5 +73,6 @@ void sg_qrnn_f_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     float *h_seq,
     float *xp_seq,
     float *work);
+int sg_qrnn_f_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -93,5 +93,6 @@ void sg_qrnn_fo_float64_infer(int T, int B, int D, int H, const int *batch_sizes
     double *xp_seq,
     double *h_seq,
     double *work);
+int sg_qrnn_fo_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -108,5 +108,6 @@ void sg_qrnn_ifo_float32_infer(int T, int B, int D, int H, const int *batch_size
     float *xp_seq,
     float *h_seq,
     float *work);
+int sg_qrnn_ifo_float32_one_blas_thread(int sg_on);
 
 #endif

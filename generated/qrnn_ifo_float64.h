@@ -108,5 +108,6 @@ void sg_qrnn_ifo_float64_infer(int T, int B, int D, int H, const int *batch_size
     double *xp_seq,
     double *h_seq,
     double *work);
+int sg_qrnn_ifo_float64_one_blas_thread(int sg_on);
 
 #endif

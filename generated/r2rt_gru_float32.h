@@ -82,5 +82,6 @@ void sg_r2rt_gru_float32_infer(int T, int B, int D, int H, const int *batch_size
     const float *b,
     float *s_seq,
     float *work);
+int sg_r2rt_gru_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -82,5 +82,6 @@ void sg_r2rt_gru_float64_infer(int T, int B, int D, int H, const int *batch_size
     const double *b,
     double *s_seq,
     double *work);
+int sg_r2rt_gru_float64_one_blas_thread(int sg_on);
 
 #endif

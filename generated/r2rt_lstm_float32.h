@@ -103,5 +103,6 @@ void sg_r2rt_lstm_float32_infer(int T, int B, int D, int H, const int *batch_siz
     float *h_seq,
     float *c_seq,
     float *work);
+int sg_r2rt_lstm_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -103,5 +103,6 @@ void sg_r2rt_lstm_float64_infer(int T, int B, int D, int H, const int *batch_siz
     double *h_seq,
     double *c_seq,
     double *work);
+int sg_r2rt_lstm_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -105,5 +105,6 @@ void sg_r2rt_normalized_prototype_float32_infer(int T, int B, int D, int H, cons
     const float *b,
     float *s_seq,
     float *work);
+int sg_r2rt_normalized_prototype_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -150,6 +150,7 @@ void sg_r2rt_normalized_prototype_float64_infer(int T, int B, int D, int H, cons
     const double *b,
     double *s_seq,
     double *work);
+int sg_r2rt_normalized_prototype_float64_one_blas_thread(int sg_on);
 
 size_t sg_r2rt_normalized_prototype_float64_forward_work(int T, int B, int D, int H)
 {
@@ -944,4 +945,11 @@ void sg_r2rt_normalized_prototype_float64_infer(int T, int B, int D, int H, cons
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_r2rt_normalized_prototype_float64_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

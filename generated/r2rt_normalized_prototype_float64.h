@@ -105,5 +105,6 @@ void sg_r2rt_normalized_prototype_float64_infer(int T, int B, int D, int H, cons
     const double *b,
     double *s_seq,
     double *work);
+int sg_r2rt_normalized_prototype_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -97,5 +97,6 @@ void sg_r2rt_prototype_lstm_float32_infer(int T, int B, int D, int H, const int 
     const float *b,
     float *s_seq,
     float *work);
+int sg_r2rt_prototype_lstm_float32_one_blas_thread(int sg_on);
 
 #endif

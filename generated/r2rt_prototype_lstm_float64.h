@@ -97,5 +97,6 @@ void sg_r2rt_prototype_lstm_float64_infer(int T, int B, int D, int H, const int 
     const double *b,
     double *s_seq,
     double *work);
+int sg_r2rt_prototype_lstm_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -105,5 +105,6 @@ void sg_r2rt_pseudo_lstm_float32_infer(int T, int B, int D, int H, const int *ba
     float *s_seq,
     float *out_seq,
     float *work);
+int sg_r2rt_pseudo_lstm_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -105,5 +105,6 @@ void sg_r2rt_pseudo_lstm_float64_infer(int T, int B, int D, int H, const int *ba
     double *s_seq,
     double *out_seq,
     double *work);
+int sg_r2rt_pseudo_lstm_float64_one_blas_thread(int sg_on);
 
 #endif

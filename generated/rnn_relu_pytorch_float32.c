@@ -61,6 +61,7 @@ void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H, const int 
     float *grad_W_hh,
     float *grad_b_hh,
     float *work);
+int sg_rnn_relu_pytorch_float32_one_blas_thread(int sg_on);
 
 size_t sg_rnn_relu_pytorch_float32_forward_work(int T, int B, int D, int H)
 {
@@ -231,4 +232,11 @@ void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H, const int 
     sg_gemm_tn_previous(H, H, T, B, batch_sizes, h_adjoints, h_adjoints_width, h_init, h_seq, H, grad_W_hh, H);
     /* δW_ih += Σ δh'_pre ⊗ x, all steps */
     sg_gemm_tn(H, D, all_rows, h_adjoints, h_adjoints_width, x_seq, D, grad_W_ih, D);
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_rnn_relu_pytorch_float32_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

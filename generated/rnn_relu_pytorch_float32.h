@@ -40,5 +40,6 @@ void sg_rnn_relu_pytorch_float32_backward(int T, int B, int D, int H, const int 
     float *grad_W_hh,
     float *grad_b_hh,
     float *work);
+int sg_rnn_relu_pytorch_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -40,5 +40,6 @@ void sg_rnn_tanh_pytorch_float64_backward(int T, int B, int D, int H, const int 
     double *grad_W_hh,
     double *grad_b_hh,
     double *work);
+int sg_rnn_tanh_pytorch_float64_one_blas_thread(int sg_on);
 
 #endif

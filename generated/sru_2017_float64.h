@@ -68,5 +68,6 @@ void sg_sru_2017_float64_infer(int T, int B, int H, const int *batch_sizes,
     double *c_seq,
     double *h_seq,
     double *work);
+int sg_sru_2017_float64_one_blas_thread(int sg_on);
 
 #endif

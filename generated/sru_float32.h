@@ -80,5 +80,6 @@ void sg_sru_float32_infer(int T, int B, int H, const int *batch_sizes,
     float *c_seq,
     float *h_seq,
     float *work);
+int sg_sru_float32_one_blas_thread(int sg_on);
 
 #endif

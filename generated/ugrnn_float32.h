@@ -64,5 +64,6 @@ void sg_ugrnn_float32_infer(int T, int B, int D, int H, const int *batch_sizes,
     const float *b_g,
     float *h_seq,
     float *work);
+int sg_ugrnn_float32_one_blas_thread(int sg_on);
 
 #endif

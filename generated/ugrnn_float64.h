@@ -64,5 +64,6 @@ void sg_ugrnn_float64_infer(int T, int B, int D, int H, const int *batch_sizes,
     const double *b_g,
     double *h_seq,
     double *work);
+int sg_ugrnn_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -202,6 +202,7 @@ void sg_xlstm_mlstm_float32_infer(int T, int B, int D, int K, int V, const int *
     float *m_seq,
     float *h_seq,
     float *work);
+int sg_xlstm_mlstm_float32_one_blas_thread(int sg_on);
 
 size_t sg_xlstm_mlstm_float32_forward_work(int T, int B, int D, int K, int V)
 {
@@ -1151,4 +1152,11 @@ void sg_xlstm_mlstm_float32_infer(int T, int B, int D, int K, int V, const int *
         }
         step_row += (size_t)step_batch;
     }
+}
+
+/* 1 when these kernels may run in several threads at once, each product on the calling thread,
+ * with `sg_on` 1 (and then until called with 0); see symgate_runtime.h */
+int sg_xlstm_mlstm_float32_one_blas_thread(int sg_on)
+{
+    return sg_blas_one_thread(sg_on);
 }

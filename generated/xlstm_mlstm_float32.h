@@ -136,5 +136,6 @@ void sg_xlstm_mlstm_float32_infer(int T, int B, int D, int K, int V, const int *
     float *m_seq,
     float *h_seq,
     float *work);
+int sg_xlstm_mlstm_float32_one_blas_thread(int sg_on);
 
 #endif

@@ -136,5 +136,6 @@ void sg_xlstm_mlstm_float64_infer(int T, int B, int D, int K, int V, const int *
     double *m_seq,
     double *h_seq,
     double *work);
+int sg_xlstm_mlstm_float64_one_blas_thread(int sg_on);
 
 #endif

@@ -74,6 +74,10 @@ class Interface:
     """None for a complex dtype: a forward pass only."""
     infer: PassInterface
     """The forward pass for inference, saving nothing: ``forward`` itself when the tape is empty."""
+    threads_function: str | None = None
+    """``int f(int on)``: whether the kernels may run in several threads at once, each product on
+    the calling thread (``symgate_runtime.h``'s ``sg_blas_one_thread``); None when their products
+    use no library's threads (the complex kernel)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -88,4 +92,4 @@ class Interface:
 
         backward = pass_of(data["backward"]) if data["backward"] is not None else None
         forward, infer = pass_of(data["forward"]), pass_of(data["infer"])
-        return cls(data["cell"], data["dtype"], tuple(data["dims"]), forward, backward, infer)
+        return cls(data["cell"], data["dtype"], tuple(data["dims"]), forward, backward, infer, data["threads_function"])

@@ -529,29 +529,69 @@ static inline int sg_environment_sets(const char *name)
     return value != NULL && value[0] != '\0';
 }
 
-/* Has OpenBLAS run a product of `work` multiply-adds on all its threads from SG_THREADS_MIN and on
- * one below: a step's product of a few rows gains little from a second thread and waits for it a
- * scheduler time slice at every step when another process holds the other core (benchmarks/
- * NOTES.md). A thread count the user set (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS)
- * is left as it is. Built with MKL, MKL takes the large products and symgate.jit.toolchain sets
- * OpenBLAS to one thread once. */
-static inline void sg_openblas_threads_for(double work)
+/* OpenBLAS's thread count for the largest products: all its threads, or -1 when the user's
+ * environment sets the count (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS), which is
+ * then left as it is. */
+static inline int sg_openblas_all_threads(void)
 {
-    static int all_threads = 0; /* 0: not read yet; -1: the user's count, left alone */
+    static int all_threads = 0; /* 0: not read yet */
     if (all_threads == 0) {
         const int chosen = sg_environment_sets("OPENBLAS_NUM_THREADS") || sg_environment_sets("GOTO_NUM_THREADS")
             || sg_environment_sets("OMP_NUM_THREADS");
         all_threads = chosen ? -1 : scipy_openblas_get_num_procs();
     }
+    return all_threads;
+}
+
+/* 1 while this file's kernels run in several threads at once (sg_blas_one_thread) */
+static int sg_one_thread = 0;
+
+/* Has OpenBLAS run a product of `work` multiply-adds on all its threads from SG_THREADS_MIN and on
+ * one below: a step's product of a few rows gains little from a second thread and waits for it a
+ * scheduler time slice at every step when another process holds the other core (benchmarks/
+ * NOTES.md). On one always while sg_one_thread. A thread count the user set is left as it is.
+ * Built with MKL, MKL takes the large products and symgate.jit.toolchain sets OpenBLAS to one
+ * thread once. */
+static inline void sg_openblas_threads_for(double work)
+{
+    const int all_threads = sg_openblas_all_threads();
     if (all_threads < 0) {
         return;
     }
-    const int wanted = work >= SG_THREADS_MIN ? all_threads : 1;
+    const int wanted = work >= SG_THREADS_MIN && !sg_one_thread ? all_threads : 1;
     if (scipy_openblas_get_num_threads() != wanted) {
         scipy_openblas_set_num_threads(wanted);
     }
 }
 #endif
+
+/* With `on` 1: can this file's kernels run in several threads at once, each matrix product on the
+ * thread that calls it (1), or do their products use threads of a library that serves one call at
+ * a time (0)? Independent calls (a bidirectional layer's two directions) then share the cores
+ * better than one call after the other with threaded products (benchmarks/MEASUREMENTS.md,
+ * "Directions at once"). With `on` 0 the products get their threads back. Called by the thread
+ * that starts the calls, before and after them. Built with MKL: 0, MKL's threads are left as they
+ * are. Built with OpenBLAS alone: 1, and OpenBLAS is set to one thread while `on`, unless the user
+ * set its thread count: then 1 only if that count is 1. Without a BLAS library: 1. */
+static inline int sg_blas_one_thread(int on)
+{
+#if defined(SG_WITH_MKL)
+    (void)on;
+    return 0;
+#elif defined(SG_WITH_OPENBLAS)
+    if (sg_openblas_all_threads() < 0) {
+        return scipy_openblas_get_num_threads() == 1;
+    }
+    sg_one_thread = on;
+    if (on && scipy_openblas_get_num_threads() != 1) {
+        scipy_openblas_set_num_threads(1);
+    }
+    return 1;
+#else
+    (void)on;
+    return 1;
+#endif
+}
 
 #ifdef SG_WITH_CBLAS
 /* C = op(A) op(B) + beta C by the library given; 0 when that is the caller's loops, or the

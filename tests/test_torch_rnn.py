@@ -10,9 +10,12 @@ bidirectional trains; bad arguments are refused with errors naming them.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import symgate as sg
+from symgate.runtime import together
 
 torch = pytest.importorskip("torch")
 from symgate.torch import RNN  # noqa: E402  (it imports torch: after the skip)
@@ -163,6 +166,40 @@ def test_custom_cell_two_layers_bidirectional_trains() -> None:
     fresh = RNN("gru_cho", 2, 5, num_layers=2, bidirectional=True, dtype=F64, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), fresh.parameters(), strict=True))
     assert not torch.equal(fresh.cell_module(0).W_r, fresh.cell_module(0, reverse=True).W_r)
+
+
+@pytest.mark.skipif(together.cores() < 2, reason="needs two cores")
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_a_bidirectional_layer_runs_its_directions_side_by_side(monkeypatch, lengths) -> None:
+    """Both directions' forward passes, then both backward passes, run at once on two threads
+    (each waits at a barrier for the other), and give what the directions give one at a time."""
+    reference = torch_module("LSTM", 2, True, False)
+    rnn = RNN.from_torch(reference)
+    x = randn(T, B, IN, seed=3)
+    expected = run(reference, x, None, seed=4) if lengths is None else None
+    kernel = rnn.cell_module(0).kernel()
+    threads = {"forward": set(), "backward": set()}
+    barriers = {name: threading.Barrier(2) for name in threads}
+
+    def meeting(name):
+        method = getattr(kernel, name)
+
+        def wrapped(*args, **kwargs):
+            threads[name].add(threading.get_ident())
+            barriers[name].wait(30)
+            return method(*args, **kwargs)
+
+        return wrapped
+
+    for name in threads:
+        monkeypatch.setattr(kernel, name, meeting(name))
+    if lengths is None:
+        results = run(rnn, x, None, seed=4)
+        assert all(torch.allclose(a, b, rtol=0, atol=TOL) for a, b in zip(results, expected, strict=True))
+    else:
+        out, _ = rnn(x, lengths=lengths)
+        out.sum().backward()
+    assert len(threads["forward"]) == 2 and len(threads["backward"]) == 2
 
 
 def test_bias_false_on_a_generic_cell() -> None:

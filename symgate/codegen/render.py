@@ -147,6 +147,7 @@ def kernel_context(scope: Scope) -> dict:
         forward=forward_interface,
         backward=backward_interface,
         infer=infer_interface,
+        threads_function=f"{scope.prefix}_one_blas_thread" if scope.accelerated else None,
     )
     return common_context(scope) | {
         "passes": with_time_loops(scope, passes),

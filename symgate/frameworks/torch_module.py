@@ -120,7 +120,7 @@ if not hasattr(torch.library, "custom_op"):  # pragma: no cover - the tests run 
         "pip install 'torch>=2.4'"
     )
 
-from .torch_ops import KERNEL_DTYPES, cell_sequences, final_only, kernel_for, torch_dtype
+from .torch_ops import KERNEL_DTYPES, CellCall, cell_sequences_together, final_only, kernel_for, torch_dtype
 
 __all__ = ["CellModule", "Sequences", "default_output", "from_cell", "kernel_for"]
 
@@ -233,11 +233,7 @@ class CellModule(torch.nn.Module):
         self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None, lengths: Any = None
     ) -> tuple[torch.Tensor, tuple]:
         """``(out, final)``: the ``output`` sequence, and the final states as a tuple in state order."""
-        result = self.sequences(x, init, lengths)
-        out = result.states.get(self.output)
-        if out is None:
-            out = result.outputs[self.output]
-        return out, tuple(result.final[s] for s in self.cell.states)
+        return self.out_and_final(self.sequences(x, init, lengths))
 
     def sequences(
         self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None, lengths: Any = None
@@ -248,7 +244,22 @@ class CellModule(torch.nn.Module):
         over its own first steps (:meth:`symgate.Kernel.forward`): a state holds its value past
         the sample's length (so ``final`` is each sample's state at its own length), an output
         is zero there, and no gradient reaches the input there."""
-        cell = self.cell
+        call = self.kernel_call(x, init, lengths)
+        return self.sequences_of(call, cell_sequences_together([call])[0])
+
+    def out_and_final(self, sequences: Sequences) -> tuple[torch.Tensor, tuple]:
+        """What :meth:`forward` returns of :meth:`sequences`' result."""
+        out = sequences.states.get(self.output)
+        if out is None:
+            out = sequences.outputs[self.output]
+        return out, tuple(sequences.final[s] for s in self.cell.states)
+
+    def kernel_call(
+        self, x: torch.Tensor | Mapping[str, torch.Tensor], init: Any = None, lengths: Any = None
+    ) -> CellCall:
+        """The kernel call that :meth:`sequences` makes, its arguments checked: a layer running
+        several modules' calls side by side (:func:`~symgate.frameworks.torch_ops.cell_sequences_together`)
+        passes each call's results to :meth:`sequences_of`."""
         params = self._param_tensors()
         dtype = self._param_dtype(params)
         inputs = self._inputs(x, dtype)
@@ -258,28 +269,33 @@ class CellModule(torch.nn.Module):
             lengths = _lengths_tensor(lengths, steps, batch)
         tensors = [*inputs.values(), *init_list, *params]
         backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        results = cell_sequences(
-            cell,
+        return CellCall(
+            self.cell,
             dtype,
-            inputs.values(),
+            list(inputs.values()),
             init_list,
             params,
-            fingerprint=self._fingerprint,
-            recompute=self.recompute,
-            backward=backward,
-            lengths=lengths,
+            self._fingerprint,
+            self.recompute,
+            backward,
+            lengths,
         )
+
+    def sequences_of(self, call: CellCall, results: list[torch.Tensor]) -> Sequences:
+        """:meth:`sequences`' result from the results of :meth:`kernel_call`'s call."""
+        cell = self.cell
+        steps, batch = call.inputs[0].shape[:2]
         states = dict(zip(cell.states, results[: len(cell.states)], strict=True))
         outputs = dict(zip(cell.outputs, results[len(cell.states) :], strict=True))
         at_ends = final_only(cell, self.recompute)  # these come as their final values
         final = {}
-        for (s, dim), start in zip(cell.states.items(), init_list, strict=True):
+        for (s, dim), start in zip(cell.states.items(), call.init, strict=True):
             if s in at_ends:
                 final[s] = states.pop(s)
             elif steps:
                 final[s] = states[s][-1]
             else:
-                zeros = torch.zeros(batch, *shape_of(dims_of(dim), self.sizes), dtype=dtype)
+                zeros = torch.zeros(batch, *shape_of(dims_of(dim), self.sizes), dtype=call.dtype)
                 final[s] = start if start is not None else zeros
         if self.batch_first:
             states = {n: t.transpose(0, 1) for n, t in states.items()}

@@ -41,7 +41,9 @@ the arguments given.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,8 +60,18 @@ from ..runtime.arrays import given_arrays
 from ..runtime.kernel import Kernel
 from ..runtime.recompute import ends_of, kept_at_ends, segment_length
 from ..runtime.run import Gradients, Run
+from ..runtime.together import run_together
 
-__all__ = ["cell_backward", "cell_forward", "cell_sequences", "kernel_for", "kernel_key", "torch_dtype"]
+__all__ = [
+    "CellCall",
+    "cell_backward",
+    "cell_forward",
+    "cell_sequences",
+    "cell_sequences_together",
+    "kernel_for",
+    "kernel_key",
+    "torch_dtype",
+]
 
 KERNEL_DTYPES = {getattr(torch, name): name for name in REAL_DTYPES}
 _BUILT: dict[tuple[str, str], Kernel] = {}  # (cell fingerprint, dtype) -> kernel, shared by modules
@@ -109,6 +121,21 @@ def _kernel(key: str) -> Kernel:
 # -- one entry point --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CellCall:
+    """One kernel call of :func:`cell_sequences_together`: :func:`cell_sequences`'s arguments."""
+
+    cell: Cell
+    dtype: torch.dtype
+    inputs: Sequence[torch.Tensor]
+    init: Sequence[torch.Tensor | None]
+    params: Sequence[torch.Tensor]
+    fingerprint: str | None = None
+    recompute: bool = False
+    backward: bool = True
+    lengths: torch.Tensor | None = None
+
+
 def cell_sequences(
     cell: Cell,
     dtype: torch.dtype,
@@ -128,19 +155,35 @@ def cell_sequences(
     again); ``recompute``, ``backward`` and ``lengths`` (a CPU int64 tensor of B lengths, or
     None) are :meth:`symgate.Kernel.forward`'s (``backward=False``: no gradient will be taken,
     nothing is saved)."""
+    call = CellCall(cell, dtype, inputs, init, params, fingerprint, recompute, backward, lengths)
+    return cell_sequences_together([call])[0]
+
+
+def cell_sequences_together(calls: Sequence[CellCall]) -> list[list[torch.Tensor]]:
+    """:func:`cell_sequences` of each call, for calls independent of each other (no call reads
+    another's results): in eager mode their forward passes run side by side, and so do their
+    backward passes (:func:`symgate.runtime.together.run_together`), in one autograd node."""
     if not torch.compiler.is_compiling():
-        kernel = kernel_for(cell, dtype, fingerprint)
-        options = {"recompute": recompute, "backward": backward, "lengths": _lengths(lengths)}
-        return list(_CellFunction.apply(kernel, options, *inputs, *init, *params))
-    key = _traced_kernel_key(cell, dtype, fingerprint)
-    inputs, params = list(inputs), list(params)
-    extents = _extents(cell, inputs, init, params)
+        kernels = [kernel_for(c.cell, c.dtype, c.fingerprint) for c in calls]
+        options = [{"recompute": c.recompute, "backward": c.backward, "lengths": _lengths(c.lengths)} for c in calls]
+        tensors = [t for c in calls for t in (*c.inputs, *c.init, *c.params)]
+        results = _CellFunction.apply(tuple(zip(kernels, options, strict=True)), *tensors)
+        return [list(group) for group in _groups(results, [_sequence_count(k.cell) for k in kernels])]
+    return [_traced_sequences(c) for c in calls]
+
+
+def _traced_sequences(call: CellCall) -> list[torch.Tensor]:
+    """One call's sequences through the custom operators (a traced call)."""
+    cell = call.cell
+    key = _traced_kernel_key(cell, call.dtype, call.fingerprint)
+    inputs, params = list(call.inputs), list(call.params)
+    extents = _extents(cell, inputs, call.init, params)
     starts = [
         t if t is not None else inputs[0].new_zeros([extents["B"], *(extents[d] for d in dims_of(dim))])
-        for t, dim in zip(init, cell.states.values(), strict=True)
+        for t, dim in zip(call.init, cell.states.values(), strict=True)
     ]
-    results = cell_forward(key, inputs, starts, params, recompute, backward, lengths)
-    return results[: len(cell.states) + len(cell.outputs)]
+    results = cell_forward(key, inputs, starts, params, call.recompute, call.backward, call.lengths)
+    return results[: _sequence_count(cell)]
 
 
 @torch.compiler.assume_constant_result
@@ -194,7 +237,12 @@ def _counts(cell: Cell) -> tuple[int, int, int]:
     return len(cell.inputs), len(cell.states), len(cell.params)
 
 
-def _groups(items: Sequence[Any], counts: tuple[int, ...]) -> list[Sequence[Any]]:
+def _sequence_count(cell: Cell) -> int:
+    """How many sequences :func:`cell_sequences` returns: one a state and one an output."""
+    return len(cell.states) + len(cell.outputs)
+
+
+def _groups(items: Sequence[Any], counts: Sequence[int]) -> list[Sequence[Any]]:
     """``items`` cut into consecutive groups of these counts (what follows is left out)."""
     groups, start = [], 0
     for count in counts:
@@ -207,15 +255,25 @@ def _groups(items: Sequence[Any], counts: tuple[int, ...]) -> list[Sequence[Any]
 
 
 class _CellFunction(torch.autograd.Function):
-    """``apply(kernel, options, *inputs, *init, *params)``: :func:`cell_sequences` in eager mode."""
+    """``apply(calls, *tensors)``: :func:`cell_sequences_together` in eager mode; ``calls`` holds a
+    ``(kernel, options)`` pair a call, ``tensors`` each call's inputs, initial states (``None``:
+    zeros) and parameters in turn."""
 
     @staticmethod
-    def forward(ctx: Any, kernel: Kernel, options: dict, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        run = kernel.forward(*_given(kernel, *_groups(tensors, _counts(kernel.cell))), copy=False, **options)
-        results = _sequences(kernel, run, options["recompute"])
+    def forward(ctx: Any, calls: tuple, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        kernels = [kernel for kernel, _ in calls]
+        given = _groups(tensors, [sum(_counts(k.cell)) for k in kernels])
+        runs = run_together(
+            kernels,
+            [
+                functools.partial(kernel.forward, *_given(kernel, *_groups(t, _counts(kernel.cell))), copy=False, **o)
+                for (kernel, o), t in zip(calls, given, strict=True)
+            ],
+        )
+        results = [r for (k, o), run in zip(calls, runs, strict=True) for r in _sequences(k, run, o["recompute"])]
         ctx.set_materialize_grads(False)
-        ctx.kernel, ctx.run, ctx.recompute = kernel, run, options["recompute"]
-        # The run shares these tensors' memory: saving them makes autograd's version counters
+        ctx.calls, ctx.runs = calls, runs
+        # The runs share these tensors' memory: saving them makes autograd's version counters
         # refuse a backward pass after any of them was changed in place.
         ctx.save_for_backward(*(t for t in tensors if t is not None), *results)
         return tuple(results)
@@ -223,9 +281,18 @@ class _CellFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        ctx.saved_tensors  # noqa: B018 - raises if a tensor the run shares was modified in place
-        results = _gradients(ctx.kernel, ctx.run, grads, ctx.recompute)
-        return None, None, *(g if wanted else None for g, wanted in zip(results, ctx.needs_input_grad[2:], strict=True))
+        ctx.saved_tensors  # noqa: B018 - raises if a tensor a run shares was modified in place
+        kernels = [kernel for kernel, _ in ctx.calls]
+        each = _groups(grads, [_sequence_count(k.cell) for k in kernels])
+        results = run_together(
+            kernels,
+            [
+                functools.partial(_gradients, kernel, run, g, options["recompute"])
+                for (kernel, options), run, g in zip(ctx.calls, ctx.runs, each, strict=True)
+            ],
+        )
+        wanted = ctx.needs_input_grad[1:]
+        return None, *(g if w else None for g, w in zip((g for r in results for g in r), wanted, strict=True))
 
 
 # -- traced: custom operators -------------------------------------------------------------------
@@ -299,7 +366,7 @@ def cell_backward(
     found = _kernel(kernel)
     cell = found.cell
     arrays = [_array(t) for t in saved]
-    n_states, n_kept = len(cell.states), len(cell.states) + len(cell.outputs)
+    n_states, n_kept = len(cell.states), _sequence_count(cell)
     tape_names, checkpointed = _tape_names(found, recompute, True), _checkpointed(found, recompute, True)
     n_tape = n_kept + len(tape_names)
     run = found.run_of(
@@ -324,7 +391,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[torch.Tensor]) -> None:
     ctx.kernel, ctx.recompute, ctx.backward = kernel, recompute, backward
     ctx.counts = (len(xs), len(init), len(params))
     cell = _kernel(kernel).cell
-    ctx.sequences = len(cell.states) + len(cell.outputs)
+    ctx.sequences = _sequence_count(cell)
     if backward:
         ctx.save_for_backward(*xs, *init, *params, *output, lengths)
 

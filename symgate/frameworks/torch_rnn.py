@@ -35,7 +35,9 @@ order for a cell with several states (``(h_n, c_n)`` for an LSTM), the tensor it
 cell with one (GRU, RNN). ``hx`` takes the same layout (``None``: zeros). Unbatched input
 (T, input_size) with unbatched ``hx`` (num_layers·D, size) gives unbatched results, as in
 PyTorch. The reverse direction runs its cell over the time-reversed sequence and flips its
-output back; its final state is the one after reading x_0.
+output back; its final state is the one after reading x_0. The two directions' kernels run side
+by side, one core each (:func:`~symgate.frameworks.torch_ops.cell_sequences_together`), where
+the BLAS allows (:mod:`symgate.runtime.together`).
 
 **Sequences of different lengths**, as PyTorch's packed sequences: ``rnn(packed)`` takes a
 ``PackedSequence`` and returns one (in the input's order: its batch sizes, sorted and unsorted
@@ -83,7 +85,7 @@ from ..frontend.functions import dims_of
 from ..runtime.arrays import shape_of
 from .interop.pytorch import layer_pairs
 from .torch_module import CellModule, _check_tensor, _checked_output, _lengths_tensor, default_output
-from .torch_ops import torch_dtype
+from .torch_ops import cell_sequences_together, torch_dtype
 
 __all__ = ["RNN"]
 
@@ -324,15 +326,13 @@ class RNN(torch.nn.Module):
         init = self._checked_hx(hx, x.shape[1], batched, x.dtype)
         finals: list[list[torch.Tensor]] = [[] for _ in self.cell.states]
         for layer in range(self.num_layers):
-            outs = []
-            for direction in range(self.directions):
-                k = layer * self.directions + direction
-                start = None if init is None else tuple(t[k] for t in init)
-                out, final = self._run(self.cell_modules[k], x, start, steps, reverse=direction == 1)
-                outs.append(out)
+            ks = range(layer * self.directions, (layer + 1) * self.directions)
+            starts = [None if init is None else tuple(t[k] for t in init) for k in ks]
+            results = self._layer(x, starts, steps, [self.cell_modules[k] for k in ks])
+            for _, final in results:
                 for stack, state in zip(finals, final, strict=True):
                     stack.append(state)
-            x = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+            x = torch.cat([out for out, _ in results], dim=2) if len(results) > 1 else results[0][0]
             if layer < self.num_layers - 1:
                 x = torch.nn.functional.dropout(x, self.dropout, self.training)
         stacked = [torch.stack(stack) for stack in finals]
@@ -348,26 +348,31 @@ class RNN(torch.nn.Module):
         return x, final
 
     @staticmethod
-    def _run(
-        module: CellModule, x: torch.Tensor, init: tuple | None, lengths: torch.Tensor | None, reverse: bool
-    ) -> tuple[torch.Tensor, tuple]:
-        """One direction of one layer over a time-major batch: ``(output (T, B, H), final states)``.
+    def _layer(
+        x: torch.Tensor, starts: list[tuple | None], lengths: torch.Tensor | None, modules: list[CellModule]
+    ) -> list[tuple[torch.Tensor, tuple]]:
+        """One layer over a time-major batch, ``modules`` its directions (forward, then reverse):
+        each direction's ``(output (T, B, H), final states)``. The directions' kernels run side by
+        side (:func:`~symgate.frameworks.torch_ops.cell_sequences_together`).
 
-        With ``lengths``, each sample runs over its own steps (in the kernels), and the reverse
-        direction reverses each sample within its length, as PyTorch's packed sequences do. The
-        output past a length is left as the kernels give it (a state holds its value): the next
-        layer does not read it, and :meth:`forward` zeroes it once, at the end.
+        The reverse direction runs its cell over the time-reversed sequence, each sample reversed
+        within its length when there are ``lengths`` (as PyTorch's packed sequences do), and its
+        output is put back in time order. The output past a length is left as the kernels give
+        it (a state holds its value): the next layer does not read it, and :meth:`forward`
+        zeroes it once, at the end.
         """
-        if lengths is None:
-            if not reverse:
-                return module(x, init)
-            out, final = module(x.flip(0), init)
-            return out.flip(0), final
-        if not reverse:
-            return module(x, init, lengths=lengths)
-        rows = _reversed_rows(lengths, x.shape[0])
-        out, final = module(_rows(x, rows), init, lengths=lengths)
-        return _rows(out, rows), final
+        rows = None if lengths is None else _reversed_rows(lengths, x.shape[0])
+        calls = [
+            module.kernel_call(_reversed(x, rows) if reverse else x, start, lengths=lengths)
+            for reverse, (module, start) in enumerate(zip(modules, starts, strict=True))
+        ]
+        results = []
+        for reverse, (module, call, sequences) in enumerate(
+            zip(modules, calls, cell_sequences_together(calls), strict=True)
+        ):
+            out, final = module.out_and_final(module.sequences_of(call, sequences))
+            results.append((_reversed(out, rows) if reverse else out, final))
+        return results
 
     # -- argument checks --------------------------------------------------------------------
     def _param_dtype(self) -> torch.dtype:
@@ -443,9 +448,12 @@ def _reversed_rows(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return (reversed_steps * batch + torch.arange(batch)[None, :]).reshape(-1)
 
 
-def _rows(sequence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``sequence`` (T, B, size) with its (step, sample) rows taken in the order ``rows`` gives
-    (one ``index_select``, whose backward pass is an ``index_add``)."""
+def _reversed(sequence: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """``sequence`` (T, B, size) reversed in time: flipped whole, or with ``rows``
+    (:func:`_reversed_rows`) each sample within its length (one ``index_select``, whose backward
+    pass is an ``index_add``)."""
+    if rows is None:
+        return sequence.flip(0)
     steps, batch, size = sequence.shape
     return sequence.reshape(steps * batch, size).index_select(0, rows).reshape(steps, batch, size)
 

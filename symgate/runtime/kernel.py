@@ -59,6 +59,8 @@ class Kernel:
             for p in (self.interface.forward, self.interface.backward, self.interface.infer)
             if p is not None  # a complex kernel has a forward pass only
         }
+        threads = self.interface.threads_function
+        self._one_blas_thread = getattr(lib, threads) if threads else None
         self._ffi = self._module.ffi
         self._buffer = f"{self._dtype.c_type}[]"
         self._pointer = f"{self._dtype.c_type} *"
@@ -98,6 +100,15 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<symgate.Kernel {self.cell.name} {self.dtype} at {self.entry.path}>"
+
+    def one_blas_thread(self, on: bool) -> bool:
+        """With ``on``: whether calls of this kernel may now run in several threads at once, each
+        matrix product on the thread calling it (so the calls share the cores instead of taking
+        turns for the BLAS library's threads); ``False`` when its products use threads of a library
+        serving one call at a time (MKL), or a thread count above one that the user's environment
+        set. With ``on`` false the products get their threads back. What
+        :func:`symgate.runtime.together.run_together` asks before running calls side by side."""
+        return self._one_blas_thread is None or bool(self._one_blas_thread(int(on)))
 
     # -- parameters -----------------------------------------------------------------------
     def init_params(self, sizes: Mapping[str, int], seed: int = 0) -> dict[str, np.ndarray]:
