@@ -450,10 +450,30 @@ def _reversed_rows(lengths: torch.Tensor, steps: int) -> torch.Tensor:
 
 def _reversed(sequence: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
     """``sequence`` (T, B, size) reversed in time: flipped whole, or with ``rows``
-    (:func:`_reversed_rows`) each sample within its length (one ``index_select``, whose backward
-    pass is an ``index_add``)."""
+    (:func:`_reversed_rows`) each sample within its length."""
     if rows is None:
         return sequence.flip(0)
+    return _Reversal.apply(sequence, rows)
+
+
+class _Reversal(torch.autograd.Function):
+    """``sequence`` (T, B, size) with its (step, sample) rows taken in the order ``rows`` gives,
+    for rows that undo themselves (:func:`_reversed_rows`): the backward pass takes the gradient's
+    rows in the same order, one ``index_select``, where ``index_select``'s own backward pass fills
+    zeros and adds into them."""
+
+    @staticmethod
+    def forward(ctx: Any, sequence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        return _rows(sequence, rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        return _rows(grad, rows), None
+
+
+def _rows(sequence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     steps, batch, size = sequence.shape
     return sequence.reshape(steps * batch, size).index_select(0, rows).reshape(steps, batch, size)
 
