@@ -4,9 +4,9 @@ bidirectional layer runs its two directions.
 The calls run at once, on two threads, when every kernel can run its products on the calling
 thread; otherwise one after the other on the caller's thread. Every kernel switched to one BLAS
 thread gets its threads back afterwards, also when a call fails, and a call's error is raised once
-every call has ended. With real kernels built with OpenBLAS alone, the products run on one OpenBLAS
-thread while side by side and on all of them after; a thread count the user set above one, or an
-MKL build, keeps the calls one after the other.
+every call has ended. With real kernels (built with OpenBLAS alone, or with MKL), the products run
+on one of the library's threads while side by side and on all of them after; a thread count the
+user set above one keeps the calls one after the other.
 """
 
 from __future__ import annotations
@@ -106,43 +106,45 @@ def test_one_call_or_one_core_runs_in_turn(monkeypatch):
 
 
 SIDE_BY_SIDE_PROBE = """
-import threading
+import ctypes, threading
 import numpy as np
 import symgate as sg
 from symgate.jit import toolchain
 from symgate.runtime.together import run_together
 kernel = sg.build(sg.cells.get("lstm_pytorch"), "float32")
-params = kernel.init_params({"D": 16, "H": 256}, seed=0)
+params = kernel.init_params({{"D": 16, "H": 256}}, seed=0)
 x = np.ones((2, 16, 16), np.float32)  # a step's product: 16 x 1024 x 256, on all threads alone
-openblas = toolchain.openblas()
+threads = {threads}
 
 def call():
     kernel.forward(x, params)
-    return openblas.scipy_openblas_get_num_threads(), threading.get_ident()
+    return threads(), threading.get_ident()
 
 print(kernel.one_blas_thread(True), kernel.one_blas_thread(False))
 (first, one), (second, other) = run_together([kernel], [call, call])
 kernel.forward(x, params)
-print(first, second, "apart" if one != other else "in turn", openblas.scipy_openblas_get_num_threads())
+print(first, second, "apart" if one != other else "in turn", threads())
 """
+OPENBLAS_THREADS = "toolchain.openblas().scipy_openblas_get_num_threads"
+MKL_THREADS = 'ctypes.CDLL(str(toolchain._mkl_file("mkl", "libmkl_rt.so."))).MKL_Get_Max_Threads'
 
 
 @TWO_CORES
-def test_real_kernels_side_by_side_run_each_product_on_one_openblas_thread(tmp_path):
-    """Built with OpenBLAS alone, side by side the step products that alone run on every OpenBLAS
-    thread run on one, and they get every thread back after; with the user's count above one the
-    kernel answers no and the calls run in turn on it."""
-    plain = openblas_untouched(tmp_path, SYMGATE_BLAS="openblas", SYMGATE_BLAS_MIN="0")
+@pytest.mark.parametrize(
+    ("library", "threads", "variable"),
+    [
+        ("openblas", OPENBLAS_THREADS, "OPENBLAS_NUM_THREADS"),
+        pytest.param("mkl", MKL_THREADS, "MKL_NUM_THREADS", marks=pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)),
+    ],
+)
+def test_real_kernels_side_by_side_run_each_product_on_one_thread(tmp_path, library, threads, variable):
+    """Side by side, the step products that alone run on every thread of the BLAS library (OpenBLAS
+    alone, or MKL) run on one, and they get every thread back after; with the user's count above
+    one the kernel answers no and the calls run in turn on it, with the user's count of one yes."""
+    plain = openblas_untouched(tmp_path, SYMGATE_BLAS=library, SYMGATE_BLAS_MIN="0")
+    plain = {k: v for k, v in plain.items() if k not in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")}
+    probe = SIDE_BY_SIDE_PROBE.format(threads=threads)
     cores = os.cpu_count() or 1
-    assert printed(SIDE_BY_SIDE_PROBE, plain).splitlines() == ["True True", f"1 1 apart {cores}"]
-    users = printed(SIDE_BY_SIDE_PROBE, {**plain, "OPENBLAS_NUM_THREADS": "2"})
-    assert users.splitlines() == ["False False", "2 2 in turn 2"]
-    one = printed(SIDE_BY_SIDE_PROBE, {**plain, "OPENBLAS_NUM_THREADS": "1"})
-    assert one.splitlines() == ["True True", "1 1 apart 1"]
-
-
-@pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)
-def test_an_mkl_kernel_keeps_its_calls_in_turn(tmp_path):
-    """MKL's threads serve one call at a time: a kernel built with MKL answers no."""
-    plain = openblas_untouched(tmp_path, SYMGATE_BLAS="mkl")
-    assert printed(SIDE_BY_SIDE_PROBE, plain).splitlines()[0] == "False False"
+    assert printed(probe, plain).splitlines() == ["True True", f"1 1 apart {cores}"]
+    assert printed(probe, {**plain, variable: "2"}).splitlines() == ["False False", "2 2 in turn 2"]
+    assert printed(probe, {**plain, variable: "1"}).splitlines() == ["True True", "1 1 apart 1"]

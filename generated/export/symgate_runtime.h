@@ -56,6 +56,7 @@
 #ifdef SG_WITH_MKL
 #include <stdint.h>
 #include <mkl_cblas.h>
+#include <mkl_service.h>
 /* scipy-openblas32's functions, for products under SG_MKL_MIN and transpositions (its cblas.h
  * declares MKL's enums again) */
 void SG_SCIPY_CBLAS(gemm)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
@@ -520,7 +521,7 @@ static inline sg_library sg_library_for(double work)
     return SG_LOOPS;
 }
 
-#if defined(SG_WITH_OPENBLAS) && !defined(SG_WITH_MKL)
+#ifdef SG_WITH_CBLAS
 #include <stdlib.h>
 /* Is environment variable `name` set to something? */
 static inline int sg_environment_sets(const char *name)
@@ -528,6 +529,9 @@ static inline int sg_environment_sets(const char *name)
     const char *value = getenv(name);
     return value != NULL && value[0] != '\0';
 }
+#endif
+
+#if defined(SG_WITH_OPENBLAS) && !defined(SG_WITH_MKL)
 
 /* OpenBLAS's thread count for the largest products: all its threads, or -1 when the user's
  * environment sets the count (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS), which is
@@ -566,18 +570,29 @@ static inline void sg_openblas_threads_for(double work)
 #endif
 
 /* With `on` 1: can this file's kernels run in several threads at once, each matrix product on the
- * thread that calls it (1), or do their products use threads of a library that serves one call at
- * a time (0)? Independent calls (a bidirectional layer's two directions) then share the cores
- * better than one call after the other with threaded products (benchmarks/MEASUREMENTS.md,
- * "Directions at once"). With `on` 0 the products get their threads back. Called by the thread
- * that starts the calls, before and after them. Built with MKL: 0, MKL's threads are left as they
- * are. Built with OpenBLAS alone: 1, and OpenBLAS is set to one thread while `on`, unless the user
- * set its thread count: then 1 only if that count is 1. Without a BLAS library: 1. */
+ * thread that calls it (1), or would their products want threads the user gave the BLAS library
+ * (0)? Independent calls (a bidirectional layer's two directions) share the cores better side by
+ * side than one after the other with threaded products (benchmarks/MEASUREMENTS.md, "Directions
+ * at once"). With `on` 0 the products get their threads back. Called by the thread that starts the
+ * calls, before and after them; with several kernels, switched back in the reverse order. The
+ * library (MKL, else OpenBLAS) is set to one thread while `on`, unless the user set its thread
+ * count (MKL_NUM_THREADS or OMP_NUM_THREADS for MKL; OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or
+ * OMP_NUM_THREADS for OpenBLAS): then 1 only if that count is 1. Without a BLAS library: 1. */
 static inline int sg_blas_one_thread(int on)
 {
 #if defined(SG_WITH_MKL)
-    (void)on;
-    return 0;
+    static int mkl_threads = 0; /* MKL's count before `on`, given back after; 0: not switched */
+    if (sg_environment_sets("MKL_NUM_THREADS") || sg_environment_sets("OMP_NUM_THREADS")) {
+        return MKL_Get_Max_Threads() == 1;
+    }
+    if (on && mkl_threads == 0) {
+        mkl_threads = MKL_Get_Max_Threads();
+        MKL_Set_Num_Threads(1);
+    } else if (!on && mkl_threads != 0) {
+        MKL_Set_Num_Threads(mkl_threads);
+        mkl_threads = 0;
+    }
+    return 1;
 #elif defined(SG_WITH_OPENBLAS)
     if (sg_openblas_all_threads() < 0) {
         return scipy_openblas_get_num_threads() == 1;

@@ -103,10 +103,10 @@ class Kernel:
 
     def one_blas_thread(self, on: bool) -> bool:
         """With ``on``: whether calls of this kernel may now run in several threads at once, each
-        matrix product on the thread calling it (so the calls share the cores instead of taking
-        turns for the BLAS library's threads); ``False`` when its products use threads of a library
-        serving one call at a time (MKL), or a thread count above one that the user's environment
-        set. With ``on`` false the products get their threads back. What
+        matrix product on the thread calling it (the BLAS library set to one thread), so that the
+        calls share the cores instead of taking turns for the library's threads; ``False`` when
+        the user's environment set the library's thread count above one, which is left alone.
+        With ``on`` false the products get their threads back. What
         :func:`symgate.runtime.together.run_together` asks before running calls side by side."""
         return self._one_blas_thread is None or bool(self._one_blas_thread(int(on)))
 
