@@ -11,7 +11,8 @@ user set above one keeps the calls one after the other.
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -120,10 +121,12 @@ def call():
     kernel.forward(x, params)
     return threads(), threading.get_ident()
 
+kernel.forward(x, params)
+alone = threads()
 print(kernel.one_blas_thread(True), kernel.one_blas_thread(False))
 (first, one), (second, other) = run_together([kernel], [call, call])
 kernel.forward(x, params)
-print(first, second, "apart" if one != other else "in turn", threads())
+print(alone, first, second, "apart" if one != other else "in turn", threads())
 """
 OPENBLAS_THREADS = "toolchain.openblas().scipy_openblas_get_num_threads"
 MKL_THREADS = 'ctypes.CDLL(str(toolchain._mkl_file("mkl", "libmkl_rt.so."))).MKL_Get_Max_Threads'
@@ -131,20 +134,94 @@ MKL_THREADS = 'ctypes.CDLL(str(toolchain._mkl_file("mkl", "libmkl_rt.so."))).MKL
 
 @TWO_CORES
 @pytest.mark.parametrize(
-    ("library", "threads", "variable"),
+    ("library", "threads", "variables"),
     [
-        ("openblas", OPENBLAS_THREADS, "OPENBLAS_NUM_THREADS"),
-        pytest.param("mkl", MKL_THREADS, "MKL_NUM_THREADS", marks=pytest.mark.skipif(not HAS_MKL, reason=NO_MKL)),
+        ("openblas", OPENBLAS_THREADS, ["OPENBLAS_NUM_THREADS"]),
+        pytest.param(
+            "mkl",
+            MKL_THREADS,
+            ["MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"],  # OpenBLAS takes the smaller products beside MKL
+            marks=pytest.mark.skipif(not HAS_MKL, reason=NO_MKL),
+        ),
     ],
 )
-def test_real_kernels_side_by_side_run_each_product_on_one_thread(tmp_path, library, threads, variable):
-    """Side by side, the step products that alone run on every thread of the BLAS library (OpenBLAS
-    alone, or MKL) run on one, and they get every thread back after; with the user's count above
-    one the kernel answers no and the calls run in turn on it, with the user's count of one yes."""
+def test_real_kernels_side_by_side_run_each_product_on_one_thread(tmp_path, library, threads, variables):
+    """Side by side, the step products that alone run on several threads of the BLAS library
+    (OpenBLAS alone, or MKL) run on one, and they get those threads back after; with the user's
+    count above one for a library the kernel uses, the kernel answers no and the calls run in turn
+    on it; with the user's count of one, yes."""
     plain = openblas_untouched(tmp_path, SYMGATE_BLAS=library, SYMGATE_BLAS_MIN="0")
     plain = {k: v for k, v in plain.items() if k not in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")}
     probe = SIDE_BY_SIDE_PROBE.format(threads=threads)
-    cores = os.cpu_count() or 1
-    assert printed(probe, plain).splitlines() == ["True True", f"1 1 apart {cores}"]
-    assert printed(probe, {**plain, variable: "2"}).splitlines() == ["False False", "2 2 in turn 2"]
-    assert printed(probe, {**plain, variable: "1"}).splitlines() == ["True True", "1 1 apart 1"]
+    answer, counts = printed(probe, plain).splitlines()
+    alone = int(counts.split()[0])
+    assert alone > 1 and (answer, counts) == ("True True", f"{alone} 1 1 apart {alone}")
+    for variable in variables:
+        users = printed(probe, {**plain, variable: "2"}).splitlines()
+        assert users[0] == "False False" and users[1].endswith("in turn " + users[1].split()[0])
+    one = printed(probe, {**plain, variables[0]: "1"})
+    assert one.splitlines() == ["True True", "1 1 1 apart 1"]
+
+
+AT_EXIT = """
+import atexit, threading
+from symgate.runtime.together import run_together
+
+class Kernel:
+    def one_blas_thread(self, on):
+        return True
+
+def report():
+    threads = run_together([Kernel()], [threading.get_ident, threading.get_ident])
+    print("at exit:", len(threads), "calls")
+
+atexit.register(report)
+"""
+
+
+def test_calls_side_by_side_at_interpreter_exit_run_in_turn():
+    """At exit no new thread can start: the calls run on the exiting thread."""
+    done = subprocess.run([sys.executable, "-c", AT_EXIT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "at exit: 2 calls", done.stderr
+
+
+FORK = """
+import os, threading
+from symgate.runtime.together import run_together
+
+log = []
+
+class Kernel:
+    def one_blas_thread(self, on):
+        log.append((os.getpid(), on))
+        return True
+
+inside, release = threading.Event(), threading.Event()
+
+def held():
+    inside.set()
+    release.wait(30)
+
+side = threading.Thread(target=lambda: run_together([Kernel()], [held, lambda: None]))
+side.start()
+inside.wait(30)
+child = os.fork()
+if child == 0:
+    switched_back = log[-1] == (os.getpid(), False)
+    threads = run_together([Kernel()], [threading.get_ident, threading.get_ident])
+    print("child:", switched_back, len(set(threads)), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+release.set()
+side.join()
+print("parent:", log[-1] == (os.getpid(), False))
+"""
+
+
+@TWO_CORES
+def test_a_child_forked_while_calls_run_side_by_side_starts_afresh():
+    """The child of a fork made while another thread ran calls side by side gives the kernels their
+    threads back and runs its own calls side by side (the parent's lock and pool are not its)."""
+    done = subprocess.run([sys.executable, "-c", FORK], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["child: True 2", "parent: True"]

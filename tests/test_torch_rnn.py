@@ -202,6 +202,28 @@ def test_a_bidirectional_layer_runs_its_directions_side_by_side(monkeypatch, len
     assert len(threads["forward"]) == 2 and len(threads["backward"]) == 2
 
 
+@pytest.mark.parametrize("frozen_reverse", [False, True])
+def test_one_direction_frozen_trains_the_other(frozen_reverse) -> None:
+    """With one direction frozen and an input that needs no gradient, that direction keeps
+    nothing for a backward pass (the directions share one autograd node); the other's gradients
+    are nn.LSTM's with the same direction frozen."""
+    reference = torch_module("LSTM", 1, True, False)
+    rnn = RNN.from_torch(reference)
+    for tensor in rnn.cell_module(0, reverse=frozen_reverse).parameters():
+        tensor.requires_grad_(False)
+    for name, tensor in reference.named_parameters():
+        tensor.requires_grad_(name.endswith("_reverse") != frozen_reverse)
+    x = randn(T, B, IN, seed=5, grad=False)
+    G = randn(T, B, 2 * H, seed=6, grad=False)
+    (rnn(x)[0] * G).sum().backward()
+    (reference(x)[0] * G).sum().backward()
+    assert all(t.grad is None for t in rnn.cell_module(0, reverse=frozen_reverse).parameters())
+    got = torch_grads(rnn, reference)
+    for name, tensor in reference.named_parameters():
+        expected = torch.zeros_like(tensor) if tensor.grad is None else tensor.grad
+        assert torch.allclose(got[name], expected, rtol=0, atol=TOL), name
+
+
 def test_bias_false_on_a_generic_cell() -> None:
     text = "cell tiny\ninput x: D\nstate h: H\nh' = tanh(W @ x + U @ h + b + u*h)\n"
     rnn = RNN(sg.parse(text), 2, 3, bias=False, dtype=F64, seed=0)

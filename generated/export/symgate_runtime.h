@@ -57,12 +57,13 @@
 #include <stdint.h>
 #include <mkl_cblas.h>
 #include <mkl_service.h>
-/* scipy-openblas32's functions, for products under SG_MKL_MIN and transpositions (its cblas.h
- * declares MKL's enums again) */
+/* scipy-openblas32's functions, for products under SG_MKL_MIN and transpositions, and its thread
+ * count (its cblas.h declares MKL's enums again) */
 void SG_SCIPY_CBLAS(gemm)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
     int k, SG_REAL alpha, const SG_REAL *A, int lda, const SG_REAL *B, int ldb, SG_REAL beta, SG_REAL *C, int ldc);
 void SG_SCIPY_CBLAS(omatcopy)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int rows, int cols, SG_REAL alpha,
     const SG_REAL *A, int lda, SG_REAL *B, int ldb);
+int scipy_openblas_get_num_threads(void);
 #elif defined(SG_WITH_OPENBLAS)
 #include <cblas.h>
 #endif
@@ -529,20 +530,24 @@ static inline int sg_environment_sets(const char *name)
     const char *value = getenv(name);
     return value != NULL && value[0] != '\0';
 }
+
+/* Has the user's environment set OpenBLAS's thread count (which symgate then leaves alone)? */
+static inline int sg_user_sets_openblas_threads(void)
+{
+    return sg_environment_sets("OPENBLAS_NUM_THREADS") || sg_environment_sets("GOTO_NUM_THREADS")
+        || sg_environment_sets("OMP_NUM_THREADS");
+}
 #endif
 
 #if defined(SG_WITH_OPENBLAS) && !defined(SG_WITH_MKL)
 
 /* OpenBLAS's thread count for the largest products: all its threads, or -1 when the user's
- * environment sets the count (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS), which is
- * then left as it is. */
+ * environment sets the count, which is then left as it is. */
 static inline int sg_openblas_all_threads(void)
 {
     static int all_threads = 0; /* 0: not read yet */
     if (all_threads == 0) {
-        const int chosen = sg_environment_sets("OPENBLAS_NUM_THREADS") || sg_environment_sets("GOTO_NUM_THREADS")
-            || sg_environment_sets("OMP_NUM_THREADS");
-        all_threads = chosen ? -1 : scipy_openblas_get_num_procs();
+        all_threads = sg_user_sets_openblas_threads() ? -1 : scipy_openblas_get_num_procs();
     }
     return all_threads;
 }
@@ -575,11 +580,18 @@ static inline void sg_openblas_threads_for(double work)
  * side than one after the other with threaded products (benchmarks/MEASUREMENTS.md, "Directions
  * at once"). With `on` 0 the products get their threads back. Called by the thread that starts the
  * calls, before and after them; with several kernels, switched back in the reverse order. The
- * library (MKL, else OpenBLAS) is set to one thread while `on`, unless the user set its thread
- * count (MKL_NUM_THREADS or OMP_NUM_THREADS for MKL; OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or
- * OMP_NUM_THREADS for OpenBLAS): then 1 only if that count is 1. Without a BLAS library: 1. */
+ * library is set to one thread while `on`: MKL, given its count back at `on` 0; OpenBLAS alone,
+ * whose next product of SG_THREADS_MIN multiply-adds or more takes all its threads again. A count
+ * the user set is left alone, and above one answers 0: MKL_NUM_THREADS or OMP_NUM_THREADS for MKL,
+ * OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or OMP_NUM_THREADS for OpenBLAS (which takes the smaller
+ * products beside MKL). Without a BLAS library: 1. */
 static inline int sg_blas_one_thread(int on)
 {
+#ifdef SG_WITH_OPENBLAS
+    if (sg_user_sets_openblas_threads() && scipy_openblas_get_num_threads() != 1) {
+        return 0;
+    }
+#endif
 #if defined(SG_WITH_MKL)
     static int mkl_threads = 0; /* MKL's count before `on`, given back after; 0: not switched */
     if (sg_environment_sets("MKL_NUM_THREADS") || sg_environment_sets("OMP_NUM_THREADS")) {
@@ -594,12 +606,11 @@ static inline int sg_blas_one_thread(int on)
     }
     return 1;
 #elif defined(SG_WITH_OPENBLAS)
-    if (sg_openblas_all_threads() < 0) {
-        return scipy_openblas_get_num_threads() == 1;
-    }
-    sg_one_thread = on;
-    if (on && scipy_openblas_get_num_threads() != 1) {
-        scipy_openblas_set_num_threads(1);
+    if (sg_openblas_all_threads() > 0) {
+        sg_one_thread = on;
+        if (on && scipy_openblas_get_num_threads() != 1) {
+            scipy_openblas_set_num_threads(1);
+        }
     }
     return 1;
 #else

@@ -197,8 +197,10 @@ def _traced_kernel_key(cell: Cell, dtype: torch.dtype, fingerprint: str | None) 
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
-    """The NumPy view of a CPU tensor: no copy when it is C-contiguous."""
-    return tensor.detach().resolve_neg().contiguous().numpy()
+    """The NumPy view of a CPU tensor: no copy when it is C-contiguous. NumPy copies the others,
+    on the calling thread: PyTorch's would run on its thread pool, which calls side by side
+    (:func:`cell_sequences_together`) should not share."""
+    return np.ascontiguousarray(tensor.detach().resolve_neg().numpy())
 
 
 def _given(kernel: Kernel, inputs, init, params) -> tuple[dict, dict, dict]:
@@ -284,15 +286,23 @@ class _CellFunction(torch.autograd.Function):
         ctx.saved_tensors  # noqa: B018 - raises if a tensor a run shares was modified in place
         kernels = [kernel for kernel, _ in ctx.calls]
         each = _groups(grads, [_sequence_count(k.cell) for k in kernels])
-        results = run_together(
-            kernels,
+        # A call that needed no gradients (every tensor of it frozen) saved nothing: it gets Nones.
+        taken = [i for i, (_, options) in enumerate(ctx.calls) if options["backward"]]
+        computed = run_together(
+            [kernels[i] for i in taken],
             [
-                functools.partial(_gradients, kernel, run, g, options["recompute"])
-                for (kernel, options), run, g in zip(ctx.calls, ctx.runs, each, strict=True)
+                functools.partial(_gradients, kernels[i], ctx.runs[i], each[i], ctx.calls[i][1]["recompute"])
+                for i in taken
             ],
         )
+        by_call = dict(zip(taken, computed, strict=True))
+        gradients = [
+            gradient
+            for i, kernel in enumerate(kernels)
+            for gradient in by_call.get(i, [None] * sum(_counts(kernel.cell)))
+        ]
         wanted = ctx.needs_input_grad[1:]
-        return None, *(g if w else None for g, w in zip((g for r in results for g in r), wanted, strict=True))
+        return None, *(g if w else None for g, w in zip(gradients, wanted, strict=True))
 
 
 # -- traced: custom operators -------------------------------------------------------------------

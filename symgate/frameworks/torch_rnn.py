@@ -474,6 +474,7 @@ class _Reversal(torch.autograd.Function):
 
 
 def _rows(sequence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``sequence`` (T, B, size) with its (step, sample) rows, flattened, taken in the order ``rows`` gives."""
     steps, batch, size = sequence.shape
     return sequence.reshape(steps * batch, size).index_select(0, rows).reshape(steps, batch, size)
 

@@ -25,6 +25,7 @@ Result = TypeVar("Result")
 
 _SIDE_BY_SIDE = threading.Lock()  # held while calls run side by side: the BLAS setting is process-wide
 _pool: ThreadPoolExecutor | None = None
+_switched: list[Kernel] = []  # the kernels set to one BLAS thread now, in the order they were set
 
 
 def cores() -> int:
@@ -40,31 +41,46 @@ def run_together(kernels: Sequence[Kernel], calls: Sequence[Callable[[], Result]
     if len(calls) < 2 or cores() < 2 or not _SIDE_BY_SIDE.acquire(blocking=False):
         return [call() for call in calls]
     try:
-        switched: list[Kernel] = []
         try:
             for kernel in {id(k): k for k in kernels}.values():
-                switched.append(kernel)
+                _switched.append(kernel)
                 if not kernel.one_blas_thread(True):
                     break
             else:
                 return _at_once(calls)
         finally:
-            for kernel in reversed(switched):
-                kernel.one_blas_thread(False)
+            _switch_back()
         return [call() for call in calls]
     finally:
         _SIDE_BY_SIDE.release()
 
 
+def _switch_back() -> None:
+    """Gives the kernels set to one BLAS thread their threads back, the last set first."""
+    while _switched:
+        _switched.pop().one_blas_thread(False)
+
+
 def _at_once(calls: Sequence[Callable[[], Result]]) -> list[Result]:
-    futures = [_thread_pool().submit(call) for call in calls[1:]]
-    first: Future = Future()
-    try:
-        first.set_result(calls[0]())
-    except BaseException as error:  # raised below, once the other calls have ended
-        first.set_exception(error)
+    pool, futures = _thread_pool(), []
+    for call in calls[1:]:
+        try:
+            futures.append(pool.submit(call))
+        except RuntimeError:  # the interpreter is shutting down (an atexit handler): no new threads
+            break
+    here = [_settled(call) for call in (calls[0], *calls[1 + len(futures) :])]
     wait(futures)
-    return [future.result() for future in [first, *futures]]
+    return [future.result() for future in (here[0], *futures, *here[1:])]
+
+
+def _settled(call: Callable[[], Result]) -> Future:
+    """``call`` run on this thread, its result or exception held for later."""
+    future: Future = Future()
+    try:
+        future.set_result(call())
+    except BaseException as error:  # raised by the caller, once the other calls have ended
+        future.set_exception(error)
+    return future
 
 
 def _thread_pool() -> ThreadPoolExecutor:
@@ -74,11 +90,15 @@ def _thread_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def _forget_pool() -> None:
-    """In a forked child: the parent's pool threads do not exist there."""
-    global _pool
+def _after_fork_in_child() -> None:
+    """A child forked while another thread ran calls side by side: none of that runs in it. Its
+    copy of the lock is free again, the kernels get their BLAS threads back, and the parent's pool
+    threads, which do not exist in the child, are forgotten."""
+    global _SIDE_BY_SIDE, _pool
+    _SIDE_BY_SIDE = threading.Lock()
     _pool = None
+    _switch_back()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
