@@ -82,6 +82,30 @@ def test_an_error_is_raised_once_every_call_has_ended():
 
 
 @TWO_CORES
+def test_an_interrupt_while_waiting_lets_the_other_calls_end_first(monkeypatch):
+    """Ctrl-C while this thread waits for the others: they end before the kernels get their
+    threads back (a product must not see its BLAS setting change under it), then it is raised."""
+    log, ended, waits = [], threading.Event(), []
+    wait = together.wait
+
+    def interrupted(futures):
+        waits.append(len(futures))
+        if len(waits) == 1:
+            raise KeyboardInterrupt
+        return wait(futures)
+
+    def slow():
+        time.sleep(0.3)
+        ended.set()
+
+    monkeypatch.setattr(together, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_together([Switch(log, "a")], [lambda: None, slow])
+    assert ended.is_set() and waits == [1, 1]
+    assert log == [("a", True), ("a", False)]
+
+
+@TWO_CORES
 def test_calls_from_inside_a_side_by_side_call_run_in_turn():
     """One set of calls runs side by side at a time (the BLAS setting is the process's): another
     thread's calls meanwhile run one after the other, in that thread."""

@@ -69,7 +69,11 @@ def _at_once(calls: Sequence[Callable[[], Result]]) -> list[Result]:
         except RuntimeError:  # the interpreter is shutting down (an atexit handler): no new threads
             break
     here = [_settled(call) for call in (calls[0], *calls[1 + len(futures) :])]
-    wait(futures)
+    try:
+        wait(futures)
+    except BaseException:  # Ctrl-C: the other calls end before their BLAS setting changes back
+        wait(futures)
+        raise
     return [future.result() for future in (here[0], *futures, *here[1:])]
 
 
