@@ -22,7 +22,10 @@ def path_argument(value: object, what: str) -> Path:
     """``value`` as a file system path (a ``str`` or an ``os.PathLike``)."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         raise ArgumentError(f"{what} must be a path (a non-empty str or os.PathLike), not {value!r}")
-    return Path(os.fspath(value))
+    path = os.fspath(value)
+    if ("\0" if isinstance(path, str) else b"\0") in path:  # the system calls would raise ValueError
+        raise ArgumentError(f"{what} {value!r} holds a NUL byte, which no path can")
+    return Path(path)
 
 
 def text_argument(value: object, what: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import symgate as sg
@@ -66,6 +66,8 @@ REFUSED = {
     "export cell None": lambda: sg.export(None, "out"),
     "export out None": lambda: sg.export(CELL, None),
     "export params 5": lambda: sg.export(CELL, "out", params=5),
+    "export out with a NUL byte": lambda: sg.export(CELL, "out\x00dir"),
+    "load path with a NUL byte": lambda: sg.load("a\x00b.cell"),
     "load None": lambda: sg.load(None),
     "load empty path": lambda: sg.load(""),
     "parse None": lambda: sg.parse(None),
@@ -122,6 +124,8 @@ NOT_A_CELL = st.one_of(
 
 @settings(max_examples=60, deadline=None)
 @given(value=NOT_A_CELL)
+@example(value="/\x00")  # a path holding a NUL byte (os.stat raised ValueError)
+@example(value="cells/a\x00b.cell")
 def test_anything_that_is_not_a_cell_is_refused_by_name(value: object) -> None:
     """Stated count: 60 drawn values, each given to derive and to compare."""
     for call in (lambda: sg.derive(value), lambda: sg.compare(CELL, value)):
