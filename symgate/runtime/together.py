@@ -42,17 +42,23 @@ def run_together(kernels: Sequence[Kernel], calls: Sequence[Callable[[], Result]
         return [call() for call in calls]
     try:
         try:
-            for kernel in {id(k): k for k in kernels}.values():
-                _switched.append(kernel)
-                if not kernel.one_blas_thread(True):
-                    break
-            else:
+            if _switch_to_one_thread(kernels):
                 return _at_once(calls)
         finally:
             _switch_back()
         return [call() for call in calls]
     finally:
         _SIDE_BY_SIDE.release()
+
+
+def _switch_to_one_thread(kernels: Sequence[Kernel]) -> bool:
+    """Sets each kernel (once) to one BLAS thread, noting it in ``_switched``; False at the first
+    that cannot be."""
+    for kernel in {id(k): k for k in kernels}.values():
+        _switched.append(kernel)
+        if not kernel.one_blas_thread(True):
+            return False
+    return True
 
 
 def _switch_back() -> None:
