@@ -61,6 +61,8 @@
  * count (its cblas.h declares MKL's enums again) */
 void SG_SCIPY_CBLAS(gemm)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n,
     int k, SG_REAL alpha, const SG_REAL *A, int lda, const SG_REAL *B, int ldb, SG_REAL beta, SG_REAL *C, int ldc);
+void SG_SCIPY_CBLAS(gemv)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int m, int n, SG_REAL alpha, const SG_REAL *A,
+    int lda, const SG_REAL *x, int incx, SG_REAL beta, SG_REAL *y, int incy);
 void SG_SCIPY_CBLAS(omatcopy)(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE trans, int rows, int cols, SG_REAL alpha,
     const SG_REAL *A, int lda, SG_REAL *B, int ldb);
 int scipy_openblas_get_num_threads(void);
@@ -72,6 +74,18 @@ int scipy_openblas_get_num_threads(void);
  * (scipy-openblas32); smaller ones run as plain loops, which win at those sizes. */
 #ifndef SG_BLAS_MIN
 #define SG_BLAS_MIN 16384
+#endif
+
+/* Built with SYMGATE_BLAS, a product C = A op(B) of at most this many rows of A (a step of one to
+ * three samples) goes to OpenBLAS's matrix-vector product, one row at a time, when op(B) has at
+ * least SG_GEMV_MIN numbers and the product is not MKL's: OpenBLAS's gemm is slow on so few rows
+ * (1 x 512 x 128 took 18.8 µs, the loops 5.4, gemv 3.5) and gemv beats the loops from there
+ * (benchmarks/MEASUREMENTS.md, "Products of few rows"). 0 turns it off. */
+#ifndef SG_GEMV_ROWS
+#define SG_GEMV_ROWS 3
+#endif
+#ifndef SG_GEMV_MIN
+#define SG_GEMV_MIN 1024
 #endif
 
 /* Built with SYMGATE_MKL, products of at least this many multiply-adds go to MKL instead, and
@@ -619,9 +633,27 @@ static inline int sg_blas_one_thread(int on)
 #endif
 }
 
+#ifdef SG_WITH_OPENBLAS
+/* C = A op(B) + beta C, a row of A at a time by OpenBLAS's gemv: A (m, k), op(B) (k, n) */
+static inline void sg_gemv_rows(CBLAS_TRANSPOSE trans_b, int m, int n, int k, const SG_REAL *A, int lda,
+    const SG_REAL *B, int ldb, SG_REAL beta, SG_REAL *C, int ldc)
+{
+    for (int i = 0; i < m; ++i) {
+        const SG_REAL *const a_i = A + (size_t)i * lda;
+        SG_REAL *const c_i = C + (size_t)i * ldc;
+        if (trans_b == CblasNoTrans) { /* c_i = Bᵀ a_i: B (k, n) */
+            SG_SCIPY_CBLAS(gemv)(CblasRowMajor, CblasTrans, k, n, SG_ONE, B, ldb, a_i, 1, beta, c_i, 1);
+        } else { /* c_i = B a_i: B (n, k) */
+            SG_SCIPY_CBLAS(gemv)(CblasRowMajor, CblasNoTrans, n, k, SG_ONE, B, ldb, a_i, 1, beta, c_i, 1);
+        }
+    }
+}
+#endif
+
 #ifdef SG_WITH_CBLAS
-/* C = op(A) op(B) + beta C by the library given; 0 when that is the caller's loops, or the
- * product is empty. */
+/* C = op(A) op(B) + beta C by the library given, or by OpenBLAS's gemv a row at a time for a
+ * product of at most SG_GEMV_ROWS rows that is not MKL's (see SG_GEMV_ROWS); 0 when it is the
+ * caller's loops, or the product is empty. */
 static inline int sg_gemm_by_blas(sg_library library, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m,
     int n, int k, const SG_REAL *A, int lda, const SG_REAL *B, int ldb, SG_REAL beta, SG_REAL *C, int ldc)
 {
@@ -635,11 +667,16 @@ static inline int sg_gemm_by_blas(sg_library library, CBLAS_TRANSPOSE trans_a, C
     }
 #endif
 #ifdef SG_WITH_OPENBLAS
-    if (library == SG_OPENBLAS) {
+    const int by_rows = trans_a == CblasNoTrans && m <= SG_GEMV_ROWS && (double)n * k >= SG_GEMV_MIN;
+    if (library == SG_OPENBLAS || (library == SG_LOOPS && by_rows)) {
 #ifndef SG_WITH_MKL
         sg_openblas_threads_for((double)m * n * k);
 #endif
-        SG_SCIPY_CBLAS(gemm)(CblasRowMajor, trans_a, trans_b, m, n, k, SG_ONE, A, lda, B, ldb, beta, C, ldc);
+        if (by_rows) {
+            sg_gemv_rows(trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc);
+        } else {
+            SG_SCIPY_CBLAS(gemm)(CblasRowMajor, trans_a, trans_b, m, n, k, SG_ONE, A, lda, B, ldb, beta, C, ldc);
+        }
         return 1;
     }
 #endif

@@ -77,6 +77,60 @@ def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, library
             np.testing.assert_allclose(through_blas, loops, rtol=rtol, atol=rtol * scale)
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize(("name", "batch", "steps"), [("lstm", 1, 3), ("gru_pytorch", 3, 2), ("lstm", 2, 1)])
+def test_gradients_through_gemv_rows_match_finite_differences(monkeypatch, tmp_path, library, name, batch, steps):
+    """A step of at most SG_GEMV_ROWS samples has its products made by gemv a row at a time (H = 20:
+    the recurrent matrices have 1200 or 1600 numbers, over SG_GEMV_MIN); with one step the products
+    over every step's rows (T * B of them) go that way too."""
+    monkeypatch.setenv("SYMGATE_BLAS", library)
+    monkeypatch.setenv("SYMGATE_GEMV_ROWS", "3")
+    monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
+    report = sg.gradcheck(sg.cells.get(name), {"D": 3, "H": 20}, steps=steps, batch=batch, float32=True)
+    assert report.ok, str(report)
+    assert "-DSG_GEMV_ROWS=3" in toolchain.compile_flags()
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4])
+def test_gemv_rows_agree_with_the_other_paths(monkeypatch, tmp_path, batch):
+    """The same float64 run and gradients with gemv for steps of few samples as without it (loops
+    below SG_BLAS_MIN, gemm above), sequences of different lengths included, whose last steps run
+    fewer samples than the first."""
+    cell = sg.cells.get("lstm_pytorch")
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((5, batch, 8))
+    dh = rng.standard_normal((5, batch, 32))
+    lengths = [5 - b for b in range(batch)]
+    results = []
+    for rows in ("0", "3"):
+        monkeypatch.setenv("SYMGATE_GEMV_ROWS", rows)
+        monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path / rows))
+        kernel = sg.build(cell, "float64")
+        params = kernel.init_params({"D": 8, "H": 32}, seed=1)
+        for given in (None, lengths):
+            run = kernel.forward(x, params, lengths=given)
+            grads = kernel.backward(run, {"h": dh})
+            results.append((run.states["h"], grads.params["W_hi"], grads.inputs["x"], grads.init["h"]))
+    half = len(results) // 2
+    for without, with_gemv in zip(results[:half], results[half:], strict=True):
+        for a, b in zip(without, with_gemv, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+
+
+@pytest.mark.parametrize(("core", "rows"), [("SkylakeX", 0), ("Haswell", 3), ("Zen", 3), ("", 3)])
+def test_gemv_rows_follow_the_core_unless_given(monkeypatch, core, rows):
+    monkeypatch.delenv("SYMGATE_GEMV_ROWS", raising=False)
+    monkeypatch.setenv("SYMGATE_BLAS", "openblas")
+    monkeypatch.setattr(toolchain, "blas_core", lambda: core)
+    assert toolchain.gemv_rows() == rows
+    assert f"-DSG_GEMV_ROWS={rows}" in toolchain.compile_flags()  # and so in the cache key
+    monkeypatch.setenv("SYMGATE_GEMV_ROWS", "0")
+    assert toolchain.gemv_rows() == 0
+    monkeypatch.setenv("SYMGATE_GEMV_ROWS", "three")
+    with pytest.raises(sg.BuildError, match="SYMGATE_GEMV_ROWS must be a whole number of rows, not 'three'"):
+        toolchain.compile_flags()
+
+
 @pytest.mark.parametrize(("core", "threshold"), [("SkylakeX", 1), ("Haswell", 16384), ("Zen", 16384), ("", 16384)])
 def test_the_threshold_follows_the_core_openblas_runs_on_unless_given(monkeypatch, core, threshold):
     monkeypatch.delenv("SYMGATE_BLAS_MIN")

@@ -46,7 +46,7 @@ def compile_flags() -> tuple[str, ...]:
     flags = (*COMPILE_FLAGS, "-undefined", "dynamic_lookup") if sys.platform == "darwin" else COMPILE_FLAGS
     library = blas_library()
     blas = blas_flags(library)
-    blas += (f"-DSG_BLAS_MIN={blas_threshold()}",) if blas else ()
+    blas += (f"-DSG_BLAS_MIN={blas_threshold()}", f"-DSG_GEMV_ROWS={gemv_rows()}") if blas else ()
     blas += (f"-DSG_MKL_MIN={mkl_threshold()}",) if library == "mkl" else ()
     blas += (f"-DSG_THREADS_MIN={threads_threshold()}",) if library == "openblas" else ()
     return flags + vector_math_flags() + vector_width_flags() + blas + sanitize.flags()
@@ -65,13 +65,22 @@ def blas_threshold() -> int:
     return _whole_number("SYMGATE_BLAS_MIN", 1 if blas_core() in SMALL_MATRIX_CORES else 16384)
 
 
-def _whole_number(variable: str, default: int) -> int:
-    """A count of multiply-adds from the environment variable, else ``default``."""
+def gemv_rows() -> int:
+    """The most rows a matrix product may have to go to OpenBLAS's matrix-vector product, one row
+    at a time (a step of one to three samples; see ``SG_GEMV_ROWS`` in the runtime header):
+    ``SYMGATE_GEMV_ROWS`` if set (0: never); else 3, where OpenBLAS's gemm and the generated loops
+    were 1.5 to 5 times slower than gemv on so few rows (benchmarks/MEASUREMENTS.md, "Products of
+    few rows"), and 0 on a core with small-matrix kernels, which gemv was not measured against."""
+    return _whole_number("SYMGATE_GEMV_ROWS", 0 if blas_core() in SMALL_MATRIX_CORES else 3, "rows")
+
+
+def _whole_number(variable: str, default: int, unit: str = "multiply-adds") -> int:
+    """A count (of multiply-adds, or ``unit``) from the environment variable, else ``default``."""
     given = os.environ.get(variable, "").strip()
     if not given:
         return default
     if not given.isdigit():
-        raise BuildError(f"{variable} must be a whole number of multiply-adds, not {given!r}")
+        raise BuildError(f"{variable} must be a whole number of {unit}, not {given!r}")
     return int(given)
 
 
