@@ -887,14 +887,20 @@ def blas_description() -> str:
         return (
             f"MKL {package_version('mkl')} for products of at least {toolchain.mkl_threshold()} multiply-adds "
             f"(their matrices packed once per call in the time loop), OpenBLAS from "
-            f"{toolchain.blas_threshold()} (core {toolchain.blas_core()}), loops below"
+            f"{toolchain.blas_threshold()} (core {toolchain.blas_core()}), loops below{_gemv_rows()}"
         )
     if library == "openblas":
         return (
             f"OpenBLAS from {toolchain.blas_threshold()} multiply-adds (core {toolchain.blas_core()}; on one thread, "
-            f"on all from {toolchain.threads_threshold()}), loops below"
+            f"on all from {toolchain.threads_threshold()}), loops below{_gemv_rows()}"
         )
     return "none: generated loops for every product"
+
+
+def _gemv_rows() -> str:
+    """What the report says of products of few rows (``SG_GEMV_ROWS``)."""
+    rows = toolchain.gemv_rows()
+    return f"; a product of 1 to {rows} rows by OpenBLAS's gemv, a row at a time" if rows else ""
 
 
 def load_average() -> str:
