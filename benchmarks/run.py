@@ -88,7 +88,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,6 +127,7 @@ MODES = ("forward", "forward+backward")
 TORCH_MODULES = {"lstm_pytorch": "LSTM", "gru_pytorch": "GRU"}  # cell -> torch.nn class
 COLUMNS = ("PyTorch module", "PyTorch loop", "torch.compile", "JAX", "JAX hoisted", "NumPy")  # anchors, in table order
 GEMM_SIZES = (1024, 2048)  # n of the n x n products the GEMM peak is the best of
+ROUNDS = 3  # rounds taking turns that a (full) run times each implementation of a row in
 SPREAD, NOISY = 1.5, "†"  # a measurement whose slowest run exceeds SPREAD x its fastest is marked NOISY
 BUSY = 0.1  # share of the cores' time used by other processes above which the report warns
 ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "SYMGATE_")
@@ -161,16 +162,24 @@ POLICIES = {  # (quick?, config) -> policy
 
 @dataclass
 class Timing:
-    """Wall times of one measurement, in seconds."""
+    """Wall times of one measurement, in seconds; when it was made in rounds, each round's median
+    too, and then its median is the median of those."""
 
     times: list[float]
+    round_medians: list[float] | None = None
 
     @property
     def median(self) -> float:
-        return statistics.median(self.times)
+        return statistics.median(self.round_medians or self.times)
 
-    def summary(self) -> dict[str, float | int]:
-        return {"median": self.median, "min": min(self.times), "max": max(self.times), "runs": len(self.times)}
+    def summary(self) -> dict[str, Any]:
+        summary = {"median": self.median, "min": min(self.times), "max": max(self.times), "runs": len(self.times)}
+        return summary | ({"round_medians": self.round_medians} if self.round_medians else {})
+
+    @classmethod
+    def of_rounds(cls, rounds: Sequence[Timing]) -> Timing:
+        """One measurement made of several rounds' measurements."""
+        return cls([t for r in rounds for t in r.times], [r.median for r in rounds])
 
 
 SETTLE = 0.3
@@ -670,9 +679,13 @@ class Result:
     compile_times: dict[str, float] = field(default_factory=dict)  # mode -> torch.compile's first call, seconds
 
 
-def run_case(case: Case, policy: Policy, with_jax: bool) -> Result:
+def run_case(case: Case, policy: Policy, with_jax: bool, rounds: int) -> Result:
+    """Every implementation of a case timed in ``rounds`` rounds taking turns (the order reversed
+    every other round), each round a share of ``policy``'s runs: the machine's speed drifts within
+    minutes, and an implementation timed once, minutes after another, can meet another machine."""
     result = Result(case.cell_name, case.config, case.dtype, flops=fwd_bwd_flops(case.cell, case.sizes))
     impls: dict[str, Implementation | str] = {"symgate": Symgate(case), **anchors(case, with_jax)}
+    timed: list[tuple[str, str, Callable[[], Any]]] = []
     for column, impl in impls.items():
         if isinstance(impl, str):
             result.times[column] = dict.fromkeys(MODES, impl)
@@ -683,12 +696,33 @@ def run_case(case: Case, policy: Policy, with_jax: bool) -> Result:
             calls.pop("forward+backward")
         result.times[column] = {mode: "n/a" for mode in MODES}
         for mode, call in calls.items():
-            compiled = not isinstance(impl, TorchCompiled) or impl.compile(mode, call)
-            result.times[column][mode] = measure(call, policy) if compiled else f"compile > {COMPILE_LIMIT:.0f} s"
+            if not isinstance(impl, TorchCompiled) or impl.compile(mode, call):
+                timed.append((column, mode, call))
+            else:
+                result.times[column][mode] = f"compile > {COMPILE_LIMIT:.0f} s"
         if isinstance(impl, TorchCompiled):
             result.compile_times = impl.compile_times
+    made: dict[tuple[str, str], list[Timing]] = {(column, mode): [] for column, mode, _ in timed}
+    for r in range(rounds):
+        share = round_policy(policy, rounds, first=r == 0)
+        for column, mode, call in timed if r % 2 == 0 else reversed(timed):
+            made[column, mode].append(measure(call, share))
+    for (column, mode), timings in made.items():
+        result.times[column][mode] = Timing.of_rounds(timings)
     result.max_rel_diff = agreement(impls)
     return result
+
+
+def round_policy(policy: Policy, rounds: int, first: bool) -> Policy:
+    """One round's share of ``policy``: its runs and time divided among the rounds; after the
+    first round, which warms up as ``policy`` says, one warm-up run."""
+    return Policy(
+        warmup=policy.warmup if first else 1,
+        min_runs=-(-policy.min_runs // rounds),
+        max_runs=-(-policy.max_runs // rounds),
+        budget=policy.budget / rounds,
+        slow=policy.slow,
+    )
 
 
 def agreement(impls: Mapping[str, Implementation | str]) -> dict[str, float]:
@@ -1114,6 +1148,7 @@ def report(
     memory: list[dict[str, Any]],
     builds: Mapping[str, Mapping[str, float]],
     policies: Mapping[str, Policy],
+    rounds: int,
 ) -> str:
     repeat = "; ".join(
         f"{c}: {p.warmup} warm-up, median of {p.min_runs}-{p.max_runs} runs within about {p.budget:g} s"
@@ -1152,7 +1187,15 @@ def report(
         "- Each anchor entry is its median time; the last columns but one name the fastest anchor of the row and, "
         "in bold, `its time / symgate's time`, measured in the same run (> 1: symgate is faster than every "
         f"anchor). {NOISY} marks a measurement whose slowest run took more than {SPREAD}× its fastest.",
-        f"- Repeats: {repeat}; a call slower than 2 s gets a single warm-up.",
+        f"- Repeats: {repeat}; a call slower than 2 s gets a single warm-up. "
+        + (
+            f"Each measurement is made in {rounds} rounds taking turns (every implementation of the row in "
+            "a round, in reverse order every other round), each round a rest, one warm-up after the first "
+            f"round's, and 1/{rounds} of those runs and that time; the time shown is the median of the "
+            f"rounds' medians, and {NOISY} looks at every run of every round."
+            if rounds > 1
+            else "One round."
+        ),
         "- *max rel. diff*: the largest `max|symgate - anchor| / max|anchor|` over the anchors of the row, "
         "of h_seq (forward) and of h_seq, dL/dx, dL/dh0, dL/dc0 (forward + backward): all compute the same.",
     ]
@@ -1268,7 +1311,7 @@ def run_all(configs: Iterable[str], quick: bool, with_jax: bool) -> tuple[list[R
             for cell_name in CELLS:
                 start = time.perf_counter()
                 case = make_case(cell_name, config, dtype, kernels)
-                results.append(run_case(case, POLICIES[(quick, config)], with_jax))
+                results.append(run_case(case, POLICIES[(quick, config)], with_jax, 1 if quick else ROUNDS))
                 if dtype == "float32":
                     memory.append(memory_row(case))
                 progress(f"  {config:<5} {dtype} {cell_name:<13} {time.perf_counter() - start:6.1f} s")
@@ -1311,7 +1354,7 @@ def run_cells(args: argparse.Namespace, configs: tuple[str, ...], jax: str, thre
     peaks["after"] = gemm_gflops(5 if args.quick else 15)
     info = {**info, "load_after": load_average(), "cpu_others": meter.others(), "wall": time.perf_counter() - began}
     policies = {c: POLICIES[(args.quick, c)] for c in configs}
-    text = report(info, results, peaks, memory, builds, policies)
+    text = report(info, results, peaks, memory, builds, policies, 1 if args.quick else ROUNDS)
     return text, results_json(info, results, {"gemm_peak": peaks, "build": builds, "memory": memory})
 
 
