@@ -78,9 +78,9 @@ int scipy_openblas_get_num_threads(void);
 
 /* Built with SYMGATE_BLAS, a product C = A op(B) of at most this many rows of A (a step of one to
  * three samples) goes to OpenBLAS's matrix-vector product, one row at a time, when op(B) has at
- * least SG_GEMV_MIN numbers and the product is not MKL's: OpenBLAS's gemm is slow on so few rows
- * (1 x 512 x 128 took 18.8 µs, the loops 5.4, gemv 3.5) and gemv beats the loops from there
- * (benchmarks/MEASUREMENTS.md, "Products of few rows"). 0 turns it off. */
+ * least SG_GEMV_MIN numbers and the product is not MKL's: OpenBLAS's gemm is slow on so few rows,
+ * and from that size gemv beats the loops too (benchmarks/MEASUREMENTS.md, "Products of few
+ * rows"). 0 turns it off. */
 #ifndef SG_GEMV_ROWS
 #define SG_GEMV_ROWS 3
 #endif

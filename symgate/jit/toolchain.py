@@ -68,9 +68,10 @@ def blas_threshold() -> int:
 def gemv_rows() -> int:
     """The most rows a matrix product may have to go to OpenBLAS's matrix-vector product, one row
     at a time (a step of one to three samples; see ``SG_GEMV_ROWS`` in the runtime header):
-    ``SYMGATE_GEMV_ROWS`` if set (0: never); else 3, where OpenBLAS's gemm and the generated loops
-    were 1.5 to 5 times slower than gemv on so few rows (benchmarks/MEASUREMENTS.md, "Products of
-    few rows"), and 0 on a core with small-matrix kernels, which gemv was not measured against."""
+    ``SYMGATE_GEMV_ROWS`` if set (0: never); else 3, where OpenBLAS's gemm took 2 to 7 times as
+    long as gemv on so few rows and the generated loops up to 3 times (benchmarks/MEASUREMENTS.md,
+    "Products of few rows"), and 0 on a core with small-matrix kernels, which gemv was not measured
+    against."""
     return _whole_number("SYMGATE_GEMV_ROWS", 0 if blas_core() in SMALL_MATRIX_CORES else 3, "rows")
 
 
