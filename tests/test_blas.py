@@ -78,15 +78,20 @@ def test_blas_and_loops_agree_above_the_threshold(monkeypatch, tmp_path, library
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-@pytest.mark.parametrize(("name", "batch", "steps"), [("lstm", 1, 3), ("gru_pytorch", 3, 2), ("lstm", 2, 1)])
-def test_gradients_through_gemv_rows_match_finite_differences(monkeypatch, tmp_path, library, name, batch, steps):
+@pytest.mark.parametrize(
+    ("name", "batch", "steps", "inputs"), [("lstm", 1, 3, 3), ("gru_pytorch", 3, 2, 3), ("lstm", 2, 1, 16)]
+)
+def test_gradients_through_gemv_rows_match_finite_differences(
+    monkeypatch, tmp_path, library, name, batch, steps, inputs
+):
     """A step of at most SG_GEMV_ROWS samples has its products made by gemv a row at a time (H = 20:
-    the recurrent matrices have 1200 or 1600 numbers, over SG_GEMV_MIN); with one step the products
-    over every step's rows (T * B of them) go that way too."""
+    the recurrent matrices have 1200 or 1600 numbers, over SG_GEMV_MIN); with one step of two
+    samples the input's products over every step's rows (T * B of them, by the stacked input
+    matrices transposed: 80 x 16 numbers) go that way too."""
     monkeypatch.setenv("SYMGATE_BLAS", library)
     monkeypatch.setenv("SYMGATE_GEMV_ROWS", "3")
     monkeypatch.setenv("SYMGATE_CACHE_DIR", str(tmp_path))
-    report = sg.gradcheck(sg.cells.get(name), {"D": 3, "H": 20}, steps=steps, batch=batch, float32=True)
+    report = sg.gradcheck(sg.cells.get(name), {"D": inputs, "H": 20}, steps=steps, batch=batch, float32=True)
     assert report.ok, str(report)
     assert "-DSG_GEMV_ROWS=3" in toolchain.compile_flags()
 
